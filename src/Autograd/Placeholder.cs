@@ -1,0 +1,3 @@
+namespace ManagedTensor.Autograd;
+
+internal static class Placeholder { }

@@ -1,0 +1,42 @@
+namespace ManagedTensor;
+
+/// <summary>
+/// A flat buffer of <see cref="Length"/> elements of one dtype on one device. Tensors are views
+/// (shape, strides, offset) over a storage; several tensors may share one storage.
+/// Device storages return their memory to the backend's allocator on Dispose.
+/// </summary>
+public abstract class Storage : IDisposable
+{
+    protected Storage(Device device, DType dtype, int length)
+    {
+        Device = device;
+        DType = dtype;
+        Length = length;
+    }
+
+    public Device Device { get; }
+    public DType DType { get; }
+    public int Length { get; }
+    public bool IsDisposed { get; private set; }
+
+    /// <summary>Copies <paramref name="count"/> elements starting at <paramref name="start"/> to a new host array of the dtype's CLR type.</summary>
+    public abstract Array ToHostArray(int start, int count);
+
+    /// <summary>Overwrites elements [start, start + data.Length) from a host array of the dtype's CLR type.</summary>
+    public abstract void CopyFromHost(Array data, int start);
+
+    public void Dispose()
+    {
+        if (IsDisposed) return;
+        IsDisposed = true;
+        Release();
+        GC.SuppressFinalize(this);
+    }
+
+    protected virtual void Release() { }
+
+    protected void ThrowIfDisposed()
+    {
+        if (IsDisposed) throw new ObjectDisposedException(nameof(Storage), $"{DType} storage of {Length} elements on {Device} was disposed");
+    }
+}

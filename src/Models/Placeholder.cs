@@ -1,0 +1,3 @@
+namespace ManagedTensor.Models;
+
+internal static class Placeholder { }
