@@ -32,6 +32,17 @@ public class RandomTests
     }
 
     [Fact]
+    public void NormalsAfterAnOddDrawDoNotReuseWords()
+    {
+        // Rand([3]) uses words 0..2; the next normals must start at word 4 (normal index 2), not reuse word 2.
+        var gen = new Generator(11);
+        Tensor.Rand([3], gen);
+        var n = Tensor.Randn([4], gen).ToArray<float>();
+        for (int i = 0; i < 4; i++) Assert.Equal(Philox.Normal(11, 2 + (ulong)i), n[i]);
+        Assert.Equal(12UL, gen.Offset);
+    }
+
+    [Fact]
     public void NormalMoments()
     {
         var x = Values(Tensor.Randn([100_000], new Generator(1), mean: 2, std: 3));
