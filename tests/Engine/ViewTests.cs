@@ -143,6 +143,19 @@ public class ViewTests
     }
 
     [Fact]
+    public void LargeTransposedCopiesMatchIndexMath()
+    {
+        // Big enough for the tiled transpose path; odd sizes leave partial tiles; a batch axis and a cast ride along.
+        var x = Random([3, 70, 131], 1, DType.F32);
+        foreach (var (view, dtype) in new[] { (x.Transpose(1, 2), DType.F32), (x.Permute(2, 1, 0), DType.F64), (x.Permute(1, 2, 0), DType.BF16) })
+        {
+            var c = view.To(dtype).Contiguous();
+            var expected = Values(view).Select(v => dtype == DType.BF16 ? BFloat16.FromFloat((float)v).ToFloat() : v).ToArray();
+            Assert.Equal(expected, Values(c));
+        }
+    }
+
+    [Fact]
     public void ViewsOfViewsCompose()
     {
         // Transpose, then narrow, then expand an axis of size 1, then reshape: each step checked by index math.

@@ -3,7 +3,8 @@ namespace ManagedTensor.Cpu;
 /// <summary>
 /// Data movement: strided copy with dtype conversion (also the cast op), fill, and counter-based random
 /// numbers. A copy walks both tensors with <see cref="StridedLoop"/>; rows where both sides are
-/// contiguous go to <see cref="ElementCast.Span"/> (memcpy or a vectorized conversion).
+/// contiguous go to <see cref="ElementCast.Span"/> (memcpy or a vectorized conversion). Transposes
+/// (src contiguous along another axis than dst) are copied in cache-sized tiles.
 /// </summary>
 internal static class CpuCopy
 {
@@ -43,6 +44,11 @@ internal static class CpuCopy
 
     private static void CopyTyped<TFrom, TTo>(Tensor src, Tensor dst) where TFrom : unmanaged where TTo : unmanaged
     {
+        if (TransposeAxis(src, dst) is int k)
+        {
+            TiledTranspose<TFrom, TTo>(src, dst, k);
+            return;
+        }
         var loop = new StridedLoop(dst.Shape, dst, src);
         loop.Run(new CopyKernel<TFrom, TTo>(src.Data<TFrom>(), dst.Data<TTo>(), loop.InnerStride(1), loop.InnerStride(0)));
     }
@@ -65,6 +71,68 @@ internal static class CpuCopy
                 for (int i = 0; i < n; i++) dst[oDst + i * dstStride] = ElementCast.Cast<TFrom, TTo>(src[oSrc + i * srcStride]);
             }
         }
+    }
+
+    // ---- transposes ----
+
+    private const int Tile = 16;
+
+    /// <summary>
+    /// The axis k along which src is contiguous when the copy is a transpose: dst runs contiguously along its
+    /// last axis while src jumps there, and src runs contiguously along k. Row by row such a copy reads one
+    /// element per cache line; copying 16 x 16 tiles of the (k, last) plane touches each line once.
+    /// </summary>
+    private static int? TransposeAxis(Tensor src, Tensor dst)
+    {
+        int r = dst.Rank;
+        if (r < 2 || dst.Numel < 4096 || dst.Strides[r - 1] != 1 || src.Strides[r - 1] is 0 or 1 || dst.Shape[r - 1] < Tile / 4) return null;
+        for (int k = r - 2; k >= 0; k--)
+            if (src.Strides[k] == 1 && dst.Shape[k] >= Tile / 4) return k;
+        return null;
+    }
+
+    private static void TiledTranspose<TFrom, TTo>(Tensor src, Tensor dst, int k) where TFrom : unmanaged where TTo : unmanaged
+    {
+        int r = dst.Rank, nk = dst.Shape[k], nj = dst.Shape[r - 1];
+        int dk = dst.Strides[k], sj = src.Strides[r - 1];
+        // Offsets of element (.., 0 at k, .., 0 at last) for every index of the other axes.
+        var outer = Enumerable.Range(0, r).Where(d => d != k && d != r - 1).ToArray();
+        int outerCount = outer.Aggregate(1, (p, d) => p * dst.Shape[d]);
+        var dstBase = new int[outerCount];
+        var srcBase = new int[outerCount];
+        for (int o = 0; o < outerCount; o++)
+        {
+            int rem = o, dOff = dst.Offset, sOff = src.Offset;
+            for (int i = outer.Length - 1; i >= 0; i--)
+            {
+                int d = outer[i], idx = rem % dst.Shape[d];
+                rem /= dst.Shape[d];
+                dOff += idx * dst.Strides[d];
+                sOff += idx * src.Strides[d];
+            }
+            dstBase[o] = dOff;
+            srcBase[o] = sOff;
+        }
+        TFrom[] s = src.Data<TFrom>();
+        TTo[] t = dst.Data<TTo>();
+        int tileRows = (nk + Tile - 1) / Tile;
+        CpuParallel.For(outerCount * tileRows, (long)Tile * nj, (start, end) =>
+        {
+            for (int u = start; u < end; u++)
+            {
+                int o = u / tileRows, k0 = u % tileRows * Tile, k1 = Math.Min(k0 + Tile, nk);
+                for (int j0 = 0; j0 < nj; j0 += Tile)
+                {
+                    int j1 = Math.Min(j0 + Tile, nj);
+                    // Inside a tile: src reads run along k (contiguous), dst writes land in 16 cached lines.
+                    for (int j = j0; j < j1; j++)
+                    {
+                        int sRow = srcBase[o] + j * sj, dCol = dstBase[o] + j;
+                        for (int kk = k0; kk < k1; kk++) t[dCol + kk * dk] = ElementCast.Cast<TFrom, TTo>(s[sRow + kk]);
+                    }
+                }
+            }
+        });
     }
 
     /// <summary>Sets every element of <paramref name="dst"/> (any strides) to <paramref name="value"/> converted to its dtype.</summary>
