@@ -11,8 +11,8 @@ namespace ManagedTensor.Cpu;
 ///   rows:    each output reduces its own rows of x; a contiguous row goes to a vectorized span routine
 ///            (reducing the last axis of a (N, C) tensor). Parallel over outputs.
 ///   columns: the kept innermost axis is contiguous in x and the reduced axes are outside it (reducing
-///            axis 0 of (N, C), a bias gradient): whole rows of x are added into a block of outputs with
-///            vector adds. Parallel over blocks of outputs.
+///            axis 0 of (N, C), a bias gradient): whole rows of x are streamed into a block of outputs with
+///            vector adds. Parallel over blocks of outputs and over ranges of the reduced rows.
 /// Float sums accumulate in double (float32 lanes are widened to double inside the SIMD loop), so a float32
 /// sum of millions of elements is correct to float32 rounding.
 /// F16 and BF16 are reduced in float32; integer sums wrap in their own type, as the output does.
@@ -192,12 +192,46 @@ internal static class CpuReduce
 
         public void Row(int offset, int n, int stride)
         {
+            if (n == 0) return;
+            if (typeof(T) == typeof(float) && stride == 1)
+            {
+                Sum += FloatSquaredDeviations(((float[])(object)x).AsSpan(offset, n), mean);
+                return;
+            }
             for (int i = 0; i < n; i++)
             {
                 double d = double.CreateTruncating(x[offset + i * stride]) - mean;
                 Sum += d * d;
             }
         }
+    }
+
+    /// <summary>sum (x_i - mean)^2 over a float32 run, in double SIMD lanes.</summary>
+    private static double FloatSquaredDeviations(ReadOnlySpan<float> x, double mean)
+    {
+        int i = 0;
+        double s = 0;
+        if (Vector256.IsHardwareAccelerated && x.Length >= 8)
+        {
+            ref float start = ref MemoryMarshal.GetReference(x);
+            var m = Vector256.Create(mean);
+            Vector256<double> acc0 = default, acc1 = default;
+            for (; i <= x.Length - 8; i += 8)
+            {
+                var (a, b) = Vector256.Widen(Vector256.LoadUnsafe(ref start, (nuint)i));
+                a -= m;
+                b -= m;
+                acc0 += a * a;
+                acc1 += b * b;
+            }
+            s = Vector256.Sum(acc0 + acc1);
+        }
+        for (; i < x.Length; i++)
+        {
+            double d = x[i] - mean;
+            s += d * d;
+        }
+        return s;
     }
 
     /// <summary>Max or min; a NaN anywhere makes the result NaN (torch.max / torch.min).</summary>
@@ -250,64 +284,104 @@ internal static class CpuReduce
 
     // ---- column loops: rows of x accumulated into blocks of outputs ----
 
-    private const int ColumnBlock = 256;
-
     /// <summary>
-    /// Calls <paramref name="block"/>(outputStart, length, xBase) for blocks of at most <see cref="ColumnBlock"/>
-    /// consecutive outputs that lie along the contiguous kept axis, in parallel.
+    /// How a column reduction is cut into parallel units. A block is up to <see cref="ColumnWidth"/>
+    /// consecutive outputs along the contiguous kept axis; its reduced rows are split into
+    /// <see cref="Splits"/> ranges so that even a single block, (N, C) summed over N, keeps every core busy.
+    /// Each unit streams whole rows of x (contiguous reads) into its own partial accumulator; partials are
+    /// then combined in split order.
     /// </summary>
-    private static void ForColumnBlocks(ReduceLayout l, Action<int, int, int> block)
+    private sealed class ColumnPlan
     {
-        int inner = l.KeptInnerSize;
-        int blocksPerRow = (inner + ColumnBlock - 1) / ColumnBlock;
-        int blocks = l.Outputs / inner * blocksPerRow;
-        CpuParallel.For(blocks, (long)l.Count * Math.Min(inner, ColumnBlock), (start, end) =>
+        public const int ColumnWidth = 4096;
+
+        public ColumnPlan(ReduceLayout l)
         {
-            for (int bIdx = start; bIdx < end; bIdx++)
-            {
-                int row = bIdx / blocksPerRow, c0 = bIdx % blocksPerRow * ColumnBlock;
-                int o = row * inner + c0;
-                block(o, Math.Min(ColumnBlock, inner - c0), l.BaseOffset(o));
-            }
-        });
+            Layout = l;
+            Width = Math.Min(l.KeptInnerSize, ColumnWidth);
+            BlocksPerRow = (l.KeptInnerSize + Width - 1) / Width;
+            Blocks = l.Outputs / l.KeptInnerSize * BlocksPerRow;
+            int wanted = (Environment.ProcessorCount + Blocks - 1) / Blocks;
+            Splits = Math.Max(1, Math.Min(wanted, l.Count / 64));   // at least 64 rows per split
+            RowOffsets = new int[l.Count];
+            var collect = new OffsetCollector(RowOffsets);
+            l.VisitRows(0, ref collect);
+        }
+
+        public ReduceLayout Layout { get; }
+        public int Width { get; }
+        public int BlocksPerRow { get; }
+        public int Blocks { get; }
+        public int Splits { get; }
+
+        /// <summary>Offset (from a block's base) of every reduced row, in reduction order.</summary>
+        public int[] RowOffsets { get; }
+
+        /// <summary>Block b's first output and length, and the x offset of its first element.</summary>
+        public (int Output, int Length, int XBase) Block(int b)
+        {
+            int inner = Layout.KeptInnerSize;
+            int o = b / BlocksPerRow * inner + b % BlocksPerRow * Width;
+            return (o, Math.Min(Width, inner - b % BlocksPerRow * Width), Layout.BaseOffset(o));
+        }
+
+        /// <summary>The reduced rows [start, end) of split s.</summary>
+        public (int Start, int End) Rows(int s) => (RowOffsets.Length * s / Splits, RowOffsets.Length * (s + 1) / Splits);
+    }
+
+    private struct OffsetCollector(int[] offsets) : IRowVisitor
+    {
+        private int _count;
+
+        public void Row(int offset, int n, int stride)
+        {
+            for (int i = 0; i < n; i++) offsets[_count++] = offset + i * stride;
+        }
     }
 
     private static void ColumnSum<T>(T[] xs, T[] ys, int yOff, ReduceLayout l, double scale) where T : unmanaged, INumber<T>
     {
-        ForColumnBlocks(l, (o, len, xBase) =>
+        var plan = new ColumnPlan(l);
+        var partial = new double[plan.Blocks * plan.Splits][];
+        CpuParallel.For(partial.Length, (long)plan.Width * l.Count / plan.Splits, (start, end) =>
         {
-            var v = new ColumnSumVisitor<T>(xs, new double[len]);
-            l.VisitRows(xBase, ref v);
-            for (int j = 0; j < len; j++) ys[yOff + o + j] = T.CreateTruncating(v.Acc[j] * scale);
-        });
-    }
-
-    private readonly struct ColumnSumVisitor<T>(T[] x, double[] acc) : IRowVisitor where T : unmanaged, INumber<T>
-    {
-        public double[] Acc => acc;
-
-        public void Row(int offset, int n, int stride)
-        {
-            for (int i = 0; i < n; i++)
+            for (int u = start; u < end; u++)
             {
-                int at = offset + i * stride;
-                if (typeof(T) == typeof(float)) AddWidened(((float[])(object)x).AsSpan(at, acc.Length), acc);
-                else TensorPrimitives.Add(acc, ((double[])(object)x).AsSpan(at, acc.Length), acc);
+                var (_, len, xBase) = plan.Block(u / plan.Splits);
+                var (r0, r1) = plan.Rows(u % plan.Splits);
+                var acc = new double[len];
+                for (int r = r0; r < r1; r++)
+                {
+                    int at = xBase + plan.RowOffsets[r];
+                    if (typeof(T) == typeof(float)) AddWidened(((float[])(object)xs).AsSpan(at, len), acc);
+                    else TensorPrimitives.Add(acc, ((double[])(object)xs).AsSpan(at, len), acc);
+                }
+                partial[u] = acc;
             }
+        });
+        for (int b = 0; b < plan.Blocks; b++)
+        {
+            var (o, len, _) = plan.Block(b);
+            var acc = partial[b * plan.Splits];
+            for (int s = 1; s < plan.Splits; s++) TensorPrimitives.Add(acc, partial[b * plan.Splits + s], acc);
+            for (int j = 0; j < len; j++) ys[yOff + o + j] = T.CreateTruncating(acc[j] * scale);
         }
     }
 
     /// <summary>acc += x, float32 lanes widened to double.</summary>
     private static void AddWidened(ReadOnlySpan<float> x, Span<double> acc)
     {
+        if (acc.Length < x.Length) throw new ArgumentException("accumulator too short");
         int i = 0;
         if (Vector256.IsHardwareAccelerated)
         {
+            ref float src = ref MemoryMarshal.GetReference(x);
+            ref double dst = ref MemoryMarshal.GetReference(acc);
             for (; i <= x.Length - 8; i += 8)
             {
-                var (lo, hi) = Vector256.Widen(Vector256.Create(x.Slice(i, 8)));
-                (Vector256.Create(acc.Slice(i, 4)) + lo).CopyTo(acc.Slice(i, 4));
-                (Vector256.Create(acc.Slice(i + 4, 4)) + hi).CopyTo(acc.Slice(i + 4, 4));
+                var (lo, hi) = Vector256.Widen(Vector256.LoadUnsafe(ref src, (nuint)i));
+                (Vector256.LoadUnsafe(ref dst, (nuint)i) + lo).StoreUnsafe(ref dst, (nuint)i);
+                (Vector256.LoadUnsafe(ref dst, (nuint)(i + 4)) + hi).StoreUnsafe(ref dst, (nuint)(i + 4));
             }
         }
         for (; i < x.Length; i++) acc[i] += x[i];
@@ -315,28 +389,32 @@ internal static class CpuReduce
 
     private static void ColumnMinMax<T>(T[] xs, T[] ys, int yOff, ReduceLayout l, bool max) where T : unmanaged, INumber<T>
     {
-        ForColumnBlocks(l, (o, len, xBase) =>
+        var plan = new ColumnPlan(l);
+        var partial = new T[plan.Blocks * plan.Splits][];
+        CpuParallel.For(partial.Length, (long)plan.Width * l.Count / plan.Splits, (start, end) =>
         {
-            var v = new ColumnMinMaxVisitor<T>(xs, ys.AsMemory(yOff + o, len), max);
-            l.VisitRows(xBase, ref v);
+            for (int u = start; u < end; u++)
+            {
+                var (_, len, xBase) = plan.Block(u / plan.Splits);
+                var (r0, r1) = plan.Rows(u % plan.Splits);
+                var acc = xs.AsSpan(xBase + plan.RowOffsets[r0], len).ToArray();
+                for (int r = r0 + 1; r < r1; r++) MinMaxInto(acc, xs.AsSpan(xBase + plan.RowOffsets[r], len), max);
+                partial[u] = acc;
+            }
         });
+        for (int b = 0; b < plan.Blocks; b++)
+        {
+            var (o, len, _) = plan.Block(b);
+            var acc = partial[b * plan.Splits];
+            for (int s = 1; s < plan.Splits; s++) MinMaxInto(acc, partial[b * plan.Splits + s], max);
+            acc.AsSpan(0, len).CopyTo(ys.AsSpan(yOff + o, len));
+        }
     }
 
-    private struct ColumnMinMaxVisitor<T>(T[] x, Memory<T> acc, bool max) : IRowVisitor where T : unmanaged, INumber<T>
+    /// <summary>acc = max(acc, row) or min(acc, row) elementwise, NaN propagating.</summary>
+    private static void MinMaxInto<T>(T[] acc, ReadOnlySpan<T> row, bool max) where T : INumber<T>
     {
-        private bool _started;
-
-        public void Row(int offset, int n, int stride)
-        {
-            var a = acc.Span;
-            for (int i = 0; i < n; i++)
-            {
-                var row = x.AsSpan(offset + i * stride, a.Length);
-                if (!_started) row.CopyTo(a);
-                else if (max) TensorPrimitives.Max(a, row, a);
-                else TensorPrimitives.Min(a, row, a);
-                _started = true;
-            }
-        }
+        if (max) TensorPrimitives.Max(acc, row, acc);
+        else TensorPrimitives.Min(acc, row, acc);
     }
 }
