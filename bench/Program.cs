@@ -1,3 +1,6 @@
 using BenchmarkDotNet.Running;
+using ManagedTensor.Bench;
 
-BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);
+// `sgemm [sizes...]`: the quick GFLOP/s table used by sgemm_vs_torch.sh; anything else goes to BenchmarkDotNet.
+if (args.Length > 0 && args[0] == "sgemm") SgemmRunner.Run(args[1..]);
+else BenchmarkSwitcher.FromAssembly(typeof(SgemmRunner).Assembly).Run(args);
