@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics.X86;
 
@@ -26,10 +27,9 @@ internal enum SgemmIsa { Scalar, Avx2, Avx512 }
 /// The kernel does 2 * MR * NR flops per MR + NR floats loaded from the packed buffers, and the first
 /// rank-KC update applies the caller's beta, the later ones accumulate (beta = 1).
 ///
-/// Threads: C is cut into as many stripes as there are cores, along its longer side (rows in multiples
-/// of MR, or columns in multiples of NR); each stripe is an independent serial GEMM with its own packing
-/// buffers. Each thread packs the operand shared by all stripes again (B when cutting rows), which costs
-/// K * N copies against M * N * K / threads FMAs: noise from a few hundred rows up.
+/// Threads (see Threaded): the B block is packed once per (jc, pc) step and shared; the ic x jr plane
+/// below it is cut into about 4 work items per thread that the threads take as they free up, so a core
+/// shared with another process does not hold the others back.
 /// Small products (M * N * K below 32^3) skip all of that and run a direct loop.
 /// </summary>
 internal static unsafe class Sgemm
@@ -60,7 +60,7 @@ internal static unsafe class Sgemm
     /// C = alpha * op(A) * op(B) + beta * C. A is m x k (k x m when transA) with row stride lda, B is
     /// k x n (n x k when transB) with row stride ldb, C is m x n with row stride ldc. The caller
     /// guarantees the pointers cover those extents (Gemm.Run checks the spans).
-    /// threads: how many stripes C may be cut into (1 = run on the calling thread only).
+    /// threads: how many threads may work on it (1 = the calling thread only).
     /// </summary>
     public static void Run(SgemmIsa isa, bool transA, bool transB, int m, int n, int k, float alpha,
         float* a, int lda, float* b, int ldb, float beta, float* c, int ldc, int threads)
@@ -72,41 +72,9 @@ internal static unsafe class Sgemm
             return;
         }
         long work = (long)m * n * k;
-        if (work < DirectLimit)
-        {
-            Direct(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-            return;
-        }
-        var (mr, nr) = Tile(isa);
-        bool byRows = m >= n;
-        int tiles = byRows ? (m + mr - 1) / mr : (n + nr - 1) / nr;
-        int stripes = work < ParallelLimit ? 1 : Math.Min(threads, tiles);
-        if (stripes <= 1)
-        {
-            Serial(isa, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-            return;
-        }
-        // Stripe s covers rows (or columns) [s * step, min((s + 1) * step, size)), whole tiles each.
-        int step = (tiles + stripes - 1) / stripes * (byRows ? mr : nr);
-        nint pa = (nint)a, pb = (nint)b, pc = (nint)c;
-        Parallel.For(0, stripes, s =>
-        {
-            int start = s * step;
-            if (byRows)
-            {
-                int rows = Math.Min(step, m - start);
-                if (rows <= 0) return;
-                float* sa = (float*)pa + (transA ? start : (nint)start * lda);
-                Serial(isa, transA, transB, rows, n, k, alpha, sa, lda, (float*)pb, ldb, beta, (float*)pc + (nint)start * ldc, ldc);
-            }
-            else
-            {
-                int cols = Math.Min(step, n - start);
-                if (cols <= 0) return;
-                float* sb = (float*)pb + (transB ? (nint)start * ldb : start);
-                Serial(isa, transA, transB, m, cols, k, alpha, (float*)pa, lda, sb, ldb, beta, (float*)pc + start, ldc);
-            }
-        });
+        if (work < DirectLimit) Direct(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        else if (work < ParallelLimit || threads <= 1) Serial(isa, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        else Threaded(isa, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, threads);
     }
 
     /// <summary>The five loops around the micro-kernel on the calling thread (see the class comment).</summary>
@@ -114,11 +82,8 @@ internal static unsafe class Sgemm
         float* a, int lda, float* b, int ldb, float beta, float* c, int ldc)
     {
         var (mr, nr) = Tile(isa);
-        int mcMax = MC / mr * mr;
-        var buffers = PackBuffers.ForThisThread((mcMax + mr) * KC, (NC + nr) * KC);
-        float* ap = buffers.A, bp = buffers.B;
-        float* edge = stackalloc float[32 * 32]; // one MR x NR tile for ragged edges (NR is the row stride)
-
+        int mc = MC / mr * mr;
+        var buffers = PackBuffers.ForThisThread((mc + mr) * KC, (NC + nr) * KC);
         for (int jc = 0; jc < n; jc += NC)
         {
             int nc = Math.Min(NC, n - jc);
@@ -126,38 +91,108 @@ internal static unsafe class Sgemm
             {
                 int kc = Math.Min(KC, k - pc);
                 float betaBlock = pc == 0 ? beta : 1f;
-                SgemmPack.B(transB, b, ldb, pc, kc, jc, nc, nr, bp);
-                for (int ic = 0; ic < m; ic += mcMax)
+                SgemmPack.B(transB, b, ldb, pc, kc, jc, nc, nr, buffers.B);
+                for (int ic = 0; ic < m; ic += mc)
                 {
-                    int mc = Math.Min(mcMax, m - ic);
-                    SgemmPack.A(transA, a, lda, ic, mc, pc, kc, alpha, mr, ap);
-                    for (int jr = 0; jr < nc; jr += nr)
+                    int rows = Math.Min(mc, m - ic);
+                    SgemmPack.A(transA, a, lda, ic, rows, pc, kc, alpha, mr, buffers.A);
+                    MacroKernel(isa, kc, buffers.A, rows, buffers.B, 0, nc, nc, c + (nint)ic * ldc + jc, ldc, betaBlock);
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// The same loops on several threads. Per (jc, pc) step the B block is packed once into a shared
+    /// buffer (its slivers split among the threads), then the (ic, jr) plane of C is cut into work
+    /// items, each an A block of rows times a run of B slivers, that the threads take dynamically
+    /// (Parallel.For): a thread slowed down by another process on its core simply takes fewer items.
+    /// Each item packs its A block into its thread's buffer; when C is cut along columns too, an A
+    /// block is packed once per column run, cheap while a run is hundreds of columns wide.
+    /// </summary>
+    private static void Threaded(SgemmIsa isa, bool transA, bool transB, int m, int n, int k, float alpha,
+        float* a, int lda, float* b, int ldb, float beta, float* c, int ldc, int threads)
+    {
+        var (mr, nr) = Tile(isa);
+        // Aim for about 4 items per thread, rows in multiples of MR (at most MC), columns in runs of
+        // at least 8 slivers, so that balancing is fine-grained but each item still reuses its A block.
+        int wantItems = 4 * threads;
+        int mc = Math.Clamp((m + wantItems - 1) / wantItems, mr, MC) / mr * mr;
+        int rowBlocks = (m + mc - 1) / mc;
+        var shared = SharedB.Rent((NC + nr) * KC);
+        try
+        {
+            nint pa = (nint)a, pb = (nint)b, pcPtr = (nint)c, pShared = (nint)shared.B;
+            for (int jc = 0; jc < n; jc += NC)
+            {
+                int nc = Math.Min(NC, n - jc);
+                int slivers = (nc + nr - 1) / nr;
+                int colRuns = Math.Clamp((wantItems + rowBlocks - 1) / rowBlocks, 1, Math.Max(1, slivers / 8));
+                int sliversPerRun = (slivers + colRuns - 1) / colRuns;
+                colRuns = (slivers + sliversPerRun - 1) / sliversPerRun;
+                int sliversPerPacker = (slivers + threads - 1) / threads;
+                for (int pc = 0; pc < k; pc += KC)
+                {
+                    int kc = Math.Min(KC, k - pc);
+                    float betaBlock = pc == 0 ? beta : 1f;
+                    int jcStep = jc, pcStep = pc;
+                    Parallel.For(0, threads, t =>
                     {
-                        int cols = Math.Min(nr, nc - jr);
-                        float* bSliver = bp + (nint)jr * kc;
-                        for (int ir = 0; ir < mc; ir += mr)
-                        {
-                            int rows = Math.Min(mr, mc - ir);
-                            float* aSliver = ap + (nint)ir * kc;
-                            float* cTile = c + (nint)(ic + ir) * ldc + jc + jr;
-                            if (rows == mr && cols == nr)
-                            {
-                                Kernel(isa, kc, aSliver, bSliver, cTile, ldc, betaBlock);
-                            }
-                            else
-                            {
-                                // Ragged edge: run the full kernel into a scratch tile, then merge the valid part.
-                                Kernel(isa, kc, aSliver, bSliver, edge, nr, 0f);
-                                for (int r = 0; r < rows; r++)
-                                {
-                                    float* crow = cTile + (nint)r * ldc;
-                                    float* erow = edge + r * nr;
-                                    for (int j = 0; j < cols; j++)
-                                        crow[j] = betaBlock == 0f ? erow[j] : erow[j] + betaBlock * crow[j];
-                                }
-                            }
-                        }
-                    }
+                        int s0 = t * sliversPerPacker, s1 = Math.Min(slivers, s0 + sliversPerPacker);
+                        if (s0 >= s1) return;
+                        int j0 = s0 * nr, cols = Math.Min(nc, s1 * nr) - j0;
+                        SgemmPack.B(transB, (float*)pb, ldb, pcStep, kc, jcStep + j0, cols, nr, (float*)pShared + (nint)j0 * kc);
+                    });
+                    Parallel.For(0, rowBlocks * colRuns, item =>
+                    {
+                        int ic = item / colRuns * mc, rows = Math.Min(mc, m - ic);
+                        int j0 = item % colRuns * sliversPerRun * nr, j1 = Math.Min(nc, j0 + sliversPerRun * nr);
+                        var buffers = PackBuffers.ForThisThread((MC + mr) * KC, 0);
+                        SgemmPack.A(transA, (float*)pa, lda, ic, rows, pcStep, kc, alpha, mr, buffers.A);
+                        MacroKernel(isa, kc, buffers.A, rows, (float*)pShared, j0, j1, nc,
+                            (float*)pcPtr + (nint)ic * ldc + jcStep, ldc, betaBlock);
+                    });
+                }
+            }
+        }
+        finally
+        {
+            SharedB.Return(shared);
+        }
+    }
+
+    /// <summary>
+    /// The two innermost loops: C[0..mc, j0..j1] (+)= Ap * Bp[:, j0..j1] with Ap a packed A block of
+    /// mc rows and Bp a packed B block; each B sliver stays in L1 while the A slivers stream past it.
+    /// </summary>
+    [SkipLocalsInit]
+    private static void MacroKernel(SgemmIsa isa, int kc, float* ap, int mc, float* bp, int j0, int j1, int nc,
+        float* c, int ldc, float beta)
+    {
+        var (mr, nr) = Tile(isa);
+        float* edge = stackalloc float[32 * 32]; // one MR x NR scratch tile for ragged edges (row stride NR)
+        for (int jr = j0; jr < j1; jr += nr)
+        {
+            int cols = Math.Min(nr, nc - jr);
+            float* bSliver = bp + (nint)jr * kc;
+            for (int ir = 0; ir < mc; ir += mr)
+            {
+                int rows = Math.Min(mr, mc - ir);
+                float* aSliver = ap + (nint)ir * kc;
+                float* cTile = c + (nint)ir * ldc + jr;
+                if (rows == mr && cols == nr)
+                {
+                    Kernel(isa, kc, aSliver, bSliver, cTile, ldc, beta);
+                    continue;
+                }
+                // Ragged edge: run the full kernel into the scratch tile, then merge the valid part.
+                Kernel(isa, kc, aSliver, bSliver, edge, nr, 0f);
+                for (int r = 0; r < rows; r++)
+                {
+                    float* cRow = cTile + (nint)r * ldc;
+                    float* eRow = edge + r * nr;
+                    for (int j = 0; j < cols; j++)
+                        cRow[j] = beta == 0f ? eRow[j] : eRow[j] + beta * cRow[j];
                 }
             }
         }
@@ -206,9 +241,38 @@ internal static unsafe class Sgemm
     }
 
     /// <summary>
+    /// The packed B block shared by the threads of one Threaded call, rented from a small pool (one
+    /// buffer per concurrent threaded GEMM) so that steady-state calls allocate nothing.
+    /// </summary>
+    private sealed class SharedB
+    {
+        private static readonly System.Collections.Concurrent.ConcurrentBag<SharedB> Pool = [];
+
+        public float* B { get; private set; }
+        private nuint cap;
+
+        public static SharedB Rent(int floats)
+        {
+            if (!Pool.TryTake(out var buf)) buf = new SharedB();
+            if ((nuint)floats > buf.cap)
+            {
+                NativeMemory.AlignedFree(buf.B);
+                buf.B = (float*)NativeMemory.AlignedAlloc((nuint)floats * sizeof(float), 64);
+                buf.cap = (nuint)floats;
+            }
+            return buf;
+        }
+
+        public static void Return(SharedB buf) => Pool.Add(buf);
+
+        ~SharedB() => NativeMemory.AlignedFree(B);
+    }
+
+    /// <summary>
     /// Per-thread packing buffers, 64-byte aligned (one cache line, one zmm), allocated on a thread's
     /// first GEMM and kept for the life of the thread so the hot path never allocates. They are only
-    /// touched inside Serial, which never blocks or yields, so two GEMMs can't share them at once.
+    /// used between a pack and its MacroKernel, code that never blocks or waits, so no other GEMM can
+    /// run on the same thread in between.
     /// </summary>
     private sealed class PackBuffers
     {
