@@ -64,6 +64,9 @@ public sealed partial class Tensor : IDisposable
 
     public bool IsLeaf => Node is null;
 
+    /// <summary>A view of the same storage cut off from the graph (no node, no gradient).</summary>
+    public Tensor Detach() => new(Storage, Shape, Strides, Offset) { Name = Name };
+
     public int Size(int axis) => Shape[NormalizeAxis(axis)];
 
     public bool IsContiguous
