@@ -24,7 +24,7 @@ internal static class CpuPool
 
     /// <summary>
     /// y = max over the window's in-bounds elements (padding acts as -inf), argmax = ih*W + iw of the first
-    /// maximum in row-major window order; a NaN wins, as in PyTorch.
+    /// maximum in row-major window order; a NaN wins (the last NaN of the window), as in PyTorch.
     /// </summary>
     private static void MaxPool2d<T>(Tensor xt, Tensor yt, Tensor argt, Pool2dAttrs p) where T : unmanaged, IFloatingPointIeee754<T>
     {
@@ -32,34 +32,37 @@ internal static class CpuPool
         var x = NnKernels.Buf<T>(xt);
         var y = NnKernels.Buf<T>(yt);
         var arg = NnKernels.Buf<int>(argt);
-        NnKernels.For(Planes(xt), (long)oh * ow * p.KernelH * p.KernelW, (_, p0, p1) =>
+        int kh = p.KernelH, kw = p.KernelW, sh = p.StrideH, sw = p.StrideW, ph = p.PadH, pw = p.PadW;
+        NnKernels.For(Planes(xt), (long)oh * ow * kh * kw, (_, p0, p1) =>
         {
             for (int plane = p0; plane < p1; plane++)
             {
-                var xp = new ReadOnlySpan<T>(x.Data, x.Offset + plane * h * w, h * w); // (H, W)
-                int yb = plane * oh * ow;
+                var xp = new ReadOnlySpan<T>(x.Data, x.Offset + plane * h * w, h * w);    // (H, W)
+                var yp = new Span<T>(y.Data, y.Offset + plane * oh * ow, oh * ow);        // (OH, OW)
+                var ap = new Span<int>(arg.Data, arg.Offset + plane * oh * ow, oh * ow);  // (OH, OW)
                 for (int i = 0; i < oh; i++)
                 {
-                    int h0 = Math.Max(i * p.StrideH - p.PadH, 0), h1 = Math.Min(i * p.StrideH - p.PadH + p.KernelH, h);
+                    int h0 = Math.Max(i * sh - ph, 0), h1 = Math.Min(i * sh - ph + kh, h);
                     for (int j = 0; j < ow; j++)
                     {
-                        int w0 = Math.Max(j * p.StrideW - p.PadW, 0), w1 = Math.Min(j * p.StrideW - p.PadW + p.KernelW, w);
+                        int w0 = Math.Max(j * sw - pw, 0), w1 = Math.Min(j * sw - pw + kw, w);
                         int best = h0 * w + w0;
                         T max = T.NegativeInfinity;
                         for (int ih = h0; ih < h1; ih++)
+                        {
+                            var row = xp.Slice(ih * w, w);
                             for (int iw = w0; iw < w1; iw++)
                             {
-                                T v = xp[ih * w + iw];
-                                if (v > max || T.IsNaN(v))
-                                {
-                                    max = v;
-                                    best = ih * w + iw;
-                                    if (T.IsNaN(v)) goto Done;
-                                }
+                                // PyTorch's rule, written without short-circuit so the JIT can use conditional moves
+                                // (random data makes this branch unpredictable).
+                                T v = row[iw];
+                                bool take = (v > max) | T.IsNaN(v);
+                                max = take ? v : max;
+                                best = take ? ih * w + iw : best;
                             }
-                        Done:
-                        y.Data[y.Offset + yb + i * ow + j] = max;
-                        arg.Data[arg.Offset + yb + i * ow + j] = best;
+                        }
+                        yp[i * ow + j] = max;
+                        ap[i * ow + j] = best;
                     }
                 }
             }
@@ -121,20 +124,26 @@ internal static class CpuPool
         var x = NnKernels.Buf<T>(xt);
         var y = NnKernels.Buf<T>(yt);
         T scale = T.One / T.CreateTruncating(p.KernelH * p.KernelW);
-        NnKernels.For(Planes(xt), (long)oh * ow * p.KernelH * p.KernelW, (_, p0, p1) =>
+        int kh = p.KernelH, kw = p.KernelW, sh = p.StrideH, sw = p.StrideW, ph = p.PadH, pw = p.PadW;
+        NnKernels.For(Planes(xt), (long)oh * ow * kh * kw, (_, p0, p1) =>
         {
             for (int plane = p0; plane < p1; plane++)
             {
                 var xp = new ReadOnlySpan<T>(x.Data, x.Offset + plane * h * w, h * w); // (H, W)
+                var yp = new Span<T>(y.Data, y.Offset + plane * oh * ow, oh * ow);     // (OH, OW)
                 for (int i = 0; i < oh; i++)
                 {
-                    int h0 = Math.Max(i * p.StrideH - p.PadH, 0), h1 = Math.Min(i * p.StrideH - p.PadH + p.KernelH, h);
+                    int h0 = Math.Max(i * sh - ph, 0), h1 = Math.Min(i * sh - ph + kh, h);
                     for (int j = 0; j < ow; j++)
                     {
-                        int w0 = Math.Max(j * p.StrideW - p.PadW, 0), w1 = Math.Min(j * p.StrideW - p.PadW + p.KernelW, w);
+                        int w0 = Math.Max(j * sw - pw, 0), w1 = Math.Min(j * sw - pw + kw, w);
                         T sum = T.Zero;
-                        for (int ih = h0; ih < h1; ih++) sum += TensorPrimitives.Sum(xp.Slice(ih * w + w0, w1 - w0));
-                        y.Data[y.Offset + (plane * oh + i) * ow + j] = sum * scale;
+                        for (int ih = h0; ih < h1; ih++)
+                        {
+                            var row = xp.Slice(ih * w, w);
+                            for (int iw = w0; iw < w1; iw++) sum += row[iw];
+                        }
+                        yp[i * ow + j] = sum * scale;
                     }
                 }
             }
@@ -158,23 +167,25 @@ internal static class CpuPool
         var dy = NnKernels.Buf<T>(dyt);
         var dx = NnKernels.Buf<T>(dxt);
         T scale = T.One / T.CreateTruncating(p.KernelH * p.KernelW);
-        NnKernels.For(Planes(dxt), (long)oh * ow * p.KernelH * p.KernelW, (_, p0, p1) =>
+        int kh = p.KernelH, kw = p.KernelW, sh = p.StrideH, sw = p.StrideW, ph = p.PadH, pw = p.PadW;
+        NnKernels.For(Planes(dxt), (long)oh * ow * kh * kw, (_, p0, p1) =>
         {
             for (int plane = p0; plane < p1; plane++)
             {
-                var dxp = new Span<T>(dx.Data, dx.Offset + plane * h * w, h * w); // (H, W)
+                var dxp = new Span<T>(dx.Data, dx.Offset + plane * h * w, h * w);         // (H, W)
+                var dyp = new ReadOnlySpan<T>(dy.Data, dy.Offset + plane * oh * ow, oh * ow); // (OH, OW)
                 dxp.Clear();
                 for (int i = 0; i < oh; i++)
                 {
-                    int h0 = Math.Max(i * p.StrideH - p.PadH, 0), h1 = Math.Min(i * p.StrideH - p.PadH + p.KernelH, h);
+                    int h0 = Math.Max(i * sh - ph, 0), h1 = Math.Min(i * sh - ph + kh, h);
                     for (int j = 0; j < ow; j++)
                     {
-                        int w0 = Math.Max(j * p.StrideW - p.PadW, 0), w1 = Math.Min(j * p.StrideW - p.PadW + p.KernelW, w);
-                        T g = dy.Data[dy.Offset + (plane * oh + i) * ow + j] * scale;
+                        int w0 = Math.Max(j * sw - pw, 0), w1 = Math.Min(j * sw - pw + kw, w);
+                        T g = dyp[i * ow + j] * scale;
                         for (int ih = h0; ih < h1; ih++)
                         {
-                            var row = dxp.Slice(ih * w + w0, w1 - w0);
-                            TensorPrimitives.Add(row, g, row);
+                            var row = dxp.Slice(ih * w, w);
+                            for (int iw = w0; iw < w1; iw++) row[iw] += g;
                         }
                     }
                 }
