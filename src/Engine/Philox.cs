@@ -17,7 +17,14 @@ public static class Philox
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static uint Word(ulong seed, ulong index)
     {
-        ulong block = index >> 2;
+        var (c0, c1, c2, c3) = Block(seed, index >> 2);
+        return (int)(index & 3) switch { 0 => c0, 1 => c1, 2 => c2, _ => c3 };
+    }
+
+    /// <summary>The four words 4 block .. 4 block + 3 at once (what Word computes and keeps one of).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static (uint, uint, uint, uint) Block(ulong seed, ulong block)
+    {
         uint c0 = (uint)block, c1 = (uint)(block >> 32), c2 = 0, c3 = 0;
         uint k0 = (uint)seed, k1 = (uint)(seed >> 32);
         for (int round = 0; round < 10; round++)
@@ -29,19 +36,27 @@ public static class Philox
             c1 = (uint)p1; c3 = (uint)p0; c0 = n0; c2 = n2;
             k0 += W0; k1 += W1;
         }
-        return (int)(index & 3) switch { 0 => c0, 1 => c1, 2 => c2, _ => c3 };
+        return (c0, c1, c2, c3);
     }
 
     /// <summary>Uniform in [0, 1) with 24 random bits (exact in float32).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static float Uniform(ulong seed, ulong index) => (Word(seed, index) >> 8) * (1.0f / 16777216.0f);
+    public static float Uniform(ulong seed, ulong index) => ToUniform(Word(seed, index));
+
+    /// <summary>A word's top 24 bits as a float in [0, 1).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float ToUniform(uint word) => (word >> 8) * (1.0f / 16777216.0f);
 
     /// <summary>Standard normal by Box-Muller over the uniform pair (2i, 2i+1) of the stream.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static float Normal(ulong seed, ulong index)
+    public static float Normal(ulong seed, ulong index) => ToNormal(Word(seed, 2 * index), Word(seed, 2 * index + 1));
+
+    /// <summary>Box-Muller of two words: sqrt(-2 ln u1) cos(2 pi u2).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float ToNormal(uint word1, uint word2)
     {
-        float u1 = ((Word(seed, 2 * index) >> 8) + 1) * (1.0f / 16777216.0f); // (0, 1]: log is finite
-        float u2 = (Word(seed, 2 * index + 1) >> 8) * (1.0f / 16777216.0f);
+        float u1 = ((word1 >> 8) + 1) * (1.0f / 16777216.0f); // (0, 1]: log is finite
+        float u2 = (word2 >> 8) * (1.0f / 16777216.0f);
         return MathF.Sqrt(-2.0f * MathF.Log(u1)) * MathF.Cos(2.0f * MathF.PI * u2);
     }
 }

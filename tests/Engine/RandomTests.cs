@@ -32,6 +32,20 @@ public class RandomTests
     }
 
     [Fact]
+    public void BlockwiseGenerationMatchesPhiloxAtAnyAlignment()
+    {
+        // Counters not multiple of 4 (uniform) or 2 (normal), odd sizes, and sizes split across parallel pieces.
+        foreach (ulong offset in new ulong[] { 0, 1, 3, 6, 1001 })
+            foreach (int n in new[] { 1, 2, 5, 37, 100_003 })
+            {
+                var u = Tensor.Rand([n], new Generator(13, offset)).ToArray<float>();
+                for (int i = 0; i < n; i++) Assert.Equal(Philox.Uniform(13, offset + (ulong)i), u[i]);
+                var z = Tensor.Randn([n], new Generator(13, 2 * offset)).ToArray<float>();
+                for (int i = 0; i < n; i++) Assert.Equal(Philox.Normal(13, offset + (ulong)i), z[i]);
+            }
+    }
+
+    [Fact]
     public void NormalsAfterAnOddDrawDoNotReuseWords()
     {
         // Rand([3]) uses words 0..2; the next normals must start at word 4 (normal index 2), not reuse word 2.

@@ -176,33 +176,67 @@ internal static class CpuCopy
     private static void Random(Tensor dst, RandomAttrs a, bool normal)
     {
         if (!dst.DType.IsFloat()) throw new NotSupportedException($"random numbers need a floating-point tensor, got {dst.Describe()}");
+        // y = shift + scale * sample, in double, rounded once to the output type.
+        double shift = a.A, scale = normal ? a.B : a.B - a.A;
         if (dst.DType == DType.F64 && dst.IsContiguous)
         {
-            double[] arr = dst.Data<double>();
-            int baseOffset = dst.Offset;
-            CpuParallel.For(dst.Numel, 32, (start, end) =>
-            {
-                for (int i = start; i < end; i++) arr[baseOffset + i] = Sample(a, (ulong)i, normal);
-            });
+            double[] d = dst.Data<double>();
+            int off = dst.Offset;
+            Samples(dst.Numel, a, normal, (i, s) => d[off + i] = shift + scale * s);
             return;
         }
         // F32 directly into a contiguous destination; other dtypes and strided views through a float32 buffer.
         var f32 = dst.DType == DType.F32 && dst.IsContiguous ? dst : Tensor.Empty(dst.Shape, DType.F32);
         float[] data = f32.Data<float>();
-        int off = f32.Offset;
-        CpuParallel.For(f32.Numel, 32, (start, end) =>
-        {
-            for (int i = start; i < end; i++) data[off + i] = (float)Sample(a, (ulong)i, normal);
-        });
+        int fOff = f32.Offset;
+        Samples(f32.Numel, a, normal, (i, s) => data[fOff + i] = (float)(shift + scale * s));
         if (!ReferenceEquals(f32, dst)) Copy(f32, dst);
     }
 
     /// <summary>
-    /// One sample from the float32 Philox stream, scaled in double. The float32 sample is what every backend
-    /// produces, so F32 and F64 outputs hold the same numbers up to the final rounding.
+    /// Calls <paramref name="store"/>(i, sample i) for i in [0, n), in parallel. Sample i is Philox.Uniform or
+    /// Philox.Normal at counter Offset + i, bit for bit; a Philox block (4 words) is computed once and gives
+    /// 4 uniforms or 2 normals.
     /// </summary>
-    private static double Sample(RandomAttrs a, ulong i, bool normal) =>
-        normal
-            ? a.A + a.B * Philox.Normal(a.Seed, a.Offset + i)
-            : a.A + (a.B - a.A) * Philox.Uniform(a.Seed, a.Offset + i);
+    private static void Samples(int n, RandomAttrs a, bool normal, Action<int, float> store)
+    {
+        ulong seed = a.Seed, first = a.Offset;
+        CpuParallel.For(n, 32, (start, end) =>
+        {
+            int i = start;
+            if (normal)
+            {
+                // Normal j reads words 2j, 2j + 1: an even j starts a block that also holds normal j + 1.
+                while (i < end)
+                {
+                    ulong j = first + (ulong)i;
+                    if ((j & 1) == 0 && i + 1 < end)
+                    {
+                        var (w0, w1, w2, w3) = Philox.Block(seed, j >> 1);
+                        store(i, Philox.ToNormal(w0, w1));
+                        store(i + 1, Philox.ToNormal(w2, w3));
+                        i += 2;
+                    }
+                    else store(i++, Philox.Normal(seed, j));
+                }
+            }
+            else
+            {
+                while (i < end)
+                {
+                    ulong j = first + (ulong)i;
+                    if ((j & 3) == 0 && i + 3 < end)
+                    {
+                        var (w0, w1, w2, w3) = Philox.Block(seed, j >> 2);
+                        store(i, Philox.ToUniform(w0));
+                        store(i + 1, Philox.ToUniform(w1));
+                        store(i + 2, Philox.ToUniform(w2));
+                        store(i + 3, Philox.ToUniform(w3));
+                        i += 4;
+                    }
+                    else store(i++, Philox.Uniform(seed, j));
+                }
+            }
+        });
+    }
 }
