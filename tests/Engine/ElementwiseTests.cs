@@ -111,6 +111,24 @@ public class ElementwiseTests
     }
 
     [Fact]
+    public void Float32GeluErrorBound()
+    {
+        // The float kernel's erf is good to 1.5e-7 absolute, so |gelu error| <= |x| * 7.5e-8 plus float rounding of the polynomial and exp.
+        var grid = Enumerable.Range(0, 16_001).Select(i => -8 + i * 0.001).ToArray();
+        var xf = Tensor.FromArray(grid.Select(v => (float)v).ToArray());
+        var y = Values(xf.Gelu());
+        var exactAll = Values(xf.To(DType.F64).Gelu());     // double erf, checked by ErfKnownValues
+        for (int i = 0; i < grid.Length; i++)
+        {
+            double x = (float)grid[i];
+            double exact = exactAll[i];
+            Assert.True(Math.Abs(y[i] - exact) <= 1.5e-7 * Math.Abs(x) + 2.4e-7 * Math.Abs(exact) + 1e-30, $"gelu({x}) = {y[i]}, exact {exact}");
+        }
+        Assert.True(float.IsNaN(Tensor.FromArray([float.NaN]).Gelu().ToArray<float>()[0]));
+        Assert.Equal(float.PositiveInfinity, Tensor.FromArray([float.PositiveInfinity]).Gelu().ToArray<float>()[0]);
+    }
+
+    [Fact]
     public void NaNPropagatesThroughReluClampMaximum()
     {
         var x = Tensor.FromArray([float.NaN, -1f, 2f]);

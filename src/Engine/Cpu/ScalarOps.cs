@@ -1,6 +1,8 @@
 using System.Numerics;
 using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 
 namespace ManagedTensor.Cpu;
 
@@ -60,7 +62,13 @@ internal readonly struct NegOp<T> : IUnaryOp<T> where T : INumber<T>
 internal readonly struct AbsOp<T> : IUnaryOp<T> where T : INumber<T>
 {
     public T Apply(T x) => T.IsNegative(x) ? -x : x; // int.MinValue stays int.MinValue, as in PyTorch
-    public void Apply(ReadOnlySpan<T> x, Span<T> y) => ScalarLoop.Map<T, AbsOp<T>>(this, x, y);
+
+    // TensorPrimitives.Abs throws on int.MinValue, so integers take the scalar loop.
+    public void Apply(ReadOnlySpan<T> x, Span<T> y)
+    {
+        if (typeof(T) == typeof(float) || typeof(T) == typeof(double)) TensorPrimitives.Abs(x, y);
+        else ScalarLoop.Map<T, AbsOp<T>>(this, x, y);
+    }
 }
 
 /// <summary>max(x, 0); NaN stays NaN (PyTorch's relu).</summary>
@@ -154,11 +162,69 @@ internal readonly struct ErfOp<T> : IUnaryOp<T> where T : IFloatingPointIeee754<
     public void Apply(ReadOnlySpan<T> x, Span<T> y) => ScalarLoop.Map<T, ErfOp<T>>(this, x, y);
 }
 
-/// <summary>Exact GELU: x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2)).</summary>
+/// <summary>
+/// Exact GELU: x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2)). Double uses the fdlibm erf everywhere; float
+/// uses <see cref="GeluFloat"/>, a SIMD form with erf good to 1.5e-7 absolute (PyTorch's CPU kernel
+/// makes the same choice), about 5x faster than the scalar erf.
+/// </summary>
 internal readonly struct GeluOp<T> : IUnaryOp<T> where T : IFloatingPointIeee754<T>
 {
-    public T Apply(T x) => T.CreateTruncating(0.5) * x * (T.One + ScalarLoop.Erf(x * T.CreateTruncating(0.70710678118654752440)));
-    public void Apply(ReadOnlySpan<T> x, Span<T> y) => ScalarLoop.Map<T, GeluOp<T>>(this, x, y);
+    public T Apply(T x)
+    {
+        if (typeof(T) == typeof(float)) { float r = GeluFloat.Apply(Unsafe.As<T, float>(ref x)); return Unsafe.As<float, T>(ref r); }
+        return T.CreateTruncating(0.5) * x * (T.One + ScalarLoop.Erf(x * T.CreateTruncating(0.70710678118654752440)));
+    }
+
+    public void Apply(ReadOnlySpan<T> x, Span<T> y)
+    {
+        if (typeof(T) == typeof(float))
+            GeluFloat.Apply(
+                MemoryMarshal.CreateReadOnlySpan(ref Unsafe.As<T, float>(ref MemoryMarshal.GetReference(x)), x.Length),
+                MemoryMarshal.CreateSpan(ref Unsafe.As<T, float>(ref MemoryMarshal.GetReference(y)), y.Length));
+        else ScalarLoop.Map<T, GeluOp<T>>(this, x, y);
+    }
+}
+
+/// <summary>
+/// Float32 GELU with Abramowitz and Stegun's erf (formula 7.1.26, |error| &lt;= 1.5e-7):
+///   z = |x| / sqrt 2,  t = 1 / (1 + p z),  q = t (a1 + t (a2 + t (a3 + t (a4 + t a5)))) exp(-z^2) ~ erfc(z)
+///   Phi(x) = 1 - q / 2 for x >= 0,  q / 2 for x &lt; 0      (no cancellation on the negative side)
+///   gelu(x) = x Phi(x)
+/// </summary>
+internal static class GeluFloat
+{
+    private const float P = 0.3275911f, A1 = 0.254829592f, A2 = -0.284496736f, A3 = 1.421413741f, A4 = -1.453152027f, A5 = 1.061405429f;
+    private const float InvSqrt2 = 0.70710678118654752440f;
+
+    public static float Apply(float x)
+    {
+        float z = MathF.Abs(x) * InvSqrt2;
+        float t = 1 / (1 + P * z);
+        float halfQ = 0.5f * (t * (A1 + t * (A2 + t * (A3 + t * (A4 + t * A5)))) * MathF.Exp(-z * z));
+        return x * (x >= 0 ? 1 - halfQ : halfQ);
+    }
+
+    public static void Apply(ReadOnlySpan<float> x, Span<float> y)
+    {
+        int i = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            ref float xr = ref MemoryMarshal.GetReference(x);
+            ref float yr = ref MemoryMarshal.GetReference(y);
+            var one = Vector256<float>.One;
+            for (; i <= x.Length - Vector256<float>.Count; i += Vector256<float>.Count)
+            {
+                var v = Vector256.LoadUnsafe(ref xr, (nuint)i);
+                var z = Vector256.Abs(v) * InvSqrt2;
+                var t = one / (one + z * P);
+                var poly = t * (Vector256.Create(A1) + t * (Vector256.Create(A2) + t * (Vector256.Create(A3) + t * (Vector256.Create(A4) + t * A5))));
+                var halfQ = poly * Vector256.Exp(-(z * z)) * 0.5f;
+                var phi = Vector256.ConditionalSelect(Vector256.GreaterThanOrEqual(v, Vector256<float>.Zero), one - halfQ, halfQ);
+                (v * phi).StoreUnsafe(ref yr, (nuint)i);
+            }
+        }
+        for (; i < x.Length; i++) y[i] = Apply(x[i]);
+    }
 }
 
 /// <summary>GELU, tanh form (GPT-2): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).</summary>

@@ -1,5 +1,3 @@
-using System.Runtime.CompilerServices;
-
 namespace ManagedTensor.Cpu;
 
 /// <summary>
@@ -155,26 +153,5 @@ internal sealed class StridedLoop
                 index[d] = 0;
             }
         }
-    }
-}
-
-/// <summary>Splits [0, count) into parallel pieces when the total work is large.</summary>
-internal static class CpuParallel
-{
-    /// <summary>
-    /// Calls <paramref name="body"/>(start, end) over pieces of [0, count). <paramref name="workPerItem"/>
-    /// (elements touched per item) decides whether threads are worth starting.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void For(int count, long workPerItem, Action<int, int> body)
-    {
-        long work = count * Math.Max(workPerItem, 1);
-        int pieces = work < StridedLoop.ParallelThreshold ? 1 : (int)Math.Min(Math.Min(Environment.ProcessorCount * 4L, work / (16 * 1024)), count);
-        if (pieces <= 1)
-        {
-            if (count > 0) body(0, count);
-            return;
-        }
-        Parallel.For(0, pieces, p => body((int)((long)count * p / pieces), (int)((long)count * (p + 1) / pieces)));
     }
 }
