@@ -34,54 +34,46 @@ internal sealed class StridedLoop
     private readonly int[] _offsets;    // [operand]
 
     public StridedLoop(int[] shape, params Tensor[] operands)
-        : this(shape, operands.Select(t => t.Strides).ToArray(), operands.Select(t => t.Offset).ToArray())
     {
-    }
-
-    public StridedLoop(int[] shape, int[][] strides, int[] offsets)
-    {
-        if (strides.Length > MaxOperands) throw new ArgumentException($"at most {MaxOperands} operands");
+        if (operands.Length > MaxOperands) throw new ArgumentException($"at most {MaxOperands} operands");
         long numel = 1;
         foreach (int d in shape) numel *= d;
         Numel = numel;
         _offsets = new int[MaxOperands];
-        offsets.CopyTo(_offsets, 0);
+        for (int k = 0; k < operands.Length; k++) _offsets[k] = operands[k].Offset;
 
-        // Keep axes of size > 1, then merge each axis into the one inside it when all operands allow.
-        var keptShape = new List<int>();
-        var keptStrides = new List<int[]>();
-        for (int d = 0; d < shape.Length; d++)
+        // Walk axes from the innermost outward, skipping size-1 axes and folding an axis into the one
+        // inside it when every operand allows; merged axes are collected innermost first.
+        int rank = Math.Max(shape.Length, 1);
+        var sizes = new int[rank];
+        var strides = new int[MaxOperands][];
+        for (int k = 0; k < MaxOperands; k++) strides[k] = new int[rank];
+        int m = 0;
+        for (int d = shape.Length - 1; d >= 0; d--)
         {
             if (shape[d] == 1) continue;
-            var s = new int[MaxOperands];
-            for (int k = 0; k < strides.Length; k++) s[k] = strides[k][d];
-            keptShape.Add(shape[d]);
-            keptStrides.Add(s);
-        }
-        if (keptShape.Count == 0)
-        {
-            keptShape.Add(1);
-            keptStrides.Add(new int[MaxOperands]);
-        }
-        var mergedShape = new List<int> { keptShape[^1] };
-        var mergedStrides = new List<int[]> { keptStrides[^1] };
-        for (int d = keptShape.Count - 2; d >= 0; d--)
-        {
-            int innerSize = mergedShape[0];
-            var inner = mergedStrides[0];
-            var outer = keptStrides[d];
-            bool merge = true;
-            for (int k = 0; k < MaxOperands; k++) merge &= outer[k] == inner[k] * innerSize;
-            if (merge) mergedShape[0] = innerSize * keptShape[d];
-            else
+            bool merge = m > 0;
+            for (int k = 0; k < operands.Length && merge; k++)
+                merge = operands[k].Strides[d] == strides[k][m - 1] * sizes[m - 1];
+            if (merge)
             {
-                mergedShape.Insert(0, keptShape[d]);
-                mergedStrides.Insert(0, outer);
+                sizes[m - 1] *= shape[d];
+                continue;
             }
+            sizes[m] = shape[d];
+            for (int k = 0; k < operands.Length; k++) strides[k][m] = operands[k].Strides[d];
+            m++;
         }
-        _shape = mergedShape.ToArray();
+        if (m == 0) sizes[m++] = 1; // a single element
+
+        _shape = new int[m];
         _strides = new int[MaxOperands][];
-        for (int k = 0; k < MaxOperands; k++) _strides[k] = mergedStrides.Select(s => s[k]).ToArray();
+        for (int k = 0; k < MaxOperands; k++) _strides[k] = new int[m];
+        for (int i = 0; i < m; i++)
+        {
+            _shape[m - 1 - i] = sizes[i];
+            for (int k = 0; k < MaxOperands; k++) _strides[k][m - 1 - i] = strides[k][i];
+        }
     }
 
     public long Numel { get; }
