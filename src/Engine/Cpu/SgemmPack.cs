@@ -63,14 +63,15 @@ internal static unsafe class SgemmPack
             }
             else
             {
-                // op(B)[p, j] = b[j * ldb + p]: read each column of op(B) at unit stride, write with stride NR.
-                for (int j = 0; j < cols; j++)
+                // op(B)[p, j] = b[j * ldb + p]: walk the sliver's NR source rows side by side, so each
+                // packed row is written whole (the reads are NR sequential streams, each a cache line at a time).
+                float* src = b + (j0 + s) * ldb + p0;
+                for (int p = 0; p < kc; p++)
                 {
-                    float* src = b + (j0 + s + j) * ldb + p0;
-                    for (int p = 0; p < kc; p++) dst[p * nr + j] = src[p];
+                    float* d = dst + p * nr;
+                    for (int j = 0; j < cols; j++) d[j] = src[j * ldb + p];
+                    for (int j = cols; j < nr; j++) d[j] = 0f;
                 }
-                for (int j = cols; j < nr; j++)
-                    for (int p = 0; p < kc; p++) dst[p * nr + j] = 0f;
             }
             dst += nr * kc;
         }
