@@ -165,7 +165,7 @@ internal static unsafe class Sgemm
     /// The two innermost loops: C[0..mc, j0..j1] (+)= Ap * Bp[:, j0..j1] with Ap a packed A block of
     /// mc rows and Bp a packed B block; each B sliver stays in L1 while the A slivers stream past it.
     /// </summary>
-    [SkipLocalsInit]
+    [SkipLocalsInit, MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void MacroKernel(SgemmIsa isa, int kc, float* ap, int mc, float* bp, int j0, int j1, int nc,
         float* c, int ldc, float beta)
     {

@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+
 namespace ManagedTensor.Cpu;
 
 /// <summary>
@@ -15,6 +17,7 @@ internal static unsafe class SgemmPack
 {
     /// <summary>Packs op(A)[i0 .. i0+mc, p0 .. p0+kc], scaled by alpha (one multiply per element of A
     /// instead of one per element of C per k block).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void A(bool transA, float* a, nint lda, int i0, int mc, int p0, int kc, float alpha, int mr, float* dst)
     {
         for (int s = 0; s < mc; s += mr)
@@ -45,6 +48,7 @@ internal static unsafe class SgemmPack
     }
 
     /// <summary>Packs op(B)[p0 .. p0+kc, j0 .. j0+nc].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void B(bool transB, float* b, nint ldb, int p0, int kc, int j0, int nc, int nr, float* dst)
     {
         for (int s = 0; s < nc; s += nr)
