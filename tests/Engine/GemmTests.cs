@@ -66,6 +66,21 @@ public class GemmTests
     }
 
     [Fact]
+    public unsafe void SeveralColumnPanels()
+    {
+        // Serial: N above NC (4096). Threaded: K so deep that the shared B panel is cut below N.
+        foreach (var (m, n, k, threads) in new[] { (13, Sgemm.NC + 70, 40, 1), (16, 2100, Sgemm.SharedPanelFloats / 2016 + 1, 2) })
+        {
+            var (a, lda, b, ldb, c, ldc) = Operands<float>(false, true, m, n, k, pad: 0, seed: 4);
+            var expected = c.ToArray();
+            Gemm.Reference(false, true, m, n, k, 1f, a, lda, b, ldb, 1f, expected, ldc);
+            fixed (float* pa = a, pb = b, pc = c)
+                Sgemm.Run(Sgemm.Best, false, true, m, n, k, 1f, pa, lda, pb, ldb, 1f, pc, ldc, threads);
+            TestUtil.AssertClose(D(expected), D(c), 1e-4, 1e-4 * Math.Sqrt(k), $"{m}x{n}x{k} on {threads} threads");
+        }
+    }
+
+    [Fact]
     public void BetaZeroIgnoresNaNInC()
     {
         foreach (int size in new[] { 4, 100 })
