@@ -85,7 +85,7 @@ internal static unsafe class Sgemm
     {
         var (mr, nr) = Tile(isa);
         int mc = MC / mr * mr;
-        var buffers = PackBuffers.ForThisThread((mc + mr) * KC, (NC + nr) * KC);
+        var buffers = PackBuffers.ForThisThread((Math.Min(mc, m) + mr) * KC, (Math.Min(NC, n) + nr) * KC);
         for (int jc = 0; jc < n; jc += NC)
         {
             int nc = Math.Min(NC, n - jc);
