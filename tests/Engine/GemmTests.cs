@@ -13,6 +13,8 @@ public class GemmTests
         { 13, 300, 40 }, { 300, 13, 40 }, { 37, 45, 600 }, { 200, 1, 90 }, { 1, 200, 90 },
     };
 
+    private static readonly (bool TransA, bool TransB)[] TransPairs = [(false, false), (false, true), (true, false), (true, true)];
+
     /// <summary>Operands stored with padded rows (ld = stored columns + pad), filled with random values.</summary>
     private static (T[] A, int Lda, T[] B, int Ldb, T[] C, int Ldc) Operands<T>(bool transA, bool transB, int m, int n, int k, int pad, int seed)
         where T : unmanaged, System.Numerics.IFloatingPointIeee754<T>
@@ -33,8 +35,7 @@ public class GemmTests
     public void SgemmMatchesReference(int m, int n, int k)
     {
         int seed = m * 7 + n * 13 + k;
-        foreach (bool transA in new[] { false, true })
-        foreach (bool transB in new[] { false, true })
+        foreach (var (transA, transB) in TransPairs)
         {
             var (a, lda, b, ldb, c, ldc) = Operands<float>(transA, transB, m, n, k, pad: 3, seed);
             var expected = c.ToArray();
@@ -53,16 +54,15 @@ public class GemmTests
         var isa = (SgemmIsa)which;
         if (isa > Sgemm.Best) return; // this CPU cannot run that kernel
         foreach (var (m, n, k) in new[] { (129, 67, 257), (40, 300, 33), (300, 290, 520) })
-        foreach (bool transA in new[] { false, true })
-        foreach (bool transB in new[] { false, true })
-        {
-            var (a, lda, b, ldb, c, ldc) = Operands<float>(transA, transB, m, n, k, pad: 1, seed: 5);
-            var expected = c.ToArray();
-            Gemm.Reference(transA, transB, m, n, k, 1.5f, a, lda, b, ldb, 2f, expected, ldc);
-            fixed (float* pa = a, pb = b, pc = c)
-                Sgemm.Run(isa, transA, transB, m, n, k, 1.5f, pa, lda, pb, ldb, 2f, pc, ldc, threads: 2);
-            TestUtil.AssertClose(D(expected), D(c), 1e-4, 1e-4 * Math.Sqrt(k), $"{isa} {m}x{n}x{k} tA={transA} tB={transB}");
-        }
+            foreach (var (transA, transB) in TransPairs)
+            {
+                var (a, lda, b, ldb, c, ldc) = Operands<float>(transA, transB, m, n, k, pad: 1, seed: 5);
+                var expected = c.ToArray();
+                Gemm.Reference(transA, transB, m, n, k, 1.5f, a, lda, b, ldb, 2f, expected, ldc);
+                fixed (float* pa = a, pb = b, pc = c)
+                    Sgemm.Run(isa, transA, transB, m, n, k, 1.5f, pa, lda, pb, ldb, 2f, pc, ldc, threads: 2);
+                TestUtil.AssertClose(D(expected), D(c), 1e-4, 1e-4 * Math.Sqrt(k), $"{isa} {m}x{n}x{k} tA={transA} tB={transB}");
+            }
     }
 
     [Fact]
@@ -106,8 +106,7 @@ public class GemmTests
     [MemberData(nameof(Shapes))]
     public void DgemmMatchesReference(int m, int n, int k)
     {
-        foreach (bool transA in new[] { false, true })
-        foreach (bool transB in new[] { false, true })
+        foreach (var (transA, transB) in TransPairs)
         {
             var (a, lda, b, ldb, c, ldc) = Operands<double>(transA, transB, m, n, k, pad: 2, seed: 3);
             var expected = c.ToArray();
