@@ -13,6 +13,8 @@ public class GemmTests
         { 13, 300, 40 }, { 300, 13, 40 }, { 37, 45, 600 }, { 200, 1, 90 }, { 1, 200, 90 },
     };
 
+    private static readonly (bool TransA, bool TransB)[] TransPairs = [(false, false), (false, true), (true, false), (true, true)];
+
     /// <summary>Operands stored with padded rows (ld = stored columns + pad), filled with random values.</summary>
     private static (T[] A, int Lda, T[] B, int Ldb, T[] C, int Ldc) Operands<T>(bool transA, bool transB, int m, int n, int k, int pad, int seed)
         where T : unmanaged, System.Numerics.IFloatingPointIeee754<T>
@@ -33,8 +35,7 @@ public class GemmTests
     public void SgemmMatchesReference(int m, int n, int k)
     {
         int seed = m * 7 + n * 13 + k;
-        foreach (bool transA in new[] { false, true })
-        foreach (bool transB in new[] { false, true })
+        foreach (var (transA, transB) in TransPairs)
         {
             var (a, lda, b, ldb, c, ldc) = Operands<float>(transA, transB, m, n, k, pad: 3, seed);
             var expected = c.ToArray();
@@ -53,15 +54,29 @@ public class GemmTests
         var isa = (SgemmIsa)which;
         if (isa > Sgemm.Best) return; // this CPU cannot run that kernel
         foreach (var (m, n, k) in new[] { (129, 67, 257), (40, 300, 33), (300, 290, 520) })
-        foreach (bool transA in new[] { false, true })
-        foreach (bool transB in new[] { false, true })
+            foreach (var (transA, transB) in TransPairs)
+            {
+                var (a, lda, b, ldb, c, ldc) = Operands<float>(transA, transB, m, n, k, pad: 1, seed: 5);
+                var expected = c.ToArray();
+                Gemm.Reference(transA, transB, m, n, k, 1.5f, a, lda, b, ldb, 2f, expected, ldc);
+                fixed (float* pa = a, pb = b, pc = c)
+                    Sgemm.Run(isa, transA, transB, m, n, k, 1.5f, pa, lda, pb, ldb, 2f, pc, ldc, threads: 2);
+                TestUtil.AssertClose(D(expected), D(c), 1e-4, 1e-4 * Math.Sqrt(k), $"{isa} {m}x{n}x{k} tA={transA} tB={transB}");
+            }
+    }
+
+    [Fact]
+    public unsafe void SeveralColumnPanels()
+    {
+        // Serial: N above NC (4096). Threaded: K so deep that the shared B panel is cut below N.
+        foreach (var (m, n, k, threads) in new[] { (13, Sgemm.NC + 70, 40, 1), (16, 2100, Sgemm.SharedPanelFloats / 2016 + 1, 2) })
         {
-            var (a, lda, b, ldb, c, ldc) = Operands<float>(transA, transB, m, n, k, pad: 1, seed: 5);
+            var (a, lda, b, ldb, c, ldc) = Operands<float>(false, true, m, n, k, pad: 0, seed: 4);
             var expected = c.ToArray();
-            Gemm.Reference(transA, transB, m, n, k, 1.5f, a, lda, b, ldb, 2f, expected, ldc);
+            Gemm.Reference(false, true, m, n, k, 1f, a, lda, b, ldb, 1f, expected, ldc);
             fixed (float* pa = a, pb = b, pc = c)
-                Sgemm.Run(isa, transA, transB, m, n, k, 1.5f, pa, lda, pb, ldb, 2f, pc, ldc, threads: 2);
-            TestUtil.AssertClose(D(expected), D(c), 1e-4, 1e-4 * Math.Sqrt(k), $"{isa} {m}x{n}x{k} tA={transA} tB={transB}");
+                Sgemm.Run(Sgemm.Best, false, true, m, n, k, 1f, pa, lda, pb, ldb, 1f, pc, ldc, threads);
+            TestUtil.AssertClose(D(expected), D(c), 1e-4, 1e-4 * Math.Sqrt(k), $"{m}x{n}x{k} on {threads} threads");
         }
     }
 
@@ -91,8 +106,7 @@ public class GemmTests
     [MemberData(nameof(Shapes))]
     public void DgemmMatchesReference(int m, int n, int k)
     {
-        foreach (bool transA in new[] { false, true })
-        foreach (bool transB in new[] { false, true })
+        foreach (var (transA, transB) in TransPairs)
         {
             var (a, lda, b, ldb, c, ldc) = Operands<double>(transA, transB, m, n, k, pad: 2, seed: 3);
             var expected = c.ToArray();

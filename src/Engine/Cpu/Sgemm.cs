@@ -27,8 +27,8 @@ internal enum SgemmIsa { Scalar, Avx2, Avx512 }
 /// The kernel does 2 * MR * NR flops per MR + NR floats loaded from the packed buffers, and the first
 /// rank-KC update applies the caller's beta, the later ones accumulate (beta = 1).
 ///
-/// Threads (see Threaded): the B block is packed once per (jc, pc) step and shared; the ic x jr plane
-/// below it is cut into about 4 work items per thread that the threads take as they free up, so a core
+/// Threads (see Threaded): a whole K x NC panel of B is packed once and shared; the ic x jr plane below
+/// it is cut into about 4 work items per thread that the threads take as they free up, so a core
 /// shared with another process does not hold the others back.
 /// Small products (M * N * K below 32^3) skip all of that and run a direct loop.
 /// </summary>
@@ -44,6 +44,8 @@ internal static unsafe class Sgemm
     public const long DirectLimit = 32 * 32 * 32;
     /// <summary>Below this many multiply-adds one thread is faster than waking a second one.</summary>
     public const long ParallelLimit = 96 * 96 * 96;
+    /// <summary>Size cap of the B panel (K x panel width) packed and shared by the threads: 32 MiB.</summary>
+    public const int SharedPanelFloats = 8 << 20;
 
     public static SgemmIsa Best { get; } =
         Avx512F.IsSupported ? SgemmIsa.Avx512 : Avx2.IsSupported && Fma.IsSupported ? SgemmIsa.Avx2 : SgemmIsa.Scalar;
@@ -83,7 +85,7 @@ internal static unsafe class Sgemm
     {
         var (mr, nr) = Tile(isa);
         int mc = MC / mr * mr;
-        var buffers = PackBuffers.ForThisThread((mc + mr) * KC, (NC + nr) * KC);
+        var buffers = PackBuffers.ForThisThread((Math.Min(mc, m) + mr) * KC, (Math.Min(NC, n) + nr) * KC);
         for (int jc = 0; jc < n; jc += NC)
         {
             int nc = Math.Min(NC, n - jc);
@@ -103,12 +105,16 @@ internal static unsafe class Sgemm
     }
 
     /// <summary>
-    /// The same loops on several threads. Per (jc, pc) step the B block is packed once into a shared
-    /// buffer (its slivers split among the threads), then the (ic, jr) plane of C is cut into work
-    /// items, each an A block of rows times a run of B slivers, that the threads take dynamically
-    /// (Parallel.For): a thread slowed down by another process on its core simply takes fewer items.
-    /// Each item packs its A block into its thread's buffer; when C is cut along columns too, an A
-    /// block is packed once per column run, cheap while a run is hundreds of columns wide.
+    /// The same loops on several threads, with two fork-joins per column panel of B (not per k block,
+    /// so that on a machine shared with other processes, where waking a thread can take a while, the
+    /// joins cost little):
+    ///  1. the threads pack the whole K x NC panel of B (all its k blocks) into one shared buffer;
+    ///  2. the (ic, jr) plane of C is cut into work items, an A block of rows times a run of B slivers,
+    ///     that the threads take dynamically (Parallel.For), so a thread slowed down by another process
+    ///     on its core simply takes fewer items. An item runs all k blocks, packing its A block for each
+    ///     into its thread's buffer; when C is also cut along columns an A block is packed once per
+    ///     column run, cheap while a run is hundreds of columns wide.
+    /// The panel is made narrower than NC when K is so deep that it would pass SharedPanelFloats.
     /// </summary>
     private static void Threaded(SgemmIsa isa, bool transA, bool transB, int m, int n, int k, float alpha,
         float* a, int lda, float* b, int ldb, float beta, float* c, int ldc, int threads)
@@ -119,40 +125,45 @@ internal static unsafe class Sgemm
         int wantItems = 4 * threads;
         int mc = Math.Clamp((m + wantItems - 1) / wantItems, mr, MC) / mr * mr;
         int rowBlocks = (m + mc - 1) / mc;
-        var shared = SharedB.Rent((NC + nr) * KC);
+        int panel = Math.Clamp(SharedPanelFloats / k / nr * nr, nr, NC);
+        var shared = SharedB.Rent((Math.Min(panel, n) + nr - 1) / nr * nr * k);
         try
         {
             nint pa = (nint)a, pb = (nint)b, pcPtr = (nint)c, pShared = (nint)shared.B;
-            for (int jc = 0; jc < n; jc += NC)
+            for (int jc = 0; jc < n; jc += panel)
             {
-                int nc = Math.Min(NC, n - jc);
-                int slivers = (nc + nr - 1) / nr;
+                int nc = Math.Min(panel, n - jc);
+                int slivers = (nc + nr - 1) / nr, ncPad = slivers * nr; // k block pc is packed at pc * ncPad
                 int colRuns = Math.Clamp((wantItems + rowBlocks - 1) / rowBlocks, 1, Math.Max(1, slivers / 8));
                 int sliversPerRun = (slivers + colRuns - 1) / colRuns;
                 colRuns = (slivers + sliversPerRun - 1) / sliversPerRun;
                 int sliversPerPacker = (slivers + threads - 1) / threads;
-                for (int pc = 0; pc < k; pc += KC)
+                int jcPanel = jc;
+                Parallel.For(0, threads, t =>
                 {
-                    int kc = Math.Min(KC, k - pc);
-                    float betaBlock = pc == 0 ? beta : 1f;
-                    int jcStep = jc, pcStep = pc;
-                    Parallel.For(0, threads, t =>
+                    int s0 = t * sliversPerPacker, s1 = Math.Min(slivers, s0 + sliversPerPacker);
+                    if (s0 >= s1) return;
+                    int j0 = s0 * nr, cols = Math.Min(nc, s1 * nr) - j0;
+                    for (int pc = 0; pc < k; pc += KC)
                     {
-                        int s0 = t * sliversPerPacker, s1 = Math.Min(slivers, s0 + sliversPerPacker);
-                        if (s0 >= s1) return;
-                        int j0 = s0 * nr, cols = Math.Min(nc, s1 * nr) - j0;
-                        SgemmPack.B(transB, (float*)pb, ldb, pcStep, kc, jcStep + j0, cols, nr, (float*)pShared + (nint)j0 * kc);
-                    });
-                    Parallel.For(0, rowBlocks * colRuns, item =>
+                        int kc = Math.Min(KC, k - pc);
+                        SgemmPack.B(transB, (float*)pb, ldb, pc, kc, jcPanel + j0, cols, nr,
+                            (float*)pShared + (nint)pc * ncPad + (nint)j0 * kc);
+                    }
+                });
+                Parallel.For(0, rowBlocks * colRuns, item =>
+                {
+                    int ic = item / colRuns * mc, rows = Math.Min(mc, m - ic);
+                    int j0 = item % colRuns * sliversPerRun * nr, j1 = Math.Min(nc, j0 + sliversPerRun * nr);
+                    var buffers = PackBuffers.ForThisThread((MC + mr) * KC, 0);
+                    for (int pc = 0; pc < k; pc += KC)
                     {
-                        int ic = item / colRuns * mc, rows = Math.Min(mc, m - ic);
-                        int j0 = item % colRuns * sliversPerRun * nr, j1 = Math.Min(nc, j0 + sliversPerRun * nr);
-                        var buffers = PackBuffers.ForThisThread((MC + mr) * KC, 0);
-                        SgemmPack.A(transA, (float*)pa, lda, ic, rows, pcStep, kc, alpha, mr, buffers.A);
-                        MacroKernel(isa, kc, buffers.A, rows, (float*)pShared, j0, j1, nc,
-                            (float*)pcPtr + (nint)ic * ldc + jcStep, ldc, betaBlock);
-                    });
-                }
+                        int kc = Math.Min(KC, k - pc);
+                        SgemmPack.A(transA, (float*)pa, lda, ic, rows, pc, kc, alpha, mr, buffers.A);
+                        MacroKernel(isa, kc, buffers.A, rows, (float*)pShared + (nint)pc * ncPad, j0, j1, nc,
+                            (float*)pcPtr + (nint)ic * ldc + jcPanel, ldc, pc == 0 ? beta : 1f);
+                    }
+                });
             }
         }
         finally
@@ -165,7 +176,7 @@ internal static unsafe class Sgemm
     /// The two innermost loops: C[0..mc, j0..j1] (+)= Ap * Bp[:, j0..j1] with Ap a packed A block of
     /// mc rows and Bp a packed B block; each B sliver stays in L1 while the A slivers stream past it.
     /// </summary>
-    [SkipLocalsInit]
+    [SkipLocalsInit, MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void MacroKernel(SgemmIsa isa, int kc, float* ap, int mc, float* bp, int j0, int j1, int nc,
         float* c, int ldc, float beta)
     {

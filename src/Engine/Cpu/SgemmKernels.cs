@@ -20,6 +20,7 @@ namespace ManagedTensor.Cpu;
 ///
 /// The code is written out row by row on purpose: the JIT keeps each named local in a register,
 /// which it would not do for an array or span of accumulators.
+/// Each kernel first prefetches its C tile, so the C traffic overlaps the k loop instead of stalling after it.
 /// beta == 0 never reads C (so NaN or garbage in C does not leak in, as BLAS specifies).
 /// </summary>
 internal static unsafe class SgemmKernels
@@ -41,6 +42,12 @@ internal static unsafe class SgemmKernels
         Vector512<float> c9_0 = default; Vector512<float> c9_1 = default;
         Vector512<float> c10_0 = default; Vector512<float> c10_1 = default;
         Vector512<float> c11_0 = default; Vector512<float> c11_1 = default;
+        // Start pulling the C tile into L1 now; it is read or written only after the k loop.
+        for (int r = 0; r < 12; r++)
+        {
+            Sse.Prefetch0(c + r * ldc);
+            Sse.Prefetch0(c + r * ldc + 16);
+        }
         for (int p = 0; p < kc; p++)
         {
             // one rank-1 update: column p of the A sliver times row p of the B sliver
@@ -105,66 +112,7 @@ internal static unsafe class SgemmKernels
         }
     }
 
-internal static void Avx512Kernel8x32(int kc, float* a, float* b, float* c, nint ldc, float beta)
-    {
-        // 16 accumulators: row r, vector v holds C[r, 16v .. 16v+15]
-        Vector512<float> c0_0 = default; Vector512<float> c0_1 = default;
-        Vector512<float> c1_0 = default; Vector512<float> c1_1 = default;
-        Vector512<float> c2_0 = default; Vector512<float> c2_1 = default;
-        Vector512<float> c3_0 = default; Vector512<float> c3_1 = default;
-        Vector512<float> c4_0 = default; Vector512<float> c4_1 = default;
-        Vector512<float> c5_0 = default; Vector512<float> c5_1 = default;
-        Vector512<float> c6_0 = default; Vector512<float> c6_1 = default;
-        Vector512<float> c7_0 = default; Vector512<float> c7_1 = default;
-        for (int p = 0; p < kc; p++)
-        {
-            // one rank-1 update: column p of the A sliver times row p of the B sliver
-            var b0 = Vector512.Load(b + 0); var b1 = Vector512.Load(b + 16);
-            var a0 = Vector512.Create(a[0]);
-            c0_0 = Avx512F.FusedMultiplyAdd(a0, b0, c0_0); c0_1 = Avx512F.FusedMultiplyAdd(a0, b1, c0_1);
-            var a1 = Vector512.Create(a[1]);
-            c1_0 = Avx512F.FusedMultiplyAdd(a1, b0, c1_0); c1_1 = Avx512F.FusedMultiplyAdd(a1, b1, c1_1);
-            var a2 = Vector512.Create(a[2]);
-            c2_0 = Avx512F.FusedMultiplyAdd(a2, b0, c2_0); c2_1 = Avx512F.FusedMultiplyAdd(a2, b1, c2_1);
-            var a3 = Vector512.Create(a[3]);
-            c3_0 = Avx512F.FusedMultiplyAdd(a3, b0, c3_0); c3_1 = Avx512F.FusedMultiplyAdd(a3, b1, c3_1);
-            var a4 = Vector512.Create(a[4]);
-            c4_0 = Avx512F.FusedMultiplyAdd(a4, b0, c4_0); c4_1 = Avx512F.FusedMultiplyAdd(a4, b1, c4_1);
-            var a5 = Vector512.Create(a[5]);
-            c5_0 = Avx512F.FusedMultiplyAdd(a5, b0, c5_0); c5_1 = Avx512F.FusedMultiplyAdd(a5, b1, c5_1);
-            var a6 = Vector512.Create(a[6]);
-            c6_0 = Avx512F.FusedMultiplyAdd(a6, b0, c6_0); c6_1 = Avx512F.FusedMultiplyAdd(a6, b1, c6_1);
-            var a7 = Vector512.Create(a[7]);
-            c7_0 = Avx512F.FusedMultiplyAdd(a7, b0, c7_0); c7_1 = Avx512F.FusedMultiplyAdd(a7, b1, c7_1);
-            a += 8;
-            b += 32;
-        }
-        if (beta == 0f)
-        {
-            c0_0.Store(c + 0 * ldc + 0); c0_1.Store(c + 0 * ldc + 16);
-            c1_0.Store(c + 1 * ldc + 0); c1_1.Store(c + 1 * ldc + 16);
-            c2_0.Store(c + 2 * ldc + 0); c2_1.Store(c + 2 * ldc + 16);
-            c3_0.Store(c + 3 * ldc + 0); c3_1.Store(c + 3 * ldc + 16);
-            c4_0.Store(c + 4 * ldc + 0); c4_1.Store(c + 4 * ldc + 16);
-            c5_0.Store(c + 5 * ldc + 0); c5_1.Store(c + 5 * ldc + 16);
-            c6_0.Store(c + 6 * ldc + 0); c6_1.Store(c + 6 * ldc + 16);
-            c7_0.Store(c + 7 * ldc + 0); c7_1.Store(c + 7 * ldc + 16);
-        }
-        else
-        {
-            var vb = Vector512.Create(beta);
-            Avx512F.FusedMultiplyAdd(vb, Vector512.Load(c + 0 * ldc + 0), c0_0).Store(c + 0 * ldc + 0); Avx512F.FusedMultiplyAdd(vb, Vector512.Load(c + 0 * ldc + 16), c0_1).Store(c + 0 * ldc + 16);
-            Avx512F.FusedMultiplyAdd(vb, Vector512.Load(c + 1 * ldc + 0), c1_0).Store(c + 1 * ldc + 0); Avx512F.FusedMultiplyAdd(vb, Vector512.Load(c + 1 * ldc + 16), c1_1).Store(c + 1 * ldc + 16);
-            Avx512F.FusedMultiplyAdd(vb, Vector512.Load(c + 2 * ldc + 0), c2_0).Store(c + 2 * ldc + 0); Avx512F.FusedMultiplyAdd(vb, Vector512.Load(c + 2 * ldc + 16), c2_1).Store(c + 2 * ldc + 16);
-            Avx512F.FusedMultiplyAdd(vb, Vector512.Load(c + 3 * ldc + 0), c3_0).Store(c + 3 * ldc + 0); Avx512F.FusedMultiplyAdd(vb, Vector512.Load(c + 3 * ldc + 16), c3_1).Store(c + 3 * ldc + 16);
-            Avx512F.FusedMultiplyAdd(vb, Vector512.Load(c + 4 * ldc + 0), c4_0).Store(c + 4 * ldc + 0); Avx512F.FusedMultiplyAdd(vb, Vector512.Load(c + 4 * ldc + 16), c4_1).Store(c + 4 * ldc + 16);
-            Avx512F.FusedMultiplyAdd(vb, Vector512.Load(c + 5 * ldc + 0), c5_0).Store(c + 5 * ldc + 0); Avx512F.FusedMultiplyAdd(vb, Vector512.Load(c + 5 * ldc + 16), c5_1).Store(c + 5 * ldc + 16);
-            Avx512F.FusedMultiplyAdd(vb, Vector512.Load(c + 6 * ldc + 0), c6_0).Store(c + 6 * ldc + 0); Avx512F.FusedMultiplyAdd(vb, Vector512.Load(c + 6 * ldc + 16), c6_1).Store(c + 6 * ldc + 16);
-            Avx512F.FusedMultiplyAdd(vb, Vector512.Load(c + 7 * ldc + 0), c7_0).Store(c + 7 * ldc + 0); Avx512F.FusedMultiplyAdd(vb, Vector512.Load(c + 7 * ldc + 16), c7_1).Store(c + 7 * ldc + 16);
-        }
-    }
-
-/// <summary>The AVX2 + FMA tile: 6 rows x 16 columns (2 ymm registers per row).</summary>
+    /// <summary>The AVX2 + FMA tile: 6 rows x 16 columns (2 ymm registers per row).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void Avx2Kernel6x16(int kc, float* a, float* b, float* c, nint ldc, float beta)
     {
@@ -175,6 +123,11 @@ internal static void Avx512Kernel8x32(int kc, float* a, float* b, float* c, nint
         Vector256<float> c3_0 = default; Vector256<float> c3_1 = default;
         Vector256<float> c4_0 = default; Vector256<float> c4_1 = default;
         Vector256<float> c5_0 = default; Vector256<float> c5_1 = default;
+        // Start pulling the C tile into L1 now; it is read or written only after the k loop.
+        for (int r = 0; r < 6; r++)
+        {
+            Sse.Prefetch0(c + r * ldc);
+        }
         for (int p = 0; p < kc; p++)
         {
             // one rank-1 update: column p of the A sliver times row p of the B sliver

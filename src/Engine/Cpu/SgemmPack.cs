@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+
 namespace ManagedTensor.Cpu;
 
 /// <summary>
@@ -15,6 +17,7 @@ internal static unsafe class SgemmPack
 {
     /// <summary>Packs op(A)[i0 .. i0+mc, p0 .. p0+kc], scaled by alpha (one multiply per element of A
     /// instead of one per element of C per k block).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void A(bool transA, float* a, nint lda, int i0, int mc, int p0, int kc, float alpha, int mr, float* dst)
     {
         for (int s = 0; s < mc; s += mr)
@@ -45,6 +48,7 @@ internal static unsafe class SgemmPack
     }
 
     /// <summary>Packs op(B)[p0 .. p0+kc, j0 .. j0+nc].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void B(bool transB, float* b, nint ldb, int p0, int kc, int j0, int nc, int nr, float* dst)
     {
         for (int s = 0; s < nc; s += nr)
@@ -63,14 +67,15 @@ internal static unsafe class SgemmPack
             }
             else
             {
-                // op(B)[p, j] = b[j * ldb + p]: read each column of op(B) at unit stride, write with stride NR.
-                for (int j = 0; j < cols; j++)
+                // op(B)[p, j] = b[j * ldb + p]: walk the sliver's NR source rows side by side, so each
+                // packed row is written whole (the reads are NR sequential streams, each a cache line at a time).
+                float* src = b + (j0 + s) * ldb + p0;
+                for (int p = 0; p < kc; p++)
                 {
-                    float* src = b + (j0 + s + j) * ldb + p0;
-                    for (int p = 0; p < kc; p++) dst[p * nr + j] = src[p];
+                    float* d = dst + p * nr;
+                    for (int j = 0; j < cols; j++) d[j] = src[j * ldb + p];
+                    for (int j = cols; j < nr; j++) d[j] = 0f;
                 }
-                for (int j = cols; j < nr; j++)
-                    for (int p = 0; p < kc; p++) dst[p * nr + j] = 0f;
             }
             dst += nr * kc;
         }
