@@ -9,7 +9,8 @@ namespace ManagedTensor.Cpu;
 ///   y[n, group] (Og, OH*OW) = w[group] (Og, Cg*KH*KW) @ col
 /// Backward input:  dcol = w[group]^T @ dy[n, group], then col2im adds dcol back into dx.
 /// Backward weight: dw[group] += dy[n, group] @ col^T, summed over the batch.
-/// Images run in parallel in fixed chunks, each chunk with one column buffer reused for all its images.
+/// Images run in parallel in fixed chunks, each chunk with one column buffer reused for all its images,
+/// unless the per-image GEMM is big enough for Gemm to thread it (see ImageChunks).
 /// A 1x1 kernel with stride 1 and no padding needs no im2col: the image itself is the column matrix.
 /// </summary>
 internal static class CpuConv
@@ -26,6 +27,18 @@ internal static class CpuConv
 
         public static Geometry Of(int[] x, int[] w, int[] y, Conv2dAttrs a) => new(x[0], x[1], x[2], x[3], w[0], w[2], w[3], y[2], y[3], a);
     }
+
+    /// <summary>Multiply-adds above which the float GEMM spreads one product over all cores by itself.</summary>
+    private const long GemmThreadedWork = 96 * 96 * 96;
+
+    /// <summary>
+    /// How many chunks of images run side by side: one (images in sequence) when each image's float GEMM
+    /// is large enough to use every core itself, since nesting both levels only oversubscribes the cores;
+    /// otherwise the fixed partition of the batch. The double GEMM is single-threaded, so F64 always
+    /// splits the batch.
+    /// </summary>
+    private static int ImageChunks<T>(Geometry g)
+        => typeof(T) == typeof(float) && (long)g.Og * g.K * g.L >= GemmThreadedWork ? 1 : NnKernels.ChunkCount(g.N, 2L * g.O * g.K * g.L);
 
     public static void Conv2d(Tensor x, Tensor w, Tensor b, Tensor y, Conv2dAttrs a)
     {
@@ -66,7 +79,7 @@ internal static class CpuConv
         var w = NnKernels.Buf<T>(wt);
         var y = NnKernels.Buf<T>(yt);
         T[]? bias = bt.Numel > 0 ? bt.Span<T>().ToArray() : null; // (O)
-        int chunks = NnKernels.ChunkCount(g.N, 2L * g.O * g.K * g.L);
+        int chunks = ImageChunks<T>(g);
         Parallel.For(0, chunks, new ParallelOptions { MaxDegreeOfParallelism = chunks == 1 ? 1 : -1 }, chunk =>
         {
             var (n0, n1) = NnKernels.ChunkRange(chunk, chunks, g.N);
@@ -101,7 +114,7 @@ internal static class CpuConv
         var dy = NnKernels.Buf<T>(dyt);
         var w = NnKernels.Buf<T>(wt);
         var dx = NnKernels.Buf<T>(dxt);
-        int chunks = NnKernels.ChunkCount(g.N, 2L * g.O * g.K * g.L);
+        int chunks = ImageChunks<T>(g);
         Parallel.For(0, chunks, new ParallelOptions { MaxDegreeOfParallelism = chunks == 1 ? 1 : -1 }, chunk =>
         {
             var (n0, n1) = NnKernels.ChunkRange(chunk, chunks, g.N);
@@ -127,7 +140,7 @@ internal static class CpuConv
         var dy = NnKernels.Buf<T>(dyt);
         var x = NnKernels.Buf<T>(xt);
         int wsize = g.O * g.K;
-        int chunks = NnKernels.ChunkCount(g.N, 2L * g.O * g.K * g.L);
+        int chunks = ImageChunks<T>(g);
         var partial = new T[chunks * wsize]; // (chunks, O, Cg*KH*KW): one dw per chunk, added in chunk order
         Parallel.For(0, chunks, new ParallelOptions { MaxDegreeOfParallelism = chunks == 1 ? 1 : -1 }, chunk =>
         {
