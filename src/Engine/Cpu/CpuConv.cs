@@ -42,6 +42,7 @@ internal static class CpuConv
 
     public static void Conv2d(Tensor x, Tensor w, Tensor b, Tensor y, Conv2dAttrs a)
     {
+        NnKernels.CheckSameDType("Conv2d", x, w, b);
         var g = Geometry.Of(x.Shape, w.Shape, y.Shape, a);
         switch (x.DType)
         {
@@ -53,6 +54,7 @@ internal static class CpuConv
 
     public static void BackwardInput(Tensor dy, Tensor w, Tensor dx, Conv2dAttrs a)
     {
+        NnKernels.CheckSameDType("Conv2dBackwardInput", dy, w);
         var g = Geometry.Of(dx.Shape, w.Shape, dy.Shape, a);
         switch (dy.DType)
         {
@@ -64,6 +66,7 @@ internal static class CpuConv
 
     public static void BackwardWeight(Tensor dy, Tensor x, Tensor dw, Conv2dAttrs a)
     {
+        NnKernels.CheckSameDType("Conv2dBackwardWeight", dy, x);
         var g = Geometry.Of(x.Shape, dw.Shape, dy.Shape, a);
         switch (dy.DType)
         {

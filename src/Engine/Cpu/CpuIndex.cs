@@ -56,6 +56,7 @@ internal static class CpuIndex
 
     public static void IndexAdd(Tensor dst, Tensor idx, Tensor src, int axis)
     {
+        NnKernels.CheckSameDType("IndexAdd", dst, src);
         var ids = NnKernels.ReadIndices(idx, "IndexAdd");
         var (outer, size, inner) = Split(dst.Shape, axis);
         var expected = (int[])dst.Shape.Clone();
@@ -173,6 +174,7 @@ internal static class CpuIndex
 
     public static void ScatterAdd(Tensor dst, Tensor idx, Tensor src, int axis)
     {
+        NnKernels.CheckSameDType("ScatterAdd", dst, src);
         CheckGatherShape(dst, idx, axis, "ScatterAdd");
         if (!src.Shape.AsSpan().SequenceEqual(idx.Shape))
             throw new ArgumentException($"ScatterAdd: source {src.Describe()} must have the index's shape {Tensor.ShapeString(idx.Shape)}");

@@ -73,6 +73,7 @@ internal static class CpuLoss
 
     public static void CrossEntropyBackward(Tensor dloss, Tensor logits, Tensor targets, Tensor lse, Tensor dlogits, CrossEntropyAttrs a)
     {
+        NnKernels.CheckSameDType("CrossEntropyBackward", logits, dloss, lse);
         switch (logits.DType)
         {
             case DType.F32: CrossEntropyBackward<float>(dloss, logits, targets, lse, dlogits, a.IgnoreIndex); break;

@@ -47,6 +47,7 @@ internal static class CpuNorm
 
     public static void LayerNorm(Tensor x, Tensor w, Tensor b, Tensor y, Tensor mean, Tensor rstd, NormAttrs a)
     {
+        NnKernels.CheckSameDType("LayerNorm", x, w, b);
         switch (x.DType)
         {
             case DType.F32: LayerNorm<float>(x, w, b, y, mean, rstd, (float)a.Eps); break;
@@ -87,6 +88,7 @@ internal static class CpuNorm
 
     public static void LayerNormBackward(Tensor dy, Tensor x, Tensor w, Tensor mean, Tensor rstd, Tensor dx, Tensor dw, Tensor db)
     {
+        NnKernels.CheckSameDType("LayerNormBackward", x, dy, w, mean, rstd);
         switch (x.DType)
         {
             case DType.F32: NormBackward<float>(dy, x, w, mean, rstd, dx, dw, db); break;
@@ -97,6 +99,7 @@ internal static class CpuNorm
 
     public static void RmsNorm(Tensor x, Tensor w, Tensor y, Tensor rstd, NormAttrs a)
     {
+        NnKernels.CheckSameDType("RmsNorm", x, w);
         switch (x.DType)
         {
             case DType.F32: RmsNorm<float>(x, w, y, rstd, (float)a.Eps); break;
@@ -131,6 +134,7 @@ internal static class CpuNorm
 
     public static void RmsNormBackward(Tensor dy, Tensor x, Tensor w, Tensor rstd, Tensor dx, Tensor dw)
     {
+        NnKernels.CheckSameDType("RmsNormBackward", x, dy, w, rstd);
         switch (x.DType)
         {
             case DType.F32: NormBackward<float>(dy, x, w, null, rstd, dx, dw, null); break;

@@ -49,6 +49,14 @@ internal static class NnKernels
     public static NotSupportedException Unsupported(string op, Tensor t)
         => new($"{op}: the CPU backend computes F32 and F64 only, got {t.Describe()}; cast with To(DType.F32) first");
 
+    /// <summary>Throws unless every tensor in <paramref name="others"/> has <paramref name="reference"/>'s dtype (the front end does not check optional inputs).</summary>
+    public static void CheckSameDType(string op, Tensor reference, params ReadOnlySpan<Tensor> others)
+    {
+        foreach (var t in others)
+            if (t.DType != reference.DType)
+                throw new ArgumentException($"{op}: {t.Describe()} must have the dtype of {reference.Describe()}");
+    }
+
     /// <summary>The contiguous elements of a CPU tensor as (array, offset): lambdas can capture these, unlike spans.</summary>
     public static (T[] Data, int Offset) Buf<T>(Tensor t) where T : unmanaged => (t.Data<T>(), t.Offset);
 
