@@ -13,7 +13,7 @@ internal static class CpuNorm
 {
     public static void Softmax(Tensor x, Tensor y, bool log)
     {
-        int c = x.Shape[^1], rows = x.Numel / c;
+        int c = x.Shape[^1], rows = c == 0 ? 0 : x.Numel / c;
         switch (x.DType)
         {
             case DType.F32: Softmax<float>(NnKernels.Buf<float>(x), NnKernels.Buf<float>(y), rows, c, log); break;
@@ -60,7 +60,7 @@ internal static class CpuNorm
     private static void LayerNorm<T>(Tensor xt, Tensor wt, Tensor bt, Tensor yt, Tensor meant, Tensor rstdt, T eps)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
-        int c = xt.Shape[^1], rows = xt.Numel / c;
+        int c = xt.Shape[^1], rows = c == 0 ? 0 : xt.Numel / c; // C = 0: nothing to normalize
         var x = NnKernels.Buf<T>(xt);
         var y = NnKernels.Buf<T>(yt);
         var mean = NnKernels.Buf<T>(meant);
@@ -112,7 +112,7 @@ internal static class CpuNorm
     private static void RmsNorm<T>(Tensor xt, Tensor wt, Tensor yt, Tensor rstdt, T eps)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
-        int c = xt.Shape[^1], rows = xt.Numel / c;
+        int c = xt.Shape[^1], rows = c == 0 ? 0 : xt.Numel / c; // C = 0: nothing to normalize
         var x = NnKernels.Buf<T>(xt);
         var y = NnKernels.Buf<T>(yt);
         var rstd = NnKernels.Buf<T>(rstdt);
@@ -154,7 +154,7 @@ internal static class CpuNorm
     private static void NormBackward<T>(Tensor dyt, Tensor xt, Tensor wt, Tensor? meant, Tensor rstdt, Tensor dxt, Tensor dwt, Tensor? dbt)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
-        int c = xt.Shape[^1], rows = xt.Numel / c;
+        int c = xt.Shape[^1], rows = c == 0 ? 0 : xt.Numel / c; // C = 0: nothing to normalize
         var dy = NnKernels.Buf<T>(dyt);
         var x = NnKernels.Buf<T>(xt);
         var dx = NnKernels.Buf<T>(dxt);
