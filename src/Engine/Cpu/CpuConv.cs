@@ -83,9 +83,8 @@ internal static class CpuConv
         var y = NnKernels.Buf<T>(yt);
         T[]? bias = bt.Numel > 0 ? bt.Span<T>().ToArray() : null; // (O)
         int chunks = ImageChunks<T>(g);
-        Parallel.For(0, chunks, new ParallelOptions { MaxDegreeOfParallelism = chunks == 1 ? 1 : -1 }, chunk =>
+        NnKernels.ForChunks(chunks, g.N, (_, n0, n1) =>
         {
-            var (n0, n1) = NnKernels.ChunkRange(chunk, chunks, g.N);
             var col = g.Pointwise ? null : new T[g.K * g.L]; // (Cg*KH*KW, OH*OW)
             for (int n = n0; n < n1; n++)
             {
@@ -118,9 +117,8 @@ internal static class CpuConv
         var w = NnKernels.Buf<T>(wt);
         var dx = NnKernels.Buf<T>(dxt);
         int chunks = ImageChunks<T>(g);
-        Parallel.For(0, chunks, new ParallelOptions { MaxDegreeOfParallelism = chunks == 1 ? 1 : -1 }, chunk =>
+        NnKernels.ForChunks(chunks, g.N, (_, n0, n1) =>
         {
-            var (n0, n1) = NnKernels.ChunkRange(chunk, chunks, g.N);
             var col = g.Pointwise ? null : new T[g.K * g.L]; // (Cg*KH*KW, OH*OW)
             for (int n = n0; n < n1; n++)
             {
@@ -146,9 +144,8 @@ internal static class CpuConv
         int wsize = g.O * g.K;
         int chunks = ImageChunks<T>(g);
         var partial = new T[chunks * wsize]; // (chunks, O, Cg*KH*KW): one dw per chunk, added in chunk order
-        Parallel.For(0, chunks, new ParallelOptions { MaxDegreeOfParallelism = chunks == 1 ? 1 : -1 }, chunk =>
+        NnKernels.ForChunks(chunks, g.N, (chunk, n0, n1) =>
         {
-            var (n0, n1) = NnKernels.ChunkRange(chunk, chunks, g.N);
             var col = g.Pointwise ? null : new T[g.K * g.L]; // (Cg*KH*KW, OH*OW)
             for (int n = n0; n < n1; n++)
             {

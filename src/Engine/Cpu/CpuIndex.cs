@@ -1,3 +1,6 @@
+using System.Numerics;
+using System.Numerics.Tensors;
+
 namespace ManagedTensor.Cpu;
 
 /// <summary>
@@ -78,7 +81,7 @@ internal static class CpuIndex
     /// columns and walks i in order, so there are no races and the sum order is fixed.
     /// </summary>
     private static void IndexAdd<T>(Tensor dstT, long[] ids, Tensor srcT, int outer, int size, int inner)
-        where T : unmanaged, System.Numerics.IFloatingPointIeee754<T>
+        where T : unmanaged, IFloatingPointIeee754<T>
     {
         var dst = NnKernels.Buf<T>(dstT);
         var src = NnKernels.Buf<T>(srcT);
@@ -94,7 +97,7 @@ internal static class CpuIndex
                 {
                     var s = new ReadOnlySpan<T>(src.Data, src.Offset + (o * n + i) * inner + j0, len);
                     var d = new Span<T>(dst.Data, dst.Offset + (o * size + (int)ids[i]) * inner + j0, len);
-                    System.Numerics.Tensors.TensorPrimitives.Add(d, s, d);
+                    TensorPrimitives.Add(d, s, d);
                 }
             }
         });
@@ -194,7 +197,7 @@ internal static class CpuIndex
     /// slice rows run in order (repeated indices add up in a fixed order).
     /// </summary>
     private static void ScatterAdd<T>(Tensor dstT, long[] ids, int[] idxShape, Tensor srcT, int axis)
-        where T : unmanaged, System.Numerics.IFloatingPointIeee754<T>
+        where T : unmanaged, IFloatingPointIeee754<T>
     {
         var dst = NnKernels.Buf<T>(dstT);
         var src = NnKernels.Buf<T>(srcT);

@@ -49,9 +49,8 @@ internal static class CpuLoss
         var lse = NnKernels.Buf<T>(lseT);
         int chunks = NnKernels.ChunkCount(n, 4L * c);
         var partial = new double[chunks];
-        Parallel.For(0, chunks, new ParallelOptions { MaxDegreeOfParallelism = chunks == 1 ? 1 : -1 }, chunk =>
+        NnKernels.ForChunks(chunks, n, (chunk, r0, r1) =>
         {
-            var (r0, r1) = NnKernels.ChunkRange(chunk, chunks, n);
             var e = new T[c]; // (C) exp(x - m) scratch
             double sum = 0;
             for (int r = r0; r < r1; r++)

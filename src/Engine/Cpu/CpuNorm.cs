@@ -167,9 +167,8 @@ internal static class CpuNorm
         int chunks = NnKernels.ChunkCount(rows, 10L * c);
         var dwPart = wantDw ? new T[chunks * c] : null; // (chunks, C)
         var dbPart = wantDb ? new T[chunks * c] : null; // (chunks, C)
-        Parallel.For(0, chunks, new ParallelOptions { MaxDegreeOfParallelism = chunks == 1 ? 1 : -1 }, chunk =>
+        NnKernels.ForChunks(chunks, rows, (chunk, r0, r1) =>
         {
-            var (r0, r1) = NnKernels.ChunkRange(chunk, chunks, rows);
             var norm = new T[c];                           // (C)
             var dnormBuf = w is not null ? new T[c] : null; // (C)
             var dwAcc = wantDw ? new Span<T>(dwPart, chunk * c, c) : default;

@@ -31,9 +31,16 @@ internal static class NnKernels
 
     /// <summary>Runs body(chunk, start, end) over the fixed partition of [0, count), in parallel when there is more than one chunk.</summary>
     public static void For(int count, long workPerItem, Action<int, int, int> body)
+        => ForChunks(ChunkCount(count, workPerItem), count, body);
+
+    /// <summary>
+    /// Runs body(chunk, start, end) for each of <paramref name="chunks"/> contiguous chunks of [0, count):
+    /// on the calling thread when there is one chunk, else in parallel. Callers that keep one partial
+    /// result per chunk size their buffers with the same <paramref name="chunks"/>.
+    /// </summary>
+    public static void ForChunks(int chunks, int count, Action<int, int, int> body)
     {
-        int chunks = ChunkCount(count, workPerItem);
-        if (chunks == 1)
+        if (chunks <= 1)
         {
             body(0, 0, count);
             return;
