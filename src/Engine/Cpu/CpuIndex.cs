@@ -52,7 +52,8 @@ internal static class CpuIndex
             {
                 int o = r / n, i = r - o * n;
                 int src = x.Offset + (o * size + (int)ids[i]) * inner;
-                Array.Copy(x.Data, src, y.Data, y.Offset + r * inner, inner);
+                if (inner == 1) y.Data[y.Offset + r] = x.Data[src]; // selecting along the last axis
+                else new ReadOnlySpan<T>(x.Data, src, inner).CopyTo(new Span<T>(y.Data, y.Offset + r * inner, inner));
             }
         });
     }
