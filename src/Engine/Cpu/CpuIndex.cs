@@ -61,6 +61,7 @@ internal static class CpuIndex
     public static void IndexAdd(Tensor dst, Tensor idx, Tensor src, int axis)
     {
         NnKernels.CheckSameDType("IndexAdd", dst, src);
+        if (idx.Rank != 1) throw new ArgumentException($"IndexAdd: index must be 1-D, got {idx.Describe()}");
         var ids = NnKernels.ReadIndices(idx, "IndexAdd");
         var (outer, size, inner) = Split(dst.Shape, axis);
         var expected = (int[])dst.Shape.Clone();
