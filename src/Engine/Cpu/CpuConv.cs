@@ -85,7 +85,8 @@ internal static class CpuConv
         int chunks = ImageChunks<T>(g);
         NnKernels.ForChunks(chunks, g.N, (_, n0, n1) =>
         {
-            var col = g.Pointwise ? null : new T[g.K * g.L]; // (Cg*KH*KW, OH*OW)
+            using var colBuf = new Scratch<T>(g.Pointwise ? 0 : g.K * g.L);
+            var col = g.Pointwise ? null : colBuf.Array; // (Cg*KH*KW, OH*OW)
             for (int n = n0; n < n1; n++)
             {
                 for (int grp = 0; grp < g.G; grp++)
@@ -95,7 +96,7 @@ internal static class CpuConv
                     if (col is not null)
                     {
                         Im2Col(x.Data, xo, col, g, parallel: chunks == 1);
-                        cols = col;
+                        cols = colBuf.Span;
                     }
                     var wg = new ReadOnlySpan<T>(w.Data, w.Offset + grp * g.Og * g.K, g.Og * g.K);                // (Og, K)
                     var yg = new Span<T>(y.Data, y.Offset + (n * g.O + grp * g.Og) * g.L, g.Og * g.L);            // (Og, L)
@@ -119,7 +120,8 @@ internal static class CpuConv
         int chunks = ImageChunks<T>(g);
         NnKernels.ForChunks(chunks, g.N, (_, n0, n1) =>
         {
-            var col = g.Pointwise ? null : new T[g.K * g.L]; // (Cg*KH*KW, OH*OW)
+            using var colBuf = new Scratch<T>(g.Pointwise ? 0 : g.K * g.L);
+            var col = g.Pointwise ? null : colBuf.Array; // (Cg*KH*KW, OH*OW)
             for (int n = n0; n < n1; n++)
             {
                 for (int grp = 0; grp < g.G; grp++)
@@ -129,7 +131,7 @@ internal static class CpuConv
                     var wg = new ReadOnlySpan<T>(w.Data, w.Offset + grp * g.Og * g.K, g.Og * g.K);                    // (Og, K)
                     var dyg = new ReadOnlySpan<T>(dy.Data, dy.Offset + (n * g.O + grp * g.Og) * g.L, g.Og * g.L);     // (Og, L)
                     // dcol (K, L) = wg^T (K, Og) @ dyg (Og, L); a pointwise conv's dcol is dx itself.
-                    Span<T> dcol = col is null ? dxg : col;
+                    Span<T> dcol = col is null ? dxg : colBuf.Span;
                     NnKernels.RunGemm(true, false, g.K, g.L, g.Og, 1.0, wg, g.K, dyg, g.L, 0.0, dcol, g.L);
                     if (col is not null) Col2Im(col, dx.Data, dxo, g, parallel: chunks == 1);
                 }
@@ -143,10 +145,13 @@ internal static class CpuConv
         var x = NnKernels.Buf<T>(xt);
         int wsize = g.O * g.K;
         int chunks = ImageChunks<T>(g);
-        var partial = new T[chunks * wsize]; // (chunks, O, Cg*KH*KW): one dw per chunk, added in chunk order
+        using var partialBuf = new Scratch<T>(chunks * wsize); // (chunks, O, Cg*KH*KW): one dw per chunk, added in chunk order
+        partialBuf.Clear();
+        var partial = partialBuf.Array;
         NnKernels.ForChunks(chunks, g.N, (chunk, n0, n1) =>
         {
-            var col = g.Pointwise ? null : new T[g.K * g.L]; // (Cg*KH*KW, OH*OW)
+            using var colBuf = new Scratch<T>(g.Pointwise ? 0 : g.K * g.L);
+            var col = g.Pointwise ? null : colBuf.Array; // (Cg*KH*KW, OH*OW)
             for (int n = n0; n < n1; n++)
             {
                 for (int grp = 0; grp < g.G; grp++)
@@ -156,7 +161,7 @@ internal static class CpuConv
                     if (col is not null)
                     {
                         Im2Col(x.Data, xo, col, g, parallel: chunks == 1);
-                        cols = col;
+                        cols = colBuf.Span;
                     }
                     var dyg = new ReadOnlySpan<T>(dy.Data, dy.Offset + (n * g.O + grp * g.Og) * g.L, g.Og * g.L); // (Og, L)
                     var dwg = new Span<T>(partial, chunk * wsize + grp * g.Og * g.K, g.Og * g.K);                 // (Og, K)

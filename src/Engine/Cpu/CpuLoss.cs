@@ -51,7 +51,8 @@ internal static class CpuLoss
         var partial = new double[chunks];
         NnKernels.ForChunks(chunks, n, (chunk, r0, r1) =>
         {
-            var e = new T[c]; // (C) exp(x - m) scratch
+            using var scratch = new Scratch<T>(c);
+            var e = scratch.Span; // (C) exp(x - m)
             double sum = 0;
             for (int r = r0; r < r1; r++)
             {

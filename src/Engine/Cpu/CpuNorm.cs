@@ -165,14 +165,20 @@ internal static class CpuNorm
         T n = T.CreateTruncating(c);
 
         int chunks = NnKernels.ChunkCount(rows, 10L * c);
-        var dwPart = wantDw ? new T[chunks * c] : null; // (chunks, C)
-        var dbPart = wantDb ? new T[chunks * c] : null; // (chunks, C)
+        using var dwPart = new Scratch<T>(wantDw ? chunks * c : 0); // (chunks, C)
+        using var dbPart = new Scratch<T>(wantDb ? chunks * c : 0); // (chunks, C)
+        dwPart.Clear();
+        dbPart.Clear();
+        var dwParts = dwPart.Array;
+        var dbParts = dbPart.Array;
         NnKernels.ForChunks(chunks, rows, (chunk, r0, r1) =>
         {
-            var norm = new T[c];                           // (C)
-            var dnormBuf = w is not null ? new T[c] : null; // (C)
-            var dwAcc = wantDw ? new Span<T>(dwPart, chunk * c, c) : default;
-            var dbAcc = wantDb ? new Span<T>(dbPart, chunk * c, c) : default;
+            using var normBuf = new Scratch<T>(c);
+            using var dnormScratch = new Scratch<T>(w is null ? 0 : c);
+            var norm = normBuf.Span;                                       // (C)
+            var dnormBuf = dnormScratch.Span;                              // (C), empty without a weight
+            var dwAcc = wantDw ? new Span<T>(dwParts, chunk * c, c) : default;
+            var dbAcc = wantDb ? new Span<T>(dbParts, chunk * c, c) : default;
             for (int r = r0; r < r1; r++)
             {
                 var xr = new ReadOnlySpan<T>(x.Data, x.Offset + r * c, c);   // (C)
@@ -183,7 +189,7 @@ internal static class CpuNorm
                 TensorPrimitives.Subtract(xr, m, norm);
                 TensorPrimitives.Multiply(norm, rs, norm);
                 ReadOnlySpan<T> dnorm = dyr;
-                if (dnormBuf is not null)
+                if (w is not null)
                 {
                     TensorPrimitives.Multiply(dyr, w, dnormBuf);
                     dnorm = dnormBuf;
@@ -197,8 +203,8 @@ internal static class CpuNorm
                 if (wantDb) TensorPrimitives.Add(dbAcc, dyr, dbAcc);
             }
         });
-        if (wantDw) SumChunks(dwPart!, chunks, dwt.Span<T>());
-        if (wantDb) SumChunks(dbPart!, chunks, dbt!.Span<T>());
+        if (wantDw) SumChunks(dwParts, chunks, dwt.Span<T>());
+        if (wantDb) SumChunks(dbParts, chunks, dbt!.Span<T>());
     }
 
     /// <summary>dst = sum over chunks of parts[chunk] (chunk order, so deterministic).</summary>
