@@ -31,6 +31,7 @@ public class ConvTests
         new("3x5 mixed strides", 2, 2, 7, 9, 3, 3, 5, new Conv2dAttrs(2, 1, 1, 0, 1, 2, 1), true),
         new("1 channel 1x1 image", 1, 1, 1, 1, 2, 1, 1, A(), true),
         new("batch of 8 in chunks", 8, 16, 12, 12, 16, 3, 3, A(pad: 1), true),
+        new("large images in sequence", 2, 16, 24, 24, 32, 3, 3, A(pad: 1), true), // F32 GEMM threads itself
     ];
 
     public static TheoryData<DType, string> Cases()

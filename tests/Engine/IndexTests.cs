@@ -215,6 +215,7 @@ public class IndexTests
     {
         var x = Nn.Random([4, 5], 15, DType.F32);
         Assert.Throws<ArgumentException>(() => x.IndexAdd_(0, Nn.Index([1, 2], DType.I32), Nn.Random([3, 5], 16, DType.F32)));
+        Assert.Throws<ArgumentException>(() => x.IndexAdd_(0, Nn.Index([1, 2], DType.I32, [2, 1]), Nn.Random([2, 5], 17, DType.F32)));
         Assert.Throws<ArgumentException>(() => x.Gather(1, Nn.Index([0, 0, 0, 0, 0, 0], DType.I32, [6, 1])));
     }
 }

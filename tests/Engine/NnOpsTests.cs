@@ -101,6 +101,19 @@ public class NnOpsTests
     }
 
     [Fact]
+    public void MixedDtypesAreRejectedWithTheOpName()
+    {
+        var x = Nn.Random([2, 3], 1, DType.F64);
+        var e = Assert.Throws<ArgumentException>(() => x.LayerNorm(Nn.Random([3], 2, DType.F32), null));
+        Assert.Contains("LayerNorm", e.Message);
+        e = Assert.Throws<ArgumentException>(() => x.IndexAdd_(0, Nn.Index([1], DType.I32), Nn.Random([1, 3], 3, DType.F32)));
+        Assert.Contains("IndexAdd", e.Message);
+        var img = Nn.Random([1, 1, 3, 3], 4, DType.F32);
+        e = Assert.Throws<ArgumentException>(() => Tensor.Conv2d(img, Nn.Random([2, 1, 1, 1], 5, DType.F32), Nn.Random([2], 6, DType.F64)));
+        Assert.Contains("Conv2d", e.Message);
+    }
+
+    [Fact]
     public void ChunkingDependsOnlyOnTheProblemSize()
     {
         // Deterministic reductions rely on it: the same shape gives the same partition on any machine.
@@ -115,5 +128,46 @@ public class NnOpsTests
             covered = e;
         }
         Assert.Equal(1000, covered);
+    }
+}
+
+/// <summary>
+/// The front end's part: non-last axes, non-contiguous inputs and dtype casts reach the kernels as
+/// contiguous rows (these need the Copy kernel of the core CPU ops).
+/// </summary>
+public class NnFrontEndTests
+{
+    [Fact]
+    public void SoftmaxOverAnInnerAxisEqualsSoftmaxOfTheTranspose()
+    {
+        var x = Nn.Random([3, 4, 5], 1, DType.F64, scale: 3);
+        var y = x.Softmax(1);
+        Assert.Equal([3, 4, 5], y.Shape);
+        var expected = x.Transpose(1, 2).Contiguous().Softmax(-1).Transpose(1, 2).Contiguous();
+        TestUtil.AssertClose(Nn.Values(expected), Nn.Values(y.Contiguous()), 1e-12, 1e-14, "softmax axis 1");
+        var sums = Nn.Values(y.Sum([1]));
+        Assert.All(sums, s => Assert.Equal(1.0, s, 1e-12));
+    }
+
+    [Fact]
+    public void NonContiguousInputsAreMadeDenseFirst()
+    {
+        var x = Nn.Random([6, 5], 2, DType.F32);
+        var xt = x.Transpose(0, 1); // (5, 6) view
+        var dense = xt.Contiguous();
+        Assert.Equal(Nn.Values(dense.LayerNorm(null, null)), Nn.Values(xt.LayerNorm(null, null)));
+        Assert.Equal(Nn.Values(dense.Softmax()), Nn.Values(xt.Softmax()));
+        var ids = Nn.Index([4, 0], DType.I64);
+        Assert.Equal(Nn.Values(dense.IndexSelect(0, ids)), Nn.Values(xt.IndexSelect(0, ids)));
+    }
+
+    [Fact]
+    public void Float32ResultsMatchTheFloat64OnesAfterACast()
+    {
+        var x = Nn.Random([2, 3, 9, 9], 3, DType.F64);
+        var w = Nn.Random([4, 3, 3, 3], 4, DType.F64);
+        var y64 = Tensor.Conv2d(x, w, null, stride: 2, padding: 1).MaxPool2d(2);
+        var y32 = Tensor.Conv2d(x.To(DType.F32), w.To(DType.F32), null, stride: 2, padding: 1).MaxPool2d(2);
+        TestUtil.AssertClose(y64, y32, 1e-4, 1e-5, "conv + pool F32 vs F64");
     }
 }

@@ -229,4 +229,15 @@ public class NormTests
             Assert.Equal(first.Dbias.ToArray<float>(), again.Dbias.ToArray<float>());
         }
     }
+
+    [Fact]
+    public void EmptyRowsAndEmptyBatchesAreNoOps()
+    {
+        var none = Tensor.Empty([0, 4], DType.F32);
+        Assert.Equal([0, 4], none.LayerNorm(null, null).Shape);
+        Assert.Equal([0, 4], none.RmsNorm(null).Shape);
+        var zeroWidth = Tensor.Empty([3, 0], DType.F64);
+        Assert.Equal([3, 0], zeroWidth.LayerNorm(null, null).Shape);
+        Assert.Equal([3, 0], zeroWidth.Softmax().Shape);
+    }
 }

@@ -9,7 +9,8 @@ namespace ManagedTensor.Cpu;
 ///   y[n, group] (Og, OH*OW) = w[group] (Og, Cg*KH*KW) @ col
 /// Backward input:  dcol = w[group]^T @ dy[n, group], then col2im adds dcol back into dx.
 /// Backward weight: dw[group] += dy[n, group] @ col^T, summed over the batch.
-/// Images run in parallel in fixed chunks, each chunk with one column buffer reused for all its images.
+/// Images run in parallel in fixed chunks, each chunk with one column buffer reused for all its images,
+/// unless the per-image GEMM is big enough for Gemm to thread it (see ImageChunks).
 /// A 1x1 kernel with stride 1 and no padding needs no im2col: the image itself is the column matrix.
 /// </summary>
 internal static class CpuConv
@@ -27,8 +28,21 @@ internal static class CpuConv
         public static Geometry Of(int[] x, int[] w, int[] y, Conv2dAttrs a) => new(x[0], x[1], x[2], x[3], w[0], w[2], w[3], y[2], y[3], a);
     }
 
+    /// <summary>Multiply-adds above which the float GEMM spreads one product over all cores by itself.</summary>
+    private const long GemmThreadedWork = 96 * 96 * 96;
+
+    /// <summary>
+    /// How many chunks of images run side by side: one (images in sequence) when each image's float GEMM
+    /// is large enough to use every core itself, since nesting both levels only oversubscribes the cores;
+    /// otherwise the fixed partition of the batch. The double GEMM is single-threaded, so F64 always
+    /// splits the batch.
+    /// </summary>
+    private static int ImageChunks<T>(Geometry g)
+        => typeof(T) == typeof(float) && (long)g.Og * g.K * g.L >= GemmThreadedWork ? 1 : NnKernels.ChunkCount(g.N, 2L * g.O * g.K * g.L);
+
     public static void Conv2d(Tensor x, Tensor w, Tensor b, Tensor y, Conv2dAttrs a)
     {
+        NnKernels.CheckSameDType("Conv2d", x, w, b);
         var g = Geometry.Of(x.Shape, w.Shape, y.Shape, a);
         switch (x.DType)
         {
@@ -40,6 +54,7 @@ internal static class CpuConv
 
     public static void BackwardInput(Tensor dy, Tensor w, Tensor dx, Conv2dAttrs a)
     {
+        NnKernels.CheckSameDType("Conv2dBackwardInput", dy, w);
         var g = Geometry.Of(dx.Shape, w.Shape, dy.Shape, a);
         switch (dy.DType)
         {
@@ -51,6 +66,7 @@ internal static class CpuConv
 
     public static void BackwardWeight(Tensor dy, Tensor x, Tensor dw, Conv2dAttrs a)
     {
+        NnKernels.CheckSameDType("Conv2dBackwardWeight", dy, x);
         var g = Geometry.Of(x.Shape, dw.Shape, dy.Shape, a);
         switch (dy.DType)
         {
@@ -66,21 +82,21 @@ internal static class CpuConv
         var w = NnKernels.Buf<T>(wt);
         var y = NnKernels.Buf<T>(yt);
         T[]? bias = bt.Numel > 0 ? bt.Span<T>().ToArray() : null; // (O)
-        int chunks = NnKernels.ChunkCount(g.N, 2L * g.O * g.K * g.L);
-        Parallel.For(0, chunks, new ParallelOptions { MaxDegreeOfParallelism = chunks == 1 ? 1 : -1 }, chunk =>
+        int chunks = ImageChunks<T>(g);
+        NnKernels.ForChunks(chunks, g.N, (_, n0, n1) =>
         {
-            var (n0, n1) = NnKernels.ChunkRange(chunk, chunks, g.N);
-            var col = g.Pointwise ? null : new T[g.K * g.L]; // (Cg*KH*KW, OH*OW)
+            using var colBuf = new Scratch<T>(g.Pointwise ? 0 : g.K * g.L);
+            var col = g.Pointwise ? null : colBuf.Array; // (Cg*KH*KW, OH*OW)
             for (int n = n0; n < n1; n++)
             {
                 for (int grp = 0; grp < g.G; grp++)
                 {
-                    var xg = new ReadOnlySpan<T>(x.Data, x.Offset + (n * g.C + grp * g.Cg) * g.H * g.W, g.Cg * g.H * g.W); // (Cg, H, W)
-                    ReadOnlySpan<T> cols = xg;
+                    int xo = x.Offset + (n * g.C + grp * g.Cg) * g.H * g.W;
+                    ReadOnlySpan<T> cols = new(x.Data, xo, g.Cg * g.H * g.W); // (Cg, H, W): the columns of a pointwise conv
                     if (col is not null)
                     {
-                        Im2Col(xg, col, g);
-                        cols = col;
+                        Im2Col(x.Data, xo, col, g, parallel: chunks == 1);
+                        cols = colBuf.Span;
                     }
                     var wg = new ReadOnlySpan<T>(w.Data, w.Offset + grp * g.Og * g.K, g.Og * g.K);                // (Og, K)
                     var yg = new Span<T>(y.Data, y.Offset + (n * g.O + grp * g.Og) * g.L, g.Og * g.L);            // (Og, L)
@@ -101,22 +117,23 @@ internal static class CpuConv
         var dy = NnKernels.Buf<T>(dyt);
         var w = NnKernels.Buf<T>(wt);
         var dx = NnKernels.Buf<T>(dxt);
-        int chunks = NnKernels.ChunkCount(g.N, 2L * g.O * g.K * g.L);
-        Parallel.For(0, chunks, new ParallelOptions { MaxDegreeOfParallelism = chunks == 1 ? 1 : -1 }, chunk =>
+        int chunks = ImageChunks<T>(g);
+        NnKernels.ForChunks(chunks, g.N, (_, n0, n1) =>
         {
-            var (n0, n1) = NnKernels.ChunkRange(chunk, chunks, g.N);
-            var col = g.Pointwise ? null : new T[g.K * g.L]; // (Cg*KH*KW, OH*OW)
+            using var colBuf = new Scratch<T>(g.Pointwise ? 0 : g.K * g.L);
+            var col = g.Pointwise ? null : colBuf.Array; // (Cg*KH*KW, OH*OW)
             for (int n = n0; n < n1; n++)
             {
                 for (int grp = 0; grp < g.G; grp++)
                 {
-                    var dxg = new Span<T>(dx.Data, dx.Offset + (n * g.C + grp * g.Cg) * g.H * g.W, g.Cg * g.H * g.W); // (Cg, H, W)
+                    int dxo = dx.Offset + (n * g.C + grp * g.Cg) * g.H * g.W;
+                    var dxg = new Span<T>(dx.Data, dxo, g.Cg * g.H * g.W);                                             // (Cg, H, W)
                     var wg = new ReadOnlySpan<T>(w.Data, w.Offset + grp * g.Og * g.K, g.Og * g.K);                    // (Og, K)
                     var dyg = new ReadOnlySpan<T>(dy.Data, dy.Offset + (n * g.O + grp * g.Og) * g.L, g.Og * g.L);     // (Og, L)
                     // dcol (K, L) = wg^T (K, Og) @ dyg (Og, L); a pointwise conv's dcol is dx itself.
-                    Span<T> dcol = col is null ? dxg : col;
+                    Span<T> dcol = col is null ? dxg : colBuf.Span;
                     NnKernels.RunGemm(true, false, g.K, g.L, g.Og, 1.0, wg, g.K, dyg, g.L, 0.0, dcol, g.L);
-                    if (col is not null) Col2Im(col, dxg, g);
+                    if (col is not null) Col2Im(col, dx.Data, dxo, g, parallel: chunks == 1);
                 }
             }
         });
@@ -127,22 +144,24 @@ internal static class CpuConv
         var dy = NnKernels.Buf<T>(dyt);
         var x = NnKernels.Buf<T>(xt);
         int wsize = g.O * g.K;
-        int chunks = NnKernels.ChunkCount(g.N, 2L * g.O * g.K * g.L);
-        var partial = new T[chunks * wsize]; // (chunks, O, Cg*KH*KW): one dw per chunk, added in chunk order
-        Parallel.For(0, chunks, new ParallelOptions { MaxDegreeOfParallelism = chunks == 1 ? 1 : -1 }, chunk =>
+        int chunks = ImageChunks<T>(g);
+        using var partialBuf = new Scratch<T>(chunks * wsize); // (chunks, O, Cg*KH*KW): one dw per chunk, added in chunk order
+        partialBuf.Clear();
+        var partial = partialBuf.Array;
+        NnKernels.ForChunks(chunks, g.N, (chunk, n0, n1) =>
         {
-            var (n0, n1) = NnKernels.ChunkRange(chunk, chunks, g.N);
-            var col = g.Pointwise ? null : new T[g.K * g.L]; // (Cg*KH*KW, OH*OW)
+            using var colBuf = new Scratch<T>(g.Pointwise ? 0 : g.K * g.L);
+            var col = g.Pointwise ? null : colBuf.Array; // (Cg*KH*KW, OH*OW)
             for (int n = n0; n < n1; n++)
             {
                 for (int grp = 0; grp < g.G; grp++)
                 {
-                    var xg = new ReadOnlySpan<T>(x.Data, x.Offset + (n * g.C + grp * g.Cg) * g.H * g.W, g.Cg * g.H * g.W); // (Cg, H, W)
-                    ReadOnlySpan<T> cols = xg;
+                    int xo = x.Offset + (n * g.C + grp * g.Cg) * g.H * g.W;
+                    ReadOnlySpan<T> cols = new(x.Data, xo, g.Cg * g.H * g.W); // (Cg, H, W): the columns of a pointwise conv
                     if (col is not null)
                     {
-                        Im2Col(xg, col, g);
-                        cols = col;
+                        Im2Col(x.Data, xo, col, g, parallel: chunks == 1);
+                        cols = colBuf.Span;
                     }
                     var dyg = new ReadOnlySpan<T>(dy.Data, dy.Offset + (n * g.O + grp * g.Og) * g.L, g.Og * g.L); // (Og, L)
                     var dwg = new Span<T>(partial, chunk * wsize + grp * g.Og * g.K, g.Og * g.K);                 // (Og, K)
@@ -168,58 +187,79 @@ internal static class CpuConv
         return (lo, Math.Max(lo, hi));
     }
 
-    /// <summary>col[(c*KH + kh)*KW + kw, oh*OW + ow] = x[c, oh*sh - ph + kh*dh, ow*sw - pw + kw*dw] (0 in the padding).</summary>
-    private static void Im2Col<T>(ReadOnlySpan<T> x, Span<T> col, Geometry g) where T : unmanaged, IFloatingPointIeee754<T>
+    /// <summary>
+    /// Runs body(c0, c1) over the input channels of one image and group, split over threads when
+    /// <paramref name="parallel"/> (images in sequence): channel c owns rows c*KH*KW .. of the column
+    /// matrix and plane c of the image, so the threads never touch the same memory.
+    /// </summary>
+    private static void ForChannels(Geometry g, bool parallel, Action<int, int> body)
     {
-        var a = g.A;
-        for (int c = 0; c < g.Cg; c++)
-            for (int kh = 0; kh < g.KH; kh++)
-            {
-                var (ohLo, ohHi) = ValidRange(g.OH, g.H, a.StrideH, a.PadH, kh * a.DilationH);
-                for (int kw = 0; kw < g.KW; kw++)
-                {
-                    var (owLo, owHi) = ValidRange(g.OW, g.W, a.StrideW, a.PadW, kw * a.DilationW);
-                    var row = col.Slice(((c * g.KH + kh) * g.KW + kw) * g.L, g.L); // (OH, OW)
-                    row[..(ohLo * g.OW)].Clear();
-                    row[(ohHi * g.OW)..].Clear();
-                    for (int oh = ohLo; oh < ohHi; oh++)
-                    {
-                        var dst = row.Slice(oh * g.OW, g.OW);
-                        dst[..owLo].Clear();
-                        dst[owHi..].Clear();
-                        int ih = oh * a.StrideH - a.PadH + kh * a.DilationH;
-                        int iw0 = owLo * a.StrideW - a.PadW + kw * a.DilationW;
-                        var src = x.Slice((c * g.H + ih) * g.W, g.W);
-                        if (a.StrideW == 1) src.Slice(iw0, owHi - owLo).CopyTo(dst[owLo..owHi]);
-                        else for (int ow = owLo, iw = iw0; ow < owHi; ow++, iw += a.StrideW) dst[ow] = src[iw];
-                    }
-                }
-            }
+        if (parallel) NnKernels.For(g.Cg, (long)g.KH * g.KW * g.L, (_, c0, c1) => body(c0, c1));
+        else body(0, g.Cg);
     }
 
-    /// <summary>The adjoint of <see cref="Im2Col{T}"/>: dx = 0, then each col entry is added to the input position it was read from.</summary>
-    private static void Col2Im<T>(ReadOnlySpan<T> col, Span<T> dx, Geometry g) where T : unmanaged, IFloatingPointIeee754<T>
+    /// <summary>col[(c*KH + kh)*KW + kw, oh*OW + ow] = x[c, oh*sh - ph + kh*dh, ow*sw - pw + kw*dw] (0 in the padding); x (Cg, H, W) starts at xOffset.</summary>
+    private static void Im2Col<T>(T[] xData, int xOffset, T[] colData, Geometry g, bool parallel) where T : unmanaged, IFloatingPointIeee754<T>
     {
         var a = g.A;
-        dx.Clear();
-        for (int c = 0; c < g.Cg; c++)
-            for (int kh = 0; kh < g.KH; kh++)
-            {
-                var (ohLo, ohHi) = ValidRange(g.OH, g.H, a.StrideH, a.PadH, kh * a.DilationH);
-                for (int kw = 0; kw < g.KW; kw++)
+        ForChannels(g, parallel, (c0, c1) =>
+        {
+            var x = new ReadOnlySpan<T>(xData, xOffset, g.Cg * g.H * g.W); // (Cg, H, W)
+            var col = colData.AsSpan(0, g.K * g.L);                          // (Cg*KH*KW, OH*OW)
+            for (int c = c0; c < c1; c++)
+                for (int kh = 0; kh < g.KH; kh++)
                 {
-                    var (owLo, owHi) = ValidRange(g.OW, g.W, a.StrideW, a.PadW, kw * a.DilationW);
-                    var row = col.Slice(((c * g.KH + kh) * g.KW + kw) * g.L, g.L); // (OH, OW)
-                    for (int oh = ohLo; oh < ohHi; oh++)
+                    var (ohLo, ohHi) = ValidRange(g.OH, g.H, a.StrideH, a.PadH, kh * a.DilationH);
+                    for (int kw = 0; kw < g.KW; kw++)
                     {
-                        var src = row.Slice(oh * g.OW, g.OW);
-                        int ih = oh * a.StrideH - a.PadH + kh * a.DilationH;
-                        int iw0 = owLo * a.StrideW - a.PadW + kw * a.DilationW;
-                        var dst = dx.Slice((c * g.H + ih) * g.W, g.W);
-                        if (a.StrideW == 1) TensorPrimitives.Add(dst.Slice(iw0, owHi - owLo), src[owLo..owHi], dst.Slice(iw0, owHi - owLo));
-                        else for (int ow = owLo, iw = iw0; ow < owHi; ow++, iw += a.StrideW) dst[iw] += src[ow];
+                        var (owLo, owHi) = ValidRange(g.OW, g.W, a.StrideW, a.PadW, kw * a.DilationW);
+                        var row = col.Slice(((c * g.KH + kh) * g.KW + kw) * g.L, g.L); // (OH, OW)
+                        row[..(ohLo * g.OW)].Clear();
+                        row[(ohHi * g.OW)..].Clear();
+                        for (int oh = ohLo; oh < ohHi; oh++)
+                        {
+                            var dst = row.Slice(oh * g.OW, g.OW);
+                            dst[..owLo].Clear();
+                            dst[owHi..].Clear();
+                            int ih = oh * a.StrideH - a.PadH + kh * a.DilationH;
+                            int iw0 = owLo * a.StrideW - a.PadW + kw * a.DilationW;
+                            var src = x.Slice((c * g.H + ih) * g.W, g.W);
+                            if (a.StrideW == 1) src.Slice(iw0, owHi - owLo).CopyTo(dst[owLo..owHi]);
+                            else for (int ow = owLo, iw = iw0; ow < owHi; ow++, iw += a.StrideW) dst[ow] = src[iw];
+                        }
                     }
                 }
-            }
+        });
+    }
+
+    /// <summary>The adjoint of <see cref="Im2Col{T}"/>: dx = 0, then each col entry is added to the input position it was read from; dx (Cg, H, W) starts at dxOffset.</summary>
+    private static void Col2Im<T>(T[] colData, T[] dxData, int dxOffset, Geometry g, bool parallel) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        var a = g.A;
+        ForChannels(g, parallel, (c0, c1) =>
+        {
+            var col = new ReadOnlySpan<T>(colData, 0, g.K * g.L); // (Cg*KH*KW, OH*OW)
+            var dx = new Span<T>(dxData, dxOffset, g.Cg * g.H * g.W); // (Cg, H, W)
+            dx.Slice(c0 * g.H * g.W, (c1 - c0) * g.H * g.W).Clear();
+            for (int c = c0; c < c1; c++)
+                for (int kh = 0; kh < g.KH; kh++)
+                {
+                    var (ohLo, ohHi) = ValidRange(g.OH, g.H, a.StrideH, a.PadH, kh * a.DilationH);
+                    for (int kw = 0; kw < g.KW; kw++)
+                    {
+                        var (owLo, owHi) = ValidRange(g.OW, g.W, a.StrideW, a.PadW, kw * a.DilationW);
+                        var row = col.Slice(((c * g.KH + kh) * g.KW + kw) * g.L, g.L); // (OH, OW)
+                        for (int oh = ohLo; oh < ohHi; oh++)
+                        {
+                            var src = row.Slice(oh * g.OW, g.OW);
+                            int ih = oh * a.StrideH - a.PadH + kh * a.DilationH;
+                            int iw0 = owLo * a.StrideW - a.PadW + kw * a.DilationW;
+                            var dst = dx.Slice((c * g.H + ih) * g.W, g.W);
+                            if (a.StrideW == 1) TensorPrimitives.Add(dst.Slice(iw0, owHi - owLo), src[owLo..owHi], dst.Slice(iw0, owHi - owLo));
+                            else for (int ow = owLo, iw = iw0; ow < owHi; ow++, iw += a.StrideW) dst[iw] += src[ow];
+                        }
+                    }
+                }
+        });
     }
 }

@@ -1,3 +1,6 @@
+using System.Numerics;
+using System.Numerics.Tensors;
+
 namespace ManagedTensor.Cpu;
 
 /// <summary>
@@ -49,13 +52,16 @@ internal static class CpuIndex
             {
                 int o = r / n, i = r - o * n;
                 int src = x.Offset + (o * size + (int)ids[i]) * inner;
-                Array.Copy(x.Data, src, y.Data, y.Offset + r * inner, inner);
+                if (inner == 1) y.Data[y.Offset + r] = x.Data[src]; // selecting along the last axis
+                else new ReadOnlySpan<T>(x.Data, src, inner).CopyTo(new Span<T>(y.Data, y.Offset + r * inner, inner));
             }
         });
     }
 
     public static void IndexAdd(Tensor dst, Tensor idx, Tensor src, int axis)
     {
+        NnKernels.CheckSameDType("IndexAdd", dst, src);
+        if (idx.Rank != 1) throw new ArgumentException($"IndexAdd: index must be 1-D, got {idx.Describe()}");
         var ids = NnKernels.ReadIndices(idx, "IndexAdd");
         var (outer, size, inner) = Split(dst.Shape, axis);
         var expected = (int[])dst.Shape.Clone();
@@ -77,7 +83,7 @@ internal static class CpuIndex
     /// columns and walks i in order, so there are no races and the sum order is fixed.
     /// </summary>
     private static void IndexAdd<T>(Tensor dstT, long[] ids, Tensor srcT, int outer, int size, int inner)
-        where T : unmanaged, System.Numerics.IFloatingPointIeee754<T>
+        where T : unmanaged, IFloatingPointIeee754<T>
     {
         var dst = NnKernels.Buf<T>(dstT);
         var src = NnKernels.Buf<T>(srcT);
@@ -93,7 +99,7 @@ internal static class CpuIndex
                 {
                     var s = new ReadOnlySpan<T>(src.Data, src.Offset + (o * n + i) * inner + j0, len);
                     var d = new Span<T>(dst.Data, dst.Offset + (o * size + (int)ids[i]) * inner + j0, len);
-                    System.Numerics.Tensors.TensorPrimitives.Add(d, s, d);
+                    TensorPrimitives.Add(d, s, d);
                 }
             }
         });
@@ -173,6 +179,7 @@ internal static class CpuIndex
 
     public static void ScatterAdd(Tensor dst, Tensor idx, Tensor src, int axis)
     {
+        NnKernels.CheckSameDType("ScatterAdd", dst, src);
         CheckGatherShape(dst, idx, axis, "ScatterAdd");
         if (!src.Shape.AsSpan().SequenceEqual(idx.Shape))
             throw new ArgumentException($"ScatterAdd: source {src.Describe()} must have the index's shape {Tensor.ShapeString(idx.Shape)}");
@@ -192,7 +199,7 @@ internal static class CpuIndex
     /// slice rows run in order (repeated indices add up in a fixed order).
     /// </summary>
     private static void ScatterAdd<T>(Tensor dstT, long[] ids, int[] idxShape, Tensor srcT, int axis)
-        where T : unmanaged, System.Numerics.IFloatingPointIeee754<T>
+        where T : unmanaged, IFloatingPointIeee754<T>
     {
         var dst = NnKernels.Buf<T>(dstT);
         var src = NnKernels.Buf<T>(srcT);

@@ -49,10 +49,10 @@ internal static class CpuLoss
         var lse = NnKernels.Buf<T>(lseT);
         int chunks = NnKernels.ChunkCount(n, 4L * c);
         var partial = new double[chunks];
-        Parallel.For(0, chunks, new ParallelOptions { MaxDegreeOfParallelism = chunks == 1 ? 1 : -1 }, chunk =>
+        NnKernels.ForChunks(chunks, n, (chunk, r0, r1) =>
         {
-            var (r0, r1) = NnKernels.ChunkRange(chunk, chunks, n);
-            var e = new T[c]; // (C) exp(x - m) scratch
+            using var scratch = new Scratch<T>(c);
+            var e = scratch.Span; // (C) exp(x - m)
             double sum = 0;
             for (int r = r0; r < r1; r++)
             {
@@ -73,6 +73,7 @@ internal static class CpuLoss
 
     public static void CrossEntropyBackward(Tensor dloss, Tensor logits, Tensor targets, Tensor lse, Tensor dlogits, CrossEntropyAttrs a)
     {
+        NnKernels.CheckSameDType("CrossEntropyBackward", logits, dloss, lse);
         switch (logits.DType)
         {
             case DType.F32: CrossEntropyBackward<float>(dloss, logits, targets, lse, dlogits, a.IgnoreIndex); break;

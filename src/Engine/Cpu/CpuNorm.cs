@@ -13,7 +13,7 @@ internal static class CpuNorm
 {
     public static void Softmax(Tensor x, Tensor y, bool log)
     {
-        int c = x.Shape[^1], rows = x.Numel / c;
+        int c = x.Shape[^1], rows = c == 0 ? 0 : x.Numel / c;
         switch (x.DType)
         {
             case DType.F32: Softmax<float>(NnKernels.Buf<float>(x), NnKernels.Buf<float>(y), rows, c, log); break;
@@ -47,6 +47,7 @@ internal static class CpuNorm
 
     public static void LayerNorm(Tensor x, Tensor w, Tensor b, Tensor y, Tensor mean, Tensor rstd, NormAttrs a)
     {
+        NnKernels.CheckSameDType("LayerNorm", x, w, b);
         switch (x.DType)
         {
             case DType.F32: LayerNorm<float>(x, w, b, y, mean, rstd, (float)a.Eps); break;
@@ -59,7 +60,7 @@ internal static class CpuNorm
     private static void LayerNorm<T>(Tensor xt, Tensor wt, Tensor bt, Tensor yt, Tensor meant, Tensor rstdt, T eps)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
-        int c = xt.Shape[^1], rows = xt.Numel / c;
+        int c = xt.Shape[^1], rows = c == 0 ? 0 : xt.Numel / c; // C = 0: nothing to normalize
         var x = NnKernels.Buf<T>(xt);
         var y = NnKernels.Buf<T>(yt);
         var mean = NnKernels.Buf<T>(meant);
@@ -87,6 +88,7 @@ internal static class CpuNorm
 
     public static void LayerNormBackward(Tensor dy, Tensor x, Tensor w, Tensor mean, Tensor rstd, Tensor dx, Tensor dw, Tensor db)
     {
+        NnKernels.CheckSameDType("LayerNormBackward", x, dy, w, mean, rstd);
         switch (x.DType)
         {
             case DType.F32: NormBackward<float>(dy, x, w, mean, rstd, dx, dw, db); break;
@@ -97,6 +99,7 @@ internal static class CpuNorm
 
     public static void RmsNorm(Tensor x, Tensor w, Tensor y, Tensor rstd, NormAttrs a)
     {
+        NnKernels.CheckSameDType("RmsNorm", x, w);
         switch (x.DType)
         {
             case DType.F32: RmsNorm<float>(x, w, y, rstd, (float)a.Eps); break;
@@ -109,7 +112,7 @@ internal static class CpuNorm
     private static void RmsNorm<T>(Tensor xt, Tensor wt, Tensor yt, Tensor rstdt, T eps)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
-        int c = xt.Shape[^1], rows = xt.Numel / c;
+        int c = xt.Shape[^1], rows = c == 0 ? 0 : xt.Numel / c; // C = 0: nothing to normalize
         var x = NnKernels.Buf<T>(xt);
         var y = NnKernels.Buf<T>(yt);
         var rstd = NnKernels.Buf<T>(rstdt);
@@ -131,6 +134,7 @@ internal static class CpuNorm
 
     public static void RmsNormBackward(Tensor dy, Tensor x, Tensor w, Tensor rstd, Tensor dx, Tensor dw)
     {
+        NnKernels.CheckSameDType("RmsNormBackward", x, dy, w, rstd);
         switch (x.DType)
         {
             case DType.F32: NormBackward<float>(dy, x, w, null, rstd, dx, dw, null); break;
@@ -150,7 +154,7 @@ internal static class CpuNorm
     private static void NormBackward<T>(Tensor dyt, Tensor xt, Tensor wt, Tensor? meant, Tensor rstdt, Tensor dxt, Tensor dwt, Tensor? dbt)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
-        int c = xt.Shape[^1], rows = xt.Numel / c;
+        int c = xt.Shape[^1], rows = c == 0 ? 0 : xt.Numel / c; // C = 0: nothing to normalize
         var dy = NnKernels.Buf<T>(dyt);
         var x = NnKernels.Buf<T>(xt);
         var dx = NnKernels.Buf<T>(dxt);
@@ -161,15 +165,20 @@ internal static class CpuNorm
         T n = T.CreateTruncating(c);
 
         int chunks = NnKernels.ChunkCount(rows, 10L * c);
-        var dwPart = wantDw ? new T[chunks * c] : null; // (chunks, C)
-        var dbPart = wantDb ? new T[chunks * c] : null; // (chunks, C)
-        Parallel.For(0, chunks, new ParallelOptions { MaxDegreeOfParallelism = chunks == 1 ? 1 : -1 }, chunk =>
+        using var dwPart = new Scratch<T>(wantDw ? chunks * c : 0); // (chunks, C)
+        using var dbPart = new Scratch<T>(wantDb ? chunks * c : 0); // (chunks, C)
+        dwPart.Clear();
+        dbPart.Clear();
+        var dwParts = dwPart.Array;
+        var dbParts = dbPart.Array;
+        NnKernels.ForChunks(chunks, rows, (chunk, r0, r1) =>
         {
-            var (r0, r1) = NnKernels.ChunkRange(chunk, chunks, rows);
-            var norm = new T[c];                           // (C)
-            var dnormBuf = w is not null ? new T[c] : null; // (C)
-            var dwAcc = wantDw ? new Span<T>(dwPart, chunk * c, c) : default;
-            var dbAcc = wantDb ? new Span<T>(dbPart, chunk * c, c) : default;
+            using var normBuf = new Scratch<T>(c);
+            using var dnormScratch = new Scratch<T>(w is null ? 0 : c);
+            var norm = normBuf.Span;                                       // (C)
+            var dnormBuf = dnormScratch.Span;                              // (C), empty without a weight
+            var dwAcc = wantDw ? new Span<T>(dwParts, chunk * c, c) : default;
+            var dbAcc = wantDb ? new Span<T>(dbParts, chunk * c, c) : default;
             for (int r = r0; r < r1; r++)
             {
                 var xr = new ReadOnlySpan<T>(x.Data, x.Offset + r * c, c);   // (C)
@@ -180,7 +189,7 @@ internal static class CpuNorm
                 TensorPrimitives.Subtract(xr, m, norm);
                 TensorPrimitives.Multiply(norm, rs, norm);
                 ReadOnlySpan<T> dnorm = dyr;
-                if (dnormBuf is not null)
+                if (w is not null)
                 {
                     TensorPrimitives.Multiply(dyr, w, dnormBuf);
                     dnorm = dnormBuf;
@@ -194,8 +203,8 @@ internal static class CpuNorm
                 if (wantDb) TensorPrimitives.Add(dbAcc, dyr, dbAcc);
             }
         });
-        if (wantDw) SumChunks(dwPart!, chunks, dwt.Span<T>());
-        if (wantDb) SumChunks(dbPart!, chunks, dbt!.Span<T>());
+        if (wantDw) SumChunks(dwParts, chunks, dwt.Span<T>());
+        if (wantDb) SumChunks(dbParts, chunks, dbt!.Span<T>());
     }
 
     /// <summary>dst = sum over chunks of parts[chunk] (chunk order, so deterministic).</summary>

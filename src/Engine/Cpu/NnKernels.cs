@@ -31,9 +31,16 @@ internal static class NnKernels
 
     /// <summary>Runs body(chunk, start, end) over the fixed partition of [0, count), in parallel when there is more than one chunk.</summary>
     public static void For(int count, long workPerItem, Action<int, int, int> body)
+        => ForChunks(ChunkCount(count, workPerItem), count, body);
+
+    /// <summary>
+    /// Runs body(chunk, start, end) for each of <paramref name="chunks"/> contiguous chunks of [0, count):
+    /// on the calling thread when there is one chunk, else in parallel. Callers that keep one partial
+    /// result per chunk size their buffers with the same <paramref name="chunks"/>.
+    /// </summary>
+    public static void ForChunks(int chunks, int count, Action<int, int, int> body)
     {
-        int chunks = ChunkCount(count, workPerItem);
-        if (chunks == 1)
+        if (chunks <= 1)
         {
             body(0, 0, count);
             return;
@@ -48,6 +55,14 @@ internal static class NnKernels
     /// <summary>The exception for a dtype these kernels do not cover (F16/BF16 run on the GPU backend).</summary>
     public static NotSupportedException Unsupported(string op, Tensor t)
         => new($"{op}: the CPU backend computes F32 and F64 only, got {t.Describe()}; cast with To(DType.F32) first");
+
+    /// <summary>Throws unless every tensor in <paramref name="others"/> has <paramref name="reference"/>'s dtype (the front end does not check optional inputs).</summary>
+    public static void CheckSameDType(string op, Tensor reference, params ReadOnlySpan<Tensor> others)
+    {
+        foreach (var t in others)
+            if (t.DType != reference.DType)
+                throw new ArgumentException($"{op}: {t.Describe()} must have the dtype of {reference.Describe()}");
+    }
 
     /// <summary>The contiguous elements of a CPU tensor as (array, offset): lambdas can capture these, unlike spans.</summary>
     public static (T[] Data, int Offset) Buf<T>(Tensor t) where T : unmanaged => (t.Data<T>(), t.Offset);
@@ -92,5 +107,37 @@ internal static class NnKernels
                 MemoryMarshal.Cast<T, double>(b), ldb, beta, MemoryMarshal.Cast<T, double>(c), ldc);
         else
             throw new NotSupportedException($"GEMM on the CPU takes float or double, not {typeof(T).Name}");
+    }
+}
+
+/// <summary>
+/// A scratch buffer rented from the shared array pool, returned on Dispose (<c>using var s = new Scratch&lt;T&gt;(n)</c>).
+/// Kernels run many times per training step; allocating a fresh vocabulary row or im2col matrix each
+/// time lands on the large-object heap and the gen-2 collections it triggers cost more than the kernel
+/// (cross-entropy over (1024, 50257): 130 ms with new arrays, 15 ms with pooled ones).
+/// Contents start undefined: callers write before reading, or call <see cref="Clear"/>.
+/// </summary>
+internal readonly struct Scratch<T> : IDisposable where T : unmanaged
+{
+    private readonly T[]? _array;
+
+    public Scratch(int length)
+    {
+        Length = length;
+        _array = length == 0 ? null : System.Buffers.ArrayPool<T>.Shared.Rent(length);
+    }
+
+    public int Length { get; }
+
+    /// <summary>The rented array (may be longer than <see cref="Length"/>); for lambdas, which cannot capture spans.</summary>
+    public T[] Array => _array ?? [];
+
+    public Span<T> Span => _array is null ? default : _array.AsSpan(0, Length);
+
+    public void Clear() => Span.Clear();
+
+    public void Dispose()
+    {
+        if (_array is not null) System.Buffers.ArrayPool<T>.Shared.Return(_array);
     }
 }
