@@ -1,0 +1,54 @@
+using ManagedTensor.Models;
+using ManagedTensor.Models.Generation;
+using Xunit;
+
+namespace ManagedTensor.Tests.Llama;
+
+public class SamplerTests
+{
+    private static float[] Logits() => [0.1f, 2.0f, 1.5f, -1f, 1.9f];
+
+    [Fact]
+    public void GreedyAndTopKOnePickTheArgmax()
+    {
+        Assert.Equal(1, new Sampler(new SamplerOptions()).Sample(Logits(), []));
+        var s = new Sampler(new SamplerOptions(Temperature: 1.5f, TopK: 1));
+        for (int i = 0; i < 20; i++) Assert.Equal(1, s.Sample(Logits(), []));
+    }
+
+    [Fact]
+    public void SameSeedSameSamplesAndTopPRestrictsTheSet()
+    {
+        int[] Draw(ulong seed, float topP) { var s = new Sampler(new SamplerOptions(1f, 0, topP, 1f, seed)); return Enumerable.Range(0, 200).Select(_ => s.Sample(Logits(), [])).ToArray(); }
+        Assert.Equal(Draw(7, 1f), Draw(7, 1f));
+        Assert.NotEqual(Draw(7, 1f), Draw(8, 1f));
+        Assert.Equal(5, Draw(7, 1f).Distinct().Count());
+        // probabilities ~ e^[0.1, 2, 1.5, -1, 1.9]: tokens 1 and 4 hold ~0.58 of the mass, so top-p 0.5 keeps 1 and 4 only
+        Assert.True(Draw(7, 0.5f).All(t => t is 1 or 4));
+    }
+
+    [Fact]
+    public void RepetitionPenaltyDemotesSeenTokens()
+    {
+        var s = new Sampler(new SamplerOptions(RepetitionPenalty: 2f));
+        Assert.Equal(4, s.Sample(Logits(), [1, 1]));   // 2.0 / 2 = 1.0 < 1.9
+        Assert.Equal(2, s.Sample(Logits(), [1, 4]));
+    }
+
+    [Fact]
+    public void Llama3RopeScalingKeepsHighFrequenciesAndSlowsLowOnes()
+    {
+        var c = new LlamaConfig(128, 256, 1, 1, 1, 10, 16, RopeTheta: 500000f, RopeScaling: new Llama3RopeScaling(8f, 1f, 4f, 8192));
+        var plain = (c with { RopeScaling = null }).RopeFrequencies();
+        var scaled = c.RopeFrequencies();
+        for (int i = 0; i < plain.Length; i++)
+        {
+            double wavelen = 2 * Math.PI / plain[i];
+            if (wavelen < 8192 / 4.0) Assert.Equal(plain[i], scaled[i]);
+            else if (wavelen > 8192 / 1.0) Assert.Equal(plain[i] / 8, scaled[i], 12);
+            else Assert.InRange(scaled[i], plain[i] / 8, plain[i]);
+        }
+        Assert.Equal(1.0, scaled[0]);
+        Assert.Equal(plain[^1] / 8, scaled[^1], 12);
+    }
+}

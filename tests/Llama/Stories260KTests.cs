@@ -1,0 +1,103 @@
+using ManagedTensor.Models;
+using ManagedTensor.Models.Formats;
+using ManagedTensor.Models.Generation;
+using ManagedTensor.Models.Tokenizers;
+using Xunit;
+
+namespace ManagedTensor.Tests.Llama;
+
+/// <summary>The real stories260K checkpoint against tests/fixtures/stories260K/reference.py (independent numpy, float64).</summary>
+public class Stories260KTests
+{
+    private static readonly Lazy<ManagedTensor.Models.Llama> Model = new(() => Llama2c.Load(RepoPaths.Stories260K));
+    private static readonly Lazy<LlamaTokenizer> Tok = new(() => LlamaTokenizer.LoadLlama2c(RepoPaths.Tok512, 512));
+
+    private static int[] Expected() =>
+        File.ReadAllLines(RepoPaths.Of("tests", "fixtures", "stories260K", "greedy200.txt")).Select(int.Parse).ToArray();
+
+    private static List<int> Greedy(ManagedTensor.Models.Llama m, int n)
+    {
+        var cache = m.NewCache();
+        var outp = new List<int>();
+        int tok = 1;
+        for (int p = 0; p < n; p++)
+        {
+            tok = Sampler.ArgMax(m.Forward(tok, p, cache));
+            outp.Add(tok);
+        }
+        return outp;
+    }
+
+    [Fact]
+    public void HeaderMatchesTheKnownShape()
+    {
+        var c = Model.Value.Config;
+        Assert.Equal((64, 172, 5, 8, 4, 512, 512), (c.Dim, c.HiddenDim, c.NLayers, c.NHeads, c.NKvHeads, c.VocabSize, c.SeqLen));
+        Assert.True(Model.Value.Weights.SharedClassifier);
+    }
+
+    [Fact]
+    public void Greedy200TokensMatchTheNumpyReference()
+    {
+        Assert.Equal(Expected(), Greedy(Model.Value, 200));
+    }
+
+    [Fact]
+    public void GenerateFromEmptyPromptTellsAStory()
+    {
+        var sb = new StringWriter();
+        var r = LlamaGenerate.Generate(Model.Value, Tok.Value, Tok.Value.Encode("", bos: true), 200, new SamplerOptions(), stopTokens: [], output: sb);
+        Assert.Equal(Expected(), r.Generated);
+        Assert.StartsWith("Once upon a time, there was a little girl named Lily.", sb.ToString());
+        Assert.Equal(sb.ToString(), r.Text);
+        Assert.True(r.DecodeTokensPerSecond > 0);
+    }
+
+    [Fact]
+    public void RunLoadsFilesAndStreams()
+    {
+        var sw = new StringWriter();
+        var r = LlamaGenerate.Run(new GenerateOptions(RepoPaths.Stories260K, RepoPaths.Tok512, "Once upon a time", 30), sw);
+        Assert.StartsWith("Once upon a time", sw.ToString());
+        Assert.InRange(r.Generated.Count, 1, 30);
+    }
+
+    [Fact]
+    public void HalfSplitRopeWithPermutedWeightsGivesTheSameLogits()
+    {
+        var m = Model.Value;
+        var c = m.Config;
+        WeightMatrix Perm(WeightMatrix w, int heads) => WeightMatrix.FromF32(
+            ManagedTensor.Models.Llama.PermuteRopeRows(w.ToF32(), heads, c.HeadSize, w.Cols, RopeLayout.Interleaved, RopeLayout.HalfSplit), w.Rows, w.Cols);
+        var layers = m.Weights.Layers.Select(l => l with { Wq = Perm(l.Wq, c.NHeads), Wk = Perm(l.Wk, c.NKvHeads) }).ToArray();
+        var hf = new ManagedTensor.Models.Llama(c with { Rope = RopeLayout.HalfSplit }, m.Weights with { Layers = layers });
+        var a = m.NewCache(); var b = hf.NewCache();
+        int[] toks = [1, 403, 407, 261, 378];
+        for (int p = 0; p < toks.Length; p++)
+        {
+            var la = m.Forward(toks[p], p, a).ToArray();
+            var lb = hf.Forward(toks[p], p, b).ToArray();
+            TestUtil.AssertClose(la.Select(x => (double)x).ToArray(), lb.Select(x => (double)x).ToArray(), 1e-4, 1e-4, $"pos {p}");
+        }
+        // And the permutation is undone by its inverse.
+        var w = m.Weights.Layers[0].Wq.ToF32();
+        var back = ManagedTensor.Models.Llama.PermuteRopeRows(
+            ManagedTensor.Models.Llama.PermuteRopeRows(w, 8, 8, 64, RopeLayout.Interleaved, RopeLayout.HalfSplit), 8, 8, 64, RopeLayout.HalfSplit, RopeLayout.Interleaved);
+        Assert.Equal(w, back);
+    }
+
+    [Fact]
+    public void TokenizerRoundTripsWithMergesAndByteFallback()
+    {
+        var t = Tok.Value;
+        var ids = t.Encode("Once upon a time", bos: true);
+        Assert.Equal(1, ids[0]);
+        Assert.Equal(Expected().Take(ids.Count - 1), ids.Skip(1)); // the model's own first tokens spell the same words
+        Assert.Equal("Once upon a time", t.Decode(ids));
+        string odd = "Zoë ✓ naïve";           // characters outside the 512-token vocabulary use <0xXX> byte tokens
+        var oddIds = t.Encode(odd);
+        Assert.Contains(oddIds, id => id is >= 3 and < 259);
+        Assert.Equal(odd, t.Decode(oddIds));
+        Assert.Equal([1], t.Encode(""));
+    }
+}
