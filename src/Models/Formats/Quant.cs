@@ -1,4 +1,7 @@
 using System.Buffers.Binary;
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace ManagedTensor.Models.Formats;
 
@@ -186,8 +189,43 @@ public static class Quant
     /// <summary>
     /// ggml's vec_dot_q4_0_q8_0: the dot product of a Q4_0 row with activations already quantized to Q8_0,
     /// block by block in integers: sum_b d4_b * d8_b * sum_j (q4_j - 8) * q8_j.
+    /// The integer block sums use AVX2 when available (same result as the scalar loop: integer sums are exact,
+    /// and the float accumulation over blocks runs in the same order).
     /// </summary>
     public static float VecDotQ4_0Q8_0(ReadOnlySpan<byte> w, ReadOnlySpan<byte> x, int blocks)
+    {
+        if (!Avx2.IsSupported) return VecDotQ4_0Q8_0Scalar(w, x, blocks);
+        float sum = 0;
+        for (int b = 0; b < blocks; b++)
+        {
+            var wb = w.Slice(b * Q4_0Bytes, Q4_0Bytes);
+            var xb = x.Slice(b * Q8_0Bytes, Q8_0Bytes);
+            // Unpack 16 bytes of nibbles to 32 signed values (low nibbles are elements 0..15, high 16..31), minus 8.
+            var packed = Vector128.LoadUnsafe(ref Unsafe.AsRef(in wb[2]));
+            var mask = Vector128.Create((byte)0x0F);
+            var lo = packed & mask;
+            var hi = Vector128.ShiftRightLogical(packed.AsUInt16(), 4).AsByte() & mask;
+            var qw = Vector256.Create(lo, hi).AsSByte() - Vector256.Create((sbyte)8);
+            var qx = Vector256.LoadUnsafe(ref Unsafe.As<byte, sbyte>(ref Unsafe.AsRef(in xb[2])));
+            sum += Half(wb) * Half(xb) * DotI8x32(qw, qx);
+        }
+        return sum;
+    }
+
+    /// <summary>
+    /// Sum of 32 int8 products with AVX2 (ggml's mul_sum_i8_pairs): maddubs needs an unsigned operand, so it multiplies
+    /// |a| by b carrying a's sign, giving int16 pair sums, then madd with ones widens them to int32.
+    /// Pair sums stay below int16's limit unless both operands hold -128 (not produced by the quantizers here).
+    /// </summary>
+    private static int DotI8x32(Vector256<sbyte> a, Vector256<sbyte> b)
+    {
+        var pairs = Avx2.MultiplyAddAdjacent(Avx2.Sign(a, a).AsByte(), Avx2.Sign(b, a)); // (16) int16
+        var quads = Avx2.MultiplyAddAdjacent(pairs, Vector256.Create((short)1));         // (8) int32
+        return Vector256.Sum(quads);
+    }
+
+    /// <summary>The plain loop of <see cref="VecDotQ4_0Q8_0"/>, kept as its reference.</summary>
+    public static float VecDotQ4_0Q8_0Scalar(ReadOnlySpan<byte> w, ReadOnlySpan<byte> x, int blocks)
     {
         float sum = 0;
         for (int b = 0; b < blocks; b++)
@@ -205,8 +243,24 @@ public static class Quant
         return sum;
     }
 
-    /// <summary>ggml's vec_dot_q8_0_q8_0: sum_b dw_b * dx_b * sum_j qw_j * qx_j.</summary>
+    /// <summary>ggml's vec_dot_q8_0_q8_0: sum_b dw_b * dx_b * sum_j qw_j * qx_j (AVX2 block sums when available).</summary>
     public static float VecDotQ8_0Q8_0(ReadOnlySpan<byte> w, ReadOnlySpan<byte> x, int blocks)
+    {
+        if (!Avx2.IsSupported) return VecDotQ8_0Q8_0Scalar(w, x, blocks);
+        float sum = 0;
+        for (int b = 0; b < blocks; b++)
+        {
+            var wb = w.Slice(b * Q8_0Bytes, Q8_0Bytes);
+            var xb = x.Slice(b * Q8_0Bytes, Q8_0Bytes);
+            var qw = Vector256.LoadUnsafe(ref Unsafe.As<byte, sbyte>(ref Unsafe.AsRef(in wb[2])));
+            var qx = Vector256.LoadUnsafe(ref Unsafe.As<byte, sbyte>(ref Unsafe.AsRef(in xb[2])));
+            sum += Half(wb) * Half(xb) * DotI8x32(qw, qx);
+        }
+        return sum;
+    }
+
+    /// <summary>The plain loop of <see cref="VecDotQ8_0Q8_0"/>.</summary>
+    public static float VecDotQ8_0Q8_0Scalar(ReadOnlySpan<byte> w, ReadOnlySpan<byte> x, int blocks)
     {
         float sum = 0;
         for (int b = 0; b < blocks; b++)
