@@ -74,28 +74,28 @@ public sealed class WeightMatrix
     public void MatVec(ReadOnlySpan<float> x, Span<float> y)
     {
         if (x.Length < Cols || y.Length < Rows) throw new ArgumentException($"MatVec: W ({Rows}, {Cols}) with x of {x.Length} into y of {y.Length}");
-        byte[]? xq = null;
+        byte[] xq = [];
         if (Type is GgmlType.Q8_0 or GgmlType.Q4_0)
         {
             xq = new byte[Quant.ByteCount(GgmlType.Q8_0, Cols)];
             Quant.QuantizeQ8_0(x[..Cols], xq);
         }
-        float[] xs = x[..Cols].ToArray(), ys = new float[Rows];
-        // About 64k multiply-adds per task: small matrices stay on one thread.
+        // About 64k multiply-adds per task: small matrices stay on the calling thread.
         int chunk = Math.Max(1, 65536 / Math.Max(1, Cols));
         int tasks = (Rows + chunk - 1) / chunk;
-        if (tasks == 1) RowRange(0, Rows, xs, xq, ys);
-        else Parallel.For(0, tasks, t => RowRange(t * chunk, Math.Min(Rows, (t + 1) * chunk), xs, xq, ys));
+        if (tasks == 1) { RowRange(0, Rows, x, xq, y); return; }
+        float[] xs = x[..Cols].ToArray(), ys = new float[Rows];
+        Parallel.For(0, tasks, t => RowRange(t * chunk, Math.Min(Rows, (t + 1) * chunk), xs, xq, ys));
         ys.CopyTo(y);
     }
 
-    private void RowRange(int r0, int r1, float[] x, byte[]? xq, float[] y)
+    private void RowRange(int r0, int r1, ReadOnlySpan<float> x, ReadOnlySpan<byte> xq, Span<float> y)
     {
         int blocks = Cols / 32;
         switch (Type)
         {
             case GgmlType.F32:
-                for (int r = r0; r < r1; r++) y[r] = TensorPrimitives.Dot(_f32.AsSpan(r * Cols, Cols), x);
+                for (int r = r0; r < r1; r++) y[r] = TensorPrimitives.Dot(_f32.AsSpan(r * Cols, Cols), x[..Cols]);
                 break;
             case GgmlType.F16:
                 {
@@ -104,7 +104,7 @@ public sealed class WeightMatrix
                     {
                         var src = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, Half>(_raw.AsSpan(r * RowBytes, RowBytes));
                         TensorPrimitives.ConvertToSingle(src, row);
-                        y[r] = TensorPrimitives.Dot(row, x);
+                        y[r] = TensorPrimitives.Dot(row, x[..Cols]);
                     }
                     break;
                 }
