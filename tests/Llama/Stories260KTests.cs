@@ -87,6 +87,20 @@ public class Stories260KTests
     }
 
     [Fact]
+    public void EncodeMatchesThePythonReferenceAndDecodeInvertsIt()
+    {
+        var cases = System.Text.Json.JsonDocument.Parse(File.ReadAllText(RepoPaths.Of("tests", "fixtures", "stories260K", "encode.json"))).RootElement;
+        Assert.True(cases.GetArrayLength() >= 7);
+        foreach (var c in cases.EnumerateArray())
+        {
+            string text = c.GetProperty("text").GetString()!;
+            var want = c.GetProperty("ids").EnumerateArray().Select(e => e.GetInt32()).ToList();
+            Assert.Equal(want, Tok.Value.Encode(text));
+            Assert.Equal(text, Tok.Value.Decode(want));
+        }
+    }
+
+    [Fact]
     public void TokenizerRoundTripsWithMergesAndByteFallback()
     {
         var t = Tok.Value;
