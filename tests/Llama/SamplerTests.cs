@@ -52,3 +52,34 @@ public class SamplerTests
         Assert.Equal(plain[^1] / 8, scaled[^1], 12);
     }
 }
+
+public class ChatSessionTests
+{
+    [Fact]
+    public void TurnsContinueOneCacheAndMatchAOneShotRun()
+    {
+        var (model, tok) = LlamaGenerate.Load(RepoPaths.Stories260K, RepoPaths.Tok512);
+        var chat = new ChatSession(model, tok, new SamplerOptions(), stopTokens: []);
+        var first = chat.Say("Once upon a time", 10);
+        var second = chat.Say("Then", 10);
+        Assert.Equal(10, first.Generated.Count);
+        // The same tokens decoded in one go give the same greedy continuation.
+        var all = chat.History.Take(chat.History.Count - 10).ToList();
+        var oneShot = LlamaGenerate.Generate(model, tok, all, 10, new SamplerOptions(), stopTokens: []);
+        Assert.Equal(oneShot.Generated, second.Generated);
+        Assert.Equal(tok.Encode("Once upon a time").Count + 10 + tok.Encode("Then", bos: false).Count + 10, chat.History.Count);
+    }
+
+    [Fact]
+    public void SeededSamplingIsReproducibleAndStopsAtStopTokens()
+    {
+        var (model, tok) = LlamaGenerate.Load(RepoPaths.Stories260K, RepoPaths.Tok512);
+        var opts = new SamplerOptions(Temperature: 1f, TopP: 0.9f, Seed: 1234);
+        var a = LlamaGenerate.Generate(model, tok, [1], 60, opts);
+        var b = LlamaGenerate.Generate(model, tok, [1], 60, opts);
+        Assert.Equal(a.Generated, b.Generated);
+        var stopAt = a.Generated[5];
+        var c = LlamaGenerate.Generate(model, tok, [1], 60, opts, stopTokens: [stopAt]);
+        Assert.Equal(a.Generated.TakeWhile(t => t != stopAt), c.Generated);
+    }
+}

@@ -51,39 +51,84 @@ public static class LlamaGenerate
                                           int[]? stopTokens = null, TextWriter? output = null)
     {
         if (prompt.Count == 0) throw new ArgumentException("the prompt must hold at least one token (BOS)", nameof(prompt));
-        var stops = new HashSet<int>(stopTokens ?? [tok.Bos, tok.Eos]);
-        var sampler = new Sampler(sampling);
-        var cache = model.NewCache();
-        var history = new List<int>(prompt);
+        var session = new ChatSession(model, tok, sampling, stopTokens);
+        return session.Continue(prompt, maxNew, output);
+    }
+}
+
+/// <summary>
+/// A conversation with one KV cache: each <see cref="Continue"/> feeds new tokens after everything said so far and
+/// samples a reply, so earlier turns are never recomputed. <see cref="LlamaGenerate.Generate"/> is a one-turn session.
+/// </summary>
+public sealed class ChatSession
+{
+    private readonly Llama _model;
+    private readonly LlamaTokenizer _tok;
+    private readonly Sampler _sampler;
+    private readonly HashSet<int> _stops;
+    private readonly KvCache _cache;
+    private readonly List<int> _history = [];
+    private int _cached; // tokens of _history already run through the model (their keys and values are in _cache)
+    private readonly Decoder _decoder = Encoding.UTF8.GetDecoder(); // byte-fallback tokens may split a UTF-8 character across tokens
+
+    public ChatSession(Llama model, LlamaTokenizer tok, SamplerOptions sampling, int[]? stopTokens = null)
+    {
+        _model = model; _tok = tok;
+        _sampler = new Sampler(sampling);
+        _stops = new HashSet<int>(stopTokens ?? [tok.Bos, tok.Eos]);
+        _cache = model.NewCache();
+    }
+
+    /// <summary>Every token in the cache so far (prompts and replies).</summary>
+    public IReadOnlyList<int> History => _history;
+
+    /// <summary>Space left in the context window.</summary>
+    public int Remaining => _model.Config.SeqLen - _history.Count;
+
+    /// <summary>Runs the tokens not yet in the cache; returns the logits after the last one.</summary>
+    private float[] Feed()
+    {
+        float[] logits = [];
+        for (; _cached < _history.Count; _cached++) logits = _model.Forward(_history[_cached], _cached, _cache);
+        return logits;
+    }
+
+    /// <summary>Encodes <paramref name="text"/> (BOS only at the start of the conversation) and answers it.</summary>
+    public GenerateResult Say(string text, int maxNew, TextWriter? output = null) =>
+        Continue(_tok.Encode(text, bos: _history.Count == 0), maxNew, output);
+
+    /// <summary>Feeds <paramref name="tokens"/>, then samples up to <paramref name="maxNew"/> tokens (stop tokens end the turn and are not kept).</summary>
+    public GenerateResult Continue(List<int> tokens, int maxNew, TextWriter? output = null)
+    {
+        if (tokens.Count == 0) throw new ArgumentException("nothing to continue from: no tokens given", nameof(tokens));
+        if (tokens.Count > Remaining) throw new InvalidOperationException($"{tokens.Count} tokens do not fit: {Remaining} of {_model.Config.SeqLen} positions left");
         var generated = new List<int>();
         var text = new StringBuilder();
-        var decoder = Encoding.UTF8.GetDecoder(); // byte-fallback tokens may split a UTF-8 character across tokens
         var chars = new char[64];
 
         var sw = Stopwatch.StartNew();
-        float[] logits = [];
-        for (int p = 0; p < prompt.Count; p++) logits = model.Forward(prompt[p], p, cache);
+        _history.AddRange(tokens);
+        var logits = Feed();
         double prefillSec = sw.Elapsed.TotalSeconds;
 
         sw.Restart();
-        int pos = prompt.Count;
         while (generated.Count < maxNew)
         {
-            int next = sampler.Sample(logits, history);
-            if (stops.Contains(next)) break;
+            int next = _sampler.Sample(logits, _history);
+            if (_stops.Contains(next)) break;
+            var bytes = _tok.DecodeBytes(_history[^1], next);
             generated.Add(next);
-            var bytes = tok.DecodeBytes(history[^1], next);
-            history.Add(next);
+            _history.Add(next);
             if (chars.Length < bytes.Length + 4) chars = new char[bytes.Length + 4];
-            int n = decoder.GetChars(bytes, chars, flush: false);
+            int n = _decoder.GetChars(bytes, chars, flush: false);
             text.Append(chars, 0, n);
             output?.Write(chars, 0, n);
-            if (pos >= model.Config.SeqLen || generated.Count >= maxNew) break;
-            logits = model.Forward(next, pos++, cache);
+            if (generated.Count >= maxNew || Remaining == 0) break; // the last token is fed at the start of the next turn
+            logits = Feed();
         }
         double decodeSec = sw.Elapsed.TotalSeconds;
         output?.Flush();
-        return new GenerateResult(prompt, generated, text.ToString(),
-            prompt.Count / Math.Max(prefillSec, 1e-9), generated.Count / Math.Max(decodeSec, 1e-9));
+        return new GenerateResult(tokens, generated, text.ToString(),
+            tokens.Count / Math.Max(prefillSec, 1e-9), generated.Count / Math.Max(decodeSec, 1e-9));
     }
 }
