@@ -1,3 +1,8 @@
 using BenchmarkDotNet.Running;
+using ManagedTensor.Bench;
 
-BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);
+// `sgemm [--threads T] [sizes...]`: the GFLOP/s table used by sgemm_vs_torch.sh;
+// `versions [sizes...]`: naive -> blocked -> packed SGEMM side by side; anything else goes to BenchmarkDotNet.
+if (args.Length > 0 && args[0] == "sgemm") SgemmRunner.Run(args[1..]);
+else if (args.Length > 0 && args[0] == "versions") SgemmVersions.Run(args[1..]);
+else BenchmarkSwitcher.FromAssembly(typeof(SgemmRunner).Assembly).Run(args);

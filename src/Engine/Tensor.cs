@@ -182,8 +182,10 @@ public sealed partial class Tensor : IDisposable
     public static Tensor Randn(int[] shape, Generator gen, double mean = 0, double std = 1, DType dtype = DType.F32, Device? device = null)
     {
         var t = Empty(shape, dtype, device);
-        // Box-Muller uses two uniforms per element.
-        t.Backend.Execute(Op.RandNormal, [], [t], new RandomAttrs(gen.Seed, gen.Take(2L * t.Numel) / 2, mean, std));
+        // Box-Muller uses two uniforms per element: normal i reads words 2i and 2i + 1, so the reserved words
+        // must start at an even counter (one word is skipped after an odd-sized draw).
+        ulong start = gen.Take(2L * t.Numel + (long)(gen.Offset & 1));
+        t.Backend.Execute(Op.RandNormal, [], [t], new RandomAttrs(gen.Seed, (start + 1) / 2, mean, std));
         return t;
     }
 

@@ -1,9 +1,225 @@
+using System.Numerics;
+using System.Numerics.Tensors;
+
 namespace ManagedTensor.Cpu;
 
-/// <summary>TODO: conv2d by im2col + GEMM.</summary>
+/// <summary>
+/// 2-D convolution (cross-correlation, NCHW) as im2col + GEMM, per image and per group:
+///   col (Cg*KH*KW, OH*OW) = im2col(x[n, group])            one column per output pixel
+///   y[n, group] (Og, OH*OW) = w[group] (Og, Cg*KH*KW) @ col
+/// Backward input:  dcol = w[group]^T @ dy[n, group], then col2im adds dcol back into dx.
+/// Backward weight: dw[group] += dy[n, group] @ col^T, summed over the batch.
+/// Images run in parallel in fixed chunks, each chunk with one column buffer reused for all its images.
+/// A 1x1 kernel with stride 1 and no padding needs no im2col: the image itself is the column matrix.
+/// </summary>
 internal static class CpuConv
 {
-    public static void Conv2d(Tensor x, Tensor w, Tensor b, Tensor y, Conv2dAttrs a) => throw new NotImplementedException();
-    public static void BackwardInput(Tensor dy, Tensor w, Tensor dx, Conv2dAttrs a) => throw new NotImplementedException();
-    public static void BackwardWeight(Tensor dy, Tensor x, Tensor dw, Conv2dAttrs a) => throw new NotImplementedException();
+    /// <summary>Sizes of one convolution, read from x (N, C, H, W), w (O, C/g, KH, KW) and the output size.</summary>
+    private readonly record struct Geometry(int N, int C, int H, int W, int O, int KH, int KW, int OH, int OW, Conv2dAttrs A)
+    {
+        public int G => A.Groups;
+        public int Cg => C / G;                 // input channels per group
+        public int Og => O / G;                 // output channels per group
+        public int K => Cg * KH * KW;           // rows of the column matrix
+        public int L => OH * OW;                // output pixels = columns of the column matrix
+        public bool Pointwise => KH == 1 && KW == 1 && A.StrideH == 1 && A.StrideW == 1 && A.PadH == 0 && A.PadW == 0;
+
+        public static Geometry Of(int[] x, int[] w, int[] y, Conv2dAttrs a) => new(x[0], x[1], x[2], x[3], w[0], w[2], w[3], y[2], y[3], a);
+    }
+
+    public static void Conv2d(Tensor x, Tensor w, Tensor b, Tensor y, Conv2dAttrs a)
+    {
+        var g = Geometry.Of(x.Shape, w.Shape, y.Shape, a);
+        switch (x.DType)
+        {
+            case DType.F32: Forward<float>(x, w, b, y, g); break;
+            case DType.F64: Forward<double>(x, w, b, y, g); break;
+            default: throw NnKernels.Unsupported("Conv2d", x);
+        }
+    }
+
+    public static void BackwardInput(Tensor dy, Tensor w, Tensor dx, Conv2dAttrs a)
+    {
+        var g = Geometry.Of(dx.Shape, w.Shape, dy.Shape, a);
+        switch (dy.DType)
+        {
+            case DType.F32: BackwardInput<float>(dy, w, dx, g); break;
+            case DType.F64: BackwardInput<double>(dy, w, dx, g); break;
+            default: throw NnKernels.Unsupported("Conv2dBackwardInput", dy);
+        }
+    }
+
+    public static void BackwardWeight(Tensor dy, Tensor x, Tensor dw, Conv2dAttrs a)
+    {
+        var g = Geometry.Of(x.Shape, dw.Shape, dy.Shape, a);
+        switch (dy.DType)
+        {
+            case DType.F32: BackwardWeight<float>(dy, x, dw, g); break;
+            case DType.F64: BackwardWeight<double>(dy, x, dw, g); break;
+            default: throw NnKernels.Unsupported("Conv2dBackwardWeight", dy);
+        }
+    }
+
+    private static void Forward<T>(Tensor xt, Tensor wt, Tensor bt, Tensor yt, Geometry g) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        var x = NnKernels.Buf<T>(xt);
+        var w = NnKernels.Buf<T>(wt);
+        var y = NnKernels.Buf<T>(yt);
+        T[]? bias = bt.Numel > 0 ? bt.Span<T>().ToArray() : null; // (O)
+        int chunks = NnKernels.ChunkCount(g.N, 2L * g.O * g.K * g.L);
+        Parallel.For(0, chunks, new ParallelOptions { MaxDegreeOfParallelism = chunks == 1 ? 1 : -1 }, chunk =>
+        {
+            var (n0, n1) = NnKernels.ChunkRange(chunk, chunks, g.N);
+            var col = g.Pointwise ? null : new T[g.K * g.L]; // (Cg*KH*KW, OH*OW)
+            for (int n = n0; n < n1; n++)
+            {
+                for (int grp = 0; grp < g.G; grp++)
+                {
+                    var xg = new ReadOnlySpan<T>(x.Data, x.Offset + (n * g.C + grp * g.Cg) * g.H * g.W, g.Cg * g.H * g.W); // (Cg, H, W)
+                    ReadOnlySpan<T> cols = xg;
+                    if (col is not null)
+                    {
+                        Im2Col(xg, col, g);
+                        cols = col;
+                    }
+                    var wg = new ReadOnlySpan<T>(w.Data, w.Offset + grp * g.Og * g.K, g.Og * g.K);                // (Og, K)
+                    var yg = new Span<T>(y.Data, y.Offset + (n * g.O + grp * g.Og) * g.L, g.Og * g.L);            // (Og, L)
+                    NnKernels.RunGemm(false, false, g.Og, g.L, g.K, 1.0, wg, g.K, cols, g.L, 0.0, yg, g.L);
+                }
+                if (bias is not null)
+                    for (int o = 0; o < g.O; o++)
+                    {
+                        var yo = new Span<T>(y.Data, y.Offset + (n * g.O + o) * g.L, g.L); // (OH*OW)
+                        TensorPrimitives.Add(yo, bias[o], yo);
+                    }
+            }
+        });
+    }
+
+    private static void BackwardInput<T>(Tensor dyt, Tensor wt, Tensor dxt, Geometry g) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        var dy = NnKernels.Buf<T>(dyt);
+        var w = NnKernels.Buf<T>(wt);
+        var dx = NnKernels.Buf<T>(dxt);
+        int chunks = NnKernels.ChunkCount(g.N, 2L * g.O * g.K * g.L);
+        Parallel.For(0, chunks, new ParallelOptions { MaxDegreeOfParallelism = chunks == 1 ? 1 : -1 }, chunk =>
+        {
+            var (n0, n1) = NnKernels.ChunkRange(chunk, chunks, g.N);
+            var col = g.Pointwise ? null : new T[g.K * g.L]; // (Cg*KH*KW, OH*OW)
+            for (int n = n0; n < n1; n++)
+            {
+                for (int grp = 0; grp < g.G; grp++)
+                {
+                    var dxg = new Span<T>(dx.Data, dx.Offset + (n * g.C + grp * g.Cg) * g.H * g.W, g.Cg * g.H * g.W); // (Cg, H, W)
+                    var wg = new ReadOnlySpan<T>(w.Data, w.Offset + grp * g.Og * g.K, g.Og * g.K);                    // (Og, K)
+                    var dyg = new ReadOnlySpan<T>(dy.Data, dy.Offset + (n * g.O + grp * g.Og) * g.L, g.Og * g.L);     // (Og, L)
+                    // dcol (K, L) = wg^T (K, Og) @ dyg (Og, L); a pointwise conv's dcol is dx itself.
+                    Span<T> dcol = col is null ? dxg : col;
+                    NnKernels.RunGemm(true, false, g.K, g.L, g.Og, 1.0, wg, g.K, dyg, g.L, 0.0, dcol, g.L);
+                    if (col is not null) Col2Im(col, dxg, g);
+                }
+            }
+        });
+    }
+
+    private static void BackwardWeight<T>(Tensor dyt, Tensor xt, Tensor dwt, Geometry g) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        var dy = NnKernels.Buf<T>(dyt);
+        var x = NnKernels.Buf<T>(xt);
+        int wsize = g.O * g.K;
+        int chunks = NnKernels.ChunkCount(g.N, 2L * g.O * g.K * g.L);
+        var partial = new T[chunks * wsize]; // (chunks, O, Cg*KH*KW): one dw per chunk, added in chunk order
+        Parallel.For(0, chunks, new ParallelOptions { MaxDegreeOfParallelism = chunks == 1 ? 1 : -1 }, chunk =>
+        {
+            var (n0, n1) = NnKernels.ChunkRange(chunk, chunks, g.N);
+            var col = g.Pointwise ? null : new T[g.K * g.L]; // (Cg*KH*KW, OH*OW)
+            for (int n = n0; n < n1; n++)
+            {
+                for (int grp = 0; grp < g.G; grp++)
+                {
+                    var xg = new ReadOnlySpan<T>(x.Data, x.Offset + (n * g.C + grp * g.Cg) * g.H * g.W, g.Cg * g.H * g.W); // (Cg, H, W)
+                    ReadOnlySpan<T> cols = xg;
+                    if (col is not null)
+                    {
+                        Im2Col(xg, col, g);
+                        cols = col;
+                    }
+                    var dyg = new ReadOnlySpan<T>(dy.Data, dy.Offset + (n * g.O + grp * g.Og) * g.L, g.Og * g.L); // (Og, L)
+                    var dwg = new Span<T>(partial, chunk * wsize + grp * g.Og * g.K, g.Og * g.K);                 // (Og, K)
+                    // dwg (Og, K) += dyg (Og, L) @ cols^T (L, K)
+                    NnKernels.RunGemm(false, true, g.Og, g.K, g.L, 1.0, dyg, g.L, cols, g.L, n == n0 ? 0.0 : 1.0, dwg, g.K);
+                }
+            }
+        });
+        var dw = dwt.Span<T>();
+        partial.AsSpan(0, wsize).CopyTo(dw);
+        for (int k = 1; k < chunks; k++) TensorPrimitives.Add(dw, partial.AsSpan(k * wsize, wsize), dw);
+    }
+
+    /// <summary>
+    /// For kernel offset k (or output index o) along one axis: the output positions o in [lo, hi) whose input
+    /// position i = o * stride - pad + k * dilation lies in [0, size).
+    /// </summary>
+    private static (int Lo, int Hi) ValidRange(int outSize, int size, int stride, int pad, int kOffset)
+    {
+        int start = kOffset - pad; // input position of o = 0
+        int lo = start >= 0 ? 0 : Math.Min(outSize, (-start + stride - 1) / stride);
+        int hi = start >= size ? 0 : Math.Min(outSize, (size - 1 - start) / stride + 1);
+        return (lo, Math.Max(lo, hi));
+    }
+
+    /// <summary>col[(c*KH + kh)*KW + kw, oh*OW + ow] = x[c, oh*sh - ph + kh*dh, ow*sw - pw + kw*dw] (0 in the padding).</summary>
+    private static void Im2Col<T>(ReadOnlySpan<T> x, Span<T> col, Geometry g) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        var a = g.A;
+        for (int c = 0; c < g.Cg; c++)
+            for (int kh = 0; kh < g.KH; kh++)
+            {
+                var (ohLo, ohHi) = ValidRange(g.OH, g.H, a.StrideH, a.PadH, kh * a.DilationH);
+                for (int kw = 0; kw < g.KW; kw++)
+                {
+                    var (owLo, owHi) = ValidRange(g.OW, g.W, a.StrideW, a.PadW, kw * a.DilationW);
+                    var row = col.Slice(((c * g.KH + kh) * g.KW + kw) * g.L, g.L); // (OH, OW)
+                    row[..(ohLo * g.OW)].Clear();
+                    row[(ohHi * g.OW)..].Clear();
+                    for (int oh = ohLo; oh < ohHi; oh++)
+                    {
+                        var dst = row.Slice(oh * g.OW, g.OW);
+                        dst[..owLo].Clear();
+                        dst[owHi..].Clear();
+                        int ih = oh * a.StrideH - a.PadH + kh * a.DilationH;
+                        int iw0 = owLo * a.StrideW - a.PadW + kw * a.DilationW;
+                        var src = x.Slice((c * g.H + ih) * g.W, g.W);
+                        if (a.StrideW == 1) src.Slice(iw0, owHi - owLo).CopyTo(dst[owLo..owHi]);
+                        else for (int ow = owLo, iw = iw0; ow < owHi; ow++, iw += a.StrideW) dst[ow] = src[iw];
+                    }
+                }
+            }
+    }
+
+    /// <summary>The adjoint of <see cref="Im2Col{T}"/>: dx = 0, then each col entry is added to the input position it was read from.</summary>
+    private static void Col2Im<T>(ReadOnlySpan<T> col, Span<T> dx, Geometry g) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        var a = g.A;
+        dx.Clear();
+        for (int c = 0; c < g.Cg; c++)
+            for (int kh = 0; kh < g.KH; kh++)
+            {
+                var (ohLo, ohHi) = ValidRange(g.OH, g.H, a.StrideH, a.PadH, kh * a.DilationH);
+                for (int kw = 0; kw < g.KW; kw++)
+                {
+                    var (owLo, owHi) = ValidRange(g.OW, g.W, a.StrideW, a.PadW, kw * a.DilationW);
+                    var row = col.Slice(((c * g.KH + kh) * g.KW + kw) * g.L, g.L); // (OH, OW)
+                    for (int oh = ohLo; oh < ohHi; oh++)
+                    {
+                        var src = row.Slice(oh * g.OW, g.OW);
+                        int ih = oh * a.StrideH - a.PadH + kh * a.DilationH;
+                        int iw0 = owLo * a.StrideW - a.PadW + kw * a.DilationW;
+                        var dst = dx.Slice((c * g.H + ih) * g.W, g.W);
+                        if (a.StrideW == 1) TensorPrimitives.Add(dst.Slice(iw0, owHi - owLo), src[owLo..owHi], dst.Slice(iw0, owHi - owLo));
+                        else for (int ow = owLo, iw = iw0; ow < owHi; ow++, iw += a.StrideW) dst[iw] += src[ow];
+                    }
+                }
+            }
+    }
 }

@@ -1,20 +1,53 @@
+using System.Numerics.Tensors;
+
 namespace ManagedTensor.Cpu;
 
 /// <summary>
 /// The CPU GEMM entry point every CPU op uses (matmul, conv via im2col, ...):
 /// C = alpha * op(A) * op(B) + beta * C, row-major, op(X) = X or X^T.
 /// A is M x K (K x M when transA), B is K x N (N x K when transB); lda/ldb/ldc are row strides.
-/// The float path dispatches to the blocked SIMD SGEMM; other types use the plain loop below.
+/// The float path dispatches to the blocked SIMD SGEMM (Sgemm.cs); double uses a plain row-wise loop
+/// over vectorized primitives (it serves F64 gradient checks, where exactness matters, not speed).
+/// beta = 0 never reads C.
 /// </summary>
 public static class Gemm
 {
-    public static void Run(bool transA, bool transB, int m, int n, int k, float alpha,
+    public static unsafe void Run(bool transA, bool transB, int m, int n, int k, float alpha,
         ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> b, int ldb, float beta, Span<float> c, int ldc)
-        => Reference(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    {
+        CheckOperands(transA, transB, m, n, k, a.Length, lda, b.Length, ldb, c.Length, ldc);
+        fixed (float* pa = a, pb = b, pc = c)
+            Sgemm.Run(Sgemm.Best, transA, transB, m, n, k, alpha, pa, lda, pb, ldb, beta, pc, ldc, Environment.ProcessorCount);
+    }
 
     public static void Run(bool transA, bool transB, int m, int n, int k, double alpha,
         ReadOnlySpan<double> a, int lda, ReadOnlySpan<double> b, int ldb, double beta, Span<double> c, int ldc)
-        => Reference(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    {
+        CheckOperands(transA, transB, m, n, k, a.Length, lda, b.Length, ldb, c.Length, ldc);
+        // Row i of op(A), gathered when A is transposed so that the inner loops run at unit stride.
+        Span<double> aRow = k <= 512 ? stackalloc double[k] : new double[k];
+        for (int i = 0; i < m; i++)
+        {
+            var cRow = c.Slice(i * ldc, n);
+            if (beta == 0) cRow.Clear();
+            else if (beta != 1) TensorPrimitives.Multiply(cRow, beta, cRow);
+            if (k == 0 || alpha == 0) continue;
+            if (transA) for (int p = 0; p < k; p++) aRow[p] = a[p * lda + i];
+            else a.Slice(i * lda, k).CopyTo(aRow);
+            if (!transB)
+            {
+                // C[i, :] += alpha * A[i, p] * B[p, :]  (axpy over rows of B)
+                for (int p = 0; p < k; p++)
+                    TensorPrimitives.MultiplyAdd(b.Slice(p * ldb, n), alpha * aRow[p], cRow, cRow);
+            }
+            else
+            {
+                // C[i, j] += alpha * dot(A[i, :], B^T row j)  (rows of the stored B are columns of op(B))
+                for (int j = 0; j < n; j++)
+                    cRow[j] += alpha * TensorPrimitives.Dot(aRow, b.Slice(j * ldb, k));
+            }
+        }
+    }
 
     /// <summary>The plain triple loop, the definition the fast kernels are tested against.</summary>
     public static void Reference<T>(bool transA, bool transB, int m, int n, int k, T alpha,
@@ -36,5 +69,23 @@ public static class Gemm
                 c[i * ldc + j] = alpha * sum + prev;
             }
         }
+    }
+
+    /// <summary>Checks sizes and leading dimensions against the spans, so the unsafe kernels stay in bounds.</summary>
+    private static void CheckOperands(bool transA, bool transB, int m, int n, int k,
+        int aLength, int lda, int bLength, int ldb, int cLength, int ldc)
+    {
+        if (m < 0 || n < 0 || k < 0) throw new ArgumentException($"gemm: negative size m={m} n={n} k={k}");
+        CheckMatrix("A", transA ? k : m, transA ? m : k, aLength, lda);
+        CheckMatrix("B", transB ? n : k, transB ? k : n, bLength, ldb);
+        CheckMatrix("C", m, n, cLength, ldc);
+    }
+
+    private static void CheckMatrix(string name, int rows, int cols, int length, int ld)
+    {
+        if (rows == 0 || cols == 0) return;
+        if (ld < cols) throw new ArgumentException($"gemm: {name} is stored {rows} x {cols} but its leading dimension is {ld}");
+        long need = (long)(rows - 1) * ld + cols;
+        if (length < need) throw new ArgumentException($"gemm: {name} ({rows} x {cols}, ld {ld}) needs {need} elements, the span has {length}");
     }
 }

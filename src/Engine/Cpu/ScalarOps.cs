@@ -1,0 +1,274 @@
+using System.Numerics;
+using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
+
+namespace ManagedTensor.Cpu;
+
+// Each elementwise op is written once as a small struct: the scalar formula (used on strided rows) and
+// a span routine (used on contiguous rows; System.Numerics.Tensors.TensorPrimitives where it has the op,
+// vectorized for float and double). Loops take the op as a generic struct parameter, so the JIT inlines
+// Apply into the loop body: no delegates, no virtual calls.
+
+/// <summary>y = f(x).</summary>
+internal interface IUnaryOp<T>
+{
+    T Apply(T x);
+    void Apply(ReadOnlySpan<T> x, Span<T> y);
+}
+
+/// <summary>y = f(a, b), with variants for a broadcast scalar on either side.</summary>
+internal interface IBinaryOp<T>
+{
+    T Apply(T a, T b);
+    void Apply(ReadOnlySpan<T> a, ReadOnlySpan<T> b, Span<T> y);
+    void Apply(ReadOnlySpan<T> a, T b, Span<T> y);
+    void Apply(T a, ReadOnlySpan<T> b, Span<T> y);
+}
+
+/// <summary>A comparison; the result is stored as a U8 0 or 1. Any comparison with NaN is false except Ne.</summary>
+internal interface ICompareOp<T>
+{
+    bool Apply(T a, T b);
+}
+
+/// <summary>Scalar loops for ops that have no span routine of their own.</summary>
+internal static class ScalarLoop
+{
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Map<T, TOp>(TOp op, ReadOnlySpan<T> x, Span<T> y) where TOp : struct, IUnaryOp<T>
+    {
+        for (int i = 0; i < x.Length; i++) y[i] = op.Apply(x[i]);
+    }
+
+    /// <summary>erf for float (through the double routine) and double.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static T Erf<T>(T x) where T : IFloatingPointIeee754<T>
+    {
+        if (typeof(T) == typeof(float)) { float r = ErfMath.Erf(Unsafe.As<T, float>(ref x)); return Unsafe.As<float, T>(ref r); }
+        return T.CreateTruncating(ErfMath.Erf(double.CreateTruncating(x)));
+    }
+}
+
+// ---- unary ops valid for every numeric type ----
+
+internal readonly struct NegOp<T> : IUnaryOp<T> where T : INumber<T>
+{
+    public T Apply(T x) => -x;
+    public void Apply(ReadOnlySpan<T> x, Span<T> y) => TensorPrimitives.Negate(x, y);
+}
+
+internal readonly struct AbsOp<T> : IUnaryOp<T> where T : INumber<T>
+{
+    public T Apply(T x) => T.IsNegative(x) ? -x : x; // int.MinValue stays int.MinValue, as in PyTorch
+    public void Apply(ReadOnlySpan<T> x, Span<T> y) => ScalarLoop.Map<T, AbsOp<T>>(this, x, y);
+}
+
+/// <summary>max(x, 0); NaN stays NaN (PyTorch's relu).</summary>
+internal readonly struct ReluOp<T> : IUnaryOp<T> where T : INumber<T>
+{
+    public T Apply(T x) => x > T.Zero || T.IsNaN(x) ? x : T.Zero;
+    public void Apply(ReadOnlySpan<T> x, Span<T> y) => TensorPrimitives.Max(x, T.Zero, y);
+}
+
+internal readonly struct AddScalarOp<T>(T c) : IUnaryOp<T> where T : INumber<T>
+{
+    public T Apply(T x) => x + c;
+    public void Apply(ReadOnlySpan<T> x, Span<T> y) => TensorPrimitives.Add(x, c, y);
+}
+
+internal readonly struct MulScalarOp<T>(T c) : IUnaryOp<T> where T : INumber<T>
+{
+    public T Apply(T x) => x * c;
+    public void Apply(ReadOnlySpan<T> x, Span<T> y) => TensorPrimitives.Multiply(x, c, y);
+}
+
+/// <summary>min(max(x, lo), hi); NaN stays NaN.</summary>
+internal readonly struct ClampOp<T>(T lo, T hi) : IUnaryOp<T> where T : INumber<T>
+{
+    public T Apply(T x) => T.IsNaN(x) ? x : x < lo ? lo : x > hi ? hi : x;
+    public void Apply(ReadOnlySpan<T> x, Span<T> y)
+    {
+        TensorPrimitives.Max(x, lo, y);
+        TensorPrimitives.Min(y, hi, y);
+    }
+}
+
+// ---- unary ops for float and double ----
+
+internal readonly struct ExpOp<T> : IUnaryOp<T> where T : IFloatingPointIeee754<T>
+{
+    public T Apply(T x) => T.Exp(x);
+    public void Apply(ReadOnlySpan<T> x, Span<T> y) => TensorPrimitives.Exp(x, y);
+}
+
+internal readonly struct LogOp<T> : IUnaryOp<T> where T : IFloatingPointIeee754<T>
+{
+    public T Apply(T x) => T.Log(x);
+    public void Apply(ReadOnlySpan<T> x, Span<T> y) => TensorPrimitives.Log(x, y);
+}
+
+internal readonly struct SqrtOp<T> : IUnaryOp<T> where T : IFloatingPointIeee754<T>
+{
+    public T Apply(T x) => T.Sqrt(x);
+    public void Apply(ReadOnlySpan<T> x, Span<T> y) => TensorPrimitives.Sqrt(x, y);
+}
+
+/// <summary>1 / sqrt(x), correctly rounded division (not the hardware estimate).</summary>
+internal readonly struct RsqrtOp<T> : IUnaryOp<T> where T : IFloatingPointIeee754<T>
+{
+    public T Apply(T x) => T.One / T.Sqrt(x);
+    public void Apply(ReadOnlySpan<T> x, Span<T> y)
+    {
+        TensorPrimitives.Sqrt(x, y);
+        TensorPrimitives.Divide(T.One, y, y);
+    }
+}
+
+internal readonly struct TanhOp<T> : IUnaryOp<T> where T : IFloatingPointIeee754<T>
+{
+    public T Apply(T x) => T.Tanh(x);
+    public void Apply(ReadOnlySpan<T> x, Span<T> y) => TensorPrimitives.Tanh(x, y);
+}
+
+/// <summary>1 / (1 + exp(-x)).</summary>
+internal readonly struct SigmoidOp<T> : IUnaryOp<T> where T : IFloatingPointIeee754<T>
+{
+    public T Apply(T x) => T.One / (T.One + T.Exp(-x));
+    public void Apply(ReadOnlySpan<T> x, Span<T> y) => TensorPrimitives.Sigmoid(x, y);
+}
+
+/// <summary>x * sigmoid(x).</summary>
+internal readonly struct SiluOp<T> : IUnaryOp<T> where T : IFloatingPointIeee754<T>
+{
+    public T Apply(T x) => x / (T.One + T.Exp(-x));
+    public void Apply(ReadOnlySpan<T> x, Span<T> y)
+    {
+        TensorPrimitives.Sigmoid(x, y);
+        TensorPrimitives.Multiply(x, y, y);
+    }
+}
+
+internal readonly struct ErfOp<T> : IUnaryOp<T> where T : IFloatingPointIeee754<T>
+{
+    public T Apply(T x) => ScalarLoop.Erf(x);
+    public void Apply(ReadOnlySpan<T> x, Span<T> y) => ScalarLoop.Map<T, ErfOp<T>>(this, x, y);
+}
+
+/// <summary>Exact GELU: x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2)).</summary>
+internal readonly struct GeluOp<T> : IUnaryOp<T> where T : IFloatingPointIeee754<T>
+{
+    public T Apply(T x) => T.CreateTruncating(0.5) * x * (T.One + ScalarLoop.Erf(x * T.CreateTruncating(0.70710678118654752440)));
+    public void Apply(ReadOnlySpan<T> x, Span<T> y) => ScalarLoop.Map<T, GeluOp<T>>(this, x, y);
+}
+
+/// <summary>GELU, tanh form (GPT-2): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).</summary>
+internal readonly struct GeluTanhOp<T> : IUnaryOp<T> where T : IFloatingPointIeee754<T>
+{
+    private static T K => T.CreateTruncating(0.79788456080286535588); // sqrt(2/pi)
+    private static T C => T.CreateTruncating(0.044715);
+    private static T Half => T.CreateTruncating(0.5);
+
+    public T Apply(T x) => Half * x * (T.One + T.Tanh(K * (x + C * x * x * x)));
+
+    /// <summary>The same formula as passes of vector routines writing through y: u = x (K + K C x^2), y = 0.5 x (1 + tanh u).</summary>
+    public void Apply(ReadOnlySpan<T> x, Span<T> y)
+    {
+        TensorPrimitives.Multiply(x, x, y);      // x^2
+        TensorPrimitives.Multiply(y, K * C, y);
+        TensorPrimitives.Add(y, K, y);           // K + K C x^2
+        TensorPrimitives.Multiply(y, x, y);      // u
+        TensorPrimitives.Tanh(y, y);
+        TensorPrimitives.Add(y, T.One, y);
+        TensorPrimitives.Multiply(y, x, y);
+        TensorPrimitives.Multiply(y, Half, y);
+    }
+}
+
+/// <summary>x^c, with PyTorch's special cases (c = 2, 0.5, -1, ...) done by cheaper exact routines.</summary>
+internal readonly struct PowScalarOp<T>(T c) : IUnaryOp<T> where T : IFloatingPointIeee754<T>
+{
+    public T Apply(T x) =>
+        c == T.CreateTruncating(2) ? x * x
+        : c == T.CreateTruncating(0.5) ? T.Sqrt(x)
+        : c == T.One ? x
+        : c == -T.One ? T.One / x
+        : T.Pow(x, c);
+
+    public void Apply(ReadOnlySpan<T> x, Span<T> y)
+    {
+        if (c == T.CreateTruncating(2)) TensorPrimitives.Multiply(x, x, y);
+        else if (c == T.CreateTruncating(0.5)) TensorPrimitives.Sqrt(x, y);
+        else if (c == T.One) x.CopyTo(y);
+        else if (c == -T.One) TensorPrimitives.Divide(T.One, x, y);
+        else TensorPrimitives.Pow(x, c, y);
+    }
+}
+
+// ---- binary ops ----
+
+internal readonly struct AddOp<T> : IBinaryOp<T> where T : INumber<T>
+{
+    public T Apply(T a, T b) => a + b;
+    public void Apply(ReadOnlySpan<T> a, ReadOnlySpan<T> b, Span<T> y) => TensorPrimitives.Add(a, b, y);
+    public void Apply(ReadOnlySpan<T> a, T b, Span<T> y) => TensorPrimitives.Add(a, b, y);
+    public void Apply(T a, ReadOnlySpan<T> b, Span<T> y) => TensorPrimitives.Add(b, a, y);
+}
+
+internal readonly struct SubOp<T> : IBinaryOp<T> where T : INumber<T>
+{
+    public T Apply(T a, T b) => a - b;
+    public void Apply(ReadOnlySpan<T> a, ReadOnlySpan<T> b, Span<T> y) => TensorPrimitives.Subtract(a, b, y);
+    public void Apply(ReadOnlySpan<T> a, T b, Span<T> y) => TensorPrimitives.Subtract(a, b, y);
+    public void Apply(T a, ReadOnlySpan<T> b, Span<T> y) => TensorPrimitives.Subtract(a, b, y);
+}
+
+internal readonly struct MulOp<T> : IBinaryOp<T> where T : INumber<T>
+{
+    public T Apply(T a, T b) => a * b;
+    public void Apply(ReadOnlySpan<T> a, ReadOnlySpan<T> b, Span<T> y) => TensorPrimitives.Multiply(a, b, y);
+    public void Apply(ReadOnlySpan<T> a, T b, Span<T> y) => TensorPrimitives.Multiply(a, b, y);
+    public void Apply(T a, ReadOnlySpan<T> b, Span<T> y) => TensorPrimitives.Multiply(b, a, y);
+}
+
+internal readonly struct DivOp<T> : IBinaryOp<T> where T : IFloatingPointIeee754<T>
+{
+    public T Apply(T a, T b) => a / b;
+    public void Apply(ReadOnlySpan<T> a, ReadOnlySpan<T> b, Span<T> y) => TensorPrimitives.Divide(a, b, y);
+    public void Apply(ReadOnlySpan<T> a, T b, Span<T> y) => TensorPrimitives.Divide(a, b, y);
+    public void Apply(T a, ReadOnlySpan<T> b, Span<T> y) => TensorPrimitives.Divide(a, b, y);
+}
+
+internal readonly struct PowOp<T> : IBinaryOp<T> where T : IFloatingPointIeee754<T>
+{
+    public T Apply(T a, T b) => T.Pow(a, b);
+    public void Apply(ReadOnlySpan<T> a, ReadOnlySpan<T> b, Span<T> y) => TensorPrimitives.Pow(a, b, y);
+    public void Apply(ReadOnlySpan<T> a, T b, Span<T> y) => new PowScalarOp<T>(b).Apply(a, y);
+    public void Apply(T a, ReadOnlySpan<T> b, Span<T> y) => TensorPrimitives.Pow(a, b, y);
+}
+
+/// <summary>Elementwise maximum; NaN wins (torch.maximum).</summary>
+internal readonly struct MaximumOp<T> : IBinaryOp<T> where T : INumber<T>
+{
+    public T Apply(T a, T b) => T.Max(a, b);
+    public void Apply(ReadOnlySpan<T> a, ReadOnlySpan<T> b, Span<T> y) => TensorPrimitives.Max(a, b, y);
+    public void Apply(ReadOnlySpan<T> a, T b, Span<T> y) => TensorPrimitives.Max(a, b, y);
+    public void Apply(T a, ReadOnlySpan<T> b, Span<T> y) => TensorPrimitives.Max(b, a, y);
+}
+
+/// <summary>Elementwise minimum; NaN wins (torch.minimum).</summary>
+internal readonly struct MinimumOp<T> : IBinaryOp<T> where T : INumber<T>
+{
+    public T Apply(T a, T b) => T.Min(a, b);
+    public void Apply(ReadOnlySpan<T> a, ReadOnlySpan<T> b, Span<T> y) => TensorPrimitives.Min(a, b, y);
+    public void Apply(ReadOnlySpan<T> a, T b, Span<T> y) => TensorPrimitives.Min(a, b, y);
+    public void Apply(T a, ReadOnlySpan<T> b, Span<T> y) => TensorPrimitives.Min(b, a, y);
+}
+
+// ---- comparisons ----
+
+internal readonly struct EqOp<T> : ICompareOp<T> where T : INumber<T> { public bool Apply(T a, T b) => a == b; }
+internal readonly struct NeOp<T> : ICompareOp<T> where T : INumber<T> { public bool Apply(T a, T b) => a != b; }
+internal readonly struct LtOp<T> : ICompareOp<T> where T : INumber<T> { public bool Apply(T a, T b) => a < b; }
+internal readonly struct LeOp<T> : ICompareOp<T> where T : INumber<T> { public bool Apply(T a, T b) => a <= b; }
+internal readonly struct GtOp<T> : ICompareOp<T> where T : INumber<T> { public bool Apply(T a, T b) => a > b; }
+internal readonly struct GeOp<T> : ICompareOp<T> where T : INumber<T> { public bool Apply(T a, T b) => a >= b; }
