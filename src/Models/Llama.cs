@@ -102,8 +102,18 @@ public sealed class Llama
 
     private readonly float[] _cos, _sin; // (seq_len, head_size/2)
 
-    // Scratch activations, reused across tokens (a model instance decodes one sequence at a time).
-    private readonly float[] _x, _xb, _xb2, _q, _k, _v, _att, _hb, _hb2, _logits;
+    // Scratch activations for T tokens, reused across calls (a model instance runs one sequence at a time).
+    private Activations _act;
+    private readonly float[] _logits;
+
+    private sealed class Activations(LlamaConfig c, int capacity)
+    {
+        public readonly int Capacity = capacity;
+        public readonly float[] X = new float[capacity * c.Dim], Xb = new float[capacity * c.Dim], Xb2 = new float[capacity * c.Dim];   // (T, dim)
+        public readonly float[] Q = new float[capacity * c.Dim], K = new float[capacity * c.KvDim], V = new float[capacity * c.KvDim];  // (T, dim), (T, kv_dim)
+        public readonly float[] Hb = new float[capacity * c.HiddenDim], Hb2 = new float[capacity * c.HiddenDim];                        // (T, hidden)
+        public readonly float[] Att = new float[c.SeqLen];                                                                              // scores of one head
+    }
 
     public Llama(LlamaConfig config, LlamaWeights weights)
     {
@@ -130,9 +140,7 @@ public sealed class Llama
                 _cos[p * half + i] = MathF.Cos(angle); _sin[p * half + i] = MathF.Sin(angle);
             }
 
-        _x = new float[config.Dim]; _xb = new float[config.Dim]; _xb2 = new float[config.Dim];
-        _q = new float[config.Dim]; _k = new float[config.KvDim]; _v = new float[config.KvDim];
-        _att = new float[config.SeqLen]; _hb = new float[config.HiddenDim]; _hb2 = new float[config.HiddenDim];
+        _act = new Activations(config, 1);
         _logits = new float[config.VocabSize];
     }
 
@@ -144,57 +152,87 @@ public sealed class Llama
     public KvCache NewCache() => new(Config.NLayers, Config.SeqLen, Config.KvDim);
 
     /// <summary>Runs <paramref name="token"/> at position <paramref name="pos"/>, appending its keys and values to the cache. Returns the logits (vocab), valid until the next call.</summary>
-    public float[] Forward(int token, int pos, KvCache cache)
+    public float[] Forward(int token, int pos, KvCache cache) => Forward([token], pos, cache);
+
+    /// <summary>
+    /// Runs <paramref name="tokens"/> at positions startPos, startPos+1, ... (causal: each attends to the cache and to the
+    /// tokens before it), appending their keys and values to the cache; returns the last token's logits (vocab).
+    /// One token (decode) uses matrix-vector products; several (prefill) use one matrix-matrix product per weight.
+    /// </summary>
+    public float[] Forward(ReadOnlySpan<int> tokens, int startPos, KvCache cache)
     {
         var c = Config;
-        if ((uint)token >= (uint)c.VocabSize) throw new ArgumentOutOfRangeException(nameof(token), $"token {token} outside vocabulary of {c.VocabSize}");
-        if ((uint)pos >= (uint)c.SeqLen) throw new ArgumentOutOfRangeException(nameof(pos), $"position {pos} beyond the context length {c.SeqLen}");
-        int hs = c.HeadSize, kvDim = c.KvDim, groups = c.NHeads / c.NKvHeads;
+        int T = tokens.Length;
+        if (T == 0) throw new ArgumentException("no tokens to run", nameof(tokens));
+        if (startPos < 0 || startPos + T > c.SeqLen) throw new ArgumentOutOfRangeException(nameof(startPos), $"positions {startPos}..{startPos + T - 1} go beyond the context length {c.SeqLen}");
+        foreach (int tok in tokens)
+            if ((uint)tok >= (uint)c.VocabSize) throw new ArgumentOutOfRangeException(nameof(tokens), $"token {tok} outside vocabulary of {c.VocabSize}");
+        if (_act.Capacity < T) _act = new Activations(c, T);
+        var a = _act;
+        int dim = c.Dim, hs = c.HeadSize, kvDim = c.KvDim, hidden = c.HiddenDim, groups = c.NHeads / c.NKvHeads;
         float scale = 1f / MathF.Sqrt(hs);
+        var x = a.X.AsSpan(0, T * dim);                                        // (T, dim) residual stream
+        var xb = a.Xb.AsSpan(0, T * dim);
+        for (int t = 0; t < T; t++) Weights.TokenEmbedding.ReadRow(tokens[t], x.Slice(t * dim, dim));
 
-        Weights.TokenEmbedding.ReadRow(token, _x);                             // (dim)
         for (int l = 0; l < c.NLayers; l++)
         {
             var w = Weights.Layers[l];
-            RmsNorm(_xb, _x, w.AttnNorm, c.NormEps);
-            w.Wq.MatVec(_xb, _q);                                              // (dim)
-            w.Wk.MatVec(_xb, _k);                                              // (kv_dim)
-            w.Wv.MatVec(_xb, _v);                                              // (kv_dim)
-            for (int h = 0; h < c.NHeads; h++) Rope(_q.AsSpan(h * hs, hs), pos);
-            for (int h = 0; h < c.NKvHeads; h++) Rope(_k.AsSpan(h * hs, hs), pos);
-            _k.CopyTo(cache.Keys[l].AsSpan(pos * kvDim, kvDim));
-            _v.CopyTo(cache.Values[l].AsSpan(pos * kvDim, kvDim));
-
-            for (int h = 0; h < c.NHeads; h++)
+            for (int t = 0; t < T; t++) RmsNorm(xb.Slice(t * dim, dim), x.Slice(t * dim, dim), w.AttnNorm, c.NormEps);
+            Linear(w.Wq, xb, a.Q, T);                                          // (T, dim)
+            Linear(w.Wk, xb, a.K, T);                                          // (T, kv_dim)
+            Linear(w.Wv, xb, a.V, T);                                          // (T, kv_dim)
+            for (int t = 0; t < T; t++)
             {
-                var q = _q.AsSpan(h * hs, hs);
-                int kvOff = h / groups * hs;
-                var att = _att.AsSpan(0, pos + 1);                            // (pos+1) scores over the past
-                for (int t = 0; t <= pos; t++)
-                    att[t] = TensorPrimitives.Dot(q, cache.Keys[l].AsSpan(t * kvDim + kvOff, hs)) * scale;
-                Softmax(att);
-                var o = _xb.AsSpan(h * hs, hs);                               // (head_size) weighted sum of values
-                o.Clear();
-                for (int t = 0; t <= pos; t++)
-                    TensorPrimitives.MultiplyAdd(cache.Values[l].AsSpan(t * kvDim + kvOff, hs), att[t], o, o);
+                int pos = startPos + t;
+                for (int h = 0; h < c.NHeads; h++) Rope(a.Q.AsSpan(t * dim + h * hs, hs), pos);
+                for (int h = 0; h < c.NKvHeads; h++) Rope(a.K.AsSpan(t * kvDim + h * hs, hs), pos);
+                a.K.AsSpan(t * kvDim, kvDim).CopyTo(cache.Keys[l].AsSpan(pos * kvDim, kvDim));
+                a.V.AsSpan(t * kvDim, kvDim).CopyTo(cache.Values[l].AsSpan(pos * kvDim, kvDim));
             }
-            w.Wo.MatVec(_xb, _xb2);
-            TensorPrimitives.Add(_x, _xb2, _x);                                // residual
 
-            RmsNorm(_xb, _x, w.FfnNorm, c.NormEps);
-            w.W1.MatVec(_xb, _hb);                                             // (hidden) gate
-            w.W3.MatVec(_xb, _hb2);                                            // (hidden) up
-            for (int i = 0; i < c.HiddenDim; i++)
+            for (int t = 0; t < T; t++)
             {
-                float g = _hb[i];
-                _hb[i] = g / (1f + MathF.Exp(-g)) * _hb2[i];                    // silu(gate) * up
+                int pos = startPos + t;
+                for (int h = 0; h < c.NHeads; h++)
+                {
+                    var q = a.Q.AsSpan(t * dim + h * hs, hs);
+                    int kvOff = h / groups * hs;                               // GQA: the KV head this query head reads
+                    var att = a.Att.AsSpan(0, pos + 1);                        // (pos+1) scores over the past
+                    for (int p = 0; p <= pos; p++)
+                        att[p] = TensorPrimitives.Dot(q, cache.Keys[l].AsSpan(p * kvDim + kvOff, hs)) * scale;
+                    Softmax(att);
+                    var o = xb.Slice(t * dim + h * hs, hs);                    // (head_size) weighted sum of values
+                    o.Clear();
+                    for (int p = 0; p <= pos; p++)
+                        TensorPrimitives.MultiplyAdd(cache.Values[l].AsSpan(p * kvDim + kvOff, hs), att[p], o, o);
+                }
             }
-            w.W2.MatVec(_hb, _xb);
-            TensorPrimitives.Add(_x, _xb, _x);                                 // residual
+            Linear(w.Wo, xb, a.Xb2, T);
+            TensorPrimitives.Add(x, a.Xb2.AsSpan(0, T * dim), x);              // residual
+
+            for (int t = 0; t < T; t++) RmsNorm(xb.Slice(t * dim, dim), x.Slice(t * dim, dim), w.FfnNorm, c.NormEps);
+            Linear(w.W1, xb, a.Hb, T);                                         // (T, hidden) gate
+            Linear(w.W3, xb, a.Hb2, T);                                        // (T, hidden) up
+            for (int i = 0; i < T * hidden; i++)
+            {
+                float g = a.Hb[i];
+                a.Hb[i] = g / (1f + MathF.Exp(-g)) * a.Hb2[i];                  // silu(gate) * up
+            }
+            Linear(w.W2, a.Hb, xb, T);
+            TensorPrimitives.Add(x, xb, x);                                    // residual
         }
-        RmsNorm(_x, _x, Weights.FinalNorm, c.NormEps);
-        Weights.Classifier.MatVec(_x, _logits);                               // (vocab)
+        var last = x.Slice((T - 1) * dim, dim);                                // only the last position's logits are needed
+        RmsNorm(last, last, Weights.FinalNorm, c.NormEps);
+        Weights.Classifier.MatVec(last, _logits);                             // (vocab)
         return _logits;
+    }
+
+    /// <summary>y (T, rows) = x (T, cols) W^T.</summary>
+    private static void Linear(WeightMatrix w, ReadOnlySpan<float> x, Span<float> y, int T)
+    {
+        if (T == 1) w.MatVec(x[..w.Cols], y[..w.Rows]);
+        else w.MatMul(x[..(T * w.Cols)], y[..(T * w.Rows)], T);
     }
 
     /// <summary>o = w * x / sqrt(mean(x^2) + eps).</summary>

@@ -1,3 +1,4 @@
+using ManagedTensor.Cpu;
 using System.Numerics.Tensors;
 
 namespace ManagedTensor.Models.Formats;
@@ -87,6 +88,28 @@ public sealed class WeightMatrix
         float[] xs = x[..Cols].ToArray(), ys = new float[Rows];
         Parallel.For(0, tasks, t => RowRange(t * chunk, Math.Min(Rows, (t + 1) * chunk), xs, xq, ys));
         ys.CopyTo(y);
+    }
+
+    /// <summary>
+    /// Y = X W^T for T rows at once (prefill): X (T, Cols), Y (T, Rows), one SGEMM. Encoded weights are decoded a tile of
+    /// rows at a time into a float32 buffer and multiplied there, so the full float32 matrix never exists.
+    /// </summary>
+    public void MatMul(ReadOnlySpan<float> x, Span<float> y, int T)
+    {
+        if (x.Length < T * Cols || y.Length < T * Rows) throw new ArgumentException($"MatMul: W ({Rows}, {Cols}) with X of {x.Length} into Y of {y.Length} for {T} rows");
+        if (_f32 is not null)
+        {
+            Gemm.Run(false, true, T, Rows, Cols, 1f, x, Cols, _f32, Cols, 0f, y, Rows);
+            return;
+        }
+        int tile = Math.Max(1, Math.Min(Rows, (1 << 20) / Cols));            // about 4 MiB of decoded weights
+        var buf = new float[tile * Cols];
+        for (int r0 = 0; r0 < Rows; r0 += tile)
+        {
+            int n = Math.Min(tile, Rows - r0);
+            Quant.Dequantize(Type, _raw.AsSpan(r0 * RowBytes, n * RowBytes), buf.AsSpan(0, n * Cols));
+            Gemm.Run(false, true, T, n, Cols, 1f, x, Cols, buf, Cols, 0f, y[r0..], Rows); // columns r0..r0+n of Y
+        }
     }
 
     private void RowRange(int r0, int r1, ReadOnlySpan<float> x, ReadOnlySpan<byte> xq, Span<float> y)

@@ -88,8 +88,9 @@ public sealed class ChatSession
     /// <summary>Runs the tokens not yet in the cache; returns the logits after the last one.</summary>
     private float[] Feed()
     {
-        float[] logits = [];
-        for (; _cached < _history.Count; _cached++) logits = _model.Forward(_history[_cached], _cached, _cache);
+        var pending = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_history)[_cached..];
+        var logits = _model.Forward(pending, _cached, _cache); // a prompt runs as one batch (prefill)
+        _cached = _history.Count;
         return logits;
     }
 

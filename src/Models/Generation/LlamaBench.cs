@@ -27,8 +27,8 @@ public static class LlamaBench
     {
         var cache = model.NewCache();
         var sw = Stopwatch.StartNew();
-        float[] logits = [];
-        for (int p = 0; p < promptTokens; p++) logits = model.Forward((p * 7919 + 1) % model.Config.VocabSize, p, cache);
+        var prompt = Enumerable.Range(0, promptTokens).Select(p => (p * 7919 + 1) % model.Config.VocabSize).ToArray();
+        var logits = model.Forward(prompt, 0, cache);                          // prefill: one batch
         double prefill = sw.Elapsed.TotalSeconds;
         sw.Restart();
         for (int p = promptTokens; p < promptTokens + decodeTokens; p++) logits = model.Forward(Sampler.ArgMax(logits), p, cache);
