@@ -100,7 +100,7 @@ public sealed class Llama
     public LlamaConfig Config { get; }
     public LlamaWeights Weights { get; }
 
-    private readonly float[] _cos, _sin; // (seq_len, head_size/2)
+    private readonly double[] _freqs; // (head_size/2) RoPE frequencies; angles are computed per position, no (seq_len, ...) table
 
     // Scratch activations for T tokens, reused across calls (a model instance runs one sequence at a time).
     private Activations _act;
@@ -113,6 +113,7 @@ public sealed class Llama
         public readonly float[] Q = new float[capacity * c.Dim], K = new float[capacity * c.KvDim], V = new float[capacity * c.KvDim];  // (T, dim), (T, kv_dim)
         public readonly float[] Hb = new float[capacity * c.HiddenDim], Hb2 = new float[capacity * c.HiddenDim];                        // (T, hidden)
         public readonly float[] Att = new float[c.SeqLen];                                                                              // scores of one head
+        public readonly float[] Cos = new float[capacity * c.HeadSize / 2], Sin = new float[capacity * c.HeadSize / 2];                 // (T, head_size/2)
     }
 
     public Llama(LlamaConfig config, LlamaWeights weights)
@@ -130,16 +131,7 @@ public sealed class Llama
             CheckShape(l.W3, config.HiddenDim, config.Dim, $"layer {i} w3");
         }
 
-        var freqs = config.RopeFrequencies();
-        int half = config.HeadSize / 2;
-        _cos = new float[config.SeqLen * half]; _sin = new float[config.SeqLen * half];
-        for (int p = 0; p < config.SeqLen; p++)
-            for (int i = 0; i < half; i++)
-            {
-                float angle = (float)(p * freqs[i]);
-                _cos[p * half + i] = MathF.Cos(angle); _sin[p * half + i] = MathF.Sin(angle);
-            }
-
+        _freqs = config.RopeFrequencies();
         _act = new Activations(config, 1);
         _logits = new float[config.VocabSize];
     }
@@ -149,7 +141,12 @@ public sealed class Llama
         if (w.Rows != rows || w.Cols != cols) throw new ArgumentException($"{name}: shape ({w.Rows}, {w.Cols}), expected ({rows}, {cols})");
     }
 
-    public KvCache NewCache() => new(Config.NLayers, Config.SeqLen, Config.KvDim);
+    /// <summary>A KV cache for <paramref name="length"/> positions (default: the model's whole context).</summary>
+    public KvCache NewCache(int length = 0)
+    {
+        if (length < 0 || length > Config.SeqLen) throw new ArgumentOutOfRangeException(nameof(length), $"cache length {length} must be in [1, context length {Config.SeqLen}]");
+        return new(Config.NLayers, length == 0 ? Config.SeqLen : length, Config.KvDim);
+    }
 
     /// <summary>Runs <paramref name="token"/> at position <paramref name="pos"/>, appending its keys and values to the cache. Returns the logits (vocab), valid until the next call.</summary>
     public float[] Forward(int token, int pos, KvCache cache) => Forward([token], pos, cache);
@@ -164,7 +161,7 @@ public sealed class Llama
         var c = Config;
         int T = tokens.Length;
         if (T == 0) throw new ArgumentException("no tokens to run", nameof(tokens));
-        if (startPos < 0 || startPos + T > c.SeqLen) throw new ArgumentOutOfRangeException(nameof(startPos), $"positions {startPos}..{startPos + T - 1} go beyond the context length {c.SeqLen}");
+        if (startPos < 0 || startPos + T > cache.SeqLen) throw new ArgumentOutOfRangeException(nameof(startPos), $"positions {startPos}..{startPos + T - 1} go beyond the cache length {cache.SeqLen}");
         foreach (int tok in tokens)
             if ((uint)tok >= (uint)c.VocabSize) throw new ArgumentOutOfRangeException(nameof(tokens), $"token {tok} outside vocabulary of {c.VocabSize}");
         if (_act.Capacity < T) _act = new Activations(c, T);
@@ -174,6 +171,13 @@ public sealed class Llama
         var x = a.X.AsSpan(0, T * dim);                                        // (T, dim) residual stream
         var xb = a.Xb.AsSpan(0, T * dim);
         for (int t = 0; t < T; t++) Weights.TokenEmbedding.ReadRow(tokens[t], x.Slice(t * dim, dim));
+        int half = hs / 2;
+        for (int t = 0; t < T; t++)
+            for (int i = 0; i < half; i++)
+            {
+                float angle = (float)((startPos + t) * _freqs[i]);                // RoPE angle pos * freq_i
+                a.Cos[t * half + i] = MathF.Cos(angle); a.Sin[t * half + i] = MathF.Sin(angle);
+            }
 
         for (int l = 0; l < c.NLayers; l++)
         {
@@ -185,8 +189,10 @@ public sealed class Llama
             for (int t = 0; t < T; t++)
             {
                 int pos = startPos + t;
-                for (int h = 0; h < c.NHeads; h++) Rope(a.Q.AsSpan(t * dim + h * hs, hs), pos);
-                for (int h = 0; h < c.NKvHeads; h++) Rope(a.K.AsSpan(t * kvDim + h * hs, hs), pos);
+                var cos = a.Cos.AsSpan(t * half, half);
+                var sin = a.Sin.AsSpan(t * half, half);
+                for (int h = 0; h < c.NHeads; h++) Rope(a.Q.AsSpan(t * dim + h * hs, hs), cos, sin);
+                for (int h = 0; h < c.NKvHeads; h++) Rope(a.K.AsSpan(t * kvDim + h * hs, hs), cos, sin);
                 a.K.AsSpan(t * kvDim, kvDim).CopyTo(cache.Keys[l].AsSpan(pos * kvDim, kvDim));
                 a.V.AsSpan(t * kvDim, kvDim).CopyTo(cache.Values[l].AsSpan(pos * kvDim, kvDim));
             }
@@ -252,11 +258,9 @@ public sealed class Llama
     }
 
     /// <summary>Rotates each pair of one head by angle pos * freq_i: (a, b) -> (a cos - b sin, a sin + b cos).</summary>
-    private void Rope(Span<float> head, int pos)
+    private void Rope(Span<float> head, ReadOnlySpan<float> cos, ReadOnlySpan<float> sin)
     {
         int half = head.Length / 2;
-        var cos = _cos.AsSpan(pos * half, half);
-        var sin = _sin.AsSpan(pos * half, half);
         for (int i = 0; i < half; i++)
         {
             // Interleaved pairs (2i, 2i+1); half-split pairs (i, i + half).

@@ -83,3 +83,17 @@ public class ChatSessionTests
         Assert.Equal(a.Generated.TakeWhile(t => t != stopAt), c.Generated);
     }
 }
+
+public class ContextLengthTests
+{
+    [Fact]
+    public void AShortCacheEndsGenerationAtItsLength()
+    {
+        var (model, tok) = LlamaGenerate.Load(RepoPaths.Stories260K, RepoPaths.Tok512);
+        var r = LlamaGenerate.Generate(model, tok, [1], 500, new SamplerOptions(), stopTokens: [], contextLength: 20);
+        Assert.Equal(19, r.Generated.Count); // 20 positions: BOS plus 19 tokens
+        var want = File.ReadAllLines(RepoPaths.Of("tests", "fixtures", "stories260K", "greedy200.txt")).Select(int.Parse).Take(19);
+        Assert.Equal(want, r.Generated);
+        Assert.Throws<ArgumentOutOfRangeException>(() => model.Forward(1, 20, model.NewCache(20)));
+    }
+}

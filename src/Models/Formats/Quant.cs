@@ -60,10 +60,10 @@ public static class Quant
         switch (type)
         {
             case GgmlType.F32:
-                for (int i = 0; i < dst.Length; i++) dst[i] = BinaryPrimitives.ReadSingleLittleEndian(src[(4 * i)..]);
+                System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(src)[..dst.Length].CopyTo(dst);
                 break;
             case GgmlType.F16:
-                for (int i = 0; i < dst.Length; i++) dst[i] = Half(src[(2 * i)..]);
+                System.Numerics.Tensors.TensorPrimitives.ConvertToSingle(System.Runtime.InteropServices.MemoryMarshal.Cast<byte, Half>(src)[..dst.Length], dst);
                 break;
             case GgmlType.BF16:
                 // bf16 is the top half of a float32.

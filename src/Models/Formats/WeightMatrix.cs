@@ -102,6 +102,12 @@ public sealed class WeightMatrix
             Gemm.Run(false, true, T, Rows, Cols, 1f, x, Cols, _f32, Cols, 0f, y, Rows);
             return;
         }
+        if (T < 4)
+        {
+            // Decoding every weight costs about as much as a matrix-vector product: for a few rows, run those instead.
+            for (int t = 0; t < T; t++) MatVec(x.Slice(t * Cols, Cols), y.Slice(t * Rows, Rows));
+            return;
+        }
         int tile = Math.Max(1, Math.Min(Rows, (1 << 20) / Cols));            // about 4 MiB of decoded weights
         var buf = new float[tile * Cols];
         for (int r0 = 0; r0 < Rows; r0 += tile)

@@ -12,7 +12,8 @@ public sealed record GenerateOptions(
     string Prompt = "",
     int MaxNewTokens = 256,
     SamplerOptions? Sampling = null,
-    int[]? StopTokens = null);      // default: BOS and EOS
+    int[]? StopTokens = null,       // default: BOS and EOS
+    int ContextLength = 0);         // KV cache positions (0: the model's context length)
 
 /// <summary>Generated ids and speed. Prefill runs the prompt, decode the generated tokens (tokens per second of each).</summary>
 public sealed record GenerateResult(List<int> PromptTokens, List<int> Generated, string Text, double PrefillTokensPerSecond, double DecodeTokensPerSecond);
@@ -25,7 +26,7 @@ public static class LlamaGenerate
         var (model, tokenizer) = Load(opts.ModelPath, opts.TokenizerPath);
         var prompt = tokenizer.Encode(opts.Prompt, bos: true);
         output.Write(opts.Prompt);
-        var result = Generate(model, tokenizer, prompt, opts.MaxNewTokens, opts.Sampling ?? new SamplerOptions(), opts.StopTokens, output);
+        var result = Generate(model, tokenizer, prompt, opts.MaxNewTokens, opts.Sampling ?? new SamplerOptions(), opts.StopTokens, output, opts.ContextLength);
         output.WriteLine();
         return result;
     }
@@ -48,10 +49,10 @@ public static class LlamaGenerate
     /// (not emitted) or the context length. Text is streamed to <paramref name="output"/> as tokens arrive.
     /// </summary>
     public static GenerateResult Generate(Llama model, LlamaTokenizer tok, List<int> prompt, int maxNew, SamplerOptions sampling,
-                                          int[]? stopTokens = null, TextWriter? output = null)
+                                          int[]? stopTokens = null, TextWriter? output = null, int contextLength = 0)
     {
         if (prompt.Count == 0) throw new ArgumentException("the prompt must hold at least one token (BOS)", nameof(prompt));
-        var session = new ChatSession(model, tok, sampling, stopTokens);
+        var session = new ChatSession(model, tok, sampling, stopTokens, contextLength);
         return session.Continue(prompt, maxNew, output);
     }
 }
@@ -71,19 +72,20 @@ public sealed class ChatSession
     private int _cached; // tokens of _history already run through the model (their keys and values are in _cache)
     private readonly Decoder _decoder = Encoding.UTF8.GetDecoder(); // byte-fallback tokens may split a UTF-8 character across tokens
 
-    public ChatSession(Llama model, LlamaTokenizer tok, SamplerOptions sampling, int[]? stopTokens = null)
+    /// <param name="contextLength">positions to keep (0: the model's whole context; long-context models need less memory with a shorter one)</param>
+    public ChatSession(Llama model, LlamaTokenizer tok, SamplerOptions sampling, int[]? stopTokens = null, int contextLength = 0)
     {
         _model = model; _tok = tok;
         _sampler = new Sampler(sampling);
         _stops = new HashSet<int>(stopTokens ?? [tok.Bos, tok.Eos]);
-        _cache = model.NewCache();
+        _cache = model.NewCache(contextLength);
     }
 
     /// <summary>Every token in the cache so far (prompts and replies).</summary>
     public IReadOnlyList<int> History => _history;
 
     /// <summary>Space left in the context window.</summary>
-    public int Remaining => _model.Config.SeqLen - _history.Count;
+    public int Remaining => _cache.SeqLen - _history.Count;
 
     /// <summary>Runs the tokens not yet in the cache; returns the logits after the last one.</summary>
     private float[] Feed()
@@ -102,7 +104,7 @@ public sealed class ChatSession
     public GenerateResult Continue(List<int> tokens, int maxNew, TextWriter? output = null)
     {
         if (tokens.Count == 0) throw new ArgumentException("nothing to continue from: no tokens given", nameof(tokens));
-        if (tokens.Count > Remaining) throw new InvalidOperationException($"{tokens.Count} tokens do not fit: {Remaining} of {_model.Config.SeqLen} positions left");
+        if (tokens.Count > Remaining) throw new InvalidOperationException($"{tokens.Count} tokens do not fit: {Remaining} of {_cache.SeqLen} positions left");
         var generated = new List<int>();
         var text = new StringBuilder();
         var chars = new char[64];

@@ -87,7 +87,7 @@ public static class LlamaBench
         {
             var m = Llama2c.Load(stories260KPath);
             Measure(m, "warmup", 8, 8);
-            Report(Measure(m, "stories260K", 16, 256));
+            Report(Measure(m, "stories260K", 64, 256));
         }
         if (big)
         {
@@ -95,7 +95,7 @@ public static class LlamaBench
             {
                 var m = RandomLlama(TinyLlama1B, type);
                 Measure(m, "warmup", 1, 1);
-                Report(Measure(m, "TinyLlama-1.1B shape (random)", 8, decodeTokens));
+                Report(Measure(m, "TinyLlama-1.1B shape (random)", 32, decodeTokens));
                 GC.Collect();
             }
         }
