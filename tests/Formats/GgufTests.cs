@@ -99,6 +99,31 @@ public class GgufTests
         }
     }
 
+    [Fact]
+    public void Q4KMatrixStaysEncodedAndMultipliesLikeItsDecodedValues()
+    {
+        using var g = GgufFile.Open(Fixture("tensors.gguf"));
+        var m = g.Matrix("t.q4_k", 2, 256);
+        Assert.Equal(GgmlType.Q4_K, m.Type);
+        Assert.Equal(2 * 144, m.ByteSize);
+        var w = g.ReadF32("t.q4_k");
+        var x = Enumerable.Range(0, 4 * 256).Select(i => (i % 17 - 8) / 8f).ToArray(); // 4 rows of activations
+        var y = new float[4 * 2];
+        m.MatMul(x, y, 4);
+        var yv = new float[2];
+        for (int t = 0; t < 4; t++)
+        {
+            m.MatVec(x.AsSpan(t * 256, 256), yv);
+            for (int r = 0; r < 2; r++)
+            {
+                double want = 0;
+                for (int c = 0; c < 256; c++) want += w[r * 256 + c] * x[t * 256 + c];
+                Assert.Equal(want, yv[r], 3);
+                Assert.Equal(want, y[t * 2 + r], 3);
+            }
+        }
+    }
+
     /// <summary>A file using every metadata type and the four writable tensor types, deterministic.</summary>
     internal static void WriteSample(string path)
     {

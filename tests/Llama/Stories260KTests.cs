@@ -79,11 +79,24 @@ public class Stories260KTests
             var lb = hf.Forward(toks[p], p, b).ToArray();
             TestUtil.AssertClose(la.Select(x => (double)x).ToArray(), lb.Select(x => (double)x).ToArray(), 1e-4, 1e-4, $"pos {p}");
         }
+        // Saved as GGUF, the half-split model's Q/K rows are permuted back to GGUF's interleaved layout: same logits again.
+        string path = Path.Combine(Path.GetTempPath(), $"mt-hf-{Guid.NewGuid():N}.gguf");
+        try
+        {
+            GgufLlama.Save(hf, Tok.Value, path, GgmlType.F32);
+            using var g = GgufFile.Open(path);
+            var back = GgufLlama.LoadModel(g);
+            Assert.Equal(RopeLayout.Interleaved, back.Config.Rope);
+            Assert.Equal(m.Weights.Layers[2].Wk.ToF32(), back.Weights.Layers[2].Wk.ToF32());
+            Assert.Equal(m.Weights.Layers[2].Wq.ToF32(), back.Weights.Layers[2].Wq.ToF32());
+        }
+        finally { File.Delete(path); }
+
         // And the permutation is undone by its inverse.
         var w = m.Weights.Layers[0].Wq.ToF32();
-        var back = ManagedTensor.Models.Llama.PermuteRopeRows(
+        var twice = ManagedTensor.Models.Llama.PermuteRopeRows(
             ManagedTensor.Models.Llama.PermuteRopeRows(w, 8, 8, 64, RopeLayout.Interleaved, RopeLayout.HalfSplit), 8, 8, 64, RopeLayout.HalfSplit, RopeLayout.Interleaved);
-        Assert.Equal(w, back);
+        Assert.Equal(w, twice);
     }
 
     [Fact]

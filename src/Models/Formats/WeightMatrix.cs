@@ -5,8 +5,9 @@ namespace ManagedTensor.Models.Formats;
 
 /// <summary>
 /// A (rows, cols) weight matrix in its stored encoding, multiplied by a vector without materializing float32
-/// weights: y = W x, y (rows), x (cols). F32 and F16 rows are dotted directly (F16 decoded row by row);
-/// Q8_0 and Q4_0 quantize x to Q8_0 once and then take integer block dot products as ggml does.
+/// weights: y = W x, y (rows), x (cols). F32 rows are dotted directly; F16, BF16 and Q4_K rows are decoded one row at a
+/// time into a float buffer and dotted; Q8_0 and Q4_0 quantize x to Q8_0 once and then take integer block dot
+/// products as ggml does.
 /// Rows are split across threads when the matrix is large enough to pay for it.
 /// </summary>
 public sealed class WeightMatrix
@@ -32,12 +33,12 @@ public sealed class WeightMatrix
         return new WeightMatrix(rows, cols, GgmlType.F32, data, null);
     }
 
-    /// <summary>A matrix over encoded bytes of <paramref name="type"/>; Q4_K is decoded to F32 here (no Q4_K dot kernel).</summary>
+    /// <summary>A matrix over encoded bytes of <paramref name="type"/> (F32 bytes are decoded to a float array).</summary>
     public static WeightMatrix FromEncoded(GgmlType type, byte[] raw, int rows, int cols)
     {
         long need = rows * Quant.ByteCount(type, cols);
         if (raw.Length != need) throw new ArgumentException($"{type} matrix ({rows}, {cols}) needs {need} bytes, got {raw.Length}");
-        if (type == GgmlType.F32 || type == GgmlType.Q4_K || type == GgmlType.BF16)
+        if (type == GgmlType.F32)
         {
             var f = new float[(long)rows * cols];
             Quant.Dequantize(type, raw, f);
@@ -127,12 +128,13 @@ public sealed class WeightMatrix
                 for (int r = r0; r < r1; r++) y[r] = TensorPrimitives.Dot(_f32.AsSpan(r * Cols, Cols), x[..Cols]);
                 break;
             case GgmlType.F16:
+            case GgmlType.BF16:
+            case GgmlType.Q4_K:
                 {
                     Span<float> row = Cols <= 16384 ? stackalloc float[Cols] : new float[Cols];
                     for (int r = r0; r < r1; r++)
                     {
-                        var src = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, Half>(_raw.AsSpan(r * RowBytes, RowBytes));
-                        TensorPrimitives.ConvertToSingle(src, row);
+                        Quant.Dequantize(Type, _raw.AsSpan(r * RowBytes, RowBytes), row);
                         y[r] = TensorPrimitives.Dot(row, x[..Cols]);
                     }
                     break;
