@@ -88,12 +88,14 @@ public sealed record LlamaWeights(
 }
 
 /// <summary>
-/// The Llama decoder, one token at a time (as llama2.c's forward): for each layer
+/// The Llama decoder over T new tokens (T = 1 when decoding, the prompt when prefilling), as llama2.c's forward:
+/// for each layer
 ///   x += Wo · attention(RoPE(Wq · rms(x)), RoPE(Wk · rms(x)), Wv · rms(x))   (GQA: query head h reads KV head h / (n_heads / n_kv_heads))
 ///   x += W2 · (silu(W1 · rms(x)) * (W3 · rms(x)))                               (SwiGLU)
 /// then logits = Wcls · rms(x). rms(x) = w * x / sqrt(mean(x^2) + eps).
-/// It runs on float spans with the weight matrices' own MatVec (which handles F16 and quantized weights) because
-/// decoding is a chain of matrix-vector products; there is no autograd here.
+/// It runs on float spans with the weight matrices' own MatVec / MatMul (which handle F16 and quantized weights
+/// without a float32 copy) because decoding is a chain of matrix-vector products; inference needs no autograd.
+/// Not thread-safe: one instance runs one sequence at a time (its scratch buffers are reused).
 /// </summary>
 public sealed class Llama
 {
