@@ -169,11 +169,18 @@ public sealed class GgufFile : IDisposable
                 if (n > (ulong)(_f.Remaining / MinSize(et))) throw Error($"{field}: array count {n} of {et} cannot fit in the {_f.Remaining} bytes left");
                 Array items = et switch
                 {
-                    GgufValueType.UInt8 => new byte[n], GgufValueType.Int8 => new sbyte[n],
-                    GgufValueType.UInt16 => new ushort[n], GgufValueType.Int16 => new short[n],
-                    GgufValueType.UInt32 => new uint[n], GgufValueType.Int32 => new int[n], GgufValueType.Float32 => new float[n],
-                    GgufValueType.Bool => new bool[n], GgufValueType.String => new string[n],
-                    GgufValueType.UInt64 => new ulong[n], GgufValueType.Int64 => new long[n], GgufValueType.Float64 => new double[n],
+                    GgufValueType.UInt8 => new byte[n],
+                    GgufValueType.Int8 => new sbyte[n],
+                    GgufValueType.UInt16 => new ushort[n],
+                    GgufValueType.Int16 => new short[n],
+                    GgufValueType.UInt32 => new uint[n],
+                    GgufValueType.Int32 => new int[n],
+                    GgufValueType.Float32 => new float[n],
+                    GgufValueType.Bool => new bool[n],
+                    GgufValueType.String => new string[n],
+                    GgufValueType.UInt64 => new ulong[n],
+                    GgufValueType.Int64 => new long[n],
+                    GgufValueType.Float64 => new double[n],
                     _ => new GgufArray[n],
                 };
                 for (long i = 0; i < (long)n; i++) items.SetValue(ReadValue(et, $"{field}[{i}]", depth + 1), i);
@@ -193,7 +200,13 @@ public sealed class GgufFile : IDisposable
         var v = Get(key);
         long x = v switch
         {
-            byte a => a, sbyte a => a, ushort a => a, short a => a, uint a => a, int a => a, long a => a,
+            byte a => a,
+            sbyte a => a,
+            ushort a => a,
+            short a => a,
+            uint a => a,
+            int a => a,
+            long a => a,
             ulong a => a > long.MaxValue ? throw Error($"metadata '{key}' = {a} is too large") : (long)a,
             _ => throw Error($"metadata '{key}' is {v.GetType().Name}, expected an integer"),
         };
@@ -204,7 +217,8 @@ public sealed class GgufFile : IDisposable
 
     public float GetFloat(string key) => Get(key) switch
     {
-        float f => f, double d => (float)d,
+        float f => f,
+        double d => (float)d,
         var v => throw Error($"metadata '{key}' is {v.GetType().Name}, expected float32"),
     };
 

@@ -41,9 +41,18 @@ public sealed class GgufWriter
 
     private static GgufValueType TypeOf(object v) => v switch
     {
-        byte => GgufValueType.UInt8, sbyte => GgufValueType.Int8, ushort => GgufValueType.UInt16, short => GgufValueType.Int16,
-        uint => GgufValueType.UInt32, int => GgufValueType.Int32, float => GgufValueType.Float32, bool => GgufValueType.Bool,
-        string => GgufValueType.String, GgufArray => GgufValueType.Array, ulong => GgufValueType.UInt64, long => GgufValueType.Int64,
+        byte => GgufValueType.UInt8,
+        sbyte => GgufValueType.Int8,
+        ushort => GgufValueType.UInt16,
+        short => GgufValueType.Int16,
+        uint => GgufValueType.UInt32,
+        int => GgufValueType.Int32,
+        float => GgufValueType.Float32,
+        bool => GgufValueType.Bool,
+        string => GgufValueType.String,
+        GgufArray => GgufValueType.Array,
+        ulong => GgufValueType.UInt64,
+        long => GgufValueType.Int64,
         double => GgufValueType.Float64,
         _ => throw new ArgumentException($"{v.GetType().Name} has no GGUF value type"),
     };

@@ -1,5 +1,5 @@
-using ManagedTensor.Cpu;
 using System.Numerics.Tensors;
+using ManagedTensor.Cpu;
 
 namespace ManagedTensor.Models.Formats;
 
