@@ -169,6 +169,35 @@ public class GgufTests
     }
 
     [Fact]
+    public void LlamaFromAnIndependentHfStyleGgufMatchesTheNumpyForward()
+    {
+        // make_llama_fixture.py: random HF-layout weights, Q/K permuted to interleaved as llama.cpp's converter does,
+        // logits from a float64 forward with HF's half-split RoPE on the unpermuted weights.
+        var want = JsonDocument.Parse(File.ReadAllText(Fixture("llama_tiny.json"))).RootElement;
+        var (model, tok) = LlamaGenerate.Load(Fixture("llama_tiny.gguf"), null);
+        Assert.Equal(new ManagedTensor.Models.LlamaConfig(32, 64, 2, 4, 2, 32, 64), model.Config);
+        Assert.False(model.Weights.SharedClassifier);
+        Assert.Equal(" a", tok.Vocab[3]); // U+2581 read as a space
+        var tokens = want.GetProperty("tokens").EnumerateArray().Select(e => e.GetInt32()).ToArray();
+        var logits = want.GetProperty("logits").EnumerateArray().ToArray();
+        var cache = model.NewCache();
+        for (int p = 0; p < tokens.Length; p++)
+        {
+            var got = model.Forward(tokens[p], p, cache).Select(v => (double)v).ToArray();
+            TestUtil.AssertClose(logits[p].EnumerateArray().Select(e => e.GetDouble()).ToArray(), got, 1e-4, 1e-4, $"position {p}");
+        }
+        // Control: the same weights read with half-split RoPE (no permutation) drift away after position 0.
+        var wrong = new ManagedTensor.Models.Llama(model.Config with { Rope = ManagedTensor.Models.RopeLayout.HalfSplit }, model.Weights);
+        var wrongLogits = wrong.Forward(tokens, 0, wrong.NewCache());
+        var wantLast = logits[^1].EnumerateArray().Select(e => e.GetDouble()).ToArray();
+        Assert.True(wantLast.Zip(wrongLogits).Max(p => Math.Abs(p.First - p.Second)) > 0.01);
+
+        // The whole sequence as one prefill batch ends in the same logits.
+        var batch = model.Forward(tokens, 0, model.NewCache()).Select(v => (double)v).ToArray();
+        TestUtil.AssertClose(logits[^1].EnumerateArray().Select(e => e.GetDouble()).ToArray(), batch, 1e-4, 1e-4, "prefill");
+    }
+
+    [Fact]
     public void Stories260KRoundTripsThroughGguf()
     {
         var (model, tok) = LlamaGenerate.Load(RepoPaths.Stories260K, RepoPaths.Tok512);
