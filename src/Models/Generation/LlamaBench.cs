@@ -1,0 +1,104 @@
+using System.Buffers.Binary;
+using System.Diagnostics;
+using ManagedTensor.Models.Formats;
+
+namespace ManagedTensor.Models.Generation;
+
+/// <summary>One measured model: prefill (prompt) and decode (one new token each step, with the KV cache) tokens per second.</summary>
+public sealed record BenchResult(string Model, GgmlType Weights, long Parameters, long WeightBytes, int PromptTokens, int DecodeTokens,
+                                 double PrefillTokensPerSecond, double DecodeTokensPerSecond)
+{
+    public override string ToString() =>
+        $"{Model,-28} {Weights,-5} {Parameters / 1e6,9:F1}M params {WeightBytes / 1048576.0,9:F1} MiB  prefill {PrefillTokensPerSecond,8:F1} tok/s  decode {DecodeTokensPerSecond,8:F2} tok/s ({DecodeTokens} tokens)";
+}
+
+/// <summary>
+/// CPU inference speed: stories260K (real weights) and a TinyLlama-1.1B-shaped model with random weights stored as
+/// F16 or Q4_0, multiplied without materializing float32 weights (F16 rows are converted on the fly, Q4_0 rows are
+/// dotted with Q8_0-quantized activations as ggml does).
+/// </summary>
+public static class LlamaBench
+{
+    /// <summary>TinyLlama 1.1B's shape: 22 layers, dim 2048, 32 query heads sharing 4 KV heads, SwiGLU 5632, vocab 32000.</summary>
+    public static readonly LlamaConfig TinyLlama1B = new(2048, 5632, 22, 32, 4, 32000, 2048);
+
+    /// <summary>Times <paramref name="promptTokens"/> of prefill then <paramref name="decodeTokens"/> greedy decode steps.</summary>
+    public static BenchResult Measure(Llama model, string name, int promptTokens, int decodeTokens)
+    {
+        var cache = model.NewCache();
+        var sw = Stopwatch.StartNew();
+        var prompt = Enumerable.Range(0, promptTokens).Select(p => (p * 7919 + 1) % model.Config.VocabSize).ToArray();
+        var logits = model.Forward(prompt, 0, cache);                          // prefill: one batch
+        double prefill = sw.Elapsed.TotalSeconds;
+        sw.Restart();
+        for (int p = promptTokens; p < promptTokens + decodeTokens; p++) logits = model.Forward(Sampler.ArgMax(logits), p, cache);
+        double decode = sw.Elapsed.TotalSeconds;
+        var w = model.Weights;
+        long bytes = w.TokenEmbedding.ByteSize + (w.SharedClassifier ? 0 : w.Classifier.ByteSize)
+                     + w.Layers.Sum(l => new[] { l.Wq, l.Wk, l.Wv, l.Wo, l.W1, l.W2, l.W3 }.Sum(m => m.ByteSize));
+        return new BenchResult(name, w.Layers[0].Wq.Type, w.ParameterCount(model.Config), bytes, promptTokens, decodeTokens,
+                               promptTokens / prefill, decodeTokens / decode);
+    }
+
+    /// <summary>
+    /// A model of shape <paramref name="c"/> with random weights encoded directly as <paramref name="type"/> (F16 or Q4_0),
+    /// roughly N(0, 0.02^2)-sized, so no float32 copy of the weights ever exists. Norm weights are ones.
+    /// </summary>
+    public static Llama RandomLlama(LlamaConfig c, GgmlType type, int seed = 1)
+    {
+        var rng = new Random(seed);
+        WeightMatrix Mat(int rows, int cols)
+        {
+            var raw = new byte[rows * Quant.ByteCount(type, cols)];
+            switch (type)
+            {
+                case GgmlType.F16:
+                    for (int i = 0; i < raw.Length; i += 2)
+                        BinaryPrimitives.WriteHalfLittleEndian(raw.AsSpan(i), (Half)((rng.NextSingle() - 0.5f) * 0.07f)); // uniform, std 0.02
+                    break;
+                case GgmlType.Q4_0:
+                case GgmlType.Q8_0:
+                    rng.NextBytes(raw);                                                    // random quants ...
+                    int bb = Quant.Layout(type).BlockBytes;
+                    var d = (Half)(type == GgmlType.Q4_0 ? 0.0045f : 0.0003f);           // ... scaled to std ~0.02
+                    for (int i = 0; i < raw.Length; i += bb) BinaryPrimitives.WriteHalfLittleEndian(raw.AsSpan(i), d);
+                    break;
+                default: throw new NotSupportedException($"random {type} weights");
+            }
+            return WeightMatrix.FromEncoded(type, raw, rows, cols);
+        }
+        float[] Ones() => Enumerable.Repeat(1f, c.Dim).ToArray();
+        var layers = Enumerable.Range(0, c.NLayers).Select(_ => new LlamaLayer(
+            Ones(), Mat(c.Dim, c.Dim), Mat(c.KvDim, c.Dim), Mat(c.KvDim, c.Dim), Mat(c.Dim, c.Dim),
+            Ones(), Mat(c.HiddenDim, c.Dim), Mat(c.Dim, c.HiddenDim), Mat(c.HiddenDim, c.Dim))).ToArray();
+        return new Llama(c, new LlamaWeights(Mat(c.VocabSize, c.Dim), layers, Ones(), Mat(c.VocabSize, c.Dim)));
+    }
+
+    /// <summary>
+    /// The whole benchmark, printed to <paramref name="output"/>: stories260K (F32 and Q8_0 via GGUF types) if its
+    /// path is given, then the 1.1B shape as F16 and Q4_0 (skipped when <paramref name="big"/> is false).
+    /// </summary>
+    public static List<BenchResult> Run(TextWriter output, string? stories260KPath, bool big = true, int decodeTokens = 16)
+    {
+        var results = new List<BenchResult>();
+        void Report(BenchResult r) { results.Add(r); output.WriteLine(r); output.Flush(); }
+        output.WriteLine($"CPU inference, {Environment.ProcessorCount} logical cores, AVX2 {System.Runtime.Intrinsics.X86.Avx2.IsSupported}");
+        if (stories260KPath is not null)
+        {
+            var m = Llama2c.Load(stories260KPath);
+            Measure(m, "warmup", 8, 8);
+            Report(Measure(m, "stories260K", 64, 256));
+        }
+        if (big)
+        {
+            foreach (var type in new[] { GgmlType.Q4_0, GgmlType.F16 })
+            {
+                var m = RandomLlama(TinyLlama1B, type);
+                Measure(m, "warmup", 1, 1);
+                Report(Measure(m, "TinyLlama-1.1B shape (random)", 32, decodeTokens));
+                GC.Collect();
+            }
+        }
+        return results;
+    }
+}

@@ -1,3 +1,0 @@
-namespace ManagedTensor.Models;
-
-internal static class Placeholder { }

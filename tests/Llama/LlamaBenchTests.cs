@@ -1,0 +1,39 @@
+using ManagedTensor.Models;
+using ManagedTensor.Models.Formats;
+using ManagedTensor.Models.Generation;
+using Xunit;
+
+namespace ManagedTensor.Tests.Llama;
+
+public class LlamaBenchTests
+{
+    [Fact]
+    public void SimdAndScalarQuantizedDotsAgreeBitForBit()
+    {
+        var rng = new Random(5);
+        var w = new float[32 * 40]; var x = new float[32 * 40];
+        for (int i = 0; i < w.Length; i++) { w[i] = rng.NextSingle() * 2 - 1; x[i] = (rng.NextSingle() - 0.5f) * 10; }
+        var xq = Quant.Quantize(GgmlType.Q8_0, x);
+        var w4 = Quant.Quantize(GgmlType.Q4_0, w);
+        var w8 = Quant.Quantize(GgmlType.Q8_0, w);
+        Assert.Equal(Quant.VecDotQ4_0Q8_0Scalar(w4, xq, 40), Quant.VecDotQ4_0Q8_0(w4, xq, 40));
+        Assert.Equal(Quant.VecDotQ8_0Q8_0Scalar(w8, xq, 40), Quant.VecDotQ8_0Q8_0(w8, xq, 40));
+    }
+
+    [Fact]
+    public void BenchRunsOnSmallShapes()
+    {
+        var c = new LlamaConfig(64, 96, 2, 4, 2, 100, 32);
+        foreach (var type in new[] { GgmlType.F16, GgmlType.Q4_0, GgmlType.Q8_0 })
+        {
+            var r = LlamaBench.Measure(LlamaBench.RandomLlama(c, type), "tiny", 4, 8);
+            Assert.Equal(type, r.Weights);
+            Assert.True(r.DecodeTokensPerSecond > 0 && r.PrefillTokensPerSecond > 0);
+            Assert.Equal(100L * 64 * 2 + 64 + 2 * (2L * 64 + 2 * 64 * 64 + 2 * 32 * 64 + 3 * 96 * 64), r.Parameters);
+        }
+        var sw = new StringWriter();
+        var results = LlamaBench.Run(sw, RepoPaths.Stories260K, big: false);
+        Assert.Single(results);
+        Assert.Contains("stories260K", sw.ToString());
+    }
+}
