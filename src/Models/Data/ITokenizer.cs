@@ -1,0 +1,42 @@
+using System.Text.Json;
+
+namespace ManagedTensor.Models.Data;
+
+/// <summary>Text to token ids and back. Kind names the tokenizer in checkpoints ("char", "gpt2").</summary>
+public interface ITokenizer
+{
+    string Kind { get; }
+    int VocabSize { get; }
+    int[] Encode(string text);
+    string Decode(IEnumerable<int> ids);
+
+    /// <summary>Everything needed to rebuild this tokenizer (see <see cref="Tokenizers.FromJson"/>).</summary>
+    string ToJson();
+}
+
+/// <summary>Builds tokenizers by kind and reads them back from their JSON.</summary>
+public static class Tokenizers
+{
+    public static readonly string[] Kinds = ["char", "gpt2"];
+
+    /// <summary>A tokenizer of <paramref name="kind"/>; the char tokenizer takes its vocabulary from <paramref name="text"/>.</summary>
+    public static ITokenizer Create(string kind, string text) => kind switch
+    {
+        "char" => CharTokenizer.FromText(text),
+        "gpt2" => Gpt2Tokenizer.FromDataFolder(),
+        _ => throw new ArgumentException($"unknown tokenizer '{kind}' (known: {string.Join(", ", Kinds)})"),
+    };
+
+    /// <summary>Rebuilds a tokenizer from <see cref="ITokenizer.ToJson"/> output.</summary>
+    public static ITokenizer FromJson(string json)
+    {
+        using var doc = JsonDocument.Parse(json);
+        string? kind = doc.RootElement.TryGetProperty("kind", out var k) ? k.GetString() : null;
+        return kind switch
+        {
+            "char" => CharTokenizer.FromJson(doc.RootElement),
+            "gpt2" => Gpt2Tokenizer.FromDataFolder(),
+            _ => throw new InvalidDataException($"tokenizer JSON has unknown kind '{kind}' (known: {string.Join(", ", Kinds)})"),
+        };
+    }
+}
