@@ -1,5 +1,137 @@
-using ManagedTensor;
+using System.CommandLine;
+using ManagedTensor.Models.Data;
+using ManagedTensor.Models.Formats;
+using ManagedTensor.Models.Generation;
 
-// Placeholder until the trainer lands: a tiny engine demo.
-var a = Tensor.FromArray(new float[] { 1, 2, 3, 4, 5, 6 }, [2, 3]);
-Console.WriteLine(a);
+namespace ManagedTensor.Apps;
+
+/// <summary>
+/// The `mt` command line. Thin: parse options, call into Models, report.
+/// Commands: generate (default model: the embedded stories260K), chat, quantize, bench, demo.
+/// </summary>
+public static class MtApp
+{
+    public static int Main(string[] args) => Run(args, Console.Out);
+
+    public static int Run(string[] args, TextWriter output)
+    {
+        var root = new RootCommand("ManagedTensor: a tensor and autograd engine in C#, and the apps built on it");
+        root.Subcommands.Add(GenerateCommand(output));
+        root.Subcommands.Add(ChatCommand(output));
+        root.Subcommands.Add(QuantizeCommand(output));
+        root.Subcommands.Add(BenchCommand(output));
+        root.Subcommands.Add(DemoCommand(output));
+        return root.Parse(args).Invoke();
+    }
+
+    private const string DefaultModel = "data/stories260K/stories260K.bin";
+    private const string DefaultTokenizer = "data/stories260K/tok512.bin";
+
+    private static Option<string> ModelOption() => new("--model") { Description = "llama2.c .bin or GGUF model file", DefaultValueFactory = _ => DefaultModel };
+    private static Option<string?> TokenizerOption() => new("--tokenizer") { Description = "llama2.c tokenizer.bin (not needed for GGUF)" };
+
+    /// <summary>The tokenizer for a model: the one given, the embedded default for the default model, or none for GGUF.</summary>
+    private static string? TokenizerFor(string model, string? tokenizer)
+    {
+        if (tokenizer is not null) return DataFiles.Find(tokenizer);
+        if (model == DefaultModel) return DataFiles.Find(DefaultTokenizer);
+        return null;
+    }
+
+    private static Command GenerateCommand(TextWriter output)
+    {
+        var model = ModelOption();
+        var tokenizer = TokenizerOption();
+        var prompt = new Option<string>("--prompt") { Description = "text to continue", DefaultValueFactory = _ => "" };
+        var steps = new Option<int>("--length") { Description = "tokens to generate", DefaultValueFactory = _ => 256 };
+        var temperature = new Option<float>("--temperature") { Description = "0 = greedy", DefaultValueFactory = _ => 0.8f };
+        var topK = new Option<int>("--top-k") { Description = "keep the K most likely tokens (0: all)", DefaultValueFactory = _ => 0 };
+        var topP = new Option<float>("--top-p") { Description = "nucleus sampling threshold", DefaultValueFactory = _ => 0.9f };
+        var penalty = new Option<float>("--repetition-penalty") { DefaultValueFactory = _ => 1f };
+        var seed = new Option<ulong>("--seed") { DefaultValueFactory = _ => 42UL };
+        var cmd = new Command("generate", "generate text from a Llama-family checkpoint (default: the embedded stories260K)")
+        {
+            model, tokenizer, prompt, steps, temperature, topK, topP, penalty, seed,
+        };
+        cmd.SetAction(p =>
+        {
+            string m = p.GetValue(model)!;
+            var opts = new GenerateOptions(DataFiles.Find(m), TokenizerFor(m, p.GetValue(tokenizer)), p.GetValue(prompt)!, p.GetValue(steps),
+                new SamplerOptions(p.GetValue(temperature), p.GetValue(topK), p.GetValue(topP), p.GetValue(penalty), p.GetValue(seed)));
+            var r = LlamaGenerate.Run(opts, output);
+            output.WriteLine($"prefill {r.PromptTokens.Count} tokens at {r.PrefillTokensPerSecond:F1} tok/s, decode {r.Generated.Count} tokens at {r.DecodeTokensPerSecond:F1} tok/s");
+            return 0;
+        });
+        return cmd;
+    }
+
+    private static Command ChatCommand(TextWriter output)
+    {
+        var model = ModelOption();
+        var tokenizer = TokenizerOption();
+        var length = new Option<int>("--length") { Description = "most tokens per reply", DefaultValueFactory = _ => 200 };
+        var temperature = new Option<float>("--temperature") { DefaultValueFactory = _ => 0.8f };
+        var cmd = new Command("chat", "talk to a model turn by turn (one KV cache across turns); an empty line ends") { model, tokenizer, length, temperature };
+        cmd.SetAction(p =>
+        {
+            string m = p.GetValue(model)!;
+            var (llama, tok) = LlamaGenerate.Load(DataFiles.Find(m), TokenizerFor(m, p.GetValue(tokenizer)));
+            var session = new ChatSession(llama, tok, new SamplerOptions(p.GetValue(temperature), TopP: 0.9f));
+            while (true)
+            {
+                output.Write("> ");
+                string? line = Console.ReadLine();
+                if (string.IsNullOrWhiteSpace(line)) return 0;
+                session.Say(line, p.GetValue(length), output);
+                output.WriteLine();
+            }
+        });
+        return cmd;
+    }
+
+    private static Command QuantizeCommand(TextWriter output)
+    {
+        var input = new Argument<string>("input") { Description = "llama2.c .bin or GGUF model" };
+        var outPath = new Argument<string>("output") { Description = "GGUF file to write" };
+        var tokenizer = TokenizerOption();
+        var type = new Option<GgmlType>("--type") { Description = "F32, F16, Q8_0 or Q4_0", DefaultValueFactory = _ => GgmlType.Q8_0 };
+        var cmd = new Command("quantize", "write a model as GGUF with F32, F16, Q8_0 or Q4_0 weights") { input, outPath, tokenizer, type };
+        cmd.SetAction(p =>
+        {
+            string i = p.GetValue(input)!;
+            Quantize.Run(DataFiles.Find(i), TokenizerFor(i, p.GetValue(tokenizer)), p.GetValue(outPath)!, p.GetValue(type), output);
+            return 0;
+        });
+        return cmd;
+    }
+
+    private static Command BenchCommand(TextWriter output)
+    {
+        var big = new Option<bool>("--big") { Description = "also a ~1B-parameter Llama shape with random Q4_0 and F16 weights" };
+        var cmd = new Command("bench", "decode and prefill tokens/s of stories260K (and a 1B shape with --big)") { big };
+        cmd.SetAction(p =>
+        {
+            LlamaBench.Run(output, DataFiles.Find(DefaultModel), p.GetValue(big));
+            return 0;
+        });
+        return cmd;
+    }
+
+    private static Command DemoCommand(TextWriter output)
+    {
+        var cmd = new Command("demo", "a short tour of the tensor engine on the CPU backend");
+        cmd.SetAction(_ =>
+        {
+            var gen = new Generator(1337);
+            var a = Tensor.Randn([2, 3], gen);
+            var b = Tensor.Randn([3, 4], gen);
+            output.WriteLine($"a = {a}");
+            output.WriteLine($"a @ b = {a.MatMul(b)}");
+            output.WriteLine($"softmax(a) = {a.Softmax(-1)}");
+            output.WriteLine($"a.T (a view, strides {Tensor.ShapeString(a.MT.Strides)}) = {a.MT}");
+            output.WriteLine($"sum over axis 0 = {a.Sum(0)}");
+            return 0;
+        });
+        return cmd;
+    }
+}
