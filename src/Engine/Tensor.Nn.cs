@@ -87,7 +87,7 @@ public sealed partial class Tensor
     {
         var dx = x.EmptyLike();
         var dw = weight.Numel > 0 ? weight.EmptyLike() : x.None();
-        var db = Empty([x.Shape[^1]], x.DType, x.Device); // always: a bias-only layer norm still needs its bias gradient
+        var db = weight.Numel > 0 ? weight.EmptyLike() : x.None();
         x.Backend.Execute(Op.LayerNormBackward, [dy.Dense(), x.Dense(), weight.Dense(), mean, rstd], [dx, dw, db], attrs);
         return (dx, dw, db);
     }
