@@ -1,0 +1,96 @@
+namespace ManagedTensor;
+
+/// <summary>
+/// Reverse-mode automatic differentiation over the graph that ops record on their outputs
+/// (<see cref="Tensor.Node"/>). <c>loss.Backward()</c> walks that graph from the loss back to the
+/// leaves in reverse topological order, asks <see cref="BackwardRules"/> for each op's input gradients,
+/// sums the gradients of tensors used more than once, and adds the result into <see cref="Tensor.Grad"/>
+/// of every leaf that requires a gradient (so gradients accumulate across calls until zeroed).
+/// </summary>
+public static class Autograd
+{
+    /// <summary>
+    /// Backpropagates from this tensor. <paramref name="gradient"/> is d(objective)/d(this); it may be
+    /// omitted for a one-element tensor (a loss), where it is 1.
+    /// </summary>
+    public static void Backward(this Tensor root, Tensor? gradient = null)
+    {
+        if (!root.RequiresGrad)
+            throw new InvalidOperationException($"backward from {root.Describe()}: it does not require a gradient (no input of its graph has RequiresGrad set, or it was computed under NoGrad)");
+        if (gradient is null && root.Numel != 1)
+            throw new ArgumentException($"backward from {root.Describe()}: a gradient argument is needed for a tensor of more than one element");
+        if (gradient is not null && !gradient.Shape.AsSpan().SequenceEqual(root.Shape))
+            throw new ArgumentException($"backward from {root.Describe()}: gradient has shape {Tensor.ShapeString(gradient.Shape)}");
+
+        // Backward rules are built from ops; they must not themselves be recorded (no double backward).
+        using var noGrad = GradMode.NoGrad();
+        var pending = new Dictionary<Tensor, Tensor>(ReferenceEqualityComparer.Instance)
+        {
+            [root] = gradient ?? Tensor.Ones(root.Shape, root.DType, root.Device),
+        };
+        foreach (var t in TopologicalOrder(root))
+        {
+            if (!pending.Remove(t, out var grad)) continue; // no path from the root reaches t's gradient
+            if (t.Node is null)
+            {
+                AccumulateLeaf(t, grad);
+                continue;
+            }
+            var inputGrads = BackwardRules.Apply(t.Node, t, grad);
+            var inputs = t.Node.Inputs;
+            for (int i = 0; i < inputs.Length; i++)
+            {
+                var x = inputs[i];
+                var g = inputGrads[i];
+                if (g is null || !x.RequiresGrad) continue;
+                if (!g.Shape.AsSpan().SequenceEqual(x.Shape))
+                    throw new InvalidOperationException($"backward rule of {t.Node.Op} gave a gradient of shape {Tensor.ShapeString(g.Shape)} for input {i} of shape {Tensor.ShapeString(x.Shape)}");
+                pending[x] = pending.TryGetValue(x, out var sum) ? sum.Add(g) : g;
+            }
+        }
+    }
+
+    /// <summary>Sets the gradient of every tensor to null (optimizers' zero_grad(set_to_none=True)).</summary>
+    public static void ZeroGrad(this IEnumerable<Tensor> tensors)
+    {
+        foreach (var t in tensors) t.Grad = null;
+    }
+
+    /// <summary>
+    /// Leaves own their gradient: a fresh contiguous tensor on the first backward (so that no later
+    /// in-place update can alias another tensor), summed into on the next ones.
+    /// </summary>
+    private static void AccumulateLeaf(Tensor leaf, Tensor grad)
+    {
+        leaf.Grad = leaf.Grad is null ? grad.ContiguousCopy() : leaf.Grad.Add(grad);
+    }
+
+    /// <summary>
+    /// Tensors reachable from <paramref name="root"/> through recorded inputs that require gradients,
+    /// each after every tensor that consumes it (root first). Iterative post-order DFS, so deep graphs
+    /// (hundreds of layers, long recurrences) cannot overflow the stack.
+    /// </summary>
+    private static List<Tensor> TopologicalOrder(Tensor root)
+    {
+        var postOrder = new List<Tensor>();
+        var visited = new HashSet<Tensor>(ReferenceEqualityComparer.Instance) { root };
+        var stack = new Stack<(Tensor Tensor, int NextInput)>();
+        stack.Push((root, 0));
+        while (stack.Count > 0)
+        {
+            var (t, next) = stack.Pop();
+            var inputs = t.Node?.Inputs ?? [];
+            while (next < inputs.Length && (!inputs[next].RequiresGrad || visited.Contains(inputs[next]))) next++;
+            if (next == inputs.Length)
+            {
+                postOrder.Add(t);
+                continue;
+            }
+            stack.Push((t, next + 1));
+            visited.Add(inputs[next]);
+            stack.Push((inputs[next], 0));
+        }
+        postOrder.Reverse();
+        return postOrder;
+    }
+}

@@ -1,3 +1,0 @@
-namespace ManagedTensor.Autograd;
-
-internal static class Placeholder { }
