@@ -7,7 +7,7 @@ namespace ManagedTensor.Apps;
 
 /// <summary>
 /// The `mt` command line. Thin: parse options, call into Models, report.
-/// Commands: generate (default model: the embedded stories260K), chat, quantize, bench, demo.
+/// Commands: train gpt, sample, generate (default model: the embedded stories260K), chat, quantize, bench, demo.
 /// </summary>
 public static class MtApp
 {
@@ -16,6 +16,8 @@ public static class MtApp
     public static int Run(string[] args, TextWriter output)
     {
         var root = new RootCommand("ManagedTensor: a tensor and autograd engine in C#, and the apps built on it");
+        root.Subcommands.Add(TrainCommand.Create(output));
+        root.Subcommands.Add(SampleCommand.Create(output));
         root.Subcommands.Add(GenerateCommand(output));
         root.Subcommands.Add(ChatCommand(output));
         root.Subcommands.Add(QuantizeCommand(output));
