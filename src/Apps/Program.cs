@@ -23,7 +23,17 @@ public static class MtApp
         root.Subcommands.Add(QuantizeCommand(output));
         root.Subcommands.Add(BenchCommand(output));
         root.Subcommands.Add(DemoCommand(output));
-        return root.Parse(args).Invoke();
+        // Bad input (a wrong option value, a missing or malformed file) ends with its message, not a
+        // stack trace; anything else is a bug and keeps the runtime's full report.
+        try
+        {
+            return root.Parse(args).Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
+        }
+        catch (Exception e) when (e is ArgumentException or IOException or InvalidDataException or InvalidModelFileException or NotSupportedException)
+        {
+            Console.Error.WriteLine($"error: {e.Message}");
+            return 1;
+        }
     }
 
     private const string DefaultModel = "data/stories260K/stories260K.bin";
