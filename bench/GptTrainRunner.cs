@@ -16,14 +16,15 @@ public static class GptTrainRunner
     public static void Run(string[] args)
     {
         int iters = 200;
-        bool profile = false;
+        bool profile = false, byShape = false;
         for (int i = 0; i < args.Length; i++)
         {
             if (args[i] == "--iters") iters = int.Parse(args[++i]);
             else if (args[i] == "--profile") profile = true;
-            else throw new ArgumentException($"gpt-train: unknown argument '{args[i]}' (expected --iters N, --profile)");
+            else if (args[i] == "--profile-shapes") profile = byShape = true;
+            else throw new ArgumentException($"gpt-train: unknown argument '{args[i]}' (expected --iters N, --profile, --profile-shapes)");
         }
-        OpProfiler? profiler = profile ? new OpProfiler(Backends.For(Device.Cpu)) : null;
+        OpProfiler? profiler = profile ? new OpProfiler(Backends.For(Device.Cpu)) { ByShape = byShape } : null;
         if (profiler is not null) Backends.Register(profiler);
         string text = File.ReadAllText(DataFiles.Find("data/tinyshakespeare.txt"));
         var tokenizer = CharTokenizer.FromText(text);

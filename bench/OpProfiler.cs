@@ -8,7 +8,10 @@ namespace ManagedTensor.Bench;
 /// </summary>
 public sealed class OpProfiler(IBackend inner) : IBackend
 {
-    private readonly Dictionary<Op, (double Ms, long Calls)> _totals = [];
+    private readonly Dictionary<string, (double Ms, long Calls)> _totals = [];
+
+    /// <summary>Key time by op and operand shapes (and strides of the first input), not by op alone.</summary>
+    public bool ByShape { get; init; }
 
     public Device Device => inner.Device;
 
@@ -19,17 +22,24 @@ public sealed class OpProfiler(IBackend inner) : IBackend
         long start = Stopwatch.GetTimestamp();
         inner.Execute(op, inputs, outputs, attrs);
         double ms = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
-        var (total, calls) = _totals.GetValueOrDefault(op);
-        _totals[op] = (total + ms, calls + 1);
+        string key = op.ToString();
+        if (ByShape)
+        {
+            var parts = new List<string>();
+            foreach (var t in inputs) parts.Add(Tensor.ShapeString(t.Shape) + (t.IsContiguous ? "" : "s" + Tensor.ShapeString(t.Strides)));
+            key += " " + string.Join(" ", parts) + " -> " + (outputs.Length > 0 ? Tensor.ShapeString(outputs[0].Shape) : "");
+        }
+        var (total, calls) = _totals.GetValueOrDefault(key);
+        _totals[key] = (total + ms, calls + 1);
     }
 
     public void Reset() => _totals.Clear();
 
     public void Print(TextWriter output, int iterations)
     {
-        output.WriteLine($"{"op",-24} {"ms/iter",9} {"calls/iter",10}");
-        foreach (var (op, (ms, calls)) in _totals.OrderByDescending(kv => kv.Value.Ms))
-            output.WriteLine($"{op,-24} {ms / iterations,9:F2} {(double)calls / iterations,10:F1}");
-        output.WriteLine($"{"total in ops",-24} {_totals.Values.Sum(v => v.Ms) / iterations,9:F2}");
+        output.WriteLine($"{"ms/iter",9} {"calls/iter",10}  op");
+        foreach (var (op, (ms, calls)) in _totals.OrderByDescending(kv => kv.Value.Ms).Take(ByShape ? 40 : 100))
+            output.WriteLine($"{ms / iterations,9:F2} {(double)calls / iterations,10:F1}  {op}");
+        output.WriteLine($"{_totals.Values.Sum(v => v.Ms) / iterations,9:F2} {"",10}  total in ops");
     }
 }

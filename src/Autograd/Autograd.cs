@@ -26,14 +26,21 @@ public static class Autograd
         using var noGrad = GradMode.NoGrad();
         var pending = new Dictionary<Tensor, Tensor>(ReferenceEqualityComparer.Instance)
         {
-            [root] = gradient ?? Tensor.Ones(root.Shape, root.DType, root.Device),
+            [root] = gradient?.ContiguousCopy() ?? Tensor.Ones(root.Shape, root.DType, root.Device),
         };
+        // Sums this pass allocated itself: no one else holds them, so later terms are added in place.
+        var owned = new HashSet<Tensor>(ReferenceEqualityComparer.Instance);
         foreach (var t in TopologicalOrder(root))
         {
             if (!pending.Remove(t, out var grad)) continue; // no path from the root reaches t's gradient
             if (t.Node is null)
             {
                 AccumulateLeaf(t, grad);
+                continue;
+            }
+            if (t.Node.Op == Op.Slice)
+            {
+                AccumulateSlice(pending, owned, t.Node, grad);
                 continue;
             }
             var inputGrads = BackwardRules.Apply(t.Node, t, grad);
@@ -45,9 +52,29 @@ public static class Autograd
                 if (g is null || !x.RequiresGrad) continue;
                 if (!g.Shape.AsSpan().SequenceEqual(x.Shape))
                     throw new InvalidOperationException($"backward rule of {t.Node.Op} gave a gradient of shape {Tensor.ShapeString(g.Shape)} for input {i} of shape {Tensor.ShapeString(x.Shape)}");
-                pending[x] = pending.TryGetValue(x, out var sum) ? sum.Add(g) : g;
+                if (!pending.TryGetValue(x, out var sum)) pending[x] = g;
+                else if (owned.Contains(sum)) sum.AddInPlace_(g);
+                else owned.Add(pending[x] = sum.Add(g));
             }
         }
+    }
+
+    /// <summary>
+    /// The gradient of a slice goes into its window of the input's gradient. Pieces of one tensor (q, k and
+    /// v split from one projection) then fill one buffer in place, rather than each making an input-sized
+    /// zero tensor that is summed with the others (the generic rule, <see cref="BackwardRules"/>).
+    /// </summary>
+    private static void AccumulateSlice(Dictionary<Tensor, Tensor> pending, HashSet<Tensor> owned, OpNode node, Tensor g)
+    {
+        var x = node.Inputs[0];
+        if (!x.RequiresGrad) return;
+        var a = (SliceAttrs)node.Attrs!;
+        if (!pending.TryGetValue(x, out var sum) || !owned.Contains(sum))
+        {
+            var buffer = sum?.ContiguousCopy() ?? x.ZerosLike();
+            owned.Add(pending[x] = sum = buffer);
+        }
+        sum.Narrow(a.Axis, a.Start, a.Length).AddInPlace_(g);
     }
 
     /// <summary>Sets the gradient of every tensor to null (optimizers' zero_grad(set_to_none=True)).</summary>
@@ -57,12 +84,15 @@ public static class Autograd
     }
 
     /// <summary>
-    /// Leaves own their gradient: a fresh contiguous tensor on the first backward (so that no later
-    /// in-place update can alias another tensor), summed into on the next ones.
+    /// Leaves get a contiguous gradient on the first backward and a new sum on later ones (never an
+    /// in-place update: the first gradient may be shared with another leaf, e.g. both inputs of an Add).
     /// </summary>
     private static void AccumulateLeaf(Tensor leaf, Tensor grad)
     {
-        leaf.Grad = leaf.Grad is null ? grad.ContiguousCopy() : leaf.Grad.Add(grad);
+        // A dense tensor that spans its whole storage can be kept as it is; a view into a larger buffer
+        // (or a strided one) is copied, so the gradient neither pins that buffer nor has odd strides.
+        bool whole = grad.IsContiguous && grad.Offset == 0 && grad.Numel == grad.Storage.Length;
+        leaf.Grad = leaf.Grad is null ? (whole ? grad : grad.ContiguousCopy()) : leaf.Grad.Add(grad);
     }
 
     /// <summary>

@@ -32,7 +32,7 @@ public static class BackwardRules
             Op.Tanh => [g * (y * y).Neg().AddScalar(1)],               // 1 - tanh^2
             Op.Sigmoid => [g * y * y.Neg().AddScalar(1)],              // s (1 - s)
             Op.Relu => [g * Mask(x[0].Gt(0), g)],
-            Op.Gelu => [g * GeluDerivative(x[0])],
+            Op.Gelu => [Tensor.GeluBackward(g, x[0])],
             Op.GeluTanh => [g * GeluTanhDerivative(x[0])],
             Op.Silu => [g * SiluDerivative(x[0])],
             Op.Erf => [g * (x[0] * x[0]).Neg().Exp().MulScalar(2 / Math.Sqrt(Math.PI))],
@@ -110,14 +110,6 @@ public static class BackwardRules
     }
 
     // ---- activations ----
-
-    /// <summary>d/dx [x Phi(x)] = Phi(x) + x phi(x), with Phi(x) = (1 + erf(x/sqrt2))/2, phi(x) = exp(-x^2/2)/sqrt(2 pi).</summary>
-    private static Tensor GeluDerivative(Tensor x)
-    {
-        var cdf = x.MulScalar(1 / Math.Sqrt(2)).Erf().AddScalar(1).MulScalar(0.5);
-        var pdf = (x * x).MulScalar(-0.5).Exp().MulScalar(1 / Math.Sqrt(2 * Math.PI));
-        return cdf + x * pdf;
-    }
 
     /// <summary>
     /// GELU(tanh) = x/2 (1 + t), t = tanh(u), u = sqrt(2/pi) (x + 0.044715 x^3):
@@ -200,22 +192,31 @@ public static class BackwardRules
     /// <summary>
     /// C = A B: dA = dC B^T, dB = A^T dC, summed over broadcast batch axes. When B is a plain matrix
     /// (a Linear weight) the batch is folded into the rows so dB is one GEMM, not a batch then a sum.
+    /// Each gradient is produced in its input's layout: for a transposed view such as Linear's W^T,
+    /// dB is computed as (dC^T A)^T, so the result is W-shaped and contiguous underneath, and the leaf
+    /// keeps it without a transposing copy.
     /// </summary>
     private static Tensor?[] MatMulBackward(Tensor a, Tensor b, Tensor g)
     {
-        Tensor? da = a.RequiresGrad ? g.MatMul(b.MT).SumTo(a.Shape) : null;
-        Tensor? db = null;
+        Tensor? da = null, db = null;
+        if (a.RequiresGrad)
+            da = IsTransposedMatrix(a) && b.Rank == 2 ? b.MatMul(g.MT).MT : g.MatMul(b.MT).SumTo(a.Shape);
         if (b.RequiresGrad)
         {
             if (b.Rank == 2 && a.Rank > 2)
             {
                 int k = a.Shape[^1], n = g.Shape[^1];
-                db = a.Reshape(-1, k).MT.MatMul(g.Reshape(-1, n));
+                var a2 = a.Reshape(-1, k);
+                var g2 = g.Reshape(-1, n);
+                db = IsTransposedMatrix(b) ? g2.MT.MatMul(a2).MT : a2.MT.MatMul(g2);
             }
-            else db = a.MT.MatMul(g).SumTo(b.Shape);
+            else db = IsTransposedMatrix(b) ? g.MT.MatMul(a).SumTo(b.MT.Shape).MT : a.MT.MatMul(g).SumTo(b.Shape);
         }
         return [da, db];
     }
+
+    /// <summary>A 2-D view whose transpose is contiguous (column-major storage), e.g. W.MT.</summary>
+    private static bool IsTransposedMatrix(Tensor t) => t.Rank == 2 && !t.IsContiguous && t.MT.IsContiguous;
 
     // ---- fused nn ops: their backward ops are ops too ----
 

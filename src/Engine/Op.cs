@@ -7,6 +7,8 @@ namespace ManagedTensor;
 /// be non-contiguous views, outputs are contiguous unless noted.
 /// Movement ops (Reshape .. Slice) never reach a backend: they make views; they are in the enum so that
 /// autograd records them like any other op.
+/// Elementwise ops (unary, binary, where) must also work in place: output 0 may be the very same view
+/// as input 0 (element i is read before element i is written, and by the same thread).
 /// </summary>
 public enum Op
 {
@@ -34,6 +36,7 @@ public enum Op
     // ---- binary elementwise: a, b -> out, same shape (broadcast views) ----
     Add, Sub, Mul, Div, Pow, Maximum, Minimum,
     Eq, Ne, Lt, Le, Gt, Ge,   // out is U8 (1 = true), inputs same dtype
+    GeluBackward, // dy, x -> dx = dy * gelu'(x) (exact GELU), float only: one fused pass for autograd
 
     // ---- ternary ----
     Where,       // cond (U8), a, b -> out, same shape

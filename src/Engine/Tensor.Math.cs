@@ -30,6 +30,13 @@ public sealed partial class Tensor
     /// <summary>GELU, tanh approximation: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) (GPT-2's).</summary>
     public Tensor GeluTanh() => Unary(Op.GeluTanh);
 
+    /// <summary>dy * d gelu(x)/dx, the fused backward of <see cref="Gelu"/> (not recorded: autograd calls it).</summary>
+    public static Tensor GeluBackward(Tensor dy, Tensor x)
+    {
+        if (!x.DType.IsFloat()) throw new NotSupportedException($"GeluBackward needs a floating-point tensor, got {x.Describe()}");
+        return dy.Binary(Op.GeluBackward, x);
+    }
+
     /// <summary>SiLU (swish): x * sigmoid(x).</summary>
     public Tensor Silu() => Unary(Op.Silu);
 
@@ -78,6 +85,17 @@ public sealed partial class Tensor
     }
 
     public Tensor Add(Tensor other) => Binary(Op.Add, other);
+
+    /// <summary>
+    /// this += src (src broadcast to this shape), in place and not recorded. Elementwise ops may write
+    /// over their first input (see <see cref="Op"/>); autograd uses this to sum gradients without a new buffer.
+    /// </summary>
+    public Tensor AddInPlace_(Tensor src)
+    {
+        CheckSameDeviceAndType(src, Op.Add);
+        if (Numel > 0) Backend.Execute(Op.Add, [this, src.ExpandUnrecorded(Shape)], [this], null);
+        return this;
+    }
     public Tensor Sub(Tensor other) => Binary(Op.Sub, other);
     public Tensor Mul(Tensor other) => Binary(Op.Mul, other);
     public Tensor Div(Tensor other) => Binary(Op.Div, other);

@@ -154,6 +154,16 @@ public class GradCheckTests
     [Fact] public void MatMul_broadcast_weight() => GradCheck.Check((a, b) => a.MatMul(b), R(64, 2, 3, 5), R(65, 5, 4));
     [Fact] public void MatMul_broadcast_batch() => GradCheck.Check((a, b) => a.MatMul(b), R(66, 1, 3, 5), R(67, 4, 5, 2));
     [Fact] public void MatMul_transposed_operand() => GradCheck.Check((a, b) => a.MatMul(b.MT), R(68, 3, 5), R(69, 4, 5));
+    [Fact] public void MatMul_transposed_left_operand() => GradCheck.Check((a, b) => a.MT.MatMul(b), R(74, 5, 3), R(75, 5, 4));
+    [Fact] public void MatMul_batch_times_transposed_weight() => GradCheck.Check((a, w) => a.MatMul(w.MT), R(76, 2, 3, 5), R(77, 4, 5));
+
+    /// <summary>Slices of one tensor accumulate into one gradient buffer, also after a plain use of the tensor.</summary>
+    [Fact]
+    public void Slices_of_one_tensor_and_the_tensor_itself() => GradCheck.Check(x =>
+    {
+        var p = x.Split(2, 1);
+        return (p[0] * p[1] + p[2].Exp()).Sum(1) + x.Square().Sum(1) + x.Narrow(1, 1, 3).Sum(1);
+    }, R(78, 3, 6));
     [Fact] public void MatMul_vector() => GradCheck.Check((a, b) => a.MatMul(b), R(70, 5), R(71, 5, 3));
     [Fact] public void MatMul_matrix_vector() => GradCheck.Check((a, b) => a.MatMul(b), R(72, 3, 5), R(73, 5));
 
@@ -224,5 +234,15 @@ public class GradCheckTests
             var scores = q.MatMul(k.MT).MulScalar(1 / Math.Sqrt(q.Shape[^1])); // (B, T, T)
             return Tensor.Where(future, minusInf, scores).Softmax(-1).MatMul(v);
         }, [R(151, 2, t, 4), R(152, 2, t, 4), R(153, 2, t, 3)]);
+    }
+
+    [Fact]
+    public void Fused_gelu_backward_in_float32_matches_float64()
+    {
+        var x = R(150, 4, 257).MulScalar(6);
+        var dy = R(151, 4, 257);
+        var exact = Tensor.GeluBackward(dy, x).ToDoubleArray();
+        var f32 = Tensor.GeluBackward(dy.To(DType.F32), x.To(DType.F32)).ToDoubleArray();
+        AssertClose(exact, f32, rtol: 1e-5, atol: 1e-6, "gelu backward f32");
     }
 }

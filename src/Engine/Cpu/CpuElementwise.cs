@@ -114,6 +114,7 @@ internal static class CpuElementwise
         {
             case Op.Div: RunBinary<T, DivOp<T>>(a, b, y, new()); break;
             case Op.Pow: RunBinary<T, PowOp<T>>(a, b, y, new()); break;
+            case Op.GeluBackward: RunBinary<T, GeluBackwardOp<T>>(a, b, y, new()); break;
             default: BinaryNumber<T>(op, a, b, y); break;
         }
     }
