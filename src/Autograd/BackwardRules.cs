@@ -70,6 +70,7 @@ public static class BackwardRules
             Op.MaxPool2d => [Tensor.MaxPool2dBackward(g, node.Saved[0], x[0].Shape, (Pool2dAttrs)node.Attrs!)],
             Op.AvgPool2d => [Tensor.AvgPool2dBackward(g, x[0].Shape, (Pool2dAttrs)node.Attrs!)],
             Op.UpsampleNearest2d => [Tensor.UpsampleNearest2dBackward(g, ((ScaleAttrs)node.Attrs!).Scale)],
+            Op.Attention => AttentionBackward(node, y, g),
 
             _ => throw new NotSupportedException($"autograd: op {node.Op} has no backward rule (it is not differentiable)"),
         };
@@ -234,6 +235,14 @@ public static class BackwardRules
         Tensor x = node.Inputs[0], w = node.Inputs[1];
         var (dx, dw) = Tensor.RmsNormBackward(g, x, w, node.Saved[0], (NormAttrs)node.Attrs!);
         return [dx, w.Numel > 0 ? dw : null];
+    }
+
+    /// <summary>One fused op gives dq, dk, dv (the scores are recomputed from the saved row log-sum-exp).</summary>
+    private static Tensor?[] AttentionBackward(OpNode node, Tensor y, Tensor g)
+    {
+        Tensor q = node.Inputs[0], k = node.Inputs[1], v = node.Inputs[2];
+        var (dq, dk, dv) = Tensor.AttentionBackward(g, q, k, v, y, node.Saved[0], (AttentionAttrs)node.Attrs!);
+        return [dq, dk, dv];
     }
 
     private static Tensor?[] Conv2dBackward(Tensor x, Tensor w, Tensor bias, Tensor g, Conv2dAttrs a)

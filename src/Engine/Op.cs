@@ -81,6 +81,15 @@ public enum Op
     UpsampleNearest2d,    // x (N, C, H, W) -> y (N, C, H*s, W*s)                          attrs: ScaleAttrs(s)
     UpsampleNearest2dBackward, // dy -> dx (sum of each s x s block)                        attrs: ScaleAttrs(s)
 
+    // ---- fused attention (flash-style: the T x S score matrix is never stored) ----
+    Attention,            // q (B, H, T, D), k (B, Hkv, S, D), v (B, Hkv, S, D) -> out (B, H, T, D), lse (B, H, T)
+                          // out = dropout(softmax(scale q k^T + mask)) v; lse = log-sum-exp of each score row
+                          // (F32, F64 for F64 inputs; +inf for a row that sees no key, whose out is 0).
+                          // H is a multiple of Hkv: query head h reads kv head h / (H / Hkv) (grouped-query).
+                          // Causal: query i sees keys j <= i + S - T (aligned bottom right, as flash-attention).
+                          // attrs: AttentionAttrs
+    AttentionBackward,    // dout, q, k, v, out, lse -> dq, dk, dv (scores recomputed tile by tile)   attrs: AttentionAttrs
+
     // ---- optimizer ----
     AdamWStep,   // outputs (in/out): param, m, v; inputs: grad                           attrs: AdamWAttrs
 }
@@ -108,6 +117,23 @@ public sealed record RandomAttrs(ulong Seed, ulong Offset, double A, double B) :
 public sealed record Conv2dAttrs(int StrideH, int StrideW, int PadH, int PadW, int DilationH = 1, int DilationW = 1, int Groups = 1) : OpAttrs;
 public sealed record Pool2dAttrs(int KernelH, int KernelW, int StrideH, int StrideW, int PadH, int PadW) : OpAttrs;
 public sealed record ScaleAttrs(int Scale) : OpAttrs;
+
+/// <summary>
+/// Attention: <see cref="Scale"/> multiplies q k^T (usually 1 / sqrt(D)). Dropout on the attention weights
+/// keeps entry (b, h, i, j) when Philox.Uniform(Seed, Offset + ((b H + h) T + i) S + j) >= DropoutP and
+/// scales it by 1 / (1 - DropoutP), so every backend, and the backward pass, draws the same mask.
+/// </summary>
+public sealed record AttentionAttrs(bool Causal, double Scale, double DropoutP = 0, ulong Seed = 0, ulong Offset = 0) : OpAttrs
+{
+    /// <summary>
+    /// The keep test in integers: uniform = (word >> 8) / 2^24 >= p exactly when (word >> 8) >= ceil(p 2^24),
+    /// so CPU and GPU agree bit for bit (no float comparison at the boundary).
+    /// </summary>
+    public uint KeepThreshold => (uint)Math.Ceiling(DropoutP * 16777216.0);
+
+    /// <summary>1 / (1 - p): kept weights are scaled so the expected output is unchanged.</summary>
+    public double KeepScale => 1.0 / (1.0 - DropoutP);
+}
 
 /// <summary>One AdamW step at 1-based <see cref="Step"/> (bias correction uses it); decoupled weight decay.</summary>
 public sealed record AdamWAttrs(double Lr, double Beta1, double Beta2, double Eps, double WeightDecay, int Step) : OpAttrs;

@@ -69,6 +69,11 @@ public sealed class CpuBackend : IBackend
             case Op.UpsampleNearest2d: CpuPool.UpsampleNearest2d(inputs[0], outputs[0], ((ScaleAttrs)attrs!).Scale); break;
             case Op.UpsampleNearest2dBackward: CpuPool.UpsampleNearest2dBackward(inputs[0], outputs[0], ((ScaleAttrs)attrs!).Scale); break;
 
+            case Op.Attention: CpuAttention.Forward(inputs[0], inputs[1], inputs[2], outputs[0], outputs[1], (AttentionAttrs)attrs!); break;
+            case Op.AttentionBackward:
+                CpuAttention.Backward(inputs[0], inputs[1], inputs[2], inputs[3], inputs[4], inputs[5], outputs[0], outputs[1], outputs[2], (AttentionAttrs)attrs!);
+                break;
+
             case Op.AdamWStep: CpuOptim.AdamWStep(outputs[0], inputs[0], outputs[1], outputs[2], (AdamWAttrs)attrs!); break;
 
             default: throw new NotSupportedException($"the CPU backend has no kernel for op {op}");

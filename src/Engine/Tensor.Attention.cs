@@ -1,0 +1,86 @@
+namespace ManagedTensor;
+
+/// <summary>
+/// Fused scaled dot-product attention (flash-attention style): softmax(scale q k^T + mask) v without
+/// a T x S score matrix in memory. The forward keeps only each row's log-sum-exp; the backward
+/// recomputes the scores tile by tile from it, so the extra memory grows linearly with T.
+/// </summary>
+public sealed partial class Tensor
+{
+    /// <summary>
+    /// Attention over q (B, H, T, D), k and v (B, Hkv, S, D) -> (B, H, T, D), as PyTorch's
+    /// <c>scaled_dot_product_attention(q, k, v, is_causal, dropout_p, scale, enable_gqa=True)</c>.
+    /// H must be a multiple of Hkv (grouped-query attention: query head h reads kv head h / (H / Hkv)).
+    /// <paramref name="causal"/>: query i sees keys j &lt;= i + S - T (the mask is aligned to the bottom
+    /// right, so one new token against a cache of S keys sees all of them). <paramref name="scale"/>
+    /// defaults to 1 / sqrt(D). Dropout on the attention weights draws from <paramref name="gen"/>
+    /// (B H T S counters), the same mask on every backend.
+    /// </summary>
+    public static Tensor Attention(Tensor q, Tensor k, Tensor v, bool causal, double? scale = null, double dropoutP = 0, Generator? gen = null)
+    {
+        CheckAttentionShapes(q, k, v);
+        if (!(dropoutP >= 0 && dropoutP < 1))
+            throw new ArgumentOutOfRangeException(nameof(dropoutP), dropoutP, "Attention: dropout probability must be in [0, 1)");
+        if (dropoutP > 0 && gen is null)
+            throw new ArgumentException("Attention: dropout needs a Generator (gen) to draw its mask from", nameof(gen));
+        int b = q.Shape[0], h = q.Shape[1], t = q.Shape[2], d = q.Shape[3], s = k.Shape[2];
+        double sc = scale ?? 1.0 / Math.Sqrt(Math.Max(d, 1));
+        ulong seed = 0, offset = 0;
+        if (dropoutP > 0)
+        {
+            seed = gen!.Seed;
+            offset = gen.Take((long)b * h * t * s);
+        }
+        var attrs = new AttentionAttrs(causal, sc, dropoutP, seed, offset);
+        var output = Empty(q.Shape, q.DType, q.Device);
+        var lse = Empty([b, h, t], LseDType(q.DType), q.Device);
+        if (output.Numel > 0)
+        {
+            if (s == 0) // no keys: every row is empty (out 0, lse +inf), as a fully masked row
+            {
+                output.Fill_(0);
+                lse.Fill_(double.PositiveInfinity);
+            }
+            else q.Backend.Execute(Op.Attention, [q.Dense(), k.Dense(), v.Dense()], [output, lse], attrs);
+        }
+        return Record(output, Op.Attention, attrs, [q, k, v], lse);
+    }
+
+    /// <summary>dq, dk, dv of <see cref="Attention"/> from dout, the inputs, the output and its row log-sum-exp.</summary>
+    public static (Tensor Dq, Tensor Dk, Tensor Dv) AttentionBackward(Tensor dout, Tensor q, Tensor k, Tensor v, Tensor output, Tensor lse, AttentionAttrs attrs)
+    {
+        CheckAttentionShapes(q, k, v);
+        CheckShape(dout, q.Shape, "AttentionBackward", "dout");
+        CheckShape(output, q.Shape, "AttentionBackward", "out");
+        CheckShape(lse, q.Shape[..3], "AttentionBackward", "lse");
+        var dq = q.EmptyLike();
+        var dk = k.EmptyLike();
+        var dv = v.EmptyLike();
+        if (q.Numel == 0 || k.Numel == 0)
+        {
+            dq.Fill_(0);
+            dk.Fill_(0);
+            dv.Fill_(0);
+        }
+        else q.Backend.Execute(Op.AttentionBackward, [dout.Dense(), q.Dense(), k.Dense(), v.Dense(), output.Dense(), lse.Dense()], [dq, dk, dv], attrs);
+        return (dq, dk, dv);
+    }
+
+    /// <summary>The row log-sum-exp is kept in float32 (float64 for float64 inputs: gradient checks need it).</summary>
+    internal static DType LseDType(DType input) => input == DType.F64 ? DType.F64 : DType.F32;
+
+    private static void CheckAttentionShapes(Tensor q, Tensor k, Tensor v)
+    {
+        q.CheckFloat("Attention");
+        q.CheckSameDeviceAndType(k, Op.Attention);
+        q.CheckSameDeviceAndType(v, Op.Attention);
+        if (q.Rank != 4 || k.Rank != 4 || v.Rank != 4)
+            throw new ArgumentException($"Attention: q {q.Describe()}, k {k.Describe()} and v {v.Describe()} must be 4-D: q (B, H, T, D), k and v (B, Hkv, S, D)");
+        if (!k.Shape.AsSpan().SequenceEqual(v.Shape))
+            throw new ArgumentException($"Attention: k {k.Describe()} and v {v.Describe()} must have the same shape (B, Hkv, S, D)");
+        if (k.Shape[0] != q.Shape[0] || k.Shape[3] != q.Shape[3])
+            throw new ArgumentException($"Attention: k {k.Describe()} must match q {q.Describe()} in batch (axis 0) and head dim (axis 3)");
+        if (k.Shape[1] == 0 ? q.Shape[1] != 0 : q.Shape[1] % k.Shape[1] != 0)
+            throw new ArgumentException($"Attention: the {q.Shape[1]} query heads of q {q.Describe()} must be a multiple of the {k.Shape[1]} kv heads of k {k.Describe()}");
+    }
+}
