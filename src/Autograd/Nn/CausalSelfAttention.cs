@@ -3,7 +3,8 @@ namespace ManagedTensor.Nn;
 /// <summary>
 /// Multi-head causal self-attention, as nanoGPT's CausalSelfAttention: one projection makes q, k and v
 /// (c_attn, C -> 3C), heads attend with softmax(q k^T / sqrt(hs)) under a causal mask, and c_proj
-/// mixes the heads back. The attention itself is <see cref="Functional.Attention"/>.
+/// mixes the heads back. The attention itself is one fused op,
+/// <see cref="Tensor.Attention"/> (flash-style: no T x T matrix is kept for the backward pass).
 /// </summary>
 public sealed class CausalSelfAttention : Module
 {
@@ -36,7 +37,7 @@ public sealed class CausalSelfAttention : Module
         var q = qkv[0].Reshape(b, t, NHead, hs).Transpose(1, 2);                // (B, nh, T, hs)
         var k = qkv[1].Reshape(b, t, NHead, hs).Transpose(1, 2);
         var v = qkv[2].Reshape(b, t, NHead, hs).Transpose(1, 2);
-        var y = Functional.Attention(q, k, v, causal: true, Training ? DropoutP : 0, _dropoutGen); // (B, nh, T, hs)
+        var y = Tensor.Attention(q, k, v, causal: true, dropoutP: Training ? DropoutP : 0, gen: _dropoutGen); // (B, nh, T, hs)
         y = y.Transpose(1, 2).Contiguous().Reshape(b, t, c);                    // heads side by side again
         return _residDropout.Forward(CProj.Forward(y));
     }
