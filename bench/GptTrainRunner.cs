@@ -39,10 +39,16 @@ public static class GptTrainRunner
         var times = new List<double>();
         double loss = 0;
         var clock = new Stopwatch();
+        (int G0, int G1, int G2, long Bytes) gcStart = default;
         var phases = new double[3]; // forward, backward, optimizer (clip + AdamW) in ms, after warm-up
         for (int it = 0; it < iters; it++)
         {
-            if (it == 10) { profiler?.Reset(); Array.Clear(phases); }
+            if (it == 10)
+            {
+                profiler?.Reset();
+                Array.Clear(phases);
+                gcStart = (GC.CollectionCount(0), GC.CollectionCount(1), GC.CollectionCount(2), GC.GetTotalAllocatedBytes());
+            }
             optimizer.LearningRate = schedule.LearningRate(it);
             clock.Restart();
             var (x, y) = data.GetBatch(Split.Train, batch, config.BlockSize, batches); // (B, T), (B, T)
@@ -66,6 +72,7 @@ public static class GptTrainRunner
             int n = Math.Max(1, iters - 10);
             Console.WriteLine($"forward {phases[0] / n:F2} ms, backward {phases[1] / n:F2} ms, optimizer {phases[2] / n:F2} ms per iteration");
             profiler!.Print(Console.Out, n);
+            Console.WriteLine($"per iteration: {(GC.GetTotalAllocatedBytes() - gcStart.Bytes) / n / 1e6:F1} MB allocated, GCs gen0 {(GC.CollectionCount(0) - gcStart.G0) / (double)n:F2}, gen1 {(GC.CollectionCount(1) - gcStart.G1) / (double)n:F2}, gen2 {(GC.CollectionCount(2) - gcStart.G2) / (double)n:F2}");
         }
         Console.WriteLine($"ours iters={iters} ms_per_iter={ms:F2} tokens_per_s={batch * config.BlockSize / ms * 1000:F0} final_loss={loss:F4}");
     }

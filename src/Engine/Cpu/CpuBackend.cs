@@ -13,7 +13,7 @@ public sealed class CpuBackend : IBackend
 
     public Device Device => Device.Cpu;
 
-    public Storage Allocate(DType dtype, int length, bool zero) => new CpuStorage(dtype, length); // managed arrays start zeroed
+    public Storage Allocate(DType dtype, int length, bool zero) => new CpuStorage(dtype, length, zero);
 
     public void Execute(Op op, ReadOnlySpan<Tensor> inputs, ReadOnlySpan<Tensor> outputs, OpAttrs? attrs)
     {

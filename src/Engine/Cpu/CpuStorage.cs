@@ -1,13 +1,52 @@
 namespace ManagedTensor.Cpu;
 
-/// <summary>A CPU storage: a managed array of the dtype's CLR type (float[], double[], Half[], ...).</summary>
+/// <summary>
+/// A CPU storage: a managed array of the dtype's CLR type (float[], double[], Half[], ...).
+/// Op outputs are allocated without zeroing (every kernel writes all of its output): a training step
+/// allocates tens of megabytes of activations, and zeroing them was a pass over memory for nothing.
+/// Setting MT_POISON_UNINITIALIZED=1 fills such storages with NaN (0xFF bytes) instead, so a kernel
+/// that reads its output before writing it shows up in the tests.
+/// </summary>
 public sealed class CpuStorage : Storage
 {
-    public CpuStorage(DType dtype, int length)
+    private static readonly bool Poison = Environment.GetEnvironmentVariable("MT_POISON_UNINITIALIZED") == "1";
+
+    public CpuStorage(DType dtype, int length, bool zero = true)
         : base(Device.Cpu, dtype, length)
     {
-        Data = Array.CreateInstance(dtype.ClrType(), length);
+        Data = zero ? Array.CreateInstance(dtype.ClrType(), length) : Uninitialized(dtype, length);
     }
+
+    private static Array Uninitialized(DType dtype, int length)
+    {
+        Array a = dtype switch
+        {
+            DType.F32 => GC.AllocateUninitializedArray<float>(length),
+            DType.F64 => GC.AllocateUninitializedArray<double>(length),
+            DType.F16 => GC.AllocateUninitializedArray<Half>(length),
+            DType.BF16 => GC.AllocateUninitializedArray<BFloat16>(length),
+            DType.I32 => GC.AllocateUninitializedArray<int>(length),
+            DType.I64 => GC.AllocateUninitializedArray<long>(length),
+            DType.I8 => GC.AllocateUninitializedArray<sbyte>(length),
+            DType.U8 => GC.AllocateUninitializedArray<byte>(length),
+            _ => throw new ArgumentOutOfRangeException(nameof(dtype), dtype, "unknown dtype"),
+        };
+        if (Poison) GetSpan(a).Fill(0xFF);
+        return a;
+    }
+
+    private static Span<byte> GetSpan(Array a) => a switch
+    {
+        float[] f => System.Runtime.InteropServices.MemoryMarshal.AsBytes(f.AsSpan()),
+        double[] d => System.Runtime.InteropServices.MemoryMarshal.AsBytes(d.AsSpan()),
+        Half[] h => System.Runtime.InteropServices.MemoryMarshal.AsBytes(h.AsSpan()),
+        BFloat16[] b => System.Runtime.InteropServices.MemoryMarshal.AsBytes(b.AsSpan()),
+        int[] i => System.Runtime.InteropServices.MemoryMarshal.AsBytes(i.AsSpan()),
+        long[] l => System.Runtime.InteropServices.MemoryMarshal.AsBytes(l.AsSpan()),
+        sbyte[] s => System.Runtime.InteropServices.MemoryMarshal.AsBytes(s.AsSpan()),
+        byte[] u => u.AsSpan(),
+        _ => throw new ArgumentException($"unexpected array {a.GetType().Name}"),
+    };
 
     /// <summary>The elements; typed as T[] for the dtype's CLR type T.</summary>
     public Array Data { get; }
