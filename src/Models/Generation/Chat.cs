@@ -24,6 +24,9 @@ public sealed class TemplatedChat
     public IReadOnlyList<ChatMessage> Messages => _messages;
     public ChatSession Session => _session;
 
+    /// <summary>The text the cached tokens stand for: every rendering fed so far and the replies as generated.</summary>
+    public string FedText => _fed.ToString();
+
     /// <param name="system">an optional system message, first in the conversation</param>
     public TemplatedChat(Llama model, IPromptTokenizer tok, ChatFormat format, SamplerOptions sampling, int[] stopTokens, string? system = null, int contextLength = 0)
     {
