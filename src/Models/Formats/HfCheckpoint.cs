@@ -32,10 +32,9 @@ public sealed class HfCheckpoint : IDisposable
         Directory = dir; Config = config; ConfigPath = config.Path; WeightsPath = weightsPath;
     }
 
-    /// <summary>True when <paramref name="path"/> is a directory holding config.json, or a config.json file.</summary>
+    /// <summary>True when <paramref name="path"/> is a directory (a checkpoint, or an error naming what it lacks) or a config.json file.</summary>
     public static bool IsCheckpoint(string path) =>
-        System.IO.Directory.Exists(path) ? File.Exists(System.IO.Path.Combine(path, ConfigFile))
-        : System.IO.Path.GetFileName(path).Equals(ConfigFile, StringComparison.OrdinalIgnoreCase);
+        System.IO.Directory.Exists(path) || System.IO.Path.GetFileName(path).Equals(ConfigFile, StringComparison.OrdinalIgnoreCase);
 
     /// <summary>The checkpoint directory of <paramref name="path"/> (the directory itself, or the one holding config.json).</summary>
     public static string DirectoryOf(string path) =>
@@ -140,7 +139,7 @@ public sealed class HfCheckpoint : IDisposable
         var (f, t) = Find(name);
         var type = FloatType(f, t);
         if (t.Shape.Length != 2 || t.Shape[0] != rows || t.Shape[1] != cols)
-            throw new InvalidModelFileException(f.Path, $"tensor '{name}' has shape {Tensor.ShapeString(t.Shape)}, expected ({rows}, {cols}){(what.Length > 0 ? " = " + what : "")}");
+            throw new InvalidModelFileException(f.Path, $"tensor '{name}' has shape {Tensor.ShapeString(t.Shape)}, expected [{rows}, {cols}]{(what.Length > 0 ? " = " + what : "")}");
         return WeightMatrix.FromEncoded(type, f.ReadBytes(name), rows, cols);
     }
 
@@ -150,7 +149,7 @@ public sealed class HfCheckpoint : IDisposable
         var (f, t) = Find(name);
         var type = FloatType(f, t);
         if (t.Shape.Length != 1 || t.Shape[0] != n)
-            throw new InvalidModelFileException(f.Path, $"tensor '{name}' has shape {Tensor.ShapeString(t.Shape)}, expected ({n}){(what.Length > 0 ? " = " + what : "")}");
+            throw new InvalidModelFileException(f.Path, $"tensor '{name}' has shape {Tensor.ShapeString(t.Shape)}, expected [{n}]{(what.Length > 0 ? " = " + what : "")}");
         var v = new float[n];
         Quant.Dequantize(type, f.ReadBytes(name), v);
         return v;
