@@ -7,7 +7,7 @@ namespace ManagedTensor.Apps;
 
 /// <summary>
 /// The `mt` command line. Thin: parse options, call into Models, report.
-/// Commands: generate (default model: the embedded stories260K), chat, quantize, bench, demo.
+/// Commands: train gpt, sample, generate (default model: the embedded stories260K), chat, quantize, bench, demo.
 /// </summary>
 public static class MtApp
 {
@@ -16,12 +16,24 @@ public static class MtApp
     public static int Run(string[] args, TextWriter output)
     {
         var root = new RootCommand("ManagedTensor: a tensor and autograd engine in C#, and the apps built on it");
+        root.Subcommands.Add(TrainCommand.Create(output));
+        root.Subcommands.Add(SampleCommand.Create(output));
         root.Subcommands.Add(GenerateCommand(output));
         root.Subcommands.Add(ChatCommand(output));
         root.Subcommands.Add(QuantizeCommand(output));
         root.Subcommands.Add(BenchCommand(output));
         root.Subcommands.Add(DemoCommand(output));
-        return root.Parse(args).Invoke();
+        // Bad input (a wrong option value, a missing or malformed file) ends with its message, not a
+        // stack trace; anything else is a bug and keeps the runtime's full report.
+        try
+        {
+            return root.Parse(args).Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
+        }
+        catch (Exception e) when (e is ArgumentException or IOException or InvalidDataException or InvalidModelFileException or NotSupportedException)
+        {
+            Console.Error.WriteLine($"error: {e.Message}");
+            return 1;
+        }
     }
 
     private const string DefaultModel = "data/stories260K/stories260K.bin";

@@ -1,0 +1,49 @@
+using System.CommandLine;
+using ManagedTensor.Models;
+using ManagedTensor.Models.Data;
+using ManagedTensor.Models.Generation;
+using ManagedTensor.Models.Training;
+
+namespace ManagedTensor.Apps;
+
+/// <summary>`mt sample`: text from a GPT checkpoint written by `mt train gpt` (nanoGPT's sample.py).</summary>
+public static class SampleCommand
+{
+    public static Command Create(TextWriter output)
+    {
+        var outDir = new Option<string>("--out-dir") { Description = "folder (or ckpt.safetensors file) of the checkpoint", DefaultValueFactory = _ => new TrainConfig().OutDir };
+        var prompt = new Option<string>("--prompt") { Description = "text to continue", DefaultValueFactory = _ => "\n" };
+        var length = new Option<int>("--length") { Description = "new tokens per sample", DefaultValueFactory = _ => 500 };
+        var samples = new Option<int>("--num-samples") { Description = "how many samples", DefaultValueFactory = _ => 1 };
+        var temperature = new Option<float>("--temperature") { Description = "0 = greedy; < 1 sharper, > 1 more random", DefaultValueFactory = _ => 0.8f };
+        var topK = new Option<int>("--top-k") { Description = "keep the K most likely tokens (0: all)", DefaultValueFactory = _ => 200 };
+        var seed = new Option<ulong>("--seed") { DefaultValueFactory = _ => 1337UL };
+        var device = Cli.DeviceOption();
+        var cmd = new Command("sample", "generate text from a GPT checkpoint (mt train gpt)") { outDir, prompt, length, samples, temperature, topK, seed, device };
+        cmd.SetAction(p =>
+        {
+            using var ckpt = GptCheckpoint.Load(p.GetValue(outDir)!);
+            var model = ckpt.CreateModel(Cli.ParseDevice(p.GetValue(device)!));
+            var sampler = new SamplerOptions(p.GetValue(temperature), p.GetValue(topK), Seed: p.GetValue(seed));
+            for (int i = 0; i < p.GetValue(samples); i++)
+            {
+                Sample(model, ckpt.Tokenizer, p.GetValue(prompt)!, p.GetValue(length), sampler with { Seed = sampler.Seed + (ulong)i }, output);
+                output.WriteLine();
+                output.WriteLine("---------------");
+            }
+            return 0;
+        });
+        return cmd;
+    }
+
+    /// <summary>Writes the prompt and then each new token's text as it is generated.</summary>
+    public static void Sample(GPT model, ITokenizer tokenizer, string prompt, int length, SamplerOptions options, TextWriter output)
+    {
+        var ids = tokenizer.Encode(prompt);
+        if (ids.Length == 0) throw new ArgumentException("the prompt encodes to no tokens: give at least one character");
+        output.Write(prompt);
+        var idx = Tensor.FromArray(ids.Select(i => (long)i).ToArray(), [1, ids.Length], model.Device);
+        model.Generate(idx, length, new Sampler(options), token => output.Write(tokenizer.Decode([token])));
+        output.Flush();
+    }
+}

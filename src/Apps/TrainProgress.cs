@@ -1,0 +1,53 @@
+using ManagedTensor.Models;
+using ManagedTensor.Models.Data;
+using ManagedTensor.Models.Training;
+using Spectre.Console;
+
+namespace ManagedTensor.Apps;
+
+/// <summary>Plain progress lines (when output is not a terminal, e.g. CI logs and tests), as nanoGPT prints them.</summary>
+public class PlainTrainProgress(TextWriter output) : ITrainingObserver
+{
+    protected TextWriter Output { get; } = output;
+    protected int MaxIters { get; private set; }
+
+    public virtual void OnStart(GPT model, TrainConfig config, int startIter, ITokenizer tokenizer, TextDataset data)
+    {
+        MaxIters = config.MaxIters;
+        Output.WriteLine($"data: {config.DataPath}, {tokenizer.Kind} tokenizer, vocab {tokenizer.VocabSize}, {data.Train.Length:N0} train / {data.Val.Length:N0} val tokens");
+        Output.WriteLine($"model: {config.NLayer} layers, {config.NHead} heads, {config.NEmbd} wide, block {config.BlockSize}: {model.ParameterCount() / 1e6:F2}M parameters on {model.Device}");
+        if (startIter > 0) Output.WriteLine($"resuming from {config.OutDir} at iteration {startIter}");
+    }
+
+    public virtual void OnStep(int iter, double loss, double lr, double tokensPerSecond, double msPerIter)
+        => Output.WriteLine($"iter {iter}: loss {loss:F4}, lr {lr:E2}, {msPerIter:F1} ms/iter, {tokensPerSecond:N0} tok/s, ETA {Eta(iter, msPerIter)}");
+
+    public virtual void OnEval(int iter, double trainLoss, double valLoss)
+        => Output.WriteLine($"step {iter}: train loss {trainLoss:F4}, val loss {valLoss:F4}");
+
+    public virtual void OnCheckpoint(int iter, string path) => Output.WriteLine($"saved checkpoint to {path}");
+
+    protected string Eta(int iter, double msPerIter) => TimeSpan.FromMilliseconds(Math.Max(0, MaxIters - iter - 1) * msPerIter).ToString(@"hh\:mm\:ss");
+}
+
+/// <summary>A live progress bar (step, loss, tokens/s, ETA) with evaluations printed above it.</summary>
+public sealed class LiveTrainProgress(ProgressTask task, TextWriter output) : PlainTrainProgress(output)
+{
+    public override void OnStart(GPT model, TrainConfig config, int startIter, ITokenizer tokenizer, TextDataset data)
+    {
+        base.OnStart(model, config, startIter, tokenizer, data);
+        task.MaxValue = Math.Max(1, config.MaxIters);
+        task.Value = startIter;
+    }
+
+    public override void OnStep(int iter, double loss, double lr, double tokensPerSecond, double msPerIter)
+    {
+        task.Value = iter + 1;
+        task.Description = $"iter {iter + 1}/{MaxIters}  loss {loss:F4}  {tokensPerSecond:N0} tok/s  {msPerIter:F1} ms/iter";
+    }
+
+    public override void OnEval(int iter, double trainLoss, double valLoss)
+        => AnsiConsole.MarkupLine($"[bold]step {iter}[/]: train loss {trainLoss:F4}, val loss [green]{valLoss:F4}[/]");
+
+    public override void OnCheckpoint(int iter, string path) => AnsiConsole.MarkupLine($"[grey]saved checkpoint to {Markup.Escape(path)}[/]");
+}

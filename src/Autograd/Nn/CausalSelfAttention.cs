@@ -1,0 +1,43 @@
+namespace ManagedTensor.Nn;
+
+/// <summary>
+/// Multi-head causal self-attention, as nanoGPT's CausalSelfAttention: one projection makes q, k and v
+/// (c_attn, C -> 3C), heads attend with softmax(q k^T / sqrt(hs)) under a causal mask, and c_proj
+/// mixes the heads back. The attention itself is <see cref="Functional.Attention"/>.
+/// </summary>
+public sealed class CausalSelfAttention : Module
+{
+    private readonly Dropout _residDropout;
+    private readonly Generator _dropoutGen;
+
+    /// <param name="projStd">init std of c_proj (nanoGPT: 0.02 / sqrt(2 n_layer), one residual branch of two per layer)</param>
+    public CausalSelfAttention(int nEmbd, int nHead, bool bias, double dropout, double projStd, Generator initGen, Generator dropoutGen, Device device)
+    {
+        if (nEmbd % nHead != 0) throw new ArgumentException($"n_embd {nEmbd} is not a multiple of n_head {nHead}");
+        NEmbd = nEmbd;
+        NHead = nHead;
+        DropoutP = dropout;
+        _dropoutGen = dropoutGen;
+        CAttn = Child("c_attn", new Linear(nEmbd, 3 * nEmbd, bias, initGen, device, initStd: 0.02));
+        CProj = Child("c_proj", new Linear(nEmbd, nEmbd, bias, initGen, device, initStd: projStd));
+        _residDropout = Child("resid_dropout", new Dropout(dropout, dropoutGen));
+    }
+
+    public int NEmbd { get; }
+    public int NHead { get; }
+    public double DropoutP { get; }
+    public Linear CAttn { get; }
+    public Linear CProj { get; }
+
+    public Tensor Forward(Tensor x) // (B, T, C) -> (B, T, C)
+    {
+        int b = x.Shape[0], t = x.Shape[1], c = x.Shape[2], hs = c / NHead;
+        var qkv = CAttn.Forward(x).Split(NEmbd, axis: 2);                       // 3 x (B, T, C)
+        var q = qkv[0].Reshape(b, t, NHead, hs).Transpose(1, 2);                // (B, nh, T, hs)
+        var k = qkv[1].Reshape(b, t, NHead, hs).Transpose(1, 2);
+        var v = qkv[2].Reshape(b, t, NHead, hs).Transpose(1, 2);
+        var y = Functional.Attention(q, k, v, causal: true, Training ? DropoutP : 0, _dropoutGen); // (B, nh, T, hs)
+        y = y.Transpose(1, 2).Contiguous().Reshape(b, t, c);                    // heads side by side again
+        return _residDropout.Forward(CProj.Forward(y));
+    }
+}

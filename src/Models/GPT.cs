@@ -1,0 +1,134 @@
+using ManagedTensor.Models.Generation;
+using ManagedTensor.Nn;
+
+namespace ManagedTensor.Models;
+
+/// <summary>
+/// nanoGPT's model configuration. Defaults are GPT-2 small (124M); vocab 50304 is GPT-2's 50257 padded
+/// up to a multiple of 64 for faster matmuls. Bias false drops the biases of Linear and LayerNorm
+/// (slightly better and faster, as nanoGPT notes).
+/// </summary>
+public sealed record GptConfig(
+    int BlockSize = 1024,
+    int VocabSize = 50304,
+    int NLayer = 12,
+    int NHead = 12,
+    int NEmbd = 768,
+    double Dropout = 0.0,
+    bool Bias = true)
+{
+    public void Validate()
+    {
+        if (BlockSize <= 0 || VocabSize <= 0 || NLayer <= 0 || NHead <= 0 || NEmbd <= 0)
+            throw new ArgumentException($"GPT config: every size must be positive: {this}");
+        if (NEmbd % NHead != 0) throw new ArgumentException($"GPT config: n_embd {NEmbd} is not a multiple of n_head {NHead}");
+        if (Dropout is < 0 or >= 1) throw new ArgumentException($"GPT config: dropout {Dropout} must be in [0, 1)");
+    }
+}
+
+/// <summary>What <see cref="GPT.Forward"/> returns: logits, and the mean cross-entropy when targets were given.</summary>
+public sealed record GptOutput(Tensor Logits, Tensor? Loss);
+
+/// <summary>
+/// The GPT language model, as nanoGPT's model.py: token and position embeddings, n_layer pre-norm
+/// transformer blocks, a final LayerNorm, and an output head tied to the token embedding (the same
+/// (V, C) matrix embeds tokens and scores them; Press and Wolf 2017). Parameter names follow nanoGPT's
+/// state dict ("transformer.h.0.attn.c_attn.weight"), which also matches Hugging Face's GPT-2 layout up
+/// to Conv1D's transposed weights. Init as nanoGPT: N(0, 0.02) weights, zero biases, and residual
+/// projections (c_proj) N(0, 0.02/sqrt(2 n_layer)) so the residual stream's variance does not grow
+/// with depth (GPT-2 paper).
+/// </summary>
+public sealed class GPT : Module
+{
+    private readonly Dropout _drop;
+
+    public GPT(GptConfig config, Generator initGen, Device? device = null, ulong dropoutSeed = 0)
+    {
+        config.Validate();
+        Config = config;
+        Device = device ?? Device.Cpu;
+        DropoutGenerator = new Generator(dropoutSeed);
+        double projStd = 0.02 / Math.Sqrt(2 * config.NLayer);
+        // Children carry nanoGPT's ModuleDict prefix ("transformer.") in their names.
+        Wte = Child("transformer.wte", new Embedding(config.VocabSize, config.NEmbd, initGen, Device, initStd: 0.02));
+        Wpe = Child("transformer.wpe", new Embedding(config.BlockSize, config.NEmbd, initGen, Device, initStd: 0.02));
+        _drop = Child("transformer.drop", new Dropout(config.Dropout, DropoutGenerator));
+        H = Child("transformer.h", new ModuleList<Block>(Enumerable.Range(0, config.NLayer).Select(_ =>
+            new Block(config.NEmbd, config.NHead, config.Bias, config.Dropout, projStd, initGen, DropoutGenerator, Device))));
+        LnF = Child("transformer.ln_f", new LayerNorm(config.NEmbd, config.Bias, Device));
+    }
+
+    public GptConfig Config { get; }
+    public Device Device { get; }
+
+    /// <summary>Draws every dropout mask; its offset is part of a checkpoint so a resume replays the same masks.</summary>
+    public Generator DropoutGenerator { get; }
+
+    public Embedding Wte { get; }
+    public Embedding Wpe { get; }
+    public ModuleList<Block> H { get; }
+    public LayerNorm LnF { get; }
+
+    /// <summary>
+    /// idx (B, T) token ids, T &lt;= block size. With targets (B, T): logits (B, T, V) and the mean
+    /// cross-entropy (targets of -1 ignored, as nanoGPT). Without: logits of the last position only,
+    /// (B, 1, V), which is all generation needs.
+    /// </summary>
+    public GptOutput Forward(Tensor idx, Tensor? targets = null)
+    {
+        if (idx.Rank != 2) throw new ArgumentException($"GPT: input ids must be (B, T), got {idx.Describe()}");
+        int b = idx.Shape[0], t = idx.Shape[1];
+        if (t > Config.BlockSize) throw new ArgumentException($"GPT: cannot forward a sequence of length {t}, block size is only {Config.BlockSize}");
+        var pos = Tensor.Arange(t, DType.I64, Device);                 // (T)
+        var x = _drop.Forward(Wte.Forward(idx) + Wpe.Forward(pos));   // (B, T, C) + (T, C)
+        foreach (var block in H.Items) x = block.Forward(x);
+        x = LnF.Forward(x);
+        if (targets is null)
+        {
+            var last = x.Narrow(1, t - 1, 1);                         // (B, 1, C)
+            return new GptOutput(Head(last), null);
+        }
+        if (!targets.Shape.AsSpan().SequenceEqual(idx.Shape))
+            throw new ArgumentException($"GPT: targets {targets.Describe()} must have the shape of the inputs {idx.Describe()}");
+        var logits = Head(x);                                          // (B, T, V)
+        return new GptOutput(logits, Functional.CrossEntropy(logits, targets, ignoreIndex: -1));
+    }
+
+    /// <summary>The tied output head: logits = x wte^T.</summary>
+    private Tensor Head(Tensor x)
+    {
+        int c = Config.NEmbd;
+        var rows = x.Reshape(-1, c).MatMul(Wte.Weight.MT);             // (N, V)
+        return rows.Reshape([.. x.Shape[..^1], Config.VocabSize]);
+    }
+
+    /// <summary>
+    /// Continues each sequence of <paramref name="idx"/> (B, T) by <paramref name="maxNewTokens"/> tokens,
+    /// feeding back the last block-size tokens each step (no KV cache, as nanoGPT's generate), sampling
+    /// with <paramref name="sampler"/> (temperature, top-k). <paramref name="onToken"/> sees each new token of row 0.
+    /// </summary>
+    public List<int>[] Generate(Tensor idx, int maxNewTokens, Sampler sampler, Action<int>? onToken = null)
+    {
+        var rows = Enumerable.Range(0, idx.Shape[0]).Select(r => idx.Narrow(0, r, 1).Reshape(-1).ToDoubleArray().Select(v => (int)v).ToList()).ToArray();
+        bool wasTraining = Training;
+        Eval();
+        using (GradMode.NoGrad())
+        {
+            for (int step = 0; step < maxNewTokens; step++)
+            {
+                int t = Math.Min(rows[0].Count, Config.BlockSize);
+                var context = rows.SelectMany(r => r.Skip(r.Count - t).Select(v => (long)v)).ToArray();
+                var logits = Forward(Tensor.FromArray(context, [rows.Length, t], Device)).Logits.To(Device.Cpu).ToArray<float>(); // (B, 1, V)
+                int v = Config.VocabSize;
+                for (int r = 0; r < rows.Length; r++)
+                {
+                    int next = sampler.Sample(logits.AsSpan(r * v, v), rows[r]);
+                    rows[r].Add(next);
+                    if (r == 0) onToken?.Invoke(next);
+                }
+            }
+        }
+        if (wasTraining) Train();
+        return rows;
+    }
+}

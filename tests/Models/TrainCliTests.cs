@@ -1,0 +1,91 @@
+using ManagedTensor.Apps;
+using ManagedTensor.Models.IO;
+using ManagedTensor.Models.Training;
+using ManagedTensor.Tests.IO;
+using Xunit;
+
+namespace ManagedTensor.Tests.Models;
+
+/// <summary>
+/// The trainer end to end through the `mt` command line on tiny data: train 20 steps, checkpoint,
+/// resume from step 10 to 20 and get the same losses and the same final weights, sample.
+/// </summary>
+public sealed class TrainCliTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("mt-train-").FullName;
+    private readonly string _data;
+
+    public TrainCliTests()
+    {
+        _data = Path.Combine(_dir, "tiny.txt");
+        File.WriteAllText(_data, File.ReadAllText(Fixtures.RepoFile("data/tinyshakespeare.txt"))[..20_000]);
+    }
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    private string[] TrainArgs(string outDir, int maxIters) =>
+        ["train", "gpt", "--data", _data, "--out-dir", outDir, "--max-iters", maxIters.ToString(), "--lr-decay-iters", "20",
+         "--warmup-iters", "5", "--eval-interval", "10", "--eval-iters", "2", "--log-interval", "1", "--n-layer", "2", "--n-head", "2",
+         "--n-embd", "16", "--block-size", "16", "--batch-size", "4", "--dropout", "0.1", "--sample-length", "0"];
+
+    private static (int Code, string Output) Mt(params string[] args)
+    {
+        var w = new StringWriter();
+        int code = MtApp.Run(args, w);
+        return (code, w.ToString());
+    }
+
+    /// <summary>The "iter N: loss X" part of each progress line (timings differ between runs).</summary>
+    private static List<string> Losses(string output) =>
+        output.Split('\n').Where(l => l.StartsWith("iter ", StringComparison.Ordinal)).Select(l => l.Split(',')[0]).ToList();
+
+    [Fact]
+    public void Train_checkpoint_resume_exactly_and_sample()
+    {
+        string full = Path.Combine(_dir, "full"), split = Path.Combine(_dir, "split");
+        var (code, straight) = Mt(TrainArgs(full, 20));
+        Assert.True(code == 0, straight);
+        foreach (var f in new[] { "ckpt.safetensors", "config.json", "loss.png" })
+            Assert.True(File.Exists(Path.Combine(full, f)), $"{f} missing after training:\n{straight}");
+        Assert.Empty(Directory.GetFiles(full, "*.tmp*"));
+        Assert.Contains("step 10: train loss", straight);
+        Assert.Contains("step 20: train loss", straight);
+
+        var (c1, first) = Mt(TrainArgs(split, 10));
+        Assert.True(c1 == 0, first);
+        var (c2, resumed) = Mt(["train", "gpt", "--resume", "--out-dir", split, "--max-iters", "20", "--sample-length", "0"]);
+        Assert.True(c2 == 0, resumed);
+        Assert.Contains("resuming from", resumed);
+        Assert.Equal(Losses(straight), Losses(first).Concat(Losses(resumed)).ToList());
+
+        // Same weights and optimizer state at the end, bit for bit (dropout masks replayed too).
+        var a = SafeTensors.Load(GptCheckpoint.PathIn(full));
+        var b = SafeTensors.Load(GptCheckpoint.PathIn(split));
+        Assert.Equal(a.Keys.Order(), b.Keys.Order());
+        foreach (var (name, t) in a) Assert.True(t.ToArray<float>().SequenceEqual(b[name].ToArray<float>()), $"{name} differs after resume");
+
+        var (c3, sample1) = Mt("sample", "--out-dir", full, "--length", "40", "--prompt", "the", "--seed", "7");
+        var (_, sample2) = Mt("sample", "--out-dir", full, "--length", "40", "--prompt", "the", "--seed", "7");
+        Assert.True(c3 == 0, sample1);
+        Assert.StartsWith("the", sample1);
+        Assert.True(sample1.Split('\n')[0].Length + sample1.Length > 40, sample1);
+        Assert.Equal(sample1, sample2);
+    }
+
+    [Fact]
+    public void Missing_checkpoint_is_a_clear_error()
+    {
+        string nowhere = Path.Combine(_dir, "nothing-here");
+        var e = Assert.Throws<FileNotFoundException>(() => GptCheckpoint.Load(nowhere));
+        Assert.Contains(nowhere, e.Message);
+    }
+
+    [Fact]
+    public void Corrupt_checkpoint_is_a_clear_error()
+    {
+        string path = Path.Combine(_dir, "ckpt.safetensors");
+        SafeTensors.Save(path, [new("w", Tensor.Zeros([2]))], new Dictionary<string, string> { ["format"] = "something-else" });
+        var e = Assert.Throws<InvalidDataException>(() => GptCheckpoint.Load(path));
+        Assert.Contains(path, e.Message);
+    }
+}
