@@ -155,6 +155,27 @@ public sealed class HfCheckpoint : IDisposable
         return v;
     }
 
+    /// <summary>A float tensor of exactly <paramref name="shape"/> as a float32 CPU tensor (F16 and BF16 are converted).</summary>
+    public Tensor F32(string name, int[] shape, string what = "")
+    {
+        var (f, t) = Find(name);
+        var type = FloatType(f, t);
+        if (!t.Shape.AsSpan().SequenceEqual(shape))
+            throw new InvalidModelFileException(f.Path, $"tensor '{name}' has shape {Tensor.ShapeString(t.Shape)}, expected {Tensor.ShapeString(shape)}{(what.Length > 0 ? " = " + what : "")}");
+        var v = new float[shape.Aggregate(1L, (a, b) => a * b)];
+        Quant.Dequantize(type, f.ReadBytes(name), v);
+        var tensor = Tensor.FromArray(v, shape);
+        tensor.Name = name;
+        return tensor;
+    }
+
+    /// <summary>The header entry of <paramref name="name"/> (dtype, shape) without reading it.</summary>
+    public SafeTensorInfo InfoOf(string name) =>
+        _byTensor.TryGetValue(name, out var f) ? f.Info(name) : throw new InvalidModelFileException(WeightsPath, $"tensor '{name}' is missing");
+
+    /// <summary>The file that holds <paramref name="name"/>.</summary>
+    public string FileOf(string name) => _byTensor.TryGetValue(name, out var f) ? f.Path : WeightsPath;
+
     /// <summary>Marks <paramref name="name"/> as deliberately unused (e.g. a tied lm_head, rotary inv_freq buffers).</summary>
     public void Skip(string name) => _read.Add(name);
 
