@@ -10,8 +10,9 @@ namespace ManagedTensor.Models.Formats;
 ///     compute x W + b; nn.Linear stores (out, in) and computes x W^T + b, so the four Conv1D weights are transposed.
 ///     c_attn stays fused (C -> 3C, q | k | v side by side), as the GPT model keeps it. The head is tied to wte; the
 ///     causal-mask buffers (h.N.attn.bias, h.N.attn.masked_bias) are not parameters and are skipped.
-///   llm.c's gpt2_124M.bin (<see cref="LlmC"/>): Linear weights already (out, in); the embedding is padded to
-///     padded_vocab_size rows (zeros past vocab_size), which becomes the model's vocabulary, like nanoGPT's 50304.
+///   llm.c's gpt2_124M.bin (<see cref="LlmC"/>): Linear weights already (out, in). The embedding is padded to
+///     padded_vocab_size rows (zeros past vocab_size); only the vocab_size real rows are kept, because a zero row scores 0
+///     while GPT-2's real logits are mostly far below 0, so padded ids would win every sample.
 /// GPT-2 was trained with the tanh approximation of GELU (gelu_new); the GPT model uses the exact erf form, as nanoGPT
 /// does when it loads these weights: logits differ by about 1e-3.
 /// </summary>
@@ -42,13 +43,13 @@ public static class GptWeights
     }
 
     /// <summary>A Hugging Face GPT-2 checkpoint (directory or its config.json) as a GPT model in eval mode.</summary>
-    public static GPT LoadHf(string path)
+    public static GPT LoadHf(string path, Device? device = null)
     {
         using var ck = HfCheckpoint.Open(path);
-        return LoadHf(ck);
+        return LoadHf(ck, device);
     }
 
-    public static GPT LoadHf(HfCheckpoint ck)
+    public static GPT LoadHf(HfCheckpoint ck, Device? device = null)
     {
         var cfg = ReadHfConfig(ck.Config);
         int c = cfg.NEmbd;
@@ -80,21 +81,26 @@ public static class GptWeights
         var unused = ck.Unread.Order(StringComparer.Ordinal).ToList();
         if (unused.Count > 0)
             throw new InvalidModelFileException(ck.WeightsPath, $"{unused.Count} tensors are not part of GPT-2 with {cfg.NLayer} layers: {string.Join(", ", unused.Take(5))}{(unused.Count > 5 ? ", ..." : "")}");
-        return Build(cfg, sd, ck.WeightsPath);
+        return Build(cfg, sd, ck.WeightsPath, device);
     }
 
-    /// <summary>llm.c's gpt2_124M.bin (float32 or bfloat16) as a GPT model whose vocabulary is the padded one.</summary>
-    public static GPT LoadLlmC(string path)
+    /// <summary>llm.c's gpt2_124M.bin (float32 or bfloat16) as a GPT model over the real (unpadded) vocabulary.</summary>
+    public static GPT LoadLlmC(string path, Device? device = null)
     {
         var (s, parameters) = LlmC.LoadGpt2(path);
-        var cfg = new GptConfig(BlockSize: s.MaxSeqLen, VocabSize: s.PaddedVocabSize, NLayer: s.NLayers, NHead: s.NHeads, NEmbd: s.Channels, Dropout: 0, Bias: true);
+        var cfg = new GptConfig(BlockSize: s.MaxSeqLen, VocabSize: s.VocabSize, NLayer: s.NLayers, NHead: s.NHeads, NEmbd: s.Channels, Dropout: 0, Bias: true);
         parameters.Remove("lm_head.weight"); // the same tensor as wte: the GPT model ties it itself
-        return Build(cfg, parameters, path);
+        parameters["transformer.wte.weight"] = parameters["transformer.wte.weight"].Narrow(0, 0, s.VocabSize); // (Vp, C) -> (V, C)
+        return Build(cfg, parameters, path, device);
     }
 
-    private static GPT Build(GptConfig cfg, Dictionary<string, Tensor> sd, string source)
+    /// <summary>GPT-2 from a Hugging Face checkpoint (a directory or its config.json) or from an llm.c .bin file.</summary>
+    public static GPT Load(string path, Device? device = null) =>
+        HfCheckpoint.IsCheckpoint(path) ? LoadHf(path, device) : LoadLlmC(path, device);
+
+    private static GPT Build(GptConfig cfg, Dictionary<string, Tensor> sd, string source, Device? device)
     {
-        var model = new GPT(cfg, new Generator(0));
+        var model = new GPT(cfg, new Generator(0), device);
         model.LoadStateDict(sd, strict: true, source: source);
         model.Eval();
         return model;
