@@ -80,10 +80,16 @@ public class HfTokenizerTests
         string[] tokens = ["<unk>", "<s>", "</s>", "\u2581", "a", "b", "\u2581a", "\u2581b", "ab"];
         var m = new BpeModel
         {
-            Tokens = tokens, Merges = [("\u2581", "a"), ("\u2581", "b"), ("a", "b")],
+            Tokens = tokens,
+            Merges = [("\u2581", "a"), ("\u2581", "b"), ("a", "b")],
             Added = [("<unk>", 0, true), ("<s>", 1, true), ("</s>", 2, true)],
             PreTokenizers = [new PreTokenizer.Metaspace('\u2581', MetaspacePrepend.First, SplitWords: false)],
-            SpaceMarker = '\u2581', StripLeadingSpace = true, Unk = 0, Bos = 1, Eos = 2, AddBos = true,
+            SpaceMarker = '\u2581',
+            StripLeadingSpace = true,
+            Unk = 0,
+            Bos = 1,
+            Eos = 2,
+            AddBos = true,
         };
         var tok = new BpeTokenizer(m);
         Assert.Equal([1, 6, 7], tok.Encode("a b"));                                // "▁a▁b"

@@ -61,6 +61,29 @@ public class ChatTemplateTests
         Assert.Throws<ArgumentException>(() => ChatTemplates.Parse("jinja"));
     }
 
+    [Fact]
+    public void GgufChatTemplateEndOfTurnIdAndControlTokensAreRead()
+    {
+        var (model, tok) = LlamaGenerate.Load(RepoPaths.Stories260K, RepoPaths.Tok512);
+        string template = Fixture.GetProperty("templates").GetProperty("zephyr").GetString()!;
+        string path = Path.Combine(Path.GetTempPath(), $"mt-chat-{Guid.NewGuid():N}.gguf");
+        try
+        {
+            ManagedTensor.Models.Formats.GgufLlama.Save(model, tok, path, ManagedTensor.Models.Formats.GgmlType.F32,
+                [new("tokenizer.chat_template", template), new("tokenizer.ggml.eot_token_id", 7u)]);
+            var m = LlamaGenerate.Open(path);
+            Assert.Equal(template, m.ChatTemplate);
+            Assert.Equal(new[] { 2, 7 }, m.StopTokens.Order());
+            // BOS and EOS are control tokens: their text in a rendered prompt becomes the single id.
+            string bos = m.Tokenizer.TokenText(1);
+            Assert.Equal([1, 1], m.Tokenizer.Encode(bos, bos: true, parseSpecial: true));
+            var chat = new TemplatedChat(m.Model, m.Tokenizer, ChatTemplates.Detect(m.ChatTemplate)!.Value, new SamplerOptions(Temperature: 0), m.StopTokens);
+            var reply = chat.Say("Hi", 5);
+            Assert.Equal(ChatTemplates.Format(ChatFormat.Zephyr, [ChatMessage.User("Hi")], true, bos, m.Tokenizer.TokenText(2)) + reply.Text, chat.FedText);
+        }
+        finally { File.Delete(path); }
+    }
+
     private static ManagedTensor.Models.Generation.LoadedModel F16() => LlamaGenerate.Open(HfLlamaTests.Dir("f16_tied"));
 
     [Theory]

@@ -87,9 +87,10 @@ public static class GgufLlama
 
     /// <summary>
     /// Writes <paramref name="model"/> and <paramref name="tok"/> as GGUF, with 2-D weights encoded as <paramref name="type"/>
-    /// (norm weights stay F32). Q/K rows are written in the interleaved layout the GGUF convention expects.
+    /// (norm weights stay F32). Q/K rows are written in the interleaved layout the GGUF convention expects. Special tokens
+    /// are marked control in tokenizer.ggml.token_type; <paramref name="extra"/> adds metadata (e.g. tokenizer.chat_template).
     /// </summary>
-    public static void Save(Llama model, LlamaTokenizer tok, string path, GgmlType type)
+    public static void Save(Llama model, LlamaTokenizer tok, string path, GgmlType type, IEnumerable<KeyValuePair<string, object>>? extra = null)
     {
         var c = model.Config;
         var w = new GgufWriter();
@@ -102,7 +103,10 @@ public static class GgufLlama
          .Add("tokenizer.ggml.model", "llama")
          .Add("tokenizer.ggml.tokens", new GgufArray(GgufValueType.String, tok.Vocab.Select(t => t.Replace(' ', SpaceMarker)).ToArray()))
          .Add("tokenizer.ggml.scores", new GgufArray(GgufValueType.Float32, tok.Scores))
-         .Add("tokenizer.ggml.bos_token_id", (uint)tok.Bos).Add("tokenizer.ggml.eos_token_id", (uint)tok.Eos);
+         .Add("tokenizer.ggml.bos_token_id", (uint)tok.Bos).Add("tokenizer.ggml.eos_token_id", (uint)tok.Eos)
+         .Add("tokenizer.ggml.token_type", new GgufArray(GgufValueType.Int32, Enumerable.Range(0, tok.VocabSize)
+             .Select(i => tok.Specials.ContainsKey(tok.Vocab[i]) && tok.Specials[tok.Vocab[i]] == i ? TokenTypeControl : 1).ToArray()));
+        foreach (var (key, value) in extra ?? []) w.Add(key, value);
 
         void Mat(string name, WeightMatrix m, bool rope = false, int heads = 0)
         {

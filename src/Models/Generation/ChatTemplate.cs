@@ -33,10 +33,20 @@ public static class ChatTemplates
 {
     public static readonly IReadOnlyDictionary<string, ChatFormat> Names = new Dictionary<string, ChatFormat>(StringComparer.OrdinalIgnoreCase)
     {
-        ["raw"] = ChatFormat.Raw, ["plain"] = ChatFormat.Plain, ["chatml"] = ChatFormat.ChatMl, ["llama2"] = ChatFormat.Llama2,
-        ["llama3"] = ChatFormat.Llama3, ["llama3.1"] = ChatFormat.Llama31, ["zephyr"] = ChatFormat.Zephyr, ["gemma"] = ChatFormat.Gemma,
-        ["phi3"] = ChatFormat.Phi3, ["mistral"] = ChatFormat.Mistral, ["mistral-v1"] = ChatFormat.MistralV1, ["mistral-v3"] = ChatFormat.MistralV3,
-        ["mistral-v3-tekken"] = ChatFormat.MistralV3Tekken, ["mistral-v7"] = ChatFormat.MistralV7,
+        ["raw"] = ChatFormat.Raw,
+        ["plain"] = ChatFormat.Plain,
+        ["chatml"] = ChatFormat.ChatMl,
+        ["llama2"] = ChatFormat.Llama2,
+        ["llama3"] = ChatFormat.Llama3,
+        ["llama3.1"] = ChatFormat.Llama31,
+        ["zephyr"] = ChatFormat.Zephyr,
+        ["gemma"] = ChatFormat.Gemma,
+        ["phi3"] = ChatFormat.Phi3,
+        ["mistral"] = ChatFormat.Mistral,
+        ["mistral-v1"] = ChatFormat.MistralV1,
+        ["mistral-v3"] = ChatFormat.MistralV3,
+        ["mistral-v3-tekken"] = ChatFormat.MistralV3Tekken,
+        ["mistral-v7"] = ChatFormat.MistralV7,
     };
 
     public static string NameOf(ChatFormat f) => Names.First(kv => kv.Value == f).Key;

@@ -114,10 +114,21 @@ public static class HfTokenizer
         {
             return new BpeTokenizer(new BpeModel
             {
-                Tokens = tokens, Merges = merges, Added = added, Normalizers = normalizers, PreTokenizers = pre,
-                ByteLevel = byteLevel, ByteFallback = model.GetBool("byte_fallback", false), IgnoreMerges = model.GetBool("ignore_merges", false),
-                Unk = unkId, FuseUnk = model.GetBool("fuse_unk", false), SpaceMarker = byteLevel ? null : marker, StripLeadingSpace = strip && !byteLevel,
-                Bos = bos, Eos = eos, AddBos = addBos,
+                Tokens = tokens,
+                Merges = merges,
+                Added = added,
+                Normalizers = normalizers,
+                PreTokenizers = pre,
+                ByteLevel = byteLevel,
+                ByteFallback = model.GetBool("byte_fallback", false),
+                IgnoreMerges = model.GetBool("ignore_merges", false),
+                Unk = unkId,
+                FuseUnk = model.GetBool("fuse_unk", false),
+                SpaceMarker = byteLevel ? null : marker,
+                StripLeadingSpace = strip && !byteLevel,
+                Bos = bos,
+                Eos = eos,
+                AddBos = addBos,
             });
         }
         catch (ArgumentException e) { throw j.Error(e.Message); }
