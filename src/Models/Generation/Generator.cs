@@ -13,7 +13,7 @@ public sealed record GenerateOptions(
     int MaxNewTokens = 256,
     SamplerOptions? Sampling = null,
     int[]? StopTokens = null,       // default: BOS and EOS
-    int ContextLength = 0);         // KV cache positions (0: the model's context length)
+    int ContextLength = 0);         // KV cache positions (0: the model's context length, at most ChatSession.DefaultMaxContext)
 
 /// <summary>Generated ids and speed. Prefill runs the prompt, decode the generated tokens (tokens per second of each).</summary>
 public sealed record GenerateResult(List<int> PromptTokens, List<int> Generated, string Text, double PrefillTokensPerSecond, double DecodeTokensPerSecond);
@@ -119,13 +119,19 @@ public sealed class ChatSession
     private int _cached; // tokens of _history already run through the model (their keys and values are in _cache)
     private Decoder _decoder = Encoding.UTF8.GetDecoder(); // byte-fallback tokens may split a UTF-8 character across tokens
 
-    /// <param name="contextLength">positions to keep (0: the model's whole context; long-context models need less memory with a shorter one)</param>
+    /// <summary>
+    /// The cache length when none is asked for: the model's context, but at most this. Llama 3.1 declares 131072 positions,
+    /// and a cache that long for a 1B model (16 layers, 512 KV values per position, keys and values in float32) is 8 GiB.
+    /// </summary>
+    public const int DefaultMaxContext = 8192;
+
+    /// <param name="contextLength">positions to keep (0: the model's context, capped at <see cref="DefaultMaxContext"/>)</param>
     public ChatSession(Llama model, IPromptTokenizer tok, SamplerOptions sampling, int[]? stopTokens = null, int contextLength = 0)
     {
         _model = model; _tok = tok;
         _sampler = new Sampler(sampling);
         _stops = new HashSet<int>(stopTokens ?? new[] { tok.Bos, tok.Eos }.Where(t => t >= 0));
-        _cache = model.NewCache(contextLength);
+        _cache = model.NewCache(contextLength > 0 ? contextLength : Math.Min(model.Config.SeqLen, DefaultMaxContext));
     }
 
     public IPromptTokenizer Tokenizer => _tok;
