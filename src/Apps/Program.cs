@@ -39,7 +39,7 @@ public static class MtApp
     private const string DefaultModel = "data/stories260K/stories260K.bin";
     private const string DefaultTokenizer = "data/stories260K/tok512.bin";
 
-    private static Option<string> ModelOption() => new("--model") { Description = "llama2.c .bin or GGUF model file", DefaultValueFactory = _ => DefaultModel };
+    private static Option<string> ModelOption() => new("--model") { Description = "llama2.c .bin, GGUF file, or Hugging Face checkpoint (directory or its config.json)", DefaultValueFactory = _ => DefaultModel };
     private static Option<string?> TokenizerOption() => new("--tokenizer") { Description = "llama2.c tokenizer.bin (not needed for GGUF)" };
 
     /// <summary>The tokenizer for a model: the one given, the embedded default for the default model, or none for GGUF.</summary>
@@ -83,22 +83,36 @@ public static class MtApp
         var tokenizer = TokenizerOption();
         var length = new Option<int>("--length") { Description = "most tokens per reply", DefaultValueFactory = _ => 200 };
         var temperature = new Option<float>("--temperature") { DefaultValueFactory = _ => 0.8f };
-        var cmd = new Command("chat", "talk to a model turn by turn (one KV cache across turns); an empty line ends") { model, tokenizer, length, temperature };
+        // Chat templates (ChatTemplates.cs): the checkpoint's own by default, or one forced by name; --system adds a system message.
+        var template = new Option<string>("--template") { Description = "chat format: auto (the checkpoint's template), or " + string.Join(", ", ChatTemplates.Names.Keys), DefaultValueFactory = _ => "auto" };
+        var system = new Option<string?>("--system") { Description = "system message at the start of the conversation" };
+        var cmd = new Command("chat", "talk to a model turn by turn in its chat format (one KV cache across turns); an empty line ends") { model, tokenizer, length, temperature, template, system };
         cmd.SetAction(p =>
         {
             string m = p.GetValue(model)!;
-            var (llama, tok) = LlamaGenerate.Load(DataFiles.Find(m), TokenizerFor(m, p.GetValue(tokenizer)));
-            var session = new ChatSession(llama, tok, new SamplerOptions(p.GetValue(temperature), TopP: 0.9f));
+            var loaded = LlamaGenerate.Open(DataFiles.Find(m), TokenizerFor(m, p.GetValue(tokenizer)));
+            var format = ChatFormatFor(loaded, p.GetValue(template)!, output);
+            var chat = new TemplatedChat(loaded.Model, loaded.Tokenizer, format, new SamplerOptions(p.GetValue(temperature), TopP: 0.9f), loaded.StopTokens, p.GetValue(system));
             while (true)
             {
                 output.Write("> ");
                 string? line = Console.ReadLine();
                 if (string.IsNullOrWhiteSpace(line)) return 0;
-                session.Say(line, p.GetValue(length), output);
+                chat.Say(line, p.GetValue(length), output);
                 output.WriteLine();
             }
         });
         return cmd;
+    }
+
+    /// <summary>The chat format: forced by --template, else recognized from the checkpoint's template (plain when unknown, raw when there is none).</summary>
+    private static ChatFormat ChatFormatFor(LoadedModel m, string name, TextWriter output)
+    {
+        if (name != "auto") return ChatTemplates.Parse(name);
+        if (m.ChatTemplate is null) return ChatFormat.Raw;
+        if (ChatTemplates.Detect(m.ChatTemplate) is { } f) return f;
+        output.WriteLine("(the checkpoint's chat template is not one of the known formats: using 'plain'; --template picks another)");
+        return ChatFormat.Plain;
     }
 
     private static Command QuantizeCommand(TextWriter output)

@@ -19,15 +19,19 @@ public static class SampleCommand
         var topK = new Option<int>("--top-k") { Description = "keep the K most likely tokens (0: all)", DefaultValueFactory = _ => 200 };
         var seed = new Option<ulong>("--seed") { DefaultValueFactory = _ => 1337UL };
         var device = Cli.DeviceOption();
-        var cmd = new Command("sample", "generate text from a GPT checkpoint (mt train gpt)") { outDir, prompt, length, samples, temperature, topK, seed, device };
+        // OpenAI's GPT-2 weights instead of an mt checkpoint (GptWeights.cs); the tokenizer is GPT-2's, from data/.
+        var gpt2 = new Option<string?>("--gpt2") { Description = "sample from GPT-2 weights instead: a Hugging Face GPT-2 directory (config.json + model.safetensors) or llm.c's gpt2_124M.bin" };
+        var cmd = new Command("sample", "generate text from a GPT checkpoint (mt train gpt)") { outDir, prompt, length, samples, temperature, topK, seed, device, gpt2 };
         cmd.SetAction(p =>
         {
-            using var ckpt = GptCheckpoint.Load(p.GetValue(outDir)!);
-            var model = ckpt.CreateModel(Cli.ParseDevice(p.GetValue(device)!));
+            var dev = Cli.ParseDevice(p.GetValue(device)!);
+            using var ckpt = p.GetValue(gpt2) is null ? GptCheckpoint.Load(p.GetValue(outDir)!) : null;
+            var model = ckpt?.CreateModel(dev) ?? Models.Formats.GptWeights.Load(DataFiles.Find(p.GetValue(gpt2)!), dev);
+            ITokenizer tokenizer = ckpt?.Tokenizer ?? Gpt2Tokenizer.FromDataFolder();
             var sampler = new SamplerOptions(p.GetValue(temperature), p.GetValue(topK), Seed: p.GetValue(seed));
             for (int i = 0; i < p.GetValue(samples); i++)
             {
-                Sample(model, ckpt.Tokenizer, p.GetValue(prompt)!, p.GetValue(length), sampler with { Seed = sampler.Seed + (ulong)i }, output);
+                Sample(model, tokenizer, p.GetValue(prompt)!, p.GetValue(length), sampler with { Seed = sampler.Seed + (ulong)i }, output);
                 output.WriteLine();
                 output.WriteLine("---------------");
             }

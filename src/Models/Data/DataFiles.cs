@@ -10,11 +10,11 @@ public static class DataFiles
     /// <summary>
     /// <paramref name="path"/> itself when it exists (absolute or relative to the current directory);
     /// else the first match relative to the executable's folder, or to any folder above the current
-    /// directory or above the executable's folder.
+    /// directory or above the executable's folder. Directories (Hugging Face checkpoints) are found the same way.
     /// </summary>
     public static string Find(string path)
     {
-        if (File.Exists(path)) return Path.GetFullPath(path);
+        if (File.Exists(path) || Directory.Exists(path)) return Path.GetFullPath(path);
         if (!Path.IsPathRooted(path))
         {
             foreach (var start in new[] { AppContext.BaseDirectory, Directory.GetCurrentDirectory() })
@@ -22,7 +22,7 @@ public static class DataFiles
                 for (var dir = new DirectoryInfo(start); dir is not null; dir = dir.Parent)
                 {
                     string candidate = Path.Combine(dir.FullName, path);
-                    if (File.Exists(candidate)) return candidate;
+                    if (File.Exists(candidate) || Directory.Exists(candidate)) return candidate;
                 }
             }
         }

@@ -54,22 +54,43 @@ public static class GgufLlama
         return new Llama(c, new LlamaWeights(emb, layers, g.Vector("output_norm.weight", c.Dim), cls));
     }
 
+    /// <summary>Token types in tokenizer.ggml.token_type (llama.cpp's llama_token_type): control and user-defined tokens are matched whole in prompts.</summary>
+    private const int TokenTypeControl = 3, TokenTypeUserDefined = 4;
+
+    /// <summary>
+    /// The sentencepiece-style vocabulary (tokenizer.ggml.model "llama"): tokens, scores, BOS/EOS, add_bos_token, and the
+    /// control tokens (token_type 3, and user-defined 4) that chat templates write as text. GPT-2-style BPE vocabularies
+    /// ("gpt2": Llama 3, Qwen GGUFs) are refused with a clear message: they need merges and a pre-tokenizer not read here.
+    /// </summary>
     public static LlamaTokenizer LoadTokenizer(GgufFile g)
     {
+        string model = g.Has("tokenizer.ggml.model") ? g.GetString("tokenizer.ggml.model") : "llama";
+        if (model != "llama")
+            throw new InvalidModelFileException(g.Path, $"tokenizer.ggml.model = '{model}'; only sentencepiece-style 'llama' vocabularies are read from GGUF (use the Hugging Face checkpoint's tokenizer.json for BPE models)");
         var tokens = g.GetArray<string>("tokenizer.ggml.tokens");
         var scores = g.Has("tokenizer.ggml.scores") ? g.GetArray<float>("tokenizer.ggml.scores") : new float[tokens.Length];
         if (scores.Length != tokens.Length) throw new InvalidModelFileException(g.Path, $"tokenizer.ggml.scores has {scores.Length} entries, tokenizer.ggml.tokens {tokens.Length}");
         int bos = g.GetInt("tokenizer.ggml.bos_token_id", 1), eos = g.GetInt("tokenizer.ggml.eos_token_id", 2);
         if ((uint)bos >= tokens.Length || (uint)eos >= tokens.Length)
             throw new InvalidModelFileException(g.Path, $"bos_token_id {bos} / eos_token_id {eos} outside the {tokens.Length}-token vocabulary");
-        return new LlamaTokenizer(tokens.Select(t => t.Replace(SpaceMarker, ' ')).ToArray(), scores, bos, eos);
+        var specials = new List<int>();
+        if (g.Has("tokenizer.ggml.token_type"))
+        {
+            var types = g.GetArray<int>("tokenizer.ggml.token_type");
+            if (types.Length != tokens.Length) throw new InvalidModelFileException(g.Path, $"tokenizer.ggml.token_type has {types.Length} entries, tokenizer.ggml.tokens {tokens.Length}");
+            for (int i = 0; i < types.Length; i++)
+                if (types[i] is TokenTypeControl or TokenTypeUserDefined) specials.Add(i);
+        }
+        bool addBos = !g.Has("tokenizer.ggml.add_bos_token") || g.Metadata["tokenizer.ggml.add_bos_token"] is true;
+        return new LlamaTokenizer(tokens.Select(t => t.Replace(SpaceMarker, ' ')).ToArray(), scores, bos, eos, specials, addBos);
     }
 
     /// <summary>
     /// Writes <paramref name="model"/> and <paramref name="tok"/> as GGUF, with 2-D weights encoded as <paramref name="type"/>
-    /// (norm weights stay F32). Q/K rows are written in the interleaved layout the GGUF convention expects.
+    /// (norm weights stay F32). Q/K rows are written in the interleaved layout the GGUF convention expects. Special tokens
+    /// are marked control in tokenizer.ggml.token_type; <paramref name="extra"/> adds metadata (e.g. tokenizer.chat_template).
     /// </summary>
-    public static void Save(Llama model, LlamaTokenizer tok, string path, GgmlType type)
+    public static void Save(Llama model, LlamaTokenizer tok, string path, GgmlType type, IEnumerable<KeyValuePair<string, object>>? extra = null)
     {
         var c = model.Config;
         var w = new GgufWriter();
@@ -82,7 +103,10 @@ public static class GgufLlama
          .Add("tokenizer.ggml.model", "llama")
          .Add("tokenizer.ggml.tokens", new GgufArray(GgufValueType.String, tok.Vocab.Select(t => t.Replace(' ', SpaceMarker)).ToArray()))
          .Add("tokenizer.ggml.scores", new GgufArray(GgufValueType.Float32, tok.Scores))
-         .Add("tokenizer.ggml.bos_token_id", (uint)tok.Bos).Add("tokenizer.ggml.eos_token_id", (uint)tok.Eos);
+         .Add("tokenizer.ggml.bos_token_id", (uint)tok.Bos).Add("tokenizer.ggml.eos_token_id", (uint)tok.Eos)
+         .Add("tokenizer.ggml.token_type", new GgufArray(GgufValueType.Int32, Enumerable.Range(0, tok.VocabSize)
+             .Select(i => tok.Specials.ContainsKey(tok.Vocab[i]) && tok.Specials[tok.Vocab[i]] == i ? TokenTypeControl : 1).ToArray()));
+        foreach (var (key, value) in extra ?? []) w.Add(key, value);
 
         void Mat(string name, WeightMatrix m, bool rope = false, int heads = 0)
         {

@@ -218,6 +218,29 @@ public sealed class SafeTensorsFile : IDisposable
         return t;
     }
 
+    /// <summary>The stored bytes of tensor <paramref name="name"/> (little-endian elements of its dtype), copied out of the mapping.</summary>
+    public byte[] ReadBytes(string name)
+    {
+        var info = Info(name);
+        var bytes = new byte[info.ByteLength];
+        if (bytes.Length == 0) return bytes;
+        unsafe
+        {
+            byte* basePtr = null;
+            var handle = _view.SafeMemoryMappedViewHandle;
+            handle.AcquirePointer(ref basePtr);
+            try
+            {
+                new ReadOnlySpan<byte>(basePtr + _view.PointerOffset + _dataStart + info.Begin, checked((int)info.ByteLength)).CopyTo(bytes);
+            }
+            finally
+            {
+                handle.ReleasePointer();
+            }
+        }
+        return bytes;
+    }
+
     public Dictionary<string, Tensor> LoadAll() => Tensors.ToDictionary(t => t.Name, t => Load(t.Name));
 
     private static void CopyInto(Tensor t, ReadOnlySpan<byte> src)

@@ -12,13 +12,19 @@ namespace ManagedTensor.Models.Tokenizers;
 ///   3. repeatedly merge the adjacent pair whose concatenation is a token with the highest score, until none is.
 /// Decoding maps byte tokens back to raw bytes and drops the leading space after BOS.
 /// Token strings use ' ' where sentencepiece writes U+2581 (llama2.c's export replaces it; GGUF vocabularies are converted on load).
+/// Special (control) tokens, given by id, and BOS/EOS are matched whole in the text when encoding with parseSpecial; as in llama.cpp,
+/// the text after each special token gets the dummy-prefix space again.
 /// </summary>
-public sealed class LlamaTokenizer
+public sealed class LlamaTokenizer : IPromptTokenizer
 {
     public string[] Vocab { get; }
     public float[] Scores { get; }
     public int Bos { get; }
     public int Eos { get; }
+    public bool AddBos { get; }
+
+    /// <summary>Control tokens (string -> id) that <see cref="Encode"/> with parseSpecial matches in the text.</summary>
+    public IReadOnlyDictionary<string, int> Specials { get; }
 
     private readonly byte[][] _bytes;                // token strings as UTF-8 (byte tokens decoded to their byte)
     private readonly Dictionary<string, int> _ids;
@@ -26,10 +32,18 @@ public sealed class LlamaTokenizer
 
     public int VocabSize => Vocab.Length;
 
-    public LlamaTokenizer(string[] vocab, float[] scores, int bos = 1, int eos = 2)
+    public LlamaTokenizer(string[] vocab, float[] scores, int bos = 1, int eos = 2, IEnumerable<int>? specialIds = null, bool addBos = true)
     {
         if (vocab.Length != scores.Length) throw new ArgumentException($"{vocab.Length} tokens but {scores.Length} scores");
-        Vocab = vocab; Scores = scores; Bos = bos; Eos = eos;
+        Vocab = vocab; Scores = scores; Bos = bos; Eos = eos; AddBos = addBos;
+        var specials = new Dictionary<string, int>(StringComparer.Ordinal);
+        // BOS and EOS always count: chat templates write their strings (bos_token, eos_token) into the prompt text.
+        foreach (int id in new[] { bos, eos }.Where(i => (uint)i < (uint)vocab.Length).Concat(specialIds ?? []))
+        {
+            if ((uint)id >= (uint)vocab.Length) throw new ArgumentOutOfRangeException(nameof(specialIds), $"special token id {id} outside the {vocab.Length}-token vocabulary");
+            if (vocab[id].Length > 0) specials.TryAdd(vocab[id], id);
+        }
+        Specials = specials;
         _ids = new Dictionary<string, int>(vocab.Length, StringComparer.Ordinal);
         Array.Fill(_byteTokens, -1);
         _bytes = new byte[vocab.Length][];
@@ -77,11 +91,25 @@ public sealed class LlamaTokenizer
 
     public int? TokenId(string piece) => _ids.TryGetValue(piece, out int id) ? id : null;
 
-    /// <summary>Token ids of <paramref name="text"/>, optionally with BOS first and EOS last.</summary>
-    public List<int> Encode(string text, bool bos = true, bool eos = false)
+    public string TokenText(int id) => Vocab[id];
+
+    /// <summary>Token ids of <paramref name="text"/>, optionally with BOS first and EOS last (and special tokens matched whole with <paramref name="parseSpecial"/>).</summary>
+    public List<int> Encode(string text, bool bos = true, bool eos = false, bool parseSpecial = false)
     {
         var tokens = new List<int>();
         if (bos) tokens.Add(Bos);
+        if (!parseSpecial) tokens.AddRange(EncodeText(text));
+        else
+            foreach (var (piece, id) in SpecialTokens.Split(text, Specials))
+                if (id >= 0) tokens.Add(id);
+                else tokens.AddRange(EncodeText(piece));
+        if (eos) tokens.Add(Eos);
+        return tokens;
+    }
+
+    /// <summary>llama2.c's encode of plain text: dummy-prefix space, characters or byte fallback, then best-score merges.</summary>
+    private List<int> EncodeText(string text)
+    {
         var pieces = new List<int>();
         if (text.Length > 0 && TokenId(" ") is int space) pieces.Add(space);
 
@@ -110,9 +138,7 @@ public sealed class LlamaTokenizer
             pieces[bestIdx] = bestId;
             pieces.RemoveAt(bestIdx + 1);
         }
-        tokens.AddRange(pieces);
-        if (eos) tokens.Add(Eos);
-        return tokens;
+        return pieces;
     }
 
     /// <summary>The bytes of <paramref name="token"/> following <paramref name="prev"/> (the space after BOS is dropped).</summary>
