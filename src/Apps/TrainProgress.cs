@@ -20,7 +20,7 @@ public class PlainTrainProgress(TextWriter output) : ITrainingObserver
     }
 
     public virtual void OnStep(int iter, double loss, double lr, double tokensPerSecond, double msPerIter)
-        => Output.WriteLine($"iter {iter}: loss {loss:F4}, lr {lr:E2}, {msPerIter:F1} ms/iter, {tokensPerSecond:N0} tok/s, ETA {Eta(iter, msPerIter)}");
+        => Output.WriteLine($"iter {iter}: loss {loss:F4}, lr {lr:0.00e+00}, {msPerIter:F1} ms/iter, {tokensPerSecond:N0} tok/s, ETA {Eta(iter, msPerIter)}");
 
     public virtual void OnEval(int iter, double trainLoss, double valLoss)
         => Output.WriteLine($"step {iter}: train loss {trainLoss:F4}, val loss {valLoss:F4}");
