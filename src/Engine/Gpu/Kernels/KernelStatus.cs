@@ -11,7 +11,7 @@ internal static class KernelStatus
 {
     public static void Report(ArrayView<int> status, Op op, long value, int limit)
     {
-        if (Atomic.CompareExchange(ref status[0], (int)op + 1, 0) == 0)
+        if (Atomic.CompareExchange(ref status[0], 0, (int)op + 1) == 0) // (target, compare, value)
         {
             status[1] = (int)value;
             status[2] = limit;

@@ -17,11 +17,12 @@ internal static class LossKernels
 {
     // ---- kernels ----
 
-    public static void RowsKernel<T, TI, CI>(ArrayView<T> logits, ArrayView<TI> targets, ArrayView<T> lse, ArrayView<double> rowLoss, ArrayView<int> status,
+    public static void RowsKernel<T, CT, TI, CI>(ArrayView<T> logits, ArrayView<TI> targets, ArrayView<T> lse, ArrayView<double> rowLoss, ArrayView<int> status,
         int xOffset, int tOffset, int lseOffset, int rows, int c, int ignoreIndex)
-        where T : unmanaged, IFloatingPointIeee754<T> where TI : unmanaged where CI : struct, ICodec<TI>
+        where T : unmanaged, IFloatingPointIeee754<T> where CT : struct, ICodec<T> where TI : unmanaged where CI : struct, ICodec<TI>
     {
         CI ci = default;
+        CT ct = default;
         int tid = Group.IdxX, threads = Group.DimX, groups = Grid.DimX;
         for (int row = Grid.IdxX; row < rows; row += groups)
         {
@@ -40,17 +41,18 @@ internal static class LossKernels
             if (t != ignoreIndex)
             {
                 if (t < 0 || t >= c) KernelStatus.Report(status, Op.CrossEntropy, t, c);
-                else loss = double.CreateTruncating(l - logits[xb + (int)t]);
+                else loss = ct.ToDouble(l - logits[xb + (int)t]);
             }
             rowLoss[row] = loss;
         }
     }
 
     /// <summary>One group: loss = sum of row losses / counted rows.</summary>
-    public static void MeanKernel<T, TI, CI>(ArrayView<double> rowLoss, ArrayView<TI> targets, ArrayView<T> loss, int tOffset, int lossOffset, int rows, int ignoreIndex)
-        where T : unmanaged, IFloatingPointIeee754<T> where TI : unmanaged where CI : struct, ICodec<TI>
+    public static void MeanKernel<T, CT, TI, CI>(ArrayView<double> rowLoss, ArrayView<TI> targets, ArrayView<T> loss, int tOffset, int lossOffset, int rows, int ignoreIndex)
+        where T : unmanaged, IFloatingPointIeee754<T> where CT : struct, ICodec<T> where TI : unmanaged where CI : struct, ICodec<TI>
     {
         CI ci = default;
+        CT ct = default;
         int tid = Group.IdxX, threads = Group.DimX;
         double sum = 0;
         int count = 0;
@@ -61,25 +63,26 @@ internal static class LossKernels
         }
         sum = GroupReduce.All(sum, 0.0, new SumReduce<double>());
         count = GroupReduce.All(count, 0, new SumReduce<int>());
-        if (tid == 0 && Grid.IdxX == 0) loss[lossOffset] = T.CreateTruncating(count == 0 ? double.NaN : sum / count);
+        if (tid == 0 && Grid.IdxX == 0) loss[lossOffset] = ct.FromDouble(count == 0 ? double.NaN : sum / count);
     }
 
     /// <summary>One group: scale[0] = dloss / max(count, 1), in T (as the CPU).</summary>
-    public static void ScaleKernel<T, TI, CI>(ArrayView<T> dloss, ArrayView<TI> targets, ArrayView<T> scale, int dlossOffset, int tOffset, int rows, int ignoreIndex)
-        where T : unmanaged, IFloatingPointIeee754<T> where TI : unmanaged where CI : struct, ICodec<TI>
+    public static void ScaleKernel<T, CT, TI, CI>(ArrayView<T> dloss, ArrayView<TI> targets, ArrayView<T> scale, int dlossOffset, int tOffset, int rows, int ignoreIndex)
+        where T : unmanaged, IFloatingPointIeee754<T> where CT : struct, ICodec<T> where TI : unmanaged where CI : struct, ICodec<TI>
     {
         CI ci = default;
+        CT ct = default;
         int tid = Group.IdxX, threads = Group.DimX;
         int count = 0;
         for (int r = tid; r < rows; r += threads)
             if (ci.ToLong(targets[tOffset + r]) != ignoreIndex) count++;
         count = GroupReduce.All(count, 0, new SumReduce<int>());
-        if (tid == 0 && Grid.IdxX == 0) scale[0] = dloss[dlossOffset] / T.CreateTruncating(count > 1 ? count : 1);
+        if (tid == 0 && Grid.IdxX == 0) scale[0] = dloss[dlossOffset] / ct.FromLong(count > 1 ? count : 1);
     }
 
-    public static void BackwardKernel<T, TI, CI>(ArrayView<T> logits, ArrayView<TI> targets, ArrayView<T> lse, ArrayView<T> scale, ArrayView<T> dlogits, ArrayView<int> status,
+    public static void BackwardKernel<T, CT, TI, CI>(ArrayView<T> logits, ArrayView<TI> targets, ArrayView<T> lse, ArrayView<T> scale, ArrayView<T> dlogits, ArrayView<int> status,
         int xOffset, int tOffset, int lseOffset, int dxOffset, int rows, int c, int ignoreIndex)
-        where T : unmanaged, IFloatingPointIeee754<T> where TI : unmanaged where CI : struct, ICodec<TI>
+        where T : unmanaged, IFloatingPointIeee754<T> where CT : struct, ICodec<T> where TI : unmanaged where CI : struct, ICodec<TI>
     {
         CI ci = default;
         T k = scale[0];
@@ -151,17 +154,17 @@ internal static class LossKernels
 
     private static LossSpecs SpecsFor(DType t, DType idx) => (t, idx) switch
     {
-        (DType.F32, DType.I32) => Make<float, int, I32Codec>("F32_I32"),
-        (DType.F32, _) => Make<float, long, I64Codec>("F32_I64"),
-        (DType.F64, DType.I32) => Make<double, int, I32Codec>("F64_I32"),
-        _ => Make<double, long, I64Codec>("F64_I64"),
+        (DType.F32, DType.I32) => Make<float, F32Codec, int, I32Codec>("F32_I32"),
+        (DType.F32, _) => Make<float, F32Codec, long, I64Codec>("F32_I64"),
+        (DType.F64, DType.I32) => Make<double, F64Codec, int, I32Codec>("F64_I32"),
+        _ => Make<double, F64Codec, long, I64Codec>("F64_I64"),
     };
 
-    private static LossSpecs Make<T, TI, CI>(string suffix) where T : unmanaged, IFloatingPointIeee754<T> where TI : unmanaged where CI : struct, ICodec<TI> => new(
-        new($"CrossEntropy_{suffix}", ((Action<ArrayView<T>, ArrayView<TI>, ArrayView<T>, ArrayView<double>, ArrayView<int>, int, int, int, int, int, int>)RowsKernel<T, TI, CI>).Method),
-        new($"CrossEntropyMean_{suffix}", ((Action<ArrayView<double>, ArrayView<TI>, ArrayView<T>, int, int, int, int>)MeanKernel<T, TI, CI>).Method),
-        new($"CrossEntropyScale_{suffix}", ((Action<ArrayView<T>, ArrayView<TI>, ArrayView<T>, int, int, int, int>)ScaleKernel<T, TI, CI>).Method),
-        new($"CrossEntropyBackward_{suffix}", ((Action<ArrayView<T>, ArrayView<TI>, ArrayView<T>, ArrayView<T>, ArrayView<T>, ArrayView<int>, int, int, int, int, int, int, int>)BackwardKernel<T, TI, CI>).Method));
+    private static LossSpecs Make<T, CT, TI, CI>(string suffix) where T : unmanaged, IFloatingPointIeee754<T> where CT : struct, ICodec<T> where TI : unmanaged where CI : struct, ICodec<TI> => new(
+        new($"CrossEntropy_{suffix}", ((Action<ArrayView<T>, ArrayView<TI>, ArrayView<T>, ArrayView<double>, ArrayView<int>, int, int, int, int, int, int>)RowsKernel<T, CT, TI, CI>).Method),
+        new($"CrossEntropyMean_{suffix}", ((Action<ArrayView<double>, ArrayView<TI>, ArrayView<T>, int, int, int, int>)MeanKernel<T, CT, TI, CI>).Method),
+        new($"CrossEntropyScale_{suffix}", ((Action<ArrayView<T>, ArrayView<TI>, ArrayView<T>, int, int, int, int>)ScaleKernel<T, CT, TI, CI>).Method),
+        new($"CrossEntropyBackward_{suffix}", ((Action<ArrayView<T>, ArrayView<TI>, ArrayView<T>, ArrayView<T>, ArrayView<T>, ArrayView<int>, int, int, int, int, int, int, int>)BackwardKernel<T, CT, TI, CI>).Method));
 
     public static IEnumerable<KernelSpec> Specs()
     {

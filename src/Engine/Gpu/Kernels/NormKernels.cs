@@ -56,13 +56,12 @@ internal static class NormKernels
     /// Layer norm (rms = 0): y = (x - mean) * rstd * w + b, rstd = 1 / sqrt(mean((x - mean)^2) + eps);
     /// RMS norm (rms = 1): mean = 0 and no bias. mean and rstd are written per row (mean only for layer norm).
     /// </summary>
-    public static void NormKernel<T>(ArrayView<T> x, ArrayView<T> w, ArrayView<T> bias, ArrayView<T> y, ArrayView<T> mean, ArrayView<T> rstd, NormArgs a, T eps)
+    public static void NormKernel<T>(ArrayView<T> x, ArrayView<T> w, ArrayView<T> bias, ArrayView<T> y, ArrayView<T> mean, ArrayView<T> rstd, NormArgs a, T eps, T n)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         int tid = Group.IdxX, threads = Group.DimX, groups = Grid.DimX;
         int rows = a.Rows, c = a.C, rms = a.Rms, hasW = a.HasW, hasB = a.HasB;
         int xOffset = a.X, yOffset = a.Y, wOffset = a.W, bOffset = a.B, meanOffset = a.Mean, rstdOffset = a.Rstd;
-        T n = T.CreateTruncating(c);
         for (int row = Grid.IdxX; row < rows; row += groups)
         {
             int xb = xOffset + row * c, yb = yOffset + row * c;
@@ -100,13 +99,12 @@ internal static class NormKernels
     /// norm = (x - mean) * rstd and dnorm = dy * w (dy without a weight):
     ///   dx = rstd * (dnorm - mean(dnorm) - norm * mean(dnorm * norm)), RMS norm without the mean(dnorm) term.
     /// </summary>
-    public static void NormBackwardKernel<T>(ArrayView<T> dy, ArrayView<T> x, ArrayView<T> w, ArrayView<T> mean, ArrayView<T> rstd, ArrayView<T> dx, NormArgs a)
+    public static void NormBackwardKernel<T>(ArrayView<T> dy, ArrayView<T> x, ArrayView<T> w, ArrayView<T> mean, ArrayView<T> rstd, ArrayView<T> dx, NormArgs a, T n)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         int tid = Group.IdxX, threads = Group.DimX, groups = Grid.DimX;
         int rows = a.Rows, c = a.C, rms = a.Rms, hasW = a.HasW;
         int dyOffset = a.Dy, xOffset = a.X, wOffset = a.W, meanOffset = a.Mean, rstdOffset = a.Rstd, dxOffset = a.Dx;
-        T n = T.CreateTruncating(c);
         for (int row = Grid.IdxX; row < rows; row += groups)
         {
             int xb = xOffset + row * c, db = dyOffset + row * c;
@@ -203,7 +201,7 @@ internal static class NormKernels
             Rows = rows, C = c, HasW = w.Numel > 0 ? 1 : 0, HasB = bias.Numel > 0 ? 1 : 0,
             X = x.Offset, Y = y.Offset, W = w.Offset, B = bias.Offset, Mean = mean.Offset, Rstd = rstd.Offset,
         };
-        b.Launch(NormSpec(x.DType), b.GroupPerItem(rows), V(x), V(w), V(bias), V(y), V(mean), V(rstd), args, Eps(x.DType, a.Eps));
+        b.Launch(NormSpec(x.DType), b.GroupPerItem(rows), V(x), V(w), V(bias), V(y), V(mean), V(rstd), args, Eps(x.DType, a.Eps), Count(x.DType, c));
     }
 
     public static void RmsNorm(GpuBackend b, Tensor x, Tensor w, Tensor y, Tensor rstd, NormAttrs a)
@@ -215,10 +213,13 @@ internal static class NormKernels
         if (rows == 0) return;
         // No mean and no bias: w and rstd stand in for the unused views.
         var args = new NormArgs { Rows = rows, C = c, Rms = 1, HasW = w.Numel > 0 ? 1 : 0, X = x.Offset, Y = y.Offset, W = w.Offset, Rstd = rstd.Offset };
-        b.Launch(NormSpec(x.DType), b.GroupPerItem(rows), V(x), V(w), V(w), V(y), V(rstd), V(rstd), args, Eps(x.DType, a.Eps));
+        b.Launch(NormSpec(x.DType), b.GroupPerItem(rows), V(x), V(w), V(w), V(y), V(rstd), V(rstd), args, Eps(x.DType, a.Eps), Count(x.DType, c));
     }
 
-    private static object Eps(DType t, double eps) => t == DType.F32 ? (float)eps : eps;
+    private static object Eps(DType t, double eps) => t == DType.F32 ? (object)(float)eps : eps;
+
+    /// <summary>The row length as T (kernels cannot convert an int to a generic T: ILGPU rejects CreateTruncating).</summary>
+    private static object Count(DType t, int c) => t == DType.F32 ? (object)(float)c : (double)c;
 
     public static void LayerNormBackward(GpuBackend b, Tensor dy, Tensor x, Tensor w, Tensor mean, Tensor rstd, Tensor dx, Tensor dw, Tensor db)
     {
@@ -246,7 +247,7 @@ internal static class NormKernels
             Rows = rows, C = c, Rms = rms ? 1 : 0, HasW = w.Numel > 0 ? 1 : 0, WantDw = wantW ? 1 : 0, WantDb = wantB ? 1 : 0,
             X = x.Offset, W = w.Offset, Mean = mean.Offset, Rstd = rstd.Offset, Dy = dy.Offset, Dx = dx.Offset, Dw = dw.Offset, Db = db.Offset,
         };
-        b.Launch(BackwardSpec(x.DType), b.GroupPerItem(rows), V(dy), V(x), V(w), V(mean), V(rstd), V(dx), args);
+        b.Launch(BackwardSpec(x.DType), b.GroupPerItem(rows), V(dy), V(x), V(w), V(mean), V(rstd), V(dx), args, Count(x.DType, c));
         if (wantW || wantB) b.Launch(ParamGradSpec(x.DType), b.Grid(c), V(dy), V(x), V(mean), V(rstd), V(dw), V(db), args);
     }
 
@@ -261,10 +262,10 @@ internal static class NormKernels
         ((Action<ArrayView<T>, ArrayView<T>, int, int, int, int, int>)SoftmaxKernel<T>).Method;
 
     private static MethodInfo Norm<T>() where T : unmanaged, IFloatingPointIeee754<T> =>
-        ((Action<ArrayView<T>, ArrayView<T>, ArrayView<T>, ArrayView<T>, ArrayView<T>, ArrayView<T>, NormArgs, T>)NormKernel<T>).Method;
+        ((Action<ArrayView<T>, ArrayView<T>, ArrayView<T>, ArrayView<T>, ArrayView<T>, ArrayView<T>, NormArgs, T, T>)NormKernel<T>).Method;
 
     private static MethodInfo Bwd<T>() where T : unmanaged, IFloatingPointIeee754<T> =>
-        ((Action<ArrayView<T>, ArrayView<T>, ArrayView<T>, ArrayView<T>, ArrayView<T>, ArrayView<T>, NormArgs>)NormBackwardKernel<T>).Method;
+        ((Action<ArrayView<T>, ArrayView<T>, ArrayView<T>, ArrayView<T>, ArrayView<T>, ArrayView<T>, NormArgs, T>)NormBackwardKernel<T>).Method;
 
     private static MethodInfo ParamGrad<T>() where T : unmanaged, IFloatingPointIeee754<T> =>
         ((Action<ArrayView<T>, ArrayView<T>, ArrayView<T>, ArrayView<T>, ArrayView<T>, ArrayView<T>, NormArgs>)NormParamGradKernel<T>).Method;

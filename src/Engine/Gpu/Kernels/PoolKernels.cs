@@ -159,7 +159,7 @@ internal static class PoolKernels
         Scale = scale, X = x.Offset, Y = y.Offset,
     };
 
-    private static object Scale(DType t, int kh, int kw) => t == DType.F32 ? 1f / (kh * kw) : 1.0 / (kh * kw);
+    private static object Scale(DType t, int kh, int kw) => t == DType.F32 ? (object)(1f / (kh * kw)) : 1.0 / (kh * kw);
 
     public static void MaxPool2d(GpuBackend b, Tensor x, Tensor y, Tensor argmax, Pool2dAttrs p)
     {
