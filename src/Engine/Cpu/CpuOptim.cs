@@ -90,7 +90,10 @@ internal readonly struct AdamWFactors<T>(AdamWAttrs a) where T : IFloatingPointI
     public readonly T StepSize = T.CreateTruncating(a.Lr / (1 - Math.Pow(a.Beta1, a.Step)));
     public readonly T Bc2Sqrt = T.CreateTruncating(Math.Sqrt(1 - Math.Pow(a.Beta2, a.Step)));
     public readonly T Eps = T.CreateTruncating(a.Eps);
-    public readonly bool LerpFromStart = 1 - a.Beta1 < 0.5;                              // torch's lerp picks its form by weight
+    private readonly int _lerpFromStart = 1 - a.Beta1 < 0.5 ? 1 : 0;                     // torch's lerp picks its form by weight
+
+    // (an int field, not a bool: ILGPU rejects bool fields in kernel parameters)
+    public bool LerpFromStart => _lerpFromStart != 0;
 
     /// <summary>p = p (1 - lr wd); m = lerp(m, g, 1 - b1); v = v b2 + (1 - b2) g^2; p -= step m / (sqrt(v) / sqrt(1 - b2^t) + eps).</summary>
     public void Update(ref T p, T g, ref T m, ref T v)
