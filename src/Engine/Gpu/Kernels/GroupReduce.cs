@@ -29,7 +29,9 @@ internal readonly struct MinReduce<T> : IReduce<T> where T : unmanaged, INumber<
 /// <summary>
 /// Reductions across one group (all of its threads must call, with the same op): butterfly shuffles
 /// within each warp (every lane ends with the warp's result), one partial per warp in shared memory,
-/// then every warp reduces the partials the same way, so every thread returns the group's result.
+/// then every thread combines the few partials in warp order, so every thread returns the same result.
+/// Two barriers per call (on the CPU accelerator every barrier and shuffle wakes OS threads, so fewer
+/// sync points is what keeps the CI tests fast).
 /// Group sizes are multiples of the warp size (the backend launches 64 or 256 threads).
 /// </summary>
 internal static class GroupReduce
@@ -43,19 +45,19 @@ internal static class GroupReduce
         return v;
     }
 
-    /// <summary>The op over every thread's <paramref name="v"/>; <paramref name="identity"/> pads the partials of absent warps.</summary>
-    public static T All<T, TOp>(T v, T identity, TOp op) where T : unmanaged where TOp : struct, IReduce<T>
+    /// <summary>The op over every thread's <paramref name="v"/>, returned to every thread.</summary>
+    public static T All<T, TOp>(T v, TOp op) where T : unmanaged where TOp : struct, IReduce<T>
     {
         var partials = SharedMemory.Allocate<T>(MaxWarps);
-        int lane = ILGPU.Warp.LaneIdx, warp = ILGPU.Warp.WarpIdx;
         int warps = Group.DimX / ILGPU.Warp.WarpSize;
         v = Warp(v, op);
-        if (lane == 0) partials[warp] = v;
+        if (ILGPU.Warp.LaneIdx == 0) partials[ILGPU.Warp.WarpIdx] = v;
         Group.Barrier();
-        v = lane < warps ? partials[lane] : identity;
-        v = Warp(v, op);
+        // A handful of partials (8 warps of a 256-thread group): every thread combines them in the same order.
+        T r = partials[0];
+        for (int w = 1; w < warps; w++) r = op.Combine(r, partials[w]);
         Group.Barrier(); // the partials may be rewritten by the next call at this site
-        return v;
+        return r;
     }
 
     /// <summary>
@@ -66,28 +68,26 @@ internal static class GroupReduce
     {
         var values = SharedMemory.Allocate<double>(MaxWarps);
         var indices = SharedMemory.Allocate<int>(MaxWarps);
-        int lane = ILGPU.Warp.LaneIdx, warp = ILGPU.Warp.WarpIdx;
         int warps = Group.DimX / ILGPU.Warp.WarpSize;
         WarpArgMax(ref value, ref index);
-        if (lane == 0)
+        if (ILGPU.Warp.LaneIdx == 0)
         {
-            values[warp] = value;
-            indices[warp] = index;
+            values[ILGPU.Warp.WarpIdx] = value;
+            indices[ILGPU.Warp.WarpIdx] = index;
         }
         Group.Barrier();
-        if (lane < warps)
+        double best = values[0];
+        int bestIndex = indices[0];
+        for (int w = 1; w < warps; w++)
         {
-            value = values[lane];
-            index = indices[lane];
+            if (Better(values[w], indices[w], best, bestIndex))
+            {
+                best = values[w];
+                bestIndex = indices[w];
+            }
         }
-        else
-        {
-            value = double.NegativeInfinity;
-            index = int.MaxValue;
-        }
-        WarpArgMax(ref value, ref index);
         Group.Barrier();
-        return index;
+        return bestIndex;
     }
 
     private static void WarpArgMax(ref double value, ref int index)

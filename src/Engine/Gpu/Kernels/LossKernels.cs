@@ -29,10 +29,10 @@ internal static class LossKernels
             int xb = xOffset + row * c;
             T m = T.NegativeInfinity;
             for (int j = tid; j < c; j += threads) m = new MaxReduce<T>().Combine(m, logits[xb + j]);
-            m = GroupReduce.All(m, T.NegativeInfinity, new MaxReduce<T>());
+            m = GroupReduce.All(m, new MaxReduce<T>());
             T s = T.Zero;
             for (int j = tid; j < c; j += threads) s += T.Exp(logits[xb + j] - m);
-            s = GroupReduce.All(s, T.Zero, new SumReduce<T>());
+            s = GroupReduce.All(s, new SumReduce<T>());
             if (tid != 0) continue;
             T l = m + T.Log(s);
             lse[lseOffset + row] = l;
@@ -61,8 +61,8 @@ internal static class LossKernels
             sum += rowLoss[r];
             if (ci.ToLong(targets[tOffset + r]) != ignoreIndex) count++;
         }
-        sum = GroupReduce.All(sum, 0.0, new SumReduce<double>());
-        count = GroupReduce.All(count, 0, new SumReduce<int>());
+        sum = GroupReduce.All(sum, new SumReduce<double>());
+        count = GroupReduce.All(count, new SumReduce<int>());
         if (tid == 0 && Grid.IdxX == 0) loss[lossOffset] = ct.FromDouble(count == 0 ? double.NaN : sum / count);
     }
 
@@ -76,7 +76,7 @@ internal static class LossKernels
         int count = 0;
         for (int r = tid; r < rows; r += threads)
             if (ci.ToLong(targets[tOffset + r]) != ignoreIndex) count++;
-        count = GroupReduce.All(count, 0, new SumReduce<int>());
+        count = GroupReduce.All(count, new SumReduce<int>());
         if (tid == 0 && Grid.IdxX == 0) scale[0] = dloss[dlossOffset] / ct.FromLong(count > 1 ? count : 1);
     }
 

@@ -35,10 +35,10 @@ internal static class NormKernels
             int xb = xOffset + row * c, yb = yOffset + row * c;
             T m = T.NegativeInfinity;
             for (int j = tid; j < c; j += threads) m = new MaxReduce<T>().Combine(m, x[xb + j]);
-            m = GroupReduce.All(m, T.NegativeInfinity, new MaxReduce<T>());
+            m = GroupReduce.All(m, new MaxReduce<T>());
             T s = T.Zero;
             for (int j = tid; j < c; j += threads) s += T.Exp(x[xb + j] - m);
-            s = GroupReduce.All(s, T.Zero, new SumReduce<T>());
+            s = GroupReduce.All(s, new SumReduce<T>());
             if (log != 0)
             {
                 T lse = m + T.Log(s);
@@ -70,7 +70,7 @@ internal static class NormKernels
             {
                 T s = T.Zero;
                 for (int j = tid; j < c; j += threads) s += x[xb + j];
-                m = GroupReduce.All(s, T.Zero, new SumReduce<T>()) / n;
+                m = GroupReduce.All(s, new SumReduce<T>()) / n;
             }
             T q = T.Zero;
             for (int j = tid; j < c; j += threads)
@@ -78,7 +78,7 @@ internal static class NormKernels
                 T d = x[xb + j] - m;
                 q += d * d;
             }
-            T rs = T.One / T.Sqrt(GroupReduce.All(q, T.Zero, new SumReduce<T>()) / n + eps);
+            T rs = T.One / T.Sqrt(GroupReduce.All(q, new SumReduce<T>()) / n + eps);
             for (int j = tid; j < c; j += threads)
             {
                 T v = (x[xb + j] - m) * rs;
@@ -118,8 +118,8 @@ internal static class NormKernels
                 sumD += dn;
                 sumDN += dn * norm;
             }
-            T dnormMean = rms == 0 ? GroupReduce.All(sumD, T.Zero, new SumReduce<T>()) / n : T.Zero;
-            T dnormNormMean = GroupReduce.All(sumDN, T.Zero, new SumReduce<T>()) / n;
+            T dnormMean = rms == 0 ? GroupReduce.All(sumD, new SumReduce<T>()) / n : T.Zero;
+            T dnormNormMean = GroupReduce.All(sumDN, new SumReduce<T>()) / n;
             for (int j = tid; j < c; j += threads)
             {
                 T norm = (x[xb + j] - m) * rs;

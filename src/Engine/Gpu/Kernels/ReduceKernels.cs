@@ -80,9 +80,9 @@ internal static class ReduceKernels
                 int b = xOffset + kept.Offset(o);
                 double acc = kind == KindMax ? double.NegativeInfinity : kind == KindMin ? double.PositiveInfinity : 0;
                 for (int r = tid; r < count; r += threads) acc = Combine(kind, acc, c.ToDouble(x[b + reduced.Offset(r)]));
-                acc = kind == KindMax ? GroupReduce.All(acc, double.NegativeInfinity, new MaxReduce<double>())
-                    : kind == KindMin ? GroupReduce.All(acc, double.PositiveInfinity, new MinReduce<double>())
-                    : GroupReduce.All(acc, 0.0, new SumReduce<double>());
+                acc = kind == KindMax ? GroupReduce.All(acc, new MaxReduce<double>())
+                    : kind == KindMin ? GroupReduce.All(acc, new MinReduce<double>())
+                    : GroupReduce.All(acc, new SumReduce<double>());
                 if (kind == KindVar)
                 {
                     double mean = acc / count, dev = 0;
@@ -91,7 +91,7 @@ internal static class ReduceKernels
                         double d = c.ToDouble(x[b + reduced.Offset(r)]) - mean;
                         dev += d * d;
                     }
-                    acc = GroupReduce.All(dev, 0.0, new SumReduce<double>()) / scale;
+                    acc = GroupReduce.All(dev, new SumReduce<double>()) / scale;
                 }
                 else if (kind == KindSum) acc *= scale;
                 if (tid == 0) y[yOffset + o] = wide != 0 ? c.FromDouble(acc) : c.FromFloat((float)acc);
@@ -139,9 +139,9 @@ internal static class ReduceKernels
                 int b = xOffset + kept.Offset(o);
                 long acc = kind == KindMax ? long.MinValue : kind == KindMin ? long.MaxValue : 0;
                 for (int r = tid; r < count; r += threads) acc = Combine(kind, acc, c.ToLong(x[b + reduced.Offset(r)]));
-                acc = kind == KindMax ? GroupReduce.All(acc, long.MinValue, new MaxReduce<long>())
-                    : kind == KindMin ? GroupReduce.All(acc, long.MaxValue, new MinReduce<long>())
-                    : GroupReduce.All(acc, 0L, new SumReduce<long>());
+                acc = kind == KindMax ? GroupReduce.All(acc, new MaxReduce<long>())
+                    : kind == KindMin ? GroupReduce.All(acc, new MinReduce<long>())
+                    : GroupReduce.All(acc, new SumReduce<long>());
                 if (tid == 0) y[yOffset + o] = c.FromLong(acc);
             }
             return;
