@@ -13,7 +13,7 @@ public sealed record DeviceInfo(Device Device, string Name, long MemoryBytes, st
     int Multiprocessors, int WarpSize, int MaxGroupSize, string Details)
 {
     public override string ToString() =>
-        $"{Device}: {Name}, {GpuAllocator.Format(MemoryBytes)}{(ComputeCapability is null ? "" : $", compute capability {ComputeCapability}")}, {Multiprocessors} SMs, warp {WarpSize}, groups up to {MaxGroupSize} ({Details})";
+        $"{Device}: {Name}, {(MemoryBytes >= 1L << 50 ? "host memory" : GpuAllocator.Format(MemoryBytes))}{(ComputeCapability is null ? "" : $", compute capability {ComputeCapability}")}, {Multiprocessors} SMs, warp {WarpSize}, groups up to {MaxGroupSize} ({Details})";
 }
 
 /// <summary>
