@@ -40,16 +40,25 @@ public class PtxKernelTests
             Assert.True(g.Select(s => s.Method).Distinct().Count() == 1, $"kernel name {g.Key} is used for different methods");
     }
 
+    /// <summary>ptxas (when installed) accepts every kernel's PTX for both targets; assembled in parallel, one process per kernel and target.</summary>
     [PtxasFact]
     public void PtxasAssemblesEveryKernel()
     {
-        var failures = new List<string>();
-        foreach (var spec in DistinctSpecs())
-            foreach (var arch in PtxCompiler.CiTargets)
+        var specs = DistinctSpecs().ToList();
+        var jobs = PtxCompiler.CiTargets
+            .SelectMany(arch => PtxCompiler.CompileAll(specs.Select(s => s.Method), arch).Select((r, i) => (Spec: specs[i], Arch: arch, r.Ptx, r.Error)))
+            .ToList();
+        var failures = new System.Collections.Concurrent.ConcurrentBag<string>();
+        Parallel.ForEach(jobs, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount }, job =>
+        {
+            if (job.Ptx is null)
             {
-                var (ok, log) = Ptxas.Assemble(PtxCompiler.Compile(spec.Method, arch), arch);
-                if (!ok) failures.Add($"{spec.Name} sm_{arch.Major}{arch.Minor}: {log}");
+                failures.Add($"{job.Spec.Name}: {job.Error}");
+                return;
             }
-        Assert.True(failures.Count == 0, string.Join("\n", failures));
+            var (ok, log) = Ptxas.Assemble(job.Ptx, job.Arch);
+            if (!ok) failures.Add($"{job.Spec.Name} sm_{job.Arch.Major}{job.Arch.Minor}: {log}");
+        });
+        Assert.True(failures.IsEmpty, string.Join("\n", failures));
     }
 }
