@@ -100,43 +100,43 @@ public static class GpuDevices
         switch (device.Kind)
         {
             case DeviceKind.IlgpuCpu:
-            {
-                var context = CreateCpuContext();
-                var cpu = (CPUDevice)context.Devices.First(d => d.AcceleratorType == AcceleratorType.CPU);
-                return (context, cpu.CreateCPUAccelerator(context, CPUAcceleratorMode.Parallel));
-            }
+                {
+                    var context = CreateCpuContext();
+                    var cpu = (CPUDevice)context.Devices.First(d => d.AcceleratorType == AcceleratorType.CPU);
+                    return (context, cpu.CreateCPUAccelerator(context, CPUAcceleratorMode.Parallel));
+                }
             case DeviceKind.Cuda:
-            {
-                Context context;
-                try
                 {
-                    context = CreateCudaContext();
+                    Context context;
+                    try
+                    {
+                        context = CreateCudaContext();
+                    }
+                    catch (Exception e)
+                    {
+                        throw new InvalidOperationException($"no CUDA device {device}: CUDA initialization failed: {e.Message}", e);
+                    }
+                    var devices = context.GetCudaDevices();
+                    if (devices.Count == 0)
+                    {
+                        context.Dispose();
+                        throw new InvalidOperationException($"no CUDA device: {NoCudaReason()}");
+                    }
+                    if (device.Index >= devices.Count)
+                    {
+                        context.Dispose();
+                        throw new InvalidOperationException($"no CUDA device {device.Index}: this host has {devices.Count} (cuda:0 .. cuda:{devices.Count - 1})");
+                    }
+                    try
+                    {
+                        return (context, devices[device.Index].CreateCudaAccelerator(context));
+                    }
+                    catch (Exception e)
+                    {
+                        context.Dispose();
+                        throw new InvalidOperationException($"CUDA device {device} ({devices[device.Index].Name}) could not be opened: {e.Message}", e);
+                    }
                 }
-                catch (Exception e)
-                {
-                    throw new InvalidOperationException($"no CUDA device {device}: CUDA initialization failed: {e.Message}", e);
-                }
-                var devices = context.GetCudaDevices();
-                if (devices.Count == 0)
-                {
-                    context.Dispose();
-                    throw new InvalidOperationException($"no CUDA device: {NoCudaReason()}");
-                }
-                if (device.Index >= devices.Count)
-                {
-                    context.Dispose();
-                    throw new InvalidOperationException($"no CUDA device {device.Index}: this host has {devices.Count} (cuda:0 .. cuda:{devices.Count - 1})");
-                }
-                try
-                {
-                    return (context, devices[device.Index].CreateCudaAccelerator(context));
-                }
-                catch (Exception e)
-                {
-                    context.Dispose();
-                    throw new InvalidOperationException($"CUDA device {device} ({devices[device.Index].Name}) could not be opened: {e.Message}", e);
-                }
-            }
             default:
                 throw new ArgumentException($"device {device} is not a GPU device", nameof(device));
         }

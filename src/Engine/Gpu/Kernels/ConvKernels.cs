@@ -13,9 +13,24 @@ public struct ConvGeometry
 
     public static ConvGeometry Of(int[] x, int[] w, int[] y, Conv2dAttrs a) => new()
     {
-        N = x[0], C = x[1], H = x[2], W = x[3], O = w[0], KH = w[2], KW = w[3], OH = y[2], OW = y[3],
-        SH = a.StrideH, SW = a.StrideW, PH = a.PadH, PW = a.PadW, DH = a.DilationH, DW = a.DilationW,
-        G = a.Groups, Cg = x[1] / a.Groups, Og = w[0] / a.Groups,
+        N = x[0],
+        C = x[1],
+        H = x[2],
+        W = x[3],
+        O = w[0],
+        KH = w[2],
+        KW = w[3],
+        OH = y[2],
+        OW = y[3],
+        SH = a.StrideH,
+        SW = a.StrideW,
+        PH = a.PadH,
+        PW = a.PadW,
+        DH = a.DilationH,
+        DW = a.DilationW,
+        G = a.Groups,
+        Cg = x[1] / a.Groups,
+        Og = w[0] / a.Groups,
     };
 }
 

@@ -141,13 +141,13 @@ internal static class ElementwiseKernels
 
     private static (KernelSpec, object) UnaryFloat<TS, TE>(Op op, DType t, string name, double c, ClampAttrs clamp)
         where TS : unmanaged where TE : struct, IElement<TS, float> => op switch
-    {
-        Op.Tanh => U<TS, float, TE, TanhF32Op>(name, new()),
-        Op.Gelu => U<TS, float, TE, GeluF32Op>(name, new()),
-        Op.GeluTanh => U<TS, float, TE, GeluTanhF32Op>(name, new()),
-        Op.Erf => U<TS, float, TE, ErfF32Op>(name, new()),
-        _ => UnaryIeee<TS, float, TE>(op, t, name, c, clamp),
-    };
+        {
+            Op.Tanh => U<TS, float, TE, TanhF32Op>(name, new()),
+            Op.Gelu => U<TS, float, TE, GeluF32Op>(name, new()),
+            Op.GeluTanh => U<TS, float, TE, GeluTanhF32Op>(name, new()),
+            Op.Erf => U<TS, float, TE, ErfF32Op>(name, new()),
+            _ => UnaryIeee<TS, float, TE>(op, t, name, c, clamp),
+        };
 
     private static (KernelSpec, object) UnaryDouble(Op op, DType t, string name, double c, ClampAttrs clamp) => op switch
     {
@@ -161,16 +161,16 @@ internal static class ElementwiseKernels
     /// <summary>The unary ops whose CPU struct works in a kernel for float and double alike.</summary>
     private static (KernelSpec, object) UnaryIeee<TS, TC, TE>(Op op, DType t, string name, double c, ClampAttrs clamp)
         where TS : unmanaged where TC : unmanaged, IFloatingPointIeee754<TC> where TE : struct, IElement<TS, TC> => op switch
-    {
-        Op.Exp => U<TS, TC, TE, ExpOp<TC>>(name, new()),
-        Op.Log => U<TS, TC, TE, LogOp<TC>>(name, new()),
-        Op.Sqrt => U<TS, TC, TE, SqrtOp<TC>>(name, new()),
-        Op.Rsqrt => U<TS, TC, TE, RsqrtOp<TC>>(name, new()),
-        Op.Sigmoid => U<TS, TC, TE, SigmoidOp<TC>>(name, new()),
-        Op.Silu => U<TS, TC, TE, SiluOp<TC>>(name, new()),
-        Op.PowScalar => U<TS, TC, TE, PowScalarOp<TC>>(name, new(TC.CreateTruncating(c))),
-        _ => UnaryNumber<TS, TC, TE>(op, t, name, c, clamp),
-    };
+        {
+            Op.Exp => U<TS, TC, TE, ExpOp<TC>>(name, new()),
+            Op.Log => U<TS, TC, TE, LogOp<TC>>(name, new()),
+            Op.Sqrt => U<TS, TC, TE, SqrtOp<TC>>(name, new()),
+            Op.Rsqrt => U<TS, TC, TE, RsqrtOp<TC>>(name, new()),
+            Op.Sigmoid => U<TS, TC, TE, SigmoidOp<TC>>(name, new()),
+            Op.Silu => U<TS, TC, TE, SiluOp<TC>>(name, new()),
+            Op.PowScalar => U<TS, TC, TE, PowScalarOp<TC>>(name, new(TC.CreateTruncating(c))),
+            _ => UnaryNumber<TS, TC, TE>(op, t, name, c, clamp),
+        };
 
     private static (KernelSpec, object) UnaryInteger<T>(Op op, DType t, string name, double c, ClampAttrs clamp) where T : unmanaged, INumber<T>
         => UnaryNumber<T, T, Same<T>>(op, t, name, c, clamp);
@@ -178,15 +178,15 @@ internal static class ElementwiseKernels
     /// <summary>The unary ops defined for every numeric type; constants converted as the CPU backend converts them.</summary>
     private static (KernelSpec, object) UnaryNumber<TS, TC, TE>(Op op, DType t, string name, double c, ClampAttrs clamp)
         where TS : unmanaged where TC : unmanaged, INumber<TC> where TE : struct, IElement<TS, TC> => op switch
-    {
-        Op.Neg => U<TS, TC, TE, NegOp<TC>>(name, new()),
-        Op.Abs => U<TS, TC, TE, AbsOp<TC>>(name, new()),
-        Op.Relu => U<TS, TC, TE, ReluOp<TC>>(name, new()),
-        Op.AddScalar => U<TS, TC, TE, AddScalarOp<TC>>(name, new(TC.CreateTruncating(c))),
-        Op.MulScalar => U<TS, TC, TE, MulScalarOp<TC>>(name, new(TC.CreateTruncating(c))),
-        Op.Clamp => U<TS, TC, TE, ClampOp<TC>>(name, new(TC.CreateSaturating(clamp.Min), TC.CreateSaturating(clamp.Max))),
-        _ => throw Unsupported(op, t),
-    };
+        {
+            Op.Neg => U<TS, TC, TE, NegOp<TC>>(name, new()),
+            Op.Abs => U<TS, TC, TE, AbsOp<TC>>(name, new()),
+            Op.Relu => U<TS, TC, TE, ReluOp<TC>>(name, new()),
+            Op.AddScalar => U<TS, TC, TE, AddScalarOp<TC>>(name, new(TC.CreateTruncating(c))),
+            Op.MulScalar => U<TS, TC, TE, MulScalarOp<TC>>(name, new(TC.CreateTruncating(c))),
+            Op.Clamp => U<TS, TC, TE, ClampOp<TC>>(name, new(TC.CreateSaturating(clamp.Min), TC.CreateSaturating(clamp.Max))),
+            _ => throw Unsupported(op, t),
+        };
 
     private static (KernelSpec, object) U<TS, TC, TE, TOp>(string name, TOp op)
         where TS : unmanaged where TC : unmanaged where TE : struct, IElement<TS, TC> where TOp : struct, IUnaryOp<TC> =>
@@ -211,22 +211,22 @@ internal static class ElementwiseKernels
 
     private static (KernelSpec, object) BinaryFloat<TS, TC, TE>(Op op, DType t, string name)
         where TS : unmanaged where TC : unmanaged, IFloatingPointIeee754<TC> where TE : struct, IElement<TS, TC> => op switch
-    {
-        Op.Div => B<TS, TC, TE, DivOp<TC>>(name),
-        Op.Pow => B<TS, TC, TE, PowOp<TC>>(name),
-        _ => BinaryNumber<TS, TC, TE>(op, t, name),
-    };
+        {
+            Op.Div => B<TS, TC, TE, DivOp<TC>>(name),
+            Op.Pow => B<TS, TC, TE, PowOp<TC>>(name),
+            _ => BinaryNumber<TS, TC, TE>(op, t, name),
+        };
 
     private static (KernelSpec, object) BinaryNumber<TS, TC, TE>(Op op, DType t, string name)
         where TS : unmanaged where TC : unmanaged, INumber<TC> where TE : struct, IElement<TS, TC> => op switch
-    {
-        Op.Add => B<TS, TC, TE, AddOp<TC>>(name),
-        Op.Sub => B<TS, TC, TE, SubOp<TC>>(name),
-        Op.Mul => B<TS, TC, TE, MulOp<TC>>(name),
-        Op.Maximum => B<TS, TC, TE, MaximumOp<TC>>(name),
-        Op.Minimum => B<TS, TC, TE, MinimumOp<TC>>(name),
-        _ => throw Unsupported(op, t),
-    };
+        {
+            Op.Add => B<TS, TC, TE, AddOp<TC>>(name),
+            Op.Sub => B<TS, TC, TE, SubOp<TC>>(name),
+            Op.Mul => B<TS, TC, TE, MulOp<TC>>(name),
+            Op.Maximum => B<TS, TC, TE, MaximumOp<TC>>(name),
+            Op.Minimum => B<TS, TC, TE, MinimumOp<TC>>(name),
+            _ => throw Unsupported(op, t),
+        };
 
     private static (KernelSpec, object) B<TS, TC, TE, TOp>(string name)
         where TS : unmanaged where TC : unmanaged where TE : struct, IElement<TS, TC> where TOp : struct, IBinaryOp<TC> =>
@@ -251,15 +251,15 @@ internal static class ElementwiseKernels
 
     private static (KernelSpec, object) CompareTyped<TS, TC, TE>(Op op, DType t, string name)
         where TS : unmanaged where TC : unmanaged, INumber<TC> where TE : struct, IElement<TS, TC> => op switch
-    {
-        Op.Eq => C<TS, TC, TE, EqOp<TC>>(name),
-        Op.Ne => C<TS, TC, TE, NeOp<TC>>(name),
-        Op.Lt => C<TS, TC, TE, LtOp<TC>>(name),
-        Op.Le => C<TS, TC, TE, LeOp<TC>>(name),
-        Op.Gt => C<TS, TC, TE, GtOp<TC>>(name),
-        Op.Ge => C<TS, TC, TE, GeOp<TC>>(name),
-        _ => throw Unsupported(op, t),
-    };
+        {
+            Op.Eq => C<TS, TC, TE, EqOp<TC>>(name),
+            Op.Ne => C<TS, TC, TE, NeOp<TC>>(name),
+            Op.Lt => C<TS, TC, TE, LtOp<TC>>(name),
+            Op.Le => C<TS, TC, TE, LeOp<TC>>(name),
+            Op.Gt => C<TS, TC, TE, GtOp<TC>>(name),
+            Op.Ge => C<TS, TC, TE, GeOp<TC>>(name),
+            _ => throw Unsupported(op, t),
+        };
 
     private static (KernelSpec, object) C<TS, TC, TE, TOp>(string name)
         where TS : unmanaged where TC : unmanaged where TE : struct, IElement<TS, TC> where TOp : struct, ICompareOp<TC> =>

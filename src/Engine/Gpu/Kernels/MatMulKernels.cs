@@ -84,11 +84,17 @@ internal static class MatMulKernels
         var batchShape = c.Shape.AsSpan(0, rank - 2);
         var g = new MatMulGeometry
         {
-            M = m, N = n, K = k, Tile = tile,
-            TilesM = (m + tile - 1) / tile, TilesN = (n + tile - 1) / tile,
+            M = m,
+            N = n,
+            K = k,
+            Tile = tile,
+            TilesM = (m + tile - 1) / tile,
+            TilesN = (n + tile - 1) / tile,
             Batch = c.Numel / (m * n),
-            ARowStride = a.Strides[^2], AColStride = a.Strides[^1],
-            BRowStride = bm.Strides[^2], BColStride = bm.Strides[^1],
+            ARowStride = a.Strides[^2],
+            AColStride = a.Strides[^1],
+            BRowStride = bm.Strides[^2],
+            BColStride = bm.Strides[^1],
             Batches = StridedLayout.Create(batchShape, [c.Strides[..^2], a.Strides[..^2], bm.Strides[..^2]], [c.Offset, a.Offset, bm.Offset]),
         };
         int groups = b.GroupsFor((long)g.Batch * g.TilesM * g.TilesN);

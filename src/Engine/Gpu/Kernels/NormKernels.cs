@@ -198,8 +198,16 @@ internal static class NormKernels
         if (rows == 0) return;
         var args = new NormArgs
         {
-            Rows = rows, C = c, HasW = w.Numel > 0 ? 1 : 0, HasB = bias.Numel > 0 ? 1 : 0,
-            X = x.Offset, Y = y.Offset, W = w.Offset, B = bias.Offset, Mean = mean.Offset, Rstd = rstd.Offset,
+            Rows = rows,
+            C = c,
+            HasW = w.Numel > 0 ? 1 : 0,
+            HasB = bias.Numel > 0 ? 1 : 0,
+            X = x.Offset,
+            Y = y.Offset,
+            W = w.Offset,
+            B = bias.Offset,
+            Mean = mean.Offset,
+            Rstd = rstd.Offset,
         };
         b.Launch(NormSpec(x.DType), b.GroupPerItem(rows), V(x), V(w), V(bias), V(y), V(mean), V(rstd), args, Eps(x.DType, a.Eps), Count(x.DType, c));
     }
@@ -244,8 +252,20 @@ internal static class NormKernels
         bool wantW = dw.Numel > 0, wantB = !rms && db.Numel > 0;
         var args = new NormArgs
         {
-            Rows = rows, C = c, Rms = rms ? 1 : 0, HasW = w.Numel > 0 ? 1 : 0, WantDw = wantW ? 1 : 0, WantDb = wantB ? 1 : 0,
-            X = x.Offset, W = w.Offset, Mean = mean.Offset, Rstd = rstd.Offset, Dy = dy.Offset, Dx = dx.Offset, Dw = dw.Offset, Db = db.Offset,
+            Rows = rows,
+            C = c,
+            Rms = rms ? 1 : 0,
+            HasW = w.Numel > 0 ? 1 : 0,
+            WantDw = wantW ? 1 : 0,
+            WantDb = wantB ? 1 : 0,
+            X = x.Offset,
+            W = w.Offset,
+            Mean = mean.Offset,
+            Rstd = rstd.Offset,
+            Dy = dy.Offset,
+            Dx = dx.Offset,
+            Dw = dw.Offset,
+            Db = db.Offset,
         };
         b.Launch(BackwardSpec(x.DType), b.GroupPerItem(rows), V(dy), V(x), V(w), V(mean), V(rstd), V(dx), args, Count(x.DType, c));
         if (wantW || wantB) b.Launch(ParamGradSpec(x.DType), b.Grid(c), V(dy), V(x), V(mean), V(rstd), V(dw), V(db), args);

@@ -154,9 +154,20 @@ internal static class PoolKernels
 
     private static PoolGeometry Geometry(Tensor x, Tensor y, Pool2dAttrs? p, int scale) => new()
     {
-        Planes = x.Shape[0] * x.Shape[1], H = x.Shape[2], W = x.Shape[3], OH = y.Shape[2], OW = y.Shape[3],
-        KH = p?.KernelH ?? 0, KW = p?.KernelW ?? 0, SH = p?.StrideH ?? 1, SW = p?.StrideW ?? 1, PH = p?.PadH ?? 0, PW = p?.PadW ?? 0,
-        Scale = scale, X = x.Offset, Y = y.Offset,
+        Planes = x.Shape[0] * x.Shape[1],
+        H = x.Shape[2],
+        W = x.Shape[3],
+        OH = y.Shape[2],
+        OW = y.Shape[3],
+        KH = p?.KernelH ?? 0,
+        KW = p?.KernelW ?? 0,
+        SH = p?.StrideH ?? 1,
+        SW = p?.StrideW ?? 1,
+        PH = p?.PadH ?? 0,
+        PW = p?.PadW ?? 0,
+        Scale = scale,
+        X = x.Offset,
+        Y = y.Offset,
     };
 
     private static object Scale(DType t, int kh, int kw) => t == DType.F32 ? (object)(1f / (kh * kw)) : 1.0 / (kh * kw);
