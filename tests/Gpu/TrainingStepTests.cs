@@ -119,7 +119,8 @@ public class TrainingStepTests
             liveAfterStep.Add(s.LiveBytes);
         }
         Assert.True(losses[2] < losses[0], $"AdamW steps on the device lower the loss: {string.Join(", ", losses)}");
-        Assert.True(allocationsAfterStep[0] > before.DeviceAllocations, "the first step allocates");
+        // The first step may or may not reach the driver (blocks cached by earlier tests can serve it);
+        // the later ones must not.
         Assert.Equal(allocationsAfterStep[0], allocationsAfterStep[1]);
         Assert.Equal(allocationsAfterStep[0], allocationsAfterStep[2]);
         // Everything the steps made went back to the cache: only weights, optimizer state and data stay live.

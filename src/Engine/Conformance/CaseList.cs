@@ -110,6 +110,9 @@ internal sealed class CaseList(CaseScale scale)
         foreach (var t in new[] { DType.F16, DType.BF16 })
             foreach (var (name, op, run, lo, hi) in FloatUnary.Where(u => u.Name is "exp" or "gelu" or "silu" or "add scalar" or "tanh" or "neg"))
                 Add($"{name} {t}", op, t, Str([r, c]) + " .MT", g => [g.Uniform([c, r], lo, Math.Min(hi, 5), t)], (x, _) => [run(x[0].MT)]);
+        foreach (var t in new[] { DType.F32, DType.F64 })
+            Add($"gelu backward {t}", Op.GeluBackward, t, Str([r, c], [r, c]), g => [g.Uniform([r, c], -2, 2, t), g.Uniform([r, c], -6, 6, t)],
+                (x, _) => [Tensor.GeluBackward(x[0], x[1])]);
         var ints = new (string Name, Op Op, Func<Tensor, Tensor> Run, DType T)[]
         {
             ("neg", Op.Neg, x => x.Neg(), DType.I32), ("abs", Op.Abs, x => x.Abs(), DType.I32), ("relu", Op.Relu, x => x.Relu(), DType.I32),
@@ -137,6 +140,9 @@ internal sealed class CaseList(CaseScale scale)
                 if (t != DType.F32 && name is not ("add" or "div" or "mul" or "maximum")) continue;
                 Add($"{name} broadcast {t}", op, t, shape, g => [g.Uniform([a0, 1, c0], -2, 2, t), g.Uniform([b0, 1], lo, hi, t)], (x, _) => [run(x[0], x[1])]);
             }
+        // In place (output 0 is input 0, as autograd's gradient sums use it), into a strided window.
+        Add("add in place F32", Op.Add, DType.F32, Str([a0, b0, c0 + 3], [b0, 1]), g => [g.Uniform([a0, b0, c0 + 3], -2, 2), g.Uniform([b0, 1], -1, 1)],
+            (x, _) => [x[0].Clone().Narrow(2, 1, c0).AddInPlace_(x[1])]);
         var intOps = new (string Name, Op Op, Func<Tensor, Tensor, Tensor> Run, DType T)[]
         {
             ("add", Op.Add, (a, b) => a + b, DType.I32), ("sub", Op.Sub, (a, b) => a - b, DType.I32), ("mul", Op.Mul, (a, b) => a * b, DType.I32),

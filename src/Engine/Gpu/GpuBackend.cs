@@ -88,7 +88,7 @@ public sealed class GpuBackend : IBackend, IDeviceMemory, IDisposable
                 or Op.Gelu or Op.GeluTanh or Op.Silu or Op.Erf or Op.AddScalar or Op.MulScalar or Op.PowScalar or Op.Clamp:
                 ElementwiseKernels.Unary(this, op, inputs[0], outputs[0], attrs);
                 break;
-            case Op.Add or Op.Sub or Op.Mul or Op.Div or Op.Pow or Op.Maximum or Op.Minimum
+            case Op.Add or Op.Sub or Op.Mul or Op.Div or Op.Pow or Op.Maximum or Op.Minimum or Op.GeluBackward
                 or Op.Eq or Op.Ne or Op.Lt or Op.Le or Op.Gt or Op.Ge:
                 ElementwiseKernels.Binary(this, op, inputs[0], inputs[1], outputs[0]);
                 break;

@@ -116,7 +116,7 @@ internal static class ElementwiseKernels
     ];
 
     private static readonly Op[] IntegerUnaryOps = [Op.Neg, Op.Abs, Op.Relu, Op.AddScalar, Op.MulScalar, Op.Clamp];
-    private static readonly Op[] FloatBinaryOps = [Op.Add, Op.Sub, Op.Mul, Op.Div, Op.Pow, Op.Maximum, Op.Minimum];
+    private static readonly Op[] FloatBinaryOps = [Op.Add, Op.Sub, Op.Mul, Op.Div, Op.Pow, Op.Maximum, Op.Minimum, Op.GeluBackward];
     private static readonly Op[] IntegerBinaryOps = [Op.Add, Op.Sub, Op.Mul, Op.Maximum, Op.Minimum];
     private static readonly Op[] CompareOps = [Op.Eq, Op.Ne, Op.Lt, Op.Le, Op.Gt, Op.Ge];
 
@@ -197,6 +197,10 @@ internal static class ElementwiseKernels
         string name = $"{op}_{t}";
         return t switch
         {
+            DType.F32 when op == Op.GeluBackward => B<float, float, Same<float>, GeluBackwardF32Op>(name),
+            DType.F64 when op == Op.GeluBackward => B<double, double, Same<double>, GeluBackwardF64Op>(name),
+            DType.F16 when op == Op.GeluBackward => B<ushort, float, F16AsFloat, GeluBackwardF32Op>(name),
+            DType.BF16 when op == Op.GeluBackward => B<ushort, float, BF16AsFloat, GeluBackwardF32Op>(name),
             DType.F32 => BinaryFloat<float, float, Same<float>>(op, t, name),
             DType.F64 => BinaryFloat<double, double, Same<double>>(op, t, name),
             DType.F16 => BinaryFloat<ushort, float, F16AsFloat>(op, t, name),

@@ -4,7 +4,7 @@ namespace ManagedTensor.Gpu.Kernels;
 
 // Scalar ops for the GPU kernels where the CPU's generic structs (src/Engine/Cpu/ScalarOps.cs) cannot
 // be used as they are. Every other elementwise op runs the CPU's own struct inside the kernel.
-//  - erf and exact GELU: the CPU structs pick the float or double routine with typeof tests, which ILGPU
+//  - erf, exact GELU and its backward: the CPU structs pick the float or double routine with typeof tests, which ILGPU
 //    cannot compile; these call the same routines (ErfMath, GeluFloat) directly.
 //  - tanh and tanh-GELU: ILGPU's PTX tanh is (e^2x - 1) / (e^2x + 1), which is NaN once e^2x overflows
 //    (|x| > 44 in float) and loses all relative precision near 0. GpuMath.Tanh is Cephes' tanh: an odd
@@ -34,6 +34,25 @@ internal readonly struct GeluF64Op : IUnaryOp<double>
 {
     public double Apply(double x) => 0.5 * x * (1 + ErfMath.Erf(x * 0.70710678118654752440));
     public void Apply(ReadOnlySpan<double> x, Span<double> y) => ScalarLoop.Map<double, GeluF64Op>(this, x, y);
+}
+
+/// <summary>dy * gelu'(x) in float: the CPU's <see cref="GeluFloat.Backward(float, float)"/>.</summary>
+internal readonly struct GeluBackwardF32Op : IBinaryOp<float>
+{
+    public float Apply(float dy, float x) => GeluFloat.Backward(dy, x);
+    public void Apply(ReadOnlySpan<float> dy, ReadOnlySpan<float> x, Span<float> y) { for (int i = 0; i < y.Length; i++) y[i] = Apply(dy[i], x[i]); }
+    public void Apply(ReadOnlySpan<float> dy, float x, Span<float> y) { for (int i = 0; i < y.Length; i++) y[i] = Apply(dy[i], x); }
+    public void Apply(float dy, ReadOnlySpan<float> x, Span<float> y) { for (int i = 0; i < y.Length; i++) y[i] = Apply(dy, x[i]); }
+}
+
+/// <summary>dy * (Phi(x) + x phi(x)) in double, as the CPU's GeluBackwardOp&lt;double&gt;.</summary>
+internal readonly struct GeluBackwardF64Op : IBinaryOp<double>
+{
+    public double Apply(double dy, double x) =>
+        dy * (0.5 * (1 + ErfMath.Erf(x * 0.70710678118654752440)) + x * Math.Exp(-0.5 * x * x) * 0.39894228040143267794);
+    public void Apply(ReadOnlySpan<double> dy, ReadOnlySpan<double> x, Span<double> y) { for (int i = 0; i < y.Length; i++) y[i] = Apply(dy[i], x[i]); }
+    public void Apply(ReadOnlySpan<double> dy, double x, Span<double> y) { for (int i = 0; i < y.Length; i++) y[i] = Apply(dy[i], x); }
+    public void Apply(double dy, ReadOnlySpan<double> x, Span<double> y) { for (int i = 0; i < y.Length; i++) y[i] = Apply(dy, x[i]); }
 }
 
 internal readonly struct TanhF32Op : IUnaryOp<float>
