@@ -20,7 +20,9 @@ public class GemmPtxTests(ITestOutputHelper output)
             yield return (Method(typeof(Sgemm3RegisterBlocked), a, b), false);
             yield return (Method(typeof(Sgemm4Vectorized), a, b), false);
             yield return (Method(typeof(Sgemm5WarpTiled), a, b), true);
+            yield return (Method(typeof(HgemmMma), typeof(Bf16), a, b), true);
         }
+        yield return (Method(typeof(HgemmMma), typeof(F16), typeof(KInner), typeof(KInner)), true);
     }
 
     public static IEnumerable<(Type, Type)> LayoutPairs() =>
