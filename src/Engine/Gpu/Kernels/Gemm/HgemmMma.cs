@@ -24,13 +24,14 @@ namespace ManagedTensor.Gpu.Gemm;
 /// while tile t is multiplied; one barrier per tile. cp.async needs 16-byte aligned chunks (leading
 /// dimensions, batch strides and offsets multiples of 8 elements); otherwise the same kernel copies with
 /// plain loads and stores (slower, same results), which is also the path of the CPU accelerator, where
-/// ldmatrix and mma are emulated lane by lane (<see cref="WarpMma"/>).
+/// each lane sums its mma outputs from the shared tiles (<see cref="WarpStepReference"/>); the fragment path
+/// itself is tested on one warp with ldmatrix and mma emulated lane by lane (<see cref="WarpMma"/>).
 /// </summary>
 public static class HgemmMma
 {
     public const int BM = 128, BN = 128, BK = 32, Stages = 3, Threads = 256;
-    private const int TileElems = BM * BK;          // one operand's tile (BM == BN): 4096 halves
-    private const int StageElems = 2 * TileElems;   // A then B
+    internal const int TileElems = BM * BK;          // one operand's tile (BM == BN): 4096 halves
+    internal const int StageElems = 2 * TileElems;   // A then B
 
     internal static void Kernel<TF, TA, TB>(ArrayView<ushort> a, ArrayView<ushort> b, ArrayView<ushort> c, ArrayView<ushort> bias,
         ulong aAddress, ulong bAddress, GemmArgs p, int asyncCopy)
@@ -63,11 +64,7 @@ public static class HgemmMma
             Commit();
         }
 
-        Float4 c00 = default, c01 = default, c02 = default, c03 = default;
-        Float4 c10 = default, c11 = default, c12 = default, c13 = default;
-        Float4 c20 = default, c21 = default, c22 = default, c23 = default;
-        Float4 c30 = default, c31 = default, c32 = default, c33 = default;
-        var f = default(TF);
+        var acc = default(WarpAccumulators);
         for (int t = 0; t < tiles; t++)
         {
             WaitForAllButNewest(); // tile t has landed (this thread's copies) ...
@@ -79,33 +76,101 @@ public static class HgemmMma
             int aTile = (t % Stages) * StageElems, bTile = aTile + TileElems;
             for (int kk = 0; kk < BK; kk += 16)
             {
-                var a0 = LoadA<TA>(smem, src.SmemBase, aTile, wm * 64 + 0, kk, lane);
-                var a1 = LoadA<TA>(smem, src.SmemBase, aTile, wm * 64 + 16, kk, lane);
-                var a2 = LoadA<TA>(smem, src.SmemBase, aTile, wm * 64 + 32, kk, lane);
-                var a3 = LoadA<TA>(smem, src.SmemBase, aTile, wm * 64 + 48, kk, lane);
-                var bp0 = LoadB<TB>(smem, src.SmemBase, bTile, wn * 32 + 0, kk, lane);  // n8 tiles 0 and 1
-                var bp1 = LoadB<TB>(smem, src.SmemBase, bTile, wn * 32 + 16, kk, lane); // n8 tiles 2 and 3
-                U32x2 b0 = new() { X = bp0.X, Y = bp0.Y }, b1 = new() { X = bp0.Z, Y = bp0.W };
-                U32x2 b2 = new() { X = bp1.X, Y = bp1.Y }, b3 = new() { X = bp1.Z, Y = bp1.W };
-                c00 = f.Mma(a0, b0, c00); c01 = f.Mma(a0, b1, c01); c02 = f.Mma(a0, b2, c02); c03 = f.Mma(a0, b3, c03);
-                c10 = f.Mma(a1, b0, c10); c11 = f.Mma(a1, b1, c11); c12 = f.Mma(a1, b2, c12); c13 = f.Mma(a1, b3, c13);
-                c20 = f.Mma(a2, b0, c20); c21 = f.Mma(a2, b1, c21); c22 = f.Mma(a2, b2, c22); c23 = f.Mma(a2, b3, c23);
-                c30 = f.Mma(a3, b0, c30); c31 = f.Mma(a3, b1, c31); c32 = f.Mma(a3, b2, c32); c33 = f.Mma(a3, b3, c33);
+                if (CudaAsm.IsSupported) acc = WarpStep<TF, TA, TB>(smem, src.SmemBase, aTile, bTile, wm, wn, kk, lane, acc);
+                else acc = WarpStepReference<TF, TA, TB>(smem, aTile, bTile, wm, wn, kk, lane, acc);
             }
         }
         WaitForAll();
 
         // Lane (g, t) of the m16 x n8 tile (i, j) holds C[16 i + g][8 j + 2t, +1] and C[16 i + g + 8][8 j + 2t, +1].
         int row = m0 + wm * 64 + lane / 4, col = n0 + wn * 32 + 2 * (lane % 4);
-        Store<TF>(cb, bias, p, row, col, c00); Store<TF>(cb, bias, p, row, col + 8, c01);
-        Store<TF>(cb, bias, p, row, col + 16, c02); Store<TF>(cb, bias, p, row, col + 24, c03);
-        Store<TF>(cb, bias, p, row + 16, col, c10); Store<TF>(cb, bias, p, row + 16, col + 8, c11);
-        Store<TF>(cb, bias, p, row + 16, col + 16, c12); Store<TF>(cb, bias, p, row + 16, col + 24, c13);
-        Store<TF>(cb, bias, p, row + 32, col, c20); Store<TF>(cb, bias, p, row + 32, col + 8, c21);
-        Store<TF>(cb, bias, p, row + 32, col + 16, c22); Store<TF>(cb, bias, p, row + 32, col + 24, c23);
-        Store<TF>(cb, bias, p, row + 48, col, c30); Store<TF>(cb, bias, p, row + 48, col + 8, c31);
-        Store<TF>(cb, bias, p, row + 48, col + 16, c32); Store<TF>(cb, bias, p, row + 48, col + 24, c33);
+        Store<TF>(cb, bias, p, row, col, acc.C00); Store<TF>(cb, bias, p, row, col + 8, acc.C01);
+        Store<TF>(cb, bias, p, row, col + 16, acc.C02); Store<TF>(cb, bias, p, row, col + 24, acc.C03);
+        Store<TF>(cb, bias, p, row + 16, col, acc.C10); Store<TF>(cb, bias, p, row + 16, col + 8, acc.C11);
+        Store<TF>(cb, bias, p, row + 16, col + 16, acc.C12); Store<TF>(cb, bias, p, row + 16, col + 24, acc.C13);
+        Store<TF>(cb, bias, p, row + 32, col, acc.C20); Store<TF>(cb, bias, p, row + 32, col + 8, acc.C21);
+        Store<TF>(cb, bias, p, row + 32, col + 16, acc.C22); Store<TF>(cb, bias, p, row + 32, col + 24, acc.C23);
+        Store<TF>(cb, bias, p, row + 48, col, acc.C30); Store<TF>(cb, bias, p, row + 48, col + 8, acc.C31);
+        Store<TF>(cb, bias, p, row + 48, col + 16, acc.C32); Store<TF>(cb, bias, p, row + 48, col + 24, acc.C33);
     }
+
+    /// <summary>A warp's 64 x 32 tile of C as 4 x 4 mma tiles of 16 x 8 (Cij: m16 tile i, n8 tile j), 64 floats per lane.</summary>
+    internal struct WarpAccumulators
+    {
+        public Float4 C00, C01, C02, C03, C10, C11, C12, C13, C20, C21, C22, C23, C30, C31, C32, C33;
+    }
+
+    /// <summary>One 16-deep step of a warp on tensor cores: 4 + 2 ldmatrix.x4, 16 mma.</summary>
+    internal static WarpAccumulators WarpStep<TF, TA, TB>(ArrayView<ushort> smem, uint smemBase, int aTile, int bTile,
+        int wm, int wn, int kk, int lane, WarpAccumulators acc)
+        where TF : struct, IHalfFormat where TA : struct, IOperandLayout where TB : struct, IOperandLayout
+    {
+        var f = default(TF);
+        var a0 = LoadA<TA>(smem, smemBase, aTile, wm * 64 + 0, kk, lane);
+        var a1 = LoadA<TA>(smem, smemBase, aTile, wm * 64 + 16, kk, lane);
+        var a2 = LoadA<TA>(smem, smemBase, aTile, wm * 64 + 32, kk, lane);
+        var a3 = LoadA<TA>(smem, smemBase, aTile, wm * 64 + 48, kk, lane);
+        var bp0 = LoadB<TB>(smem, smemBase, bTile, wn * 32 + 0, kk, lane);  // n8 tiles 0 and 1
+        var bp1 = LoadB<TB>(smem, smemBase, bTile, wn * 32 + 16, kk, lane); // n8 tiles 2 and 3
+        U32x2 b0 = new() { X = bp0.X, Y = bp0.Y }, b1 = new() { X = bp0.Z, Y = bp0.W };
+        U32x2 b2 = new() { X = bp1.X, Y = bp1.Y }, b3 = new() { X = bp1.Z, Y = bp1.W };
+        acc.C00 = f.Mma(a0, b0, acc.C00); acc.C01 = f.Mma(a0, b1, acc.C01); acc.C02 = f.Mma(a0, b2, acc.C02); acc.C03 = f.Mma(a0, b3, acc.C03);
+        acc.C10 = f.Mma(a1, b0, acc.C10); acc.C11 = f.Mma(a1, b1, acc.C11); acc.C12 = f.Mma(a1, b2, acc.C12); acc.C13 = f.Mma(a1, b3, acc.C13);
+        acc.C20 = f.Mma(a2, b0, acc.C20); acc.C21 = f.Mma(a2, b1, acc.C21); acc.C22 = f.Mma(a2, b2, acc.C22); acc.C23 = f.Mma(a2, b3, acc.C23);
+        acc.C30 = f.Mma(a3, b0, acc.C30); acc.C31 = f.Mma(a3, b1, acc.C31); acc.C32 = f.Mma(a3, b2, acc.C32); acc.C33 = f.Mma(a3, b3, acc.C33);
+        return acc;
+    }
+
+    /// <summary>
+    /// The same step without fragments, for the CPU accelerator: each lane sums, straight from the swizzled
+    /// shared tiles, the 64 outputs the mma layout gives it. (Run with the lane-exact emulation, WarpStep costs
+    /// ~550 shuffles per step, each a barrier of OS threads on the CPU accelerator: minutes per test. Its
+    /// fragments are tested on one warp by a dedicated test kernel instead.)
+    /// </summary>
+    internal static WarpAccumulators WarpStepReference<TF, TA, TB>(ArrayView<ushort> smem, int aTile, int bTile,
+        int wm, int wn, int kk, int lane, WarpAccumulators acc)
+        where TF : struct, IHalfFormat where TA : struct, IOperandLayout where TB : struct, IOperandLayout
+    {
+        int m = wm * 64 + lane / 4, n = wn * 32 + 2 * (lane % 4);
+        acc.C00 = Add(acc.C00, Reference<TF, TA, TB>(smem, aTile, bTile, m, n, kk));
+        acc.C01 = Add(acc.C01, Reference<TF, TA, TB>(smem, aTile, bTile, m, n + 8, kk));
+        acc.C02 = Add(acc.C02, Reference<TF, TA, TB>(smem, aTile, bTile, m, n + 16, kk));
+        acc.C03 = Add(acc.C03, Reference<TF, TA, TB>(smem, aTile, bTile, m, n + 24, kk));
+        acc.C10 = Add(acc.C10, Reference<TF, TA, TB>(smem, aTile, bTile, m + 16, n, kk));
+        acc.C11 = Add(acc.C11, Reference<TF, TA, TB>(smem, aTile, bTile, m + 16, n + 8, kk));
+        acc.C12 = Add(acc.C12, Reference<TF, TA, TB>(smem, aTile, bTile, m + 16, n + 16, kk));
+        acc.C13 = Add(acc.C13, Reference<TF, TA, TB>(smem, aTile, bTile, m + 16, n + 24, kk));
+        acc.C20 = Add(acc.C20, Reference<TF, TA, TB>(smem, aTile, bTile, m + 32, n, kk));
+        acc.C21 = Add(acc.C21, Reference<TF, TA, TB>(smem, aTile, bTile, m + 32, n + 8, kk));
+        acc.C22 = Add(acc.C22, Reference<TF, TA, TB>(smem, aTile, bTile, m + 32, n + 16, kk));
+        acc.C23 = Add(acc.C23, Reference<TF, TA, TB>(smem, aTile, bTile, m + 32, n + 24, kk));
+        acc.C30 = Add(acc.C30, Reference<TF, TA, TB>(smem, aTile, bTile, m + 48, n, kk));
+        acc.C31 = Add(acc.C31, Reference<TF, TA, TB>(smem, aTile, bTile, m + 48, n + 8, kk));
+        acc.C32 = Add(acc.C32, Reference<TF, TA, TB>(smem, aTile, bTile, m + 48, n + 16, kk));
+        acc.C33 = Add(acc.C33, Reference<TF, TA, TB>(smem, aTile, bTile, m + 48, n + 24, kk));
+        return acc;
+    }
+
+    private static Float4 Add(Float4 x, Float4 y) => new(x.X + y.X, x.Y + y.Y, x.Z + y.Z, x.W + y.W);
+
+    /// <summary>Sum over 16 k of the lane's four mma outputs: (m, n), (m, n + 1), (m + 8, n), (m + 8, n + 1).</summary>
+    private static Float4 Reference<TF, TA, TB>(ArrayView<ushort> smem, int aTile, int bTile, int m, int n, int kk)
+        where TF : struct, IHalfFormat where TA : struct, IOperandLayout where TB : struct, IOperandLayout
+    {
+        var f = default(TF);
+        Float4 r = default;
+        for (int k = kk; k < kk + 16; k++)
+        {
+            float a0 = f.ToFloat(smem[aTile + Element<TA>(m, k)]), a1 = f.ToFloat(smem[aTile + Element<TA>(m + 8, k)]);
+            float b0 = f.ToFloat(smem[bTile + Element<TB>(n, k)]), b1 = f.ToFloat(smem[bTile + Element<TB>(n + 1, k)]);
+            r = new Float4(r.X + a0 * b0, r.Y + a0 * b1, r.Z + a1 * b0, r.W + a1 * b1);
+        }
+        return r;
+    }
+
+    /// <summary>Offset of op(X)'s element (mn, k) in a stage's tile.</summary>
+    internal static int Element<TLayout>(int mn, int k) where TLayout : struct, IOperandLayout =>
+        default(TLayout).IsKInner ? Swizzle(mn, k / 8, BK / 8) + k % 8 : Swizzle(k, mn / 8, BM / 8) + mn % 8;
 
     /// <summary>Where a block's operands come from (this batch's views and their device addresses).</summary>
     private struct Sources
@@ -143,7 +208,7 @@ public static class HgemmMma
     }
 
     /// <summary>Chunk l (8 elements along the stored operand's contiguous axis) of the tile at (mn0, k0), zero past the edge.</summary>
-    private static void CopyChunk<TLayout>(ArrayView<ushort> smem, ArrayView<ushort> x, ulong xAddress, uint smemBase, bool async,
+    internal static void CopyChunk<TLayout>(ArrayView<ushort> smem, ArrayView<ushort> x, ulong xAddress, uint smemBase, bool async,
         int tileBase, int l, int mn0, int k0, int mnSize, int kSize, int ld) where TLayout : struct, IOperandLayout
     {
         int chunks = ChunksPerRow<TLayout>();
@@ -189,7 +254,7 @@ public static class HgemmMma
     /// (rows (j % 2) * 8.., k (j / 2) * 8..), i.e. a0..a3; lane l points at row l % 8 of matrix l / 8.
     /// k-contiguous tile ([m][k]): that row is an m row, plain ldmatrix. mn-contiguous ([k][m]): a k row, .trans.
     /// </summary>
-    private static U32x4 LoadA<TLayout>(ArrayView<ushort> smem, uint smemBase, int tileBase, int m, int k, int lane)
+    internal static U32x4 LoadA<TLayout>(ArrayView<ushort> smem, uint smemBase, int tileBase, int m, int k, int lane)
         where TLayout : struct, IOperandLayout
     {
         int j = lane / 8, r = lane % 8;
@@ -204,7 +269,7 @@ public static class HgemmMma
     /// so the result is b0, b1 of the first n8 tile, then b0, b1 of the second. mma wants B "col" (k runs within a
     /// register): a k-contiguous tile ([n][k]) gives that with plain ldmatrix, an mn-contiguous one ([k][n]) with .trans.
     /// </summary>
-    private static U32x4 LoadB<TLayout>(ArrayView<ushort> smem, uint smemBase, int tileBase, int n, int k, int lane)
+    internal static U32x4 LoadB<TLayout>(ArrayView<ushort> smem, uint smemBase, int tileBase, int n, int k, int lane)
         where TLayout : struct, IOperandLayout
     {
         int j = lane / 8, r = lane % 8;
