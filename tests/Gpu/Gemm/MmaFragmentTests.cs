@@ -25,7 +25,6 @@ internal static class FragmentKernels
         Group.Barrier();
         var acc = default(HgemmMma.WarpAccumulators);
         acc = HgemmMma.WarpStep<TF, TA, TB>(smem, 0, 0, HgemmMma.TileElems, 0, 0, 0, lane, acc);
-        acc = HgemmMma.WarpStep<TF, TA, TB>(smem, 0, 0, HgemmMma.TileElems, 0, 0, 16, lane, acc);
         Write(output, 0, lane, acc.C00); Write(output, 1, lane, acc.C01); Write(output, 2, lane, acc.C02); Write(output, 3, lane, acc.C03);
         Write(output, 4, lane, acc.C10); Write(output, 5, lane, acc.C11); Write(output, 6, lane, acc.C12); Write(output, 7, lane, acc.C13);
         Write(output, 8, lane, acc.C20); Write(output, 9, lane, acc.C21); Write(output, 10, lane, acc.C22); Write(output, 11, lane, acc.C23);
@@ -47,8 +46,8 @@ public class MmaFragmentTests(GpuFixture gpu) : IClassFixture<GpuFixture>
     private void Run<TF, TA, TB>(bool transA, bool transB, DType format)
         where TF : struct, IHalfFormat where TA : struct, IOperandLayout where TB : struct, IOperandLayout
     {
-        // The warp's tile is 64 x 32 over K = 32; ragged sizes leave zero-filled rows, columns and k.
-        var t = GemmCase.Random(61, 27, 29, transA, transB, seed: 21);
+        // The warp's tile is 64 x 32 over K = 16; ragged sizes leave zero-filled rows, columns and k.
+        var t = GemmCase.Random(61, 27, 13, transA, transB, seed: 21);
         ushort Encode(double v) => format == DType.BF16 ? BFloat16.FromFloat((float)v).Bits : BitConverter.HalfToUInt16Bits((System.Half)v);
         using var a = gpu.Upload(t.A.Select(Encode).ToArray());
         using var b = gpu.Upload(t.B.Select(Encode).ToArray());
@@ -76,10 +75,9 @@ public class MmaFragmentTests(GpuFixture gpu) : IClassFixture<GpuFixture>
     [Fact]
     public void LdmatrixAndMmaFragmentsGiveTheWarpTileForEveryLayout()
     {
+        // NN reads A with ldmatrix and B with ldmatrix.trans; TT the other way round: together every fragment path.
+        // (Each emulated mma is 32 shuffles, each a barrier of 32 OS threads on the CPU accelerator: kept to two runs.)
         Run<Bf16, KInner, MnInner>(false, false, DType.BF16);
-        Run<Bf16, KInner, KInner>(false, true, DType.BF16);
-        Run<Bf16, MnInner, MnInner>(true, false, DType.BF16);
-        Run<Bf16, MnInner, KInner>(true, true, DType.BF16);
-        Run<F16, KInner, KInner>(false, true, DType.F16);
+        Run<F16, MnInner, KInner>(true, true, DType.F16);
     }
 }
