@@ -35,10 +35,16 @@ public struct GemmArgs
     {
         var p = new GemmArgs
         {
-            M = m, N = n, K = k,
-            TransA = transA ? 1 : 0, TransB = transB ? 1 : 0,
-            Lda = transA ? m : k, Ldb = transB ? k : n, Ldc = n,
-            Alpha = 1f, Beta = 0f,
+            M = m,
+            N = n,
+            K = k,
+            TransA = transA ? 1 : 0,
+            TransB = transB ? 1 : 0,
+            Lda = transA ? m : k,
+            Ldb = transB ? k : n,
+            Ldc = n,
+            Alpha = 1f,
+            Beta = 0f,
         };
         if (batch > 1)
         {
