@@ -326,7 +326,7 @@ public static class HgemmMma
         int async = CanCopyAsync(p, Offset(a), Offset(b)) ? 1 : 0;
         var (aK, bK) = OperandLayout.Of(p);
         string name = $"hgemm_{(format == DType.BF16 ? "bf16" : "f16")}_{(aK ? 'N' : 'T')}{(bK ? 'T' : 'N')}";
-        var kernel = KernelCache.Get(accelerator, name, acc => format == DType.BF16 ? Load<Bf16>(acc, aK, bK) : Load<F16>(acc, aK, bK));
+        var kernel = GemmKernelCache.Get(accelerator, name, acc => format == DType.BF16 ? Load<Bf16>(acc, aK, bK) : Load<F16>(acc, aK, bK));
         var grid = new Index3D(GemmLaunch.CeilDiv(p.N, BN), GemmLaunch.CeilDiv(p.M, BM), batch);
         kernel(new KernelConfig(grid, new Index3D(Threads, 1, 1)), a, b, c, bias.OrDummy(accelerator),
             GemmLaunch.DeviceAddress(a), GemmLaunch.DeviceAddress(b), p, async);

@@ -39,7 +39,7 @@ public static class Sgemm1Naive
     {
         p.Validate(a.Length, b.Length, c.Length, bias.Length, batch, nameof(Sgemm1Naive));
         if (p.M == 0 || p.N == 0) return;
-        var kernel = KernelCache.Get(accelerator, nameof(Sgemm1Naive),
+        var kernel = GemmKernelCache.Get(accelerator, nameof(Sgemm1Naive),
             acc => acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs>(Kernel));
         var grid = new Index3D(GemmLaunch.CeilDiv(p.N, Block), GemmLaunch.CeilDiv(p.M, Block), batch);
         kernel(new KernelConfig(grid, new Index3D(Block, Block, 1)), a, b, c, bias.OrDummy(accelerator), p);

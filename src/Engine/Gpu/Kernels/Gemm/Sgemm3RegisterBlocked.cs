@@ -75,7 +75,7 @@ public static class Sgemm3RegisterBlocked
     {
         var (aK, bK) = OperandLayout.Of(p);
         string name = $"sgemm3_{(aK ? 'N' : 'T')}{(bK ? 'T' : 'N')}";
-        return KernelCache.Get(accelerator, name, acc => (aK, bK) switch
+        return GemmKernelCache.Get(accelerator, name, acc => (aK, bK) switch
         {
             (true, false) => acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs>(Kernel<KInner, MnInner>),
             (true, true) => acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs>(Kernel<KInner, KInner>),

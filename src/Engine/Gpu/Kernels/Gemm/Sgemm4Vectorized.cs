@@ -75,7 +75,7 @@ public static class Sgemm4Vectorized
         VectorTiles.CheckAligned(p, a, b, c, nameof(Sgemm4Vectorized));
         if (p.M == 0 || p.N == 0) return;
         var (aK, bK) = OperandLayout.Of(p);
-        var kernel = KernelCache.Get(accelerator, $"sgemm4_{(aK ? 'N' : 'T')}{(bK ? 'T' : 'N')}", acc => (aK, bK) switch
+        var kernel = GemmKernelCache.Get(accelerator, $"sgemm4_{(aK ? 'N' : 'T')}{(bK ? 'T' : 'N')}", acc => (aK, bK) switch
         {
             (true, false) => acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs>(Kernel<KInner, MnInner>),
             (true, true) => acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs>(Kernel<KInner, KInner>),

@@ -113,7 +113,7 @@ public static class Sgemm5WarpTiled
         VectorTiles.CheckAligned(p, a, b, c, nameof(Sgemm5WarpTiled));
         if (p.M == 0 || p.N == 0) return;
         var (aK, bK) = OperandLayout.Of(p);
-        var kernel = KernelCache.Get(accelerator, $"sgemm5_{(aK ? 'N' : 'T')}{(bK ? 'T' : 'N')}", acc => (aK, bK) switch
+        var kernel = GemmKernelCache.Get(accelerator, $"sgemm5_{(aK ? 'N' : 'T')}{(bK ? 'T' : 'N')}", acc => (aK, bK) switch
         {
             (true, false) => acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs>(Kernel<KInner, MnInner>),
             (true, true) => acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs>(Kernel<KInner, KInner>),

@@ -4,7 +4,7 @@ using ILGPU.Runtime;
 namespace ManagedTensor.Gpu.Gemm;
 
 /// <summary>Kernels are compiled on first use and cached per accelerator, keyed by a name such as "sgemm5_NT".</summary>
-internal static class KernelCache
+internal static class GemmKernelCache
 {
     private static readonly ConditionalWeakTable<Accelerator, Dictionary<string, Delegate>> Tables = new();
 
