@@ -21,6 +21,7 @@ public static class MtApp
         root.Subcommands.Add(QuantizeCommand(output));
         root.Subcommands.Add(BenchCommand(output));
         root.Subcommands.Add(DemoCommand(output));
+        root.Subcommands.Add(SelftestCommand.Create(output));
         return root.Parse(args).Invoke();
     }
 

@@ -61,6 +61,18 @@ public class PtxCompilerTests(GpuFixture gpu) : IClassFixture<GpuFixture>
     }
 
     [Fact]
+    public void CompileAllRecoversAfterAFailure()
+    {
+        var kernels = new[] { nameof(SampleKernels.Invalid), nameof(SampleKernels.Saxpy), nameof(SampleKernels.ReverseInGroup) }
+            .Select(n => typeof(SampleKernels).GetMethod(n)!);
+        var results = PtxCompiler.CompileAll(kernels, PtxCompiler.Sm90);
+        Assert.Contains("SampleKernels.Invalid", results[0].Error);
+        Assert.Null(results[0].Ptx);
+        Assert.Contains(".entry", results[1].Ptx);
+        Assert.Contains("bar.sync", results[2].Ptx);
+    }
+
+    [Fact]
     public void FixtureRunsWarpSizedGroups()
     {
         Assert.Equal(32, gpu.Accelerator.WarpSize);

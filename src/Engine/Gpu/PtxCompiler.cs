@@ -64,6 +64,50 @@ public static class PtxCompiler
         }
     }
 
+    /// <summary>
+    /// Compiles many kernels for one architecture, reusing a context while compiles succeed (context
+    /// creation dominates the cost of small kernels) and starting a fresh one after any failure.
+    /// Returns, per kernel in order, its PTX or the failure message.
+    /// </summary>
+    public static IReadOnlyList<(MethodInfo Kernel, string? Ptx, string? Error)> CompileAll(IEnumerable<MethodInfo> kernels, CudaArchitecture arch,
+        CudaInstructionSet? isa = null, Func<Context.Builder, Context.Builder>? configure = null)
+    {
+        var results = new List<(MethodInfo, string?, string?)>();
+        Context? context = null;
+        PTXBackend? backend = null;
+        try
+        {
+            foreach (var kernel in kernels)
+            {
+                if (context is null)
+                {
+                    context = Context.Create(b => (configure ?? GpuContextOptions.Apply)(b));
+                    backend = new PTXBackend(context, new CudaCapabilityContext(arch), arch, isa ?? DefaultIsa, nvvmAPI: null);
+                }
+                try
+                {
+                    var entry = IsImplicitlyGrouped(kernel)
+                        ? EntryPointDescription.FromImplicitlyGroupedKernel(kernel)
+                        : EntryPointDescription.FromExplicitlyGroupedKernel(kernel);
+                    results.Add((kernel, ((PTXCompiledKernel)backend!.Compile(entry, KernelSpecialization.Empty)).PTXAssembly, null));
+                }
+                catch (Exception e)
+                {
+                    results.Add((kernel, null, $"{Describe(kernel)}: {e.Message}{(e.InnerException is null ? "" : $" ({e.InnerException.Message})")}"));
+                    backend!.Dispose();
+                    context.Dispose();
+                    (backend, context) = (null, null);
+                }
+            }
+        }
+        finally
+        {
+            backend?.Dispose();
+            context?.Dispose();
+        }
+        return results;
+    }
+
     /// <summary>Whether the kernel's first parameter is an ILGPU index (an implicitly grouped kernel).</summary>
     public static bool IsImplicitlyGrouped(MethodInfo kernel)
     {

@@ -1,0 +1,105 @@
+using System.CommandLine;
+using System.Diagnostics;
+using ManagedTensor.Conformance;
+using ManagedTensor.Gpu;
+using Spectre.Console;
+
+namespace ManagedTensor.Apps;
+
+/// <summary>
+/// `mt selftest --device cuda|cuda:N|ilgpu-cpu`: lists the CUDA devices, runs the op conformance suite
+/// (every op, GPU kernel vs the CPU reference; realistic sizes on CUDA, small ones on ilgpu-cpu) and
+/// prints a pass/fail table. `--ptx` also compiles every kernel offline for sm_89 and sm_90.
+/// Exit code 0 when every case passes, 1 when one fails, 2 when the device cannot be opened.
+/// </summary>
+public static class SelftestCommand
+{
+    public static Command Create(TextWriter output)
+    {
+        var device = new Option<string>("--device") { Description = "cuda, cuda:N or ilgpu-cpu", DefaultValueFactory = _ => "cuda" };
+        var scale = new Option<string?>("--scale") { Description = "small or realistic (default: realistic on CUDA, small on ilgpu-cpu)" };
+        var filter = new Option<string?>("--filter") { Description = "only cases whose name contains this text" };
+        var ptx = new Option<bool>("--ptx") { Description = "also compile every kernel to PTX for sm_89 and sm_90" };
+        var cmd = new Command("selftest", "run the op conformance suite on a GPU device against the CPU reference") { device, scale, filter, ptx };
+        cmd.SetAction(p => Run(output, p.GetValue(device)!, p.GetValue(scale), p.GetValue(filter), p.GetValue(ptx)));
+        return cmd;
+    }
+
+    private static int Run(TextWriter output, string deviceName, string? scaleName, string? filter, bool ptx)
+    {
+        bool terminal = ReferenceEquals(output, Console.Out) && !Console.IsOutputRedirected;
+        var console = AnsiConsole.Create(new AnsiConsoleSettings
+        {
+            Out = new AnsiConsoleOutput(output),
+            Ansi = terminal ? AnsiSupport.Detect : AnsiSupport.No,
+            ColorSystem = terminal ? ColorSystemSupport.Detect : ColorSystemSupport.NoColors,
+        });
+        if (!terminal) console.Profile.Width = 200; // a log file: one table row per line
+        var device = Device.Parse(deviceName);
+        if (device.Kind == DeviceKind.Cpu)
+        {
+            console.MarkupLine("[red]selftest compares a GPU device with the CPU reference: use --device cuda, cuda:N or ilgpu-cpu[/]");
+            return 2;
+        }
+        var (cuda, problem) = GpuDevices.ListCuda();
+        foreach (var d in cuda) console.WriteLine($"CUDA device {d}");
+        if (problem is not null) console.WriteLine($"CUDA: {problem}");
+        if (ptx && !CompilePtx(console)) return 1;
+
+        GpuBackend backend;
+        try
+        {
+            backend = (GpuBackend)Backends.For(device);
+        }
+        catch (Exception e)
+        {
+            console.MarkupLineInterpolated($"[red]{device}: {e.Message}[/]");
+            return 2;
+        }
+        console.WriteLine($"testing {backend.Info}");
+
+        var scale = scaleName?.ToLowerInvariant() switch
+        {
+            null => device.Kind == DeviceKind.Cuda ? CaseScale.Realistic : CaseScale.Small,
+            "small" => CaseScale.Small,
+            "realistic" => CaseScale.Realistic,
+            _ => throw new ArgumentException($"--scale: expected small or realistic, got '{scaleName}'"),
+        };
+        var cases = OpConformance.Cases(scale).Where(c => filter is null || c.Name.Contains(filter, StringComparison.OrdinalIgnoreCase)).ToList();
+        var table = new Table().AddColumns("case", "ops", "dtype", "shape", "max |err|", "max rel", "device ms", "result");
+        int failed = 0;
+        var total = Stopwatch.StartNew();
+        foreach (var c in cases)
+        {
+            var r = OpConformance.Run(c, device);
+            if (!r.Passed) failed++;
+            table.AddRow(
+                Markup.Escape(c.Name), Markup.Escape(string.Join(",", c.Ops)), c.DType.ToString(), Markup.Escape(c.Shape),
+                r.MaxAbsError.ToString("G3"), r.MaxRelError.ToString("G3"), r.DeviceTime.TotalMilliseconds.ToString("F1"),
+                r.Passed ? "[green]pass[/]" : $"[red]FAIL[/] {Markup.Escape(r.Error ?? "")}");
+        }
+        console.Write(table);
+        var s = backend.Stats;
+        console.WriteLine($"{cases.Count - failed} passed, {failed} failed of {cases.Count} cases ({scale} sizes) in {total.Elapsed.TotalSeconds:F1} s; " +
+            $"{backend.CompiledKernels} kernels compiled; device memory peak {Format(s.PeakBytes)}, reserved {Format(s.ReservedBytes)}, {s.DeviceAllocations} driver allocations");
+        return failed == 0 ? 0 : 1;
+    }
+
+    private static bool CompilePtx(IAnsiConsole console)
+    {
+        var specs = GpuBackend.AllKernelSpecs().DistinctBy(s => s.Method).ToList();
+        bool ok = true;
+        foreach (var arch in PtxCompiler.CiTargets)
+        {
+            var sw = Stopwatch.StartNew();
+            var results = PtxCompiler.CompileAll(specs.Select(s => s.Method), arch);
+            var errors = results.Where(r => r.Error is not null).ToList();
+            console.WriteLine($"PTX sm_{arch.Major}{arch.Minor}: {results.Count - errors.Count} of {results.Count} kernels compiled in {sw.Elapsed.TotalSeconds:F1} s");
+            foreach (var e in errors) console.WriteLine($"  {e.Error}");
+            ok &= errors.Count == 0;
+        }
+        return ok;
+    }
+
+    private static string Format(long bytes) => bytes >= 1 << 20 ? $"{bytes / (double)(1 << 20):F1} MiB" : $"{bytes / 1024.0:F1} KiB";
+}
