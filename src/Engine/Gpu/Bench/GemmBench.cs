@@ -1,8 +1,5 @@
 using System.Diagnostics;
 using System.Globalization;
-using System.Reflection;
-using System.Runtime.InteropServices;
-using System.Runtime.Loader;
 using System.Text.Json;
 using ILGPU;
 using ILGPU.Runtime;
@@ -48,7 +45,7 @@ public static class GemmBench
         var parsed = Device.Parse(device);
         if (parsed.Kind != DeviceKind.Cuda) throw new ArgumentException($"mt bench gemm: --device must be cuda or cuda:N, got {device}");
 
-        ResolveLibCuda();
+        GpuDevices.InstallCudaResolver();
         using var context = Context.Create(b => GpuContextOptions.Apply(b.Cuda()));
         var devices = context.GetCudaDevices();
         if (devices.Count == 0) throw new InvalidOperationException("no CUDA device: ILGPU found no driver (libcuda.so.1) or no GPU");
@@ -175,14 +172,4 @@ public static class GemmBench
         int i = Array.IndexOf(args, name);
         return i >= 0 && i + 1 < args.Length ? args[i + 1] : null;
     }
-
-    /// <summary>ILGPU binds "cuda", which never probes libcuda.so.1, often the only name on GPU hosts (ILGPU-NOTES).</summary>
-    private static void ResolveLibCuda()
-    {
-        if (Interlocked.Exchange(ref resolverInstalled, 1) != 0) return;
-        AssemblyLoadContext.Default.ResolvingUnmanagedDll += (Assembly _, string name) =>
-            name == "cuda" && NativeLibrary.TryLoad("libcuda.so.1", out var handle) ? handle : IntPtr.Zero;
-    }
-
-    private static int resolverInstalled;
 }
