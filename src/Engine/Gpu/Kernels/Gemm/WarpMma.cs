@@ -51,10 +51,12 @@ public static class WarpMma
         {
             // Lane g * 4 + q holds A[g][2q..2q+1] (a0), A[g+8][2q..] (a1), A[g][2q+8..] (a2), A[g+8][2q+8..] (a3);
             // lane n * 4 + q holds B[2q..2q+1][n] (b0) and B[2q+8..2q+9][n] (b1).
-            uint a0 = Warp.Shuffle(a.X, g * 4 + q), a1 = Warp.Shuffle(a.Y, g * 4 + q);
-            uint a2 = Warp.Shuffle(a.Z, g * 4 + q), a3 = Warp.Shuffle(a.W, g * 4 + q);
-            uint b0n0 = Warp.Shuffle(b.X, 2 * t * 4 + q), b1n0 = Warp.Shuffle(b.Y, 2 * t * 4 + q);
-            uint b0n1 = Warp.Shuffle(b.X, (2 * t + 1) * 4 + q), b1n1 = Warp.Shuffle(b.Y, (2 * t + 1) * 4 + q);
+            // One shuffle moves a whole fragment (a struct): 3 per q instead of 8.
+            var aq = Warp.Shuffle(a, g * 4 + q);
+            var bn0 = Warp.Shuffle(b, 2 * t * 4 + q);
+            var bn1 = Warp.Shuffle(b, (2 * t + 1) * 4 + q);
+            uint a0 = aq.X, a1 = aq.Y, a2 = aq.Z, a3 = aq.W;
+            uint b0n0 = bn0.X, b1n0 = bn0.Y, b0n1 = bn1.X, b1n1 = bn1.Y;
             c.X += Dot2<TFormat>(a0, b0n0) + Dot2<TFormat>(a2, b1n0);
             c.Y += Dot2<TFormat>(a0, b0n1) + Dot2<TFormat>(a2, b1n1);
             c.Z += Dot2<TFormat>(a1, b0n0) + Dot2<TFormat>(a3, b1n0);
