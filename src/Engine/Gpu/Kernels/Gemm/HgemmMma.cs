@@ -39,7 +39,9 @@ public static class HgemmMma
     {
         int tid = Group.IdxX;
         int n0 = Grid.IdxX * BN, m0 = Grid.IdxY * BM, batch = Grid.IdxZ;
-        var smem = SharedMemory.Allocate<ushort>(Stages * StageElems); // the only shared allocation: __shared_alloca0
+        // The only shared allocation (__shared_alloca0 in PTX), declared as 16-byte elements so that PTX aligns it
+        // to 16 bytes, as cp.async and ldmatrix need (a ushort array would get .align 2).
+        var smem = SharedMemory.Allocate<Float4>(Stages * StageElems / 8).Cast<ushort>();
         var ab = a.SubView(batch * p.BatchStrideA);
         var bb = b.SubView(batch * p.BatchStrideB);
         var cb = c.SubView(batch * p.BatchStrideC);
