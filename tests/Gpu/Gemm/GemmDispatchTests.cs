@@ -22,6 +22,7 @@ public class GemmDispatchTests
     public void TensorMatMulUsesTheSelectedKernels()
     {
         var d = Device.IlgpuCpu;
+        using var scope = DeviceMemory.Scope(); // frees every device tensor made here (leaks would upset the memory tests of this collection)
         bool gemm = ((ManagedTensor.Gpu.GpuBackend)Backends.For(d)).Accelerator.MaxNumThreadsPerGroup >= 256;
         GemmKernel? Used(GemmKernel k) => gemm ? k : null;
         // (batch, M, K) @ (K, N)^T as a Linear layer does it, K and N multiples of 4: float4-aligned.
