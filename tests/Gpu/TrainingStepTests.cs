@@ -73,6 +73,10 @@ public class TrainingStepTests
     [Fact]
     public void TrainingStepAllocatesNothingAfterWarmUp()
     {
+        // Tensors earlier tests left to the GC would otherwise be finalized mid-test (when parallel test
+        // classes put pressure on the GC) and lower LiveBytes below `before`.
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
         var d = Device.IlgpuCpu;
         var init = InitialParameters();
         var (xCpu, tCpu) = Data();
@@ -132,6 +136,8 @@ public class TrainingStepTests
     [Fact]
     public void DisposeReturnsTheBlockAndScopesKeepWhatTheyAreTold()
     {
+        GC.Collect(); // as above: no finalizer of an earlier test's tensor may run between live0 and the checks
+        GC.WaitForPendingFinalizers();
         var d = Device.IlgpuCpu;
         GC.Collect();
         GC.WaitForPendingFinalizers();

@@ -31,8 +31,23 @@ internal static class CpuMatMul
         {
             case DType.F32: Run<float>(a, b, c, m, n, k); break;
             case DType.F64: Run<double>(a, b, c, m, n, k); break;
-            default: throw new NotSupportedException($"matmul on the CPU supports F32 and F64, got {a.Describe()} @ {b.Describe()}");
+            case DType.F16 or DType.BF16:
+                // 16-bit floats: float32 copies, float32 accumulation (as the tensor-core kernels do), one rounding at the end.
+                var wa = Widen(a);
+                var wb = Widen(b);
+                var wc = Tensor.Empty(c.Shape, DType.F32);
+                Run<float>(wa, wb, wc, m, n, k);
+                CpuCopy.Copy(wc, c);
+                break;
+            default: throw new NotSupportedException($"matmul on the CPU supports F32, F64, F16 and BF16, got {a.Describe()} @ {b.Describe()}");
         }
+    }
+
+    private static Tensor Widen(Tensor t)
+    {
+        var f = Tensor.Empty(t.Shape, DType.F32);
+        CpuCopy.Copy(t, f);
+        return f;
     }
 
     /// <summary>How a stored matrix (rows x cols, strides rs, cs) is handed to the GEMM: op and leading

@@ -8,8 +8,9 @@ namespace ManagedTensor.Gpu;
 /// EnableAlgorithms brings XMath (exp, log, tanh, pow, ... for float and double on PTX) and the warp
 /// and group reductions of ILGPU.Algorithms. O1 is ILGPU's default; MathMode stays exact (no ftz and
 /// no approximate division: Fast32BitOnly would silently turn every double into a float).
+/// EnablePtxInline registers the engine's register-result PTX instructions (mma.sync, ldmatrix, ...; see PtxInline).
 /// </summary>
 public static class GpuContextOptions
 {
-    public static Context.Builder Apply(Context.Builder builder) => builder.EnableAlgorithms();
+    public static Context.Builder Apply(Context.Builder builder) => builder.EnableAlgorithms().EnablePtxInline();
 }

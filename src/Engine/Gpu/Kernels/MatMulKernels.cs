@@ -59,7 +59,7 @@ internal static class MatMulKernels
 
     // ---- launchers ----
 
-    /// <summary>Validates (as the CPU backend does) and picks the kernel: today the tiled SIMT one.</summary>
+    /// <summary>Validates (as the CPU backend does) and picks the kernel: GemmDispatch (Kernels/Gemm) where the layout allows, else the tiled one.</summary>
     public static void MatMul(GpuBackend b, Tensor a, Tensor bm, Tensor c)
     {
         int rank = c.Rank;
@@ -74,6 +74,7 @@ internal static class MatMulKernels
         if (!c.IsContiguous) throw new ArgumentException($"matmul: output {c.Describe()} must be contiguous");
         if (a.DType != bm.DType || a.DType != c.DType) throw new ArgumentException($"matmul: dtypes differ: {a.Describe()} @ {bm.Describe()} -> {c.Describe()}");
         if (c.Numel == 0) return;
+        if (Gemm.GemmDispatch.TryRun(b, a, bm, c, m, n, k)) return; // the GEMM kernels (Kernels/Gemm) when the strides allow
         Tiled(b, a, bm, c, m, n, k);
     }
 
