@@ -141,6 +141,7 @@ public static class MtApp
             LlamaBench.Run(output, DataFiles.Find(DefaultModel), p.GetValue(big));
             return 0;
         });
+        cmd.Subcommands.Add(GemmBenchCommand.Create());
         return cmd;
     }
 
