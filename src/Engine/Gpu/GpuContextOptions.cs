@@ -1,0 +1,15 @@
+using ILGPU;
+
+namespace ManagedTensor.Gpu;
+
+/// <summary>
+/// The ILGPU context settings every GPU path shares: the runtime backend (CUDA and the CPU accelerator)
+/// and the offline PTX compiler use the same ones, so the PTX a test checks is the PTX a GPU would run.
+/// EnableAlgorithms brings XMath (exp, log, tanh, pow, ... for float and double on PTX) and the warp
+/// and group reductions of ILGPU.Algorithms. O1 is ILGPU's default; MathMode stays exact (no ftz and
+/// no approximate division: Fast32BitOnly would silently turn every double into a float).
+/// </summary>
+public static class GpuContextOptions
+{
+    public static Context.Builder Apply(Context.Builder builder) => builder.EnableAlgorithms();
+}

@@ -1,0 +1,89 @@
+using System.Reflection;
+using ILGPU;
+using ILGPU.Backends.EntryPoints;
+using ILGPU.Backends.PTX;
+using ILGPU.Runtime;
+using ILGPU.Runtime.Cuda;
+
+namespace ManagedTensor.Gpu;
+
+/// <summary>
+/// Compiles an ILGPU kernel method to PTX text with no GPU and no CUDA driver (for CI tests and for
+/// reading the code a kernel becomes). Each call uses a fresh <see cref="Context"/>: after one internal
+/// compiler error, later compiles in the same context fail with unrelated exceptions.
+/// About 0.1 s per kernel.
+/// </summary>
+/// <remarks>
+/// ILGPU 1.5.3 caps the emitted <c>.target</c> at sm_80 (the newest architecture its capability table
+/// needs), so sm_89 and sm_90 both get <c>.target sm_80</c>, which their drivers JIT natively; mma.sync,
+/// ldmatrix and cp.async are sm_80 instructions. Pass <c>raiseTarget: true</c> to emit
+/// <c>.target sm_89</c> / <c>sm_90</c> (needed for sm_90-only PTX such as wgmma or clusters); it sets
+/// the capability context's internal TargetArchitecture by reflection.
+/// </remarks>
+public static class PtxCompiler
+{
+    public static readonly CudaArchitecture Sm89 = new(8, 9);
+    public static readonly CudaArchitecture Sm90 = new(9, 0);
+
+    /// <summary>The architectures every kernel is compiled for in CI (Ada and Hopper).</summary>
+    public static IReadOnlyList<CudaArchitecture> CiTargets { get; } = [Sm89, Sm90];
+
+    /// <summary>PTX ISA 7.8 (CUDA 11.8): what Debian's ptxas 11.8 assembles; every driver since 520 JITs it.</summary>
+    public static readonly CudaInstructionSet DefaultIsa = new(7, 8);
+
+    /// <summary>
+    /// The PTX of <paramref name="kernel"/> (a static method; generic ones must be closed with
+    /// MakeGenericMethod). A first parameter of an ILGPU index type (Index1D, ...) makes it an implicitly
+    /// grouped kernel, otherwise it is explicitly grouped (Grid/Group intrinsics, LoadStreamKernel).
+    /// </summary>
+    /// <param name="configure">Context settings; null means <see cref="GpuContextOptions.Apply"/> (what the runtime uses).</param>
+    /// <exception cref="InvalidOperationException">ILGPU cannot compile the kernel; the message names the kernel and carries ILGPU's reason.</exception>
+    public static string Compile(MethodInfo kernel, CudaArchitecture arch, CudaInstructionSet? isa = null,
+        bool raiseTarget = false, Func<Context.Builder, Context.Builder>? configure = null)
+    {
+        ArgumentNullException.ThrowIfNull(kernel);
+        if (!kernel.IsStatic) throw new ArgumentException($"kernel {kernel.Name} must be a static method", nameof(kernel));
+        if (kernel.ContainsGenericParameters)
+            throw new ArgumentException($"kernel {kernel.Name} is an open generic method: close it with MakeGenericMethod", nameof(kernel));
+        using var context = Context.Create(b => (configure ?? GpuContextOptions.Apply)(b));
+        var capabilities = new CudaCapabilityContext(arch);
+        if (raiseTarget) RaiseTarget(capabilities, arch);
+        using var backend = new PTXBackend(context, capabilities, arch, isa ?? DefaultIsa, nvvmAPI: null);
+        var entry = IsImplicitlyGrouped(kernel)
+            ? EntryPointDescription.FromImplicitlyGroupedKernel(kernel)
+            : EntryPointDescription.FromExplicitlyGroupedKernel(kernel);
+        try
+        {
+            var compiled = (PTXCompiledKernel)backend.Compile(entry, KernelSpecialization.Empty);
+            return compiled.PTXAssembly;
+        }
+        catch (Exception e)
+        {
+            var reason = e.InnerException is null ? e.Message : $"{e.Message} ({e.InnerException.Message})";
+            throw new InvalidOperationException($"PTX compilation of {Describe(kernel)} for {arch} failed: {reason}", e);
+        }
+    }
+
+    /// <summary>Whether the kernel's first parameter is an ILGPU index (an implicitly grouped kernel).</summary>
+    public static bool IsImplicitlyGrouped(MethodInfo kernel)
+    {
+        var p = kernel.GetParameters();
+        return p.Length > 0 && typeof(IIndex).IsAssignableFrom(p[0].ParameterType);
+    }
+
+    /// <summary>"Class.Method&lt;T1, T2&gt;" for messages.</summary>
+    public static string Describe(MethodInfo kernel)
+    {
+        var name = $"{kernel.DeclaringType?.Name}.{kernel.Name}";
+        return kernel.IsGenericMethod ? $"{name}<{string.Join(", ", kernel.GetGenericArguments().Select(t => t.Name))}>" : name;
+    }
+
+    private static void RaiseTarget(CudaCapabilityContext capabilities, CudaArchitecture arch)
+    {
+        var property = typeof(CudaCapabilityContext).GetProperty(nameof(CudaCapabilityContext.TargetArchitecture))
+            ?? throw new InvalidOperationException("ILGPU's CudaCapabilityContext has no TargetArchitecture property (ILGPU version changed?)");
+        var setter = property.GetSetMethod(nonPublic: true)
+            ?? throw new InvalidOperationException("CudaCapabilityContext.TargetArchitecture has no setter (ILGPU version changed?)");
+        setter.Invoke(capabilities, [arch]);
+    }
+}
