@@ -1,0 +1,192 @@
+using System.Collections.Concurrent;
+using ILGPU;
+using ILGPU.Runtime;
+using ManagedTensor.Gpu.Kernels.Attention;
+
+namespace ManagedTensor.Gpu;
+
+/// <summary>Which attention kernel family runs (Auto picks; the others are for tests and benchmarks).</summary>
+public enum AttentionPath
+{
+    Auto,
+    Simt,    // any head dim up to 256, any float dtype (AttentionSimtKernels)
+    Mma,     // tensor cores: F16/BF16, head dim 64 or 128 (AttentionMmaKernels)
+    Decode,  // T = 1: split over the cache, then a merge (AttentionDecodeKernels)
+}
+
+/// <summary>
+/// Launchers of the attention kernels on one accelerator (the GPU backend keeps one per device).
+/// Buffers come as byte views of contiguous tensors in the op's layout (see <see cref="Op.Attention"/>);
+/// lse is float32. Kernels are loaded on first use and cached ({kernel}_{element}). The backward and
+/// the decode path need a float32 workspace (B H T floats, or splits B H (D + 2)); it is kept and
+/// grown here, so steady-state calls allocate nothing.
+/// </summary>
+public sealed class GpuAttention(Accelerator accelerator) : IDisposable
+{
+    private readonly ConcurrentDictionary<string, Delegate> _kernels = new();
+    private MemoryBuffer1D<float, Stride1D.Dense>? _workspace;
+
+    public Accelerator Accelerator => accelerator;
+
+    /// <summary>Bytes of workspace held now (the "extra memory" of attention beyond inputs and outputs).</summary>
+    public long WorkspaceBytes => (_workspace?.Length ?? 0) * sizeof(float);
+
+    /// <summary>The kernel family <see cref="Forward"/> uses for these sizes.</summary>
+    public static AttentionPath ChooseForward(DType dtype, AttentionParams p)
+    {
+        if (p.T == 1 && p.D <= AttentionDecodeKernels.MaxD) return AttentionPath.Decode;
+        if (dtype is DType.F16 or DType.BF16 && AttentionMmaKernels.Supports(p.D)) return AttentionPath.Mma;
+        return AttentionPath.Simt;
+    }
+
+    /// <summary>out and lse from q, k, v.</summary>
+    public void Forward(DType dtype, ArrayView<byte> q, ArrayView<byte> k, ArrayView<byte> v, ArrayView<byte> o, ArrayView<float> lse,
+        AttentionParams p, AttentionPath path = AttentionPath.Auto, int decodeSplits = 0)
+    {
+        if (path == AttentionPath.Auto) path = ChooseForward(dtype, p);
+        Check(dtype, p, path);
+        switch (path)
+        {
+            case AttentionPath.Mma when dtype == DType.BF16: ForwardMma<BF16Element>(q, k, v, o, lse, p); break;
+            case AttentionPath.Mma: ForwardMma<F16Element>(q, k, v, o, lse, p); break;
+            case AttentionPath.Decode:
+                switch (dtype)
+                {
+                    case DType.F32: Decode<float, F32Element>(q, k, v, o, lse, p, decodeSplits); break;
+                    case DType.BF16: Decode<ushort, BF16Element>(q, k, v, o, lse, p, decodeSplits); break;
+                    default: Decode<ushort, F16Element>(q, k, v, o, lse, p, decodeSplits); break;
+                }
+                break;
+            default:
+                switch (dtype)
+                {
+                    case DType.F32: ForwardSimt<float, F32Element>(q, k, v, o, lse, p); break;
+                    case DType.BF16: ForwardSimt<ushort, BF16Element>(q, k, v, o, lse, p); break;
+                    default: ForwardSimt<ushort, F16Element>(q, k, v, o, lse, p); break;
+                }
+                break;
+        }
+    }
+
+    /// <summary>dq, dk, dv (the scores are recomputed from lse; Di = dout . out goes to the workspace).</summary>
+    public void Backward(DType dtype, ArrayView<byte> dout, ArrayView<byte> q, ArrayView<byte> k, ArrayView<byte> v, ArrayView<byte> o,
+        ArrayView<float> lse, ArrayView<byte> dq, ArrayView<byte> dk, ArrayView<byte> dv, AttentionParams p)
+    {
+        Check(dtype, p, AttentionPath.Simt);
+        switch (dtype)
+        {
+            case DType.F32: BackwardSimt<float, F32Element>(dout, q, k, v, o, lse, dq, dk, dv, p); break;
+            case DType.BF16: BackwardSimt<ushort, BF16Element>(dout, q, k, v, o, lse, dq, dk, dv, p); break;
+            default: BackwardSimt<ushort, F16Element>(dout, q, k, v, o, lse, dq, dk, dv, p); break;
+        }
+    }
+
+    private static void Check(DType dtype, AttentionParams p, AttentionPath path)
+    {
+        if (dtype is not (DType.F32 or DType.F16 or DType.BF16))
+            throw new NotSupportedException($"GPU attention takes F32, F16 or BF16, not {dtype}");
+        if (p.H % Math.Max(p.Hkv, 1) != 0) throw new ArgumentException($"GPU attention: {p.H} query heads are not a multiple of {p.Hkv} kv heads");
+        switch (path)
+        {
+            case AttentionPath.Mma when dtype == DType.F32 || !AttentionMmaKernels.Supports(p.D):
+                throw new NotSupportedException($"the tensor-core attention kernel takes F16/BF16 with head dim 64 or 128, not {dtype} with head dim {p.D}");
+            case AttentionPath.Decode when p.T != 1 || p.D > AttentionDecodeKernels.MaxD:
+                throw new NotSupportedException($"the decode attention kernel takes one query (T = 1) and head dim <= {AttentionDecodeKernels.MaxD}, not T = {p.T}, D = {p.D}");
+            case AttentionPath.Simt when p.D > AttentionSimtKernels.MaxD:
+                throw new NotSupportedException($"GPU attention supports head dims up to {AttentionSimtKernels.MaxD}, not {p.D}");
+        }
+    }
+
+    // ---- launchers ----
+
+    private void ForwardSimt<TS, TE>(ArrayView<byte> q, ArrayView<byte> k, ArrayView<byte> v, ArrayView<byte> o, ArrayView<float> lse, AttentionParams p)
+        where TS : unmanaged where TE : struct, IElement<TS>
+    {
+        var kernel = Kernel<Action<KernelConfig, ArrayView<TS>, ArrayView<TS>, ArrayView<TS>, ArrayView<TS>, ArrayView<float>, AttentionParams>>(
+            $"attention_forward_simt_{typeof(TE).Name}", () => accelerator.LoadStreamKernel<ArrayView<TS>, ArrayView<TS>, ArrayView<TS>, ArrayView<TS>, ArrayView<float>, AttentionParams>(AttentionSimtKernels.Forward<TS, TE>));
+        var grid = new Index2D(Tiles(p.T, AttentionSimtKernels.GroupSize), p.B * p.H);
+        kernel(new KernelConfig(grid, new Index2D(AttentionSimtKernels.GroupSize, 1)), q.Cast<TS>(), k.Cast<TS>(), v.Cast<TS>(), o.Cast<TS>(), lse, p);
+    }
+
+    private void ForwardMma<TE>(ArrayView<byte> q, ArrayView<byte> k, ArrayView<byte> v, ArrayView<byte> o, ArrayView<float> lse, AttentionParams p)
+        where TE : struct, IMmaElement
+    {
+        var kernel = Kernel<Action<KernelConfig, ArrayView<ushort>, ArrayView<ushort>, ArrayView<ushort>, ArrayView<ushort>, ArrayView<float>, AttentionParams>>(
+            $"attention_forward_mma_{typeof(TE).Name}", () => accelerator.LoadStreamKernel<ArrayView<ushort>, ArrayView<ushort>, ArrayView<ushort>, ArrayView<ushort>, ArrayView<float>, AttentionParams>(AttentionMmaKernels.Forward<TE>));
+        var grid = new Index2D(Tiles(p.T, AttentionMmaKernels.BlockQ), p.B * p.H);
+        kernel(new KernelConfig(grid, new Index2D(AttentionMmaKernels.GroupSize, 1)), q.Cast<ushort>(), k.Cast<ushort>(), v.Cast<ushort>(), o.Cast<ushort>(), lse, p);
+    }
+
+    private void Decode<TS, TE>(ArrayView<byte> q, ArrayView<byte> k, ArrayView<byte> v, ArrayView<byte> o, ArrayView<float> lse, AttentionParams p, int splits)
+        where TS : unmanaged where TE : struct, IElement<TS>
+    {
+        int heads = p.B * p.H;
+        if (splits <= 0)
+        {
+            // Enough groups for two per multiprocessor, chunks of at least 64 keys.
+            int target = 2 * Math.Max(accelerator.NumMultiprocessors, 1);
+            splits = Math.Clamp((target + heads - 1) / heads, 1, Math.Max(1, Tiles(p.S, 64)));
+        }
+        long slots = (long)splits * heads;
+        var ws = Workspace(slots * (p.D + 2));
+        var partialO = ws.SubView(0, slots * p.D);
+        var partialM = ws.SubView(slots * p.D, slots);
+        var partialL = ws.SubView(slots * (p.D + 1), slots);
+        var split = Kernel<Action<KernelConfig, ArrayView<TS>, ArrayView<TS>, ArrayView<TS>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, AttentionParams>>(
+            $"attention_decode_split_{typeof(TE).Name}", () => accelerator.LoadStreamKernel<ArrayView<TS>, ArrayView<TS>, ArrayView<TS>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, AttentionParams>(AttentionDecodeKernels.Split<TS, TE>));
+        split(new KernelConfig(new Index2D(splits, heads), new Index2D(AttentionDecodeKernels.GroupSize, 1)), q.Cast<TS>(), k.Cast<TS>(), v.Cast<TS>(), partialO, partialM, partialL, splits, p);
+        var merge = Kernel<Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<TS>, ArrayView<float>, int, int>>(
+            $"attention_decode_merge_{typeof(TE).Name}", () => accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<TS>, ArrayView<float>, int, int>(AttentionDecodeKernels.Merge<TS, TE>));
+        merge(heads * p.D, partialO, partialM, partialL, o.Cast<TS>(), lse, splits, p.D);
+    }
+
+    private void BackwardSimt<TS, TE>(ArrayView<byte> dout, ArrayView<byte> q, ArrayView<byte> k, ArrayView<byte> v, ArrayView<byte> o,
+        ArrayView<float> lse, ArrayView<byte> dq, ArrayView<byte> dk, ArrayView<byte> dv, AttentionParams p)
+        where TS : unmanaged where TE : struct, IElement<TS>
+    {
+        int rows = p.B * p.H * p.T;
+        var delta = Workspace(rows).SubView(0, rows);
+        var deltaKernel = Kernel<Action<Index1D, ArrayView<TS>, ArrayView<TS>, ArrayView<float>, int>>(
+            $"attention_delta_{typeof(TE).Name}", () => accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<TS>, ArrayView<TS>, ArrayView<float>, int>(AttentionSimtKernels.Delta<TS, TE>));
+        deltaKernel(rows, dout.Cast<TS>(), o.Cast<TS>(), delta, p.D);
+
+        var dqKernel = Kernel<Action<KernelConfig, ArrayView<TS>, ArrayView<TS>, ArrayView<TS>, ArrayView<TS>, ArrayView<float>, ArrayView<float>, ArrayView<TS>, AttentionParams>>(
+            $"attention_backward_dq_simt_{typeof(TE).Name}", () => accelerator.LoadStreamKernel<ArrayView<TS>, ArrayView<TS>, ArrayView<TS>, ArrayView<TS>, ArrayView<float>, ArrayView<float>, ArrayView<TS>, AttentionParams>(AttentionSimtKernels.BackwardDq<TS, TE>));
+        var group = new Index2D(AttentionSimtKernels.GroupSize, 1);
+        dqKernel(new KernelConfig(new Index2D(Tiles(p.T, AttentionSimtKernels.GroupSize), p.B * p.H), group),
+            q.Cast<TS>(), k.Cast<TS>(), v.Cast<TS>(), dout.Cast<TS>(), lse, delta, dq.Cast<TS>(), p);
+
+        var dkdvKernel = Kernel<Action<KernelConfig, ArrayView<TS>, ArrayView<TS>, ArrayView<TS>, ArrayView<TS>, ArrayView<float>, ArrayView<float>, ArrayView<TS>, ArrayView<TS>, AttentionParams>>(
+            $"attention_backward_dkdv_simt_{typeof(TE).Name}", () => accelerator.LoadStreamKernel<ArrayView<TS>, ArrayView<TS>, ArrayView<TS>, ArrayView<TS>, ArrayView<float>, ArrayView<float>, ArrayView<TS>, ArrayView<TS>, AttentionParams>(AttentionSimtKernels.BackwardDkDv<TS, TE>));
+        dkdvKernel(new KernelConfig(new Index2D(Tiles(p.S, AttentionSimtKernels.GroupSize), p.B * p.Hkv), group),
+            q.Cast<TS>(), k.Cast<TS>(), v.Cast<TS>(), dout.Cast<TS>(), lse, delta, dk.Cast<TS>(), dv.Cast<TS>(), p);
+    }
+
+    // ---- plumbing ----
+
+    private static int Tiles(int n, int tile) => (n + tile - 1) / tile;
+
+    private TKernel Kernel<TKernel>(string name, Func<TKernel> load) where TKernel : Delegate
+        => (TKernel)_kernels.GetOrAdd(name, _ => load());
+
+    /// <summary>At least <paramref name="floats"/> floats of workspace; a larger buffer replaces a smaller one after the device is idle.</summary>
+    private ArrayView<float> Workspace(long floats)
+    {
+        if (_workspace is null || _workspace.Length < floats)
+        {
+            if (_workspace is not null)
+            {
+                accelerator.Synchronize(); // kernels still queued may read the old buffer
+                _workspace.Dispose();
+            }
+            _workspace = accelerator.Allocate1D<float>(Math.Max(floats, 1024));
+        }
+        return _workspace.View;
+    }
+
+    public void Dispose()
+    {
+        _workspace?.Dispose();
+        _workspace = null;
+    }
+}
