@@ -1,0 +1,82 @@
+using System.Reflection;
+using ILGPU;
+using ManagedTensor.Gpu;
+using ManagedTensor.Gpu.Kernels.Attention;
+using ManagedTensor.Tests.Gpu;
+using Xunit;
+
+namespace ManagedTensor.Tests.Attention;
+
+/// <summary>
+/// Every attention kernel compiles to PTX for sm_89 and sm_90 (and assembles, when ptxas is installed).
+/// Each PTX text is made once and shared by the tests (the tensor-core kernel takes about a second).
+/// </summary>
+public class AttentionPtxTests
+{
+    private static MethodInfo Kernel(Type type, string name, params Type[] args) => type.GetMethod(name)!.MakeGenericMethod(args);
+
+    /// <summary>Each kernel once per element type it is launched with.</summary>
+    public static TheoryData<string> Kernels => new(KernelMethods.Keys);
+
+    private static readonly Dictionary<string, MethodInfo> KernelMethods = new()
+    {
+        ["forward_simt_f32"] = Kernel(typeof(AttentionSimtKernels), nameof(AttentionSimtKernels.Forward), typeof(float), typeof(F32Element)),
+        ["forward_simt_bf16"] = Kernel(typeof(AttentionSimtKernels), nameof(AttentionSimtKernels.Forward), typeof(ushort), typeof(BF16Element)),
+        ["forward_simt_f16"] = Kernel(typeof(AttentionSimtKernels), nameof(AttentionSimtKernels.Forward), typeof(ushort), typeof(F16Element)),
+        ["forward_mma_bf16"] = Kernel(typeof(AttentionMmaKernels), nameof(AttentionMmaKernels.Forward), typeof(BF16Element)),
+        ["forward_mma_f16"] = Kernel(typeof(AttentionMmaKernels), nameof(AttentionMmaKernels.Forward), typeof(F16Element)),
+        ["delta_bf16"] = Kernel(typeof(AttentionSimtKernels), nameof(AttentionSimtKernels.Delta), typeof(ushort), typeof(BF16Element)),
+        ["backward_dq_bf16"] = Kernel(typeof(AttentionSimtKernels), nameof(AttentionSimtKernels.BackwardDq), typeof(ushort), typeof(BF16Element)),
+        ["backward_dkdv_f32"] = Kernel(typeof(AttentionSimtKernels), nameof(AttentionSimtKernels.BackwardDkDv), typeof(float), typeof(F32Element)),
+        ["decode_split_bf16"] = Kernel(typeof(AttentionDecodeKernels), nameof(AttentionDecodeKernels.Split), typeof(ushort), typeof(BF16Element)),
+        ["decode_merge_f16"] = Kernel(typeof(AttentionDecodeKernels), nameof(AttentionDecodeKernels.Merge), typeof(ushort), typeof(F16Element)),
+    };
+
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<(string, string), Lazy<string>> Compiled = new();
+
+    private static string Ptx(string name, ILGPU.Runtime.Cuda.CudaArchitecture arch)
+        => Compiled.GetOrAdd((name, arch.ToString()), _ => new Lazy<string>(() => PtxCompiler.Compile(KernelMethods[name], arch))).Value;
+
+    [Theory, MemberData(nameof(Kernels))]
+    public void Compiles_for_sm89_and_sm90(string name)
+    {
+        foreach (var arch in PtxCompiler.CiTargets)
+        {
+            var ptx = Ptx(name, arch);
+            Assert.Contains(".entry", ptx);
+            if (name.Contains("mma"))
+            {
+                string type = name.EndsWith("bf16") ? "bf16" : "f16";
+                Assert.Contains($"mma.sync.aligned.m16n8k16.row.col.f32.{type}.{type}.f32", ptx);
+                Assert.Contains($"cvt.rn.{type}x2.f32", ptx);
+            }
+        }
+    }
+
+    [PtxasTheory, MemberData(nameof(Kernels))]
+    public void Assembles_with_ptxas(string name)
+    {
+        foreach (var arch in PtxCompiler.CiTargets)
+        {
+            var (ok, log) = Ptxas.Assemble(Ptx(name, arch), arch);
+            Assert.True(ok, $"{name} for {arch}: {log}");
+        }
+    }
+
+    /// <summary>
+    /// The tensor-core kernel keeps its 64 score and up to 64 output accumulators per lane in registers:
+    /// with ILGPU's O2 no stack frame and no spills (at O1 each inline-PTX output goes through a local
+    /// slot, about 3 KB of stack per thread, so the GPU context should use O2).
+    /// </summary>
+    [PtxasFact]
+    public void Tensor_core_kernel_has_no_spills_at_O2()
+    {
+        foreach (var arch in PtxCompiler.CiTargets)
+        {
+            var ptx = PtxCompiler.Compile(KernelMethods["forward_mma_bf16"], arch, configure: b => GpuContextOptions.Apply(b).Optimize(OptimizationLevel.O2));
+            var (ok, log) = Ptxas.Assemble(ptx, arch);
+            Assert.True(ok, log);
+            Assert.Contains("0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads", log);
+        }
+    }
+}
