@@ -26,8 +26,8 @@ public static class Backends
     private static readonly Dictionary<Device, IBackend> Registered = new();
     private static readonly object Gate = new();
 
-    /// <summary>Makes backends for non-CPU devices; set by the GPU backend's module initializer.</summary>
-    public static Func<Device, IBackend>? GpuFactory { get; set; }
+    /// <summary>Makes backends for non-CPU devices: the ILGPU backend (src/Engine/Gpu) unless replaced.</summary>
+    public static Func<Device, IBackend>? GpuFactory { get; set; } = Gpu.GpuBackend.Create;
 
     public static IBackend For(Device device)
     {

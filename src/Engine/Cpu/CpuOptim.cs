@@ -39,7 +39,7 @@ internal static class CpuOptim
 
     private static void Step<T>(Tensor param, Tensor grad, Tensor m, Tensor v, AdamWAttrs a) where T : unmanaged, IFloatingPointIeee754<T>
     {
-        var f = new Factors<T>(a);
+        var f = new AdamWFactors<T>(a);
         T[] p = param.Data<T>(), g = grad.Data<T>(), ms = m.Data<T>(), vs = v.Data<T>();
         int po = param.Offset, go = grad.Offset, mo = m.Offset, vo = v.Offset;
         CpuParallel.For(param.Numel, 8, (start, end) =>
@@ -47,20 +47,7 @@ internal static class CpuOptim
                 ms.AsSpan(mo + start, end - start), vs.AsSpan(vo + start, end - start)));
     }
 
-    /// <summary>The step's scalars, rounded to T.</summary>
-    private readonly struct Factors<T>(AdamWAttrs a) where T : IFloatingPointIeee754<T>
-    {
-        public readonly T Decay = T.CreateTruncating(1 - a.Lr * a.WeightDecay);
-        public readonly T W1 = T.CreateTruncating(1 - a.Beta1);                              // lerp weight
-        public readonly T B2 = T.CreateTruncating(a.Beta2);
-        public readonly T OneMinusB2 = T.CreateTruncating(1 - a.Beta2);
-        public readonly T StepSize = T.CreateTruncating(a.Lr / (1 - Math.Pow(a.Beta1, a.Step)));
-        public readonly T Bc2Sqrt = T.CreateTruncating(Math.Sqrt(1 - Math.Pow(a.Beta2, a.Step)));
-        public readonly T Eps = T.CreateTruncating(a.Eps);
-        public readonly bool LerpFromStart = 1 - a.Beta1 < 0.5;                              // torch's lerp picks its form by weight
-    }
-
-    private static void Range<T>(in Factors<T> f, Span<T> p, ReadOnlySpan<T> g, Span<T> m, Span<T> v) where T : unmanaged, IFloatingPointIeee754<T>
+    private static void Range<T>(in AdamWFactors<T> f, Span<T> p, ReadOnlySpan<T> g, Span<T> m, Span<T> v) where T : unmanaged, IFloatingPointIeee754<T>
     {
         int i = 0;
         if (Vector.IsHardwareAccelerated && f.LerpFromStart)
@@ -86,16 +73,34 @@ internal static class CpuOptim
                 vi.CopyTo(v[i..]);
             }
         }
-        for (; i < p.Length; i++)
-        {
-            T gi = g[i];
-            T pi = p[i] * f.Decay;
-            T mi = f.LerpFromStart ? m[i] + f.W1 * (gi - m[i]) : gi - (gi - m[i]) * (T.One - f.W1);
-            T vi = v[i] * f.B2 + f.OneMinusB2 * gi * gi;
-            T denom = T.Sqrt(vi) / f.Bc2Sqrt + f.Eps;
-            p[i] = pi - f.StepSize * mi / denom;
-            m[i] = mi;
-            v[i] = vi;
-        }
+        for (; i < p.Length; i++) f.Update(ref p[i], g[i], ref m[i], ref v[i]);
+    }
+}
+
+/// <summary>
+/// One AdamW step's scalars, computed in double and rounded to T once (as PyTorch), and the per-element
+/// update in torch's order. The GPU kernel (Gpu/Kernels/OptimKernels.cs) runs the same <see cref="Update"/>.
+/// </summary>
+internal readonly struct AdamWFactors<T>(AdamWAttrs a) where T : IFloatingPointIeee754<T>
+{
+    public readonly T Decay = T.CreateTruncating(1 - a.Lr * a.WeightDecay);
+    public readonly T W1 = T.CreateTruncating(1 - a.Beta1);                              // lerp weight
+    public readonly T B2 = T.CreateTruncating(a.Beta2);
+    public readonly T OneMinusB2 = T.CreateTruncating(1 - a.Beta2);
+    public readonly T StepSize = T.CreateTruncating(a.Lr / (1 - Math.Pow(a.Beta1, a.Step)));
+    public readonly T Bc2Sqrt = T.CreateTruncating(Math.Sqrt(1 - Math.Pow(a.Beta2, a.Step)));
+    public readonly T Eps = T.CreateTruncating(a.Eps);
+    public readonly bool LerpFromStart = 1 - a.Beta1 < 0.5;                              // torch's lerp picks its form by weight
+
+    /// <summary>p = p (1 - lr wd); m = lerp(m, g, 1 - b1); v = v b2 + (1 - b2) g^2; p -= step m / (sqrt(v) / sqrt(1 - b2^t) + eps).</summary>
+    public void Update(ref T p, T g, ref T m, ref T v)
+    {
+        T pi = p * Decay;
+        T mi = LerpFromStart ? m + W1 * (g - m) : g - (g - m) * (T.One - W1);
+        T vi = v * B2 + OneMinusB2 * g * g;
+        T denom = T.Sqrt(vi) / Bc2Sqrt + Eps;
+        p = pi - StepSize * mi / denom;
+        m = mi;
+        v = vi;
     }
 }

@@ -250,23 +250,46 @@ internal readonly struct GeluTanhOp<T> : IUnaryOp<T> where T : IFloatingPointIee
     }
 }
 
-/// <summary>x^c, with PyTorch's special cases (c = 2, 0.5, -1, ...) done by cheaper exact routines.</summary>
-internal readonly struct PowScalarOp<T>(T c) : IUnaryOp<T> where T : IFloatingPointIeee754<T>
+/// <summary>
+/// x^c, with PyTorch's special cases (c = 2, 0.5, 1, -1) done by cheaper exact routines. The case is
+/// picked once, in the constructor (on the host), so the GPU kernels can use this struct too: ILGPU
+/// cannot compile the T.CreateTruncating comparisons inside a kernel.
+/// </summary>
+internal readonly struct PowScalarOp<T> : IUnaryOp<T> where T : IFloatingPointIeee754<T>
 {
-    public T Apply(T x) =>
-        c == T.CreateTruncating(2) ? x * x
-        : c == T.CreateTruncating(0.5) ? T.Sqrt(x)
-        : c == T.One ? x
-        : c == -T.One ? T.One / x
-        : T.Pow(x, c);
+    private const int General = 0, Square = 1, SquareRoot = 2, Identity = 3, Reciprocal = 4;
+    private readonly T _c;
+    private readonly int _case;
+
+    public PowScalarOp(T c)
+    {
+        _c = c;
+        _case = c == T.CreateTruncating(2) ? Square
+            : c == T.CreateTruncating(0.5) ? SquareRoot
+            : c == T.One ? Identity
+            : c == -T.One ? Reciprocal
+            : General;
+    }
+
+    public T Apply(T x) => _case switch
+    {
+        Square => x * x,
+        SquareRoot => T.Sqrt(x),
+        Identity => x,
+        Reciprocal => T.One / x,
+        _ => T.Pow(x, _c),
+    };
 
     public void Apply(ReadOnlySpan<T> x, Span<T> y)
     {
-        if (c == T.CreateTruncating(2)) TensorPrimitives.Multiply(x, x, y);
-        else if (c == T.CreateTruncating(0.5)) TensorPrimitives.Sqrt(x, y);
-        else if (c == T.One) x.CopyTo(y);
-        else if (c == -T.One) TensorPrimitives.Divide(T.One, x, y);
-        else TensorPrimitives.Pow(x, c, y);
+        switch (_case)
+        {
+            case Square: TensorPrimitives.Multiply(x, x, y); break;
+            case SquareRoot: TensorPrimitives.Sqrt(x, y); break;
+            case Identity: x.CopyTo(y); break;
+            case Reciprocal: TensorPrimitives.Divide(T.One, x, y); break;
+            default: TensorPrimitives.Pow(x, _c, y); break;
+        }
     }
 }
 
