@@ -209,3 +209,46 @@ public class AttentionGpuTests(AttentionGpuFixture fixture) : IClassFixture<Atte
         AssertClose(dv.ToDoubleArray(), Download(gdv, dtype), rtol, atol, $"dv {what}");
     }
 }
+
+/// <summary>
+/// Tensor.Attention on the GPU backend (device ilgpu-cpu: the same kernels on ILGPU's CPU accelerator),
+/// forward and autograd backward, against the CPU op: the Execute wiring, the dtype and workspace
+/// handling, and the automatic choice of kernel (tensor cores for BF16 with D = 64, decode for T = 1).
+/// </summary>
+public class AttentionBackendTests
+{
+    [Theory]
+    [InlineData(DType.F32, 1, 2, 1, 21, 21, 16, true)]
+    [InlineData(DType.BF16, 1, 2, 2, 19, 23, 64, true)]
+    [InlineData(DType.F32, 2, 2, 1, 1, 37, 16, true)]
+    public void Forward_and_backward_on_the_gpu_backend_match_the_cpu(DType dtype, int b, int h, int hkv, int t, int s, int d, bool causal)
+    {
+        var dev = Device.IlgpuCpu;
+        var q = RandomTensor([b, h, t, d], 31, DType.F32).To(dtype).To(DType.F32);
+        var k = RandomTensor([b, hkv, s, d], 32, DType.F32).To(dtype).To(DType.F32);
+        var v = RandomTensor([b, hkv, s, d], 33, DType.F32).To(dtype).To(DType.F32);
+        var w = RandomTensor([b, h, t, d], 34, DType.F32).To(dtype).To(DType.F32);
+
+        Tensor Leaf(Tensor x, Device device)
+        {
+            var l = x.To(device).To(dtype).Detach();
+            l.RequiresGrad = true;
+            return l;
+        }
+        var expected = Tensor.Attention(q, k, v, causal);
+
+        var (qg, kg, vg) = (Leaf(q, dev), Leaf(k, dev), Leaf(v, dev));
+        var actual = Tensor.Attention(qg, kg, vg, causal);
+        Assert.Equal(dev, actual.Device);
+        var (rtol, atol) = dtype == DType.F32 ? (2e-4, 2e-5) : (2e-2, 1e-2);
+        AssertClose(expected.ToDoubleArray(), actual.To(Device.Cpu).ToDoubleArray(), rtol, atol, $"out {dtype} T{t}");
+
+        (actual * w.To(dev).To(dtype)).Sum().Backward();
+        var (q64, k64, v64) = (q.To(DType.F64), k.To(DType.F64), v.To(DType.F64));
+        foreach (var x in new[] { q64, k64, v64 }) x.RequiresGrad = true;
+        (Tensor.Attention(q64, k64, v64, causal) * w.To(DType.F64)).Sum().Backward();
+        AssertClose(q64.Grad!.ToDoubleArray(), qg.Grad!.To(Device.Cpu).ToDoubleArray(), rtol, atol, $"dq {dtype} T{t}");
+        AssertClose(k64.Grad!.ToDoubleArray(), kg.Grad!.To(Device.Cpu).ToDoubleArray(), rtol, atol, $"dk {dtype} T{t}");
+        AssertClose(v64.Grad!.ToDoubleArray(), vg.Grad!.To(Device.Cpu).ToDoubleArray(), rtol, atol, $"dv {dtype} T{t}");
+    }
+}

@@ -1,7 +1,6 @@
 using System.Reflection;
 using ILGPU;
 using ManagedTensor.Gpu;
-using ManagedTensor.Gpu.Kernels.Attention;
 using ManagedTensor.Tests.Gpu;
 using Xunit;
 
@@ -13,24 +12,10 @@ namespace ManagedTensor.Tests.Attention;
 /// </summary>
 public class AttentionPtxTests
 {
-    private static MethodInfo Kernel(Type type, string name, params Type[] args) => type.GetMethod(name)!.MakeGenericMethod(args);
-
-    /// <summary>Each kernel once per element type it is launched with.</summary>
+    /// <summary>Every kernel instantiation the launchers use (F32, BF16, F16).</summary>
     public static TheoryData<string> Kernels => new(KernelMethods.Keys);
 
-    private static readonly Dictionary<string, MethodInfo> KernelMethods = new()
-    {
-        ["forward_simt_f32"] = Kernel(typeof(AttentionSimtKernels), nameof(AttentionSimtKernels.Forward), typeof(float), typeof(F32Element)),
-        ["forward_simt_bf16"] = Kernel(typeof(AttentionSimtKernels), nameof(AttentionSimtKernels.Forward), typeof(ushort), typeof(BF16Element)),
-        ["forward_simt_f16"] = Kernel(typeof(AttentionSimtKernels), nameof(AttentionSimtKernels.Forward), typeof(ushort), typeof(F16Element)),
-        ["forward_mma_bf16"] = Kernel(typeof(AttentionMmaKernels), nameof(AttentionMmaKernels.Forward), typeof(BF16Element)),
-        ["forward_mma_f16"] = Kernel(typeof(AttentionMmaKernels), nameof(AttentionMmaKernels.Forward), typeof(F16Element)),
-        ["delta_bf16"] = Kernel(typeof(AttentionSimtKernels), nameof(AttentionSimtKernels.Delta), typeof(ushort), typeof(BF16Element)),
-        ["backward_dq_bf16"] = Kernel(typeof(AttentionSimtKernels), nameof(AttentionSimtKernels.BackwardDq), typeof(ushort), typeof(BF16Element)),
-        ["backward_dkdv_f32"] = Kernel(typeof(AttentionSimtKernels), nameof(AttentionSimtKernels.BackwardDkDv), typeof(float), typeof(F32Element)),
-        ["decode_split_bf16"] = Kernel(typeof(AttentionDecodeKernels), nameof(AttentionDecodeKernels.Split), typeof(ushort), typeof(BF16Element)),
-        ["decode_merge_f16"] = Kernel(typeof(AttentionDecodeKernels), nameof(AttentionDecodeKernels.Merge), typeof(ushort), typeof(F16Element)),
-    };
+    private static readonly Dictionary<string, MethodInfo> KernelMethods = GpuAttention.KernelMethods().ToDictionary(k => k.Name, k => k.Method);
 
     private static readonly System.Collections.Concurrent.ConcurrentDictionary<(string, string), Lazy<string>> Compiled = new();
 
@@ -46,7 +31,7 @@ public class AttentionPtxTests
             Assert.Contains(".entry", ptx);
             if (name.Contains("mma"))
             {
-                string type = name.EndsWith("bf16") ? "bf16" : "f16";
+                string type = name.EndsWith("BF16") ? "bf16" : "f16";
                 Assert.Contains($"mma.sync.aligned.m16n8k16.row.col.f32.{type}.{type}.f32", ptx);
                 Assert.Contains($"cvt.rn.{type}x2.f32", ptx);
             }
@@ -73,7 +58,7 @@ public class AttentionPtxTests
     {
         foreach (var arch in PtxCompiler.CiTargets)
         {
-            var ptx = PtxCompiler.Compile(KernelMethods["forward_mma_bf16"], arch, configure: b => GpuContextOptions.Apply(b).Optimize(OptimizationLevel.O2));
+            var ptx = PtxCompiler.Compile(KernelMethods["attention_forward_mma_BF16"], arch, configure: b => GpuContextOptions.Apply(b).Optimize(OptimizationLevel.O2));
             var (ok, log) = Ptxas.Assemble(ptx, arch);
             Assert.True(ok, log);
             Assert.Contains("0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads", log);

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Reflection;
 using ILGPU;
 using ILGPU.Runtime;
 using ManagedTensor.Gpu.Kernels.Attention;
@@ -18,8 +19,10 @@ public enum AttentionPath
 /// Launchers of the attention kernels on one accelerator (the GPU backend keeps one per device).
 /// Buffers come as byte views of contiguous tensors in the op's layout (see <see cref="Op.Attention"/>);
 /// lse is float32. Kernels are loaded on first use and cached ({kernel}_{element}). The backward and
-/// the decode path need a float32 workspace (B H T floats, or splits B H (D + 2)); it is kept and
-/// grown here, so steady-state calls allocate nothing.
+/// the decode path need a float32 workspace (<see cref="BackwardWorkspaceFloats"/>,
+/// <see cref="ForwardWorkspaceFloats"/>): the caller may pass one (the GPU backend passes a block of
+/// its allocator); otherwise one is kept and grown here, so steady-state calls allocate nothing.
+/// Group sizes follow the accelerator (ILGPU's CPU accelerator may allow fewer threads than a GPU).
 /// </summary>
 public sealed class GpuAttention(Accelerator accelerator) : IDisposable
 {
@@ -28,8 +31,30 @@ public sealed class GpuAttention(Accelerator accelerator) : IDisposable
 
     public Accelerator Accelerator => accelerator;
 
-    /// <summary>Bytes of workspace held now (the "extra memory" of attention beyond inputs and outputs).</summary>
+    /// <summary>Bytes of workspace held here now (the "extra memory" of attention beyond inputs and outputs).</summary>
     public long WorkspaceBytes => (_workspace?.Length ?? 0) * sizeof(float);
+
+    private int SimtThreads => Math.Min(AttentionSimtKernels.GroupSize, accelerator.MaxNumThreadsPerGroup);
+    private int MmaThreads => 32 * Math.Clamp(accelerator.MaxNumThreadsPerGroup / 32, 1, AttentionMmaKernels.GroupSize / 32);
+    private int DecodeThreads => 32 * Math.Clamp(accelerator.MaxNumThreadsPerGroup / 32, 1, AttentionDecodeKernels.GroupSize / 32);
+
+    /// <summary>How many chunks the decode kernel splits the cache into: two groups per multiprocessor, chunks of at least 64 keys.</summary>
+    public int DecodeSplits(AttentionParams p)
+    {
+        int heads = p.B * p.H, target = 2 * Math.Max(accelerator.NumMultiprocessors, 1);
+        return Math.Clamp((target + heads - 1) / heads, 1, Math.Max(1, Tiles(p.S, 64)));
+    }
+
+    /// <summary>Workspace floats <see cref="Forward"/> needs (only the decode path needs any).</summary>
+    public long ForwardWorkspaceFloats(DType dtype, AttentionParams p, AttentionPath path = AttentionPath.Auto, int decodeSplits = 0)
+    {
+        if (path == AttentionPath.Auto) path = ChooseForward(dtype, p);
+        if (path != AttentionPath.Decode) return 0;
+        return (long)(decodeSplits > 0 ? decodeSplits : DecodeSplits(p)) * p.B * p.H * (p.D + 2);
+    }
+
+    /// <summary>Workspace floats <see cref="Backward"/> needs: Di = dout . out per query row.</summary>
+    public static long BackwardWorkspaceFloats(AttentionParams p) => (long)p.B * p.H * p.T;
 
     /// <summary>The kernel family <see cref="Forward"/> uses for these sizes.</summary>
     public static AttentionPath ChooseForward(DType dtype, AttentionParams p)
@@ -41,7 +66,7 @@ public sealed class GpuAttention(Accelerator accelerator) : IDisposable
 
     /// <summary>out and lse from q, k, v.</summary>
     public void Forward(DType dtype, ArrayView<byte> q, ArrayView<byte> k, ArrayView<byte> v, ArrayView<byte> o, ArrayView<float> lse,
-        AttentionParams p, AttentionPath path = AttentionPath.Auto, int decodeSplits = 0)
+        AttentionParams p, AttentionPath path = AttentionPath.Auto, int decodeSplits = 0, ArrayView<float> workspace = default)
     {
         if (path == AttentionPath.Auto) path = ChooseForward(dtype, p);
         Check(dtype, p, path);
@@ -52,9 +77,9 @@ public sealed class GpuAttention(Accelerator accelerator) : IDisposable
             case AttentionPath.Decode:
                 switch (dtype)
                 {
-                    case DType.F32: Decode<float, F32Element>(q, k, v, o, lse, p, decodeSplits); break;
-                    case DType.BF16: Decode<ushort, BF16Element>(q, k, v, o, lse, p, decodeSplits); break;
-                    default: Decode<ushort, F16Element>(q, k, v, o, lse, p, decodeSplits); break;
+                    case DType.F32: Decode<float, F32Element>(q, k, v, o, lse, p, decodeSplits, workspace); break;
+                    case DType.BF16: Decode<ushort, BF16Element>(q, k, v, o, lse, p, decodeSplits, workspace); break;
+                    default: Decode<ushort, F16Element>(q, k, v, o, lse, p, decodeSplits, workspace); break;
                 }
                 break;
             default:
@@ -70,14 +95,16 @@ public sealed class GpuAttention(Accelerator accelerator) : IDisposable
 
     /// <summary>dq, dk, dv (the scores are recomputed from lse; Di = dout . out goes to the workspace).</summary>
     public void Backward(DType dtype, ArrayView<byte> dout, ArrayView<byte> q, ArrayView<byte> k, ArrayView<byte> v, ArrayView<byte> o,
-        ArrayView<float> lse, ArrayView<byte> dq, ArrayView<byte> dk, ArrayView<byte> dv, AttentionParams p)
+        ArrayView<float> lse, ArrayView<byte> dq, ArrayView<byte> dk, ArrayView<byte> dv, AttentionParams p, ArrayView<float> workspace = default)
     {
         Check(dtype, p, AttentionPath.Simt);
+        long rows = BackwardWorkspaceFloats(p);
+        var delta = (workspace.Length >= rows ? workspace : Workspace(rows)).SubView(0, rows);
         switch (dtype)
         {
-            case DType.F32: BackwardSimt<float, F32Element>(dout, q, k, v, o, lse, dq, dk, dv, p); break;
-            case DType.BF16: BackwardSimt<ushort, BF16Element>(dout, q, k, v, o, lse, dq, dk, dv, p); break;
-            default: BackwardSimt<ushort, F16Element>(dout, q, k, v, o, lse, dq, dk, dv, p); break;
+            case DType.F32: BackwardSimt<float, F32Element>(dout, q, k, v, o, lse, dq, dk, dv, delta, p); break;
+            case DType.BF16: BackwardSimt<ushort, BF16Element>(dout, q, k, v, o, lse, dq, dk, dv, delta, p); break;
+            default: BackwardSimt<ushort, F16Element>(dout, q, k, v, o, lse, dq, dk, dv, delta, p); break;
         }
     }
 
@@ -104,8 +131,8 @@ public sealed class GpuAttention(Accelerator accelerator) : IDisposable
     {
         var kernel = Kernel<Action<KernelConfig, ArrayView<TS>, ArrayView<TS>, ArrayView<TS>, ArrayView<TS>, ArrayView<float>, AttentionParams>>(
             $"attention_forward_simt_{typeof(TE).Name}", () => accelerator.LoadStreamKernel<ArrayView<TS>, ArrayView<TS>, ArrayView<TS>, ArrayView<TS>, ArrayView<float>, AttentionParams>(AttentionSimtKernels.Forward<TS, TE>));
-        var grid = new Index2D(Tiles(p.T, AttentionSimtKernels.GroupSize), p.B * p.H);
-        kernel(new KernelConfig(grid, new Index2D(AttentionSimtKernels.GroupSize, 1)), q.Cast<TS>(), k.Cast<TS>(), v.Cast<TS>(), o.Cast<TS>(), lse, p);
+        int threads = SimtThreads;
+        kernel(new KernelConfig(new Index2D(Tiles(p.T, threads), p.B * p.H), new Index2D(threads, 1)), q.Cast<TS>(), k.Cast<TS>(), v.Cast<TS>(), o.Cast<TS>(), lse, p);
     }
 
     private void ForwardMma<TE>(ArrayView<byte> q, ArrayView<byte> k, ArrayView<byte> v, ArrayView<byte> o, ArrayView<float> lse, AttentionParams p)
@@ -113,53 +140,72 @@ public sealed class GpuAttention(Accelerator accelerator) : IDisposable
     {
         var kernel = Kernel<Action<KernelConfig, ArrayView<ushort>, ArrayView<ushort>, ArrayView<ushort>, ArrayView<ushort>, ArrayView<float>, AttentionParams>>(
             $"attention_forward_mma_{typeof(TE).Name}", () => accelerator.LoadStreamKernel<ArrayView<ushort>, ArrayView<ushort>, ArrayView<ushort>, ArrayView<ushort>, ArrayView<float>, AttentionParams>(AttentionMmaKernels.Forward<TE>));
-        var grid = new Index2D(Tiles(p.T, AttentionMmaKernels.BlockQ), p.B * p.H);
-        kernel(new KernelConfig(grid, new Index2D(AttentionMmaKernels.GroupSize, 1)), q.Cast<ushort>(), k.Cast<ushort>(), v.Cast<ushort>(), o.Cast<ushort>(), lse, p);
+        int threads = MmaThreads; // 16 query rows per warp
+        kernel(new KernelConfig(new Index2D(Tiles(p.T, threads / 2), p.B * p.H), new Index2D(threads, 1)), q.Cast<ushort>(), k.Cast<ushort>(), v.Cast<ushort>(), o.Cast<ushort>(), lse, p);
     }
 
-    private void Decode<TS, TE>(ArrayView<byte> q, ArrayView<byte> k, ArrayView<byte> v, ArrayView<byte> o, ArrayView<float> lse, AttentionParams p, int splits)
+    private void Decode<TS, TE>(ArrayView<byte> q, ArrayView<byte> k, ArrayView<byte> v, ArrayView<byte> o, ArrayView<float> lse, AttentionParams p,
+        int splits, ArrayView<float> workspace)
         where TS : unmanaged where TE : struct, IElement<TS>
     {
         int heads = p.B * p.H;
-        if (splits <= 0)
-        {
-            // Enough groups for two per multiprocessor, chunks of at least 64 keys.
-            int target = 2 * Math.Max(accelerator.NumMultiprocessors, 1);
-            splits = Math.Clamp((target + heads - 1) / heads, 1, Math.Max(1, Tiles(p.S, 64)));
-        }
+        if (splits <= 0) splits = DecodeSplits(p);
         long slots = (long)splits * heads;
-        var ws = Workspace(slots * (p.D + 2));
+        var ws = workspace.Length >= slots * (p.D + 2) ? workspace : Workspace(slots * (p.D + 2));
         var partialO = ws.SubView(0, slots * p.D);
         var partialM = ws.SubView(slots * p.D, slots);
         var partialL = ws.SubView(slots * (p.D + 1), slots);
         var split = Kernel<Action<KernelConfig, ArrayView<TS>, ArrayView<TS>, ArrayView<TS>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, AttentionParams>>(
             $"attention_decode_split_{typeof(TE).Name}", () => accelerator.LoadStreamKernel<ArrayView<TS>, ArrayView<TS>, ArrayView<TS>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, AttentionParams>(AttentionDecodeKernels.Split<TS, TE>));
-        split(new KernelConfig(new Index2D(splits, heads), new Index2D(AttentionDecodeKernels.GroupSize, 1)), q.Cast<TS>(), k.Cast<TS>(), v.Cast<TS>(), partialO, partialM, partialL, splits, p);
+        split(new KernelConfig(new Index2D(splits, heads), new Index2D(DecodeThreads, 1)), q.Cast<TS>(), k.Cast<TS>(), v.Cast<TS>(), partialO, partialM, partialL, splits, p);
         var merge = Kernel<Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<TS>, ArrayView<float>, int, int>>(
             $"attention_decode_merge_{typeof(TE).Name}", () => accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<TS>, ArrayView<float>, int, int>(AttentionDecodeKernels.Merge<TS, TE>));
         merge(heads * p.D, partialO, partialM, partialL, o.Cast<TS>(), lse, splits, p.D);
     }
 
     private void BackwardSimt<TS, TE>(ArrayView<byte> dout, ArrayView<byte> q, ArrayView<byte> k, ArrayView<byte> v, ArrayView<byte> o,
-        ArrayView<float> lse, ArrayView<byte> dq, ArrayView<byte> dk, ArrayView<byte> dv, AttentionParams p)
+        ArrayView<float> lse, ArrayView<byte> dq, ArrayView<byte> dk, ArrayView<byte> dv, ArrayView<float> delta, AttentionParams p)
         where TS : unmanaged where TE : struct, IElement<TS>
     {
         int rows = p.B * p.H * p.T;
-        var delta = Workspace(rows).SubView(0, rows);
         var deltaKernel = Kernel<Action<Index1D, ArrayView<TS>, ArrayView<TS>, ArrayView<float>, int>>(
             $"attention_delta_{typeof(TE).Name}", () => accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<TS>, ArrayView<TS>, ArrayView<float>, int>(AttentionSimtKernels.Delta<TS, TE>));
         deltaKernel(rows, dout.Cast<TS>(), o.Cast<TS>(), delta, p.D);
 
         var dqKernel = Kernel<Action<KernelConfig, ArrayView<TS>, ArrayView<TS>, ArrayView<TS>, ArrayView<TS>, ArrayView<float>, ArrayView<float>, ArrayView<TS>, AttentionParams>>(
             $"attention_backward_dq_simt_{typeof(TE).Name}", () => accelerator.LoadStreamKernel<ArrayView<TS>, ArrayView<TS>, ArrayView<TS>, ArrayView<TS>, ArrayView<float>, ArrayView<float>, ArrayView<TS>, AttentionParams>(AttentionSimtKernels.BackwardDq<TS, TE>));
-        var group = new Index2D(AttentionSimtKernels.GroupSize, 1);
-        dqKernel(new KernelConfig(new Index2D(Tiles(p.T, AttentionSimtKernels.GroupSize), p.B * p.H), group),
+        int threads = SimtThreads;
+        var group = new Index2D(threads, 1);
+        dqKernel(new KernelConfig(new Index2D(Tiles(p.T, threads), p.B * p.H), group),
             q.Cast<TS>(), k.Cast<TS>(), v.Cast<TS>(), dout.Cast<TS>(), lse, delta, dq.Cast<TS>(), p);
 
         var dkdvKernel = Kernel<Action<KernelConfig, ArrayView<TS>, ArrayView<TS>, ArrayView<TS>, ArrayView<TS>, ArrayView<float>, ArrayView<float>, ArrayView<TS>, ArrayView<TS>, AttentionParams>>(
             $"attention_backward_dkdv_simt_{typeof(TE).Name}", () => accelerator.LoadStreamKernel<ArrayView<TS>, ArrayView<TS>, ArrayView<TS>, ArrayView<TS>, ArrayView<float>, ArrayView<float>, ArrayView<TS>, ArrayView<TS>, AttentionParams>(AttentionSimtKernels.BackwardDkDv<TS, TE>));
-        dkdvKernel(new KernelConfig(new Index2D(Tiles(p.S, AttentionSimtKernels.GroupSize), p.B * p.Hkv), group),
+        dkdvKernel(new KernelConfig(new Index2D(Tiles(p.S, threads), p.B * p.Hkv), group),
             q.Cast<TS>(), k.Cast<TS>(), v.Cast<TS>(), dout.Cast<TS>(), lse, delta, dk.Cast<TS>(), dv.Cast<TS>(), p);
+    }
+
+    // ---- the kernel list (offline PTX tests, the backend's KernelSpecs) ----
+
+    /// <summary>Every kernel instantiation the launchers above can use, named {kernel}_{element}.</summary>
+    public static IEnumerable<(string Name, MethodInfo Method)> KernelMethods()
+    {
+        static MethodInfo Closed(Type type, string name, params Type[] args) => type.GetMethod(name)!.MakeGenericMethod(args);
+        var elements = new (string Name, Type Storage, Type Element)[]
+        {
+            ("F32", typeof(float), typeof(F32Element)), ("BF16", typeof(ushort), typeof(BF16Element)), ("F16", typeof(ushort), typeof(F16Element)),
+        };
+        foreach (var (name, ts, te) in elements)
+        {
+            yield return ($"attention_forward_simt_{name}", Closed(typeof(AttentionSimtKernels), nameof(AttentionSimtKernels.Forward), ts, te));
+            yield return ($"attention_delta_{name}", Closed(typeof(AttentionSimtKernels), nameof(AttentionSimtKernels.Delta), ts, te));
+            yield return ($"attention_backward_dq_simt_{name}", Closed(typeof(AttentionSimtKernels), nameof(AttentionSimtKernels.BackwardDq), ts, te));
+            yield return ($"attention_backward_dkdv_simt_{name}", Closed(typeof(AttentionSimtKernels), nameof(AttentionSimtKernels.BackwardDkDv), ts, te));
+            yield return ($"attention_decode_split_{name}", Closed(typeof(AttentionDecodeKernels), nameof(AttentionDecodeKernels.Split), ts, te));
+            yield return ($"attention_decode_merge_{name}", Closed(typeof(AttentionDecodeKernels), nameof(AttentionDecodeKernels.Merge), ts, te));
+            if (ts == typeof(ushort))
+                yield return ($"attention_forward_mma_{name}", Closed(typeof(AttentionMmaKernels), nameof(AttentionMmaKernels.Forward), te));
+        }
     }
 
     // ---- plumbing ----

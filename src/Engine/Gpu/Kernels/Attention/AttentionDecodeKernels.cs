@@ -10,14 +10,14 @@ namespace ManagedTensor.Gpu.Kernels.Attention;
 /// and a second kernel merges the partials: M = max m_s, L = sum l_s e^(m_s - M),
 /// out = sum o_s e^(m_s - M) / L, lse = M + log L.
 ///
-/// In a group of <see cref="GroupSize"/> threads each warp takes every fourth key of the chunk: lanes
+/// In a group of up to <see cref="GroupSize"/> threads each of its w warps takes every w-th key of the chunk: lanes
 /// split the head dim, the dot product is a warp sum, and every lane keeps the running softmax state.
 /// Workspace: splits x B H x (D + 2) floats.
 /// </summary>
 public static class AttentionDecodeKernels
 {
     public const int GroupSize = 128;
-    private const int Warps = GroupSize / 32;
+    private const int MaxWarps = GroupSize / 32;
 
     /// <summary>The largest head dim (8 elements per lane).</summary>
     public const int MaxD = 256;
@@ -27,24 +27,24 @@ public static class AttentionDecodeKernels
         ArrayView<float> partialO, ArrayView<float> partialM, ArrayView<float> partialL, int splits, AttentionParams p)
         where TS : unmanaged where TE : struct, IElement<TS>
     {
-        int tid = Group.IdxX, split = Grid.IdxX, bh = Grid.IdxY;
-        int lane = tid & 31, warp = tid >> 5;
+        int tid = Group.IdxX, threads = Group.DimX, split = Grid.IdxX, bh = Grid.IdxY;
+        int lane = tid & 31, warp = tid >> 5, warps = threads >> 5;
         TE e = default;
         var qs = SharedMemory.Allocate<float>(MaxD);
-        var warpO = SharedMemory.Allocate<float>(Warps * MaxD);
-        var warpM = SharedMemory.Allocate<float>(Warps);
-        var warpL = SharedMemory.Allocate<float>(Warps);
+        var warpO = SharedMemory.Allocate<float>(MaxWarps * MaxD);
+        var warpM = SharedMemory.Allocate<float>(MaxWarps);
+        var warpL = SharedMemory.Allocate<float>(MaxWarps);
         var acc = LocalMemory.Allocate<float>(MaxD / 32);
         int d = p.D, perLane = (d + 31) / 32;
         int end = p.VisibleEnd(0); // T = 1: every key (causal or not)
         int chunk = (end + splits - 1) / splits;
         int c0 = split * chunk, c1 = XMath.Min(end, c0 + chunk);
         long kvBase = (long)p.KvHead(bh) * p.S * d;
-        for (int c = tid; c < d; c += GroupSize) qs[c] = e.ToFloat(q[(long)bh * d + c]) * p.Scale;
+        for (int c = tid; c < d; c += threads) qs[c] = e.ToFloat(q[(long)bh * d + c]) * p.Scale;
         for (int u = 0; u < perLane; u++) acc[u] = 0f;
         Group.Barrier();
         float m = float.NegativeInfinity, l = 0f;
-        for (int j = c0 + warp; j < c1; j += Warps)
+        for (int j = c0 + warp; j < c1; j += warps)
         {
             long kRow = kvBase + (long)j * d;
             float part = 0f;
@@ -79,19 +79,19 @@ public static class AttentionDecodeKernels
         Group.Barrier();
         // Merge the warps of the group into the chunk's partial.
         float big = float.NegativeInfinity;
-        for (int w = 0; w < Warps; w++) big = XMath.Max(big, warpM[w]);
+        for (int w = 0; w < warps; w++) big = XMath.Max(big, warpM[w]);
         long slot = (long)bh * splits + split;
-        for (int c = tid; c < d; c += GroupSize)
+        for (int c = tid; c < d; c += threads)
         {
             float o = 0f;
-            for (int w = 0; w < Warps; w++)
+            for (int w = 0; w < warps; w++)
                 if (warpM[w] != float.NegativeInfinity) o += warpO[w * MaxD + c] * XMath.Exp(warpM[w] - big);
             partialO[slot * d + c] = o;
         }
         if (tid == 0)
         {
             float sum = 0f;
-            for (int w = 0; w < Warps; w++)
+            for (int w = 0; w < warps; w++)
                 if (warpM[w] != float.NegativeInfinity) sum += warpL[w] * XMath.Exp(warpM[w] - big);
             partialM[slot] = big;
             partialL[slot] = sum;

@@ -1,6 +1,6 @@
 using System.Runtime.CompilerServices;
-using ILGPU;
 using ILGPU.Runtime.Cuda;
+using ManagedTensor.Gpu.Kernels;
 
 namespace ManagedTensor.Gpu.Kernels.Attention;
 
@@ -55,10 +55,10 @@ public struct Frag
 public readonly struct BF16Element : IMmaElement
 {
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public float ToFloat(ushort x) => Interop.IntAsFloat((uint)x << 16);
+    public float ToFloat(ushort x) => BFloat16Bits.ToFloat(x);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public ushort FromFloat(float x) => ElementBits.ToBFloat16(x);
+    public ushort FromFloat(float x) => BFloat16Bits.FromFloat(x);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public uint Pack(float lo, float hi)
@@ -83,14 +83,33 @@ public readonly struct BF16Element : IMmaElement
     }
 }
 
-/// <summary>IEEE binary16 (ILGPU's Half has native conversions on PTX).</summary>
+/// <summary>
+/// IEEE binary16: cvt on the GPU, the integer conversions of <see cref="HalfBits"/> elsewhere (ILGPU's
+/// Half truncates on the CPU accelerator); both round to nearest even, as System.Half.
+/// </summary>
 public readonly struct F16Element : IMmaElement
 {
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public float ToFloat(ushort x) => (float)Interop.IntAsFloat(x);
+    public float ToFloat(ushort x)
+    {
+        if (CudaAsm.IsSupported)
+        {
+            CudaAsm.Emit("cvt.f32.f16 %0, %1;", out float f, x);
+            return f;
+        }
+        return HalfBits.ToFloat(x);
+    }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public ushort FromFloat(float x) => Interop.FloatAsInt((ILGPU.Half)x);
+    public ushort FromFloat(float x)
+    {
+        if (CudaAsm.IsSupported)
+        {
+            CudaAsm.Emit("cvt.rn.f16.f32 %0, %1;", out ushort h, x);
+            return h;
+        }
+        return HalfBits.FromFloat(x);
+    }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public uint Pack(float lo, float hi)
@@ -112,19 +131,5 @@ public readonly struct F16Element : IMmaElement
         CudaAsm.EmitRef("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};",
             ref r0, ref r1, ref r2, ref r3, ref x0, ref x1, ref x2, ref x3, ref y0, ref y1);
         return new Frag { C0 = r0.Value, C1 = r1.Value, C2 = r2.Value, C3 = r3.Value };
-    }
-}
-
-/// <summary>Bit-level conversions shared by the element structs.</summary>
-public static class ElementBits
-{
-    /// <summary>float -> bfloat16 bits, round to nearest even, NaN kept quiet (as <see cref="BFloat16.FromFloat"/>).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static ushort ToBFloat16(float x)
-    {
-        uint u = Interop.FloatAsInt(x);
-        if ((u & 0x7FFFFFFFu) > 0x7F800000u) return (ushort)((u >> 16) | 0x40u);
-        u += 0x7FFFu + ((u >> 16) & 1u);
-        return (ushort)(u >> 16);
     }
 }

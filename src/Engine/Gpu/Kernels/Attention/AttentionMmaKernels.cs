@@ -7,7 +7,7 @@ namespace ManagedTensor.Gpu.Kernels.Attention;
 
 /// <summary>
 /// The tensor-core forward (FlashAttention-2's layout) for 16-bit q, k, v and head dim 64 or 128.
-/// A group of 4 warps takes 64 query rows, 16 per warp; key tiles of 64 are staged in shared memory
+/// A group of 1 to 4 warps takes 16 query rows per warp; key tiles of 64 are staged in shared memory
 /// (K as is, V transposed) and each warp computes, in registers:
 ///   S (16 x 64) = Q K^T with mma.m16n8k16 (8 fragments of 16 x 8),
 ///   the online-softmax update on the fragments (a lane holds parts of rows g and g + 8; row max and
@@ -23,12 +23,13 @@ namespace ManagedTensor.Gpu.Kernels.Attention;
 /// On a non-CUDA accelerator (the CPU one in tests) each mma is replaced by plain float32 dot products
 /// over the same shared tiles and P goes through shared memory, so everything except the mma
 /// instruction itself (fragment bookkeeping, masking, softmax, staging, the output) runs in CI.
-/// Launch: groups of <see cref="GroupSize"/>, grid (ceil(T / 64), B H).
+/// Launch: groups of 32 x warps threads (<see cref="GroupSize"/> = 4 warps on a GPU; ILGPU's CPU
+/// accelerator may allow fewer), grid (ceil(T / (16 warps)), B H).
 /// </summary>
 public static class AttentionMmaKernels
 {
     public const int GroupSize = 128;
-    public const int BlockQ = 64;
+    public const int MaxBlockQ = 64;   // 4 warps x 16 rows
     public const int BlockK = 64;
     private const int TileWords = 4096;   // 64 x 128 16-bit values
     private const float Log2E = 1.44269504f;
@@ -44,8 +45,9 @@ public static class AttentionMmaKernels
     public static void Forward<TE>(ArrayView<ushort> q, ArrayView<ushort> k, ArrayView<ushort> v, ArrayView<ushort> o, ArrayView<float> lse, AttentionParams p)
         where TE : struct, IMmaElement
     {
-        int tid = Group.IdxX, tile = Grid.IdxX, bh = Grid.IdxY;
+        int tid = Group.IdxX, threads = Group.DimX, tile = Grid.IdxX, bh = Grid.IdxY;
         int lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
+        int blockQ = threads / 2; // 16 rows per warp of 32
         TE e = default;
         var qSm = SharedMemory.Allocate<uint>(TileWords);
         var kSm = SharedMemory.Allocate<uint>(TileWords); // K (BlockK, D); P in the plain path
@@ -55,10 +57,10 @@ public static class AttentionMmaKernels
         var v32 = v.Cast<uint>();
         var o32 = o.Cast<uint>();
         int d = p.D, rowPairs = d / 2;
-        int r0 = tile * BlockQ;
+        int r0 = tile * blockQ;
         long qBase = ((long)bh * p.T + r0) * rowPairs;
         long kvBase = (long)p.KvHead(bh) * p.S * rowPairs;
-        for (int x = tid; x < BlockQ * rowPairs; x += GroupSize)
+        for (int x = tid; x < blockQ * rowPairs; x += threads)
         {
             int r = x / rowPairs, cp = x - r * rowPairs;
             qSm[Swz(r, cp, rowPairs)] = r0 + r < p.T ? q32[qBase + x] : 0u;
@@ -66,7 +68,7 @@ public static class AttentionMmaKernels
         int warpRow = warp * 16 + g;                       // tile row of C0/C1; C2/C3 are 8 below
         int rowA = r0 + warpRow, rowB = rowA + 8;
         int endA = p.VisibleEnd(rowA), endB = p.VisibleEnd(rowB);
-        int kLimit = p.VisibleEnd(XMath.Min(p.T, r0 + BlockQ) - 1);
+        int kLimit = p.VisibleEnd(XMath.Min(p.T, r0 + blockQ) - 1);
         int firstEnd = p.VisibleEnd(r0);                   // the group's first row sees the fewest keys
         float scaleLog2 = p.Scale * Log2E;
         float mA = float.NegativeInfinity, mB = float.NegativeInfinity, lA = 0f, lB = 0f;
@@ -75,13 +77,13 @@ public static class AttentionMmaKernels
         {
             int n = XMath.Min(BlockK, kLimit - j0);
             Group.Barrier();
-            for (int x = tid; x < BlockK * rowPairs; x += GroupSize)
+            for (int x = tid; x < BlockK * rowPairs; x += threads)
             {
                 int r = x / rowPairs, cp = x - r * rowPairs;
                 kSm[Swz(r, cp, rowPairs)] = r < n ? k32[kvBase + (long)(j0 + r) * rowPairs + cp] : 0u;
             }
             // V^T: a thread takes keys (2 kp, 2 kp + 1) x dims (2 dp, 2 dp + 1) and writes two transposed pairs.
-            for (int x = tid; x < BlockK / 2 * rowPairs; x += GroupSize)
+            for (int x = tid; x < BlockK / 2 * rowPairs; x += threads)
             {
                 int kp = x / rowPairs, dp = x - kp * rowPairs;
                 int key = 2 * kp;
