@@ -180,6 +180,17 @@ public class AttentionGpuTests(AttentionGpuFixture fixture) : IClassFixture<Atte
     [InlineData(DType.F32, 1, 4, 1, 35, 35, 16, true, 0.25)]
     [InlineData(DType.F32, 1, 2, 2, 6, 4, 16, true, 0.0)]
     public void Simt_backward_matches_the_cpu_op(DType dtype, int b, int h, int hkv, int t, int s, int d, bool causal, double dropout)
+        => CheckBackward(AttentionPath.Simt, dtype, b, h, hkv, t, s, d, causal, dropout);
+
+    [Theory]
+    [InlineData(DType.BF16, 1, 2, 1, 70, 70, 64, true, 0.0)]   // GQA 2, two key and two query tiles
+    [InlineData(DType.F16, 1, 2, 2, 37, 45, 64, false, 0.0)]   // T != S
+    [InlineData(DType.BF16, 1, 2, 1, 6, 4, 64, true, 0.0)]     // rows with no visible key
+    [InlineData(DType.BF16, 1, 2, 1, 37, 41, 64, true, 0.3)]   // dropout
+    public void Tensor_core_backward_matches_the_cpu_op(DType dtype, int b, int h, int hkv, int t, int s, int d, bool causal, double dropout)
+        => CheckBackward(AttentionPath.Mma, dtype, b, h, hkv, t, s, d, causal, dropout);
+
+    private void CheckBackward(AttentionPath path, DType dtype, int b, int h, int hkv, int t, int s, int d, bool causal, double dropout)
     {
         var q = Values([b, h, t, d], 11, dtype);
         var k = Values([b, hkv, s, d], 12, dtype);
@@ -200,10 +211,10 @@ public class AttentionGpuTests(AttentionGpuFixture fixture) : IClassFixture<Atte
         using var gdk = Zeros(k.Numel, dtype);
         using var gdv = Zeros(v.Numel, dtype);
         var p = new AttentionParams(b, h, hkv, t, s, d, a);
-        _gpu.Backward(dtype, Bytes(gdo), Bytes(gq), Bytes(gk), Bytes(gv), Bytes(go), glse.View, Bytes(gdq), Bytes(gdk), Bytes(gdv), p);
+        _gpu.Backward(dtype, Bytes(gdo), Bytes(gq), Bytes(gk), Bytes(gv), Bytes(go), glse.View, Bytes(gdq), Bytes(gdk), Bytes(gdv), p, path: path);
 
         var (rtol, atol) = Tol(dtype);
-        string what = $"{dtype} B{b} H{h}/{hkv} T{t} S{s} D{d} causal={causal} dropout={dropout}";
+        string what = $"{path} {dtype} B{b} H{h}/{hkv} T{t} S{s} D{d} causal={causal} dropout={dropout}";
         AssertClose(dq.ToDoubleArray(), Download(gdq, dtype), rtol, atol, $"dq {what}");
         AssertClose(dk.ToDoubleArray(), Download(gdk, dtype), rtol, atol, $"dk {what}");
         AssertClose(dv.ToDoubleArray(), Download(gdv, dtype), rtol, atol, $"dv {what}");

@@ -11,7 +11,7 @@ public enum AttentionPath
 {
     Auto,
     Simt,    // any head dim up to 256, any float dtype (AttentionSimtKernels)
-    Mma,     // tensor cores: F16/BF16, head dim 64 or 128 (AttentionMmaKernels)
+    Mma,     // tensor cores: F16/BF16, head dim 64 or 128 forward, 64 backward (AttentionMma*Kernels)
     Decode,  // T = 1: split over the cache, then a merge (AttentionDecodeKernels)
 }
 
@@ -64,6 +64,10 @@ public sealed class GpuAttention(Accelerator accelerator) : IDisposable
         return AttentionPath.Simt;
     }
 
+    /// <summary>The kernel family <see cref="Backward"/> uses: tensor cores for F16/BF16 with head dim 64, else SIMT.</summary>
+    public static AttentionPath ChooseBackward(DType dtype, AttentionParams p)
+        => dtype is DType.F16 or DType.BF16 && AttentionMmaBackwardKernels.Supports(p.D) ? AttentionPath.Mma : AttentionPath.Simt;
+
     /// <summary>out and lse from q, k, v.</summary>
     public void Forward(DType dtype, ArrayView<byte> q, ArrayView<byte> k, ArrayView<byte> v, ArrayView<byte> o, ArrayView<float> lse,
         AttentionParams p, AttentionPath path = AttentionPath.Auto, int decodeSplits = 0, ArrayView<float> workspace = default)
@@ -72,8 +76,10 @@ public sealed class GpuAttention(Accelerator accelerator) : IDisposable
         Check(dtype, p, path);
         switch (path)
         {
-            case AttentionPath.Mma when dtype == DType.BF16: ForwardMma<BF16Element>(q, k, v, o, lse, p); break;
-            case AttentionPath.Mma: ForwardMma<F16Element>(q, k, v, o, lse, p); break;
+            case AttentionPath.Mma when dtype == DType.BF16 && TensorCores: ForwardMma<BF16Element, TensorCoreMath<BF16Element>>(q, k, v, o, lse, p); break;
+            case AttentionPath.Mma when dtype == DType.BF16: ForwardMma<BF16Element, PlainMath<BF16Element>>(q, k, v, o, lse, p); break;
+            case AttentionPath.Mma when TensorCores: ForwardMma<F16Element, TensorCoreMath<F16Element>>(q, k, v, o, lse, p); break;
+            case AttentionPath.Mma: ForwardMma<F16Element, PlainMath<F16Element>>(q, k, v, o, lse, p); break;
             case AttentionPath.Decode:
                 switch (dtype)
                 {
@@ -95,11 +101,26 @@ public sealed class GpuAttention(Accelerator accelerator) : IDisposable
 
     /// <summary>dq, dk, dv (the scores are recomputed from lse; Di = dout . out goes to the workspace).</summary>
     public void Backward(DType dtype, ArrayView<byte> dout, ArrayView<byte> q, ArrayView<byte> k, ArrayView<byte> v, ArrayView<byte> o,
-        ArrayView<float> lse, ArrayView<byte> dq, ArrayView<byte> dk, ArrayView<byte> dv, AttentionParams p, ArrayView<float> workspace = default)
+        ArrayView<float> lse, ArrayView<byte> dq, ArrayView<byte> dk, ArrayView<byte> dv, AttentionParams p, ArrayView<float> workspace = default,
+        AttentionPath path = AttentionPath.Auto)
     {
+        if (path == AttentionPath.Auto) path = ChooseBackward(dtype, p);
+        if (path == AttentionPath.Mma && (dtype == DType.F32 || !AttentionMmaBackwardKernels.Supports(p.D)))
+            throw new NotSupportedException($"the tensor-core attention backward takes F16/BF16 with head dim 64, not {dtype} with head dim {p.D}");
         Check(dtype, p, AttentionPath.Simt);
         long rows = BackwardWorkspaceFloats(p);
         var delta = (workspace.Length >= rows ? workspace : Workspace(rows)).SubView(0, rows);
+        if (path == AttentionPath.Mma)
+        {
+            switch (dtype)
+            {
+                case DType.BF16 when TensorCores: BackwardMma<BF16Element, TensorCoreMath<BF16Element>>(dout, q, k, v, o, lse, dq, dk, dv, delta, p); break;
+                case DType.BF16: BackwardMma<BF16Element, PlainMath<BF16Element>>(dout, q, k, v, o, lse, dq, dk, dv, delta, p); break;
+                case DType.F16 when TensorCores: BackwardMma<F16Element, TensorCoreMath<F16Element>>(dout, q, k, v, o, lse, dq, dk, dv, delta, p); break;
+                default: BackwardMma<F16Element, PlainMath<F16Element>>(dout, q, k, v, o, lse, dq, dk, dv, delta, p); break;
+            }
+            return;
+        }
         switch (dtype)
         {
             case DType.F32: BackwardSimt<float, F32Element>(dout, q, k, v, o, lse, dq, dk, dv, delta, p); break;
@@ -135,11 +156,14 @@ public sealed class GpuAttention(Accelerator accelerator) : IDisposable
         kernel(new KernelConfig(new Index2D(Tiles(p.T, threads), p.B * p.H), new Index2D(threads, 1)), q.Cast<TS>(), k.Cast<TS>(), v.Cast<TS>(), o.Cast<TS>(), lse, p);
     }
 
-    private void ForwardMma<TE>(ArrayView<byte> q, ArrayView<byte> k, ArrayView<byte> v, ArrayView<byte> o, ArrayView<float> lse, AttentionParams p)
-        where TE : struct, IMmaElement
+    /// <summary>The tensor-core kernels run mma.sync on CUDA and their plain twin elsewhere (<see cref="IMmaMath{TE}"/>).</summary>
+    private bool TensorCores => accelerator.AcceleratorType == AcceleratorType.Cuda;
+
+    private void ForwardMma<TE, TM>(ArrayView<byte> q, ArrayView<byte> k, ArrayView<byte> v, ArrayView<byte> o, ArrayView<float> lse, AttentionParams p)
+        where TE : struct, IMmaElement where TM : struct, IMmaMath<TE>
     {
         var kernel = Kernel<Action<KernelConfig, ArrayView<ushort>, ArrayView<ushort>, ArrayView<ushort>, ArrayView<ushort>, ArrayView<float>, AttentionParams>>(
-            $"attention_forward_mma_{typeof(TE).Name}", () => accelerator.LoadStreamKernel<ArrayView<ushort>, ArrayView<ushort>, ArrayView<ushort>, ArrayView<ushort>, ArrayView<float>, AttentionParams>(AttentionMmaKernels.Forward<TE>));
+            $"attention_forward_mma_{typeof(TE).Name}_{typeof(TM).Name}", () => accelerator.LoadStreamKernel<ArrayView<ushort>, ArrayView<ushort>, ArrayView<ushort>, ArrayView<ushort>, ArrayView<float>, AttentionParams>(AttentionMmaKernels.Forward<TE, TM>));
         int threads = MmaThreads; // 16 query rows per warp
         kernel(new KernelConfig(new Index2D(Tiles(p.T, threads / 2), p.B * p.H), new Index2D(threads, 1)), q.Cast<ushort>(), k.Cast<ushort>(), v.Cast<ushort>(), o.Cast<ushort>(), lse, p);
     }
@@ -167,10 +191,7 @@ public sealed class GpuAttention(Accelerator accelerator) : IDisposable
         ArrayView<float> lse, ArrayView<byte> dq, ArrayView<byte> dk, ArrayView<byte> dv, ArrayView<float> delta, AttentionParams p)
         where TS : unmanaged where TE : struct, IElement<TS>
     {
-        int rows = p.B * p.H * p.T;
-        var deltaKernel = Kernel<Action<Index1D, ArrayView<TS>, ArrayView<TS>, ArrayView<float>, int>>(
-            $"attention_delta_{typeof(TE).Name}", () => accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<TS>, ArrayView<TS>, ArrayView<float>, int>(AttentionSimtKernels.Delta<TS, TE>));
-        deltaKernel(rows, dout.Cast<TS>(), o.Cast<TS>(), delta, p.D);
+        Delta<TS, TE>(dout, o, delta, p);
 
         var dqKernel = Kernel<Action<KernelConfig, ArrayView<TS>, ArrayView<TS>, ArrayView<TS>, ArrayView<TS>, ArrayView<float>, ArrayView<float>, ArrayView<TS>, AttentionParams>>(
             $"attention_backward_dq_simt_{typeof(TE).Name}", () => accelerator.LoadStreamKernel<ArrayView<TS>, ArrayView<TS>, ArrayView<TS>, ArrayView<TS>, ArrayView<float>, ArrayView<float>, ArrayView<TS>, AttentionParams>(AttentionSimtKernels.BackwardDq<TS, TE>));
@@ -183,6 +204,31 @@ public sealed class GpuAttention(Accelerator accelerator) : IDisposable
             $"attention_backward_dkdv_simt_{typeof(TE).Name}", () => accelerator.LoadStreamKernel<ArrayView<TS>, ArrayView<TS>, ArrayView<TS>, ArrayView<TS>, ArrayView<float>, ArrayView<float>, ArrayView<TS>, ArrayView<TS>, AttentionParams>(AttentionSimtKernels.BackwardDkDv<TS, TE>));
         dkdvKernel(new KernelConfig(new Index2D(Tiles(p.S, threads), p.B * p.Hkv), group),
             q.Cast<TS>(), k.Cast<TS>(), v.Cast<TS>(), dout.Cast<TS>(), lse, delta, dk.Cast<TS>(), dv.Cast<TS>(), p);
+    }
+
+    private void BackwardMma<TE, TM>(ArrayView<byte> dout, ArrayView<byte> q, ArrayView<byte> k, ArrayView<byte> v, ArrayView<byte> o,
+        ArrayView<float> lse, ArrayView<byte> dq, ArrayView<byte> dk, ArrayView<byte> dv, ArrayView<float> delta, AttentionParams p)
+        where TE : struct, IMmaElement where TM : struct, IMmaMath<TE>
+    {
+        Delta<ushort, TE>(dout, o, delta, p);
+        int threads = MmaThreads; // 16 keys (dk/dv) or query rows (dq) per warp
+        var group = new Index2D(threads, 1);
+        var dkdv = Kernel<Action<KernelConfig, ArrayView<ushort>, ArrayView<ushort>, ArrayView<ushort>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<ushort>, ArrayView<ushort>, AttentionParams>>(
+            $"attention_backward_dkdv_mma_{typeof(TE).Name}_{typeof(TM).Name}", () => accelerator.LoadStreamKernel<ArrayView<ushort>, ArrayView<ushort>, ArrayView<ushort>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<ushort>, ArrayView<ushort>, AttentionParams>(AttentionMmaBackwardKernels.BackwardDkDv<TE, TM>));
+        dkdv(new KernelConfig(new Index2D(Tiles(p.S, threads / 2), p.B * p.Hkv), group),
+            q.Cast<ushort>(), k.Cast<ushort>(), v.Cast<ushort>(), dout.Cast<ushort>(), lse, delta, dk.Cast<ushort>(), dv.Cast<ushort>(), p);
+        var dqKernel = Kernel<Action<KernelConfig, ArrayView<ushort>, ArrayView<ushort>, ArrayView<ushort>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<ushort>, AttentionParams>>(
+            $"attention_backward_dq_mma_{typeof(TE).Name}_{typeof(TM).Name}", () => accelerator.LoadStreamKernel<ArrayView<ushort>, ArrayView<ushort>, ArrayView<ushort>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<ushort>, AttentionParams>(AttentionMmaBackwardKernels.BackwardDq<TE, TM>));
+        dqKernel(new KernelConfig(new Index2D(Tiles(p.T, threads / 2), p.B * p.H), group),
+            q.Cast<ushort>(), k.Cast<ushort>(), v.Cast<ushort>(), dout.Cast<ushort>(), lse, delta, dq.Cast<ushort>(), p);
+    }
+
+    private void Delta<TS, TE>(ArrayView<byte> dout, ArrayView<byte> o, ArrayView<float> delta, AttentionParams p)
+        where TS : unmanaged where TE : struct, IElement<TS>
+    {
+        var deltaKernel = Kernel<Action<Index1D, ArrayView<TS>, ArrayView<TS>, ArrayView<float>, int>>(
+            $"attention_delta_{typeof(TE).Name}", () => accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<TS>, ArrayView<TS>, ArrayView<float>, int>(AttentionSimtKernels.Delta<TS, TE>));
+        deltaKernel(p.B * p.H * p.T, dout.Cast<TS>(), o.Cast<TS>(), delta, p.D);
     }
 
     // ---- the kernel list (offline PTX tests, the backend's KernelSpecs) ----
@@ -203,8 +249,12 @@ public sealed class GpuAttention(Accelerator accelerator) : IDisposable
             yield return ($"attention_backward_dkdv_simt_{name}", Closed(typeof(AttentionSimtKernels), nameof(AttentionSimtKernels.BackwardDkDv), ts, te));
             yield return ($"attention_decode_split_{name}", Closed(typeof(AttentionDecodeKernels), nameof(AttentionDecodeKernels.Split), ts, te));
             yield return ($"attention_decode_merge_{name}", Closed(typeof(AttentionDecodeKernels), nameof(AttentionDecodeKernels.Merge), ts, te));
-            if (ts == typeof(ushort))
-                yield return ($"attention_forward_mma_{name}", Closed(typeof(AttentionMmaKernels), nameof(AttentionMmaKernels.Forward), te));
+            if (ts != typeof(ushort)) continue;
+            // On CUDA the tensor-core kernels run with TensorCoreMath (their plain twins run only on the CPU accelerator).
+            var math = typeof(TensorCoreMath<>).MakeGenericType(te);
+            yield return ($"attention_forward_mma_{name}", Closed(typeof(AttentionMmaKernels), nameof(AttentionMmaKernels.Forward), te, math));
+            yield return ($"attention_backward_dkdv_mma_{name}", Closed(typeof(AttentionMmaBackwardKernels), nameof(AttentionMmaBackwardKernels.BackwardDkDv), te, math));
+            yield return ($"attention_backward_dq_mma_{name}", Closed(typeof(AttentionMmaBackwardKernels), nameof(AttentionMmaBackwardKernels.BackwardDq), te, math));
         }
     }
 

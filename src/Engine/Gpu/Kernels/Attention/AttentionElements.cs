@@ -28,8 +28,11 @@ public readonly struct F32Element : IElement<float>
 /// </summary>
 public interface IMmaElement : IElement<ushort>
 {
-    /// <summary>Two floats as a packed pair (lo in bits 0-15), rounded to nearest even.</summary>
-    uint Pack(float lo, float hi);
+    /// <summary>Two floats as a packed pair (lo in bits 0-15), rounded to nearest even, with one cvt (CUDA only).</summary>
+    uint PackPtx(float lo, float hi);
+
+    /// <summary>The same with integer code, on any accelerator.</summary>
+    uint PackBits(float lo, float hi);
 
     /// <summary>
     /// c + A B for one warp: A 16 x 16 (a0..a3), B 16 x 8 (b0, b1), C 16 x 8 float32, in the fragment
@@ -61,20 +64,18 @@ public readonly struct BF16Element : IMmaElement
     public ushort FromFloat(float x) => BFloat16Bits.FromFloat(x);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public uint Pack(float lo, float hi)
+    public uint PackPtx(float lo, float hi)
     {
-        if (CudaAsm.IsSupported)
-        {
-            CudaAsm.Emit("cvt.rn.bf16x2.f32 %0, %1, %2;", out uint packed, hi, lo); // the first source fills the upper half
-            return packed;
-        }
-        return FromFloat(lo) | ((uint)FromFloat(hi) << 16);
+        CudaAsm.Emit("cvt.rn.bf16x2.f32 %0, %1, %2;", out uint packed, hi, lo); // the first source fills the upper half
+        return packed;
     }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public uint PackBits(float lo, float hi) => BFloat16Bits.FromFloat(lo) | ((uint)BFloat16Bits.FromFloat(hi) << 16);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public Frag Mma(Frag c, uint a0, uint a1, uint a2, uint a3, uint b0, uint b1)
     {
-        if (!CudaAsm.IsSupported) return c;
         Ref<float> r0 = c.C0, r1 = c.C1, r2 = c.C2, r3 = c.C3;
         Input<uint> x0 = a0, x1 = a1, x2 = a2, x3 = a3, y0 = b0, y1 = b1;
         CudaAsm.EmitRef("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};",
@@ -112,20 +113,18 @@ public readonly struct F16Element : IMmaElement
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public uint Pack(float lo, float hi)
+    public uint PackPtx(float lo, float hi)
     {
-        if (CudaAsm.IsSupported)
-        {
-            CudaAsm.Emit("cvt.rn.f16x2.f32 %0, %1, %2;", out uint packed, hi, lo);
-            return packed;
-        }
-        return FromFloat(lo) | ((uint)FromFloat(hi) << 16);
+        CudaAsm.Emit("cvt.rn.f16x2.f32 %0, %1, %2;", out uint packed, hi, lo);
+        return packed;
     }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public uint PackBits(float lo, float hi) => HalfBits.FromFloat(lo) | ((uint)HalfBits.FromFloat(hi) << 16);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public Frag Mma(Frag c, uint a0, uint a1, uint a2, uint a3, uint b0, uint b1)
     {
-        if (!CudaAsm.IsSupported) return c;
         Ref<float> r0 = c.C0, r1 = c.C1, r2 = c.C2, r3 = c.C3;
         Input<uint> x0 = a0, x1 = a1, x2 = a2, x3 = a3, y0 = b0, y1 = b1;
         CudaAsm.EmitRef("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};",
