@@ -159,12 +159,12 @@ def main():
 
     seqs = a.seq or [512, 1024, 2048, 4096, 8192]
     rows = run_mt(a, ["--seq", ",".join(map(str, seqs))])
-    print(f"{'D':>4} {'T':>6} {'path':>6} | {'fwd ours':>9} {'torch':>8} {'ratio':>6} | {'fwd+bwd ours':>12} {'torch':>8} {'ratio':>6}   (TFLOP/s)")
+    print(f"{'D':>4} {'T':>6} {'path':>9} | {'fwd ours':>9} {'torch':>8} {'ratio':>6} | {'fwd+bwd ours':>12} {'torch':>8} {'ratio':>6}   (TFLOP/s)")
     for r in rows:
         t, d = int(r["T"]), int(r["D"])
         tf, tb, _, _ = torch_speed(a, t, d, dtype)
         of, ob = float(r["fwd_tflops"]), float(r["fwdbwd_tflops"])
-        print(f"{d:>4} {t:>6} {r['path']:>6} | {of:>9.2f} {tf:>8.2f} {of / tf:>6.2f} | {ob:>12.2f} {tb:>8.2f} {ob / tb:>6.2f}")
+        print(f"{d:>4} {t:>6} {r['path'] + '/' + r['bwd_path']:>9} | {of:>9.2f} {tf:>8.2f} {of / tf:>6.2f} | {ob:>12.2f} {tb:>8.2f} {ob / tb:>6.2f}")
 
 
 if __name__ == "__main__":

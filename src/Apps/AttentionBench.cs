@@ -74,9 +74,11 @@ public static class AttentionBench
         }
         double fwd = Time(Forward, o), both = Time(ForwardBackward, o);
         double flops = Flops(o, t, d);
-        string path = o.Device.Kind == DeviceKind.Cpu ? "cpu" : Gpu.GpuAttention.ChooseForward(o.DType, Params(o, t, t, d, attrs)).ToString().ToLowerInvariant();
+        var p = Params(o, t, t, d, attrs);
+        string path = o.Device.Kind == DeviceKind.Cpu ? "cpu" : Gpu.GpuAttention.ChooseForward(o.DType, p).ToString().ToLowerInvariant();
+        string bwdPath = o.Device.Kind == DeviceKind.Cpu ? "cpu" : Gpu.GpuAttention.ChooseBackward(o.DType, p).ToString().ToLowerInvariant();
         w.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"attention B={o.Batch} H={o.Heads} Hkv={o.KvHeads} T={t} D={d} dtype={o.DType} causal={o.Causal} path={path} fwd_ms={fwd * 1e3:F4} fwd_tflops={flops / fwd / 1e12:F2} fwdbwd_ms={both * 1e3:F4} fwdbwd_tflops={3.5 * flops / both / 1e12:F2}"));
+            $"attention B={o.Batch} H={o.Heads} Hkv={o.KvHeads} T={t} D={d} dtype={o.DType} causal={o.Causal} path={path} bwd_path={bwdPath} fwd_ms={fwd * 1e3:F4} fwd_tflops={flops / fwd / 1e12:F2} fwdbwd_ms={both * 1e3:F4} fwdbwd_tflops={3.5 * flops / both / 1e12:F2}"));
         foreach (var x in new[] { q, k, v, dout, output, lse }) x.Dispose();
     }
 
@@ -167,7 +169,8 @@ public static class AttentionBench
             gq.Backend.Execute(Op.Attention, [gq, gk, gv], [gOut, gLse], attrs);
             var (gdq, gdk, gdv) = Tensor.AttentionBackward(gdo, gq, gk, gv, gOut, gLse, attrs);
             double tol = dtype == DType.F32 ? 1e-3 : 3e-2;
-            string path = Gpu.GpuAttention.ChooseForward(dtype, new(b, h, hkv, t, s, d, attrs)).ToString().ToLowerInvariant();
+            var p = new Gpu.Kernels.Attention.AttentionParams(b, h, hkv, t, s, d, attrs);
+            string path = $"{Gpu.GpuAttention.ChooseForward(dtype, p)}/{Gpu.GpuAttention.ChooseBackward(dtype, p)}".ToLowerInvariant();
             double worst = 0;
             foreach (var (name, want, got) in new[] { ("out", cpuOut, gOut), ("lse", cpuLse, gLse), ("dq", dq, gdq), ("dk", dk, gdk), ("dv", dv, gdv) })
             {

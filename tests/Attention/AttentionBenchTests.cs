@@ -12,7 +12,7 @@ public class AttentionBenchTests
         var w = new StringWriter();
         var o = new AttentionBenchOptions(Device.IlgpuCpu, DType.F32, Batch: 1, Heads: 2, KvHeads: 1, SeqLens: [16], HeadDims: [16], MinSeconds: 0.005, Check: false);
         Assert.Equal(0, AttentionBench.Run(o, w));
-        Assert.Matches(@"attention B=1 H=2 Hkv=1 T=16 D=16 dtype=F32 causal=True path=simt fwd_ms=\S+ fwd_tflops=\S+ fwdbwd_ms=\S+ fwdbwd_tflops=\S+", w.ToString());
+        Assert.Matches(@"attention B=1 H=2 Hkv=1 T=16 D=16 dtype=F32 causal=True path=simt bwd_path=simt fwd_ms=\S+ fwd_tflops=\S+ fwdbwd_ms=\S+ fwdbwd_tflops=\S+", w.ToString());
 
         w = new StringWriter();
         Assert.Equal(0, AttentionBench.Run(o with { Memory = true }, w));

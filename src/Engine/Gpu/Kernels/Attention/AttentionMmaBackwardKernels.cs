@@ -214,8 +214,10 @@ public static class AttentionMmaBackwardKernels
 
     private static Frag ColumnKeepFrag(AttentionParams p, int bh, int query, int keyA, int keyB) => new()
     {
-        C0 = p.Keep(bh, query, keyA), C1 = p.Keep(bh, query + 1, keyA),
-        C2 = p.Keep(bh, query, keyB), C3 = p.Keep(bh, query + 1, keyB),
+        C0 = p.Keep(bh, query, keyA),
+        C1 = p.Keep(bh, query + 1, keyA),
+        C2 = p.Keep(bh, query, keyB),
+        C3 = p.Keep(bh, query + 1, keyB),
     };
 
     /// <summary>dS^T = P^T (dP^T - Di), Di per column (query).</summary>
@@ -257,8 +259,10 @@ public static class AttentionMmaBackwardKernels
 
     private static Frag RowKeepFrag(AttentionParams p, int bh, int rowA, int rowB, int key) => new()
     {
-        C0 = p.Keep(bh, rowA, key), C1 = p.Keep(bh, rowA, key + 1),
-        C2 = p.Keep(bh, rowB, key), C3 = p.Keep(bh, rowB, key + 1),
+        C0 = p.Keep(bh, rowA, key),
+        C1 = p.Keep(bh, rowA, key + 1),
+        C2 = p.Keep(bh, rowB, key),
+        C3 = p.Keep(bh, rowB, key + 1),
     };
 
     /// <summary>dS = P (dP - Di), Di per row (A: C0, C1; B: C2, C3).</summary>
