@@ -67,7 +67,7 @@ public sealed partial class Tensor
     }
 
     /// <summary>The row log-sum-exp is kept in float32 (float64 for float64 inputs: gradient checks need it).</summary>
-    internal static DType LseDType(DType input) => input == DType.F64 ? DType.F64 : DType.F32;
+    public static DType LseDType(DType input) => input == DType.F64 ? DType.F64 : DType.F32;
 
     private static void CheckAttentionShapes(Tensor q, Tensor k, Tensor v)
     {

@@ -47,6 +47,11 @@ public sealed class GpuBackend : IBackend, IDeviceMemory, IDisposable
     internal GpuAllocator Allocator { get; }
     internal KernelCache Kernels { get; }
 
+    /// <summary>The attention launchers (their own kernel cache: typed delegates, loaded on first use).</summary>
+    internal GpuAttention Attention => _attention ??= new GpuAttention(Accelerator);
+
+    private GpuAttention? _attention;
+
     /// <summary>Threads per group for 1-D kernels: 256 on a GPU, the accelerator's maximum when smaller (64 on the CPU accelerator).</summary>
     internal int GroupSize { get; }
 
@@ -131,6 +136,11 @@ public sealed class GpuBackend : IBackend, IDeviceMemory, IDisposable
 
             case Op.AdamWStep: OptimKernels.AdamWStep(this, outputs[0], inputs[0], outputs[1], outputs[2], (AdamWAttrs)attrs!); break;
 
+            case Op.Attention: AttentionKernels.Forward(this, inputs[0], inputs[1], inputs[2], outputs[0], outputs[1], (AttentionAttrs)attrs!); break;
+            case Op.AttentionBackward:
+                AttentionKernels.Backward(this, inputs[0], inputs[1], inputs[2], inputs[3], inputs[4], inputs[5], outputs[0], outputs[1], outputs[2], (AttentionAttrs)attrs!);
+                break;
+
             default: throw new NotSupportedException($"the GPU backend has no kernel for op {op}");
         }
     }
@@ -152,7 +162,8 @@ public sealed class GpuBackend : IBackend, IDeviceMemory, IDisposable
             .Concat(LossKernels.Specs())
             .Concat(ConvKernels.Specs())
             .Concat(PoolKernels.Specs())
-            .Concat(OptimKernels.Specs());
+            .Concat(OptimKernels.Specs())
+            .Concat(AttentionKernels.Specs());
 
     // ---- launching ----
 
@@ -211,6 +222,7 @@ public sealed class GpuBackend : IBackend, IDeviceMemory, IDisposable
     public void Dispose()
     {
         Accelerator.Synchronize();
+        _attention?.Dispose();
         Allocator.Dispose();
         _status.Dispose();
         Accelerator.Dispose();
