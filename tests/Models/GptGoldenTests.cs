@@ -14,7 +14,7 @@ namespace ManagedTensor.Tests.Models;
 /// </summary>
 public class GptGoldenTests
 {
-    private static (GPT Model, Dictionary<string, Tensor> Fixture) Load()
+    private static (GPT Model, Dictionary<string, Tensor> Fixture) Load(Device? device = null)
     {
         using var file = SafeTensors.Open(Fixtures.Path("gpt_golden/gpt_golden.safetensors"));
         var fixture = file.LoadAll();
@@ -22,7 +22,7 @@ public class GptGoldenTests
         var r = cfg.RootElement;
         var config = new GptConfig(r.GetProperty("block_size").GetInt32(), r.GetProperty("vocab_size").GetInt32(), r.GetProperty("n_layer").GetInt32(),
             r.GetProperty("n_head").GetInt32(), r.GetProperty("n_embd").GetInt32(), r.GetProperty("dropout").GetDouble(), r.GetProperty("bias").GetBoolean());
-        var model = new GPT(config, new Generator(1));
+        var model = new GPT(config, new Generator(1), device);
         model.LoadStateDict(fixture, strict: false);
         return (model, fixture);
     }
@@ -39,11 +39,15 @@ public class GptGoldenTests
         TestUtil.AssertClose(e, a, rtol: 1e-4, atol: 1e-5 * scale, what);
     }
 
-    [Fact]
-    public void Loss_logits_and_every_gradient_match_pytorch()
+    /// <summary>The CPU backend, and every GPU kernel of a GPT step on ILGPU's CPU accelerator.</summary>
+    [Theory]
+    [InlineData("cpu")]
+    [InlineData("ilgpu-cpu")]
+    public void Loss_logits_and_every_gradient_match_pytorch(string device)
     {
-        var (model, f) = Load();
-        var output = model.Forward(f["idx"], f["targets"]);
+        var d = Device.Parse(device);
+        var (model, f) = Load(d);
+        var output = model.Forward(f["idx"].To(d), f["targets"].To(d));
         AssertAgrees(f["loss"].Reshape([]), output.Loss!, "loss");
         AssertAgrees(f["logits"], output.Logits, "logits");
 

@@ -72,6 +72,25 @@ public sealed class TrainCliTests : IDisposable
         Assert.Equal(sample1, sample2);
     }
 
+    /// <summary>The same commands on the GPU backend (its kernels on ILGPU's CPU accelerator), then sampled on the CPU.</summary>
+    [Fact]
+    public void Trains_on_the_gpu_backend_and_samples_from_its_checkpoint_on_the_cpu()
+    {
+        string outDir = Path.Combine(_dir, "gpu");
+        var args = TrainArgs(outDir, 1).ToList(); // ILGPU's CPU accelerator is slow: one step, evaluated before and after
+        args[args.IndexOf("--eval-interval") + 1] = "1";
+        args[args.IndexOf("--eval-iters") + 1] = "1";
+        args[args.IndexOf("--n-layer") + 1] = "1";
+        args.AddRange(["--device", "ilgpu-cpu"]);
+        var (code, text) = Mt([.. args]);
+        Assert.True(code == 0, text);
+        Assert.Contains("on ilgpu-cpu", text);
+        Assert.Contains("step 1: train loss", text);
+        var (c2, sample) = Mt("sample", "--out-dir", outDir, "--length", "10", "--prompt", "the", "--device", "cpu");
+        Assert.True(c2 == 0, sample);
+        Assert.StartsWith("the", sample);
+    }
+
     [Fact]
     public void Missing_checkpoint_is_a_clear_error()
     {

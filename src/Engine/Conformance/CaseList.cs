@@ -31,6 +31,7 @@ internal sealed class CaseList(CaseScale scale)
         IndexCases();
         LossCases();
         ConvPoolCases();
+        AttentionCases();
         OptimCases();
         return _cases;
     }
@@ -368,6 +369,37 @@ internal sealed class CaseList(CaseScale scale)
     }
 
     // ---- optimizer ----
+
+    // ---- fused attention ----
+
+    private void AttentionCases()
+    {
+        int b = S(2, 4), h = S(4, 16), t = S(13, 1024), d = S(16, 64);
+        foreach (var (hkv, causal) in new[] { (h, true), (h / 2, true), (h, false) })
+            Add($"attention {(causal ? "causal" : "full")} GQA {h / hkv} F32", Op.Attention, DType.F32, Str([b, h, t, d], [b, hkv, t + 3, d]),
+                g => [g.Uniform([b, h, t, d]), g.Uniform([b, hkv, t + 3, d]), g.Uniform([b, hkv, t + 3, d])],
+                (x, _) => [Tensor.Attention(x[0], x[1], x[2], causal)]);
+        int cache = S(37, 4096);
+        Add("attention decode (one query, long cache) F32", Op.Attention, DType.F32, Str([b, h, 1, d], [b, h / 2, cache, d]),
+            g => [g.Uniform([b, h, 1, d]), g.Uniform([b, h / 2, cache, d]), g.Uniform([b, h / 2, cache, d])],
+            (x, _) => [Tensor.Attention(x[0], x[1], x[2], causal: true)]);
+        // The backward takes the forward's row log-sum-exp; it is recomputed here with plain ops.
+        Add("attention backward causal F32", Op.AttentionBackward, DType.F32, Str([b, h, t, d]),
+            g => [g.Uniform([b, h, t, d]), g.Uniform([b, h, t, d]), g.Uniform([b, h, t, d]), g.Uniform([b, h, t, d])],
+            (x, dev) =>
+            {
+                var (q, k, v, dout) = (x[0], x[1], x[2], x[3]);
+                double scale = 1 / Math.Sqrt(d);
+                var mask = new double[t * t];
+                for (int i = 0; i < t; i++) for (int j = i + 1; j < t; j++) mask[i * t + j] = double.NegativeInfinity;
+                var scores = q.MatMul(k.MT).MulScalar(scale) + Tensor.FromArray(mask, [t, t]).To(DType.F32).To(dev);
+                var max = scores.Max(-1, keepDim: true);
+                var lse = ((scores - max).Exp().Sum(-1, keepDim: true).Log() + max).Reshape(b, h, t);
+                var output = Tensor.Attention(q, k, v, causal: true);
+                var (dq, dk, dv) = Tensor.AttentionBackward(dout, q, k, v, output, lse, new AttentionAttrs(true, scale, 0, 0, 0));
+                return [dq, dk, dv];
+            }, new Tolerance(1e-4, 2e-5));
+    }
 
     private void OptimCases()
     {
