@@ -95,6 +95,10 @@ public static class TrainCommand
             string png = Path.Combine(outDir, "loss.png");
             LossPlot.Save(trainer.History, png, $"GPT {trainer.Config.NLayer}x{trainer.Config.NEmbd} on {Path.GetFileName(trainer.Config.DataPath)}");
             output.WriteLine($"best val loss {trainer.BestValLoss:F4}; loss curve: {png}");
+            if (DeviceMemory.Stats(dev) is { } mem)
+                output.WriteLine($"device memory: peak {DeviceMemory.FormatBytes(mem.PeakBytes)} (" +
+                    string.Join(", ", mem.PeakByCategory.Select(kv => $"{kv.Key} {DeviceMemory.FormatBytes(kv.Value)}")) +
+                    $"), {mem.DeviceAllocations} driver allocations");
             int n = p.GetValue(sampleLength);
             if (n > 0)
             {

@@ -77,6 +77,9 @@ public static class DeviceMemory
     public static MemoryStats? Stats(Device device) => device.Kind == DeviceKind.Cpu ? null : (Backends.For(device) as IDeviceMemory)?.Stats;
 
     /// <summary>Recounts <paramref name="tensor"/>'s storage under <paramref name="category"/> (weights loaded before a scope was set, say).</summary>
+    /// <summary>"1.5 GiB", "12 KiB": byte counts as the allocator's messages print them.</summary>
+    public static string FormatBytes(long bytes) => Gpu.GpuAllocator.Format(bytes);
+
     public static void Tag(Tensor tensor, MemoryCategory category)
     {
         if (tensor.Storage is Gpu.GpuStorage s) s.Category = category;

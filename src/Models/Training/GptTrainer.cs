@@ -44,7 +44,8 @@ public sealed class GptTrainer
         Data = data;
         Model = model;
         _state = state;
-        Optimizer = new AdamW(model.NamedParameters(), cfg.LearningRate, cfg.Beta1, cfg.Beta2, 1e-8, cfg.WeightDecay);
+        using (DeviceMemory.Category(MemoryCategory.OptimizerState))
+            Optimizer = new AdamW(model.NamedParameters(), cfg.LearningRate, cfg.Beta1, cfg.Beta2, 1e-8, cfg.WeightDecay);
         _schedule = new CosineSchedule(cfg.LearningRate, cfg.MinLr, cfg.WarmupIters, cfg.LrDecayIters);
         _batchGen = new Generator(cfg.Seed + 1, state.BatchOffset);
         _evalGen = new Generator(cfg.Seed + 3, state.EvalOffset);
@@ -57,7 +58,9 @@ public sealed class GptTrainer
         string text = File.ReadAllText(DataFiles.Find(cfg.DataPath));
         var tokenizer = ManagedTensor.Models.Data.Tokenizers.Create(cfg.Tokenizer, text);
         var data = TextDataset.FromText(text, tokenizer);
-        var model = new GPT(cfg.ModelConfig(tokenizer.VocabSize), new Generator(cfg.Seed), device, cfg.Seed + 2);
+        GPT model;
+        using (DeviceMemory.Category(MemoryCategory.Weights))
+            model = new GPT(cfg.ModelConfig(tokenizer.VocabSize), new Generator(cfg.Seed), device, cfg.Seed + 2);
         return new GptTrainer(cfg, device, tokenizer, data, model, new TrainState());
     }
 
@@ -71,7 +74,9 @@ public sealed class GptTrainer
         var cfg = ckpt.Train with { OutDir = outDir, MaxIters = maxIters ?? ckpt.Train.MaxIters };
         string text = File.ReadAllText(DataFiles.Find(cfg.DataPath));
         var data = TextDataset.FromText(text, ckpt.Tokenizer);
-        var trainer = new GptTrainer(cfg, device, ckpt.Tokenizer, data, ckpt.CreateModel(device), ckpt.State);
+        GPT model;
+        using (DeviceMemory.Category(MemoryCategory.Weights)) model = ckpt.CreateModel(device);
+        var trainer = new GptTrainer(cfg, device, ckpt.Tokenizer, data, model, ckpt.State);
         trainer.Optimizer.LoadState(ckpt.OptimizerTensors(), ckpt.State.OptimizerSteps, ckpt.File.Path);
         return trainer;
     }
@@ -118,9 +123,14 @@ public sealed class GptTrainer
         }
     }
 
-    /// <summary>One optimizer step over GradAccumSteps micro-batches; returns the mean micro-batch loss.</summary>
+    /// <summary>
+    /// One optimizer step over GradAccumSteps micro-batches; returns the mean micro-batch loss. On a GPU
+    /// everything the step allocates (batch, activations, gradients) is freed when it ends (a memory
+    /// scope), so after the first step the caching allocator serves every request from its cache.
+    /// </summary>
     public double TrainStep()
     {
+        using var scope = DeviceMemory.Scope();
         Model.Train();
         double total = 0;
         for (int micro = 0; micro < _cfg.GradAccumSteps; micro++)
@@ -131,6 +141,8 @@ public sealed class GptTrainer
             (_cfg.GradAccumSteps == 1 ? loss : loss.MulScalar(1.0 / _cfg.GradAccumSteps)).Backward();
             total += loss.Item();
         }
+        foreach (var p in Model.Parameters())
+            if (p.Grad is { } g) DeviceMemory.Tag(g, MemoryCategory.Grads);
         if (_cfg.GradClip > 0) GradClip.ClipGradNorm(Model.Parameters(), _cfg.GradClip);
         Optimizer.Step();
         Optimizer.ZeroGrad();
@@ -146,6 +158,7 @@ public sealed class GptTrainer
             double sum = 0;
             for (int k = 0; k < _cfg.EvalIters; k++)
             {
+                using var scope = DeviceMemory.Scope();
                 var (x, y) = Batch(split, _evalGen);
                 using (GradMode.NoGrad()) sum += Model.Forward(x, y).Loss!.Item();
             }

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Every GPU figure the open issues ask for, in one prepared run on a GPU host (H100/H200 with PyTorch;
+# no .NET SDK needed there). Build the bundle first on a machine with the SDK (scripts/bundle.sh), carry
+# artifacts/mt-linux-x64, then on the GPU host:
+#   scripts/gpu_checks.sh [artifacts/mt-linux-x64] [results-dir] [quick|full]
+# Each step has its own time limit and writes its log to results-dir, so a slow or failing step does not
+# cost the others. "quick" (the default) fits a 10-minute device call:
+#   1. mt selftest --device cuda            issue 4: every op, GPU vs CPU reference, realistic sizes
+#   2. GEMM vs cuBLAS (torch.matmul)        issue 5: TFLOP/s and ratios, fp32 (TF32 off) and bf16
+#   3. attention vs SDPA flash              issue 6: TFLOP/s fwd and fwd+bwd, and peak memory per T
+#   4. GPT shakespeare_char, 300 steps      issue 4: ms/iter ours vs PyTorch eager fp32, same GPU, peak memory
+# "full" adds the whole 5000-step shakespeare_char run (best val loss, wall time) for both.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+bundle="${1:-artifacts/mt-linux-x64}"
+out="${2:-${OUT:-gpu-results}}"
+mode="${3:-quick}"
+mt="$bundle/mt"
+mkdir -p "$out"
+export PYTHONUNBUFFERED=1
+[ -x "$mt" ] || { echo "no bundle at $bundle (run scripts/bundle.sh on a machine with the .NET SDK)" >&2; exit 2; }
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
+
+step() { # step NAME SECONDS COMMAND...
+    local name=$1 limit=$2; shift 2
+    echo "== $name (limit ${limit}s)"
+    local t0=$SECONDS
+    timeout "$limit" "$@" > "$out/$name.log" 2>&1
+    local rc=$?
+    echo "   rc=$rc, $((SECONDS - t0)) s; tail of $out/$name.log:"
+    tail -n 25 "$out/$name.log" | sed 's/^/   /'
+}
+
+step selftest 150 "$mt" selftest --device cuda
+step gemm 180 python3 bench/gemm_vs_torch.py --mt "$mt" --quick --out "$out/GEMM_GPU.md"
+step attention 150 python3 bench/attention_vs_torch.py --mt "$mt"
+step attention_memory 60 python3 bench/attention_vs_torch.py --mt "$mt" --memory
+iters=300 ours_limit=120 torch_limit=90
+[ "$mode" = full ] && iters=5000 ours_limit=3000 torch_limit=1200
+step gpt_ours "$ours_limit" "$mt" train gpt --preset shakespeare-char --device cuda \
+    --max-iters "$iters" --out-dir "$out/gpt-ours" --sample-length 200 --log-interval 50
+step gpt_torch "$torch_limit" python3 bench/torch_gpt_train.py --preset shakespeare-char --device cuda \
+    --iters "$iters" $([ "$mode" = full ] && echo --eval)
+echo "results in $out"
