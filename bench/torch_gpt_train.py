@@ -24,10 +24,11 @@ p.add_argument("--eval", action="store_true")
 p.add_argument("--data", default="data/tinyshakespeare.txt")
 p.add_argument("--preset", default="shakespeare-char-cpu", choices=["shakespeare-char-cpu", "shakespeare-char"])
 p.add_argument("--device", default="cpu")
+p.add_argument("--seed", type=int, default=1337)
 p.add_argument("--sdpa", action="store_true", help="F.scaled_dot_product_attention (torch >= 2.0) instead of nanoGPT's slow path")
 a = p.parse_args()
 torch.set_num_threads(a.threads)
-torch.manual_seed(1337)
+torch.manual_seed(a.seed)
 torch.backends.cuda.matmul.allow_tf32 = False
 torch.backends.cudnn.allow_tf32 = False
 dev = torch.device(a.device)

@@ -21,12 +21,7 @@ internal static class CpuReduce
 {
     public static void Reduce(Op op, Tensor x, Tensor y, ReduceAttrs a)
     {
-        var expected = (int[])x.Shape.Clone();
-        foreach (int axis in a.Axes) expected[axis] = 1;
-        if (y.Numel != expected.Aggregate(1, (p, s) => p * s) || !y.IsContiguous)
-            throw new ArgumentException($"{op} of {x.Describe()} over axes {Tensor.ShapeString(a.Axes)}: output {y.Describe()} must be contiguous with shape {Tensor.ShapeString(expected)}");
-        if (op == Op.ArgMax && a.Axes.Length != 1)
-            throw new ArgumentException($"ArgMax of {x.Describe()}: exactly one axis, got {Tensor.ShapeString(a.Axes)}");
+        ReduceLayout.CheckOperands(op, x, y, a);
 
         if (x.DType is DType.F16 or DType.BF16)
         {

@@ -9,6 +9,17 @@ namespace ManagedTensor.Cpu;
 /// </summary>
 internal sealed class ReduceLayout
 {
+    /// <summary>The checks every backend makes of a reduction's operands before running it.</summary>
+    public static void CheckOperands(Op op, Tensor x, Tensor y, ReduceAttrs a)
+    {
+        var expected = (int[])x.Shape.Clone();
+        foreach (int axis in a.Axes) expected[axis] = 1;
+        if (y.Numel != expected.Aggregate(1, (p, s) => p * s) || !y.IsContiguous)
+            throw new ArgumentException($"{op} of {x.Describe()} over axes {Tensor.ShapeString(a.Axes)}: output {y.Describe()} must be contiguous with shape {Tensor.ShapeString(expected)}");
+        if (op == Op.ArgMax && a.Axes.Length != 1)
+            throw new ArgumentException($"ArgMax of {x.Describe()}: exactly one axis, got {Tensor.ShapeString(a.Axes)}");
+    }
+
     private readonly int[] _keptShape, _keptStrides;   // merged kept axes (x strides)
     private readonly int[] _outerShape, _outerStrides; // reduced axes outside the row axis
 

@@ -261,17 +261,7 @@ public sealed class BpeTokenizer : IPromptTokenizer
         return _m.StripLeadingSpace && first && b.Length > 0 && b[0] == (byte)' ' ? b.AsSpan(1) : b;
     }
 
-    public string Decode(IReadOnlyList<int> tokens)
-    {
-        var bytes = new List<byte>();
-        int prev = -1;
-        foreach (int t in tokens)
-        {
-            if (t != Bos && t != Eos) bytes.AddRange(DecodeBytes(prev, t).ToArray());
-            prev = t;
-        }
-        return Encoding.UTF8.GetString(bytes.ToArray());
-    }
+    public string Decode(IReadOnlyList<int> tokens) => this.DecodeText(tokens);
 
     // ---- GPT-2's byte <-> printable character table ----
 

@@ -37,6 +37,25 @@ public interface IPromptTokenizer
     string TokenText(int id);
 }
 
+public static class PromptTokenizerExtensions
+{
+    /// <summary>
+    /// The text of a token sequence from its bytes (<see cref="IPromptTokenizer.DecodeBytes"/>), BOS and EOS
+    /// skipped; the bytes are gathered first so that a character split over several tokens decodes whole.
+    /// </summary>
+    public static string DecodeText(this IPromptTokenizer tokenizer, IReadOnlyList<int> tokens)
+    {
+        var bytes = new List<byte>();
+        int prev = -1;
+        foreach (int t in tokens)
+        {
+            if (t != tokenizer.Bos && t != tokenizer.Eos) bytes.AddRange(tokenizer.DecodeBytes(prev, t).ToArray());
+            prev = t;
+        }
+        return System.Text.Encoding.UTF8.GetString(bytes.ToArray());
+    }
+}
+
 /// <summary>Splits text at occurrences of special-token strings (longest match first), keeping the text between them.</summary>
 public static class SpecialTokens
 {

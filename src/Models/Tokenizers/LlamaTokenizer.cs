@@ -149,15 +149,5 @@ public sealed class LlamaTokenizer : IPromptTokenizer
     }
 
     /// <summary>The text of a token sequence (starting after BOS when the first id is BOS).</summary>
-    public string Decode(IReadOnlyList<int> tokens)
-    {
-        var bytes = new List<byte>();
-        int prev = -1;
-        foreach (int t in tokens)
-        {
-            if (t != Bos && t != Eos) bytes.AddRange(DecodeBytes(prev, t).ToArray());
-            prev = t;
-        }
-        return Encoding.UTF8.GetString(bytes.ToArray());
-    }
+    public string Decode(IReadOnlyList<int> tokens) => this.DecodeText(tokens);
 }

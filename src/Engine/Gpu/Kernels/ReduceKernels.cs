@@ -1,5 +1,6 @@
 using System.Reflection;
 using ILGPU;
+using ManagedTensor.Cpu;
 
 namespace ManagedTensor.Gpu.Kernels;
 
@@ -212,12 +213,7 @@ internal static class ReduceKernels
 
     public static void Reduce(GpuBackend b, Op op, Tensor x, Tensor y, ReduceAttrs a)
     {
-        var expected = (int[])x.Shape.Clone();
-        foreach (int axis in a.Axes) expected[axis] = 1;
-        if (y.Numel != expected.Aggregate(1, (p, s) => p * s) || !y.IsContiguous)
-            throw new ArgumentException($"{op} of {x.Describe()} over axes {Tensor.ShapeString(a.Axes)}: output {y.Describe()} must be contiguous with shape {Tensor.ShapeString(expected)}");
-        if (op == Op.ArgMax && a.Axes.Length != 1)
-            throw new ArgumentException($"ArgMax of {x.Describe()}: exactly one axis, got {Tensor.ShapeString(a.Axes)}");
+        ReduceLayout.CheckOperands(op, x, y, a);
         if (op is Op.Mean or Op.Var && !x.DType.IsFloat())
             throw new NotSupportedException($"{op} needs a floating-point tensor, got {x.Describe()}");
 
