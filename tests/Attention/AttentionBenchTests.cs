@@ -4,6 +4,7 @@ using Xunit;
 namespace ManagedTensor.Tests.Attention;
 
 /// <summary>`mt attention-bench` runs end to end on ILGPU's CPU accelerator at a toy size (speed and memory lines).</summary>
+[Collection(ManagedTensor.Tests.Gpu.IlgpuCpuCollection.Name)] // shares the ilgpu-cpu device with the allocator tests
 public class AttentionBenchTests
 {
     [Fact]

@@ -226,6 +226,7 @@ public class AttentionGpuTests(AttentionGpuFixture fixture) : IClassFixture<Atte
 /// forward and autograd backward, against the CPU op: the Execute wiring, the dtype and workspace
 /// handling, and the automatic choice of kernel (tensor cores for BF16 with D = 64, decode for T = 1).
 /// </summary>
+[Collection(ManagedTensor.Tests.Gpu.IlgpuCpuCollection.Name)] // shares the ilgpu-cpu device with the allocator tests
 public class AttentionBackendTests
 {
     [Theory]

@@ -12,6 +12,7 @@ namespace ManagedTensor.Tests.Models;
 /// (tests/fixtures/gpt_golden/make_gpt_golden.py, float64 reference). Our float32 model must give the
 /// same logits, loss and every parameter gradient to 1e-4 relative.
 /// </summary>
+[Collection(ManagedTensor.Tests.Gpu.IlgpuCpuCollection.Name)] // shares the ilgpu-cpu device with the allocator tests
 public class GptGoldenTests
 {
     private static (GPT Model, Dictionary<string, Tensor> Fixture) Load(Device? device = null)

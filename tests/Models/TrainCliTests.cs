@@ -10,25 +10,29 @@ namespace ManagedTensor.Tests.Models;
 /// The trainer end to end through the `mt` command line on tiny data: train 20 steps, checkpoint,
 /// resume from step 10 to 20 and get the same losses and the same final weights, sample.
 /// </summary>
-public sealed class TrainCliTests : IDisposable
+public abstract class TrainCliTestBase : IDisposable
 {
-    private readonly string _dir = Directory.CreateTempSubdirectory("mt-train-").FullName;
+    protected string Dir { get; } = Directory.CreateTempSubdirectory("mt-train-").FullName;
     private readonly string _data;
 
-    public TrainCliTests()
+    protected TrainCliTestBase()
     {
-        _data = Path.Combine(_dir, "tiny.txt");
+        _data = Path.Combine(Dir, "tiny.txt");
         File.WriteAllText(_data, File.ReadAllText(Fixtures.RepoFile("data/tinyshakespeare.txt"))[..20_000]);
     }
 
-    public void Dispose() => Directory.Delete(_dir, recursive: true);
+    public void Dispose()
+    {
+        Directory.Delete(Dir, recursive: true);
+        GC.SuppressFinalize(this);
+    }
 
-    private string[] TrainArgs(string outDir, int maxIters) =>
+    protected string[] TrainArgs(string outDir, int maxIters) =>
         ["train", "gpt", "--data", _data, "--out-dir", outDir, "--max-iters", maxIters.ToString(), "--lr-decay-iters", "20",
          "--warmup-iters", "5", "--eval-interval", "10", "--eval-iters", "2", "--log-interval", "1", "--n-layer", "2", "--n-head", "2",
          "--n-embd", "16", "--block-size", "16", "--batch-size", "4", "--dropout", "0.1", "--sample-length", "0"];
 
-    private static (int Code, string Output) Mt(params string[] args)
+    protected static (int Code, string Output) Mt(params string[] args)
     {
         var w = new StringWriter();
         int code = MtApp.Run(args, w);
@@ -36,13 +40,17 @@ public sealed class TrainCliTests : IDisposable
     }
 
     /// <summary>The "iter N: loss X" part of each progress line (timings differ between runs).</summary>
-    private static List<string> Losses(string output) =>
+    protected static List<string> Losses(string output) =>
         output.Split('\n').Where(l => l.StartsWith("iter ", StringComparison.Ordinal)).Select(l => l.Split(',')[0]).ToList();
+}
 
+/// <summary>The CPU runs: train, checkpoint, resume exactly, sample; clear errors for bad checkpoints.</summary>
+public sealed class TrainCliTests : TrainCliTestBase
+{
     [Fact]
     public void Train_checkpoint_resume_exactly_and_sample()
     {
-        string full = Path.Combine(_dir, "full"), split = Path.Combine(_dir, "split");
+        string full = Path.Combine(Dir, "full"), split = Path.Combine(Dir, "split");
         var (code, straight) = Mt(TrainArgs(full, 20));
         Assert.True(code == 0, straight);
         foreach (var f in new[] { "ckpt.safetensors", "config.json", "loss.png" })
@@ -72,11 +80,35 @@ public sealed class TrainCliTests : IDisposable
         Assert.Equal(sample1, sample2);
     }
 
-    /// <summary>The same commands on the GPU backend (its kernels on ILGPU's CPU accelerator), then sampled on the CPU.</summary>
+    [Fact]
+    public void Missing_checkpoint_is_a_clear_error()
+    {
+        string nowhere = Path.Combine(Dir, "nothing-here");
+        var e = Assert.Throws<FileNotFoundException>(() => GptCheckpoint.Load(nowhere));
+        Assert.Contains(nowhere, e.Message);
+    }
+
+    [Fact]
+    public void Corrupt_checkpoint_is_a_clear_error()
+    {
+        string path = Path.Combine(Dir, "ckpt.safetensors");
+        SafeTensors.Save(path, [new("w", Tensor.Zeros([2]))], new Dictionary<string, string> { ["format"] = "something-else" });
+        var e = Assert.Throws<InvalidDataException>(() => GptCheckpoint.Load(path));
+        Assert.Contains(path, e.Message);
+    }
+}
+
+/// <summary>
+/// The same commands on the GPU backend (its kernels on ILGPU's CPU accelerator), then sampled on the CPU.
+/// In the ilgpu-cpu collection: its allocations must not move the allocator tests' statistics.
+/// </summary>
+[Collection(ManagedTensor.Tests.Gpu.IlgpuCpuCollection.Name)]
+public sealed class TrainCliGpuBackendTests : TrainCliTestBase
+{
     [Fact]
     public void Trains_on_the_gpu_backend_and_samples_from_its_checkpoint_on_the_cpu()
     {
-        string outDir = Path.Combine(_dir, "gpu");
+        string outDir = Path.Combine(Dir, "gpu");
         var args = TrainArgs(outDir, 1).ToList(); // ILGPU's CPU accelerator is slow: one step, evaluated before and after
         args[args.IndexOf("--eval-interval") + 1] = "1";
         args[args.IndexOf("--eval-iters") + 1] = "1";
@@ -89,22 +121,5 @@ public sealed class TrainCliTests : IDisposable
         var (c2, sample) = Mt("sample", "--out-dir", outDir, "--length", "10", "--prompt", "the", "--device", "cpu");
         Assert.True(c2 == 0, sample);
         Assert.StartsWith("the", sample);
-    }
-
-    [Fact]
-    public void Missing_checkpoint_is_a_clear_error()
-    {
-        string nowhere = Path.Combine(_dir, "nothing-here");
-        var e = Assert.Throws<FileNotFoundException>(() => GptCheckpoint.Load(nowhere));
-        Assert.Contains(nowhere, e.Message);
-    }
-
-    [Fact]
-    public void Corrupt_checkpoint_is_a_clear_error()
-    {
-        string path = Path.Combine(_dir, "ckpt.safetensors");
-        SafeTensors.Save(path, [new("w", Tensor.Zeros([2]))], new Dictionary<string, string> { ["format"] = "something-else" });
-        var e = Assert.Throws<InvalidDataException>(() => GptCheckpoint.Load(path));
-        Assert.Contains(path, e.Message);
     }
 }
