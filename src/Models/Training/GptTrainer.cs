@@ -107,9 +107,8 @@ public sealed class GptTrainer
             }
             if (it >= _cfg.MaxIters || cancel.IsCancellationRequested) break;
 
-            double lr = _schedule.LearningRate(it);
-            Optimizer.LearningRate = lr;
-            double loss = TrainStep();
+            double loss = TrainStep(it);
+            double lr = Optimizer.LearningRate;
             _state = _state with { Iter = it + 1 };
             stepsTimed++;
             if (it % _cfg.LogInterval == 0 || it + 1 == _cfg.MaxIters)
@@ -124,18 +123,22 @@ public sealed class GptTrainer
     }
 
     /// <summary>
-    /// One optimizer step over GradAccumSteps micro-batches; returns the mean micro-batch loss. On a GPU
-    /// everything the step allocates (batch, activations, gradients) is freed when it ends (a memory
-    /// scope), so after the first step the caching allocator serves every request from its cache.
+    /// Iteration <paramref name="it"/> of train.py's loop: the learning rate from the schedule, then one
+    /// optimizer step over GradAccumSteps micro-batches (clipped, AdamW); returns the mean micro-batch
+    /// loss. The micro-batches are random training batches unless <paramref name="nextBatch"/> gives them
+    /// (the trajectory test feeds PyTorch's). On a GPU everything the step allocates (batch, activations,
+    /// gradients) is freed when it ends (a memory scope), so after the first step the caching allocator
+    /// serves every request from its cache.
     /// </summary>
-    public double TrainStep()
+    public double TrainStep(int it, Func<(Tensor X, Tensor Y)>? nextBatch = null)
     {
         using var scope = DeviceMemory.Scope();
+        Optimizer.LearningRate = _schedule.LearningRate(it);
         Model.Train();
         double total = 0;
         for (int micro = 0; micro < _cfg.GradAccumSteps; micro++)
         {
-            var (x, y) = Batch(Split.Train, _batchGen);
+            var (x, y) = nextBatch is null ? Batch(Split.Train, _batchGen) : nextBatch();
             var loss = Model.Forward(x, y).Loss!;
             // Gradients add up across backward calls; scaling each micro-batch makes the sum a mean.
             (_cfg.GradAccumSteps == 1 ? loss : loss.MulScalar(1.0 / _cfg.GradAccumSteps)).Backward();
