@@ -53,7 +53,14 @@ public static class AttentionBench
     {
         var gen = new Generator(1);
         s = s == 0 ? t : s;
-        Tensor R(int[] shape) => Tensor.Randn(shape, gen, device: o.Device).To(o.DType);
+        Tensor R(int[] shape)
+        {
+            var f32 = Tensor.Randn(shape, gen, device: o.Device);
+            if (o.DType == DType.F32) return f32;
+            var cast = f32.To(o.DType);
+            f32.Dispose(); // returned now, not when the GC finalizes it in the middle of a memory measurement
+            return cast;
+        }
         return (R([o.Batch, o.Heads, t, d]), R([o.Batch, o.KvHeads, s, d]), R([o.Batch, o.KvHeads, s, d]), R([o.Batch, o.Heads, t, d]));
     }
 
@@ -138,7 +145,8 @@ public static class AttentionBench
             }
     }
 
-    private static long Bytes(Tensor t) => (long)t.Numel * t.DType.SizeOf();
+    /// <summary>The bytes the caching allocator counts for <paramref name="t"/>: its size rounded up to the block class.</summary>
+    private static long Bytes(Tensor t) => DeviceMemory.BlockBytes((long)t.Numel * t.DType.SizeOf());
 
     /// <summary>Forward, backward and decode on the device against the CPU op at small odd sizes; prints one line each.</summary>
     public static bool Check(AttentionBenchOptions o, TextWriter w)

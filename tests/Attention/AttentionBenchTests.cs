@@ -21,4 +21,27 @@ public class AttentionBenchTests
         Assert.Contains("memory B=1 H=2 T=16 D=16", line);
         Assert.Matches(@"extra_bytes_per_token=\d+", line);
     }
+
+    /// <summary>
+    /// The issue's memory claim, on the allocator's own accounting (the same on ilgpu-cpu as on CUDA):
+    /// beyond inputs, outputs and gradients, forward + backward keep a constant number of bytes per
+    /// token, so the extra memory grows linearly with T, far below a T x T score matrix.
+    /// </summary>
+    [Theory]
+    [InlineData(DType.F32, 16)]
+    [InlineData(DType.BF16, 64)]
+    public void Extra_memory_grows_linearly_with_the_sequence(DType dtype, int headDim)
+    {
+        var w = new StringWriter();
+        var o = new AttentionBenchOptions(Device.IlgpuCpu, dtype, Batch: 1, Heads: 2, KvHeads: 1, SeqLens: [64, 128, 256], HeadDims: [headDim], MinSeconds: 0, Check: false, Memory: true);
+        Assert.Equal(0, AttentionBench.Run(o, w));
+        var lines = w.ToString().Split('\n').Where(l => l.StartsWith("memory B=", StringComparison.Ordinal)).ToList();
+        Assert.Equal(3, lines.Count);
+        double Field(string line, string name) =>
+            double.Parse(System.Text.RegularExpressions.Regex.Match(line, name + @"=(-?[\d.]+)").Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+        var perToken = lines.Select(l => Field(l, "extra_bytes_per_token")).ToList();
+        Assert.All(perToken, b => Assert.InRange(b, 0, 64 * headDim));  // a few rows of workspace per token at most
+        Assert.Equal(perToken[0], perToken[2], 0);                        // the same at T = 64 and 256: linear
+        Assert.True(Field(lines[2], "extra_mib") * 4 < Field(lines[2], "score_matrix_would_be_mib") + 0.25, lines[2]);
+    }
 }

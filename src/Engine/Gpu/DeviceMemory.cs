@@ -80,6 +80,9 @@ public static class DeviceMemory
     /// <summary>"1.5 GiB", "12 KiB": byte counts as the allocator's messages print them.</summary>
     public static string FormatBytes(long bytes) => Gpu.GpuAllocator.Format(bytes);
 
+    /// <summary>The bytes a request of <paramref name="bytes"/> counts in the statistics: its block size class.</summary>
+    public static long BlockBytes(long bytes) => Gpu.GpuAllocator.SizeClass(bytes);
+
     public static void Tag(Tensor tensor, MemoryCategory category)
     {
         if (tensor.Storage is Gpu.GpuStorage s) s.Category = category;
