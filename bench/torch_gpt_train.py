@@ -156,7 +156,7 @@ def sync():
 times, best_val, loss = [], float("inf"), None
 wall0 = time.perf_counter()
 for it in range(a.iters):
-    if a.eval and (it % 250 == 0 or it == a.iters - 1) and it > 0:
+    if a.eval and it % 250 == 0 and it > 0:  # train.py's schedule: every eval_interval steps, and at the end
         best_val = min(best_val, estimate("val"))
     for g in opt.param_groups:
         g["lr"] = get_lr(it)
