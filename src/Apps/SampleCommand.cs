@@ -19,9 +19,10 @@ public static class SampleCommand
         var topK = new Option<int>("--top-k") { Description = "keep the K most likely tokens (0: all)", DefaultValueFactory = _ => 200 };
         var seed = new Option<ulong>("--seed") { DefaultValueFactory = _ => 1337UL };
         var device = Cli.DeviceOption();
+        var noCache = new Option<bool>("--no-kv-cache") { Description = "run the whole context at every step, as nanoGPT (the KV cache runs only the new token)" };
         // OpenAI's GPT-2 weights instead of an mt checkpoint (GptWeights.cs); the tokenizer is GPT-2's, from data/.
         var gpt2 = new Option<string?>("--gpt2") { Description = "sample from GPT-2 weights instead: a Hugging Face GPT-2 directory (config.json + model.safetensors) or llm.c's gpt2_124M.bin" };
-        var cmd = new Command("sample", "generate text from a GPT checkpoint (mt train gpt)") { outDir, prompt, length, samples, temperature, topK, seed, device, gpt2 };
+        var cmd = new Command("sample", "generate text from a GPT checkpoint (mt train gpt)") { outDir, prompt, length, samples, temperature, topK, seed, device, noCache, gpt2 };
         cmd.SetAction(p =>
         {
             var dev = Cli.ParseDevice(p.GetValue(device)!);
@@ -31,7 +32,7 @@ public static class SampleCommand
             var sampler = new SamplerOptions(p.GetValue(temperature), p.GetValue(topK), Seed: p.GetValue(seed));
             for (int i = 0; i < p.GetValue(samples); i++)
             {
-                Sample(model, tokenizer, p.GetValue(prompt)!, p.GetValue(length), sampler with { Seed = sampler.Seed + (ulong)i }, output);
+                Sample(model, tokenizer, p.GetValue(prompt)!, p.GetValue(length), sampler with { Seed = sampler.Seed + (ulong)i }, output, useCache: !p.GetValue(noCache));
                 output.WriteLine();
                 output.WriteLine("---------------");
             }
@@ -41,13 +42,13 @@ public static class SampleCommand
     }
 
     /// <summary>Writes the prompt and then each new token's text as it is generated.</summary>
-    public static void Sample(GPT model, ITokenizer tokenizer, string prompt, int length, SamplerOptions options, TextWriter output)
+    public static void Sample(GPT model, ITokenizer tokenizer, string prompt, int length, SamplerOptions options, TextWriter output, bool useCache = true)
     {
         var ids = tokenizer.Encode(prompt);
         if (ids.Length == 0) throw new ArgumentException("the prompt encodes to no tokens: give at least one character");
         output.Write(prompt);
         var idx = Tensor.FromArray(ids.Select(i => (long)i).ToArray(), [1, ids.Length], model.Device);
-        model.Generate(idx, length, new Sampler(options), token => output.Write(tokenizer.Decode([token])));
+        model.Generate(idx, length, new Sampler(options), token => output.Write(tokenizer.Decode([token])), useCache);
         output.Flush();
     }
 }

@@ -72,16 +72,19 @@ public sealed class GPT : Module
     /// <summary>
     /// idx (B, T) token ids, T &lt;= block size. With targets (B, T): logits (B, T, V) and the mean
     /// cross-entropy (targets of -1 ignored, as nanoGPT). Without: logits of the last position only,
-    /// (B, 1, V), which is all generation needs.
+    /// (B, 1, V), which is all generation needs. With <paramref name="cache"/> the tokens continue the
+    /// cached ones (positions cache.Length, cache.Length + 1, ...) and are appended to it.
     /// </summary>
-    public GptOutput Forward(Tensor idx, Tensor? targets = null)
+    public GptOutput Forward(Tensor idx, Tensor? targets = null, AttentionKvCache? cache = null)
     {
         if (idx.Rank != 2) throw new ArgumentException($"GPT: input ids must be (B, T), got {idx.Describe()}");
-        int b = idx.Shape[0], t = idx.Shape[1];
-        if (t > Config.BlockSize) throw new ArgumentException($"GPT: cannot forward a sequence of length {t}, block size is only {Config.BlockSize}");
-        var pos = Tensor.Arange(t, DType.I64, Device);                 // (T)
+        int b = idx.Shape[0], t = idx.Shape[1], start = cache?.Length ?? 0;
+        if (start + t > Config.BlockSize)
+            throw new ArgumentException($"GPT: cannot forward positions {start}..{start + t - 1}, block size is only {Config.BlockSize}");
+        var pos = Tensor.Arange(start, start + t, 1, DType.I64, Device); // (T)
         var x = _drop.Forward(Wte.Forward(idx) + Wpe.Forward(pos));   // (B, T, C) + (T, C)
-        foreach (var block in H.Items) x = block.Forward(x);
+        for (int l = 0; l < H.Count; l++) x = H[l].Forward(x, cache?.Layers[l]);
+        cache?.Advance(t);
         x = LnF.Forward(x);
         if (targets is null)
         {
@@ -94,6 +97,10 @@ public sealed class GPT : Module
         return new GptOutput(logits, Functional.CrossEntropy(logits, targets, ignoreIndex: -1));
     }
 
+    /// <summary>An empty KV cache for <paramref name="batch"/> sequences of up to the block size, on the model's device.</summary>
+    public AttentionKvCache NewCache(int batch) =>
+        new(Config.NLayer, batch, Config.NHead, Config.BlockSize, Config.NEmbd / Config.NHead, Wte.Weight.DType, Device);
+
     /// <summary>The tied output head: logits = x wte^T.</summary>
     private Tensor Head(Tensor x)
     {
@@ -104,21 +111,30 @@ public sealed class GPT : Module
 
     /// <summary>
     /// Continues each sequence of <paramref name="idx"/> (B, T) by <paramref name="maxNewTokens"/> tokens,
-    /// feeding back the last block-size tokens each step (no KV cache, as nanoGPT's generate), sampling
-    /// with <paramref name="sampler"/> (temperature, top-k). <paramref name="onToken"/> sees each new token of row 0.
+    /// sampling with <paramref name="sampler"/> (temperature, top-k). <paramref name="onToken"/> sees each
+    /// new token of row 0. The model sees the last block-size tokens, as nanoGPT's generate. With
+    /// <paramref name="useCache"/> (the default) the prompt runs once and every later step runs only the
+    /// new token against a KV cache; once the context fills the block, the window slides and each step
+    /// runs the whole window again (position embeddings are absolute, so cached keys cannot be shifted).
+    /// Without it, every step runs the whole context (nanoGPT's way; the cache's reference).
     /// </summary>
-    public List<int>[] Generate(Tensor idx, int maxNewTokens, Sampler sampler, Action<int>? onToken = null)
+    public List<int>[] Generate(Tensor idx, int maxNewTokens, Sampler sampler, Action<int>? onToken = null, bool useCache = true)
     {
         var rows = Enumerable.Range(0, idx.Shape[0]).Select(r => idx.Narrow(0, r, 1).Reshape(-1).ToDoubleArray().Select(v => (int)v).ToList()).ToArray();
+        if (rows[0].Count == 0) throw new ArgumentException("GPT: generation needs at least one token to start from", nameof(idx));
         bool wasTraining = Training;
         Eval();
+        using var cache = useCache ? NewCache(rows.Length) : null;
         using (GradMode.NoGrad())
         {
             for (int step = 0; step < maxNewTokens; step++)
             {
-                int t = Math.Min(rows[0].Count, Config.BlockSize);
+                // Only the newest token when the cache holds everything before it; else the whole window.
+                bool incremental = cache is not null && cache.Length == rows[0].Count - 1 && cache.Length < Config.BlockSize;
+                if (!incremental) cache?.Reset();
+                int t = incremental ? 1 : Math.Min(rows[0].Count, Config.BlockSize);
                 var context = rows.SelectMany(r => r.Skip(r.Count - t).Select(v => (long)v)).ToArray();
-                var logits = Forward(Tensor.FromArray(context, [rows.Length, t], Device)).Logits.To(Device.Cpu).ToArray<float>(); // (B, 1, V)
+                var logits = Forward(Tensor.FromArray(context, [rows.Length, t], Device), cache: cache).Logits.To(Device.Cpu).ToArray<float>(); // (B, 1, V)
                 int v = Config.VocabSize;
                 for (int r = 0; r < rows.Length; r++)
                 {

@@ -16,9 +16,9 @@ public sealed class Block : Module
     public LayerNorm Ln2 { get; }
     public Mlp Mlp { get; }
 
-    public Tensor Forward(Tensor x) // (B, T, C)
+    public Tensor Forward(Tensor x, AttentionKvCache.Layer? cache = null) // (B, T, C)
     {
-        x += Attn.Forward(Ln1.Forward(x));
+        x += Attn.Forward(Ln1.Forward(x), cache);
         return x + Mlp.Forward(Ln2.Forward(x));
     }
 }

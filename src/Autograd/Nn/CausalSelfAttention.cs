@@ -30,13 +30,19 @@ public sealed class CausalSelfAttention : Module
     public Linear CAttn { get; }
     public Linear CProj { get; }
 
-    public Tensor Forward(Tensor x) // (B, T, C) -> (B, T, C)
+    /// <summary>
+    /// (B, T, C) -> (B, T, C). With <paramref name="cache"/> (generation, no autograd) the T new positions
+    /// follow the cached ones: their keys and values are appended, and each query attends to everything
+    /// before it (the causal mask is aligned to the last key).
+    /// </summary>
+    public Tensor Forward(Tensor x, AttentionKvCache.Layer? cache = null)
     {
         int b = x.Shape[0], t = x.Shape[1], c = x.Shape[2], hs = c / NHead;
         var qkv = CAttn.Forward(x).Split(NEmbd, axis: 2);                       // 3 x (B, T, C)
         var q = qkv[0].Reshape(b, t, NHead, hs).Transpose(1, 2);                // (B, nh, T, hs)
         var k = qkv[1].Reshape(b, t, NHead, hs).Transpose(1, 2);
         var v = qkv[2].Reshape(b, t, NHead, hs).Transpose(1, 2);
+        if (cache is not null) (k, v) = cache.Append(k, v);                    // (B, nh, past + T, hs)
         var y = Tensor.Attention(q, k, v, causal: true, dropoutP: Training ? DropoutP : 0, gen: _dropoutGen); // (B, nh, T, hs)
         y = y.Transpose(1, 2).Contiguous().Reshape(b, t, c);                    // heads side by side again
         return _residDropout.Forward(CProj.Forward(y));
