@@ -41,14 +41,20 @@ public static class LlamaBench
     }
 
     /// <summary>
-    /// A model of shape <paramref name="c"/> with random weights encoded directly as <paramref name="type"/> (F16 or Q4_0),
-    /// roughly N(0, 0.02^2)-sized, so no float32 copy of the weights ever exists. Norm weights are ones.
+    /// A model of shape <paramref name="c"/> with random weights encoded directly as <paramref name="type"/> (F32, F16,
+    /// Q8_0 or Q4_0), std about 0.02, so no float32 copy of 16-bit or quantized weights ever exists. Norm weights are ones.
     /// </summary>
     public static Llama RandomLlama(LlamaConfig c, GgmlType type, int seed = 1)
     {
         var rng = new Random(seed);
         WeightMatrix Mat(int rows, int cols)
         {
+            if (type == GgmlType.F32)
+            {
+                var f = new float[(long)rows * cols];
+                for (long i = 0; i < f.Length; i++) f[i] = (rng.NextSingle() - 0.5f) * 0.07f;        // uniform, std 0.02
+                return WeightMatrix.FromF32(f, rows, cols);
+            }
             var raw = new byte[rows * Quant.ByteCount(type, cols)];
             switch (type)
             {
@@ -76,9 +82,10 @@ public static class LlamaBench
 
     /// <summary>
     /// The whole benchmark, printed to <paramref name="output"/>: stories260K (F32 and Q8_0 via GGUF types) if its
-    /// path is given, then the 1.1B shape as F16 and Q4_0 (skipped when <paramref name="big"/> is false).
+    /// path is given, then the 1.1B shape with each of <paramref name="bigTypes"/> (default Q4_0 and F16; skipped when
+    /// <paramref name="big"/> is false).
     /// </summary>
-    public static List<BenchResult> Run(TextWriter output, string? stories260KPath, bool big = true, int decodeTokens = 16)
+    public static List<BenchResult> Run(TextWriter output, string? stories260KPath, bool big = true, int decodeTokens = 16, GgmlType[]? bigTypes = null)
     {
         var results = new List<BenchResult>();
         void Report(BenchResult r) { results.Add(r); output.WriteLine(r); output.Flush(); }
@@ -91,7 +98,7 @@ public static class LlamaBench
         }
         if (big)
         {
-            foreach (var type in new[] { GgmlType.Q4_0, GgmlType.F16 })
+            foreach (var type in bigTypes ?? [GgmlType.Q4_0, GgmlType.F16])
             {
                 var m = RandomLlama(TinyLlama1B, type);
                 Measure(m, "warmup", 1, 1);
