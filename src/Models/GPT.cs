@@ -133,8 +133,10 @@ public sealed class GPT : Module
                 bool incremental = cache is not null && cache.Length == rows[0].Count - 1 && cache.Length < Config.BlockSize;
                 if (!incremental) cache?.Reset();
                 int t = incremental ? 1 : Math.Min(rows[0].Count, Config.BlockSize);
+                // A full window leaves no room for the next token: filling the cache would be wasted work.
+                var stepCache = incremental || t < Config.BlockSize ? cache : null;
                 var context = rows.SelectMany(r => r.Skip(r.Count - t).Select(v => (long)v)).ToArray();
-                var logits = Forward(Tensor.FromArray(context, [rows.Length, t], Device), cache: cache).Logits.To(Device.Cpu).ToArray<float>(); // (B, 1, V)
+                var logits = Forward(Tensor.FromArray(context, [rows.Length, t], Device), cache: stepCache).Logits.To(Device.Cpu).ToArray<float>(); // (B, 1, V)
                 int v = Config.VocabSize;
                 for (int r = 0; r < rows.Length; r++)
                 {
