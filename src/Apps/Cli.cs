@@ -6,10 +6,10 @@ namespace ManagedTensor.Apps;
 /// <summary>Options shared by several commands.</summary>
 public static class Cli
 {
-    public static Option<string> DeviceOption() => new("--device")
+    public static Option<string> DeviceOption(string defaultDevice = "auto", string? note = null) => new("--device")
     {
-        Description = "auto (the first CUDA GPU when there is one, else cpu), cpu, cuda, cuda:N, or ilgpu-cpu (ILGPU's CPU accelerator, for testing kernels)",
-        DefaultValueFactory = _ => "auto",
+        Description = "auto (the first CUDA GPU when there is one, else cpu), cpu, cuda, cuda:N, or ilgpu-cpu (ILGPU's CPU accelerator, for testing kernels)" + note,
+        DefaultValueFactory = _ => defaultDevice,
     };
 
     /// <summary>

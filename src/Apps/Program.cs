@@ -63,21 +63,39 @@ public static class MtApp
         var topP = new Option<float>("--top-p") { Description = "nucleus sampling threshold", DefaultValueFactory = _ => 0.9f };
         var penalty = new Option<float>("--repetition-penalty") { DefaultValueFactory = _ => 1f };
         var seed = new Option<ulong>("--seed") { DefaultValueFactory = _ => 42UL };
+        var (device, dtype) = LlamaDeviceOptions();
         var cmd = new Command("generate", "generate text from a Llama-family checkpoint (default: the embedded stories260K)")
         {
-            model, tokenizer, prompt, steps, temperature, topK, topP, penalty, seed,
+            model, tokenizer, prompt, steps, temperature, topK, topP, penalty, seed, device, dtype,
         };
         cmd.SetAction(p =>
         {
             string m = p.GetValue(model)!;
             var opts = new GenerateOptions(DataFiles.Find(m), TokenizerFor(m, p.GetValue(tokenizer)), p.GetValue(prompt)!, p.GetValue(steps),
-                new SamplerOptions(p.GetValue(temperature), p.GetValue(topK), p.GetValue(topP), p.GetValue(penalty), p.GetValue(seed)));
+                new SamplerOptions(p.GetValue(temperature), p.GetValue(topK), p.GetValue(topP), p.GetValue(penalty), p.GetValue(seed)),
+                Device: Cli.ParseDevice(p.GetValue(device)!), DeviceDType: ParseWeightDType(p.GetValue(dtype)!));
             var r = LlamaGenerate.Run(opts, output);
             output.WriteLine($"prefill {r.PromptTokens.Count} tokens at {r.PrefillTokensPerSecond:F1} tok/s, decode {r.Generated.Count} tokens at {r.DecodeTokensPerSecond:F1} tok/s");
             return 0;
         });
         return cmd;
     }
+
+    /// <summary>
+    /// --device and --dtype of generate and chat. The CPU is the default: there quantized weights are multiplied as they
+    /// are, while on a device they are expanded to --dtype (a Q4_0 7B model would not fit a 12 GB GPU as float32).
+    /// </summary>
+    private static (Option<string> Device, Option<string> DType) LlamaDeviceOptions() =>
+        (Cli.DeviceOption("cpu", "; on a GPU the weights are expanded to --dtype"),
+         new Option<string>("--dtype") { Description = "weights on a device: f32, f16 or bf16", DefaultValueFactory = _ => "f32" });
+
+    private static DType ParseWeightDType(string s) => s.ToLowerInvariant() switch
+    {
+        "f32" or "float32" => DType.F32,
+        "f16" or "float16" => DType.F16,
+        "bf16" or "bfloat16" => DType.BF16,
+        _ => throw new ArgumentException($"--dtype {s}: expected f32, f16 or bf16"),
+    };
 
     private static Command ChatCommand(TextWriter output)
     {
@@ -88,13 +106,15 @@ public static class MtApp
         // Chat templates (ChatTemplates.cs): the checkpoint's own by default, or one forced by name; --system adds a system message.
         var template = new Option<string>("--template") { Description = "chat format: auto (the checkpoint's template), or " + string.Join(", ", ChatTemplates.Names.Keys), DefaultValueFactory = _ => "auto" };
         var system = new Option<string?>("--system") { Description = "system message at the start of the conversation" };
-        var cmd = new Command("chat", "talk to a model turn by turn in its chat format (one KV cache across turns); an empty line ends") { model, tokenizer, length, temperature, template, system };
+        var (device, dtype) = LlamaDeviceOptions();
+        var cmd = new Command("chat", "talk to a model turn by turn in its chat format (one KV cache across turns); an empty line ends") { model, tokenizer, length, temperature, template, system, device, dtype };
         cmd.SetAction(p =>
         {
             string m = p.GetValue(model)!;
             var loaded = LlamaGenerate.Open(DataFiles.Find(m), TokenizerFor(m, p.GetValue(tokenizer)));
             var format = ChatFormatFor(loaded, p.GetValue(template)!, output);
-            var chat = new TemplatedChat(loaded.Model, loaded.Tokenizer, format, new SamplerOptions(p.GetValue(temperature), TopP: 0.9f), loaded.StopTokens, p.GetValue(system));
+            using var runner = LlamaGenerate.Runner(loaded.Model, Cli.ParseDevice(p.GetValue(device)!), dtype: ParseWeightDType(p.GetValue(dtype)!));
+            var chat = new TemplatedChat(runner, loaded.Tokenizer, format, new SamplerOptions(p.GetValue(temperature), TopP: 0.9f), loaded.StopTokens, p.GetValue(system));
             while (true)
             {
                 output.Write("> ");

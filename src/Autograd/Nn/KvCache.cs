@@ -26,6 +26,13 @@ public sealed class AttentionKvCache : IDisposable
     /// <summary>Forgets every position (the buffers stay allocated for reuse).</summary>
     public void Reset() => Length = 0;
 
+    /// <summary>Keeps the first <paramref name="length"/> positions; later ones are overwritten by what comes next.</summary>
+    public void Truncate(int length)
+    {
+        if (length < 0 || length > Length) throw new ArgumentOutOfRangeException(nameof(length), $"KV cache: cannot keep {length} of {Length} positions");
+        Length = length;
+    }
+
     /// <summary>Called by the model after all layers took the <paramref name="tokens"/> new positions.</summary>
     public void Advance(int tokens)
     {

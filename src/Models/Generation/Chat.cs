@@ -29,10 +29,14 @@ public sealed class TemplatedChat
 
     /// <param name="system">an optional system message, first in the conversation</param>
     public TemplatedChat(Llama model, IPromptTokenizer tok, ChatFormat format, SamplerOptions sampling, int[] stopTokens, string? system = null, int contextLength = 0)
+        : this(new CachedLlama(model, ChatSession.CacheLengthFor(model.Config, contextLength)), tok, format, sampling, stopTokens, system) { }
+
+    /// <param name="system">an optional system message, first in the conversation</param>
+    public TemplatedChat(ILlamaRunner model, IPromptTokenizer tok, ChatFormat format, SamplerOptions sampling, int[] stopTokens, string? system = null)
     {
         _tok = tok;
         Format = format;
-        _session = new ChatSession(model, tok, sampling, stopTokens, contextLength);
+        _session = new ChatSession(model, tok, sampling, stopTokens);
         if (!string.IsNullOrEmpty(system)) _messages.Add(ChatMessage.System(system));
     }
 

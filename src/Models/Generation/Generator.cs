@@ -13,7 +13,9 @@ public sealed record GenerateOptions(
     int MaxNewTokens = 256,
     SamplerOptions? Sampling = null,
     int[]? StopTokens = null,       // default: BOS and EOS
-    int ContextLength = 0);         // KV cache positions (0: the model's context length, at most ChatSession.DefaultMaxContext)
+    int ContextLength = 0,          // KV cache positions (0: the model's context length, at most ChatSession.DefaultMaxContext)
+    Device? Device = null,          // null or cpu: the span model; else DeviceLlama on that device
+    DType DeviceDType = DType.F32); // the weights' dtype on a device
 
 /// <summary>Generated ids and speed. Prefill runs the prompt, decode the generated tokens (tokens per second of each).</summary>
 public sealed record GenerateResult(List<int> PromptTokens, List<int> Generated, string Text, double PrefillTokensPerSecond, double DecodeTokensPerSecond);
@@ -32,9 +34,20 @@ public static class LlamaGenerate
         var m = Open(opts.ModelPath, opts.TokenizerPath);
         var prompt = m.Tokenizer.Encode(opts.Prompt, bos: m.Tokenizer.AddBos || opts.Prompt.Length == 0);
         output.Write(opts.Prompt);
-        var result = Generate(m.Model, m.Tokenizer, prompt, opts.MaxNewTokens, opts.Sampling ?? new SamplerOptions(), opts.StopTokens ?? m.StopTokens, output, opts.ContextLength);
+        using var runner = Runner(m.Model, opts.Device ?? Device.Cpu, opts.ContextLength, opts.DeviceDType);
+        var result = new ChatSession(runner, m.Tokenizer, opts.Sampling ?? new SamplerOptions(), opts.StopTokens ?? m.StopTokens).Continue(prompt, opts.MaxNewTokens, output);
         output.WriteLine();
         return result;
+    }
+
+    /// <summary>
+    /// The model with a KV cache on <paramref name="device"/>: the span model on the CPU (quantized weights multiplied
+    /// as they are), <see cref="DeviceLlama"/> elsewhere (weights expanded to <paramref name="dtype"/> on the device).
+    /// </summary>
+    public static ILlamaRunner Runner(Llama model, Device device, int contextLength = 0, DType dtype = DType.F32)
+    {
+        int cache = ChatSession.CacheLengthFor(model.Config, contextLength);
+        return device == Device.Cpu ? new CachedLlama(model, cache) : DeviceLlama.From(model, device, cache, dtype);
     }
 
     /// <summary>
@@ -110,11 +123,10 @@ public static class LlamaGenerate
 /// </summary>
 public sealed class ChatSession
 {
-    private readonly Llama _model;
+    private readonly ILlamaRunner _model;
     private readonly IPromptTokenizer _tok;
     private readonly Sampler _sampler;
     private readonly HashSet<int> _stops;
-    private readonly KvCache _cache;
     private readonly List<int> _history = [];
     private int _cached; // tokens of _history already run through the model (their keys and values are in _cache)
     private Decoder _decoder = Encoding.UTF8.GetDecoder(); // byte-fallback tokens may split a UTF-8 character across tokens
@@ -127,12 +139,19 @@ public sealed class ChatSession
 
     /// <param name="contextLength">positions to keep (0: the model's context, capped at <see cref="DefaultMaxContext"/>)</param>
     public ChatSession(Llama model, IPromptTokenizer tok, SamplerOptions sampling, int[]? stopTokens = null, int contextLength = 0)
+        : this(new CachedLlama(model, CacheLengthFor(model.Config, contextLength)), tok, sampling, stopTokens) { }
+
+    /// <summary>A session over <paramref name="model"/> (the span model on the CPU, or <see cref="DeviceLlama"/>), its cache as long as the runner's.</summary>
+    public ChatSession(ILlamaRunner model, IPromptTokenizer tok, SamplerOptions sampling, int[]? stopTokens = null)
     {
         _model = model; _tok = tok;
         _sampler = new Sampler(sampling);
         _stops = new HashSet<int>(stopTokens ?? new[] { tok.Bos, tok.Eos }.Where(t => t >= 0));
-        _cache = model.NewCache(contextLength > 0 ? contextLength : Math.Min(model.Config.SeqLen, DefaultMaxContext));
     }
+
+    /// <summary>The cache length to use: <paramref name="contextLength"/> if given, else the model's context capped at <see cref="DefaultMaxContext"/>.</summary>
+    public static int CacheLengthFor(LlamaConfig config, int contextLength) =>
+        contextLength > 0 ? contextLength : Math.Min(config.SeqLen, DefaultMaxContext);
 
     public IPromptTokenizer Tokenizer => _tok;
 
@@ -152,13 +171,13 @@ public sealed class ChatSession
     }
 
     /// <summary>Space left in the context window.</summary>
-    public int Remaining => _cache.SeqLen - _history.Count;
+    public int Remaining => _model.CacheLength - _history.Count;
 
     /// <summary>Runs the tokens not yet in the cache; returns the logits after the last one.</summary>
     private float[] Feed()
     {
         var pending = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_history)[_cached..];
-        var logits = _model.Forward(pending, _cached, _cache); // a prompt runs as one batch (prefill)
+        var logits = _model.Forward(pending, _cached); // a prompt runs as one batch (prefill)
         _cached = _history.Count;
         return logits;
     }
@@ -171,7 +190,7 @@ public sealed class ChatSession
     public GenerateResult Continue(List<int> tokens, int maxNew, TextWriter? output = null)
     {
         if (tokens.Count == 0) throw new ArgumentException("nothing to continue from: no tokens given", nameof(tokens));
-        if (tokens.Count > Remaining) throw new InvalidOperationException($"{tokens.Count} tokens do not fit: {Remaining} of {_cache.SeqLen} positions left");
+        if (tokens.Count > Remaining) throw new InvalidOperationException($"{tokens.Count} tokens do not fit: {Remaining} of {_model.CacheLength} positions left");
         var generated = new List<int>();
         var text = new StringBuilder();
         var chars = new char[64];
