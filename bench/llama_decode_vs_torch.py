@@ -8,7 +8,7 @@
 
 Decode is one token per step against a KV cache, greedy, as ManagedTensor's Llama.Forward; the prompt is
 one batched forward. Prints one line per model: "torch model=... dtype=... prefill_tok_s=... decode_tok_s=...".
-Usage: python3 bench/llama_decode_vs_torch.py [--threads 2] [--big] [--bf16]"""
+Usage: python3 bench/llama_decode_vs_torch.py [--threads 2] [--big] [--bf16 | --f16] [--device cuda]"""
 import argparse
 import struct
 import time
@@ -20,7 +20,10 @@ p = argparse.ArgumentParser()
 p.add_argument("--threads", type=int, default=2)
 p.add_argument("--big", action="store_true", help="also the 1.1B shape")
 p.add_argument("--bf16", action="store_true", help="the 1.1B shape in bfloat16 instead of float32")
+p.add_argument("--f16", action="store_true", help="the 1.1B shape in float16 (GPU)")
+p.add_argument("--device", default="cpu", help="cpu or cuda (the GPU side of scripts/gpu_checks.sh llama)")
 a = p.parse_args()
+dev = torch.device(a.device)
 torch.set_num_threads(a.threads)
 torch.set_grad_enabled(False)
 
@@ -33,10 +36,10 @@ class Llama:
         self.w = weights  # dict of tensors; layers are lists
         inv = 1.0 / (10000.0 ** (torch.arange(0, self.hs, 2, dtype=torch.float64) / self.hs))
         ang = torch.arange(seq, dtype=torch.float64)[:, None] * inv[None, :]
-        self.cos, self.sin = ang.cos().float(), ang.sin().float()
+        self.cos, self.sin = ang.cos().float().to(dev), ang.sin().float().to(dev)
         dt = weights["emb"].dtype
-        self.k = torch.zeros(n_layers, seq, n_kv, self.hs, dtype=dt)
-        self.v = torch.zeros(n_layers, seq, n_kv, self.hs, dtype=dt)
+        self.k = torch.zeros(n_layers, seq, n_kv, self.hs, dtype=dt, device=dev)
+        self.v = torch.zeros(n_layers, seq, n_kv, self.hs, dtype=dt, device=dev)
 
     @staticmethod
     def rms(x, g):
@@ -52,9 +55,9 @@ class Llama:
 
     def forward(self, tokens, start):
         w, t = self.w, len(tokens)
-        x = w["emb"][torch.tensor(tokens)]                                         # (T, dim)
+        x = w["emb"][torch.tensor(tokens, device=dev)]                             # (T, dim)
         groups = self.nh // self.nkv
-        mask = torch.full((t, start + t), float("-inf")).triu(start + 1)          # query i sees keys <= start + i
+        mask = torch.full((t, start + t), float("-inf"), device=dev).triu(start + 1)  # query i sees keys <= start + i
         for l in range(len(w["wq"])):
             h = self.rms(x, w["rms_att"][l])
             q = self.rope((h @ w["wq"][l].T).view(t, self.nh, self.hs), start)
@@ -74,10 +77,11 @@ def measure(model, vocab, prompt_tokens, decode_tokens):
     prompt = [(i * 7919 + 1) % vocab for i in range(prompt_tokens)]               # the C# bench's prompt
     t0 = time.perf_counter()
     logits = model.forward(prompt, 0)
+    logits.cpu()  # the C# side brings the logits to the host too
     prefill = time.perf_counter() - t0
     t0 = time.perf_counter()
     for pos in range(prompt_tokens, prompt_tokens + decode_tokens):
-        logits = model.forward([int(logits.argmax())], pos)
+        logits = model.forward([int(logits.argmax())], pos)  # argmax on the host: a sync per token, as ours
     decode = time.perf_counter() - t0
     return prompt_tokens / prefill, decode_tokens / decode
 
@@ -86,7 +90,7 @@ def stories260k(path="data/stories260K/stories260K.bin"):
     raw = open(path, "rb").read()
     dim, hidden, L, nh, nkv, vocab, seq = struct.unpack("<7i", raw[:28])
     shared, vocab, hs = vocab > 0, abs(vocab), dim // nh
-    flat = torch.from_numpy(np.frombuffer(raw, dtype="<f4", offset=28).copy())
+    flat = torch.from_numpy(np.frombuffer(raw, dtype="<f4", offset=28).copy()).to(dev)
     pos = 0
 
     def take(*shape):
@@ -111,13 +115,14 @@ def tinyllama_shape(dtype):
     kvd = dim // nh * nkv
 
     def mat(r, c):
-        return ((torch.rand(r, c, generator=g) - 0.5) * 0.07).to(dtype)
-    w = {"emb": mat(vocab, dim), "rms_final": torch.ones(dim, dtype=dtype), "wcls": mat(vocab, dim)}
+        return ((torch.rand(r, c, generator=g) - 0.5) * 0.07).to(dtype).to(dev)
+    ones = torch.ones(dim, dtype=dtype, device=dev)
+    w = {"emb": mat(vocab, dim), "rms_final": ones, "wcls": mat(vocab, dim)}
     for k, (r, c) in {"wq": (dim, dim), "wk": (kvd, dim), "wv": (kvd, dim), "wo": (dim, dim),
                       "w1": (hidden, dim), "w2": (dim, hidden), "w3": (hidden, dim)}.items():
         w[k] = [mat(r, c) for _ in range(L)]
-    w["rms_att"] = [torch.ones(dim, dtype=dtype)] * L
-    w["rms_ffn"] = [torch.ones(dim, dtype=dtype)] * L
+    w["rms_att"] = [ones] * L
+    w["rms_ffn"] = [ones] * L
     return Llama(dim, hidden, L, nh, nkv, vocab, seq, w), vocab
 
 
@@ -131,10 +136,10 @@ for pos in range(1, 41):
 assert got == want, f"torch Llama disagrees with tests/fixtures/stories260K/greedy200.txt: {got[:10]} vs {want[:10]}"
 measure(m, vocab, 8, 8)  # warm-up, as the C# bench
 pre, dec = measure(m, vocab, 64, 256)
-print(f"torch model=stories260K dtype=float32 threads={a.threads} prefill_tok_s={pre:.1f} decode_tok_s={dec:.1f}", flush=True)
+print(f"torch model=stories260K dtype=float32 device={a.device} threads={a.threads} prefill_tok_s={pre:.1f} decode_tok_s={dec:.1f}", flush=True)
 if a.big:
-    dtype = torch.bfloat16 if a.bf16 else torch.float32
+    dtype = torch.bfloat16 if a.bf16 else torch.float16 if a.f16 else torch.float32
     m, vocab = tinyllama_shape(dtype)
     measure(m, vocab, 1, 1)
     pre, dec = measure(m, vocab, 32, 16)
-    print(f"torch model=TinyLlama-1.1B-shape dtype={str(dtype).replace('torch.', '')} threads={a.threads} prefill_tok_s={pre:.1f} decode_tok_s={dec:.2f}", flush=True)
+    print(f"torch model=TinyLlama-1.1B-shape dtype={str(dtype).replace('torch.', '')} device={a.device} threads={a.threads} prefill_tok_s={pre:.1f} decode_tok_s={dec:.2f}", flush=True)

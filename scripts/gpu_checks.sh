@@ -10,6 +10,8 @@
 #   3. attention vs SDPA flash              issue 6: TFLOP/s fwd and fwd+bwd, and peak memory per T
 #   4. GPT shakespeare_char, 300 steps      issue 4: ms/iter ours vs PyTorch eager fp32, same GPU, peak memory
 # "full" adds the whole 5000-step shakespeare_char run (best val loss, wall time) for both.
+# "llama" (a separate call) is issue 7's GPU decode: stories260K and the TinyLlama-1.1B shape (F16) with
+# DeviceLlama, next to the same models in PyTorch eager on the same GPU.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bundle="${1:-artifacts/mt-linux-x64}"
@@ -30,6 +32,13 @@ step() { # step NAME SECONDS COMMAND...
     echo "   rc=$rc, $((SECONDS - t0)) s; tail of $out/$name.log:"
     tail -n 25 "$out/$name.log" | sed 's/^/   /'
 }
+
+if [ "$mode" = llama ]; then
+    step llama_ours 240 "$mt" bench --device cuda --big --types F16
+    step llama_torch 240 python3 bench/llama_decode_vs_torch.py --device cuda --big --f16
+    echo "results in $out"
+    exit 0
+fi
 
 step selftest 150 "$mt" selftest --device cuda
 step gemm 180 python3 bench/gemm_vs_torch.py --mt "$mt" --quick --out "$out/GEMM_GPU.md"

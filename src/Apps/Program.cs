@@ -157,10 +157,11 @@ public static class MtApp
     {
         var big = new Option<bool>("--big") { Description = "also a ~1B-parameter Llama shape with random weights" };
         var types = new Option<GgmlType[]>("--types") { Description = "weight types of the 1B shape (F32, F16, Q8_0, Q4_0)", DefaultValueFactory = _ => [GgmlType.Q4_0, GgmlType.F16], AllowMultipleArgumentsPerToken = true };
-        var cmd = new Command("bench", "decode and prefill tokens/s of stories260K (and a 1B shape with --big)") { big, types };
+        var device = Cli.DeviceOption("cpu");
+        var cmd = new Command("bench", "decode and prefill tokens/s of stories260K (and a 1B shape with --big)") { big, types, device };
         cmd.SetAction(p =>
         {
-            LlamaBench.Run(output, DataFiles.Find(DefaultModel), p.GetValue(big), bigTypes: p.GetValue(types));
+            LlamaBench.Run(output, DataFiles.Find(DefaultModel), p.GetValue(big), bigTypes: p.GetValue(types), device: Cli.ParseDevice(p.GetValue(device)!));
             return 0;
         });
         cmd.Subcommands.Add(GemmBenchCommand.Create());

@@ -22,21 +22,28 @@ public static class LlamaBench
     /// <summary>TinyLlama 1.1B's shape: 22 layers, dim 2048, 32 query heads sharing 4 KV heads, SwiGLU 5632, vocab 32000.</summary>
     public static readonly LlamaConfig TinyLlama1B = new(2048, 5632, 22, 32, 4, 32000, 2048);
 
-    /// <summary>Times <paramref name="promptTokens"/> of prefill then <paramref name="decodeTokens"/> greedy decode steps.</summary>
-    public static BenchResult Measure(Llama model, string name, int promptTokens, int decodeTokens)
+    /// <summary>
+    /// Times <paramref name="promptTokens"/> of prefill then <paramref name="decodeTokens"/> greedy decode steps, on the
+    /// CPU span model or, with another <paramref name="device"/>, on <see cref="DeviceLlama"/> (F16 weights stay 16-bit
+    /// there, others are expanded to float32).
+    /// </summary>
+    public static BenchResult Measure(Llama model, string name, int promptTokens, int decodeTokens, Device? device = null)
     {
-        var cache = model.NewCache();
+        var dev = device ?? Device.Cpu;
+        var type = model.Weights.Layers[0].Wq.Type;
+        using var runner = LlamaGenerate.Runner(model, dev, promptTokens + decodeTokens, type == GgmlType.F16 ? DType.F16 : DType.F32);
         var sw = Stopwatch.StartNew();
         var prompt = Enumerable.Range(0, promptTokens).Select(p => (p * 7919 + 1) % model.Config.VocabSize).ToArray();
-        var logits = model.Forward(prompt, 0, cache);                          // prefill: one batch
+        var logits = runner.Forward(prompt, 0);                                 // prefill: one batch (logits come back to the host)
         double prefill = sw.Elapsed.TotalSeconds;
         sw.Restart();
-        for (int p = promptTokens; p < promptTokens + decodeTokens; p++) logits = model.Forward(Sampler.ArgMax(logits), p, cache);
+        for (int p = promptTokens; p < promptTokens + decodeTokens; p++) logits = runner.Forward([Sampler.ArgMax(logits)], p);
         double decode = sw.Elapsed.TotalSeconds;
         var w = model.Weights;
         long bytes = w.TokenEmbedding.ByteSize + (w.SharedClassifier ? 0 : w.Classifier.ByteSize)
                      + w.Layers.Sum(l => new[] { l.Wq, l.Wk, l.Wv, l.Wo, l.W1, l.W2, l.W3 }.Sum(m => m.ByteSize));
-        return new BenchResult(name, w.Layers[0].Wq.Type, w.ParameterCount(model.Config), bytes, promptTokens, decodeTokens,
+        string where = dev == Device.Cpu ? name : $"{name} on {dev}";
+        return new BenchResult(where, type, w.ParameterCount(model.Config), bytes, promptTokens, decodeTokens,
                                promptTokens / prefill, decodeTokens / decode);
     }
 
@@ -85,24 +92,27 @@ public static class LlamaBench
     /// path is given, then the 1.1B shape with each of <paramref name="bigTypes"/> (default Q4_0 and F16; skipped when
     /// <paramref name="big"/> is false).
     /// </summary>
-    public static List<BenchResult> Run(TextWriter output, string? stories260KPath, bool big = true, int decodeTokens = 16, GgmlType[]? bigTypes = null)
+    public static List<BenchResult> Run(TextWriter output, string? stories260KPath, bool big = true, int decodeTokens = 16, GgmlType[]? bigTypes = null,
+                                        Device? device = null)
     {
         var results = new List<BenchResult>();
         void Report(BenchResult r) { results.Add(r); output.WriteLine(r); output.Flush(); }
-        output.WriteLine($"CPU inference, {Environment.ProcessorCount} logical cores, AVX2 {System.Runtime.Intrinsics.X86.Avx2.IsSupported}");
+        output.WriteLine(device is null || device == Device.Cpu
+            ? $"CPU inference, {Environment.ProcessorCount} logical cores, AVX2 {System.Runtime.Intrinsics.X86.Avx2.IsSupported}"
+            : $"inference on {device} (DeviceLlama: weights expanded to float32, F16 kept 16-bit)");
         if (stories260KPath is not null)
         {
             var m = Llama2c.Load(stories260KPath);
-            Measure(m, "warmup", 8, 8);
-            Report(Measure(m, "stories260K", 64, 256));
+            Measure(m, "warmup", 8, 8, device);
+            Report(Measure(m, "stories260K", 64, 256, device));
         }
         if (big)
         {
             foreach (var type in bigTypes ?? [GgmlType.Q4_0, GgmlType.F16])
             {
                 var m = RandomLlama(TinyLlama1B, type);
-                Measure(m, "warmup", 1, 1);
-                Report(Measure(m, "TinyLlama-1.1B shape (random)", 32, decodeTokens));
+                Measure(m, "warmup", 1, 1, device);
+                Report(Measure(m, "TinyLlama-1.1B shape (random)", 32, decodeTokens, device));
                 GC.Collect();
             }
         }
