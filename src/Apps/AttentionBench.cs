@@ -130,12 +130,18 @@ public static class AttentionBench
                 var output = Tensor.Empty(q.Shape, o.DType, o.Device);
                 var lse = Tensor.Empty([o.Batch, o.Heads, t], Tensor.LseDType(o.DType), o.Device);
                 Synchronize(o.Device);
+                // Device blocks of tensors dropped earlier come back when the GC finalizes them: let that happen
+                // now, and keep the GC out of the measurement, so that only this forward + backward moves the counts.
+                GC.Collect();
+                GC.WaitForPendingFinalizers();
+                bool noGc = GC.TryStartNoGCRegion(64L << 20);
                 long before = mem.Stats.LiveBytes;
                 mem.ResetPeak();
                 q.Backend.Execute(Op.Attention, [q, k, v], [output, lse], attrs);
                 var (dq, dk, dv) = Tensor.AttentionBackward(dout, q, k, v, output, lse, attrs);
                 Synchronize(o.Device);
                 long peak = mem.Stats.PeakBytes;
+                if (noGc && System.Runtime.GCSettings.LatencyMode == System.Runtime.GCLatencyMode.NoGCRegion) GC.EndNoGCRegion();
                 long outputs = Bytes(dq) + Bytes(dk) + Bytes(dv);
                 long extra = peak - before - outputs; // neither inputs (q k v dout out lse, live before) nor the gradients
                 double scoreMatrix = (double)o.Batch * o.Heads * t * t * 4; // what a materialized float32 score matrix would take
