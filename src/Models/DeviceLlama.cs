@@ -9,9 +9,10 @@ namespace ManagedTensor.Models;
 /// (grouped-query heads read their shared KV head directly). Per layer, with h = rms(x):
 ///   x += Wo attention(RoPE(h Wq^T), RoPE(h Wk^T), h Wv^T)      x += (silu(h W1^T) * (h W3^T)) W2^T
 /// Weight matrices are decoded to <c>dtype</c> tensors on the device once (quantized GGUF weights are
-/// expanded: a GPU int4 matmul is not here yet); with F16 or BF16 the activations are cast to it for each
-/// matrix product (fp32 accumulation) and everything else (norms, RoPE, attention, the cache) stays float32. The span model stays the CPU path (it multiplies
-/// quantized rows without expanding them); this one is checked against it token by token.
+/// expanded: a GPU int4 matmul is not here yet); with F16 or BF16 the activations are cast to it for
+/// each matrix product (fp32 accumulation), and everything else (norms, RoPE, attention, the cache)
+/// stays float32. The span model stays the CPU path (it multiplies quantized rows without expanding
+/// them); this one is checked against it token by token.
 /// </summary>
 public sealed class DeviceLlama : ILlamaRunner, IDisposable
 {
@@ -32,15 +33,16 @@ public sealed class DeviceLlama : ILlamaRunner, IDisposable
         Config = config;
         Device = device;
         WeightDType = dtype;
+        _freqs = config.RopeFrequencies();
+        _cache = new AttentionKvCache(config.NLayers, 1, config.NKvHeads, cacheLength, config.HeadSize, DType.F32, device);
         Tensor Mat(Formats.WeightMatrix w) => Tensor.FromArray(w.ToF32(), [w.Rows, w.Cols]).To(dtype).To(device);
         Tensor Vec(float[] v) => Tensor.FromArray(v).To(device);
+        using var weightsCategory = DeviceMemory.Category(MemoryCategory.Weights); // what the allocator counts them as
         _embedding = Mat(weights.TokenEmbedding);
         _classifier = weights.SharedClassifier ? _embedding : Mat(weights.Classifier);
         _finalNorm = Vec(weights.FinalNorm);
         _layers = weights.Layers.Select(l => new Layer(Vec(l.AttnNorm), Mat(l.Wq), Mat(l.Wk), Mat(l.Wv), Mat(l.Wo),
             Vec(l.FfnNorm), Mat(l.W1), Mat(l.W2), Mat(l.W3))).ToArray();
-        _freqs = config.RopeFrequencies();
-        _cache = new AttentionKvCache(config.NLayers, 1, config.NKvHeads, cacheLength, config.HeadSize, DType.F32, device);
     }
 
     /// <summary>The span model's weights on <paramref name="device"/>.</summary>
