@@ -40,11 +40,11 @@ if [ "$mode" = llama ]; then
     exit 0
 fi
 
-step selftest 150 "$mt" selftest --device cuda
-step gemm 180 python3 bench/gemm_vs_torch.py --mt "$mt" --quick --out "$out/GEMM_GPU.md"
-step attention 150 python3 bench/attention_vs_torch.py --mt "$mt"
-step attention_memory 60 python3 bench/attention_vs_torch.py --mt "$mt" --memory
-iters=300 ours_limit=120 torch_limit=90
+step selftest 110 "$mt" selftest --device cuda
+step gemm 140 python3 bench/gemm_vs_torch.py --mt "$mt" --quick --out "$out/GEMM_GPU.md"
+step attention 110 python3 bench/attention_vs_torch.py --mt "$mt"
+step attention_memory 45 python3 bench/attention_vs_torch.py --mt "$mt" --memory
+iters=300 ours_limit=90 torch_limit=60
 [ "$mode" = full ] && iters=5000 ours_limit=3000 torch_limit=1200
 step gpt_ours "$ours_limit" "$mt" train gpt --preset shakespeare-char --device cuda \
     --max-iters "$iters" --out-dir "$out/gpt-ours" --sample-length 200 --log-interval 50
