@@ -7,7 +7,8 @@ namespace ManagedTensor.Apps;
 
 /// <summary>
 /// The `mt` command line. Thin: parse options, call into Models, report.
-/// Commands: train gpt, sample, generate (default model: the embedded stories260K), chat, quantize, bench, demo.
+/// Commands: train gpt, sample, generate (default model: the embedded stories260K), chat, quantize, bench (and bench gemm),
+/// demo, selftest, attention-bench.
 /// </summary>
 public static class MtApp
 {

@@ -10,8 +10,8 @@ public class GemmTests
     public static readonly TheoryData<int, int, int> Shapes = new()
     {
         { 1, 1, 1 }, { 3, 5, 7 }, { 17, 33, 65 }, { 129, 67, 257 }, { 64, 64, 64 },
-        { 13, 300, 40 }, { 300, 13, 40 }, { 37, 45, 600 }, { 200, 1, 90 }, { 1, 200, 90 }, // 13x300 and 1x200 NT: the swapped path
-        { 250, 1100, 33 },
+        { 13, 300, 40 }, { 300, 13, 40 }, { 37, 45, 600 }, { 200, 1, 90 }, { 1, 200, 90 }, // 13x300 NT: the swapped path; 1x200 NT: row times rows
+        { 250, 1100, 33 }, { 1, 2000, 600 }, // 1 x 2000 NT: the threaded row-times-rows path
     };
 
     private static readonly (bool TransA, bool TransB)[] TransPairs = [(false, false), (false, true), (true, false), (true, true)];

@@ -16,6 +16,11 @@ public static class Gemm
         ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> b, int ldb, float beta, Span<float> c, int ldc)
     {
         CheckOperands(transA, transB, m, n, k, a.Length, lda, b.Length, ldb, c.Length, ldc);
+        if (!transA && transB && m == 1 && k > 0)
+        {
+            RowTimesRows(n, k, alpha, a, b, ldb, beta, c);
+            return;
+        }
         if (!transA && transB && m <= SwapRowLimit && n >= 4 * m && k > 0)
         {
             RunSwapped(m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
@@ -23,6 +28,36 @@ public static class Gemm
         }
         fixed (float* pa = a, pb = b, pc = c)
             Sgemm.Run(Sgemm.Best, transA, transB, m, n, k, alpha, pa, lda, pb, ldb, beta, pc, ldc, Environment.ProcessorCount);
+    }
+
+    /// <summary>
+    /// One row times B^T (a linear layer on one token): c[j] = alpha dot(a, B[j, :]) + beta c[j], a dot
+    /// product per stored row of B, contiguous, with no packing at all; rows are split between threads
+    /// when there is enough work.
+    /// </summary>
+    private static unsafe void RowTimesRows(int n, int k, float alpha, ReadOnlySpan<float> a, ReadOnlySpan<float> b, int ldb, float beta, Span<float> c)
+    {
+        fixed (float* pa = a, pb = b, pc = c)
+        {
+            nint xa = (nint)pa, xb = (nint)pb, xc = (nint)pc; // addresses, so that the worker lambdas can carry them
+            void Rows(int j0, int j1)
+            {
+                var row = new ReadOnlySpan<float>((float*)xa, k);
+                for (int j = j0; j < j1; j++)
+                {
+                    float d = alpha * TensorPrimitives.Dot(row, new ReadOnlySpan<float>((float*)xb + (nint)j * ldb, k));
+                    float* cj = (float*)xc + j;
+                    *cj = beta == 0 ? d : d + beta * *cj; // beta = 0 never reads C
+                }
+            }
+            int threads = Environment.ProcessorCount;
+            if ((long)n * k < Sgemm.ParallelLimit || threads <= 1) Rows(0, n);
+            else
+            {
+                int chunk = (n + 4 * threads - 1) / (4 * threads);
+                Parallel.For(0, (n + chunk - 1) / chunk, i => Rows(i * chunk, Math.Min(n, (i + 1) * chunk)));
+            }
+        }
     }
 
     /// <summary>Up to this many rows of A, C = A B^T with a wide B runs as (B A^T)^T (see RunSwapped).</summary>

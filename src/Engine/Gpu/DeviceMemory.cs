@@ -1,6 +1,6 @@
 namespace ManagedTensor;
 
-/// <summary>What a block of device memory holds, for the allocator's statistics (and `mt plan`'s prediction).</summary>
+/// <summary>What a block of device memory holds, for the allocator's statistics.</summary>
 public enum MemoryCategory
 {
     Weights,
