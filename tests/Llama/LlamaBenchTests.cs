@@ -13,11 +13,11 @@ public class LlamaBenchTests
         var rng = new Random(5);
         var w = new float[32 * 40]; var x = new float[32 * 40];
         for (int i = 0; i < w.Length; i++) { w[i] = rng.NextSingle() * 2 - 1; x[i] = (rng.NextSingle() - 0.5f) * 10; }
-        var xq = Quant.Quantize(GgmlType.Q8_0, x);
-        var w4 = Quant.Quantize(GgmlType.Q4_0, w);
-        var w8 = Quant.Quantize(GgmlType.Q8_0, w);
-        Assert.Equal(Quant.VecDotQ4_0Q8_0Scalar(w4, xq, 40), Quant.VecDotQ4_0Q8_0(w4, xq, 40));
-        Assert.Equal(Quant.VecDotQ8_0Q8_0Scalar(w8, xq, 40), Quant.VecDotQ8_0Q8_0(w8, xq, 40));
+        var xq = GgmlTypes.Quantize(GgmlType.Q8_0, x);
+        var w4 = GgmlTypes.Quantize(GgmlType.Q4_0, w);
+        var w8 = GgmlTypes.Quantize(GgmlType.Q8_0, w);
+        Assert.Equal(ManagedTensor.Quant.Q4_0.DotScalar(w4, xq, 40), ManagedTensor.Quant.Q4_0.Dot(w4, xq, 40));
+        Assert.Equal(ManagedTensor.Quant.Q8_0.DotScalar(w8, xq, 40), ManagedTensor.Quant.Q8_0.Dot(w8, xq, 40));
     }
 
     [Fact]

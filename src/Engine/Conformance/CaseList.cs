@@ -215,6 +215,16 @@ internal sealed class CaseList(CaseScale scale)
         Add("matmul vector F32", Op.MatMul, DType.F32, Str([k], [k, n]), g => [g.Uniform([k]), g.Uniform([k, n])], (x, _) => [x[0].MatMul(x[1])], tol);
         Add("matmul F64", Op.MatMul, DType.F64, Str([m, k], [k, n]), g => [g.Uniform([m, k], dtype: DType.F64), g.Uniform([k, n], dtype: DType.F64)],
             (x, _) => [x[0].MatMul(x[1])]);
+
+        // Quantized weights: the CPU rounds activations to 8 bits for its integer dot products, a device may not,
+        // so the tolerance is that rounding's (about 1% of |x||w|), not float32's.
+        int qm = S(5, 512), qk = S(96, 4096), qn = S(23, 4096);
+        foreach (var format in Quant.BlockFormats.All.Where(f => f.Encode is not null && qk % f.BlockSize == 0))
+        {
+            foreach (int rows in new[] { 1, qm })
+                Add($"qmatmul {format.Name} M={rows}", Op.QMatMul, DType.F32, Str([rows, qk], [qn, qk]) + " " + format.Name,
+                    g => [g.Uniform([rows, qk]), g.Uniform([qn, qk]).To(format.DType)], (x, _) => [x[0].QMatMul(x[1])], new Tolerance(3e-2, 3e-2));
+        }
     }
 
     // ---- softmax and norms ----

@@ -16,7 +16,7 @@ public sealed record GgufArray(GgufValueType ElementType, Array Items);
 public sealed record GgufTensorInfo(string Name, long[] Dims, GgmlType Type, long Offset)
 {
     public long ElementCount => Dims.Aggregate(1L, (a, b) => a * b);
-    public long ByteSize => Quant.ByteCount(Type, ElementCount);
+    public long ByteSize => GgmlTypes.ByteCount(Type, ElementCount);
 }
 
 /// <summary>
@@ -101,9 +101,9 @@ public sealed class GgufFile : IDisposable
                 if (count > _f.Length * 2) throw Error($"tensor '{name}' has {count}+ elements, more than the file could hold");
             }
             uint code = _f.ReadU32($"tensor '{name}' type");
-            if (!Quant.IsSupported(code)) throw Error($"tensor '{name}' type = {code} is not supported (F32 0, F16 1, Q4_0 2, Q8_0 8, Q4_K 12, BF16 30)");
+            if (!GgmlTypes.IsSupported(code)) throw Error($"tensor '{name}' type = {code} is not supported (F32 0, F16 1, Q4_0 2, Q8_0 8, Q4_K 12, BF16 30)");
             var type = (GgmlType)code;
-            int block = Quant.Layout(type).BlockSize;
+            int block = GgmlTypes.Layout(type).BlockSize;
             if (dims[0] % block != 0) throw Error($"tensor '{name}' ne[0] = {dims[0]} is not a multiple of the {type} block size {block}");
             ulong off = _f.ReadU64($"tensor '{name}' offset");
             if (off > (ulong)_f.Length) throw Error($"tensor '{name}' offset = {off} is beyond the file length {_f.Length}");
@@ -245,7 +245,7 @@ public sealed class GgufFile : IDisposable
     {
         var t = Tensor(name);
         var dst = new float[t.ElementCount];
-        Quant.Dequantize(t.Type, TensorBytes(t), dst);
+        GgmlTypes.Dequantize(t.Type, TensorBytes(t), dst);
         return dst;
     }
 

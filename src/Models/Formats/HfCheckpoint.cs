@@ -151,7 +151,7 @@ public sealed class HfCheckpoint : IDisposable
         if (t.Shape.Length != 1 || t.Shape[0] != n)
             throw new InvalidModelFileException(f.Path, $"tensor '{name}' has shape {Tensor.ShapeString(t.Shape)}, expected [{n}]{(what.Length > 0 ? " = " + what : "")}");
         var v = new float[n];
-        Quant.Dequantize(type, f.ReadBytes(name), v);
+        GgmlTypes.Dequantize(type, f.ReadBytes(name), v);
         return v;
     }
 
@@ -163,7 +163,7 @@ public sealed class HfCheckpoint : IDisposable
         if (!t.Shape.AsSpan().SequenceEqual(shape))
             throw new InvalidModelFileException(f.Path, $"tensor '{name}' has shape {Tensor.ShapeString(t.Shape)}, expected {Tensor.ShapeString(shape)}{(what.Length > 0 ? " = " + what : "")}");
         var v = new float[shape.Aggregate(1L, (a, b) => a * b)];
-        Quant.Dequantize(type, f.ReadBytes(name), v);
+        GgmlTypes.Dequantize(type, f.ReadBytes(name), v);
         var tensor = Tensor.FromArray(v, shape);
         tensor.Name = name;
         return tensor;

@@ -1,5 +1,6 @@
 using System.Numerics.Tensors;
 using ManagedTensor.Cpu;
+using ManagedTensor.Quant;
 
 namespace ManagedTensor.Models.Formats;
 
@@ -23,7 +24,7 @@ public sealed class WeightMatrix
     private WeightMatrix(int rows, int cols, GgmlType type, float[]? f32, byte[]? raw)
     {
         Rows = rows; Cols = cols; Type = type; _f32 = f32; _raw = raw;
-        RowBytes = (int)Quant.ByteCount(type, cols);
+        RowBytes = (int)GgmlTypes.ByteCount(type, cols);
     }
 
     /// <summary>A float32 matrix over <paramref name="data"/> (rows * cols, row-major; not copied).</summary>
@@ -36,12 +37,12 @@ public sealed class WeightMatrix
     /// <summary>A matrix over encoded bytes of <paramref name="type"/> (F32 bytes are decoded to a float array).</summary>
     public static WeightMatrix FromEncoded(GgmlType type, byte[] raw, int rows, int cols)
     {
-        long need = rows * Quant.ByteCount(type, cols);
+        long need = rows * GgmlTypes.ByteCount(type, cols);
         if (raw.Length != need) throw new ArgumentException($"{type} matrix ({rows}, {cols}) needs {need} bytes, got {raw.Length}");
         if (type == GgmlType.F32)
         {
             var f = new float[(long)rows * cols];
-            Quant.Dequantize(type, raw, f);
+            GgmlTypes.Dequantize(type, raw, f);
             return FromF32(f, rows, cols);
         }
         return new WeightMatrix(rows, cols, type, null, raw);
@@ -49,13 +50,13 @@ public sealed class WeightMatrix
 
     /// <summary>Encodes float32 weights as <paramref name="type"/> (F32 keeps the array).</summary>
     public static WeightMatrix Encode(float[] data, int rows, int cols, GgmlType type) =>
-        type == GgmlType.F32 ? FromF32(data, rows, cols) : FromEncoded(type, Quant.Quantize(type, data), rows, cols);
+        type == GgmlType.F32 ? FromF32(data, rows, cols) : FromEncoded(type, GgmlTypes.Quantize(type, data), rows, cols);
 
     /// <summary>Row <paramref name="r"/> decoded to float32 (used for embedding lookups).</summary>
     public void ReadRow(int r, Span<float> dst)
     {
         if (_f32 is not null) _f32.AsSpan(r * Cols, Cols).CopyTo(dst);
-        else Quant.Dequantize(Type, _raw.AsSpan(r * RowBytes, RowBytes), dst[..Cols]);
+        else GgmlTypes.Dequantize(Type, _raw.AsSpan(r * RowBytes, RowBytes), dst[..Cols]);
     }
 
     /// <summary>The whole matrix decoded to float32 (rows * cols).</summary>
@@ -68,7 +69,7 @@ public sealed class WeightMatrix
     }
 
     /// <summary>The stored bytes (for writers); F32 matrices are encoded on the fly.</summary>
-    public byte[] EncodedBytes() => _raw ?? Quant.Quantize(GgmlType.F32, _f32!);
+    public byte[] EncodedBytes() => _raw ?? GgmlTypes.Quantize(GgmlType.F32, _f32!);
 
     public long ByteSize => _raw?.LongLength ?? _f32!.LongLength * 4;
 
@@ -79,8 +80,8 @@ public sealed class WeightMatrix
         byte[] xq = [];
         if (Type is GgmlType.Q8_0 or GgmlType.Q4_0)
         {
-            xq = new byte[Quant.ByteCount(GgmlType.Q8_0, Cols)];
-            Quant.QuantizeQ8_0(x[..Cols], xq);
+            xq = new byte[GgmlTypes.ByteCount(GgmlType.Q8_0, Cols)];
+            Q8_0.Encode(x[..Cols], xq);
         }
         // About 64k multiply-adds per task: small matrices stay on the calling thread.
         int chunk = Math.Max(1, 65536 / Math.Max(1, Cols));
@@ -114,7 +115,7 @@ public sealed class WeightMatrix
         for (int r0 = 0; r0 < Rows; r0 += tile)
         {
             int n = Math.Min(tile, Rows - r0);
-            Quant.Dequantize(Type, _raw.AsSpan(r0 * RowBytes, n * RowBytes), buf.AsSpan(0, n * Cols));
+            GgmlTypes.Dequantize(Type, _raw.AsSpan(r0 * RowBytes, n * RowBytes), buf.AsSpan(0, n * Cols));
             Gemm.Run(false, true, T, n, Cols, 1f, x, Cols, buf, Cols, 0f, y[r0..], Rows); // columns r0..r0+n of Y
         }
     }
@@ -134,16 +135,16 @@ public sealed class WeightMatrix
                     Span<float> row = Cols <= 16384 ? stackalloc float[Cols] : new float[Cols];
                     for (int r = r0; r < r1; r++)
                     {
-                        Quant.Dequantize(Type, _raw.AsSpan(r * RowBytes, RowBytes), row);
+                        GgmlTypes.Dequantize(Type, _raw.AsSpan(r * RowBytes, RowBytes), row);
                         y[r] = TensorPrimitives.Dot(row, x[..Cols]);
                     }
                     break;
                 }
             case GgmlType.Q8_0:
-                for (int r = r0; r < r1; r++) y[r] = Quant.VecDotQ8_0Q8_0(_raw.AsSpan(r * RowBytes, RowBytes), xq, blocks);
+                for (int r = r0; r < r1; r++) y[r] = Q8_0.Dot(_raw.AsSpan(r * RowBytes, RowBytes), xq, blocks);
                 break;
             case GgmlType.Q4_0:
-                for (int r = r0; r < r1; r++) y[r] = Quant.VecDotQ4_0Q8_0(_raw.AsSpan(r * RowBytes, RowBytes), xq, blocks);
+                for (int r = r0; r < r1; r++) y[r] = Q4_0.Dot(_raw.AsSpan(r * RowBytes, RowBytes), xq, blocks);
                 break;
             default:
                 throw new NotSupportedException($"MatVec over {Type}");

@@ -1,0 +1,88 @@
+using System.Buffers.Binary;
+using ManagedTensor.Quant;
+
+namespace ManagedTensor.Models.Formats;
+
+/// <summary>ggml's tensor type codes in GGUF files (the subset read or written here keeps ggml's numbering).</summary>
+public enum GgmlType : uint
+{
+    F32 = 0,
+    F16 = 1,
+    Q4_0 = 2,
+    Q8_0 = 8,
+    Q4_K = 12,
+    BF16 = 30,
+}
+
+/// <summary>
+/// GGUF's type codes mapped onto the engine: F32, F16 and BF16 are plain dtypes, the rest are block formats
+/// whose layouts, encoders, decoders and dot products live in the engine's table (src/Engine/Quant).
+/// </summary>
+public static class GgmlTypes
+{
+    /// <summary>The engine dtype stored under ggml type <paramref name="type"/>.</summary>
+    public static DType ToDType(GgmlType type) => type switch
+    {
+        GgmlType.F32 => DType.F32,
+        GgmlType.F16 => DType.F16,
+        GgmlType.BF16 => DType.BF16,
+        _ => BlockFormats.FromGgml((int)type)?.DType ?? throw new NotSupportedException($"ggml type {(uint)type} is not supported"),
+    };
+
+    /// <summary>Elements per block and bytes per block of <paramref name="type"/>.</summary>
+    public static (int BlockSize, int BlockBytes) Layout(GgmlType type) => type switch
+    {
+        GgmlType.F32 => (1, 4),
+        GgmlType.F16 => (1, 2),
+        GgmlType.BF16 => (1, 2),
+        _ when IsSupported((uint)type) => (BlockFormats.Get(ToDType(type)).BlockSize, BlockFormats.Get(ToDType(type)).BlockBytes),
+        _ => throw new NotSupportedException($"ggml type {(uint)type} is not supported (F32, F16, BF16, Q8_0, Q4_0, Q4_K are)"),
+    };
+
+    public static bool IsSupported(uint code) => Enum.IsDefined(typeof(GgmlType), code);
+
+    /// <summary>Bytes taken by <paramref name="count"/> elements (count must be a multiple of the block size).</summary>
+    public static long ByteCount(GgmlType type, long count)
+    {
+        var (bs, bb) = Layout(type);
+        if (count % bs != 0) throw new ArgumentException($"{type}: {count} elements is not a multiple of the block size {bs}");
+        return count / bs * bb;
+    }
+
+    /// <summary>Decodes <c>dst.Length</c> elements of <paramref name="type"/> from <paramref name="src"/>.</summary>
+    public static void Dequantize(GgmlType type, ReadOnlySpan<byte> src, Span<float> dst)
+    {
+        switch (type)
+        {
+            case GgmlType.F32:
+                System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(src)[..dst.Length].CopyTo(dst);
+                break;
+            case GgmlType.F16:
+                System.Numerics.Tensors.TensorPrimitives.ConvertToSingle(System.Runtime.InteropServices.MemoryMarshal.Cast<byte, Half>(src)[..dst.Length], dst);
+                break;
+            case GgmlType.BF16:
+                // bf16 is the top half of a float32.
+                for (int i = 0; i < dst.Length; i++) dst[i] = BitConverter.Int32BitsToSingle(BinaryPrimitives.ReadUInt16LittleEndian(src[(2 * i)..]) << 16);
+                break;
+            default:
+                BlockFormats.Get(ToDType(type)).Decode(src, dst);
+                break;
+        }
+    }
+
+    /// <summary>Encodes float32 values as <paramref name="type"/>.</summary>
+    public static byte[] Quantize(GgmlType type, ReadOnlySpan<float> src)
+    {
+        var dst = new byte[ByteCount(type, src.Length)];
+        switch (type)
+        {
+            case GgmlType.F32: for (int i = 0; i < src.Length; i++) BinaryPrimitives.WriteSingleLittleEndian(dst.AsSpan(4 * i), src[i]); break;
+            case GgmlType.F16: for (int i = 0; i < src.Length; i++) BinaryPrimitives.WriteHalfLittleEndian(dst.AsSpan(2 * i), (Half)src[i]); break;
+            default:
+                var f = BlockFormats.Get(ToDType(type));
+                (f.Encode ?? throw new NotSupportedException($"quantizing to {type} is not supported (F32, F16, Q8_0, Q4_0 are)"))(src, dst);
+                break;
+        }
+        return dst;
+    }
+}
