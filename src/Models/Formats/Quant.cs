@@ -191,7 +191,10 @@ public static class Quant
         }
     }
 
-    /// <summary>Encodes float32 values as <paramref name="type"/> (F32, F16, BF16, Q8_0, Q4_0).</summary>
+    /// <summary>The types <see cref="Quantize"/> can write (what `mt quantize --type` and `mt bench --types` offer).</summary>
+    public static readonly GgmlType[] Encodable = [GgmlType.F32, GgmlType.F16, GgmlType.Q8_0, GgmlType.Q4_0];
+
+    /// <summary>Encodes float32 values as <paramref name="type"/>, one of <see cref="Encodable"/>.</summary>
     public static byte[] Quantize(GgmlType type, ReadOnlySpan<float> src)
     {
         var dst = new byte[ByteCount(type, src.Length)];
