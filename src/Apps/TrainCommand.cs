@@ -25,8 +25,15 @@ public static class TrainCommand
         ["shakespeare-char-cpu"] = new TrainConfig(),
         ["shakespeare-char"] = new TrainConfig
         {
-            NLayer = 6, NHead = 6, NEmbd = 384, BlockSize = 256, BatchSize = 64, Dropout = 0.2,
-            MaxIters = 5000, LrDecayIters = 5000, EvalIters = 200,
+            NLayer = 6,
+            NHead = 6,
+            NEmbd = 384,
+            BlockSize = 256,
+            BatchSize = 64,
+            Dropout = 0.2,
+            MaxIters = 5000,
+            LrDecayIters = 5000,
+            EvalIters = 200,
         },
     };
 
