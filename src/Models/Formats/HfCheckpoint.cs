@@ -204,7 +204,7 @@ public sealed class HfJson
     public static HfJson Load(string path)
     {
         if (!File.Exists(path)) throw new InvalidModelFileException(path, "file not found");
-        long len = new FileInfo(path).Length;
+        long len = IO.FileLength.Of(path);
         if (len > MaxBytes) throw new InvalidModelFileException(path, $"{len} bytes is more than the {MaxBytes} a JSON config may have");
         try
         {
