@@ -41,15 +41,23 @@ public static class OptionChecks
     }
 
     /// <summary>The option's value, or null when its text does not convert (that is reported as its own parse error).</summary>
-    public static T? Value<T>(OptionResult r) where T : struct
+    public static T? Value<T>(OptionResult r) where T : struct => TryGet(r, out T v) ? v : null;
+
+    /// <summary>
+    /// The option's value in a validator. False when its text does not convert: System.CommandLine reports that as its own
+    /// parse error, and reading the value would throw instead.
+    /// </summary>
+    public static bool TryGet<T>(OptionResult r, out T value)
     {
         try
         {
-            return r.GetValueOrDefault<T>();
+            value = r.GetValueOrDefault<T>();
+            return true;
         }
         catch (InvalidOperationException)
         {
-            return null;
+            value = default!;
+            return false;
         }
     }
 

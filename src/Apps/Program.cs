@@ -121,7 +121,7 @@ public static class MtApp
         var option = new Option<string>("--dtype") { Description = "weights on a device: f32, f16 or bf16", DefaultValueFactory = _ => "f32" };
         option.Validators.Add(r =>
         {
-            try { ParseWeightDType(r.GetValueOrDefault<string>() ?? ""); }
+            try { ParseWeightDType(r.GetValueOrDefault<string>() ?? ""); } // a string always converts
             catch (UserErrorException e) { r.AddError(e.Message); }
         });
         return option;
@@ -191,12 +191,11 @@ public static class MtApp
         var outPath = new Argument<string>("output") { Description = "GGUF file to write" };
         var tokenizer = TokenizerOption();
         string types = string.Join(", ", Quant.Encodable);
-        var type = new Option<GgmlType>("--type") { Description = $"weight type: {types}", DefaultValueFactory = _ => GgmlType.Q8_0, HelpName = string.Join("|", Quant.Encodable) };
-        type.Validators.Add(r =>
+        var type = new Option<GgmlType>("--type")
         {
-            var t = r.GetValueOrDefault<GgmlType>();
-            if (!Quant.Encodable.Contains(t)) r.AddError($"--type {t}: writing {t} is not supported; choose one of {types}");
-        });
+            Description = $"weight type: {types}", DefaultValueFactory = _ => GgmlType.Q8_0, HelpName = string.Join("|", Quant.Encodable),
+            CustomParser = r => EncodableTypes(r, "--type").FirstOrDefault(),
+        };
         var cmd = new Command("quantize", $"write a model as GGUF with {types} weights") { input, outPath, tokenizer, type };
         cmd.SetAction(p =>
         {
@@ -209,15 +208,26 @@ public static class MtApp
         return cmd;
     }
 
+    /// <summary>The weight types named by an option's tokens; a name that is not one of <see cref="Quant.Encodable"/> is a parse error.</summary>
+    private static GgmlType[] EncodableTypes(System.CommandLine.Parsing.ArgumentResult r, string option)
+    {
+        var list = new List<GgmlType>();
+        foreach (var token in r.Tokens)
+        {
+            if (Enum.TryParse(token.Value, ignoreCase: true, out GgmlType t) && Quant.Encodable.Contains(t)) list.Add(t);
+            else r.AddError($"{option} {token.Value}: not a weight type that can be written; choose from {string.Join(", ", Quant.Encodable)}");
+        }
+        return [.. list];
+    }
+
     private static Command BenchCommand(TextWriter output)
     {
         var big = new Option<bool>("--big") { Description = "also a ~1B-parameter Llama shape with random weights" };
-        var types = new Option<GgmlType[]>("--types") { Description = $"weight types of the 1B shape ({string.Join(", ", Quant.Encodable)})", DefaultValueFactory = _ => [GgmlType.Q4_0, GgmlType.F16], AllowMultipleArgumentsPerToken = true };
-        types.Validators.Add(r =>
+        var types = new Option<GgmlType[]>("--types")
         {
-            foreach (var t in r.GetValueOrDefault<GgmlType[]>() ?? [])
-                if (!Quant.Encodable.Contains(t)) r.AddError($"--types {t}: not a weight type the benchmark can build; choose from {string.Join(", ", Quant.Encodable)}");
-        });
+            Description = $"weight types of the 1B shape ({string.Join(", ", Quant.Encodable)})", DefaultValueFactory = _ => [GgmlType.Q4_0, GgmlType.F16],
+            AllowMultipleArgumentsPerToken = true, CustomParser = r => EncodableTypes(r, "--types"),
+        };
         var device = Cli.DeviceOption("cpu");
         var cmd = new Command("bench", "decode and prefill tokens/s of stories260K (and a 1B shape with --big)") { big, types, device };
         cmd.SetAction(p =>

@@ -18,6 +18,7 @@ public static class SelftestCommand
     {
         var device = new Option<string>("--device") { Description = "cuda, cuda:N or ilgpu-cpu", DefaultValueFactory = _ => "cuda" };
         var scale = new Option<string?>("--scale") { Description = "small or realistic [default: realistic on CUDA, small on ilgpu-cpu]" };
+        scale.AcceptOnlyFromAmong("small", "realistic");
         var filter = new Option<string?>("--filter") { Description = "only cases whose name contains this text" };
         var ptx = new Option<bool>("--ptx") { Description = "also compile every kernel to PTX for sm_89 and sm_90" };
         var cmd = new Command("selftest", "run the op conformance suite on a GPU device against the CPU reference") { device, scale, filter, ptx };

@@ -41,9 +41,10 @@ public static class UserErrors
             ArgumentResult a => (a.Argument.Name, a.Argument.ValueType),
             _ => (null, null),
         };
-        if (name is not null && valueType is not null && error.SymbolResult is { } result)
+        var elementType = valueType is { IsArray: true } ? valueType.GetElementType()! : valueType;
+        // Only the parser's own conversion failures name a CLR type; errors from validators are already in plain words.
+        if (name is not null && elementType is not null && error.SymbolResult is { } result && error.Message.Contains(elementType.FullName!, StringComparison.Ordinal))
         {
-            var elementType = valueType.IsArray ? valueType.GetElementType()! : valueType;
             foreach (var token in result.Tokens)
                 if (ExpectedKind(elementType) is { } kind && !Parses(token.Value, elementType))
                     return $"{name}: '{token.Value}' is not {kind}";

@@ -134,17 +134,21 @@ public static class GptCheckpoint
             var model = Parse<GptConfig>("model_config");
             var train = Parse<TrainConfig>("train_config");
             var state = Parse<TrainState>("train_state");
-            ITokenizer tokenizer;
-            try
+            // Errors of the parts name the part; the file is named here.
+            T Checked<T>(string key, Func<T> check)
             {
-                model.Validate();
-                train.Validate();
-                tokenizer = Data.Tokenizers.FromJson(Meta("tokenizer"));
+                try
+                {
+                    return check();
+                }
+                catch (Exception e) when (e is ArgumentException or UserErrorException or JsonException or InvalidDataException)
+                {
+                    throw new InvalidDataException($"{path}: metadata '{key}': {e.Message}", e);
+                }
             }
-            catch (Exception e) when (e is ArgumentException or UserErrorException or JsonException)
-            {
-                throw new InvalidDataException($"{path}: bad checkpoint metadata: {e.Message}", e);
-            }
+            Checked("model_config", () => { model.Validate(); return 0; });
+            Checked("train_config", () => { train.Validate(); return 0; });
+            var tokenizer = Checked("tokenizer", () => Data.Tokenizers.FromJson(Meta("tokenizer")));
             state.Validate(path);
             CheckConsistent(path, model, train, tokenizer);
             // The trainer keeps parameters and AdamW moments in float32; another dtype in the header (say F32 edited
