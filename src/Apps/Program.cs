@@ -23,21 +23,11 @@ public static class MtApp
     public static int Run(string[] args, TextWriter output, TextWriter? error = null)
     {
         error ??= Console.Error;
-        var root = new RootCommand("ManagedTensor: a tensor and autograd engine in C#, and the apps built on it");
-        root.Subcommands.Add(TrainCommand.Create(output, error));
-        root.Subcommands.Add(SampleCommand.Create(output, error));
-        root.Subcommands.Add(GenerateCommand(output, error));
-        root.Subcommands.Add(ChatCommand(output, error));
-        root.Subcommands.Add(QuantizeCommand(output));
-        root.Subcommands.Add(BenchCommand(output));
-        root.Subcommands.Add(DemoCommand(output));
-        root.Subcommands.Add(SelftestCommand.Create(output));
-        root.Subcommands.Add(AttentionBenchCommand.Create(output));
-
+        var root = BuildCommands(output, error);
         var parsed = root.Parse(args);
         if (parsed.Errors.Count > 0 && parsed.Action is not HelpAction)
         {
-            error.WriteLine($"error: {UserErrors.Describe(parsed.Errors[0])} (mt {string.Join(' ', CommandPath(parsed.CommandResult.Command))}--help lists the options)");
+            error.WriteLine($"error: {UserErrors.Describe(parsed.Errors[0])} (mt {CommandPath(parsed.CommandResult.Command)}--help lists the options)");
             return UserErrors.ExitCode;
         }
         try
@@ -50,6 +40,22 @@ public static class MtApp
             error.WriteLine($"error: {message}");
             return UserErrors.ExitCode;
         }
+    }
+
+    /// <summary>Every command of `mt`, writing to <paramref name="output"/> and (notices, statistics) <paramref name="error"/>.</summary>
+    public static RootCommand BuildCommands(TextWriter output, TextWriter error)
+    {
+        var root = new RootCommand("ManagedTensor: a tensor and autograd engine in C#, and the apps built on it");
+        root.Subcommands.Add(TrainCommand.Create(output, error));
+        root.Subcommands.Add(SampleCommand.Create(output, error));
+        root.Subcommands.Add(GenerateCommand(output, error));
+        root.Subcommands.Add(ChatCommand(output, error));
+        root.Subcommands.Add(QuantizeCommand(output));
+        root.Subcommands.Add(BenchCommand(output));
+        root.Subcommands.Add(DemoCommand(output));
+        root.Subcommands.Add(SelftestCommand.Create(output));
+        root.Subcommands.Add(AttentionBenchCommand.Create(output));
+        return root;
     }
 
     /// <summary>"train gpt " for `mt train gpt` (empty for the root command).</summary>
