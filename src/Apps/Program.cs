@@ -199,7 +199,9 @@ public static class MtApp
         string types = string.Join(", ", Quant.Encodable);
         var type = new Option<GgmlType>("--type")
         {
-            Description = $"weight type: {types}", DefaultValueFactory = _ => GgmlType.Q8_0, HelpName = string.Join("|", Quant.Encodable),
+            Description = $"weight type: {types}",
+            DefaultValueFactory = _ => GgmlType.Q8_0,
+            HelpName = string.Join("|", Quant.Encodable),
             CustomParser = r => EncodableTypes(r, "--type").FirstOrDefault(),
         };
         var cmd = new Command("quantize", $"write a model as GGUF with {types} weights") { input, outPath, tokenizer, type };
@@ -231,8 +233,10 @@ public static class MtApp
         var big = new Option<bool>("--big") { Description = "also a ~1B-parameter Llama shape with random weights" };
         var types = new Option<GgmlType[]>("--types")
         {
-            Description = $"weight types of the 1B shape ({string.Join(", ", Quant.Encodable)})", DefaultValueFactory = _ => [GgmlType.Q4_0, GgmlType.F16],
-            AllowMultipleArgumentsPerToken = true, CustomParser = r => EncodableTypes(r, "--types"),
+            Description = $"weight types of the 1B shape ({string.Join(", ", Quant.Encodable)})",
+            DefaultValueFactory = _ => [GgmlType.Q4_0, GgmlType.F16],
+            AllowMultipleArgumentsPerToken = true,
+            CustomParser = r => EncodableTypes(r, "--types"),
         };
         var device = Cli.DeviceOption("cpu");
         var cmd = new Command("bench", "decode and prefill tokens/s of stories260K (and a 1B shape with --big)") { big, types, device };

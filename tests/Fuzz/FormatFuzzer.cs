@@ -178,8 +178,19 @@ public static class FormatFuzzer
         File.WriteAllText(data, File.ReadAllText(Fixtures.RepoFile("data/tinyshakespeare.txt"))[..4000]);
         var cfg = new TrainConfig
         {
-            DataPath = data, OutDir = run, MaxIters = 2, EvalInterval = 2, EvalIters = 1, LogInterval = 1, NLayer = 1, NHead = 2, NEmbd = 8,
-            BlockSize = 8, BatchSize = 2, WarmupIters = 1, LrDecayIters = 2,
+            DataPath = data,
+            OutDir = run,
+            MaxIters = 2,
+            EvalInterval = 2,
+            EvalIters = 1,
+            LogInterval = 1,
+            NLayer = 1,
+            NHead = 2,
+            NEmbd = 8,
+            BlockSize = 8,
+            BatchSize = 2,
+            WarmupIters = 1,
+            LrDecayIters = 2,
         };
         GptTrainer.Create(cfg, Device.Cpu).Run(new SilentObserver());
         return run;

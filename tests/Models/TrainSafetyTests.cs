@@ -48,8 +48,20 @@ public sealed partial class TrainSafetyTests : IDisposable
 
     private TrainConfig Config(string outDir, int maxIters) => new()
     {
-        DataPath = _data, OutDir = outDir, MaxIters = maxIters, EvalInterval = 4, EvalIters = 2, LogInterval = 1, NLayer = 1, NHead = 2,
-        NEmbd = 16, BlockSize = 16, BatchSize = 4, WarmupIters = 2, LrDecayIters = 20, Dropout = 0.1,
+        DataPath = _data,
+        OutDir = outDir,
+        MaxIters = maxIters,
+        EvalInterval = 4,
+        EvalIters = 2,
+        LogInterval = 1,
+        NLayer = 1,
+        NHead = 2,
+        NEmbd = 16,
+        BlockSize = 16,
+        BatchSize = 4,
+        WarmupIters = 2,
+        LrDecayIters = 20,
+        Dropout = 0.1,
     };
 
     private static Mt.Result Ok(string[] args)
