@@ -197,6 +197,19 @@ public sealed partial class TrainSafetyTests : IDisposable
     }
 
     [Fact]
+    public void Resume_says_when_the_runs_text_is_gone_or_changed()
+    {
+        string outDir = Path.Combine(_dir, "moved");
+        Ok(Train(outDir, 2));
+        string[] resume = ["train", "gpt", "--resume", "--out-dir", outDir, "--device", "cpu", "--sample-length", "0"];
+        string saved = File.ReadAllText(_data);
+        File.Delete(_data);
+        Assert.Contains($"the text the run in {GptCheckpoint.PathIn(outDir)} trains on is gone", ErrorLine(Mt.Run(resume)));
+        File.WriteAllText(_data, saved + "\u00e9\u00e9\u00e9"); // characters the run's vocabulary never had
+        Assert.Contains("tokenizer (in " + GptCheckpoint.PathIn(outDir) + ") cannot encode it", ErrorLine(Mt.Run(resume)));
+    }
+
+    [Fact]
     public void Stale_temporary_files_are_removed_at_the_next_start()
     {
         string outDir = Path.Combine(_dir, "stale");

@@ -115,8 +115,25 @@ public sealed class GptTrainer
         using var ckpt = GptCheckpoint.Load(outDir);
         var cfg = (change ?? (c => c))(ckpt.Train) with { OutDir = outDir };
         cfg.Validate();
-        string text = ReadText(cfg.DataPath);
-        var data = TextDataset.FromText(text, ckpt.Tokenizer);
+        string text;
+        try
+        {
+            text = ReadText(cfg.DataPath);
+        }
+        catch (FileNotFoundException e)
+        {
+            throw new UserErrorException($"the text the run in {ckpt.File.Path} trains on is gone: {e.Message}", e);
+        }
+        TextDataset data;
+        try
+        {
+            data = TextDataset.FromText(text, ckpt.Tokenizer);
+        }
+        catch (ArgumentException e)
+        {
+            // The char tokenizer holds the characters of the text the run started on: this text is another one.
+            throw new UserErrorException($"--data {cfg.DataPath}: the run's {ckpt.Tokenizer.Kind} tokenizer (in {ckpt.File.Path}) cannot encode it: {e.Message}", e);
+        }
         data.RequireLongerThan(cfg.BlockSize, $"--data {cfg.DataPath}");
         GPT model;
         using (DeviceMemory.Category(MemoryCategory.Weights)) model = ckpt.CreateModel(device);
