@@ -5,9 +5,10 @@ namespace ManagedTensor.Tests.Serve;
 /// <summary>
 /// An engine whose behaviour a test decides: one token per character (so lengths are easy to reason about), a reply
 /// given as text, or endless when <c>reply</c> is null, and a record of what the scheduler asked (starts, frees, the
-/// size of each step). Each step yields the thread briefly so an endless reply does not spin a core.
+/// size of each step). Each step sleeps <c>stepMilliseconds</c>, so an endless reply does not spin a core and a browser
+/// can watch a reply arrive.
 /// </summary>
-public sealed class ScriptedEngine(int maxSequences = 1, int contextLength = 4096, string? reply = "hello world") : ICompletionEngine
+public sealed class ScriptedEngine(int maxSequences = 1, int contextLength = 4096, string? reply = "hello world", int stepMilliseconds = 1) : ICompletionEngine
 {
     private int _live, _started, _freed;
     private readonly List<int> _stepSizes = [];
@@ -36,7 +37,7 @@ public sealed class ScriptedEngine(int maxSequences = 1, int contextLength = 409
     public void Step(IReadOnlyList<IEngineSequence> sequences, Span<TokenStep> steps)
     {
         lock (_stepSizes) _stepSizes.Add(sequences.Count);
-        Thread.Sleep(1);
+        Thread.Sleep(stepMilliseconds);
         for (int i = 0; i < sequences.Count; i++)
         {
             var s = (Sequence)sequences[i];
