@@ -34,7 +34,7 @@ public sealed class ScriptedEngine(int maxSequences = 1, int contextLength = 409
         return new Sequence(this, prompt.Length);
     }
 
-    public void Step(IReadOnlyList<IEngineSequence> sequences, Span<TokenStep> steps)
+    public void Step(IReadOnlyList<IEngineSequence> sequences, Action<int, TokenStep> produced)
     {
         lock (_stepSizes) _stepSizes.Add(sequences.Count);
         Thread.Sleep(stepMilliseconds);
@@ -42,7 +42,7 @@ public sealed class ScriptedEngine(int maxSequences = 1, int contextLength = 409
         {
             var s = (Sequence)sequences[i];
             int k = s.Generated++;
-            steps[i] = reply is null ? new TokenStep("a", false) : k < reply.Length ? new TokenStep(reply[k].ToString(), false) : new TokenStep("", true);
+            produced(i, reply is null ? new TokenStep("a", false) : k < reply.Length ? new TokenStep(reply[k].ToString(), false) : new TokenStep("", true));
         }
     }
 

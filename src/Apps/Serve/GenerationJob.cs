@@ -57,6 +57,10 @@ public sealed class GenerationJob
 
     internal IEngineSequence? Sequence { get; set; }
 
+    /// <summary>The scheduler's callback on <see cref="Cancel"/>, removed when the job ends: a server may reuse a request's
+    /// cancellation source for the next request on the same connection, and the callback must not keep this job alive.</summary>
+    internal CancellationTokenRegistration Registration { get; set; }
+
     /// <summary>Waiting to running; false when the job was already done (its client left the queue).</summary>
     internal bool TryStart() => Interlocked.CompareExchange(ref _state, Running, Waiting) == Waiting;
 
@@ -83,6 +87,7 @@ public sealed class GenerationJob
     internal void Complete(FinishReason reason, Exception? error = null)
     {
         Volatile.Write(ref _state, Done);
+        Registration.Unregister(); // never blocks, also from inside the callback itself
         Sequence?.Dispose();
         Sequence = null;
         string rest = _stops.Flush();

@@ -55,7 +55,7 @@ public sealed class GenerationScheduler : IDisposable
             return false;
         }
         // A client that leaves while waiting gives its place back at once; a running job is dropped by the loop.
-        job.Cancel.Register(() =>
+        job.Registration = job.Cancel.Register(() =>
         {
             if (job.TryWithdraw()) Interlocked.Decrement(ref _admitted);
             _wake.Release();
@@ -69,7 +69,10 @@ public sealed class GenerationScheduler : IDisposable
     {
         var active = new List<GenerationJob>();
         var sequences = new List<IEngineSequence>();
-        var steps = new TokenStep[_engine.MaxSequences];
+        var endings = new FinishReason?[_engine.MaxSequences];
+        // Text goes to each client as its token is made; slots are freed once the step is over.
+        void Produced(int i, TokenStep step) => endings[i] = active[i].Accept(step);
+        Action<int, TokenStep> produced = Produced;
         var started = new Dictionary<GenerationJob, long>();
 
         void Finish(GenerationJob job, FinishReason reason, Exception? error = null)
@@ -121,9 +124,10 @@ public sealed class GenerationScheduler : IDisposable
 
             sequences.Clear();
             foreach (var job in active) sequences.Add(job.Sequence!);
+            Array.Clear(endings);
             try
             {
-                _engine.Step(sequences, steps);
+                _engine.Step(sequences, produced);
             }
             catch (Exception e)
             {
@@ -133,7 +137,7 @@ public sealed class GenerationScheduler : IDisposable
                 continue;
             }
             for (int i = active.Count - 1; i >= 0; i--)
-                if (active[i].Accept(steps[i]) is { } reason)
+                if (endings[i] is { } reason)
                 {
                     Finish(active[i], reason);
                     active.RemoveAt(i);

@@ -33,10 +33,11 @@ public interface ICompletionEngine : IDisposable
 
     /// <summary>
     /// Advances every sequence by one token: the first step runs the prompt (prefill), later ones the token sampled last.
-    /// <paramref name="steps"/>[i] receives what sequence i produced. This is where a batched forward pass (one weight read
-    /// for all sequences) belongs; an engine without one runs the sequences one after another. Scheduler thread only.
+    /// <paramref name="produced"/>(i, step) receives what sequence i produced, as soon as it is known, so that with
+    /// sequences run one after another each client gets its token without waiting for the rest of the step. This is where
+    /// a batched forward pass (one weight read for all sequences) belongs. Scheduler thread only.
     /// </summary>
-    void Step(IReadOnlyList<IEngineSequence> sequences, Span<TokenStep> steps);
+    void Step(IReadOnlyList<IEngineSequence> sequences, Action<int, TokenStep> produced);
 }
 
 /// <summary>One sequence in flight. Disposing it frees its slot (its KV cache goes back to the pool).</summary>

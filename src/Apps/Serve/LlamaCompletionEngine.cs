@@ -124,10 +124,10 @@ public sealed class LlamaCompletionEngine : ICompletionEngine
         return new Sequence(this, runner, prompt, new Sampler(options));
     }
 
-    public void Step(IReadOnlyList<IEngineSequence> sequences, Span<TokenStep> steps)
+    public void Step(IReadOnlyList<IEngineSequence> sequences, Action<int, TokenStep> produced)
     {
         // No batched forward in the model layer yet: each sequence reads the weights once per token.
-        for (int i = 0; i < sequences.Count; i++) steps[i] = ((Sequence)sequences[i]).Step();
+        for (int i = 0; i < sequences.Count; i++) produced(i, ((Sequence)sequences[i]).Step());
     }
 
     public void Dispose()
