@@ -151,6 +151,7 @@ public sealed class GenerationScheduler : IDisposable
         _stopping = true;
         _wake.Release();
         _thread.Join();
-        _wake.Dispose();
+        // _wake is not disposed: a client's cancellation callback may still release it after the loop has ended, and a
+        // SemaphoreSlim whose wait handle was never asked for holds nothing to free.
     }
 }
