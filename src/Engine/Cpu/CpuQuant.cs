@@ -1,4 +1,5 @@
 using System.Numerics.Tensors;
+using System.Runtime.InteropServices;
 using ManagedTensor.Quant;
 
 namespace ManagedTensor.Cpu;
@@ -82,7 +83,12 @@ internal static class CpuQuant
 
     // ---- QMatMul ----
 
-    /// <summary>y (M, N) = x (M, K) W^T for F32 x and y, W (N, K) in a block format.</summary>
+    /// <summary>
+    /// y (M, N) = x (M, K) W^T for F32 x and y, W (N, K) in a block format. With an integer dot product, x's rows are
+    /// encoded once in the format's dot type (for NF4, whose dot type is F32, x is used as it is); then threads take
+    /// contiguous ranges of W's rows, so W is read from memory once (what bounds decode, M = 1) and each W row is
+    /// dotted with every row of x while it is in L1 (prefill: x, about 1.1 bytes per value, stays in L2/L3).
+    /// </summary>
     public static void QMatMul(Tensor x, Tensor w, Tensor y)
     {
         RequireWholeBlocks(w, "QMatMul");
@@ -91,31 +97,30 @@ internal static class CpuQuant
         var xs = x.Data<float>().AsMemory(x.Offset, m * k);
         var ys = y.Data<float>().AsMemory(y.Offset, m * n);
         var wb = w.Data<byte>().AsMemory((int)f.ByteCount(w.Offset), (int)f.ByteCount((long)n * k));
+        Run(f, wb, n, k, xs, m, ys);
+    }
+
+    /// <summary>The kernel of <see cref="QMatMul"/> over raw rows: W (n rows of k values in format f), x (m, k), y (m, n).</summary>
+    internal static void Run(BlockFormat f, ReadOnlyMemory<byte> wb, int n, int k, ReadOnlyMemory<float> xs, int m, Memory<float> ys)
+    {
         int rowBytes = (int)f.ByteCount(k), blocks = k / f.BlockSize;
         if (f.Dot is { } dot)
         {
-            // Activations encoded once (M rows), then every (row of W, row of x) pair is an integer dot product.
-            var dotFormat = BlockFormats.Get(f.DotType!.Value);
-            int xRowBytes = (int)dotFormat.ByteCount(k);
-            var xq = new byte[(long)m * xRowBytes];
-            CpuParallel.For(m, k, (r0, r1) =>
-            {
-                for (int r = r0; r < r1; r++) dotFormat.Encode!(xs.Span.Slice(r * k, k), xq.AsSpan(r * xRowBytes, xRowBytes));
-            });
-            // Threads take tiles of W's rows; inside a tile, each W row is used for every x row while it is in cache.
+            var (xq, xRowBytes) = EncodeActivations(f, xs, m, k);
             CpuParallel.For(n, (long)k * m, (n0, n1) =>
             {
                 var ySpan = ys.Span;
                 var wSpan = wb.Span;
+                var xSpan = xq.Span;
                 for (int j = n0; j < n1; j++)
                 {
                     var wRow = wSpan.Slice(j * rowBytes, rowBytes);
-                    for (int r = 0; r < m; r++) ySpan[r * n + j] = dot(wRow, xq.AsSpan(r * xRowBytes, xRowBytes), blocks);
+                    for (int r = 0; r < m; r++) ySpan[r * n + j] = dot(wRow, xSpan.Slice(r * xRowBytes, xRowBytes), blocks);
                 }
             });
             return;
         }
-        // No integer dot product for this format: decode W a few rows at a time and dot in float32.
+        // No dot product for this format: decode W a row at a time and dot in float32.
         CpuParallel.For(n, (long)k * m, (n0, n1) =>
         {
             var row = new float[k];
@@ -127,5 +132,25 @@ internal static class CpuQuant
                 for (int r = 0; r < m; r++) ySpan[r * n + j] = TensorPrimitives.Dot<float>(row, xSpan.Slice(r * k, k));
             }
         });
+    }
+
+    /// <summary>x's m rows in the format's dot type (Q8_0, Q8_K), threads taking rows; float32 dot types use x's bytes as they are.</summary>
+    private static (ReadOnlyMemory<byte> Rows, int RowBytes) EncodeActivations(BlockFormat f, ReadOnlyMemory<float> xs, int m, int k)
+    {
+        if (f.DotType == DType.F32)
+        {
+            var floats = MemoryMarshal.TryGetArray(xs, out var seg) ? seg : new ArraySegment<float>(xs.ToArray());
+            var bytes = new byte[(long)m * k * 4]; // a copy: Memory<float> cannot be viewed as Memory<byte>
+            MemoryMarshal.AsBytes(floats.AsSpan()).CopyTo(bytes);
+            return (bytes, k * 4);
+        }
+        var dotFormat = BlockFormats.Get(f.DotType!.Value);
+        int xRowBytes = (int)dotFormat.ByteCount(k);
+        var xq = new byte[(long)m * xRowBytes];
+        CpuParallel.For(m, k, (r0, r1) =>
+        {
+            for (int r = r0; r < r1; r++) dotFormat.Encode!(xs.Span.Slice(r * k, k), xq.AsSpan(r * xRowBytes, xRowBytes));
+        });
+        return (xq, xRowBytes);
     }
 }

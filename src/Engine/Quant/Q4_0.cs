@@ -19,6 +19,7 @@ public static class Q4_0
         Encode = Encode,
         DotType = DType.Q8_0,
         Dot = Dot,
+        DotReference = DotScalar,
     };
 
     public static void Decode(ReadOnlySpan<byte> src, Span<float> dst)

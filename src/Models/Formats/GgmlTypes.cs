@@ -9,9 +9,15 @@ public enum GgmlType : uint
     F32 = 0,
     F16 = 1,
     Q4_0 = 2,
+    Q5_0 = 6,
+    Q5_1 = 7,
     Q8_0 = 8,
     Q4_K = 12,
+    Q5_K = 13,
+    Q6_K = 14,
+    Q8_K = 15,
     BF16 = 30,
+    TQ2_0 = 35,
 }
 
 /// <summary>
@@ -36,10 +42,13 @@ public static class GgmlTypes
         GgmlType.F16 => (1, 2),
         GgmlType.BF16 => (1, 2),
         _ when IsSupported((uint)type) => (BlockFormats.Get(ToDType(type)).BlockSize, BlockFormats.Get(ToDType(type)).BlockBytes),
-        _ => throw new NotSupportedException($"ggml type {(uint)type} is not supported (F32, F16, BF16, Q8_0, Q4_0, Q4_K are)"),
+        _ => throw new NotSupportedException($"ggml type {(uint)type} is not supported ({SupportedList})"),
     };
 
     public static bool IsSupported(uint code) => Enum.IsDefined(typeof(GgmlType), code);
+
+    /// <summary>The types read here with their codes, for error messages: "F32 0, F16 1, Q4_0 2, ...".</summary>
+    public static string SupportedList => string.Join(", ", Enum.GetValues<GgmlType>().Select(t => $"{t} {(uint)t}"));
 
     /// <summary>Bytes taken by <paramref name="count"/> elements (count must be a multiple of the block size).</summary>
     public static long ByteCount(GgmlType type, long count)
