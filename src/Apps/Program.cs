@@ -143,12 +143,17 @@ public static class MtApp
         var input = new Argument<string>("input") { Description = "llama2.c .bin or GGUF model" };
         var outPath = new Argument<string>("output") { Description = "GGUF file to write" };
         var tokenizer = TokenizerOption();
-        var type = new Option<GgmlType>("--type") { Description = "F32, F16, Q8_0 or Q4_0", DefaultValueFactory = _ => GgmlType.Q8_0 };
-        var cmd = new Command("quantize", "write a model as GGUF with F32, F16, Q8_0 or Q4_0 weights") { input, outPath, tokenizer, type };
+        var type = new Option<string>("--type")
+        {
+            Description = $"weight type: {QuantRecipe.HelpList} (Q4_K_M: llama.cpp's mix of Q4_K and Q6_K)",
+            DefaultValueFactory = _ => "Q8_0",
+        };
+        type.AcceptOnlyFromAmong(QuantRecipe.Names.Concat(QuantRecipe.Names.Select(n => n.ToLowerInvariant())).ToArray());
+        var cmd = new Command("quantize", "write a model as GGUF with weights of one type (or llama.cpp's Q4_K_M mix)") { input, outPath, tokenizer, type };
         cmd.SetAction(p =>
         {
             string i = p.GetValue(input)!;
-            Quantize.Run(DataFiles.Find(i), TokenizerFor(i, p.GetValue(tokenizer)), p.GetValue(outPath)!, p.GetValue(type), output);
+            Quantize.Run(DataFiles.Find(i), TokenizerFor(i, p.GetValue(tokenizer)), p.GetValue(outPath)!, QuantRecipe.Parse(p.GetValue(type)!), output);
             return 0;
         });
         return cmd;

@@ -87,9 +87,10 @@ public static class GgmlTypes
         {
             case GgmlType.F32: for (int i = 0; i < src.Length; i++) BinaryPrimitives.WriteSingleLittleEndian(dst.AsSpan(4 * i), src[i]); break;
             case GgmlType.F16: for (int i = 0; i < src.Length; i++) BinaryPrimitives.WriteHalfLittleEndian(dst.AsSpan(2 * i), (Half)src[i]); break;
+            case GgmlType.BF16: for (int i = 0; i < src.Length; i++) BinaryPrimitives.WriteUInt16LittleEndian(dst.AsSpan(2 * i), BFloat16.FromFloat(src[i]).Bits); break;
             default:
                 var f = BlockFormats.Get(ToDType(type));
-                (f.Encode ?? throw new NotSupportedException($"quantizing to {type} is not supported (F32, F16, Q8_0, Q4_0 are)"))(src, dst);
+                (f.Encode ?? throw new NotSupportedException($"quantizing to {type} is not supported (it can be read, not written)"))(src, dst);
                 break;
         }
         return dst;
