@@ -39,6 +39,14 @@ public sealed record BlockFormat(DType DType, int BlockSize, int BlockBytes, Blo
     /// <summary>The plain loop <see cref="Dot"/> is tested against (its SIMD versions must agree with it).</summary>
     public BlockDot? DotReference { get; init; }
 
+    /// <summary>
+    /// Whether <see cref="Dot"/> adds its per-block terms in <see cref="DotReference"/>'s order, so the two agree bit for
+    /// bit (the 256-value formats: one horizontal sum per block is cheap there); otherwise its lanes accumulate across
+    /// blocks (the 32-value formats, where a horizontal sum per block would cost as much as the block) and the two agree
+    /// to float32 rounding.
+    /// </summary>
+    public bool DotInReferenceOrder { get; init; }
+
     /// <summary>Bits stored per value (scales included): 8.5 for Q8_0, 4.5 for Q4_0.</summary>
     public double BitsPerValue => 8.0 * BlockBytes / BlockSize;
 

@@ -68,31 +68,49 @@ internal static class KQuantDots
         {
             ref byte wb = ref Unsafe.Add(ref wr, b * Q4_K.BlockBytes);
             ref byte xb = ref Unsafe.Add(ref xr, b * Q8KBytes);
-            var scales = MemoryMarshal.CreateReadOnlySpan(ref Unsafe.Add(ref wb, 4), 12);
+            var (scales, mins) = UnpackScaleMinK4(ref Unsafe.Add(ref wb, 4));
             var acc = Vector256<int>.Zero;
-            int imin = 0;
             for (int c = 0; c < 4; c++)
             {
-                var (sc1, m1) = ScaleMinK4(2 * c, scales);
-                var (sc2, m2) = ScaleMinK4(2 * c + 1, scales);
                 var q4 = Vector256.LoadUnsafe(ref wb, (nuint)(16 + 32 * c));
                 var lo = q4 & m4;
                 var hi = Vector256.ShiftRightLogical(q4.AsUInt16(), 4).AsByte() & m4;
                 var xlo = Vector256.LoadUnsafe(ref xb, (nuint)(4 + 64 * c)).AsSByte();
                 var xhi = Vector256.LoadUnsafe(ref xb, (nuint)(4 + 64 * c + 32)).AsSByte();
-                acc += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(lo, xlo), Vector256.Create((short)sc1));
-                acc += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(hi, xhi), Vector256.Create((short)sc2));
-                imin += m1 * Bsum32(ref xb, 2 * c) + m2 * Bsum32(ref xb, 2 * c + 1);
+                acc += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(lo, xlo), Vector256.Create((short)(byte)(scales >> (16 * c))));
+                acc += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(hi, xhi), Vector256.Create((short)(byte)(scales >> (16 * c + 8))));
             }
             int isum = Vector256.Sum(acc);
+            int imin = MinsTimesSums(mins, ref xb);
             float dx = Unsafe.ReadUnaligned<float>(ref xb);
-            sum += dx * (float)Unsafe.ReadUnaligned<Half>(ref wb) * isum - dx * (float)Unsafe.ReadUnaligned<Half>(ref Unsafe.Add(ref wb, 2)) * imin;
+            sum += dx * HalfAt(ref wb) * isum - dx * HalfAt(ref Unsafe.Add(ref wb, 2)) * imin;
         }
         return sum;
     }
 
-    private static int Bsum32(ref byte xb, int sub) =>
-        Unsafe.ReadUnaligned<short>(ref Unsafe.Add(ref xb, 260 + 4 * sub)) + Unsafe.ReadUnaligned<short>(ref Unsafe.Add(ref xb, 262 + 4 * sub));
+    /// <summary>
+    /// The eight 6-bit scales and mins of Q4_K / Q5_K (see <see cref="ScaleMinK4"/>) unpacked at once from the 12 bytes,
+    /// as ggml's utmp masks do: byte j of the first result is scale j, of the second min j.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static (ulong Scales, ulong Mins) UnpackScaleMinK4(ref byte q)
+    {
+        uint u0 = Unsafe.ReadUnaligned<uint>(ref q), u1 = Unsafe.ReadUnaligned<uint>(ref Unsafe.Add(ref q, 4)), u2 = Unsafe.ReadUnaligned<uint>(ref Unsafe.Add(ref q, 8));
+        uint scLo = u0 & 0x3F3F3F3F, mLo = u1 & 0x3F3F3F3F;
+        uint scHi = (u2 & 0x0F0F0F0F) | (((u0 >> 6) & 0x03030303) << 4);
+        uint mHi = ((u2 >> 4) & 0x0F0F0F0F) | (((u1 >> 6) & 0x03030303) << 4);
+        return (scLo | ((ulong)scHi << 32), mLo | ((ulong)mHi << 32));
+    }
+
+    /// <summary>sum_j min_j * (activation sum of sub-block j), the 8 mins as bytes: Q8_K's 16-value sums added in pairs.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int MinsTimesSums(ulong mins, ref byte xb)
+    {
+        var bs = Vector256.LoadUnsafe(ref Unsafe.As<byte, short>(ref Unsafe.Add(ref xb, 260)));
+        var sums32 = Ssse3.HorizontalAdd(bs.GetLower(), bs.GetUpper());                           // (8) sub-block sums, |s| <= 32 * 127
+        var m16 = Sse41.ConvertToVector128Int16(Vector128.CreateScalar(mins).AsByte());           // (8) mins widened
+        return Vector128.Sum(Sse2.MultiplyAddAdjacent(m16, sums32));
+    }
 
     // ---- Q5_K ----
 
@@ -135,14 +153,11 @@ internal static class KQuantDots
         {
             ref byte wb = ref Unsafe.Add(ref wr, b * Q5_K.BlockBytes);
             ref byte xb = ref Unsafe.Add(ref xr, b * Q8KBytes);
-            var scales = MemoryMarshal.CreateReadOnlySpan(ref Unsafe.Add(ref wb, 4), 12);
+            var (scales, mins) = UnpackScaleMinK4(ref Unsafe.Add(ref wb, 4));
             var qh = Vector256.LoadUnsafe(ref wb, 16);
             var acc = Vector256<int>.Zero;
-            int imin = 0;
             for (int c = 0; c < 4; c++)
             {
-                var (sc1, m1) = ScaleMinK4(2 * c, scales);
-                var (sc2, m2) = ScaleMinK4(2 * c + 1, scales);
                 var q5 = Vector256.LoadUnsafe(ref wb, (nuint)(48 + 32 * c));
                 // Fifth bits: bit 2c of qh for the low nibbles, bit 2c + 1 for the high ones, moved to bit 4.
                 var h1 = Vector256.ShiftLeft((Vector256.ShiftRightLogical(qh.AsUInt16(), 2 * c).AsByte() & one).AsUInt16(), 4).AsByte();
@@ -151,13 +166,13 @@ internal static class KQuantDots
                 var hi = (Vector256.ShiftRightLogical(q5.AsUInt16(), 4).AsByte() & m4) | h2;
                 var xlo = Vector256.LoadUnsafe(ref xb, (nuint)(4 + 64 * c)).AsSByte();
                 var xhi = Vector256.LoadUnsafe(ref xb, (nuint)(4 + 64 * c + 32)).AsSByte();
-                acc += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(lo, xlo), Vector256.Create((short)sc1));
-                acc += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(hi, xhi), Vector256.Create((short)sc2));
-                imin += m1 * Bsum32(ref xb, 2 * c) + m2 * Bsum32(ref xb, 2 * c + 1);
+                acc += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(lo, xlo), Vector256.Create((short)(byte)(scales >> (16 * c))));
+                acc += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(hi, xhi), Vector256.Create((short)(byte)(scales >> (16 * c + 8))));
             }
             int isum = Vector256.Sum(acc);
+            int imin = MinsTimesSums(mins, ref xb);
             float dx = Unsafe.ReadUnaligned<float>(ref xb);
-            sum += dx * (float)Unsafe.ReadUnaligned<Half>(ref wb) * isum - dx * (float)Unsafe.ReadUnaligned<Half>(ref Unsafe.Add(ref wb, 2)) * imin;
+            sum += dx * HalfAt(ref wb) * isum - dx * HalfAt(ref Unsafe.Add(ref wb, 2)) * imin;
         }
         return sum;
     }
@@ -208,8 +223,10 @@ internal static class KQuantDots
             ref byte wb = ref Unsafe.Add(ref wr, b * Q6_K.BlockBytes);
             ref byte xb = ref Unsafe.Add(ref xr, b * Q8KBytes);
             var acc = Vector256<int>.Zero;
-            int ioff = 0;
-            for (int g = 0; g < 16; g++) ioff += (sbyte)Unsafe.Add(ref wb, 192 + g) * Unsafe.ReadUnaligned<short>(ref Unsafe.Add(ref xb, 260 + 2 * g));
+            // sum_g scale_g * bsum_g: the 16 int8 scales widened, madd with Q8_K's 16-value sums.
+            var sc16 = Avx2.ConvertToVector256Int16(Vector128.LoadUnsafe(ref Unsafe.Add(ref wb, 192)).AsSByte());
+            var bsums = Vector256.LoadUnsafe(ref Unsafe.As<byte, short>(ref Unsafe.Add(ref xb, 260)));
+            int ioff = Vector256.Sum(Avx2.MultiplyAddAdjacent(sc16, bsums));
             for (int h = 0; h < 2; h++)
             {
                 var ql0 = Vector256.LoadUnsafe(ref wb, (nuint)(64 * h));
@@ -227,7 +244,7 @@ internal static class KQuantDots
             }
             int isum = Vector256.Sum(acc);
             float dx = Unsafe.ReadUnaligned<float>(ref xb);
-            sum += dx * (float)Unsafe.ReadUnaligned<Half>(ref Unsafe.Add(ref wb, 208)) * (isum - 32 * ioff);
+            sum += dx * HalfAt(ref Unsafe.Add(ref wb, 208)) * (isum - 32 * ioff);
         }
         return sum;
 
@@ -286,7 +303,7 @@ internal static class KQuantDots
             int isum = Vector256.Sum(Avx2.MultiplyAddAdjacent(acc, ones));
             var bs = Vector256.LoadUnsafe(ref Unsafe.As<byte, short>(ref Unsafe.Add(ref xb, 260)));
             int xsum = Vector256.Sum(Avx2.MultiplyAddAdjacent(bs, ones));
-            sum += Unsafe.ReadUnaligned<float>(ref xb) * (float)Unsafe.ReadUnaligned<Half>(ref Unsafe.Add(ref wb, 64)) * (isum - xsum);
+            sum += Unsafe.ReadUnaligned<float>(ref xb) * HalfAt(ref Unsafe.Add(ref wb, 64)) * (isum - xsum);
         }
         return sum;
     }

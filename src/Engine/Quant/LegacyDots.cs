@@ -65,7 +65,7 @@ internal static class LegacyDots
             ref byte xb = ref Unsafe.Add(ref xr, b * Q8Bytes);
             var q = Unpack5(ref Unsafe.Add(ref wb, 2)).AsSByte() - Vector256.Create((sbyte)16);
             var x8 = Vector256.LoadUnsafe(ref Unsafe.Add(ref xb, 2)).AsSByte();
-            sum += (float)Unsafe.ReadUnaligned<Half>(ref wb) * (float)Unsafe.ReadUnaligned<Half>(ref xb) * Q8_0.DotI8x32(q, x8);
+            sum += HalfAt(ref wb) * HalfAt(ref xb) * Q8_0.DotI8x32(q, x8);
         }
         return sum;
     }
@@ -86,8 +86,8 @@ internal static class LegacyDots
             var x8 = Vector256.LoadUnsafe(ref Unsafe.Add(ref xb, 2)).AsSByte();
             int acc = Vector256.Sum(Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(q, x8), ones16));
             int xsum = Vector256.Sum(Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(ones8, x8), ones16));
-            float dx = (float)Unsafe.ReadUnaligned<Half>(ref xb);
-            sum += (float)Unsafe.ReadUnaligned<Half>(ref wb) * dx * acc + (float)Unsafe.ReadUnaligned<Half>(ref Unsafe.Add(ref wb, 2)) * dx * xsum;
+            float dx = HalfAt(ref xb);
+            sum += HalfAt(ref wb) * dx * acc + HalfAt(ref Unsafe.Add(ref wb, 2)) * dx * xsum;
         }
         return sum;
     }

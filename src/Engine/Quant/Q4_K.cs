@@ -19,6 +19,7 @@ public static class Q4_K
         DotType = DType.Q8_K,
         Dot = KQuantDots.DotQ4_K,
         DotReference = KQuantDots.DotQ4_KScalar,
+        DotInReferenceOrder = true,
     };
 
     /// <summary>ggml's dequantize_row_q4_K.</summary>

@@ -19,6 +19,7 @@ public static class Q5_0
         DotType = DType.Q8_0,
         Dot = LegacyDots.DotQ5_0,
         DotReference = LegacyDots.DotQ5_0Scalar,
+        DotInReferenceOrder = true,
     };
 
     /// <summary>The 32 values of a block as q in 0..31 (before the - 16).</summary>

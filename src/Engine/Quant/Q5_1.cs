@@ -19,6 +19,7 @@ public static class Q5_1
         DotType = DType.Q8_0,
         Dot = LegacyDots.DotQ5_1,
         DotReference = LegacyDots.DotQ5_1Scalar,
+        DotInReferenceOrder = true,
     };
 
     /// <summary>The 32 values of a block as q in 0..31 (the qh and nibbles sit 2 bytes later than in Q5_0).</summary>

@@ -19,6 +19,7 @@ public static class Q5_K
         DotType = DType.Q8_K,
         Dot = KQuantDots.DotQ5_K,
         DotReference = KQuantDots.DotQ5_KScalar,
+        DotInReferenceOrder = true,
     };
 
     /// <summary>ggml's dequantize_row_q5_K.</summary>

@@ -20,6 +20,7 @@ public static class Q6_K
         DotType = DType.Q8_K,
         Dot = KQuantDots.DotQ6_K,
         DotReference = KQuantDots.DotQ6_KScalar,
+        DotInReferenceOrder = true,
     };
 
     /// <summary>ggml's dequantize_row_q6_K.</summary>

@@ -25,6 +25,7 @@ public static class TQ2_0
         DotType = DType.Q8_K,
         Dot = KQuantDots.DotTQ2_0,
         DotReference = KQuantDots.DotTQ2_0Scalar,
+        DotInReferenceOrder = true,
     };
 
     /// <summary>ggml's dequantize_row_tq2_0.</summary>
