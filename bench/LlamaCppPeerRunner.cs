@@ -13,7 +13,7 @@ namespace ManagedTensor.Bench;
 ///   llama-speed MODEL PROMPT DECODE   prefill and decode tokens/s (prompt ids (p * 7919 + 1) % vocab, then greedy)
 ///   llama-greedy MODEL N              N greedy tokens after BOS, as ids on one line
 ///   llama-logits MODEL ID,ID,...      the last position's logits, one per line
-///   write-random-llama OUT [small]    the TinyLlama-1.1B shape (or a small 256-wide one, 4 layers, vocab 512) with
+///   write-random-llama OUT [small|tiny] the TinyLlama-1.1B shape (or 256-wide ones: 4 layers, vocab 512; 2, 320) with
 ///                                     random F32 weights (std 0.02) as GGUF, with a placeholder vocabulary (what
 ///                                     `mt quantize` and llama.cpp's quantizer then convert)
 ///   gguf-compare A B                  per tensor: the two files' types, and whether same-type tensors hold the same bytes
@@ -59,7 +59,12 @@ public static class LlamaCppPeerRunner
                 }
             case "write-random-llama":
                 {
-                    var c = args.Length > 2 && args[2] == "small" ? new LlamaConfig(256, 768, 4, 8, 4, 512, 256) : LlamaBench.TinyLlama1B;
+                    var c = args.Length < 3 ? LlamaBench.TinyLlama1B : args[2] switch
+                    {
+                        "small" => new LlamaConfig(256, 768, 4, 8, 4, 512, 256),
+                        "tiny" => new LlamaConfig(256, 256, 2, 4, 2, 320, 64),   // the test fixture's size
+                        var other => throw new ArgumentException($"write-random-llama: shape {other} (small or tiny)"),
+                    };
                     var sw = Stopwatch.StartNew();
                     var model = LlamaBench.RandomLlama(c, GgmlType.F32);
                     // Placeholder vocabulary: <unk>, <s>, </s>, the 256 byte tokens llama.cpp's SPM vocabulary expects, then fillers.
