@@ -118,6 +118,15 @@ public sealed class GgufFile : IDisposable
         foreach (var t in Tensors)
             if (t.Offset + t.ByteSize > _f.Length - DataOffset)
                 throw Error($"tensor '{t.Name}' data [{DataOffset + t.Offset}, {DataOffset + t.Offset + t.ByteSize}) ({t.Type}, ne = [{string.Join(", ", t.Dims)}]) runs past the end of the file ({_f.Length} bytes): truncated");
+        // Each tensor's bytes (its type and shape fix how many) must be its own: a changed type code or a moved offset
+        // shows up as two tensors sharing bytes.
+        var byOffset = Tensors.OrderBy(t => t.Offset).ToList();
+        for (int i = 1; i < byOffset.Count; i++)
+        {
+            GgufTensorInfo prev = byOffset[i - 1], next = byOffset[i];
+            if (next.Offset < prev.Offset + prev.ByteSize)
+                throw Error($"tensors '{prev.Name}' ({prev.Type}, ne = [{string.Join(", ", prev.Dims)}], {prev.ByteSize} bytes at offset {prev.Offset}) and '{next.Name}' (offset {next.Offset}) overlap: a type code or an offset is wrong");
+        }
     }
 
     private GgufValueType ReadType(string field)
