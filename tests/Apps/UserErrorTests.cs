@@ -92,9 +92,8 @@ public sealed class UserErrorTests : IDisposable
         // quantize
         new[] { "quantize" },
         new[] { "quantize", "/no/such/in.bin", "out.gguf" },
-        new[] { "quantize", "data/stories260K/stories260K.bin", "out.gguf", "--type", "Q4_K" },
-        new[] { "quantize", "data/stories260K/stories260K.bin", "out.gguf", "--type", "BF16" },
-        new[] { "quantize", "data/stories260K/stories260K.bin", "out.gguf", "--type", "Q5_1" },
+        new[] { "quantize", "data/stories260K/stories260K.bin", "out.gguf", "--type", "Q4_1" },
+        new[] { "quantize", "data/stories260K/stories260K.bin", "out.gguf", "--type", "IQ2_XXS" },
         new[] { "quantize", "data/stories260K/stories260K.bin", "/proc/mt-cannot-write.gguf" },
         // bench
         new[] { "bench", "--types", "Q4_K" },
