@@ -13,52 +13,47 @@ namespace ManagedTensor.Tests.Gpu.Quant;
 /// </summary>
 public class QuantPtxTests(ITestOutputHelper output)
 {
-    private static readonly DType[] Activations = [DType.F32, DType.F16, DType.BF16];
-
-    private static IEnumerable<KernelSpec> Gemvs() => QuantDecodeKernels.Formats.SelectMany(f => Activations.Select(a => QGemvKernels.Spec(f, a)));
-
-    private static IEnumerable<KernelSpec> Gemms() => QuantDecodeKernels.Formats.SelectMany(f => Activations.Select(a => QGemmMmaKernels.Spec(f, a)));
+    /// <summary>
+    /// The GEMV and the GEMM of every format (one activation dtype each, plus the float32 GEMV: the others differ only
+    /// in their activation loads, and PtxKernelTests compiles and assembles them all), compiled once for both targets.
+    /// </summary>
+    private static readonly Lazy<List<(KernelSpec Spec, ILGPU.Runtime.Cuda.CudaArchitecture Arch, string? Ptx, string? Error)>> Compiled = new(() =>
+    {
+        var specs = QuantDecodeKernels.Formats.SelectMany(f => new[] { QGemvKernels.Spec(f, DType.F16), QGemmMmaKernels.Spec(f, DType.BF16) })
+            .Append(QGemvKernels.Spec(DType.Q4_0, DType.F32)).ToList();
+        return PtxCompiler.CiTargets
+            .SelectMany(arch => PtxCompiler.CompileAll(specs.Select(s => s.Method), arch).Select((r, i) => (specs[i], arch, r.Ptx, r.Error)))
+            .ToList();
+    });
 
     [Fact]
     public void GemvStreamsWeightsWith16ByteLoadsAndGemmUsesTensorCores()
     {
-        foreach (var arch in PtxCompiler.CiTargets)
+        foreach (var (spec, arch, ptx, error) in Compiled.Value)
         {
-            foreach (var spec in Gemvs())
+            Assert.True(ptx is not null, $"{spec.Name} sm_{arch.Major}{arch.Minor}: {error}");
+            string body = ptx.Split(".entry")[1];
+            Assert.DoesNotContain(".local", body);
+            if (spec.Name.StartsWith("QGemv", StringComparison.Ordinal))
             {
-                string body = Body(PtxCompiler.Compile(spec.Method, arch));
                 Assert.Matches(@"ld\.global(\.nc)?\.v4\.[bu]32", body);  // W's 16-byte chunks
-                Assert.Contains("bar.warp.sync", body);               // the warp's stage
-                Assert.DoesNotContain("cvt.rn.f32.u32", body);        // nibbles become floats without I2F
-                Assert.DoesNotContain(".local", body);
+                Assert.Contains("bar.warp.sync", body);                     // the warp's stage
             }
-            foreach (var spec in Gemms())
+            else
             {
-                string body = Body(PtxCompiler.Compile(spec.Method, arch));
-                Assert.Contains("mma.sync.aligned.m16n8k16.row.col.f32", body);
+                Assert.Contains("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32", body);
                 Assert.Contains("ldmatrix.sync.aligned.m8n8.x4.shared.b16", body);
-                Assert.DoesNotContain(".local", body);
             }
         }
     }
 
-    private static string Body(string ptx) => ptx.Split(".entry")[1];
-
-    /// <summary>
-    /// With ptxas: the GEMV and the GEMM of every format (one activation dtype each, plus the float32 GEMV; the rest
-    /// differ only in their activation loads, and PtxKernelTests assembles them all) use no local memory.
-    /// </summary>
+    /// <summary>With ptxas: they assemble with no stack frame and no spills (registers and shared memory printed).</summary>
     [PtxasFact]
     public void GemvAndGemmAssembleWithoutLocalMemory()
     {
-        var specs = QuantDecodeKernels.Formats.SelectMany(f => new[] { QGemvKernels.Spec(f, DType.F16), QGemmMmaKernels.Spec(f, DType.BF16) })
-            .Append(QGemvKernels.Spec(DType.Q4_0, DType.F32)).ToList();
-        var jobs = PtxCompiler.CiTargets
-            .SelectMany(arch => PtxCompiler.CompileAll(specs.Select(s => s.Method), arch).Select((r, i) => (Spec: specs[i], Arch: arch, r.Ptx, r.Error)))
-            .ToList();
         var lines = new System.Collections.Concurrent.ConcurrentBag<string>();
         var failures = new System.Collections.Concurrent.ConcurrentBag<string>();
-        Parallel.ForEach(jobs, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount }, job =>
+        Parallel.ForEach(Compiled.Value, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount }, job =>
         {
             string name = $"{job.Spec.Name} sm_{job.Arch.Major}{job.Arch.Minor}";
             if (job.Ptx is null)
