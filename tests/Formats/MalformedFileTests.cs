@@ -149,6 +149,45 @@ public sealed class MalformedFileTests : IDisposable
         Assert.True(_n - n0 >= 50, $"only {_n - n0} variants");
     }
 
+    /// <summary>
+    /// Header fields that are each valid alone but disagree with each other: a tensor's type code changed to another
+    /// supported type (so its byte size no longer fits the gap to the next tensor), or its offset moved onto the
+    /// previous tensor's bytes. Both used to load, reading other tensors' bytes as this one's.
+    /// </summary>
+    [Fact]
+    public void GgufTypesAndOffsetsMustTileTheDataSection()
+    {
+        string fixture = RepoPaths.Of("tests", "fixtures", "gguf", "tensors.gguf");
+        var good = File.ReadAllBytes(fixture);
+        List<GgufTensorInfo> tensors;
+        int align;
+        using (var g = GgufFile.Open(fixture)) (tensors, align) = (g.Tensors.ToList(), g.Alignment);
+        long Padded(long bytes) => (bytes + align - 1) / align * align;
+        void Load(string p)
+        {
+            using var g = GgufFile.Open(p);
+            foreach (var t in g.Tensors) g.ReadF32(t.Name);
+        }
+        int n0 = _n;
+        foreach (var t in tensors)
+        {
+            var f = InfoFields(good, t.Name, t.Dims.Length);
+            foreach (var other in Enum.GetValues<GgmlType>())
+            {
+                // A type whose padded size is the same is indistinguishable from one written that way.
+                if (other == t.Type || t.Dims[0] % GgmlTypes.Layout(other).BlockSize != 0 || Padded(GgmlTypes.ByteCount(other, t.ElementCount)) == Padded(t.ByteSize)) continue;
+                AssertRejected($"{t.Name}: type {t.Type} -> {other}", With(good, b => BinaryPrimitives.WriteUInt32LittleEndian(b.AsSpan(f.Type), (uint)other)), Load);
+            }
+        }
+        for (int i = 1; i < tensors.Count; i++)
+        {
+            var f = InfoFields(good, tensors[i].Name, tensors[i].Dims.Length);
+            ulong onto = (ulong)tensors[i - 1].Offset;
+            AssertRejected($"{tensors[i].Name}: offset moved onto {tensors[i - 1].Name}", With(good, b => BinaryPrimitives.WriteUInt64LittleEndian(b.AsSpan(f.Offset), onto)), Load);
+        }
+        Assert.True(_n - n0 >= 8, $"only {_n - n0} variants");
+    }
+
     [Fact]
     public void GgufAlignmentAndLlamaMetadataErrorsAreClear()
     {

@@ -70,7 +70,10 @@ public static class GgmlTypes
         }
     }
 
-    /// <summary>Encodes float32 values as <paramref name="type"/>.</summary>
+    /// <summary>The types <see cref="Quantize"/> can write (what `mt quantize --type` and `mt bench --types` offer).</summary>
+    public static readonly GgmlType[] Encodable = [GgmlType.F32, GgmlType.F16, GgmlType.Q8_0, GgmlType.Q4_0];
+
+    /// <summary>Encodes float32 values as <paramref name="type"/>, one of <see cref="Encodable"/>.</summary>
     public static byte[] Quantize(GgmlType type, ReadOnlySpan<float> src)
     {
         var dst = new byte[ByteCount(type, src.Length)];

@@ -142,6 +142,6 @@ public static class Quantize
     {
         var (model, tok) = Generation.LlamaGenerate.Load(input, tokenizerPath);
         GgufLlama.Save(model, tok, output, type);
-        log.WriteLine($"{input} -> {output}: {type}, {new FileInfo(input).Length:N0} -> {new FileInfo(output).Length:N0} bytes");
+        log.WriteLine($"{input} -> {output}: {type}, {IO.FileLength.Of(input):N0} -> {IO.FileLength.Of(output):N0} bytes");
     }
 }
