@@ -1,6 +1,5 @@
 using ILGPU;
 using ILGPU.Runtime;
-using ManagedTensor.Gpu.Gemm;
 using ManagedTensor.Gpu.Kernels.Quant;
 using Xunit;
 
@@ -76,8 +75,27 @@ public class QuantKernelGroupTests(GpuFixture gpu) : IClassFixture<GpuFixture>
         using var dw = gpu.Upload(w.ToBlockBytes());
         using var dy = gpu.Zeros<float>(m * 75);
         var kernel = gpu.Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<ushort>, ArrayView<float>, QMatMulArgs>(
-            QGemmMmaKernels.Kernel<float, F32Activation, Bf16, Q8_0Blocks>);
+            QGemmMmaKernels.Kernel<float, F32Activation, Q8_0Blocks, ReferencePath>);
         kernel(new KernelConfig(new Index2D(2, 2), new Index2D(128, 1)), dx.View, dw.View.AsContiguous().Cast<ushort>(), dy.View, Args(w, m, warpsM: 2));
         AssertClose(gpu.Download(dy), Reference(x, w, m), 8e-3, "GEMM, 2 x 2 warps");
+    }
+
+    [Fact]
+    public void GemmFragmentsMatchTheirLayout()
+    {
+        // The tensor-core path's ldmatrix addressing and mma fragments, emulated lane by lane with shuffles on one block
+        // of 2 warps (64 x 64 outputs, of which 40 x 30 are inside y), two 32-deep steps, f16 operands from F16 activations.
+        var w = QuantKernelTests.Weights(DType.Q4_0, 30, 64, 25);
+        int m = 40;
+        var xh = TestUtil.RandomValues(m * 64, 26).Select(v => (System.Half)v).ToArray();
+        using var dx = gpu.Upload(xh.Select(h => BitConverter.HalfToUInt16Bits(h)).ToArray());
+        using var dw = gpu.Upload(w.ToBlockBytes());
+        using var dy = gpu.Zeros<ushort>(m * 30);
+        var kernel = gpu.Accelerator.LoadStreamKernel<ArrayView<ushort>, ArrayView<ushort>, ArrayView<ushort>, QMatMulArgs>(
+            QGemmMmaKernels.Kernel<ushort, F16Activation, Q4_0Blocks, EmulatedFragmentPath>);
+        kernel(new KernelConfig(new Index2D(1, 1), new Index2D(64, 1)), dx.View, dw.View.AsContiguous().Cast<ushort>(), dy.View, Args(w, m));
+        var actual = gpu.Download(dy).Select(u => (float)BitConverter.UInt16BitsToHalf(u)).ToArray();
+        // W decoded to f16 (2^-11) and the result rounded to f16 (2^-11 of |y| <= sum |x w|).
+        AssertClose(actual, Reference(xh.Select(v => (float)v).ToArray(), w, m), 2e-3, "GEMM fragments, emulated");
     }
 }

@@ -14,13 +14,16 @@ namespace ManagedTensor.Tests.Gpu.Quant;
 public class QuantPtxTests(ITestOutputHelper output)
 {
     /// <summary>
-    /// The GEMV and the GEMM of every format (one activation dtype each, plus the float32 GEMV: the others differ only
-    /// in their activation loads, and PtxKernelTests compiles and assembles them all), compiled once for both targets.
+    /// The GEMV of every weight format in f16 and of Q4_0 in float32, the GEMM of the formats whose decoders differ
+    /// most (PtxKernelTests compiles and assembles every kernel; here the ones where registers could run out),
+    /// compiled once for both targets.
     /// </summary>
     private static readonly Lazy<List<(KernelSpec Spec, ILGPU.Runtime.Cuda.CudaArchitecture Arch, string? Ptx, string? Error)>> Compiled = new(() =>
     {
-        var specs = QuantDecodeKernels.Formats.SelectMany(f => new[] { QGemvKernels.Spec(f, DType.F16), QGemmMmaKernels.Spec(f, DType.BF16) })
-            .Append(QGemvKernels.Spec(DType.Q4_0, DType.F32)).ToList();
+        var specs = QuantKernels.WeightFormats.Select(f => QGemvKernels.Spec(f, DType.F16))
+            .Append(QGemvKernels.Spec(DType.Q4_0, DType.F32))
+            .Concat(new[] { DType.Q4_0, DType.Q4_K }.Select(f => QGemmMmaKernels.Spec(f, DType.BF16)))
+            .ToList();
         return PtxCompiler.CiTargets
             .SelectMany(arch => PtxCompiler.CompileAll(specs.Select(s => s.Method), arch).Select((r, i) => (specs[i], arch, r.Ptx, r.Error)))
             .ToList();

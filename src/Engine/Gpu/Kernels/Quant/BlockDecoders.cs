@@ -42,6 +42,28 @@ internal interface IBlockDecoder
     Group8 Decode8(ArrayView<ushort> w, int at, int j);
 }
 
+/// <summary>Something made per decoder type (a kernel's MethodInfo): <see cref="BlockDecoders.Visit"/> calls it with the format's struct.</summary>
+internal interface IDecoderVisitor<TResult>
+{
+    TResult Visit<TW>() where TW : struct, IBlockDecoder;
+}
+
+/// <summary>The formats with a device decoder, and the one switch from a format to its decoder struct.</summary>
+internal static class BlockDecoders
+{
+    public static readonly DType[] Formats = [DType.Q8_0, DType.Q4_0, DType.Q4_K];
+
+    public static bool Has(DType format) => Array.IndexOf(Formats, format) >= 0;
+
+    public static TResult Visit<TResult, TVisitor>(DType format, TVisitor visitor) where TVisitor : IDecoderVisitor<TResult> => format switch
+    {
+        DType.Q8_0 => visitor.Visit<Q8_0Blocks>(),
+        DType.Q4_0 => visitor.Visit<Q4_0Blocks>(),
+        DType.Q4_K => visitor.Visit<Q4_KBlocks>(),
+        _ => throw new NotSupportedException($"no device decoder for {format}"),
+    };
+}
+
 /// <summary>Bit tricks shared by the decoders.</summary>
 internal static class BlockBits
 {

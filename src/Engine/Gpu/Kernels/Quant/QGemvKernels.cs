@@ -210,22 +210,19 @@ internal static class QGemvKernels
     }
 
     /// <summary>QGemv_{format}_{activation}.</summary>
-    public static KernelSpec Spec(DType format, DType activation) => new($"QGemv_{format}_{activation}", format switch
-    {
-        DType.Q8_0 => For<Q8_0Blocks>(activation),
-        DType.Q4_0 => For<Q4_0Blocks>(activation),
-        DType.Q4_K => For<Q4_KBlocks>(activation),
-        _ => throw new NotSupportedException($"no device GEMV for {format}"),
-    });
+    public static KernelSpec Spec(DType format, DType activation) => new($"QGemv_{format}_{activation}", BlockDecoders.Visit<MethodInfo, Method>(format, new Method(activation)));
 
-    private static MethodInfo For<TW>(DType activation) where TW : struct, IBlockDecoder => activation switch
+    private readonly record struct Method(DType Activation) : IDecoderVisitor<MethodInfo>
     {
-        DType.F32 => Method<float, F32Activation, TW>(),
-        DType.F16 => Method<ushort, F16Activation, TW>(),
-        DType.BF16 => Method<ushort, BF16Activation, TW>(),
-        _ => throw new NotSupportedException($"QMatMul activations must be F32, F16 or BF16, got {activation}"),
-    };
+        public MethodInfo Visit<TW>() where TW : struct, IBlockDecoder => Activation switch
+        {
+            DType.F32 => Of<float, F32Activation, TW>(),
+            DType.F16 => Of<ushort, F16Activation, TW>(),
+            DType.BF16 => Of<ushort, BF16Activation, TW>(),
+            _ => throw new NotSupportedException($"QMatMul activations must be F32, F16 or BF16, got {Activation}"),
+        };
 
-    private static MethodInfo Method<TX, TA, TW>() where TX : unmanaged where TA : struct, IActivation<TX> where TW : struct, IBlockDecoder =>
-        ((Action<ArrayView<TX>, ArrayView<byte>, ArrayView<TX>, QMatMulArgs>)Kernel<TX, TA, TW>).Method;
+        private static MethodInfo Of<TX, TA, TW>() where TX : unmanaged where TA : struct, IActivation<TX> where TW : struct, IBlockDecoder =>
+            ((Action<ArrayView<TX>, ArrayView<byte>, ArrayView<TX>, QMatMulArgs>)Kernel<TX, TA, TW>).Method;
+    }
 }

@@ -22,6 +22,12 @@ internal interface IActivation<T> where T : unmanaged
 
     /// <summary>A result rounded to the storage type (nearest even).</summary>
     T Store(float v);
+
+    /// <summary>D = A B + C for one m16n8k16 tile in the operand format, fp32 accumulators (a warp-wide PTX instruction).</summary>
+    Float4 Mma(U32x4 a, U32x2 b, Float4 c);
+
+    /// <summary>One 16-bit operand as a float (the GEMM's plain paths).</summary>
+    float OperandToFloat(uint bits);
 }
 
 /// <summary>float32 activations; bf16 operands for the tensor cores.</summary>
@@ -40,6 +46,10 @@ internal readonly struct F32Activation : IActivation<float>
         CudaAsm.IsSupported ? Ptx.PackBf16x2(hi, lo) : BFloat16Bits.FromFloat(lo) | ((uint)BFloat16Bits.FromFloat(hi) << 16);
 
     public float Store(float v) => v;
+
+    public Float4 Mma(U32x4 a, U32x2 b, Float4 c) => Ptx.MmaBf16(a, b, c);
+
+    public float OperandToFloat(uint bits) => Interop.IntAsFloat(bits << 16);
 }
 
 /// <summary>fp16 activations (bits in ushort); fp16 operands, copied as they are.</summary>
@@ -59,6 +69,10 @@ internal readonly struct F16Activation : IActivation<ushort>
         CudaAsm.IsSupported ? Ptx.PackF16x2(hi, lo) : HalfBits.FromFloat(lo) | ((uint)HalfBits.FromFloat(hi) << 16);
 
     public ushort Store(float v) => CudaAsm.IsSupported ? Ptx.F32ToF16(v) : HalfBits.FromFloat(v);
+
+    public Float4 Mma(U32x4 a, U32x2 b, Float4 c) => Ptx.MmaF16(a, b, c);
+
+    public float OperandToFloat(uint bits) => HalfBits.ToFloat((ushort)bits);
 }
 
 /// <summary>bfloat16 activations (bits in ushort); bf16 operands, copied as they are.</summary>
@@ -76,4 +90,8 @@ internal readonly struct BF16Activation : IActivation<ushort>
         CudaAsm.IsSupported ? Ptx.PackBf16x2(hi, lo) : BFloat16Bits.FromFloat(lo) | ((uint)BFloat16Bits.FromFloat(hi) << 16);
 
     public ushort Store(float v) => BFloat16Bits.FromFloat(v);
+
+    public Float4 Mma(U32x4 a, U32x2 b, Float4 c) => Ptx.MmaBf16(a, b, c);
+
+    public float OperandToFloat(uint bits) => Interop.IntAsFloat(bits << 16);
 }

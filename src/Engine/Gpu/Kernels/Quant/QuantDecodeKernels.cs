@@ -47,7 +47,7 @@ internal static class QuantDecodeKernels
     // ---- launchers ----
 
     /// <summary>The block formats with a device decoder.</summary>
-    public static bool Decodes(DType format) => format is DType.Q8_0 or DType.Q4_0 or DType.Q4_K;
+    public static bool Decodes(DType format) => BlockDecoders.Has(format);
 
     /// <summary>
     /// Op.Copy with a block-format source: the same format (a byte copy), a float dtype (decoded in place when the
@@ -120,30 +120,25 @@ internal static class QuantDecodeKernels
     }
 
     /// <summary>Decode_{format}_{dtype}.</summary>
-    public static KernelSpec Spec(DType format, DType to) => new($"Decode_{format}_{to}", format switch
+    public static KernelSpec Spec(DType format, DType to) => new($"Decode_{format}_{to}", BlockDecoders.Visit<MethodInfo, Method>(format, new Method(to)));
+
+    private readonly record struct Method(DType To) : IDecoderVisitor<MethodInfo>
     {
-        DType.Q8_0 => To<Q8_0Blocks>(to),
-        DType.Q4_0 => To<Q4_0Blocks>(to),
-        DType.Q4_K => To<Q4_KBlocks>(to),
-        _ => throw new NotSupportedException($"no device decoder for {format}"),
-    });
+        public MethodInfo Visit<TW>() where TW : struct, IBlockDecoder => To switch
+        {
+            DType.F32 => Of<TW, float, F32Codec>(),
+            DType.F64 => Of<TW, double, F64Codec>(),
+            DType.F16 => Of<TW, ushort, F16Codec>(),
+            DType.BF16 => Of<TW, ushort, BF16Codec>(),
+            _ => throw new NotSupportedException($"decoding to {To}"),
+        };
 
-    private static MethodInfo To<TW>(DType to) where TW : struct, IBlockDecoder => to switch
-    {
-        DType.F32 => Method<TW, float, F32Codec>(),
-        DType.F64 => Method<TW, double, F64Codec>(),
-        DType.F16 => Method<TW, ushort, F16Codec>(),
-        DType.BF16 => Method<TW, ushort, BF16Codec>(),
-        _ => throw new NotSupportedException($"decoding to {to}"),
-    };
-
-    private static MethodInfo Method<TW, T, C>() where TW : struct, IBlockDecoder where T : unmanaged where C : struct, ICodec<T> =>
-        ((Action<ArrayView<ushort>, ArrayView<T>, int, int>)DecodeKernel<TW, T, C>).Method;
-
-    public static readonly DType[] Formats = [DType.Q8_0, DType.Q4_0, DType.Q4_K];
+        private static MethodInfo Of<TW, T, C>() where TW : struct, IBlockDecoder where T : unmanaged where C : struct, ICodec<T> =>
+            ((Action<ArrayView<ushort>, ArrayView<T>, int, int>)DecodeKernel<TW, T, C>).Method;
+    }
 
     public static IEnumerable<KernelSpec> Specs() =>
-        from format in Formats
+        from format in BlockDecoders.Formats
         from to in new[] { DType.F32, DType.F64, DType.F16, DType.BF16 }
         select Spec(format, to);
 }

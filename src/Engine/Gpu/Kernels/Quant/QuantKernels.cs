@@ -11,9 +11,12 @@ namespace ManagedTensor.Gpu.Kernels.Quant;
 /// </summary>
 internal static class QuantKernels
 {
+    /// <summary>The weight formats of the GEMV and the GEMM.</summary>
+    public static readonly DType[] WeightFormats = BlockDecoders.Formats;
+
     /// <summary>Whether the kernels take these operands (the backend's guard; anything else runs QMatMul's fallback).</summary>
     public static bool Supports(Tensor x, Tensor w) =>
-        x.DType is DType.F32 or DType.F16 or DType.BF16 && QuantDecodeKernels.Decodes(w.DType) && w.Rank == 2
+        x.DType is DType.F32 or DType.F16 or DType.BF16 && Array.IndexOf(WeightFormats, w.DType) >= 0 && w.Rank == 2
         && w.IsContiguous && w.Offset % BlockFormats.Get(w.DType).BlockSize == 0;
 
     public static void QMatMul(GpuBackend b, Tensor x, Tensor w, Tensor y)
@@ -51,7 +54,7 @@ internal static class QuantKernels
     }
 
     public static IEnumerable<KernelSpec> Specs() =>
-        from format in QuantDecodeKernels.Formats
+        from format in WeightFormats
         from activation in new[] { DType.F32, DType.F16, DType.BF16 }
         from spec in new[] { QGemvKernels.Spec(format, activation), QGemmMmaKernels.Spec(format, activation) }
         select spec;
