@@ -247,6 +247,7 @@ public static class MtApp
             return 0;
         });
         cmd.Subcommands.Add(GemmBenchCommand.Create());
+        cmd.Subcommands.Add(QMatMulBenchCommand.Create(output));
         return cmd;
     }
 

@@ -100,6 +100,7 @@ public sealed class UserErrorTests : IDisposable
         new[] { "bench", "--types", "nope" },
         new[] { "bench", "--device", "tpu" },
         new[] { "bench", "gemm", "--device", "cpu" },
+        new[] { "bench", "qmatmul", "--device", "ilgpu-cpu" },
         // attention-bench
         new[] { "attention-bench", "--device", "cpu", "--dtype", "bf16" },
         new[] { "attention-bench", "--device", "cpu", "--batch", "0" },
@@ -130,6 +131,7 @@ public sealed class UserErrorTests : IDisposable
     [InlineData("chat", "--device", "cuda:1")]
     [InlineData("bench", "--device", "cuda")]
     [InlineData("bench", "gemm")]
+    [InlineData("bench", "qmatmul")]
     [InlineData("attention-bench")]
     public void Cuda_without_a_gpu_is_one_clear_line(params string[] args)
     {

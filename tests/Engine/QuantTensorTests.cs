@@ -128,12 +128,12 @@ public class QuantTensorTests
     }
 }
 
-/// <summary>QMatMul on the GPU backend (ILGPU's CPU accelerator), which shares one device with the other GPU test classes.</summary>
+/// <summary>QMatMul on the GPU backend (ILGPU's CPU accelerator), which shares one device with the other GPU test classes; tests/Gpu/Quant has the kernels' own tests.</summary>
 [Collection(ManagedTensor.Tests.Gpu.IlgpuCpuCollection.Name)]
 public class QuantTensorGpuTests
 {
     [Fact]
-    public void QMatMulRunsOnTheGpuBackendThroughItsFallback()
+    public void QMatMulRunsOnTheGpuBackend()
     {
         var w = RandomTensor([9, 64], 15, DType.F32).To(DType.Q4_0);
         var x = RandomTensor([3, 64], 16, DType.F32);
