@@ -10,6 +10,7 @@ public abstract class Module
 {
     private readonly List<(string Name, Tensor Tensor)> _parameters = [];
     private readonly List<(string Name, Module Module)> _children = [];
+    private readonly List<(string Name, Tensor Tensor)> _buffers = [];
 
     /// <summary>True while training (dropout active), false after <see cref="Eval"/>.</summary>
     public bool Training { get; private set; } = true;
@@ -22,6 +23,28 @@ public abstract class Module
         value.Name = name;
         _parameters.Add((name, value));
         return value;
+    }
+
+    /// <summary>
+    /// Registers <paramref name="value"/> as a buffer called <paramref name="name"/>: state that checkpoints keep
+    /// but the optimizer never sees (batch norm's running mean and variance), as torch's register_buffer.
+    /// </summary>
+    protected Tensor Buffer(string name, Tensor value)
+    {
+        if (_parameters.Any(p => p.Name == name) || _buffers.Any(b => b.Name == name)) throw new ArgumentException($"{GetType().Name}: '{name}' registered twice");
+        value.Name = name;
+        _buffers.Add((name, value));
+        return value;
+    }
+
+    /// <summary>Every buffer with its dotted name, depth first in registration order.</summary>
+    public IEnumerable<(string Name, Tensor Tensor)> NamedBuffers() => AllNamedBuffers("");
+
+    private IEnumerable<(string Name, Tensor Tensor)> AllNamedBuffers(string prefix)
+    {
+        foreach (var (name, t) in _buffers) yield return (prefix + name, t);
+        foreach (var (name, child) in _children)
+            foreach (var b in child.AllNamedBuffers(prefix + name + ".")) yield return b;
     }
 
     /// <summary>Registers <paramref name="module"/> as a child called <paramref name="name"/> and returns it.</summary>
@@ -55,11 +78,11 @@ public abstract class Module
     /// <summary>The number of scalar parameters (tied weights counted once).</summary>
     public long ParameterCount() => Parameters().Sum(p => (long)p.Numel);
 
-    /// <summary>Name to tensor for every parameter (the tensors themselves, not copies).</summary>
-    public Dictionary<string, Tensor> StateDict() => NamedParameters().ToDictionary(p => p.Name, p => p.Tensor);
+    /// <summary>Name to tensor for every parameter and buffer (the tensors themselves, not copies).</summary>
+    public Dictionary<string, Tensor> StateDict() => NamedParameters().Concat(NamedBuffers()).ToDictionary(p => p.Name, p => p.Tensor);
 
     /// <summary>
-    /// Copies values into the parameters, converting dtype and device as needed. Every parameter must be
+    /// Copies values into the parameters and buffers, converting dtype and device as needed. Every parameter must be
     /// present with its exact shape; with <paramref name="strict"/>, extra entries are an error too.
     /// Entries whose names start with a prefix in <paramref name="ignorePrefixes"/> are skipped.
     /// </summary>
