@@ -55,6 +55,7 @@ public static class MtApp
         root.Subcommands.Add(DemoCommand(output));
         root.Subcommands.Add(SelftestCommand.Create(output));
         root.Subcommands.Add(AttentionBenchCommand.Create(output));
+        root.Subcommands.Add(Serve.ServeCommand.Create(output));
         return root;
     }
 
@@ -196,21 +197,20 @@ public static class MtApp
         var input = new Argument<string>("input") { Description = "llama2.c .bin or GGUF model" };
         var outPath = new Argument<string>("output") { Description = "GGUF file to write" };
         var tokenizer = TokenizerOption();
-        string types = string.Join(", ", GgmlTypes.Encodable);
-        var type = new Option<GgmlType>("--type")
+        var type = new Option<string>("--type")
         {
-            Description = $"weight type: {types}",
-            DefaultValueFactory = _ => GgmlType.Q8_0,
-            HelpName = string.Join("|", GgmlTypes.Encodable),
-            CustomParser = r => EncodableTypes(r, "--type").FirstOrDefault(),
+            Description = $"weight type: {QuantRecipe.HelpList} (Q4_K_M: llama.cpp's mix of Q4_K and Q6_K)",
+            DefaultValueFactory = _ => "Q8_0",
+            HelpName = string.Join("|", QuantRecipe.Names),
         };
-        var cmd = new Command("quantize", $"write a model as GGUF with {types} weights") { input, outPath, tokenizer, type };
+        type.AcceptOnlyFromAmong(QuantRecipe.Names.Concat(QuantRecipe.Names.Select(n => n.ToLowerInvariant())).ToArray());
+        var cmd = new Command("quantize", "write a model as GGUF with weights of one type (or llama.cpp's Q4_K_M mix)") { input, outPath, tokenizer, type };
         cmd.SetAction(p =>
         {
             string i = p.GetValue(input)!, o = p.GetValue(outPath)!;
             // Checked first: an unwritable output is found before the model is read and converted.
             Models.IO.AtomicFile.EnsureWritable(o);
-            Quantize.Run(DataFiles.Find(i), TokenizerFor(i, p.GetValue(tokenizer)), o, p.GetValue(type), output);
+            Quantize.Run(DataFiles.Find(i), TokenizerFor(i, p.GetValue(tokenizer)), o, QuantRecipe.Parse(p.GetValue(type)!), output);
             return 0;
         });
         return cmd;
@@ -247,6 +247,7 @@ public static class MtApp
             return 0;
         });
         cmd.Subcommands.Add(GemmBenchCommand.Create());
+        cmd.Subcommands.Add(QMatMulBenchCommand.Create(output));
         return cmd;
     }
 

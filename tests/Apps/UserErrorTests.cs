@@ -92,15 +92,15 @@ public sealed class UserErrorTests : IDisposable
         // quantize
         new[] { "quantize" },
         new[] { "quantize", "/no/such/in.bin", "out.gguf" },
-        new[] { "quantize", "data/stories260K/stories260K.bin", "out.gguf", "--type", "Q4_K" },
-        new[] { "quantize", "data/stories260K/stories260K.bin", "out.gguf", "--type", "BF16" },
-        new[] { "quantize", "data/stories260K/stories260K.bin", "out.gguf", "--type", "Q5_1" },
+        new[] { "quantize", "data/stories260K/stories260K.bin", "out.gguf", "--type", "Q4_1" },
+        new[] { "quantize", "data/stories260K/stories260K.bin", "out.gguf", "--type", "IQ2_XXS" },
         new[] { "quantize", "data/stories260K/stories260K.bin", "/proc/mt-cannot-write.gguf" },
         // bench
         new[] { "bench", "--types", "Q4_K" },
         new[] { "bench", "--types", "nope" },
         new[] { "bench", "--device", "tpu" },
         new[] { "bench", "gemm", "--device", "cpu" },
+        new[] { "bench", "qmatmul", "--device", "ilgpu-cpu" },
         // attention-bench
         new[] { "attention-bench", "--device", "cpu", "--dtype", "bf16" },
         new[] { "attention-bench", "--device", "cpu", "--batch", "0" },
@@ -131,6 +131,7 @@ public sealed class UserErrorTests : IDisposable
     [InlineData("chat", "--device", "cuda:1")]
     [InlineData("bench", "--device", "cuda")]
     [InlineData("bench", "gemm")]
+    [InlineData("bench", "qmatmul")]
     [InlineData("attention-bench")]
     public void Cuda_without_a_gpu_is_one_clear_line(params string[] args)
     {

@@ -116,9 +116,10 @@ public class GgufTests
             m.MatVec(x.AsSpan(t * 256, 256), yv);
             for (int r = 0; r < 2; r++)
             {
-                double want = 0;
-                for (int c = 0; c < 256; c++) want += w[r * 256 + c] * x[t * 256 + c];
-                Assert.Equal(want, yv[r], 3);
+                double want = 0, scale = 0;
+                for (int c = 0; c < 256; c++) { want += w[r * 256 + c] * x[t * 256 + c]; scale += Math.Abs(w[r * 256 + c] * x[t * 256 + c]); }
+                // The vector product rounds x to Q8_K (8 bits against the block's largest value): within 1% of sum |w x|.
+                Assert.True(Math.Abs(want - yv[r]) <= 0.01 * scale, $"MatVec row {r} of x {t}: {yv[r]}, decoded product {want}");
                 Assert.Equal(want, y[t * 2 + r], 3);
             }
         }

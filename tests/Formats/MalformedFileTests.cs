@@ -141,10 +141,23 @@ public sealed class MalformedFileTests : IDisposable
             AssertRejected($"n_dims {v}", With(good, b => BinaryPrimitives.WriteUInt32LittleEndian(b.AsSpan(q8.NDims), v)), Load);
         foreach (ulong v in new ulong[] { 0, 33, 1UL << 40, ulong.MaxValue, 64 * 1000 })
             AssertRejected($"ne[0] {v}", With(good, b => BinaryPrimitives.WriteUInt64LittleEndian(b.AsSpan(q8.Ne0), v)), Load);
-        foreach (uint v in new uint[] { 3, 6, 14, 99, 0xFFFFFFFF })
+        foreach (uint v in new uint[] { 3, 4, 16, 34, 99, 0xFFFFFFFF }) // Q4_1, removed Q4_2, IQ2_XXS, TQ1_0: not read
             AssertRejected($"tensor type {v}", With(good, b => BinaryPrimitives.WriteUInt32LittleEndian(b.AsSpan(q8.Type), v)), Load);
         foreach (ulong v in new ulong[] { 1, 31, 1UL << 40, ulong.MaxValue, (ulong)good.Length })
             AssertRejected($"tensor offset {v}", With(good, b => BinaryPrimitives.WriteUInt64LittleEndian(b.AsSpan(q8.Offset), v)), Load);
+        // A type code changed to a wider type, or an offset moved onto another tensor: two tensors share bytes (issue 13).
+        AssertRejected("tensor type Q8_0 -> F16", With(good, b => BinaryPrimitives.WriteUInt32LittleEndian(b.AsSpan(q8.Type), 1)), Load);
+        var moved = With(good, b => BinaryPrimitives.WriteUInt64LittleEndian(b.AsSpan(q8.Offset), 0));
+        AssertRejected("tensor offset moved onto another", moved, Load);
+        string movedPath = Path.Combine(Path.GetTempPath(), $"mt-overlap-{Guid.NewGuid():N}.gguf");
+        File.WriteAllBytes(movedPath, moved);
+        try
+        {
+            var e = Assert.Throws<InvalidModelFileException>(() => GgufFile.Open(movedPath).Dispose());
+            Assert.Contains("t.q8_0", e.Message);
+            Assert.Contains("overlap", e.Message);
+        }
+        finally { File.Delete(movedPath); }
         AssertRejected("duplicate tensor name", With(good, b => "32"u8.CopyTo(b.AsSpan(InfoFields(good, "t.f16", 2).NDims - 2))), Load); // t.f16 -> t.f32
         Assert.True(_n - n0 >= 50, $"only {_n - n0} variants");
     }

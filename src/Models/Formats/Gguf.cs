@@ -101,7 +101,7 @@ public sealed class GgufFile : IDisposable
                 if (count > _f.Length * 2) throw Error($"tensor '{name}' has {count}+ elements, more than the file could hold");
             }
             uint code = _f.ReadU32($"tensor '{name}' type");
-            if (!GgmlTypes.IsSupported(code)) throw Error($"tensor '{name}' type = {code} is not supported (F32 0, F16 1, Q4_0 2, Q8_0 8, Q4_K 12, BF16 30)");
+            if (!GgmlTypes.IsSupported(code)) throw Error($"tensor '{name}' type = {code} is not supported (types read: {GgmlTypes.SupportedList})");
             var type = (GgmlType)code;
             int block = GgmlTypes.Layout(type).BlockSize;
             if (dims[0] % block != 0) throw Error($"tensor '{name}' ne[0] = {dims[0]} is not a multiple of the {type} block size {block}");
@@ -124,7 +124,7 @@ public sealed class GgufFile : IDisposable
         {
             if (t.Offset != expected)
                 throw Error($"tensor '{t.Name}' ({t.Type}, ne = [{string.Join(", ", t.Dims)}]) starts at data offset {t.Offset}, but the tensors before it end at {expected} " +
-                            $"(each padded to {Alignment} bytes): a type, shape or offset in the header is wrong");
+                            $"(each padded to {Alignment} bytes){(t.Offset < expected ? ", so the two would overlap" : "")}: a type, shape or offset in the header is wrong");
             if (t.ByteSize > _f.Length - DataOffset - t.Offset)
                 throw Error($"tensor '{t.Name}' data [{DataOffset + t.Offset}, {DataOffset + t.Offset + t.ByteSize}) ({t.Type}, ne = [{string.Join(", ", t.Dims)}]) runs past the end of the file ({_f.Length} bytes): truncated");
             expected = t.Offset + (t.ByteSize + Alignment - 1) / Alignment * Alignment;

@@ -6,9 +6,9 @@ namespace ManagedTensor.Models.Formats;
 
 /// <summary>
 /// A (rows, cols) weight matrix in its stored encoding, multiplied by a vector without materializing float32
-/// weights: y = W x, y (rows), x (cols). F32 rows are dotted directly; F16, BF16 and Q4_K rows are decoded one row at a
-/// time into a float buffer and dotted; Q8_0 and Q4_0 quantize x to Q8_0 once and then take integer block dot
-/// products as ggml does.
+/// weights: y = W x, y (rows), x (cols). F32 rows are dotted directly; F16 and BF16 rows are decoded one row at a
+/// time into a float buffer and dotted; block formats (the engine's table, src/Engine/Quant) encode x once in their
+/// dot type (Q8_0, Q8_K) and take integer block dot products as ggml does.
 /// Rows are split across threads when the matrix is large enough to pay for it.
 /// </summary>
 public sealed class WeightMatrix
@@ -78,10 +78,15 @@ public sealed class WeightMatrix
     {
         if (x.Length < Cols || y.Length < Rows) throw new ArgumentException($"MatVec: W ({Rows}, {Cols}) with x of {x.Length} into y of {y.Length}");
         byte[] xq = [];
-        if (Type is GgmlType.Q8_0 or GgmlType.Q4_0)
+        if (Format is { Dot: not null } f)
         {
-            xq = new byte[GgmlTypes.ByteCount(GgmlType.Q8_0, Cols)];
-            Q8_0.Encode(x[..Cols], xq);
+            if (f.DotType == DType.F32) xq = System.Runtime.InteropServices.MemoryMarshal.AsBytes(x[..Cols]).ToArray();
+            else
+            {
+                var dotFormat = BlockFormats.Get(f.DotType!.Value);
+                xq = new byte[dotFormat.ByteCount(Cols)];
+                dotFormat.Encode!(x[..Cols], xq);
+            }
         }
         // About 64k multiply-adds per task: small matrices stay on the calling thread.
         int chunk = Math.Max(1, 65536 / Math.Max(1, Cols));
@@ -120,17 +125,23 @@ public sealed class WeightMatrix
         }
     }
 
+    /// <summary>The engine's block format of <see cref="Type"/> (null for F32, F16, BF16).</summary>
+    private BlockFormat? Format => Type is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16 ? null : BlockFormats.Get(GgmlTypes.ToDType(Type));
+
     private void RowRange(int r0, int r1, ReadOnlySpan<float> x, ReadOnlySpan<byte> xq, Span<float> y)
     {
-        int blocks = Cols / 32;
+        if (Format is { Dot: { } dot } f)
+        {
+            int blocks = Cols / f.BlockSize;
+            for (int r = r0; r < r1; r++) y[r] = dot(_raw.AsSpan(r * RowBytes, RowBytes), xq, blocks);
+            return;
+        }
         switch (Type)
         {
             case GgmlType.F32:
                 for (int r = r0; r < r1; r++) y[r] = TensorPrimitives.Dot(_f32.AsSpan(r * Cols, Cols), x[..Cols]);
                 break;
-            case GgmlType.F16:
-            case GgmlType.BF16:
-            case GgmlType.Q4_K:
+            default: // F16, BF16, block formats without a dot product
                 {
                     Span<float> row = Cols <= 16384 ? stackalloc float[Cols] : new float[Cols];
                     for (int r = r0; r < r1; r++)
@@ -140,14 +151,6 @@ public sealed class WeightMatrix
                     }
                     break;
                 }
-            case GgmlType.Q8_0:
-                for (int r = r0; r < r1; r++) y[r] = Q8_0.Dot(_raw.AsSpan(r * RowBytes, RowBytes), xq, blocks);
-                break;
-            case GgmlType.Q4_0:
-                for (int r = r0; r < r1; r++) y[r] = Q4_0.Dot(_raw.AsSpan(r * RowBytes, RowBytes), xq, blocks);
-                break;
-            default:
-                throw new NotSupportedException($"MatVec over {Type}");
         }
     }
 }
