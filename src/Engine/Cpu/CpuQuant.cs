@@ -33,6 +33,7 @@ internal static class CpuQuant
         }
         var floats = src.DType == DType.F32 && src.IsContiguous ? src : Cast(src, DType.F32);
         Encode(floats.Span<float>(), dst);
+        GC.KeepAlive(floats); // its array is in use until Encode returns (CpuArrayPool)
     }
 
     private static Tensor Cast(Tensor src, DType dtype)
