@@ -19,9 +19,12 @@
 # says why that is safe); the NuGet cache is left untouched.
 #
 # Usage: [ROUNDS=3] [SHAPES="small big"] [THREADS="1 2"] [ITERS_SMALL=200] [ITERS_BIG=40] [RUNNERS="..."]
-#        bench/gpt_train_vs_torch.sh [RESULTS_DIR]
+#        [README=1] bench/gpt_train_vs_torch.sh [RESULTS_DIR]
 # RUNNERS defaults to "ours torchsharp torchsharp-passive pytorch pytorch-passive" (the -passive ones run
-# only at 2 threads). Writes RESULTS_DIR/raw.txt (one line per run) and RESULTS_DIR/table.md.
+# only at 2 threads). Writes RESULTS_DIR/raw.txt (one line per run) and RESULTS_DIR/table.md, and (unless
+# README=0) puts the table, with the date and the load averages it ran under, into README.md between the
+# gpt-train-table markers. The defaults take about 40 minutes on a quiet 2-core machine (3 rounds; the big
+# shape is most of it); ROUNDS=1 ITERS_SMALL=60 ITERS_BIG=15 is a 10-minute smoke run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-bench-results/gpt-train-$(date -u +%Y%m%dT%H%M%SZ)}
@@ -78,8 +81,8 @@ for ((round = 1; round <= rounds; round++)); do
     done
 done
 
-/usr/bin/python3 - "$raw" "$out/table.md" <<'EOF'
-import statistics, sys
+README=${README:-1} /usr/bin/python3 - "$raw" "$out/table.md" README.md <<'EOF'
+import datetime, os, re, statistics, sys
 rows = [dict(kv.split("=", 1) for kv in line.split()) for line in open(sys.argv[1]) if line.strip()]
 order = ["ours", "torchsharp", "torchsharp-passive", "pytorch", "pytorch-passive"]
 label = {"ours": "ManagedTensor", "torchsharp": "TorchSharp 0.107 (libtorch 2.10)", "torchsharp-passive": "TorchSharp, OMP_WAIT_POLICY=PASSIVE",
@@ -100,5 +103,15 @@ for shape in dict.fromkeys(r["shape"] for r in rows):
             lines.append(f"| {shape} | {threads} | {label[name]} | {ms:.1f} | {tok:.0f} | {rss:.0f} | {ratio} | {n} | {loads} |")
 open(sys.argv[2], "w").write("\n".join(lines) + "\n")
 print("\n".join(lines))
+if os.environ["README"] != "0":
+    loads = sorted(float(r["load1"]) for r in rows)
+    note = (f"Measured {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d} by `bash bench/gpt_train_vs_torch.sh` on {os.cpu_count()} cores, "
+            f"{len(set(r['round'] for r in rows))} interleaved rounds, 1-minute load average {loads[0]:g}-{loads[-1]:g} "
+            f"(median {statistics.median(loads):g}) during the runs; ratios above 1 mean ours is faster.")
+    readme = open(sys.argv[3]).read()
+    block = "<!-- gpt-train-table -->\n" + note + "\n\n" + "\n".join(lines) + "\n<!-- /gpt-train-table -->"
+    new, count = re.subn(r"<!-- gpt-train-table -->.*?<!-- /gpt-train-table -->", lambda m: block, readme, flags=re.S)
+    if count != 1: sys.exit("README.md has no gpt-train-table markers")
+    open(sys.argv[3], "w").write(new)
 EOF
 echo "raw runs: $raw; table: $out/table.md" >&2

@@ -15,8 +15,11 @@ namespace ManagedTensor.Cpu;
 ///  - explicitly, when its storage is disposed (<see cref="Storage.Dispose"/>, e.g. a KV cache's);
 ///  - when the garbage collector finds its storage unreachable: the pool holds the array itself strongly
 ///    and the storage only weakly, so after a collection a dead storage's array is free again. The pool
-///    asks for a collection itself when it would otherwise grow past twice the memory in use after the
-///    last one (at least <see cref="CollectSlack"/> more), which bounds the memory held by garbage.
+///    asks for a collection itself when it would otherwise hand out a quarter more than was in use after
+///    the last one (at least <see cref="CollectSlack"/> more), which bounds the memory held by garbage. A
+///    collection costs little here (the arrays hold no references to trace), so it is cheaper to collect
+///    often than to let dead activations pile up: with a doubling rule the small shape's peak resident
+///    memory was 390 MB against 235 MB without the pool.
 /// CPU kernels must therefore keep a tensor (not just its array) alive while they use its array: the CPU
 /// backend keeps every input and output of an op alive until its kernel returns.
 ///
@@ -27,7 +30,7 @@ namespace ManagedTensor.Cpu;
 /// collector already knows exactly that: a storage is reachable while any tensor, view sharing it, saved
 /// tensor of an autograd node or user variable refers to it, and only then is its array in use. Views share
 /// their base's storage object, so a view alone keeps the array. The price is the rule above, and that
-/// garbage waits for a collection; the pool triggers one itself when what it hands out doubles.
+/// garbage waits for a collection; the pool triggers one itself when what it hands out grows by a quarter.
 /// </summary>
 internal static class CpuArrayPool
 {
@@ -37,8 +40,8 @@ internal static class CpuArrayPool
     /// <summary>MT_CPU_POOL=0 turns the pool off (every array fresh from the collector), to measure what it saves.</summary>
     public static readonly bool Enabled = Environment.GetEnvironmentVariable("MT_CPU_POOL") != "0";
 
-    /// <summary>Memory that may be handed out beyond twice the live memory before the pool asks for a collection.</summary>
-    public const long CollectSlack = 256L << 20;
+    /// <summary>The least memory handed out beyond the live memory (or a quarter of it, if more) before the pool asks for a collection.</summary>
+    public const long CollectSlack = 64L << 20;
 
     /// <summary>Free arrays kept beyond this many bytes (or the bytes in use, if more) go back to the collector.</summary>
     public const long FreeLimit = 256L << 20;
@@ -82,7 +85,7 @@ internal static class CpuArrayPool
                 GC.Collect();
                 ReclaimDead();
                 array = TakeFree(element, length, bytes);
-                _collectAt = Math.Max(2 * _inUseBytes, _inUseBytes + CollectSlack);
+                _collectAt = _inUseBytes + Math.Max(_inUseBytes / 4, CollectSlack);
             }
             slot = FreeSlots.Count > 0 ? FreeSlots.Pop() : AddSlot();
             _inUseBytes += bytes;
