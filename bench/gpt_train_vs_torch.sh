@@ -81,7 +81,7 @@ for ((round = 1; round <= rounds; round++)); do
     done
 done
 
-README=${README:-1} /usr/bin/python3 - "$raw" "$out/table.md" README.md <<'EOF'
+README=${README:-1} ITERS="small ${ITERS_SMALL:-200}, big ${ITERS_BIG:-40}" /usr/bin/python3 - "$raw" "$out/table.md" README.md <<'EOF'
 import datetime, os, re, statistics, sys
 rows = [dict(kv.split("=", 1) for kv in line.split()) for line in open(sys.argv[1]) if line.strip()]
 order = ["ours", "torchsharp", "torchsharp-passive", "pytorch", "pytorch-passive"]
@@ -106,7 +106,7 @@ print("\n".join(lines))
 if os.environ["README"] != "0":
     loads = sorted(float(r["load1"]) for r in rows)
     note = (f"Measured {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d} by `bash bench/gpt_train_vs_torch.sh` on {os.cpu_count()} cores, "
-            f"{len(set(r['round'] for r in rows))} interleaved rounds, 1-minute load average {loads[0]:g}-{loads[-1]:g} "
+            f"{len(set(r['round'] for r in rows))} interleaved round(s) of {os.environ['ITERS']} steps per run, 1-minute load average {loads[0]:g}-{loads[-1]:g} "
             f"(median {statistics.median(loads):g}) during the runs; ratios above 1 mean ours is faster.")
     readme = open(sys.argv[3]).read()
     block = "<!-- gpt-train-table -->\n" + note + "\n\n" + "\n".join(lines) + "\n<!-- /gpt-train-table -->"
