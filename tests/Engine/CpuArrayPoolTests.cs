@@ -64,6 +64,25 @@ public class CpuArrayPoolTests
         Assert.Same(array, b.Data<float>());
     }
 
+    /// <summary>
+    /// An array that left the engine through the public Data accessor may be held by its caller after the tensor is
+    /// gone (`var a = x.Softmax().Data&lt;float&gt;()`): the pool must never give it to another tensor.
+    /// </summary>
+    [Fact]
+    public void ArrayFromDataIsNeverRecycledWhenItsTensorDies()
+    {
+        if (!CpuArrayPool.Enabled) return;
+        const int n = 40_009;
+        var held = FullArrayOfDroppedTensor(n, 5f);
+        for (int i = 0; i < 4; i++)
+        {
+            GC.Collect();
+            var other = Tensor.Full([n], -1.0);
+            Assert.NotSame(held, other.Elements<float>());
+        }
+        Assert.All(held, v => Assert.Equal(5f, v));
+    }
+
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static void Allocate(int n) => Tensor.Empty([n]);
 
@@ -74,7 +93,10 @@ public class CpuArrayPoolTests
     private static WeakReference<Storage> AllocateAndDrop(int n, out float[] array)
     {
         var t = Tensor.Empty([n]);
-        array = t.Data<float>();
+        array = t.Elements<float>(); // as a kernel reads it: not escaped
         return new WeakReference<Storage>(t.Storage);
     }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static float[] FullArrayOfDroppedTensor(int n, float value) => Tensor.Full([n], value).Data<float>();
 }

@@ -21,7 +21,10 @@ namespace ManagedTensor.Cpu;
 ///    often than to let dead activations pile up: with a doubling rule the small shape's peak resident
 ///    memory was 390 MB against 235 MB without the pool.
 /// CPU kernels must therefore keep a tensor (not just its array) alive while they use its array: the CPU
-/// backend keeps every input and output of an op alive until its kernel returns.
+/// backend keeps every input and output of an op alive until its kernel returns. Kernels read arrays through
+/// the engine-internal accessors (<c>Elements</c>, <c>ElementSpan</c>); an array given out by the public
+/// <see cref="CpuTensorExtensions.Data{T}"/> is marked escaped and never recycled when its storage dies
+/// (user code may hold it past the tensor), only when the storage is disposed explicitly.
 ///
 /// Why reachability decides, rather than a step scope (the trainer handing back everything a step allocated
 /// once the optimizer is done): a scope must know which of its tensors outlive the step (the optimizer's
@@ -59,6 +62,7 @@ internal static class CpuArrayPool
         public Array? Array;
         public long Bytes;
         public GCHandle Owner;
+        public bool Escaped;
     }
 
     /// <summary>What the pool holds, for tests and the benchmark: bytes handed out and bytes kept free.</summary>
@@ -104,6 +108,16 @@ internal static class CpuArrayPool
         return array;
     }
 
+    /// <summary>
+    /// Marks the array of <paramref name="slot"/> as handed to code outside the engine (<see cref="CpuTensorExtensions.Data{T}"/>):
+    /// such code may keep the array after its last reference to the tensor, so when the storage dies the array goes to
+    /// the garbage collector, never to another tensor. Only an explicit dispose returns it to the pool.
+    /// </summary>
+    public static void MarkEscaped(int slot)
+    {
+        lock (Gate) CollectionsMarshal.AsSpan(Slots)[slot].Escaped = true;
+    }
+
     /// <summary>Gives the array of <paramref name="slot"/> back (its storage was disposed); it may be handed out again at once.</summary>
     public static void Return(int slot)
     {
@@ -141,6 +155,16 @@ internal static class CpuArrayPool
         FreeSlots.Push(slot);
     }
 
+    /// <summary>Drops a dead storage's escaped array: the collector frees it once the code holding it lets go.</summary>
+    private static void Forget(int slot)
+    {
+        ref var s = ref CollectionsMarshal.AsSpan(Slots)[slot];
+        _inUseBytes -= s.Bytes;
+        s.Owner.Free();
+        s = default;
+        FreeSlots.Push(slot);
+    }
+
     /// <summary>Frees the arrays of storages the collector found dead (only after a collection has run since the last look).</summary>
     private static int ReclaimDead()
     {
@@ -153,8 +177,12 @@ internal static class CpuArrayPool
         {
             if (slots[i].Array is not null && slots[i].Owner.Target is null)
             {
-                Release(i);
-                reclaimed++;
+                if (slots[i].Escaped) Forget(i);
+                else
+                {
+                    Release(i);
+                    reclaimed++;
+                }
             }
         }
         return reclaimed;

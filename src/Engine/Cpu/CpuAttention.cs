@@ -80,7 +80,7 @@ internal static unsafe class CpuAttention
     /// <summary>An operand: its array and where its rows are.</summary>
     private readonly record struct Rows<T>(T[] Data, HeadRows Layout) where T : unmanaged
     {
-        public static Rows<T> Of(Tensor t) => new(t.Data<T>(), HeadRows.Of(t));
+        public static Rows<T> Of(Tensor t) => new(t.Elements<T>(), HeadRows.Of(t));
     }
 
     // ---- forward ----
@@ -124,7 +124,7 @@ internal static unsafe class CpuAttention
     private static Rows<T> Packed<T>(Tensor t, int part, Dims dims) where T : unmanaged
     {
         if (t.Strides[2] != 1 && t.Shape[2] > 1) throw new ArgumentException($"QkvAttention: the last axis of {t.Describe()} must be contiguous");
-        return new(t.Data<T>(), HeadRows.Packed(t, part, dims.H, dims.D));
+        return new(t.Elements<T>(), HeadRows.Packed(t, part, dims.H, dims.D));
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]

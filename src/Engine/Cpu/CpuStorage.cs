@@ -13,6 +13,7 @@ public sealed class CpuStorage : Storage
 {
     private static readonly bool Poison = Environment.GetEnvironmentVariable("MT_POISON_UNINITIALIZED") == "1";
     private readonly int _poolSlot = -1;
+    private bool _escaped;
 
     public CpuStorage(DType dtype, int length, bool zero = true)
         : base(Device.Cpu, dtype, length)
@@ -83,6 +84,17 @@ public sealed class CpuStorage : Storage
         return (T[])Data;
     }
 
+    /// <summary>The array, for code outside the engine's kernels: from now on the pool never recycles it when this storage dies.</summary>
+    internal T[] Escape<T>() where T : unmanaged
+    {
+        if (!_escaped && _poolSlot >= 0)
+        {
+            _escaped = true;
+            CpuArrayPool.MarkEscaped(_poolSlot);
+        }
+        return As<T>();
+    }
+
     public override Array ToHostArray(int start, int count)
     {
         ThrowIfDisposed();
@@ -124,16 +136,20 @@ public static class CpuTensorExtensions
     /// storage is unreachable <see cref="CpuArrayPool"/> may give the array to another tensor. Code that
     /// drops its last reference to the tensor while still using the array ends with GC.KeepAlive(tensor).
     /// </summary>
-    public static T[] Data<T>(this Tensor t) where T : unmanaged
-    {
-        if (t.Storage is not CpuStorage s) throw new InvalidOperationException($"tensor {t.Describe()} is not on the CPU");
-        return s.As<T>();
-    }
+    public static T[] Data<T>(this Tensor t) where T : unmanaged => CpuStorageOf(t).Escape<T>();
 
-    /// <summary>The elements of a contiguous CPU tensor as a span of length Numel (valid while the tensor is alive, see <see cref="Data{T}"/>).</summary>
-    public static Span<T> Span<T>(this Tensor t) where T : unmanaged
-    {
-        if (!t.IsContiguous) throw new InvalidOperationException($"tensor {t.Describe()} is not contiguous");
-        return t.Data<T>().AsSpan(t.Offset, t.Numel);
-    }
+    /// <summary>The elements of a contiguous CPU tensor as a span of length Numel (see <see cref="Data{T}"/>).</summary>
+    public static Span<T> Span<T>(this Tensor t) where T : unmanaged => t.Data<T>().AsSpan(ContiguousOffset(t), t.Numel);
+
+    /// <summary>The backing array for the engine's kernels, which keep the tensor alive while they use it (not marked escaped).</summary>
+    internal static T[] Elements<T>(this Tensor t) where T : unmanaged => CpuStorageOf(t).As<T>();
+
+    /// <summary><see cref="Span{T}"/> for the engine's kernels.</summary>
+    internal static Span<T> ElementSpan<T>(this Tensor t) where T : unmanaged => t.Elements<T>().AsSpan(ContiguousOffset(t), t.Numel);
+
+    private static CpuStorage CpuStorageOf(Tensor t) =>
+        t.Storage as CpuStorage ?? throw new InvalidOperationException($"tensor {t.Describe()} is not on the CPU");
+
+    private static int ContiguousOffset(Tensor t) =>
+        t.IsContiguous ? t.Offset : throw new InvalidOperationException($"tensor {t.Describe()} is not contiguous");
 }
