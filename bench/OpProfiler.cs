@@ -1,14 +1,17 @@
 using System.Diagnostics;
+using System.Runtime.InteropServices;
 
 namespace ManagedTensor.Bench;
 
 /// <summary>
-/// Wraps a backend and adds up wall time and call counts per op, so a benchmark can say where a
-/// training step's time goes (`gpt-train --profile`).
+/// Wraps a backend and adds up wall time, process CPU time and call counts per op, so a benchmark can say
+/// where a training step's time goes (`gpt-train --profile`). The CPU time (all threads of the process,
+/// CLOCK_PROCESS_CPUTIME_ID) is the steadier figure on a machine shared with other work: a kernel waiting
+/// for a core adds wall time but no CPU time.
 /// </summary>
-public sealed class OpProfiler(IBackend inner) : IBackend
+public sealed partial class OpProfiler(IBackend inner) : IBackend
 {
-    private readonly Dictionary<string, (double Ms, long Calls)> _totals = [];
+    private readonly Dictionary<string, (double Ms, double CpuMs, long Calls)> _totals = [];
 
     /// <summary>Key time by op and operand shapes (and strides of the first input), not by op alone.</summary>
     public bool ByShape { get; init; }
@@ -21,9 +24,11 @@ public sealed class OpProfiler(IBackend inner) : IBackend
 
     public void Execute(Op op, ReadOnlySpan<Tensor> inputs, ReadOnlySpan<Tensor> outputs, OpAttrs? attrs)
     {
+        double cpu0 = ProcessCpuMs();
         long start = Stopwatch.GetTimestamp();
         inner.Execute(op, inputs, outputs, attrs);
         double ms = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+        double cpuMs = ProcessCpuMs() - cpu0;
         string key = OpRegistry.NameOf(op);
         if (ByShape)
         {
@@ -31,17 +36,34 @@ public sealed class OpProfiler(IBackend inner) : IBackend
             foreach (var t in inputs) parts.Add(Tensor.ShapeString(t.Shape) + (t.IsContiguous ? "" : "s" + Tensor.ShapeString(t.Strides)));
             key += " " + string.Join(" ", parts) + " -> " + (outputs.Length > 0 ? Tensor.ShapeString(outputs[0].Shape) : "");
         }
-        var (total, calls) = _totals.GetValueOrDefault(key);
-        _totals[key] = (total + ms, calls + 1);
+        var (total, cpuTotal, calls) = _totals.GetValueOrDefault(key);
+        _totals[key] = (total + ms, cpuTotal + cpuMs, calls + 1);
     }
 
     public void Reset() => _totals.Clear();
 
     public void Print(TextWriter output, int iterations)
     {
-        output.WriteLine($"{"ms/iter",9} {"calls/iter",10}  op");
-        foreach (var (op, (ms, calls)) in _totals.OrderByDescending(kv => kv.Value.Ms).Take(ByShape ? 40 : 100))
-            output.WriteLine($"{ms / iterations,9:F2} {(double)calls / iterations,10:F1}  {op}");
-        output.WriteLine($"{_totals.Values.Sum(v => v.Ms) / iterations,9:F2} {"",10}  total in ops");
+        output.WriteLine($"{"ms/iter",9} {"cpu ms",9} {"calls/iter",10}  op");
+        foreach (var (op, (ms, cpuMs, calls)) in _totals.OrderByDescending(kv => kv.Value.CpuMs).Take(ByShape ? 40 : 100))
+            output.WriteLine($"{ms / iterations,9:F2} {cpuMs / iterations,9:F2} {(double)calls / iterations,10:F1}  {op}");
+        output.WriteLine($"{_totals.Values.Sum(v => v.Ms) / iterations,9:F2} {_totals.Values.Sum(v => v.CpuMs) / iterations,9:F2} {"",10}  total in ops");
     }
+
+    /// <summary>CPU time used so far by every thread of this process, in ms.</summary>
+    public static double ProcessCpuMs()
+    {
+        const int ClockProcessCpuTimeId = 2;
+        return ClockGetTime(ClockProcessCpuTimeId, out var ts) == 0 ? ts.Seconds * 1e3 + ts.Nanoseconds * 1e-6 : double.NaN;
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
+    private struct TimeSpec
+    {
+        public long Seconds;
+        public long Nanoseconds;
+    }
+
+    [LibraryImport("libc", EntryPoint = "clock_gettime")]
+    private static partial int ClockGetTime(int clock, out TimeSpec time);
 }

@@ -3,13 +3,15 @@ timed against. The model is nanoGPT's model.py architecture (pre-norm blocks, ex
 no biases, dropout 0), trained with AdamW (decay on 2-D weights only), warm-up + cosine learning rate
 and gradient clipping at 1.0, as train.py.
 
-Prints one line: "torch iters=N ms_per_iter=... tokens_per_s=... final_loss=... [best_val=...] [wall_s=...]".
+Prints one line: "torch iters=N ms_per_iter=... tokens_per_s=... final_loss=... peak_rss_mb=... [best_val=...] [wall_s=...]".
 Usage: python3 bench/torch_gpt_train.py [--threads 2] [--iters 200] [--eval] [--preset shakespeare-char]
-[--device cuda]  (--eval: nanoGPT's eval every 250 steps over the preset's eval batches per split,
+[--shape big] [--device cuda]  (--shape big: the CPU recipe at 6 layers, 6 heads, 384 wide, block 256, batch 8,
+dropout 0, the second shape of bench/gpt_train_vs_torch.sh; --eval: nanoGPT's eval every 250 steps over the preset's eval batches per split,
 reporting the best val loss; --preset shakespeare-char: nanoGPT's GPU recipe, 6 layers, 6 heads, 384
 wide, block 256, batch 64, dropout 0.2, 5000 iterations, 200 eval batches; fp32, eager, TF32 off)"""
 import argparse
 import math
+import resource
 import statistics
 import time
 
@@ -25,6 +27,7 @@ p.add_argument("--data", default="data/tinyshakespeare.txt")
 p.add_argument("--preset", default="shakespeare-char-cpu", choices=["shakespeare-char-cpu", "shakespeare-char"])
 p.add_argument("--device", default="cpu")
 p.add_argument("--seed", type=int, default=1337)
+p.add_argument("--shape", default="small", choices=["small", "big"])
 p.add_argument("--sdpa", action="store_true", help="F.scaled_dot_product_attention (torch >= 2.0) instead of nanoGPT's slow path")
 a = p.parse_args()
 torch.set_num_threads(a.threads)
@@ -39,6 +42,8 @@ if a.preset == "shakespeare-char":
 else:
     block, batch, n_layer, n_head, n_embd, dropout, eval_iters = 64, 12, 4, 4, 128, 0.0, 20
     max_iters, lr, min_lr, warmup, decay = 2000, 1e-3, 1e-4, 100, 2000
+    if a.shape == "big":
+        block, batch, n_layer, n_head, n_embd = 256, 8, 6, 6, 384
 
 text = open(a.data, encoding="utf-8").read()
 chars = sorted(set(text))
@@ -176,6 +181,7 @@ if a.eval:
 
 ms = statistics.median(times[min(10, len(times) // 2):]) * 1000
 line = f"torch iters={a.iters} ms_per_iter={ms:.2f} tokens_per_s={batch * block / ms * 1000:.0f} final_loss={loss.item():.4f}"
+line += f" peak_rss_mb={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}"  # VmHWM, as the other runners
 line += f" best_val={best_val:.4f}" if a.eval else ""
 if dev.type == "cuda":
     line += f" peak_mem_mb={torch.cuda.max_memory_allocated() / 2**20:.0f}"

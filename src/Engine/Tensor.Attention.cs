@@ -19,11 +19,20 @@ public sealed partial class Tensor
     public static Tensor Attention(Tensor q, Tensor k, Tensor v, bool causal, double? scale = null, double dropoutP = 0, Generator? gen = null)
     {
         CheckAttentionShapes(q, k, v);
+        var attrs = AttentionAttrsFor(q.Shape[0], q.Shape[1], q.Shape[2], k.Shape[2], q.Shape[3], causal, scale, dropoutP, gen);
+        return AttentionWithAttrs(q, k, v, attrs).Output;
+    }
+
+    /// <summary>
+    /// The attributes of one attention call over (B, H, T, D) queries and S keys: the scale (default
+    /// 1 / sqrt(D)) and, with dropout, the B H T S counters reserved from <paramref name="gen"/> for its mask.
+    /// </summary>
+    internal static AttentionAttrs AttentionAttrsFor(int b, int h, int t, int s, int d, bool causal, double? scale, double dropoutP, Generator? gen)
+    {
         if (!(dropoutP >= 0 && dropoutP < 1))
             throw new ArgumentOutOfRangeException(nameof(dropoutP), dropoutP, "Attention: dropout probability must be in [0, 1)");
         if (dropoutP > 0 && gen is null)
             throw new ArgumentException("Attention: dropout needs a Generator (gen) to draw its mask from", nameof(gen));
-        int b = q.Shape[0], h = q.Shape[1], t = q.Shape[2], d = q.Shape[3], s = k.Shape[2];
         double sc = scale ?? 1.0 / Math.Sqrt(Math.Max(d, 1));
         ulong seed = 0, offset = 0;
         if (dropoutP > 0)
@@ -31,7 +40,14 @@ public sealed partial class Tensor
             seed = gen!.Seed;
             offset = gen.Take((long)b * h * t * s);
         }
-        var attrs = new AttentionAttrs(causal, sc, dropoutP, seed, offset);
+        return new AttentionAttrs(causal, sc, dropoutP, seed, offset);
+    }
+
+    /// <summary><see cref="Attention"/> with its attributes drawn already; also returns the row log-sum-exp (B, H, T).</summary>
+    internal static (Tensor Output, Tensor Lse) AttentionWithAttrs(Tensor q, Tensor k, Tensor v, AttentionAttrs attrs)
+    {
+        CheckAttentionShapes(q, k, v);
+        int b = q.Shape[0], h = q.Shape[1], t = q.Shape[2], s = k.Shape[2];
         var output = Empty(q.Shape, q.DType, q.Device);
         var lse = Empty([b, h, t], LseDType(q.DType), q.Device);
         if (output.Numel > 0)
@@ -43,7 +59,7 @@ public sealed partial class Tensor
             }
             else q.Backend.Execute(Op.Attention, [q.Dense(), k.Dense(), v.Dense()], [output, lse], attrs);
         }
-        return Record(output, Op.Attention, attrs, [q, k, v], lse);
+        return (Record(output, Op.Attention, attrs, [q, k, v], lse), lse);
     }
 
     /// <summary>dq, dk, dv of <see cref="Attention"/> from dout, the inputs, the output and its row log-sum-exp.</summary>

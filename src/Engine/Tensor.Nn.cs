@@ -12,12 +12,12 @@ public sealed partial class Tensor
 
     private Tensor Dense() => IsContiguous ? this : ContiguousCopy();
 
-    private void CheckFloat(string op)
+    internal void CheckFloat(string op)
     {
         if (!DType.IsFloat()) throw new NotSupportedException($"{op} needs a floating-point tensor, got {Describe()}");
     }
 
-    private static void CheckShape(Tensor t, int[] expected, string op, string what)
+    internal static void CheckShape(Tensor t, int[] expected, string op, string what)
     {
         if (!t.Shape.AsSpan().SequenceEqual(expected))
             throw new ArgumentException($"{op}: {what} has shape {ShapeString(t.Shape)}, expected {ShapeString(expected)}");

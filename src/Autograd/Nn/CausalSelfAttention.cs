@@ -3,8 +3,9 @@ namespace ManagedTensor.Nn;
 /// <summary>
 /// Multi-head causal self-attention, as nanoGPT's CausalSelfAttention: one projection makes q, k and v
 /// (c_attn, C -> 3C), heads attend with softmax(q k^T / sqrt(hs)) under a causal mask, and c_proj
-/// mixes the heads back. The attention itself is one fused op,
-/// <see cref="Tensor.Attention"/> (flash-style: no T x T matrix is kept for the backward pass).
+/// mixes the heads back. The attention itself is one fused op (flash-style: no T x T matrix is kept for
+/// the backward pass): <see cref="Tensor.QkvAttention"/> straight from c_attn's output in training, and
+/// <see cref="Tensor.Attention"/> on (B, nh, T, hs) heads against a KV cache in generation.
 /// </summary>
 public sealed class CausalSelfAttention : Module
 {
@@ -38,11 +39,18 @@ public sealed class CausalSelfAttention : Module
     public Tensor Forward(Tensor x, AttentionKvCache.Layer? cache = null)
     {
         int b = x.Shape[0], t = x.Shape[1], c = x.Shape[2], hs = c / NHead;
+        if (cache is null)
+        {
+            // One fused op from the projection's (B, T, 3C) to the heads side by side again (B, T, C): the
+            // same attention as below, without transposing q, k, v and y into and out of (B, nh, T, hs).
+            var yFused = Tensor.QkvAttention(CAttn.Forward(x), NHead, causal: true, dropoutP: Training ? DropoutP : 0, gen: _dropoutGen);
+            return _residDropout.Forward(CProj.Forward(yFused));
+        }
         var qkv = CAttn.Forward(x).Split(NEmbd, axis: 2);                       // 3 x (B, T, C)
         var q = qkv[0].Reshape(b, t, NHead, hs).Transpose(1, 2);                // (B, nh, T, hs)
         var k = qkv[1].Reshape(b, t, NHead, hs).Transpose(1, 2);
         var v = qkv[2].Reshape(b, t, NHead, hs).Transpose(1, 2);
-        if (cache is not null) (k, v) = cache.Append(k, v);                    // (B, nh, past + T, hs)
+        (k, v) = cache.Append(k, v);                                            // (B, nh, past + T, hs)
         var y = Tensor.Attention(q, k, v, causal: true, dropoutP: Training ? DropoutP : 0, gen: _dropoutGen); // (B, nh, T, hs)
         y = y.Transpose(1, 2).Contiguous().Reshape(b, t, c);                    // heads side by side again
         return _residDropout.Forward(CProj.Forward(y));

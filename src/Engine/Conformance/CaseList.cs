@@ -458,6 +458,19 @@ internal sealed class CaseList(CaseScale scale)
                 var (dq, dk, dv) = Tensor.AttentionBackward(dout, q, k, v, output, lse, new AttentionAttrs(true, scale, 0, 0, 0));
                 return [dq, dk, dv];
             }, new Tolerance(1e-4, 2e-5));
+        // Attention straight from a packed (B, T, 3C) projection, forward and backward.
+        int c = h * d;
+        Add("qkv attention causal F32", QkvAttentionOps.QkvAttention, DType.F32, Str([b, t, 3 * c]),
+            g => [g.Uniform([b, t, 3 * c])],
+            (x, _) => [Tensor.QkvAttention(x[0], h, causal: true)]);
+        Add("qkv attention backward causal F32", QkvAttentionOps.QkvAttentionBackward, DType.F32, Str([b, t, 3 * c], [b, t, c]),
+            g => [g.Uniform([b, t, 3 * c]), g.Uniform([b, t, c])],
+            (x, _) =>
+            {
+                var attrs = new QkvAttentionAttrs(h, new AttentionAttrs(true, 1 / Math.Sqrt(d)));
+                var outputs = Tensor.Apply(QkvAttentionOps.QkvAttention, attrs, x[0]); // y and lse
+                return [Tensor.QkvAttentionBackward(x[1], x[0], outputs[0], outputs[1], attrs)];
+            }, new Tolerance(1e-4, 2e-5));
     }
 
     private void OptimCases()

@@ -23,6 +23,11 @@ namespace ManagedTensor.Cpu;
 /// tile (backward), which balances causal work; one kv head serves its whole group of query heads, so
 /// a key tile is transposed once for all of them. The partition depends only on the shapes, so results
 /// do not depend on the machine. Memory beyond the inputs and outputs is O(T D) per task.
+///
+/// Every operand is addressed by rows (<see cref="HeadRows"/>): the D values of one (batch, head, position)
+/// are contiguous, and the rows may lie anywhere. So the same kernels read q, k and v straight out of a
+/// packed (B, T, 3C) projection and write the output in (B, T, C) order (<see cref="QkvForward"/>), where
+/// the (B, H, T, D) form would need a transposing copy of each of them, both ways.
 /// </summary>
 internal static unsafe class CpuAttention
 {
@@ -45,30 +50,87 @@ internal static unsafe class CpuAttention
             => new(q.Shape[0], q.Shape[1], k.Shape[1], q.Shape[2], k.Shape[2], q.Shape[3], causal);
     }
 
+    /// <summary>
+    /// Where an operand's rows are: the D values of position t of flat head h (h = b * Heads + head) start at
+    /// Offset + b * BatchStride + head * HeadStride + t * RowStride and are contiguous. A dense (B, H, T, D)
+    /// tensor has strides (H T D, T D, D); q in a packed (B, T, 3C) projection has (3 T C, D, 3C) from offset
+    /// 0, k the same from C, v from 2C; an output in (B, T, C) order has (T C, D, C).
+    /// </summary>
+    private readonly record struct HeadRows(long Offset, long BatchStride, long HeadStride, int RowStride, int Heads)
+    {
+        public long At(int flatHead, int t)
+        {
+            int b = flatHead / Heads, head = flatHead - b * Heads;
+            return Offset + b * BatchStride + head * HeadStride + (long)t * RowStride;
+        }
+
+        /// <summary>The rows of a (B, H, T, D) tensor whose last axis is at unit stride.</summary>
+        public static HeadRows Of(Tensor t)
+        {
+            if (t.Shape[3] > 1 && t.Strides[3] != 1)
+                throw new ArgumentException($"attention: the last axis of {t.Describe()} must be contiguous");
+            return new(t.Offset, t.Strides[0], t.Strides[1], t.Strides[2], Math.Max(t.Shape[1], 1));
+        }
+
+        /// <summary>Head block <paramref name="part"/> (0: q, 1: k, 2: v) of a packed (B, T, parts * H * D) tensor.</summary>
+        public static HeadRows Packed(Tensor t, int part, int heads, int d)
+            => new(t.Offset + (long)part * heads * d, t.Strides[0], d, t.Strides[1], heads);
+    }
+
+    /// <summary>An operand: its array and where its rows are.</summary>
+    private readonly record struct Rows<T>(T[] Data, HeadRows Layout) where T : unmanaged
+    {
+        public static Rows<T> Of(Tensor t) => new(t.Elements<T>(), HeadRows.Of(t));
+    }
+
     // ---- forward ----
 
     public static void Forward(Tensor q, Tensor k, Tensor v, Tensor o, Tensor lse, AttentionAttrs a)
     {
         NnKernels.CheckSameDType("Attention", q, k, v, o);
         NnKernels.CheckSameDType("Attention", lse, q);
+        var dims = Dims.Of(q, k, a.Causal);
         switch (q.DType)
         {
-            case DType.F32: Forward<float>(q, k, v, o, lse, a); break;
-            case DType.F64: Forward<double>(q, k, v, o, lse, a); break;
+            case DType.F32: Forward(dims, Rows<float>.Of(q), Rows<float>.Of(k), Rows<float>.Of(v), Rows<float>.Of(o), NnKernels.Buf<float>(lse), a); break;
+            case DType.F64: Forward(dims, Rows<double>.Of(q), Rows<double>.Of(k), Rows<double>.Of(v), Rows<double>.Of(o), NnKernels.Buf<double>(lse), a); break;
             default: throw NnKernels.Unsupported("Attention", q);
         }
     }
 
+    /// <summary>
+    /// Attention of a packed projection qkv (B, T, 3C) = [q | k | v], C = H D with the heads side by side in
+    /// each third, into y (B, T, C) with the heads side by side again (what the output projection reads),
+    /// and lse (B, H, T): no copy of q, k, v or y.
+    /// </summary>
+    public static void QkvForward(Tensor qkv, Tensor y, Tensor lse, QkvAttentionAttrs a)
+    {
+        NnKernels.CheckSameDType("QkvAttention", qkv, y, lse);
+        var dims = QkvDims(qkv, a);
+        switch (qkv.DType)
+        {
+            case DType.F32: Forward(dims, Packed<float>(qkv, 0, dims), Packed<float>(qkv, 1, dims), Packed<float>(qkv, 2, dims), Packed<float>(y, 0, dims), NnKernels.Buf<float>(lse), a.Attention); break;
+            case DType.F64: Forward(dims, Packed<double>(qkv, 0, dims), Packed<double>(qkv, 1, dims), Packed<double>(qkv, 2, dims), Packed<double>(y, 0, dims), NnKernels.Buf<double>(lse), a.Attention); break;
+            default: throw NnKernels.Unsupported("QkvAttention", qkv);
+        }
+    }
+
+    private static Dims QkvDims(Tensor qkv, QkvAttentionAttrs a)
+    {
+        int heads = a.Heads, d = qkv.Shape[2] / 3 / heads;
+        return new(qkv.Shape[0], heads, heads, qkv.Shape[1], qkv.Shape[1], d, a.Attention.Causal);
+    }
+
+    private static Rows<T> Packed<T>(Tensor t, int part, Dims dims) where T : unmanaged
+    {
+        if (t.Strides[2] != 1 && t.Shape[2] > 1) throw new ArgumentException($"QkvAttention: the last axis of {t.Describe()} must be contiguous");
+        return new(t.Elements<T>(), HeadRows.Packed(t, part, dims.H, dims.D));
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Forward<T>(Tensor qt, Tensor kt, Tensor vt, Tensor ot, Tensor lset, AttentionAttrs a)
+    private static void Forward<T>(Dims dims, Rows<T> q, Rows<T> k, Rows<T> v, Rows<T> o, (T[] Data, int Offset) lse, AttentionAttrs a)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
-        var dims = Dims.Of(qt, kt, a.Causal);
-        var q = NnKernels.Buf<T>(qt);
-        var k = NnKernels.Buf<T>(kt);
-        var v = NnKernels.Buf<T>(vt);
-        var o = NnKernels.Buf<T>(ot);
-        var lse = NnKernels.Buf<T>(lset);
         var drop = Dropout<T>.From(a, dims);
         T scale = T.CreateTruncating(a.Scale);
         if (dims.T == 1)
@@ -97,15 +159,14 @@ internal static unsafe class CpuAttention
                     int lastTile = part + (queryTiles - 1 - part) / split * split;
                     int kEnd = dims.VisibleEnd(Math.Min(dims.T, (lastTile + 1) * BlockQ) - 1);
                     if (kEnd == 0) { ForwardEmptyRows(dims, group, part, split, o, lse); continue; }
-                    T* kHead = pk + k.Offset + (long)group * dims.S * d;
-                    Transpose(kHead, kEnd, d, pKt);
+                    Transpose(pk + k.Layout.At(group, 0), k.Layout.RowStride, kEnd, d, pKt); // group = flat kv head
                     for (int h = group * dims.Group; h < (group + 1) * dims.Group; h++) // h = b * H + query head
                     {
                         for (int tile = part; tile < queryTiles; tile += split)
                         {
                             int r0 = tile * BlockQ, m = Math.Min(BlockQ, dims.T - r0);
-                            ForwardTile(dims, h, r0, m, pq + q.Offset + ((long)h * dims.T + r0) * d, pKt, kEnd,
-                                pv + v.Offset + (long)group * dims.S * d, po + o.Offset + ((long)h * dims.T + r0) * d,
+                            ForwardTile(dims, h, r0, m, pq + q.Layout.At(h, r0), q.Layout.RowStride, pKt, kEnd,
+                                pv + v.Layout.At(group, 0), v.Layout.RowStride, po + o.Layout.At(h, r0), o.Layout.RowStride,
                                 lse, pS, pAcc, pRow, scale, drop);
                         }
                     }
@@ -116,11 +177,12 @@ internal static unsafe class CpuAttention
 
     /// <summary>
     /// Query rows [r0, r0 + m) of flat head h: online softmax over key tiles, then out and lse.
-    /// kt is the (D, ldk) transposed key block of the kv head, vHead its (S, D) values.
+    /// kt is the (D, ldk) transposed key block of the kv head, vHead its (S, D) values; qRows, vHead and
+    /// oRows step by qStride, vStride and oStride elements from one row to the next.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void ForwardTile<T>(Dims dims, int h, int r0, int m, T* qRows, T* kt, int ldk, T* vHead, T* oRows,
-        (T[] Data, int Offset) lse, T* s, T* acc, T* rowScratch, T scale, Dropout<T> drop)
+    private static void ForwardTile<T>(Dims dims, int h, int r0, int m, T* qRows, int qStride, T* kt, int ldk, T* vHead, int vStride,
+        T* oRows, int oStride, (T[] Data, int Offset) lse, T* s, T* acc, T* rowScratch, T scale, Dropout<T> drop)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         int d = dims.D;
@@ -135,7 +197,7 @@ internal static unsafe class CpuAttention
         {
             int n = Math.Min(BlockK, kLimit - j0);
             new Span<T>(s, m * n).Clear();
-            TileGemm.MulAdd(m, n, d, qRows, d, 1, kt + j0, ldk, s, n); // s = q k^T
+            TileGemm.MulAdd(m, n, d, qRows, qStride, 1, kt + j0, ldk, s, n); // s = q k^T
             for (int r = 0; r < m; r++)
             {
                 var row = new Span<T>(s + r * n, n);
@@ -155,11 +217,11 @@ internal static unsafe class CpuAttention
                     AttentionRows.Multiply(live, keep[..valid], live);
                 }
             }
-            TileGemm.MulAdd(m, d, n, s, n, 1, vHead + (long)j0 * d, d, acc, d); // acc += P v
+            TileGemm.MulAdd(m, d, n, s, n, 1, vHead + (long)j0 * vStride, vStride, acc, d); // acc += P v
         }
         for (int r = 0; r < m; r++)
         {
-            var outRow = new Span<T>(oRows + r * d, d);
+            var outRow = new Span<T>(oRows + (long)r * oStride, d);
             ref T l = ref lse.Data[lse.Offset + (long)h * dims.T + r0 + r];
             if (rowSum[r] == T.Zero) // no visible key (causal, T > S): out 0, lse +inf, so the backward's P = 0
             {
@@ -174,7 +236,7 @@ internal static unsafe class CpuAttention
     }
 
     /// <summary>Rows of a part whose keys are all masked (causal with T much larger than S): out 0, lse +inf.</summary>
-    private static void ForwardEmptyRows<T>(Dims dims, int group, int part, int split, (T[] Data, int Offset) o, (T[] Data, int Offset) lse)
+    private static void ForwardEmptyRows<T>(Dims dims, int group, int part, int split, Rows<T> o, (T[] Data, int Offset) lse)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         int queryTiles = (dims.T + BlockQ - 1) / BlockQ;
@@ -182,7 +244,7 @@ internal static unsafe class CpuAttention
             for (int tile = part; tile < queryTiles; tile += split)
             {
                 int r0 = tile * BlockQ, m = Math.Min(BlockQ, dims.T - r0);
-                o.Data.AsSpan(o.Offset + (h * dims.T + r0) * dims.D, m * dims.D).Clear();
+                for (int r = r0; r < r0 + m; r++) o.Data.AsSpan((int)o.Layout.At(h, r), dims.D).Clear();
                 lse.Data.AsSpan(lse.Offset + h * dims.T + r0, m).Fill(T.PositiveInfinity);
             }
     }
@@ -192,17 +254,16 @@ internal static unsafe class CpuAttention
     /// which beats transposing the whole cache for a single row.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void DecodeRow<T>(Dims dims, int h, (T[] Data, int Offset) q, (T[] Data, int Offset) k, (T[] Data, int Offset) v,
-        (T[] Data, int Offset) o, (T[] Data, int Offset) lse, T scale, Dropout<T> drop)
+    private static void DecodeRow<T>(Dims dims, int h, Rows<T> q, Rows<T> k, Rows<T> v, Rows<T> o,
+        (T[] Data, int Offset) lse, T scale, Dropout<T> drop)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
-        int d = dims.D, s = dims.VisibleEnd(0);
-        int kvBase = (h / dims.Group) * dims.S * d;
-        var qRow = new ReadOnlySpan<T>(q.Data, q.Offset + h * d, d);
-        var outRow = new Span<T>(o.Data, o.Offset + h * d, d);
+        int d = dims.D, s = dims.VisibleEnd(0), kvHead = h / dims.Group;
+        var qRow = new ReadOnlySpan<T>(q.Data, (int)q.Layout.At(h, 0), d);
+        var outRow = new Span<T>(o.Data, (int)o.Layout.At(h, 0), d);
         using var scratch = new Scratch<T>(2 * s);
         var p = scratch.Span[..s];
-        for (int j = 0; j < s; j++) p[j] = TensorPrimitives.Dot(qRow, new ReadOnlySpan<T>(k.Data, k.Offset + kvBase + j * d, d));
+        for (int j = 0; j < s; j++) p[j] = TensorPrimitives.Dot(qRow, new ReadOnlySpan<T>(k.Data, (int)k.Layout.At(kvHead, j), d));
         TensorPrimitives.Multiply(p, scale, p);
         T max = TensorPrimitives.Max<T>(p);
         TensorPrimitives.Subtract(p, max, p);
@@ -218,7 +279,7 @@ internal static unsafe class CpuAttention
         }
         outRow.Clear();
         for (int j = 0; j < s; j++)
-            if (p[j] != T.Zero) TensorPrimitives.MultiplyAdd(new ReadOnlySpan<T>(v.Data, v.Offset + kvBase + j * d, d), p[j], outRow, outRow);
+            if (p[j] != T.Zero) TensorPrimitives.MultiplyAdd(new ReadOnlySpan<T>(v.Data, (int)v.Layout.At(kvHead, j), d), p[j], outRow, outRow);
     }
 
     // ---- backward ----
@@ -226,29 +287,46 @@ internal static unsafe class CpuAttention
     public static void Backward(Tensor dout, Tensor q, Tensor k, Tensor v, Tensor o, Tensor lse, Tensor dq, Tensor dk, Tensor dv, AttentionAttrs a)
     {
         NnKernels.CheckSameDType("AttentionBackward", q, dout, k, v, o, lse, dq, dk, dv);
+        var dims = Dims.Of(q, k, a.Causal);
         switch (q.DType)
         {
-            case DType.F32: Backward<float>(dout, q, k, v, o, lse, dq, dk, dv, a); break;
-            case DType.F64: Backward<double>(dout, q, k, v, o, lse, dq, dk, dv, a); break;
+            case DType.F32:
+                Backward(dims, Rows<float>.Of(dout), Rows<float>.Of(q), Rows<float>.Of(k), Rows<float>.Of(v), Rows<float>.Of(o), NnKernels.Buf<float>(lse),
+                    Rows<float>.Of(dq), Rows<float>.Of(dk), Rows<float>.Of(dv), a);
+                break;
+            case DType.F64:
+                Backward(dims, Rows<double>.Of(dout), Rows<double>.Of(q), Rows<double>.Of(k), Rows<double>.Of(v), Rows<double>.Of(o), NnKernels.Buf<double>(lse),
+                    Rows<double>.Of(dq), Rows<double>.Of(dk), Rows<double>.Of(dv), a);
+                break;
             default: throw NnKernels.Unsupported("AttentionBackward", q);
         }
     }
 
+    /// <summary>dqkv (B, T, 3C) of <see cref="QkvForward"/> from dy (B, T, C): dq, dk and dv land in their thirds directly.</summary>
+    public static void QkvBackward(Tensor dy, Tensor qkv, Tensor y, Tensor lse, Tensor dqkv, QkvAttentionAttrs a)
+    {
+        NnKernels.CheckSameDType("QkvAttentionBackward", qkv, dy, y, lse, dqkv);
+        var dims = QkvDims(qkv, a);
+        switch (qkv.DType)
+        {
+            case DType.F32:
+                Backward(dims, Packed<float>(dy, 0, dims), Packed<float>(qkv, 0, dims), Packed<float>(qkv, 1, dims), Packed<float>(qkv, 2, dims), Packed<float>(y, 0, dims),
+                    NnKernels.Buf<float>(lse), Packed<float>(dqkv, 0, dims), Packed<float>(dqkv, 1, dims), Packed<float>(dqkv, 2, dims), a.Attention);
+                break;
+            case DType.F64:
+                Backward(dims, Packed<double>(dy, 0, dims), Packed<double>(qkv, 0, dims), Packed<double>(qkv, 1, dims), Packed<double>(qkv, 2, dims), Packed<double>(y, 0, dims),
+                    NnKernels.Buf<double>(lse), Packed<double>(dqkv, 0, dims), Packed<double>(dqkv, 1, dims), Packed<double>(dqkv, 2, dims), a.Attention);
+                break;
+            default: throw NnKernels.Unsupported("QkvAttentionBackward", qkv);
+        }
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Backward<T>(Tensor doutT, Tensor qT, Tensor kT, Tensor vT, Tensor oT, Tensor lseT, Tensor dqT, Tensor dkT, Tensor dvT, AttentionAttrs a)
+    private static void Backward<T>(Dims dims, Rows<T> dout, Rows<T> q, Rows<T> k, Rows<T> v, Rows<T> o, (T[] Data, int Offset) lse,
+        Rows<T> dq, Rows<T> dk, Rows<T> dv, AttentionAttrs a)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
-        var dims = Dims.Of(qT, kT, a.Causal);
-        int d = dims.D, rows = dims.B * dims.H * dims.T;
-        var dout = NnKernels.Buf<T>(doutT);
-        var q = NnKernels.Buf<T>(qT);
-        var k = NnKernels.Buf<T>(kT);
-        var v = NnKernels.Buf<T>(vT);
-        var o = NnKernels.Buf<T>(oT);
-        var lse = NnKernels.Buf<T>(lseT);
-        var dq = NnKernels.Buf<T>(dqT);
-        var dk = NnKernels.Buf<T>(dkT);
-        var dv = NnKernels.Buf<T>(dvT);
+        int d = dims.D, rows = dims.B * dims.H * dims.T; // flat query row r = h * T + t
         var drop = Dropout<T>.From(a, dims);
         T scale = T.CreateTruncating(a.Scale);
 
@@ -258,17 +336,20 @@ internal static unsafe class CpuAttention
         NnKernels.For(rows, 2L * d, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (_, r0, r1) =>
         {
             for (int r = r0; r < r1; r++)
-                delta[r] = TensorPrimitives.Dot(new ReadOnlySpan<T>(dout.Data, dout.Offset + r * d, d), new ReadOnlySpan<T>(o.Data, o.Offset + r * d, d));
+            {
+                int h = r / dims.T, t = r - h * dims.T;
+                delta[r] = TensorPrimitives.Dot(new ReadOnlySpan<T>(dout.Data, (int)dout.Layout.At(h, t), d), new ReadOnlySpan<T>(o.Data, (int)o.Layout.At(h, t), d));
+            }
         });
 
         int keyTiles = (dims.S + BlockK - 1) / BlockK;
         int groups = dims.B * dims.Hkv;
         int split = Math.Clamp((TargetTasks + groups - 1) / groups, 1, Math.Min(keyTiles, int.MaxValue / (rows * d)));
-        int groupRows = dims.Group * dims.T; // query rows of one (batch, kv head)
-        // One part writes dq directly; several parts each sum into their own copy, added up in part order below.
+        // One part sums dS k into dq's own rows; several parts each sum into their own dense copy (flat row
+        // r at r * D), added up in part order below.
         using var partialScratch = new Scratch<T>(split > 1 ? split * rows * d : 0);
         var partial = partialScratch.Array;
-        if (split == 1) dq.Data.AsSpan(dq.Offset, rows * d).Clear();
+        if (split == 1) ForEachRow(dims, dq, row => row.Clear());
         else partialScratch.Clear();
 
         NnKernels.For(groups * split, 10L * BlockK * dims.T * d * dims.Group, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (_, i0, i1) =>
@@ -281,17 +362,14 @@ internal static unsafe class CpuAttention
             {
                 for (int item = i0; item < i1; item++)
                 {
-                    int group = item / split, part = item % split;
-                    long kvBase = (long)group * dims.S * d;
-                    long rowBase = (long)group * groupRows; // first flat query row of the group
-                    T* dqGroup = split == 1 ? pdq + dq.Offset + rowBase * d : pPart + ((long)part * rows + rowBase) * d;
+                    int group = item / split, part = item % split; // group = b * Hkv + kv head
                     for (int tile = part; tile < keyTiles; tile += split)
                     {
                         int j0 = tile * BlockK, n = Math.Min(BlockK, dims.S - j0);
-                        T* kRows = pk + k.Offset + kvBase + (long)j0 * d, vRows = pv + v.Offset + kvBase + (long)j0 * d;
+                        T* kRows = pk + k.Layout.At(group, j0), vRows = pv + v.Layout.At(group, j0);
                         T* kt = pT, vt = pT + d * BlockK, dkAcc = pAcc, dvAcc = pAcc + BlockK * d;
-                        Transpose(kRows, n, d, kt);
-                        Transpose(vRows, n, d, vt);
+                        Transpose(kRows, k.Layout.RowStride, n, d, kt);
+                        Transpose(vRows, v.Layout.RowStride, n, d, vt);
                         new Span<T>(pAcc, 2 * BlockK * d).Clear();
                         int firstTile = dims.FirstRowSeeing(j0) / BlockQ;
                         for (int h = group * dims.Group; h < (group + 1) * dims.Group; h++)
@@ -300,46 +378,64 @@ internal static unsafe class CpuAttention
                             {
                                 int r0 = qTile * BlockQ, m = Math.Min(BlockQ, dims.T - r0);
                                 long row = (long)h * dims.T + r0; // flat row of the tile's first query
-                                BackwardTile(dims, h, r0, m, j0, n, pq + q.Offset + row * d, pdo + dout.Offset + row * d,
-                                    lse.Data, lse.Offset + (int)row, pDelta + row, kRows, kt, vt, dkAcc, dvAcc,
-                                    dqGroup + (row - rowBase) * d, pP, scale, drop);
+                                T* dqRows = split == 1 ? pdq + dq.Layout.At(h, r0) : pPart + ((long)part * rows + row) * d;
+                                int dqStride = split == 1 ? dq.Layout.RowStride : d;
+                                BackwardTile(dims, h, r0, m, j0, n, pq + q.Layout.At(h, r0), q.Layout.RowStride, pdo + dout.Layout.At(h, r0), dout.Layout.RowStride,
+                                    lse.Data, lse.Offset + (int)row, pDelta + row, kRows, k.Layout.RowStride, kt, vt, dkAcc, dvAcc,
+                                    dqRows, dqStride, pP, scale, drop);
                             }
                         }
-                        TensorPrimitives.Multiply(new ReadOnlySpan<T>(dkAcc, n * d), scale, new Span<T>(pdk + dk.Offset + kvBase + (long)j0 * d, n * d));
-                        new ReadOnlySpan<T>(dvAcc, n * d).CopyTo(new Span<T>(pdv + dv.Offset + kvBase + (long)j0 * d, n * d));
+                        for (int j = 0; j < n; j++)
+                        {
+                            TensorPrimitives.Multiply(new ReadOnlySpan<T>(dkAcc + j * d, d), scale, new Span<T>(pdk + dk.Layout.At(group, j0 + j), d));
+                            new ReadOnlySpan<T>(dvAcc + j * d, d).CopyTo(new Span<T>(pdv + dv.Layout.At(group, j0 + j), d));
+                        }
                     }
                 }
             }
         });
 
         // dq = scale * (sum over parts of dS k).
-        var dqAll = dq.Data.AsSpan(dq.Offset, rows * d);
-        if (split == 1) TensorPrimitives.Multiply(dqAll, scale, dqAll);
+        if (split == 1) ForEachRow(dims, dq, row => TensorPrimitives.Multiply(row, scale, row));
         else
         {
             NnKernels.For(rows, (long)split * d, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (_, r0, r1) =>
             {
-                var dst = dq.Data.AsSpan(dq.Offset + r0 * d, (r1 - r0) * d);
-                dst.Clear();
-                for (int p = 0; p < split; p++) TensorPrimitives.Add(dst, partial.AsSpan((p * rows + r0) * d, (r1 - r0) * d), dst);
-                TensorPrimitives.Multiply(dst, scale, dst);
+                for (int r = r0; r < r1; r++)
+                {
+                    int h = r / dims.T, t = r - h * dims.T;
+                    var dst = dq.Data.AsSpan((int)dq.Layout.At(h, t), d);
+                    partial.AsSpan(r * d, d).CopyTo(dst);
+                    for (int p = 1; p < split; p++) TensorPrimitives.Add(dst, partial.AsSpan((p * rows + r) * d, d), dst);
+                    TensorPrimitives.Multiply(dst, scale, dst);
+                }
             });
         }
     }
 
+    /// <summary>Runs <paramref name="body"/> on every query row of an operand (B H T rows of D).</summary>
+    private static void ForEachRow<T>(Dims dims, Rows<T> x, SpanAction<T> body) where T : unmanaged
+    {
+        for (int h = 0; h < dims.B * dims.H; h++)
+            for (int t = 0; t < dims.T; t++) body(x.Data.AsSpan((int)x.Layout.At(h, t), dims.D));
+    }
+
+    private delegate void SpanAction<T>(Span<T> row);
+
     /// <summary>
     /// Query tile [r0, r0 + m) of flat head h against key tile [j0, j0 + n): dk, dv accumulate in the
-    /// key tile's (BlockK, D) buffers, dq (unscaled) in the rows at dqRows.
+    /// key tile's (BlockK, D) buffers, dq (unscaled) in the rows at dqRows. q, dout, k and dq rows step by
+    /// their own strides.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void BackwardTile<T>(Dims dims, int h, int r0, int m, int j0, int n, T* qRows, T* doRows,
-        T[] lse, int lseOffset, T* delta, T* kRows, T* kt, T* vt, T* dkAcc, T* dvAcc, T* dqRows, T* scratch, T scale, Dropout<T> drop)
+    private static void BackwardTile<T>(Dims dims, int h, int r0, int m, int j0, int n, T* qRows, int qStride, T* doRows, int doStride,
+        T[] lse, int lseOffset, T* delta, T* kRows, int kStride, T* kt, T* vt, T* dkAcc, T* dvAcc, T* dqRows, int dqStride, T* scratch, T scale, Dropout<T> drop)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         int d = dims.D;
         T* p = scratch, dp = scratch + BlockQ * BlockK, keep = scratch + 2 * BlockQ * BlockK;
         new Span<T>(p, m * n).Clear();
-        TileGemm.MulAdd(m, n, d, qRows, d, 1, kt, n, p, n); // s = q k^T
+        TileGemm.MulAdd(m, n, d, qRows, qStride, 1, kt, n, p, n); // s = q k^T
         for (int r = 0; r < m; r++)
         {
             var row = new Span<T>(p + r * n, n);
@@ -361,26 +457,26 @@ internal static unsafe class CpuAttention
             pv = dp; // dP is computed after dv, so its buffer holds the dropped P meanwhile
             AttentionRows.Multiply(new ReadOnlySpan<T>(p, m * n), new ReadOnlySpan<T>(keep, m * n), new Span<T>(pv, m * n));
         }
-        TileGemm.MulAdd(n, d, m, pv, 1, n, doRows, d, dvAcc, d);   // dv += P^T dout
+        TileGemm.MulAdd(n, d, m, pv, 1, n, doRows, doStride, dvAcc, d);   // dv += P^T dout
         new Span<T>(dp, m * n).Clear();
-        TileGemm.MulAdd(m, n, d, doRows, d, 1, vt, n, dp, n);      // dP = dout v^T
+        TileGemm.MulAdd(m, n, d, doRows, doStride, 1, vt, n, dp, n);      // dP = dout v^T
         for (int r = 0; r < m; r++)
         {
             var dpRow = new Span<T>(dp + r * n, n);
             if (drop.Enabled) AttentionRows.Multiply(dpRow, new ReadOnlySpan<T>(keep + r * n, n), dpRow);
             AttentionRows.SoftmaxGrad(dpRow, new ReadOnlySpan<T>(p + r * n, n), delta[r]); // dS = P (dP - Di)
         }
-        TileGemm.MulAdd(n, d, m, dp, 1, n, qRows, d, dkAcc, d);    // dk += dS^T q   (scaled when stored)
-        TileGemm.MulAdd(m, d, n, dp, n, 1, kRows, d, dqRows, d);   // dq += dS k     (scaled at the end)
+        TileGemm.MulAdd(n, d, m, dp, 1, n, qRows, qStride, dkAcc, d);        // dk += dS^T q   (scaled when stored)
+        TileGemm.MulAdd(m, d, n, dp, n, 1, kRows, kStride, dqRows, dqStride); // dq += dS k     (scaled at the end)
     }
 
-    /// <summary>dst (D, n) = src (n, D) transposed: row j of src becomes column j of dst.</summary>
+    /// <summary>dst (D, n) = src (n rows of D, srcStride apart) transposed: row j of src becomes column j of dst.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Transpose<T>(T* src, int n, int d, T* dst) where T : unmanaged
+    private static void Transpose<T>(T* src, int srcStride, int n, int d, T* dst) where T : unmanaged
     {
         for (int j = 0; j < n; j++)
         {
-            T* row = src + (long)j * d;
+            T* row = src + (long)j * srcStride;
             for (int c = 0; c < d; c++) dst[(long)c * n + j] = row[c];
         }
     }

@@ -22,8 +22,14 @@ public sealed class CpuBackend : IBackend
     /// </summary>
     public KernelTable Kernels { get; } = Build(new KernelTable("CPU"));
 
-    public void Execute(Op op, ReadOnlySpan<Tensor> inputs, ReadOnlySpan<Tensor> outputs, OpAttrs? attrs) =>
+    public void Execute(Op op, ReadOnlySpan<Tensor> inputs, ReadOnlySpan<Tensor> outputs, OpAttrs? attrs)
+    {
         Kernels.Run(op, inputs, outputs, attrs);
+        // A kernel works on its tensors' arrays; the tensors must stay alive until it returns, or the array
+        // pool could hand an array still in use to another storage (CpuArrayPool frees dead storages' arrays).
+        foreach (var t in inputs) GC.KeepAlive(t.Storage);
+        foreach (var t in outputs) GC.KeepAlive(t.Storage);
+    }
 
     /// <summary>The F32 and F64 kernels of the norms; other float dtypes run the op's composite fallback.</summary>
     private static bool F32OrF64(ReadOnlySpan<Tensor> inputs, OpAttrs? attrs) => inputs[0].DType is DType.F32 or DType.F64;

@@ -81,7 +81,7 @@ internal static class CpuConv
         var x = NnKernels.Buf<T>(xt);
         var w = NnKernels.Buf<T>(wt);
         var y = NnKernels.Buf<T>(yt);
-        T[]? bias = bt.Numel > 0 ? bt.Span<T>().ToArray() : null; // (O)
+        T[]? bias = bt.Numel > 0 ? bt.ElementSpan<T>().ToArray() : null; // (O)
         int chunks = ImageChunks<T>(g);
         NnKernels.ForChunks(chunks, g.N, (_, n0, n1) =>
         {
@@ -170,7 +170,7 @@ internal static class CpuConv
                 }
             }
         });
-        var dw = dwt.Span<T>();
+        var dw = dwt.ElementSpan<T>();
         partial.AsSpan(0, wsize).CopyTo(dw);
         for (int k = 1; k < chunks; k++) TensorPrimitives.Add(dw, partial.AsSpan(k * wsize, wsize), dw);
     }

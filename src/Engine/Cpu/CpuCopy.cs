@@ -55,7 +55,7 @@ internal static class CpuCopy
             return;
         }
         var loop = new StridedLoop(dst.Shape, dst, src);
-        loop.Run(new CopyKernel<TFrom, TTo>(src.Data<TFrom>(), dst.Data<TTo>(), loop.InnerStride(1), loop.InnerStride(0)));
+        loop.Run(new CopyKernel<TFrom, TTo>(src.Elements<TFrom>(), dst.Elements<TTo>(), loop.InnerStride(1), loop.InnerStride(0)));
     }
 
     private readonly struct CopyKernel<TFrom, TTo>(TFrom[] src, TTo[] dst, int srcStride, int dstStride) : IRowKernel
@@ -118,8 +118,8 @@ internal static class CpuCopy
             dstBase[o] = dOff;
             srcBase[o] = sOff;
         }
-        TFrom[] s = src.Data<TFrom>();
-        TTo[] t = dst.Data<TTo>();
+        TFrom[] s = src.Elements<TFrom>();
+        TTo[] t = dst.Elements<TTo>();
         int tileRows = (nk + Tile - 1) / Tile;
         CpuParallel.For(outerCount * tileRows, (long)Tile * nj, (start, end) =>
         {
@@ -160,7 +160,7 @@ internal static class CpuCopy
     private static void FillTyped<T>(Tensor dst, double value) where T : unmanaged
     {
         var loop = new StridedLoop(dst.Shape, dst);
-        loop.Run(new FillKernel<T>(dst.Data<T>(), ElementCast.FromDouble<T>(value), loop.InnerStride(0)));
+        loop.Run(new FillKernel<T>(dst.Elements<T>(), ElementCast.FromDouble<T>(value), loop.InnerStride(0)));
     }
 
     private readonly struct FillKernel<T>(T[] dst, T value, int stride) : IRowKernel where T : unmanaged
@@ -185,14 +185,14 @@ internal static class CpuCopy
         double shift = a.A, scale = normal ? a.B : a.B - a.A;
         if (dst.DType == DType.F64 && dst.IsContiguous)
         {
-            double[] d = dst.Data<double>();
+            double[] d = dst.Elements<double>();
             int off = dst.Offset;
             Samples(dst.Numel, a, normal, (i, s) => d[off + i] = shift + scale * s);
             return;
         }
         // F32 directly into a contiguous destination; other dtypes and strided views through a float32 buffer.
         var f32 = dst.DType == DType.F32 && dst.IsContiguous ? dst : Tensor.Empty(dst.Shape, DType.F32);
-        float[] data = f32.Data<float>();
+        float[] data = f32.Elements<float>();
         int fOff = f32.Offset;
         Samples(f32.Numel, a, normal, (i, s) => data[fOff + i] = (float)(shift + scale * s));
         if (!ReferenceEquals(f32, dst)) Copy(f32, dst);

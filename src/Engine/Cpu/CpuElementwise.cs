@@ -70,7 +70,7 @@ internal static class CpuElementwise
     private static void RunUnary<T, TOp>(Tensor x, Tensor y, TOp op) where T : unmanaged where TOp : struct, IUnaryOp<T>
     {
         var loop = new StridedLoop(y.Shape, y, x);
-        loop.Run(new UnaryKernel<T, TOp>(op, x.Data<T>(), y.Data<T>(), loop.InnerStride(1), loop.InnerStride(0)));
+        loop.Run(new UnaryKernel<T, TOp>(op, x.Elements<T>(), y.Elements<T>(), loop.InnerStride(1), loop.InnerStride(0)));
     }
 
     private readonly struct UnaryKernel<T, TOp>(TOp op, T[] x, T[] y, int sx, int sy) : IRowKernel
@@ -135,7 +135,7 @@ internal static class CpuElementwise
     private static void RunBinary<T, TOp>(Tensor a, Tensor b, Tensor y, TOp op) where T : unmanaged where TOp : struct, IBinaryOp<T>
     {
         var loop = new StridedLoop(y.Shape, y, a, b);
-        loop.Run(new BinaryKernel<T, TOp>(op, a.Data<T>(), b.Data<T>(), y.Data<T>(), loop.InnerStride(1), loop.InnerStride(2), loop.InnerStride(0)));
+        loop.Run(new BinaryKernel<T, TOp>(op, a.Elements<T>(), b.Elements<T>(), y.Elements<T>(), loop.InnerStride(1), loop.InnerStride(2), loop.InnerStride(0)));
     }
 
     private readonly struct BinaryKernel<T, TOp>(TOp op, T[] a, T[] b, T[] y, int sa, int sb, int sy) : IRowKernel
@@ -189,7 +189,7 @@ internal static class CpuElementwise
     private static void RunCompare<T, TOp>(Tensor a, Tensor b, Tensor y, TOp op) where T : unmanaged where TOp : struct, ICompareOp<T>
     {
         var loop = new StridedLoop(y.Shape, y, a, b);
-        loop.Run(new CompareKernel<T, TOp>(op, a.Data<T>(), b.Data<T>(), y.Data<byte>(), loop.InnerStride(1), loop.InnerStride(2), loop.InnerStride(0)));
+        loop.Run(new CompareKernel<T, TOp>(op, a.Elements<T>(), b.Elements<T>(), y.Elements<byte>(), loop.InnerStride(1), loop.InnerStride(2), loop.InnerStride(0)));
     }
 
     private readonly struct CompareKernel<T, TOp>(TOp op, T[] a, T[] b, byte[] y, int sa, int sb, int sy) : IRowKernel
@@ -227,7 +227,7 @@ internal static class CpuElementwise
     private static void WhereTyped<T>(Tensor cond, Tensor a, Tensor b, Tensor y) where T : unmanaged
     {
         var loop = new StridedLoop(y.Shape, y, cond, a, b);
-        loop.Run(new WhereKernel<T>(cond.Data<byte>(), a.Data<T>(), b.Data<T>(), y.Data<T>(),
+        loop.Run(new WhereKernel<T>(cond.Elements<byte>(), a.Elements<T>(), b.Elements<T>(), y.Elements<T>(),
             loop.InnerStride(1), loop.InnerStride(2), loop.InnerStride(3), loop.InnerStride(0)));
     }
 

@@ -68,7 +68,7 @@ internal static class CpuLoss
         });
         double total = 0;
         foreach (double p in partial) total += p;
-        lossT.Data<T>()[lossT.Offset] = T.CreateTruncating(count == 0 ? double.NaN : total / count);
+        lossT.Elements<T>()[lossT.Offset] = T.CreateTruncating(count == 0 ? double.NaN : total / count);
     }
 
     public static void CrossEntropyBackward(Tensor dloss, Tensor logits, Tensor targets, Tensor lse, Tensor dlogits, CrossEntropyAttrs a)
@@ -91,7 +91,7 @@ internal static class CpuLoss
         var x = NnKernels.Buf<T>(logitsT);
         var lse = NnKernels.Buf<T>(lseT);
         var dx = NnKernels.Buf<T>(dlogitsT);
-        T scale = dlossT.Data<T>()[dlossT.Offset] / T.CreateTruncating(Math.Max(count, 1));
+        T scale = dlossT.Elements<T>()[dlossT.Offset] / T.CreateTruncating(Math.Max(count, 1));
         NnKernels.For(n, 3L * c, (_, r0, r1) =>
         {
             for (int r = r0; r < r1; r++)

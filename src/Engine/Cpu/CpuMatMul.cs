@@ -63,7 +63,7 @@ internal static class CpuMatMul
     private static void Run<T>(Tensor a, Tensor b, Tensor c, int m, int n, int k) where T : unmanaged
     {
         int rank = c.Rank;
-        T[] aData = a.Data<T>(), bData = b.Data<T>(), cData = c.Data<T>();
+        T[] aData = a.Elements<T>(), bData = b.Elements<T>(), cData = c.Elements<T>();
         var aLayout = GemmLayout(m, k, a.Strides[^2], a.Strides[^1]);
         var bLayout = GemmLayout(k, n, b.Strides[^2], b.Strides[^1]);
         int batch = c.Numel / (m * n);

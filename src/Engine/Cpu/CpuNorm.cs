@@ -65,8 +65,8 @@ internal static class CpuNorm
         var y = NnKernels.Buf<T>(yt);
         var mean = NnKernels.Buf<T>(meant);
         var rstd = NnKernels.Buf<T>(rstdt);
-        T[]? w = wt.Numel > 0 ? wt.Span<T>().ToArray() : null; // (C)
-        T[]? b = bt.Numel > 0 ? bt.Span<T>().ToArray() : null; // (C)
+        T[]? w = wt.Numel > 0 ? wt.ElementSpan<T>().ToArray() : null; // (C)
+        T[]? b = bt.Numel > 0 ? bt.ElementSpan<T>().ToArray() : null; // (C)
         T n = T.CreateTruncating(c);
         NnKernels.For(rows, 5L * c, (_, r0, r1) =>
         {
@@ -116,7 +116,7 @@ internal static class CpuNorm
         var x = NnKernels.Buf<T>(xt);
         var y = NnKernels.Buf<T>(yt);
         var rstd = NnKernels.Buf<T>(rstdt);
-        T[]? w = wt.Numel > 0 ? wt.Span<T>().ToArray() : null; // (C)
+        T[]? w = wt.Numel > 0 ? wt.ElementSpan<T>().ToArray() : null; // (C)
         T n = T.CreateTruncating(c);
         NnKernels.For(rows, 3L * c, (_, r0, r1) =>
         {
@@ -160,7 +160,7 @@ internal static class CpuNorm
         var dx = NnKernels.Buf<T>(dxt);
         var rstd = NnKernels.Buf<T>(rstdt);
         (T[] Data, int Offset)? mean = meant is null ? null : NnKernels.Buf<T>(meant);
-        T[]? w = wt.Numel > 0 ? wt.Span<T>().ToArray() : null; // (C)
+        T[]? w = wt.Numel > 0 ? wt.ElementSpan<T>().ToArray() : null; // (C)
         bool wantDw = dwt.Numel > 0, wantDb = dbt is not null && dbt.Numel > 0;
         T n = T.CreateTruncating(c);
 
@@ -203,8 +203,8 @@ internal static class CpuNorm
                 if (wantDb) TensorPrimitives.Add(dbAcc, dyr, dbAcc);
             }
         });
-        if (wantDw) SumChunks(dwParts, chunks, dwt.Span<T>());
-        if (wantDb) SumChunks(dbParts, chunks, dbt!.Span<T>());
+        if (wantDw) SumChunks(dwParts, chunks, dwt.ElementSpan<T>());
+        if (wantDb) SumChunks(dbParts, chunks, dbt!.ElementSpan<T>());
     }
 
     /// <summary>dst = sum over chunks of parts[chunk] (chunk order, so deterministic).</summary>

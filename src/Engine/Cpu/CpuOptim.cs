@@ -40,7 +40,7 @@ internal static class CpuOptim
     private static void Step<T>(Tensor param, Tensor grad, Tensor m, Tensor v, AdamWAttrs a) where T : unmanaged, IFloatingPointIeee754<T>
     {
         var f = new AdamWFactors<T>(a);
-        T[] p = param.Data<T>(), g = grad.Data<T>(), ms = m.Data<T>(), vs = v.Data<T>();
+        T[] p = param.Elements<T>(), g = grad.Elements<T>(), ms = m.Elements<T>(), vs = v.Elements<T>();
         int po = param.Offset, go = grad.Offset, mo = m.Offset, vo = v.Offset;
         CpuParallel.For(param.Numel, 8, (start, end) =>
             Range(f, p.AsSpan(po + start, end - start), g.AsSpan(go + start, end - start),

@@ -27,12 +27,13 @@ internal static class CpuQuant
         {
             // Decode into float32 (dst itself when it is a contiguous F32 tensor), then cast as any copy does.
             var f32 = dst.DType == DType.F32 && dst.IsContiguous ? dst : Tensor.Empty(src.Shape);
-            Decode(src, f32.Span<float>());
+            Decode(src, f32.ElementSpan<float>());
             if (!ReferenceEquals(f32, dst)) CpuCopy.Copy(f32, dst);
             return;
         }
         var floats = src.DType == DType.F32 && src.IsContiguous ? src : Cast(src, DType.F32);
-        Encode(floats.Span<float>(), dst);
+        Encode(floats.ElementSpan<float>(), dst);
+        GC.KeepAlive(floats); // its array is in use until Encode returns (CpuArrayPool)
     }
 
     private static Tensor Cast(Tensor src, DType dtype)
@@ -44,7 +45,7 @@ internal static class CpuQuant
 
     /// <summary>The bytes of a contiguous block-format tensor.</summary>
     internal static Span<byte> Bytes(Tensor t) =>
-        t.Data<byte>().AsSpan((int)t.DType.ByteCount(t.Offset), (int)t.DType.ByteCount(t.Numel));
+        t.Elements<byte>().AsSpan((int)t.DType.ByteCount(t.Offset), (int)t.DType.ByteCount(t.Numel));
 
     internal static void RequireWholeBlocks(Tensor t, string op)
     {
@@ -57,7 +58,7 @@ internal static class CpuQuant
     private static void Decode(Tensor src, Span<float> dst)
     {
         var f = BlockFormats.Get(src.DType);
-        var bytes = src.Data<byte>();
+        var bytes = src.Elements<byte>();
         int byteOffset = (int)f.ByteCount(src.Offset), blocks = src.Numel / f.BlockSize;
         if (blocks == 0) return;
         unsafe
@@ -97,9 +98,9 @@ internal static class CpuQuant
         RequireWholeBlocks(w, "QMatMul");
         var f = BlockFormats.Get(w.DType);
         int n = w.Shape[0], k = w.Shape[1], m = x.Numel / Math.Max(k, 1);
-        var xs = x.Data<float>().AsMemory(x.Offset, m * k);
-        var ys = y.Data<float>().AsMemory(y.Offset, m * n);
-        var wb = w.Data<byte>().AsMemory((int)f.ByteCount(w.Offset), (int)f.ByteCount((long)n * k));
+        var xs = x.Elements<float>().AsMemory(x.Offset, m * k);
+        var ys = y.Elements<float>().AsMemory(y.Offset, m * n);
+        var wb = w.Elements<byte>().AsMemory((int)f.ByteCount(w.Offset), (int)f.ByteCount((long)n * k));
         Run(f, wb, n, k, xs, m, ys);
     }
 

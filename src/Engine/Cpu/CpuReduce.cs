@@ -50,7 +50,7 @@ internal static class CpuReduce
     {
         if (op is Op.Mean or Op.Var && !x.DType.IsFloat())
             throw new NotSupportedException($"{op} needs a floating-point tensor, got {x.Describe()}");
-        T[] xs = x.Data<T>();
+        T[] xs = x.Elements<T>();
         int yOff = y.Offset;
         bool columns = !l.ContiguousRows && l.KeptInnerStride == 1 && l.KeptInnerSize >= 16;
         switch (op)
@@ -58,7 +58,7 @@ internal static class CpuReduce
             case Op.Sum or Op.Mean:
                 {
                     double scale = op == Op.Mean ? 1.0 / l.Count : 1.0; // an empty mean is 0 * inf = NaN, as PyTorch
-                    T[] ys = y.Data<T>();
+                    T[] ys = y.Elements<T>();
                     if (columns && (typeof(T) == typeof(float) || typeof(T) == typeof(double)))
                     {
                         ColumnSum(xs, ys, yOff, l, scale);
@@ -79,7 +79,7 @@ internal static class CpuReduce
                 }
             case Op.Max or Op.Min:
                 {
-                    T[] ys = y.Data<T>();
+                    T[] ys = y.Elements<T>();
                     bool max = op == Op.Max;
                     if (columns)
                     {
@@ -99,7 +99,7 @@ internal static class CpuReduce
                 }
             case Op.Var:
                 {
-                    T[] ys = y.Data<T>();
+                    T[] ys = y.Elements<T>();
                     double divisor = Math.Max(0, l.Count - a.Correction); // n - correction, clamped at 0 as torch.var
                     CpuParallel.For(l.Outputs, 2L * l.Count, (start, end) =>
                     {
@@ -118,7 +118,7 @@ internal static class CpuReduce
                 }
             case Op.ArgMax:
                 {
-                    long[] ys = y.Data<long>();
+                    long[] ys = y.Elements<long>();
                     CpuParallel.For(l.Outputs, l.Count, (start, end) =>
                     {
                         for (int o = start; o < end; o++)

@@ -65,7 +65,7 @@ internal static class NnKernels
     }
 
     /// <summary>The contiguous elements of a CPU tensor as (array, offset): lambdas can capture these, unlike spans.</summary>
-    public static (T[] Data, int Offset) Buf<T>(Tensor t) where T : unmanaged => (t.Data<T>(), t.Offset);
+    public static (T[] Data, int Offset) Buf<T>(Tensor t) where T : unmanaged => (t.Elements<T>(), t.Offset);
 
     /// <summary>An I32 or I64 index tensor widened to long (index tensors are small next to the data they address).</summary>
     public static long[] ReadIndices(Tensor idx, string op)
@@ -74,11 +74,11 @@ internal static class NnKernels
         switch (idx.DType)
         {
             case DType.I32:
-                var i32 = idx.Span<int>();
+                var i32 = idx.ElementSpan<int>();
                 for (int i = 0; i < result.Length; i++) result[i] = i32[i];
                 break;
             case DType.I64:
-                idx.Span<long>().CopyTo(result);
+                idx.ElementSpan<long>().CopyTo(result);
                 break;
             default:
                 throw new ArgumentException($"{op}: index must be I32 or I64, got {idx.Describe()}");
