@@ -26,6 +26,7 @@ public static class MtApp
         root.Subcommands.Add(DemoCommand(output));
         root.Subcommands.Add(SelftestCommand.Create(output));
         root.Subcommands.Add(AttentionBenchCommand.Create(output));
+        root.Subcommands.Add(KernelsCommand.Create(output));
         // Bad input (a wrong option value, a missing or malformed file) ends with its message, not a
         // stack trace; anything else is a bug and keeps the runtime's full report.
         try

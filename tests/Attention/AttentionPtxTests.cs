@@ -1,6 +1,7 @@
 using System.Reflection;
 using ILGPU;
 using ManagedTensor.Gpu;
+using ManagedTensor.Gpu.Sass;
 using ManagedTensor.Tests.Gpu;
 using Xunit;
 
@@ -43,7 +44,7 @@ public class AttentionPtxTests
     {
         foreach (var arch in PtxCompiler.CiTargets)
         {
-            var (ok, log) = Ptxas.Assemble(Ptx(name, arch), arch);
+            var (ok, log) = CudaTools.Assemble(Ptx(name, arch), arch);
             Assert.True(ok, $"{name} for {arch}: {log}");
         }
     }
@@ -61,7 +62,7 @@ public class AttentionPtxTests
     {
         var arch = PtxCompiler.Sm90;
         var ptx = PtxCompiler.Compile(KernelMethods[name], arch, configure: b => GpuContextOptions.Apply(b).Optimize(OptimizationLevel.O2));
-        var (ok, log) = Ptxas.Assemble(ptx, arch);
+        var (ok, log) = CudaTools.Assemble(ptx, arch);
         Assert.True(ok, log);
         Assert.Contains("0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads", log);
     }

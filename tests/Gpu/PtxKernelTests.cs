@@ -1,4 +1,5 @@
 using ManagedTensor.Gpu;
+using ManagedTensor.Gpu.Sass;
 using Xunit;
 
 namespace ManagedTensor.Tests.Gpu;
@@ -56,7 +57,7 @@ public class PtxKernelTests
                 failures.Add($"{job.Spec.Name}: {job.Error}");
                 return;
             }
-            var (ok, log) = Ptxas.Assemble(job.Ptx, job.Arch);
+            var (ok, log) = CudaTools.Assemble(job.Ptx, job.Arch);
             if (!ok) failures.Add($"{job.Spec.Name} sm_{job.Arch.Major}{job.Arch.Minor}: {log}");
         });
         Assert.True(failures.IsEmpty, string.Join("\n", failures));

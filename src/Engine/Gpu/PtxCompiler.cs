@@ -31,6 +31,16 @@ public static class PtxCompiler
     /// <summary>PTX ISA 7.8 (CUDA 11.8): what Debian's ptxas 11.8 assembles; every driver since 520 JITs it.</summary>
     public static readonly CudaInstructionSet DefaultIsa = new(7, 8);
 
+    /// <summary>PTX ISA 8.0 (CUDA 12.0): the first with wgmma, TMA (cp.async.bulk.tensor) and sm_90a; ptxas 12.x assembles it.</summary>
+    public static readonly CudaInstructionSet HopperIsa = new(8, 0);
+
+    /// <summary>
+    /// PTX for sm_90 made arch-specific: <c>.target sm_90a</c>, which wgmma.mma_async, setmaxnreg and the
+    /// multicast TMA forms require. ILGPU 1.5.3 knows no "a" targets, so the compiled text is patched.
+    /// </summary>
+    public static string ToArchSpecific(string ptx) =>
+        System.Text.RegularExpressions.Regex.Replace(ptx, @"^\.target sm_90\b", ".target sm_90a", System.Text.RegularExpressions.RegexOptions.Multiline);
+
     /// <summary>
     /// The PTX of <paramref name="kernel"/> (a static method; generic ones must be closed with
     /// MakeGenericMethod). A first parameter of an ILGPU index type (Index1D, ...) makes it an implicitly

@@ -1,6 +1,7 @@
 using System.Reflection;
 using System.Text.RegularExpressions;
 using ManagedTensor.Gpu;
+using ManagedTensor.Gpu.Sass;
 using ManagedTensor.Gpu.Gemm;
 using Xunit;
 using Xunit.Abstractions;
@@ -64,7 +65,7 @@ public class GemmPtxTests(ITestOutputHelper output)
             {
                 var (kernel, ptx, error) = compiled[i];
                 Assert.True(ptx is not null, $"{PtxCompiler.Describe(kernel)}: {error}");
-                var (ok, log) = Ptxas.Assemble(ptx, arch);
+                var (ok, log) = CudaTools.Assemble(ptx, arch);
                 Assert.True(ok, $"{PtxCompiler.Describe(kernel)} sm_{arch.Major}{arch.Minor}: {log}");
                 var summary = Summary(log);
                 output.WriteLine($"{PtxCompiler.Describe(kernel)} sm_{arch.Major}{arch.Minor}: {summary}");

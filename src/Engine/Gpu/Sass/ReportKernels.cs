@@ -1,0 +1,37 @@
+using System.Reflection;
+using ManagedTensor.Gpu.Gemm;
+using ManagedTensor.Gpu.Kernels.Attention;
+
+namespace ManagedTensor.Gpu.Sass;
+
+/// <summary>The kernels the report covers: the GEMM ladder and the tensor-core GEMM, attention forward, backward and decode.</summary>
+public static class ReportKernels
+{
+    public static IEnumerable<ReportKernel> All()
+    {
+        static MethodInfo M(Type host, string name, params Type[] generic)
+        {
+            var m = host.GetMethod(name, BindingFlags.Public | BindingFlags.NonPublic | BindingFlags.Static)!;
+            return generic.Length == 0 ? m : m.MakeGenericMethod(generic);
+        }
+        yield return new("sgemm1 naive", "ladder", M(typeof(Sgemm1Naive), "Kernel"), 256);
+        yield return new("sgemm2 shared tiles", "ladder", M(typeof(Sgemm2SharedTiles), "Kernel"), 256);
+        yield return new("sgemm3 register-blocked NN", "gemm", M(typeof(Sgemm3RegisterBlocked), "Kernel", typeof(KInner), typeof(MnInner)), 256);
+        yield return new("sgemm4 vectorized NN", "ladder", M(typeof(Sgemm4Vectorized), "Kernel", typeof(KInner), typeof(MnInner)), 256);
+        yield return new("sgemm5 warp-tiled NN", "gemm", M(typeof(Sgemm5WarpTiled), "Kernel", typeof(KInner), typeof(MnInner)), 256);
+        yield return new("sgemm5 warp-tiled NT", "gemm", M(typeof(Sgemm5WarpTiled), "Kernel", typeof(KInner), typeof(KInner)), 256);
+        yield return new("hgemm mma bf16 NN", "gemm", M(typeof(HgemmMma), "Kernel", typeof(Bf16), typeof(KInner), typeof(MnInner)), 256, MaxPerMma: 4);
+        yield return new("hgemm mma bf16 NT", "gemm", M(typeof(HgemmMma), "Kernel", typeof(Bf16), typeof(KInner), typeof(KInner)), 256, MaxPerMma: 4);
+        yield return new("hgemm mma bf16 TN", "gemm", M(typeof(HgemmMma), "Kernel", typeof(Bf16), typeof(MnInner), typeof(MnInner)), 256, MaxPerMma: 4);
+        yield return new("hgemm mma f16 NT", "gemm", M(typeof(HgemmMma), "Kernel", typeof(F16), typeof(KInner), typeof(KInner)), 256, MaxPerMma: 4);
+        var bf16Mma = typeof(TensorCoreMath<BF16Element>);
+        yield return new("attention fwd mma bf16", "attention", M(typeof(AttentionMmaKernels), "Forward", typeof(BF16Element), bf16Mma), 128, MaxPerMma: 8);
+        yield return new("attention bwd dk/dv mma bf16", "attention", M(typeof(AttentionMmaBackwardKernels), "BackwardDkDv", typeof(BF16Element), bf16Mma), 128);
+        yield return new("attention bwd dq mma bf16", "attention", M(typeof(AttentionMmaBackwardKernels), "BackwardDq", typeof(BF16Element), bf16Mma), 128);
+        yield return new("attention fwd simt bf16", "attention", M(typeof(AttentionSimtKernels), "Forward", typeof(ushort), typeof(BF16Element)), AttentionSimtKernels.GroupSize);
+        yield return new("attention bwd dq simt bf16", "attention", M(typeof(AttentionSimtKernels), "BackwardDq", typeof(ushort), typeof(BF16Element)), AttentionSimtKernels.GroupSize);
+        yield return new("attention bwd dk/dv simt bf16", "attention", M(typeof(AttentionSimtKernels), "BackwardDkDv", typeof(ushort), typeof(BF16Element)), AttentionSimtKernels.GroupSize);
+        yield return new("attention decode bf16", "decode", M(typeof(AttentionDecodeKernels), "Split", typeof(ushort), typeof(BF16Element)), AttentionDecodeKernels.GroupSize);
+        yield return new("attention decode f32", "decode", M(typeof(AttentionDecodeKernels), "Split", typeof(float), typeof(F32Element)), AttentionDecodeKernels.GroupSize);
+    }
+}
