@@ -3,6 +3,7 @@ using System.Reflection;
 using ILGPU;
 using ILGPU.Runtime;
 using ManagedTensor.Gpu.Kernels.Attention;
+using ManagedTensor.Gpu.Kernels;
 
 namespace ManagedTensor.Gpu;
 
@@ -76,24 +77,24 @@ public sealed class GpuAttention(Accelerator accelerator) : IDisposable
         Check(dtype, p, path);
         switch (path)
         {
-            case AttentionPath.Mma when dtype == DType.BF16 && TensorCores: ForwardMma<BF16Element, TensorCoreMath<BF16Element>>(q, k, v, o, lse, p); break;
-            case AttentionPath.Mma when dtype == DType.BF16: ForwardMma<BF16Element, PlainMath<BF16Element>>(q, k, v, o, lse, p); break;
-            case AttentionPath.Mma when TensorCores: ForwardMma<F16Element, TensorCoreMath<F16Element>>(q, k, v, o, lse, p); break;
-            case AttentionPath.Mma: ForwardMma<F16Element, PlainMath<F16Element>>(q, k, v, o, lse, p); break;
+            case AttentionPath.Mma when dtype == DType.BF16 && TensorCores: ForwardMma<BF16AsFloat, TensorCoreMath<BF16AsFloat>>(q, k, v, o, lse, p); break;
+            case AttentionPath.Mma when dtype == DType.BF16: ForwardMma<BF16AsFloat, PlainMath<BF16AsFloat>>(q, k, v, o, lse, p); break;
+            case AttentionPath.Mma when TensorCores: ForwardMma<F16AsFloat, TensorCoreMath<F16AsFloat>>(q, k, v, o, lse, p); break;
+            case AttentionPath.Mma: ForwardMma<F16AsFloat, PlainMath<F16AsFloat>>(q, k, v, o, lse, p); break;
             case AttentionPath.Decode:
                 switch (dtype)
                 {
-                    case DType.F32: Decode<float, F32Element>(q, k, v, o, lse, p, decodeSplits, workspace); break;
-                    case DType.BF16: Decode<ushort, BF16Element>(q, k, v, o, lse, p, decodeSplits, workspace); break;
-                    default: Decode<ushort, F16Element>(q, k, v, o, lse, p, decodeSplits, workspace); break;
+                    case DType.F32: Decode<float, Same<float>>(q, k, v, o, lse, p, decodeSplits, workspace); break;
+                    case DType.BF16: Decode<ushort, BF16AsFloat>(q, k, v, o, lse, p, decodeSplits, workspace); break;
+                    default: Decode<ushort, F16AsFloat>(q, k, v, o, lse, p, decodeSplits, workspace); break;
                 }
                 break;
             default:
                 switch (dtype)
                 {
-                    case DType.F32: ForwardSimt<float, F32Element>(q, k, v, o, lse, p); break;
-                    case DType.BF16: ForwardSimt<ushort, BF16Element>(q, k, v, o, lse, p); break;
-                    default: ForwardSimt<ushort, F16Element>(q, k, v, o, lse, p); break;
+                    case DType.F32: ForwardSimt<float, Same<float>>(q, k, v, o, lse, p); break;
+                    case DType.BF16: ForwardSimt<ushort, BF16AsFloat>(q, k, v, o, lse, p); break;
+                    default: ForwardSimt<ushort, F16AsFloat>(q, k, v, o, lse, p); break;
                 }
                 break;
         }
@@ -114,18 +115,18 @@ public sealed class GpuAttention(Accelerator accelerator) : IDisposable
         {
             switch (dtype)
             {
-                case DType.BF16 when TensorCores: BackwardMma<BF16Element, TensorCoreMath<BF16Element>>(dout, q, k, v, o, lse, dq, dk, dv, delta, p); break;
-                case DType.BF16: BackwardMma<BF16Element, PlainMath<BF16Element>>(dout, q, k, v, o, lse, dq, dk, dv, delta, p); break;
-                case DType.F16 when TensorCores: BackwardMma<F16Element, TensorCoreMath<F16Element>>(dout, q, k, v, o, lse, dq, dk, dv, delta, p); break;
-                default: BackwardMma<F16Element, PlainMath<F16Element>>(dout, q, k, v, o, lse, dq, dk, dv, delta, p); break;
+                case DType.BF16 when TensorCores: BackwardMma<BF16AsFloat, TensorCoreMath<BF16AsFloat>>(dout, q, k, v, o, lse, dq, dk, dv, delta, p); break;
+                case DType.BF16: BackwardMma<BF16AsFloat, PlainMath<BF16AsFloat>>(dout, q, k, v, o, lse, dq, dk, dv, delta, p); break;
+                case DType.F16 when TensorCores: BackwardMma<F16AsFloat, TensorCoreMath<F16AsFloat>>(dout, q, k, v, o, lse, dq, dk, dv, delta, p); break;
+                default: BackwardMma<F16AsFloat, PlainMath<F16AsFloat>>(dout, q, k, v, o, lse, dq, dk, dv, delta, p); break;
             }
             return;
         }
         switch (dtype)
         {
-            case DType.F32: BackwardSimt<float, F32Element>(dout, q, k, v, o, lse, dq, dk, dv, delta, p); break;
-            case DType.BF16: BackwardSimt<ushort, BF16Element>(dout, q, k, v, o, lse, dq, dk, dv, delta, p); break;
-            default: BackwardSimt<ushort, F16Element>(dout, q, k, v, o, lse, dq, dk, dv, delta, p); break;
+            case DType.F32: BackwardSimt<float, Same<float>>(dout, q, k, v, o, lse, dq, dk, dv, delta, p); break;
+            case DType.BF16: BackwardSimt<ushort, BF16AsFloat>(dout, q, k, v, o, lse, dq, dk, dv, delta, p); break;
+            default: BackwardSimt<ushort, F16AsFloat>(dout, q, k, v, o, lse, dq, dk, dv, delta, p); break;
         }
     }
 
@@ -148,7 +149,7 @@ public sealed class GpuAttention(Accelerator accelerator) : IDisposable
     // ---- launchers ----
 
     private void ForwardSimt<TS, TE>(ArrayView<byte> q, ArrayView<byte> k, ArrayView<byte> v, ArrayView<byte> o, ArrayView<float> lse, AttentionParams p)
-        where TS : unmanaged where TE : struct, IElement<TS>
+        where TS : unmanaged where TE : struct, IElement<TS, float>
     {
         var kernel = Kernel<Action<KernelConfig, ArrayView<TS>, ArrayView<TS>, ArrayView<TS>, ArrayView<TS>, ArrayView<float>, AttentionParams>>(
             $"attention_forward_simt_{typeof(TE).Name}", () => accelerator.LoadStreamKernel<ArrayView<TS>, ArrayView<TS>, ArrayView<TS>, ArrayView<TS>, ArrayView<float>, AttentionParams>(AttentionSimtKernels.Forward<TS, TE>));
@@ -160,7 +161,7 @@ public sealed class GpuAttention(Accelerator accelerator) : IDisposable
     private bool TensorCores => accelerator.AcceleratorType == AcceleratorType.Cuda;
 
     private void ForwardMma<TE, TM>(ArrayView<byte> q, ArrayView<byte> k, ArrayView<byte> v, ArrayView<byte> o, ArrayView<float> lse, AttentionParams p)
-        where TE : struct, IMmaElement where TM : struct, IMmaMath<TE>
+        where TE : struct, IHalfFormat where TM : struct, IMmaMath<TE>
     {
         var kernel = Kernel<Action<KernelConfig, ArrayView<ushort>, ArrayView<ushort>, ArrayView<ushort>, ArrayView<ushort>, ArrayView<float>, AttentionParams>>(
             $"attention_forward_mma_{typeof(TE).Name}_{typeof(TM).Name}", () => accelerator.LoadStreamKernel<ArrayView<ushort>, ArrayView<ushort>, ArrayView<ushort>, ArrayView<ushort>, ArrayView<float>, AttentionParams>(AttentionMmaKernels.Forward<TE, TM>));
@@ -170,7 +171,7 @@ public sealed class GpuAttention(Accelerator accelerator) : IDisposable
 
     private void Decode<TS, TE>(ArrayView<byte> q, ArrayView<byte> k, ArrayView<byte> v, ArrayView<byte> o, ArrayView<float> lse, AttentionParams p,
         int splits, ArrayView<float> workspace)
-        where TS : unmanaged where TE : struct, IElement<TS>
+        where TS : unmanaged where TE : struct, IElement<TS, float>
     {
         int heads = p.B * p.H;
         if (splits <= 0) splits = DecodeSplits(p);
@@ -189,7 +190,7 @@ public sealed class GpuAttention(Accelerator accelerator) : IDisposable
 
     private void BackwardSimt<TS, TE>(ArrayView<byte> dout, ArrayView<byte> q, ArrayView<byte> k, ArrayView<byte> v, ArrayView<byte> o,
         ArrayView<float> lse, ArrayView<byte> dq, ArrayView<byte> dk, ArrayView<byte> dv, ArrayView<float> delta, AttentionParams p)
-        where TS : unmanaged where TE : struct, IElement<TS>
+        where TS : unmanaged where TE : struct, IElement<TS, float>
     {
         Delta<TS, TE>(dout, o, delta, p);
 
@@ -208,7 +209,7 @@ public sealed class GpuAttention(Accelerator accelerator) : IDisposable
 
     private void BackwardMma<TE, TM>(ArrayView<byte> dout, ArrayView<byte> q, ArrayView<byte> k, ArrayView<byte> v, ArrayView<byte> o,
         ArrayView<float> lse, ArrayView<byte> dq, ArrayView<byte> dk, ArrayView<byte> dv, ArrayView<float> delta, AttentionParams p)
-        where TE : struct, IMmaElement where TM : struct, IMmaMath<TE>
+        where TE : struct, IHalfFormat where TM : struct, IMmaMath<TE>
     {
         Delta<ushort, TE>(dout, o, delta, p);
         int threads = MmaThreads; // 16 keys (dk/dv) or query rows (dq) per warp
@@ -224,7 +225,7 @@ public sealed class GpuAttention(Accelerator accelerator) : IDisposable
     }
 
     private void Delta<TS, TE>(ArrayView<byte> dout, ArrayView<byte> o, ArrayView<float> delta, AttentionParams p)
-        where TS : unmanaged where TE : struct, IElement<TS>
+        where TS : unmanaged where TE : struct, IElement<TS, float>
     {
         var deltaKernel = Kernel<Action<Index1D, ArrayView<TS>, ArrayView<TS>, ArrayView<float>, int>>(
             $"attention_delta_{typeof(TE).Name}", () => accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<TS>, ArrayView<TS>, ArrayView<float>, int>(AttentionSimtKernels.Delta<TS, TE>));
@@ -239,7 +240,7 @@ public sealed class GpuAttention(Accelerator accelerator) : IDisposable
         static MethodInfo Closed(Type type, string name, params Type[] args) => type.GetMethod(name)!.MakeGenericMethod(args);
         var elements = new (string Name, Type Storage, Type Element)[]
         {
-            ("F32", typeof(float), typeof(F32Element)), ("BF16", typeof(ushort), typeof(BF16Element)), ("F16", typeof(ushort), typeof(F16Element)),
+            ("F32", typeof(float), typeof(Same<float>)), ("BF16", typeof(ushort), typeof(BF16AsFloat)), ("F16", typeof(ushort), typeof(F16AsFloat)),
         };
         foreach (var (name, ts, te) in elements)
         {

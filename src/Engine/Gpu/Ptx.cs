@@ -3,7 +3,7 @@ using ILGPU.IR.Intrinsics;
 namespace ManagedTensor.Gpu;
 
 /// <summary>Four floats; as a field of a view element or a local, ILGPU moves it with one 128-bit access (ld.v4.f32) where it can prove 16-byte alignment.</summary>
-public struct Float4
+internal struct Float4
 {
     public float X, Y, Z, W;
 
@@ -11,13 +11,13 @@ public struct Float4
 }
 
 /// <summary>Four 32-bit registers (an mma A fragment, an ldmatrix.x4 result).</summary>
-public struct U32x4
+internal struct U32x4
 {
     public uint X, Y, Z, W;
 }
 
 /// <summary>Two 32-bit registers (an mma B fragment).</summary>
-public struct U32x2
+internal struct U32x2
 {
     public uint X, Y;
 }
@@ -27,7 +27,7 @@ public struct U32x2
 /// them: every call site is guarded by <c>CudaAsm.IsSupported</c> and has a plain C# path for the CPU
 /// accelerator (see WarpMma for the emulation of the tensor-core ones).
 /// </summary>
-public static class Ptx
+internal static class Ptx
 {
     private static NotSupportedException PtxOnly() => new("this PTX instruction runs on the CUDA accelerator only; guard the call with CudaAsm.IsSupported");
 
@@ -52,6 +52,14 @@ public static class Ptx
     /// <summary>As <see cref="MmaBf16"/> with fp16 inputs.</summary>
     [IntrinsicImplementation, Ptx("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%10, %11, %12, %13};")]
     public static Float4 MmaF16(U32x4 a, U32x2 b, Float4 c) => throw PtxOnly();
+
+    /// <summary>Two floats to a packed bf16 pair, round to nearest even; the FIRST source fills the upper half.</summary>
+    [IntrinsicImplementation, Ptx("cvt.rn.bf16x2.f32 %0, %1, %2;")]
+    public static uint PackBf16x2(float hi, float lo) => throw PtxOnly();
+
+    /// <summary>Two floats to a packed fp16 pair, round to nearest even; the FIRST source fills the upper half.</summary>
+    [IntrinsicImplementation, Ptx("cvt.rn.f16x2.f32 %0, %1, %2;")]
+    public static uint PackF16x2(float hi, float lo) => throw PtxOnly();
 
     /// <summary>tanh with a relative error near 2^-11 (sm_75+), one instruction.</summary>
     [IntrinsicImplementation, Ptx("tanh.approx.f32 %0, %1;")]

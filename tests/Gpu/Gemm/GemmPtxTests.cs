@@ -5,6 +5,7 @@ using ManagedTensor.Gpu.Sass;
 using ManagedTensor.Gpu.Gemm;
 using Xunit;
 using Xunit.Abstractions;
+using ManagedTensor.Gpu.Kernels;
 
 namespace ManagedTensor.Tests.Gpu.Gemm;
 
@@ -25,9 +26,9 @@ public class GemmPtxTests(ITestOutputHelper output)
         {
             yield return (Method(typeof(Sgemm3RegisterBlocked), a, b), false);
             yield return (Method(typeof(Sgemm5WarpTiled), a, b), true);
-            yield return (Method(typeof(HgemmMma), typeof(Bf16), a, b), true);
+            yield return (Method(typeof(HgemmMma), typeof(BF16AsFloat), a, b), true);
         }
-        yield return (Method(typeof(HgemmMma), typeof(F16), typeof(KInner), typeof(KInner)), true);
+        yield return (Method(typeof(HgemmMma), typeof(F16AsFloat), typeof(KInner), typeof(KInner)), true);
     }
 
     public static IEnumerable<(Type, Type)> LayoutPairs() =>

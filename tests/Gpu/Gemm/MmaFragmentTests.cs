@@ -3,6 +3,7 @@ using ILGPU.Runtime;
 using ManagedTensor.Gpu;
 using ManagedTensor.Gpu.Gemm;
 using Xunit;
+using ManagedTensor.Gpu.Kernels;
 
 namespace ManagedTensor.Tests.Gpu.Gemm;
 
@@ -77,7 +78,7 @@ public class MmaFragmentTests(GpuFixture gpu) : IClassFixture<GpuFixture>
     {
         // NN reads A with ldmatrix and B with ldmatrix.trans; TT the other way round: together every fragment path.
         // (Each emulated mma is 32 shuffles, each a barrier of 32 OS threads on the CPU accelerator: kept to two runs.)
-        Run<Bf16, KInner, MnInner>(false, false, DType.BF16);
-        Run<F16, MnInner, KInner>(true, true, DType.F16);
+        Run<BF16AsFloat, KInner, MnInner>(false, false, DType.BF16);
+        Run<F16AsFloat, MnInner, KInner>(true, true, DType.F16);
     }
 }

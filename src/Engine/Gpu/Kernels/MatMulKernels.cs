@@ -6,7 +6,7 @@ using ILGPU.Runtime;
 namespace ManagedTensor.Gpu.Kernels;
 
 /// <summary>Sizes and strides of a batched matmul, passed to the kernel by value.</summary>
-public struct MatMulGeometry
+internal struct MatMulGeometry
 {
     public int M, N, K;
     public int Tile, TilesM, TilesN, Batch;

@@ -1,6 +1,7 @@
 using System.Reflection;
 using ManagedTensor.Gpu.Gemm;
 using ManagedTensor.Gpu.Kernels.Attention;
+using ManagedTensor.Gpu.Kernels;
 
 namespace ManagedTensor.Gpu.Sass;
 
@@ -20,18 +21,18 @@ public static class ReportKernels
         yield return new("sgemm4 vectorized NN", "ladder", M(typeof(Sgemm4Vectorized), "Kernel", typeof(KInner), typeof(MnInner)), 256);
         yield return new("sgemm5 warp-tiled NN", "gemm", M(typeof(Sgemm5WarpTiled), "Kernel", typeof(KInner), typeof(MnInner)), 256);
         yield return new("sgemm5 warp-tiled NT", "gemm", M(typeof(Sgemm5WarpTiled), "Kernel", typeof(KInner), typeof(KInner)), 256);
-        yield return new("hgemm mma bf16 NN", "gemm", M(typeof(HgemmMma), "Kernel", typeof(Bf16), typeof(KInner), typeof(MnInner)), 256, MaxPerMma: 4);
-        yield return new("hgemm mma bf16 NT", "gemm", M(typeof(HgemmMma), "Kernel", typeof(Bf16), typeof(KInner), typeof(KInner)), 256, MaxPerMma: 4);
-        yield return new("hgemm mma bf16 TN", "gemm", M(typeof(HgemmMma), "Kernel", typeof(Bf16), typeof(MnInner), typeof(MnInner)), 256, MaxPerMma: 4);
-        yield return new("hgemm mma f16 NT", "gemm", M(typeof(HgemmMma), "Kernel", typeof(F16), typeof(KInner), typeof(KInner)), 256, MaxPerMma: 4);
-        var bf16Mma = typeof(TensorCoreMath<BF16Element>);
-        yield return new("attention fwd mma bf16", "attention", M(typeof(AttentionMmaKernels), "Forward", typeof(BF16Element), bf16Mma), 128, MaxPerMma: 8);
-        yield return new("attention bwd dk/dv mma bf16", "attention", M(typeof(AttentionMmaBackwardKernels), "BackwardDkDv", typeof(BF16Element), bf16Mma), 128);
-        yield return new("attention bwd dq mma bf16", "attention", M(typeof(AttentionMmaBackwardKernels), "BackwardDq", typeof(BF16Element), bf16Mma), 128);
-        yield return new("attention fwd simt bf16", "attention", M(typeof(AttentionSimtKernels), "Forward", typeof(ushort), typeof(BF16Element)), AttentionSimtKernels.GroupSize);
-        yield return new("attention bwd dq simt bf16", "attention", M(typeof(AttentionSimtKernels), "BackwardDq", typeof(ushort), typeof(BF16Element)), AttentionSimtKernels.GroupSize);
-        yield return new("attention bwd dk/dv simt bf16", "attention", M(typeof(AttentionSimtKernels), "BackwardDkDv", typeof(ushort), typeof(BF16Element)), AttentionSimtKernels.GroupSize);
-        yield return new("attention decode bf16", "decode", M(typeof(AttentionDecodeKernels), "Split", typeof(ushort), typeof(BF16Element)), AttentionDecodeKernels.GroupSize);
-        yield return new("attention decode f32", "decode", M(typeof(AttentionDecodeKernels), "Split", typeof(float), typeof(F32Element)), AttentionDecodeKernels.GroupSize);
+        yield return new("hgemm mma bf16 NN", "gemm", M(typeof(HgemmMma), "Kernel", typeof(BF16AsFloat), typeof(KInner), typeof(MnInner)), 256, MaxPerMma: 4);
+        yield return new("hgemm mma bf16 NT", "gemm", M(typeof(HgemmMma), "Kernel", typeof(BF16AsFloat), typeof(KInner), typeof(KInner)), 256, MaxPerMma: 4);
+        yield return new("hgemm mma bf16 TN", "gemm", M(typeof(HgemmMma), "Kernel", typeof(BF16AsFloat), typeof(MnInner), typeof(MnInner)), 256, MaxPerMma: 4);
+        yield return new("hgemm mma f16 NT", "gemm", M(typeof(HgemmMma), "Kernel", typeof(F16AsFloat), typeof(KInner), typeof(KInner)), 256, MaxPerMma: 4);
+        var bf16Mma = typeof(TensorCoreMath<BF16AsFloat>);
+        yield return new("attention fwd mma bf16", "attention", M(typeof(AttentionMmaKernels), "Forward", typeof(BF16AsFloat), bf16Mma), 128, MaxPerMma: 8);
+        yield return new("attention bwd dk/dv mma bf16", "attention", M(typeof(AttentionMmaBackwardKernels), "BackwardDkDv", typeof(BF16AsFloat), bf16Mma), 128);
+        yield return new("attention bwd dq mma bf16", "attention", M(typeof(AttentionMmaBackwardKernels), "BackwardDq", typeof(BF16AsFloat), bf16Mma), 128);
+        yield return new("attention fwd simt bf16", "attention", M(typeof(AttentionSimtKernels), "Forward", typeof(ushort), typeof(BF16AsFloat)), AttentionSimtKernels.GroupSize);
+        yield return new("attention bwd dq simt bf16", "attention", M(typeof(AttentionSimtKernels), "BackwardDq", typeof(ushort), typeof(BF16AsFloat)), AttentionSimtKernels.GroupSize);
+        yield return new("attention bwd dk/dv simt bf16", "attention", M(typeof(AttentionSimtKernels), "BackwardDkDv", typeof(ushort), typeof(BF16AsFloat)), AttentionSimtKernels.GroupSize);
+        yield return new("attention decode bf16", "decode", M(typeof(AttentionDecodeKernels), "Split", typeof(ushort), typeof(BF16AsFloat)), AttentionDecodeKernels.GroupSize);
+        yield return new("attention decode f32", "decode", M(typeof(AttentionDecodeKernels), "Split", typeof(float), typeof(Same<float>)), AttentionDecodeKernels.GroupSize);
     }
 }

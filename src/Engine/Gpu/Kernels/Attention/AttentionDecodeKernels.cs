@@ -1,5 +1,6 @@
 using ILGPU;
 using ILGPU.Algorithms;
+using ManagedTensor.Gpu.Kernels;
 
 namespace ManagedTensor.Gpu.Kernels.Attention;
 
@@ -14,7 +15,7 @@ namespace ManagedTensor.Gpu.Kernels.Attention;
 /// split the head dim, the dot product is a warp sum, and every lane keeps the running softmax state.
 /// Workspace: splits x B H x (D + 2) floats.
 /// </summary>
-public static class AttentionDecodeKernels
+internal static class AttentionDecodeKernels
 {
     public const int GroupSize = 128;
     private const int MaxWarps = GroupSize / 32;
@@ -25,7 +26,7 @@ public static class AttentionDecodeKernels
     /// <summary>Grid (splits, B H). partialO (splits B H, D), partialM and partialL (splits B H), index bh * splits + split.</summary>
     public static void Split<TS, TE>(ArrayView<TS> q, ArrayView<TS> k, ArrayView<TS> v,
         ArrayView<float> partialO, ArrayView<float> partialM, ArrayView<float> partialL, int splits, AttentionParams p)
-        where TS : unmanaged where TE : struct, IElement<TS>
+        where TS : unmanaged where TE : struct, IElement<TS, float>
     {
         int tid = Group.IdxX, threads = Group.DimX, split = Grid.IdxX, bh = Grid.IdxY;
         int lane = tid & 31, warp = tid >> 5, warps = threads >> 5;
@@ -40,7 +41,7 @@ public static class AttentionDecodeKernels
         int chunk = (end + splits - 1) / splits;
         int c0 = split * chunk, c1 = XMath.Min(end, c0 + chunk);
         long kvBase = (long)p.KvHead(bh) * p.S * d;
-        for (int c = tid; c < d; c += threads) qs[c] = e.ToFloat(q[(long)bh * d + c]) * p.Scale;
+        for (int c = tid; c < d; c += threads) qs[c] = e.Load(q[(long)bh * d + c]) * p.Scale;
         for (int u = 0; u < perLane; u++) acc[u] = 0f;
         Group.Barrier();
         float m = float.NegativeInfinity, l = 0f;
@@ -51,7 +52,7 @@ public static class AttentionDecodeKernels
             for (int u = 0; u < perLane; u++)
             {
                 int c = lane + 32 * u;
-                if (c < d) part += qs[c] * e.ToFloat(k[kRow + c]);
+                if (c < d) part += qs[c] * e.Load(k[kRow + c]);
             }
             float s = WarpSum(part);
             float mNew = XMath.Max(m, s);
@@ -63,7 +64,7 @@ public static class AttentionDecodeKernels
             for (int u = 0; u < perLane; u++)
             {
                 int c = lane + 32 * u;
-                acc[u] = acc[u] * correction + (c < d ? w * e.ToFloat(v[kRow + c]) : 0f);
+                acc[u] = acc[u] * correction + (c < d ? w * e.Load(v[kRow + c]) : 0f);
             }
         }
         for (int u = 0; u < perLane; u++)
@@ -101,7 +102,7 @@ public static class AttentionDecodeKernels
     /// <summary>Implicitly grouped over B H D: out[bh, c] and, for c = 0, lse[bh] from the partials.</summary>
     public static void Merge<TS, TE>(Index1D index, ArrayView<float> partialO, ArrayView<float> partialM, ArrayView<float> partialL,
         ArrayView<TS> o, ArrayView<float> lse, int splits, int d)
-        where TS : unmanaged where TE : struct, IElement<TS>
+        where TS : unmanaged where TE : struct, IElement<TS, float>
     {
         TE e = default;
         int bh = index.X / d, c = index.X % d;
@@ -117,7 +118,7 @@ public static class AttentionDecodeKernels
             sum += partialL[first + s] * f;
             acc += partialO[(first + s) * d + c] * f;
         }
-        o[index] = e.FromFloat(acc / sum);
+        o[index] = e.Store(acc / sum);
         if (c == 0) lse[bh] = big + XMath.Log(sum);
     }
 

@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using ILGPU;
 using ILGPU.Algorithms;
+using ManagedTensor.Gpu.Kernels;
 
 namespace ManagedTensor.Gpu.Kernels.Attention;
 
@@ -21,7 +22,7 @@ namespace ManagedTensor.Gpu.Kernels.Attention;
 /// The plain path (CPU accelerator) hands P'^T / dS^T / dS over through shared buffers that are free
 /// at that point (Q and dO, or V), between barriers.
 /// </summary>
-public static class AttentionMmaBackwardKernels
+internal static class AttentionMmaBackwardKernels
 {
     private const int TileWords = 2048; // 64 x 64 16-bit values
     private const int RowPairs = 32;    // D = 64
@@ -31,7 +32,7 @@ public static class AttentionMmaBackwardKernels
     /// <summary>Grid (ceil(S / (16 warps)), B Hkv); dk, dv of the group's keys.</summary>
     public static void BackwardDkDv<TE, TM>(ArrayView<ushort> q, ArrayView<ushort> k, ArrayView<ushort> v, ArrayView<ushort> dout,
         ArrayView<float> lse, ArrayView<float> delta, ArrayView<ushort> dk, ArrayView<ushort> dv, AttentionParams p)
-        where TE : struct, IMmaElement where TM : struct, IMmaMath<TE>
+        where TE : struct, IHalfFormat where TM : struct, IMmaMath<TE>
     {
         int tid = Group.IdxX, threads = Group.DimX, tile = Grid.IdxX, kvh = Grid.IdxY;
         int lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
@@ -109,7 +110,7 @@ public static class AttentionMmaBackwardKernels
     /// <summary>Grid (ceil(T / (16 warps)), B H); dq of the group's query rows.</summary>
     public static void BackwardDq<TE, TM>(ArrayView<ushort> q, ArrayView<ushort> k, ArrayView<ushort> v, ArrayView<ushort> dout,
         ArrayView<float> lse, ArrayView<float> delta, ArrayView<ushort> dq, AttentionParams p)
-        where TE : struct, IMmaElement where TM : struct, IMmaMath<TE>
+        where TE : struct, IHalfFormat where TM : struct, IMmaMath<TE>
     {
         int tid = Group.IdxX, threads = Group.DimX, tile = Grid.IdxX, bh = Grid.IdxY;
         int lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;

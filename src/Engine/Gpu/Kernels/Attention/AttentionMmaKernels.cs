@@ -1,5 +1,6 @@
 using ILGPU;
 using ILGPU.Algorithms;
+using ManagedTensor.Gpu.Kernels;
 
 namespace ManagedTensor.Gpu.Kernels.Attention;
 
@@ -24,7 +25,7 @@ namespace ManagedTensor.Gpu.Kernels.Attention;
 /// Launch: groups of 32 x warps threads (<see cref="GroupSize"/> = 4 warps on a GPU; ILGPU's CPU
 /// accelerator may allow fewer), grid (ceil(T / (16 warps)), B H).
 /// </summary>
-public static class AttentionMmaKernels
+internal static class AttentionMmaKernels
 {
     public const int GroupSize = 128;
     public const int MaxBlockQ = 64;   // 4 warps x 16 rows
@@ -37,7 +38,7 @@ public static class AttentionMmaKernels
     public static bool Supports(int d) => d == 64 || d == 128;
 
     public static void Forward<TE, TM>(ArrayView<ushort> q, ArrayView<ushort> k, ArrayView<ushort> v, ArrayView<ushort> o, ArrayView<float> lse, AttentionParams p)
-        where TE : struct, IMmaElement where TM : struct, IMmaMath<TE>
+        where TE : struct, IHalfFormat where TM : struct, IMmaMath<TE>
     {
         int tid = Group.IdxX, threads = Group.DimX, tile = Grid.IdxX, bh = Grid.IdxY;
         int lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;

@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using ILGPU;
 using ILGPU.Algorithms;
+using ManagedTensor.Gpu.Kernels;
 
 namespace ManagedTensor.Gpu.Kernels.Attention;
 
@@ -11,7 +12,7 @@ namespace ManagedTensor.Gpu.Kernels.Attention;
 /// CudaAsm.IsSupported test inside them: ILGPU emits both sides of that test into the PTX (ptxas drops
 /// the dead one), which made these kernels 0.5-2 MB of PTX; this way each kernel holds only its path.
 /// </summary>
-public interface IMmaMath<TE> where TE : struct, IMmaElement
+internal interface IMmaMath<TE> where TE : struct, IHalfFormat
 {
     /// <summary>S (16 x 64) = A (rows warpRow and warpRow + 8 of aSm) B^T (64 rows of bSm), over D.</summary>
     Frags8 Product(ArrayView<uint> aSm, ArrayView<uint> bSm, int warpRow, int g, int t, int d);
@@ -29,11 +30,11 @@ public interface IMmaMath<TE> where TE : struct, IMmaElement
     uint Pack(float lo, float hi);
 }
 
-public readonly struct TensorCoreMath<TE> : IMmaMath<TE> where TE : struct, IMmaElement
+internal readonly struct TensorCoreMath<TE> : IMmaMath<TE> where TE : struct, IHalfFormat
 {
     public bool ReadsWeightsFromShared => false;
 
-    public uint Pack(float lo, float hi) => default(TE).PackPtx(lo, hi);
+    public uint Pack(float lo, float hi) => default(TE).Pack(lo, hi);
 
     public Frags8 Product(ArrayView<uint> aSm, ArrayView<uint> bSm, int warpRow, int g, int t, int d)
     {
@@ -60,11 +61,11 @@ public readonly struct TensorCoreMath<TE> : IMmaMath<TE> where TE : struct, IMma
     }
 }
 
-public readonly struct PlainMath<TE> : IMmaMath<TE> where TE : struct, IMmaElement
+internal readonly struct PlainMath<TE> : IMmaMath<TE> where TE : struct, IHalfFormat
 {
     public bool ReadsWeightsFromShared => true;
 
-    public uint Pack(float lo, float hi) => default(TE).PackBits(lo, hi);
+    public uint Pack(float lo, float hi) => default(TE).Pack(lo, hi);
 
     public Frags8 Product(ArrayView<uint> aSm, ArrayView<uint> bSm, int warpRow, int g, int t, int d)
         => MmaTiles.QkPlain(default(TE), aSm, bSm, warpRow, t, d);
@@ -114,25 +115,33 @@ internal static class MmaTiles
 
     // ---- S = Q K^T ----
 
+    /// <summary>One mma.m16n8k16 on attention's fragment type (see <see cref="IHalfFormat.Mma"/> for the layout).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Frag Mma<TE>(TE e, Frag c, uint a0, uint a1, uint a2, uint a3, uint b0, uint b1) where TE : struct, IHalfFormat
+    {
+        var d = e.Mma(new U32x4 { X = a0, Y = a1, Z = a2, W = a3 }, new U32x2 { X = b0, Y = b1 }, new Float4(c.C0, c.C1, c.C2, c.C3));
+        return new Frag { C0 = d.X, C1 = d.Y, C2 = d.Z, C3 = d.W };
+    }
+
     /// <summary>One k-step (16 of D) of S for all 8 key fragments: B of fragment nt is keys nt*8 + g.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static Frags8 QkStep<TE>(TE e, Frags8 s, uint a0, uint a1, uint a2, uint a3, ArrayView<uint> kSm, int pa, int g, int rowPairs)
-        where TE : struct, IMmaElement
+        where TE : struct, IHalfFormat
     {
-        s.F0 = e.Mma(s.F0, a0, a1, a2, a3, kSm[Swz(g, pa, rowPairs)], kSm[Swz(g, pa + 4, rowPairs)]);
-        s.F1 = e.Mma(s.F1, a0, a1, a2, a3, kSm[Swz(8 + g, pa, rowPairs)], kSm[Swz(8 + g, pa + 4, rowPairs)]);
-        s.F2 = e.Mma(s.F2, a0, a1, a2, a3, kSm[Swz(16 + g, pa, rowPairs)], kSm[Swz(16 + g, pa + 4, rowPairs)]);
-        s.F3 = e.Mma(s.F3, a0, a1, a2, a3, kSm[Swz(24 + g, pa, rowPairs)], kSm[Swz(24 + g, pa + 4, rowPairs)]);
-        s.F4 = e.Mma(s.F4, a0, a1, a2, a3, kSm[Swz(32 + g, pa, rowPairs)], kSm[Swz(32 + g, pa + 4, rowPairs)]);
-        s.F5 = e.Mma(s.F5, a0, a1, a2, a3, kSm[Swz(40 + g, pa, rowPairs)], kSm[Swz(40 + g, pa + 4, rowPairs)]);
-        s.F6 = e.Mma(s.F6, a0, a1, a2, a3, kSm[Swz(48 + g, pa, rowPairs)], kSm[Swz(48 + g, pa + 4, rowPairs)]);
-        s.F7 = e.Mma(s.F7, a0, a1, a2, a3, kSm[Swz(56 + g, pa, rowPairs)], kSm[Swz(56 + g, pa + 4, rowPairs)]);
+        s.F0 = Mma(e, s.F0, a0, a1, a2, a3, kSm[Swz(g, pa, rowPairs)], kSm[Swz(g, pa + 4, rowPairs)]);
+        s.F1 = Mma(e, s.F1, a0, a1, a2, a3, kSm[Swz(8 + g, pa, rowPairs)], kSm[Swz(8 + g, pa + 4, rowPairs)]);
+        s.F2 = Mma(e, s.F2, a0, a1, a2, a3, kSm[Swz(16 + g, pa, rowPairs)], kSm[Swz(16 + g, pa + 4, rowPairs)]);
+        s.F3 = Mma(e, s.F3, a0, a1, a2, a3, kSm[Swz(24 + g, pa, rowPairs)], kSm[Swz(24 + g, pa + 4, rowPairs)]);
+        s.F4 = Mma(e, s.F4, a0, a1, a2, a3, kSm[Swz(32 + g, pa, rowPairs)], kSm[Swz(32 + g, pa + 4, rowPairs)]);
+        s.F5 = Mma(e, s.F5, a0, a1, a2, a3, kSm[Swz(40 + g, pa, rowPairs)], kSm[Swz(40 + g, pa + 4, rowPairs)]);
+        s.F6 = Mma(e, s.F6, a0, a1, a2, a3, kSm[Swz(48 + g, pa, rowPairs)], kSm[Swz(48 + g, pa + 4, rowPairs)]);
+        s.F7 = Mma(e, s.F7, a0, a1, a2, a3, kSm[Swz(56 + g, pa, rowPairs)], kSm[Swz(56 + g, pa + 4, rowPairs)]);
         return s;
     }
 
     /// <summary>The plain path: each lane computes its own fragment entries as dot products over the tiles.</summary>
     internal static Frags8 QkPlain<TE>(TE e, ArrayView<uint> qSm, ArrayView<uint> kSm, int warpRow, int t, int d)
-        where TE : struct, IMmaElement
+        where TE : struct, IHalfFormat
     {
         Frags8 s;
         s.F0 = QkFragPlain(e, qSm, kSm, warpRow, 2 * t, d);
@@ -147,7 +156,7 @@ internal static class MmaTiles
     }
 
     internal static Frag QkFragPlain<TE>(TE e, ArrayView<uint> qSm, ArrayView<uint> kSm, int row, int key, int d)
-        where TE : struct, IMmaElement
+        where TE : struct, IHalfFormat
     {
         int rp = d / 2;
         Frag f = default;
@@ -165,8 +174,8 @@ internal static class MmaTiles
 
     /// <summary>The dot product of two packed pairs, in float32.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static float Dot2<TE>(TE e, uint x, uint y) where TE : struct, IMmaElement
-        => e.ToFloat((ushort)x) * e.ToFloat((ushort)y) + e.ToFloat((ushort)(x >> 16)) * e.ToFloat((ushort)(y >> 16));
+    internal static float Dot2<TE>(TE e, uint x, uint y) where TE : struct, IHalfFormat
+        => e.Load((ushort)x) * e.Load((ushort)y) + e.Load((ushort)(x >> 16)) * e.Load((ushort)(y >> 16));
 
     // ---- softmax on fragments ----
 
@@ -302,24 +311,24 @@ internal static class MmaTiles
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static Frags8 PvStep<TE>(TE e, Frags8 o, Frag sa, Frag sb, ArrayView<uint> vSm, int kk, int dtBase, int g, int t)
-        where TE : struct, IMmaElement
+        where TE : struct, IHalfFormat
     {
-        uint a0 = e.PackPtx(sa.C0, sa.C1), a1 = e.PackPtx(sa.C2, sa.C3), a2 = e.PackPtx(sb.C0, sb.C1), a3 = e.PackPtx(sb.C2, sb.C3);
+        uint a0 = e.Pack(sa.C0, sa.C1), a1 = e.Pack(sa.C2, sa.C3), a2 = e.Pack(sb.C0, sb.C1), a3 = e.Pack(sb.C2, sb.C3);
         int pa = kk * 8 + t;
         int row = dtBase * 8 + g;
-        o.F0 = e.Mma(o.F0, a0, a1, a2, a3, vSm[Swz(row, pa, 32)], vSm[Swz(row, pa + 4, 32)]);
-        o.F1 = e.Mma(o.F1, a0, a1, a2, a3, vSm[Swz(row + 8, pa, 32)], vSm[Swz(row + 8, pa + 4, 32)]);
-        o.F2 = e.Mma(o.F2, a0, a1, a2, a3, vSm[Swz(row + 16, pa, 32)], vSm[Swz(row + 16, pa + 4, 32)]);
-        o.F3 = e.Mma(o.F3, a0, a1, a2, a3, vSm[Swz(row + 24, pa, 32)], vSm[Swz(row + 24, pa + 4, 32)]);
-        o.F4 = e.Mma(o.F4, a0, a1, a2, a3, vSm[Swz(row + 32, pa, 32)], vSm[Swz(row + 32, pa + 4, 32)]);
-        o.F5 = e.Mma(o.F5, a0, a1, a2, a3, vSm[Swz(row + 40, pa, 32)], vSm[Swz(row + 40, pa + 4, 32)]);
-        o.F6 = e.Mma(o.F6, a0, a1, a2, a3, vSm[Swz(row + 48, pa, 32)], vSm[Swz(row + 48, pa + 4, 32)]);
-        o.F7 = e.Mma(o.F7, a0, a1, a2, a3, vSm[Swz(row + 56, pa, 32)], vSm[Swz(row + 56, pa + 4, 32)]);
+        o.F0 = Mma(e, o.F0, a0, a1, a2, a3, vSm[Swz(row, pa, 32)], vSm[Swz(row, pa + 4, 32)]);
+        o.F1 = Mma(e, o.F1, a0, a1, a2, a3, vSm[Swz(row + 8, pa, 32)], vSm[Swz(row + 8, pa + 4, 32)]);
+        o.F2 = Mma(e, o.F2, a0, a1, a2, a3, vSm[Swz(row + 16, pa, 32)], vSm[Swz(row + 16, pa + 4, 32)]);
+        o.F3 = Mma(e, o.F3, a0, a1, a2, a3, vSm[Swz(row + 24, pa, 32)], vSm[Swz(row + 24, pa + 4, 32)]);
+        o.F4 = Mma(e, o.F4, a0, a1, a2, a3, vSm[Swz(row + 32, pa, 32)], vSm[Swz(row + 32, pa + 4, 32)]);
+        o.F5 = Mma(e, o.F5, a0, a1, a2, a3, vSm[Swz(row + 40, pa, 32)], vSm[Swz(row + 40, pa + 4, 32)]);
+        o.F6 = Mma(e, o.F6, a0, a1, a2, a3, vSm[Swz(row + 48, pa, 32)], vSm[Swz(row + 48, pa + 4, 32)]);
+        o.F7 = Mma(e, o.F7, a0, a1, a2, a3, vSm[Swz(row + 56, pa, 32)], vSm[Swz(row + 56, pa + 4, 32)]);
         return o;
     }
 
     /// <summary>The plain path's P exchange: the lane's weights, rounded to 16 bits as the mma path does, at (row, key pair).</summary>
-    internal static void StoreP<TE>(TE e, Frags8 s, ArrayView<uint> pSm, int warpRow, int t) where TE : struct, IMmaElement
+    internal static void StoreP<TE>(TE e, Frags8 s, ArrayView<uint> pSm, int warpRow, int t) where TE : struct, IHalfFormat
     {
         StoreP(e, s.F0, pSm, warpRow, t); StoreP(e, s.F1, pSm, warpRow, 4 + t);
         StoreP(e, s.F2, pSm, warpRow, 8 + t); StoreP(e, s.F3, pSm, warpRow, 12 + t);
@@ -328,14 +337,14 @@ internal static class MmaTiles
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static void StoreP<TE>(TE e, Frag f, ArrayView<uint> pSm, int row, int pair) where TE : struct, IMmaElement
+    internal static void StoreP<TE>(TE e, Frag f, ArrayView<uint> pSm, int row, int pair) where TE : struct, IHalfFormat
     {
-        pSm[row * 32 + pair] = e.PackBits(f.C0, f.C1);
-        pSm[(row + 8) * 32 + pair] = e.PackBits(f.C2, f.C3);
+        pSm[row * 32 + pair] = e.Pack(f.C0, f.C1);
+        pSm[(row + 8) * 32 + pair] = e.Pack(f.C2, f.C3);
     }
 
     internal static Frags8 PvPlain<TE>(TE e, Frags8 o, ArrayView<uint> pSm, ArrayView<uint> vSm, int warpRow, int dtBase, int t)
-        where TE : struct, IMmaElement
+        where TE : struct, IHalfFormat
     {
         int col = dtBase * 8 + 2 * t;
         o.F0 = PvFragPlain(e, o.F0, pSm, vSm, warpRow, col);
@@ -350,7 +359,7 @@ internal static class MmaTiles
     }
 
     internal static Frag PvFragPlain<TE>(TE e, Frag f, ArrayView<uint> pSm, ArrayView<uint> vSm, int row, int col)
-        where TE : struct, IMmaElement
+        where TE : struct, IHalfFormat
     {
         for (int kp = 0; kp < 32; kp++) // 64 keys
         {
@@ -365,7 +374,7 @@ internal static class MmaTiles
     }
 
     /// <summary>Row A (C0, C1) or row B (C2, C3) of 8 output fragments, times inv, packed: word t + 4 dt of the row.</summary>
-    internal static void StoreRow<TE, TM>(TM math, Frags8 o, ArrayView<uint> o32, long word, float inv, bool upper) where TE : struct, IMmaElement where TM : struct, IMmaMath<TE>
+    internal static void StoreRow<TE, TM>(TM math, Frags8 o, ArrayView<uint> o32, long word, float inv, bool upper) where TE : struct, IHalfFormat where TM : struct, IMmaMath<TE>
     {
         o32[word] = PackRow<TE, TM>(math, o.F0, inv, upper);
         o32[word + 4] = PackRow<TE, TM>(math, o.F1, inv, upper);
@@ -378,12 +387,22 @@ internal static class MmaTiles
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static uint PackRow<TE, TM>(TM math, Frag f, float inv, bool upper) where TE : struct, IMmaElement where TM : struct, IMmaMath<TE>
+    internal static uint PackRow<TE, TM>(TM math, Frag f, float inv, bool upper) where TE : struct, IHalfFormat where TM : struct, IMmaMath<TE>
         => upper ? math.Pack(f.C2 * inv, f.C3 * inv) : math.Pack(f.C0 * inv, f.C1 * inv);
 }
 
+/// <summary>
+/// One lane's share of a 16 x 8 float32 tile in the mma.m16n8k16 layout: with g = lane / 4 and
+/// t = lane % 4, C0 and C1 are (row g, columns 2t and 2t + 1), C2 and C3 the same columns of row g + 8.
+/// Passed by value so ILGPU keeps every field in a register.
+/// </summary>
+internal struct Frag
+{
+    public float C0, C1, C2, C3;
+}
+
 /// <summary>Eight 16 x 8 fragments: a 16 x 64 tile of one warp (scores of a key tile, or 64 output columns).</summary>
-public struct Frags8
+internal struct Frags8
 {
     public Frag F0, F1, F2, F3, F4, F5, F6, F7;
 }

@@ -4,7 +4,7 @@ using ILGPU.Runtime;
 namespace ManagedTensor.Gpu.Gemm;
 
 /// <summary>Activation applied to each output element by the GEMM epilogue (after bias).</summary>
-public enum GemmActivation
+internal enum GemmActivation
 {
     None = 0,
     Relu = 1,
@@ -21,7 +21,7 @@ public enum GemmActivation
 /// (one per output column, the Linear layer's case) when HasBias. beta = 0 never reads C.
 /// Passed by value to the kernels (a plain struct of scalars).
 /// </summary>
-public struct GemmArgs
+internal struct GemmArgs
 {
     public int M, N, K, Lda, Ldb, Ldc;
     public int TransA, TransB;
@@ -84,7 +84,7 @@ public struct GemmArgs
 }
 
 /// <summary>The epilogue shared by every kernel: scale, beta * C, bias, activation.</summary>
-public static class GemmEpilogue
+internal static class GemmEpilogue
 {
     /// <summary>alpha * acc + beta * old + bias, then the activation. old and bias are read only when used.</summary>
     public static float Apply(float acc, float old, float bias, in GemmArgs p)
@@ -119,7 +119,7 @@ public static class GemmEpilogue
 }
 
 /// <summary>Host-side helpers shared by the launchers.</summary>
-public static class GemmLaunch
+internal static class GemmLaunch
 {
     public static int CeilDiv(int a, int b) => (a + b - 1) / b;
 

@@ -4,7 +4,7 @@ using ILGPU.Runtime;
 namespace ManagedTensor.Gpu.Gemm;
 
 /// <summary>The GEMM kernels of this folder, in the order they grew.</summary>
-public enum GemmKernel
+internal enum GemmKernel
 {
     Sgemm1Naive,
     Sgemm2SharedTiles,
@@ -31,7 +31,7 @@ public enum GemmKernel
 ///   and with plain loads otherwise, so it is correct for every shape; no SIMT kernel comes near
 ///   tensor-core throughput even on its slow path.
 /// </summary>
-public static class GemmSelect
+internal static class GemmSelect
 {
     /// <summary>The kernel for float32 operands; offsets are the views' element offsets in their buffers.</summary>
     public static GemmKernel ChooseF32(in GemmArgs p, int batch, long aOffset, long bOffset, long cOffset, int multiprocessors)

@@ -7,26 +7,26 @@ namespace ManagedTensor.Gpu.Gemm;
 /// A type parameter rather than a flag, so each kernel is compiled once per layout pair with the index
 /// math and the choice of vector axis fixed: NN, NT, TN and TT are four instantiations.
 /// </summary>
-public interface IOperandLayout
+internal interface IOperandLayout
 {
     /// <summary>True when k is the contiguous axis (A not transposed, B transposed).</summary>
     bool IsKInner { get; }
 }
 
 /// <summary>k contiguous: element (mn, k) at mn * ld + k. A as stored (M x K), or B transposed (stored N x K).</summary>
-public struct KInner : IOperandLayout
+internal struct KInner : IOperandLayout
 {
     public readonly bool IsKInner => true;
 }
 
 /// <summary>mn contiguous: element (mn, k) at k * ld + mn. B as stored (K x N), or A transposed (stored K x M).</summary>
-public struct MnInner : IOperandLayout
+internal struct MnInner : IOperandLayout
 {
     public readonly bool IsKInner => false;
 }
 
 /// <summary>Index helpers for the layouts.</summary>
-public static class OperandLayout
+internal static class OperandLayout
 {
     public static int Index<TLayout>(int mn, int k, int ld) where TLayout : struct, IOperandLayout
         => default(TLayout).IsKInner ? mn * ld + k : k * ld + mn;
@@ -37,7 +37,7 @@ public static class OperandLayout
 
 /// <summary>A 4 x 4 block of accumulators held in registers: R0..R3 are its rows. Value semantics
 /// (each update returns a new tile) keep it in SSA registers through ILGPU.</summary>
-public struct Tile4x4
+internal struct Tile4x4
 {
     public Float4 R0, R1, R2, R3;
 

@@ -1,6 +1,7 @@
 using ILGPU;
 using ILGPU.Runtime;
 using ILGPU.Runtime.Cuda;
+using ManagedTensor.Gpu.Kernels;
 
 namespace ManagedTensor.Gpu.Gemm;
 
@@ -27,7 +28,7 @@ namespace ManagedTensor.Gpu.Gemm;
 /// each lane sums its mma outputs from the shared tiles (<see cref="WarpStepReference"/>); the fragment path
 /// itself is tested on one warp with ldmatrix and mma emulated lane by lane (<see cref="WarpMma"/>).
 /// </summary>
-public static class HgemmMma
+internal static class HgemmMma
 {
     public const int BM = 128, BN = 128, BK = 32, Stages = 3, Threads = 256;
     internal const int TileElems = BM * BK;          // one operand's tile (BM == BN): 4096 halves
@@ -163,8 +164,8 @@ public static class HgemmMma
         Float4 r = default;
         for (int k = kk; k < kk + 16; k++)
         {
-            float a0 = f.ToFloat(smem[aTile + Element<TA>(m, k)]), a1 = f.ToFloat(smem[aTile + Element<TA>(m + 8, k)]);
-            float b0 = f.ToFloat(smem[bTile + Element<TB>(n, k)]), b1 = f.ToFloat(smem[bTile + Element<TB>(n + 1, k)]);
+            float a0 = f.Load(smem[aTile + Element<TA>(m, k)]), a1 = f.Load(smem[aTile + Element<TA>(m + 8, k)]);
+            float b0 = f.Load(smem[bTile + Element<TB>(n, k)]), b1 = f.Load(smem[bTile + Element<TB>(n + 1, k)]);
             r = new Float4(r.X + a0 * b0, r.Y + a0 * b1, r.Z + a1 * b0, r.W + a1 * b1);
         }
         return r;
@@ -308,9 +309,9 @@ public static class HgemmMma
         if (row >= p.M || col >= p.N) return;
         var f = default(TF);
         int i = row * p.Ldc + col;
-        float old = p.Beta != 0f ? f.ToFloat(c[i]) : 0f;
-        float b = p.HasBias != 0 ? f.ToFloat(bias[col]) : 0f;
-        c[i] = f.FromFloat(GemmEpilogue.Apply(acc, old, b, p));
+        float old = p.Beta != 0f ? f.Load(c[i]) : 0f;
+        float b = p.HasBias != 0 ? f.Load(bias[col]) : 0f;
+        c[i] = f.Store(GemmEpilogue.Apply(acc, old, b, p));
     }
 
     /// <summary>Whether cp.async's 16-byte chunks are aligned: leading dimensions, batch strides and view offsets multiples of 8 elements.</summary>
@@ -328,7 +329,7 @@ public static class HgemmMma
         int async = CanCopyAsync(p, Offset(a), Offset(b)) ? 1 : 0;
         var (aK, bK) = OperandLayout.Of(p);
         string name = $"hgemm_{(format == DType.BF16 ? "bf16" : "f16")}_{(aK ? 'N' : 'T')}{(bK ? 'T' : 'N')}";
-        var kernel = GemmKernelCache.Get(accelerator, name, acc => format == DType.BF16 ? Load<Bf16>(acc, aK, bK) : Load<F16>(acc, aK, bK));
+        var kernel = GemmKernelCache.Get(accelerator, name, acc => format == DType.BF16 ? Load<BF16AsFloat>(acc, aK, bK) : Load<F16AsFloat>(acc, aK, bK));
         var grid = new Index3D(GemmLaunch.CeilDiv(p.N, BN), GemmLaunch.CeilDiv(p.M, BM), batch);
         kernel(new KernelConfig(grid, new Index3D(Threads, 1, 1)), a, b, c, bias.OrDummy(accelerator),
             GemmLaunch.DeviceAddress(a), GemmLaunch.DeviceAddress(b), p, async);

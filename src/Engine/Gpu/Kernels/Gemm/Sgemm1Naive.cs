@@ -10,7 +10,7 @@ namespace ManagedTensor.Gpu.Gemm;
 /// Grid: (ceil(N / 16), ceil(M / 16), batch) groups of 16 x 16 threads; x runs along N so that a warp's
 /// loads of B and stores of C are consecutive in memory.
 /// </summary>
-public static class Sgemm1Naive
+internal static class Sgemm1Naive
 {
     public const int Block = 16;
 

@@ -10,7 +10,7 @@ namespace ManagedTensor.Gpu.Gemm;
 /// tiles. Every global element is now read once per 16 uses instead of once per use.
 /// Still one output per thread: two shared loads per FMA keep it far from the FMA units' peak.
 /// </summary>
-public static class Sgemm2SharedTiles
+internal static class Sgemm2SharedTiles
 {
     public const int Tile = 16;
 

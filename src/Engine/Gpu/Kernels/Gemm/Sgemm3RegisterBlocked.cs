@@ -14,7 +14,7 @@ namespace ManagedTensor.Gpu.Gemm;
 /// this is the fallback when the vectorized versions' alignment rules do not hold, and the pick for
 /// problems too small to fill the GPU with 128 x 128 blocks.
 /// </summary>
-public static class Sgemm3RegisterBlocked
+internal static class Sgemm3RegisterBlocked
 {
     public const int BM = 64, BN = 64, BK = 16, Threads = 256;
 

@@ -14,7 +14,7 @@ namespace ManagedTensor.Gpu.Gemm;
 /// Left for version 5: the 16 threads of a row read B 32 bytes apart (2-way bank conflicts), and loads
 /// are not overlapped with the math.
 /// </summary>
-public static class Sgemm4Vectorized
+internal static class Sgemm4Vectorized
 {
     public const int BM = 128, BN = 128, BK = 8, Threads = 256;
 

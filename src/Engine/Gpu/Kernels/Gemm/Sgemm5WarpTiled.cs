@@ -14,7 +14,7 @@ namespace ManagedTensor.Gpu.Gemm;
 /// to the other of two shared buffers after it, so global latency hides behind 16 x 64 FMAs per thread,
 /// with one barrier per tile. Same alignment rules as version 4.
 /// </summary>
-public static class Sgemm5WarpTiled
+internal static class Sgemm5WarpTiled
 {
     public const int BM = 128, BN = 128, BK = 16, Threads = 256;
     private const int TileFloats = BK * BM; // one operand's tile; BM == BN
