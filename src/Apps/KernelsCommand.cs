@@ -15,8 +15,9 @@ public static class KernelsCommand
         var report = new Option<bool>("--report") { Description = "registers, shared memory, spills, occupancy and hot-loop instruction mix per kernel and architecture" };
         var outPath = new Option<string?>("--out") { Description = "also write the report (Markdown) to this file" };
         var filter = new Option<string?>("--filter") { Description = "only kernels whose name contains this text" };
+        var dump = new Option<string?>("--dump") { Description = "also write each kernel's PTX and SASS to this directory" };
         var jobs = new Option<int>("--jobs") { Description = "kernels compiled and assembled at once", DefaultValueFactory = _ => Math.Max(1, Environment.ProcessorCount) };
-        var cmd = new Command("kernels", "the GPU kernels as machine code, measured without a GPU (ptxas + cuobjdump)") { report, outPath, filter, jobs };
+        var cmd = new Command("kernels", "the GPU kernels as machine code, measured without a GPU (ptxas + cuobjdump)") { report, outPath, filter, jobs, dump };
         cmd.SetAction(p =>
         {
             if (!p.GetValue(report))
@@ -30,7 +31,8 @@ public static class KernelsCommand
                 return 1;
             }
             var kernels = ReportKernels.All().Where(k => p.GetValue(filter) is not { } f || k.Name.Contains(f, StringComparison.OrdinalIgnoreCase));
-            var rows = KernelReport.Run(kernels, p.GetValue(jobs));
+            if (p.GetValue(dump) is { } dir) Directory.CreateDirectory(dir);
+            var rows = KernelReport.Run(kernels, p.GetValue(jobs), p.GetValue(dump));
             string table = KernelReport.Table(rows);
             output.Write(table);
             if (p.GetValue(outPath) is { } path) File.WriteAllText(path, table);

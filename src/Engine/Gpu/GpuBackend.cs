@@ -23,7 +23,7 @@ public sealed class GpuBackend : IBackend, IDeviceMemory, IDisposable
         Context = context;
         Accelerator = accelerator;
         Allocator = new GpuAllocator(accelerator);
-        Kernels = new KernelCache(accelerator);
+        Kernels = KernelCache.For(accelerator);
         Info = GpuDevices.Describe(device, accelerator.Device);
         GroupSize = Math.Min(256, accelerator.MaxNumThreadsPerGroup);
         MaxGroups = accelerator.AcceleratorType == AcceleratorType.CPU ? 2 : accelerator.NumMultiprocessors * 32;

@@ -1,6 +1,5 @@
 using System.Runtime.CompilerServices;
 using ILGPU;
-using ILGPU.Runtime.Cuda;
 
 namespace ManagedTensor.Gpu.Kernels;
 
@@ -14,8 +13,12 @@ namespace ManagedTensor.Gpu.Kernels;
 /// <summary>
 /// A 16-bit float format as the tensor-core kernels use it: an <see cref="IElement{TS, TC}"/> (storage
 /// ushort, computed in float; integer conversions, exact on every accelerator) plus the mma.m16n8k16
-/// with fp32 accumulators and the packing of two floats into one operand register (lo in bits 0-15),
-/// one cvt instruction on CUDA. Inline PTX must be a constant string, so each format carries its own.
+/// with fp32 accumulators and the packing of two floats into one operand register (lo in bits 0-15).
+/// Inline PTX must be a constant string, so each format carries its own. <see cref="Mma"/> and
+/// <see cref="Pack"/> are PTX only, with no CPU fallback inside: ILGPU compiles both sides of a
+/// CudaAsm.IsSupported test into the PTX (ptxas drops the dead one later), which for 64 mma sites made
+/// kernels of megabytes; kernels choose their path with a type parameter instead, and the CPU side
+/// uses <see cref="PackBits"/> and <see cref="Gemm.WarpMma"/>'s emulation.
 /// </summary>
 internal interface IHalfFormat : IElement<ushort, float>
 {
@@ -24,12 +27,15 @@ internal interface IHalfFormat : IElement<ushort, float>
     /// A (16 x 16, row-major): a.X = A[g][2t..2t+1], a.Y = A[g+8][2t..], a.Z = A[g][2t+8..], a.W = A[g+8][2t+8..];
     /// B (16 x 8, k-major): b.X = B[2t..2t+1][g], b.Y = B[2t+8..2t+9][g];
     /// C, D (16 x 8): X, Y = C[g][2t], C[g][2t+1]; Z, W = C[g+8][2t], C[g+8][2t+1].
-    /// On the CPU accelerator the lane-exact emulation (<see cref="Gemm.WarpMma"/>) runs instead.
+    /// CUDA only; <see cref="Gemm.WarpMma.Emulate{TF}"/> is its lane-exact twin.
     /// </summary>
     Float4 Mma(U32x4 a, U32x2 b, Float4 c);
 
-    /// <summary>Two floats rounded to nearest even and packed (lo in bits 0-15): one cvt on CUDA, the integer code elsewhere.</summary>
+    /// <summary>Two floats rounded to nearest even and packed (lo in bits 0-15) with one cvt: CUDA only.</summary>
     uint Pack(float lo, float hi);
+
+    /// <summary>The same in integer code, on any accelerator (bit for bit the CPU backend's rounding).</summary>
+    uint PackBits(float lo, float hi);
 }
 
 /// <summary>IEEE binary16 (fp16) computed in float.</summary>
@@ -41,10 +47,14 @@ internal readonly struct F16AsFloat : IHalfFormat
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public ushort Store(float c) => HalfBits.FromFloat(c);
 
-    public Float4 Mma(U32x4 a, U32x2 b, Float4 c) => CudaAsm.IsSupported ? Ptx.MmaF16(a, b, c) : Gemm.WarpMma.Emulate<F16AsFloat>(a, b, c);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public Float4 Mma(U32x4 a, U32x2 b, Float4 c) => Ptx.MmaF16(a, b, c);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public uint Pack(float lo, float hi) => CudaAsm.IsSupported ? Ptx.PackF16x2(hi, lo) : HalfBits.FromFloat(lo) | ((uint)HalfBits.FromFloat(hi) << 16);
+    public uint Pack(float lo, float hi) => Ptx.PackF16x2(hi, lo);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public uint PackBits(float lo, float hi) => HalfBits.FromFloat(lo) | ((uint)HalfBits.FromFloat(hi) << 16);
 }
 
 /// <summary>bfloat16 (the top half of a float32) computed in float.</summary>
@@ -56,10 +66,14 @@ internal readonly struct BF16AsFloat : IHalfFormat
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public ushort Store(float c) => BFloat16Bits.FromFloat(c);
 
-    public Float4 Mma(U32x4 a, U32x2 b, Float4 c) => CudaAsm.IsSupported ? Ptx.MmaBf16(a, b, c) : Gemm.WarpMma.Emulate<BF16AsFloat>(a, b, c);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public Float4 Mma(U32x4 a, U32x2 b, Float4 c) => Ptx.MmaBf16(a, b, c);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public uint Pack(float lo, float hi) => CudaAsm.IsSupported ? Ptx.PackBf16x2(hi, lo) : BFloat16Bits.FromFloat(lo) | ((uint)BFloat16Bits.FromFloat(hi) << 16);
+    public uint Pack(float lo, float hi) => Ptx.PackBf16x2(hi, lo);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public uint PackBits(float lo, float hi) => BFloat16Bits.FromFloat(lo) | ((uint)BFloat16Bits.FromFloat(hi) << 16);
 }
 
 /// <summary>IEEE binary16 from and to its bits, exactly as System.Half (round to nearest even, NaN payloads kept).</summary>

@@ -43,7 +43,7 @@ public sealed record KernelAnalysis(ReportKernel Kernel, string Arch, int Regist
 /// instruction mix of the hot loop.
 ///
 /// The hot loop is the loop of the machine code (a backward branch's range) that holds the most
-/// tensor-core instructions, or FFMAs when there are none; of equal ones the innermost. Its mix is a
+/// tensor-core instructions, or FFMAs when there are none; of equal ones the innermost, then the longest. Its mix is a
 /// static count of that range, i.e. what one iteration issues when every forward branch in it is taken;
 /// loops nested inside are counted once and reported (the rebuilt kernels have none). When the hot loop
 /// sits inside another loop (a k-step loop inside a k-tile loop), the instructions that loop adds per
@@ -52,7 +52,7 @@ public sealed record KernelAnalysis(ReportKernel Kernel, string Arch, int Regist
 public static class KernelReport
 {
     /// <summary>Analyses one kernel for one architecture (needs ptxas and cuobjdump).</summary>
-    public static KernelAnalysis Analyze(ReportKernel kernel, CudaArchitecture arch)
+    public static KernelAnalysis Analyze(ReportKernel kernel, CudaArchitecture arch, string? dumpDirectory = null)
     {
         string target = CudaTools.Target(arch, kernel.Sm90aOnly);
         var sm = SmLimits.For(target);
@@ -68,7 +68,14 @@ public static class KernelReport
         }
         var (cubin, log) = CudaTools.AssembleToCubin(ptx, arch, kernel.Sm90aOnly);
         if (cubin is null) return Failed(kernel, target, sm, "ptxas: " + log.Trim());
-        var sass = SassListing.Parse(CudaTools.Disassemble(cubin));
+        string listing = CudaTools.Disassemble(cubin);
+        if (dumpDirectory is not null)
+        {
+            string stem = Path.Combine(dumpDirectory, $"{string.Concat(kernel.Name.Select(ch => char.IsLetterOrDigit(ch) ? ch : '_'))}.{target}");
+            File.WriteAllText(stem + ".ptx", ptx);
+            File.WriteAllText(stem + ".sass", listing);
+        }
+        var sass = SassListing.Parse(listing);
         var r = ParsePtxasLog(log);
         var occupancy = Occupancy.Of(sm, kernel.Threads, r.Registers, r.Shared + kernel.DynamicSharedBytes);
         var hot = HotLoop(sass);
@@ -82,15 +89,18 @@ public static class KernelReport
     private static KernelAnalysis Failed(ReportKernel kernel, string target, SmLimits sm, string error)
         => new(kernel, target, 0, 0, 0, 0, 0, Occupancy.Of(sm, kernel.Threads, 255, 0), default, null, 0, 0, error);
 
-    /// <summary>The loop with the most tensor-core instructions (else FFMAs); of equal ones, the innermost.</summary>
+    /// <summary>
+    /// The loop with the most tensor-core instructions (else FFMAs); of equal ones the innermost, then the
+    /// longest (a main loop that also loads, rather than its drain loop: the conservative count).
+    /// </summary>
     public static SassLoop? HotLoop(SassListing sass)
     {
         SassLoop? best = null;
-        (int Mma, int Ffma, int Depth) bestKey = (0, 0, -1);
+        (int Mma, int Ffma, int Depth, int Total) bestKey = (0, 0, -1, 0);
         foreach (var loop in sass.Loops)
         {
             var mix = InstructionMix.Of(sass.In(loop));
-            var key = (mix.Mma, mix.Ffma, loop.Depth);
+            var key = (mix.Mma, mix.Ffma, loop.Depth, mix.Total);
             if (mix.Mma == 0 && mix.Ffma == 0) continue;
             if (key.CompareTo(bestKey) > 0) (best, bestKey) = (loop, key);
         }
@@ -106,11 +116,11 @@ public static class KernelReport
     }
 
     /// <summary>Every kernel in <paramref name="kernels"/> on sm_89 and sm_90 (Hopper-only ones on sm_90a), in parallel.</summary>
-    public static IReadOnlyList<KernelAnalysis> Run(IEnumerable<ReportKernel> kernels, int parallelism = 2)
+    public static IReadOnlyList<KernelAnalysis> Run(IEnumerable<ReportKernel> kernels, int parallelism = 2, string? dumpDirectory = null)
     {
         var jobs = kernels.SelectMany(k => k.Sm90aOnly ? [(k, PtxCompiler.Sm90)] : PtxCompiler.CiTargets.Select(a => (k, a))).ToList();
         var results = new KernelAnalysis[jobs.Count];
-        Parallel.For(0, jobs.Count, new ParallelOptions { MaxDegreeOfParallelism = parallelism }, i => results[i] = Analyze(jobs[i].k, jobs[i].a));
+        Parallel.For(0, jobs.Count, new ParallelOptions { MaxDegreeOfParallelism = parallelism }, i => results[i] = Analyze(jobs[i].k, jobs[i].a, dumpDirectory));
         return results;
     }
 

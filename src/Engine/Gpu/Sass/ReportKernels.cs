@@ -21,10 +21,9 @@ public static class ReportKernels
         yield return new("sgemm4 vectorized NN", "ladder", M(typeof(Sgemm4Vectorized), "Kernel", typeof(KInner), typeof(MnInner)), 256);
         yield return new("sgemm5 warp-tiled NN", "gemm", M(typeof(Sgemm5WarpTiled), "Kernel", typeof(KInner), typeof(MnInner)), 256);
         yield return new("sgemm5 warp-tiled NT", "gemm", M(typeof(Sgemm5WarpTiled), "Kernel", typeof(KInner), typeof(KInner)), 256);
-        yield return new("hgemm mma bf16 NN", "gemm", M(typeof(HgemmMma), "Kernel", typeof(BF16AsFloat), typeof(KInner), typeof(MnInner)), 256, MaxPerMma: 4);
-        yield return new("hgemm mma bf16 NT", "gemm", M(typeof(HgemmMma), "Kernel", typeof(BF16AsFloat), typeof(KInner), typeof(KInner)), 256, MaxPerMma: 4);
-        yield return new("hgemm mma bf16 TN", "gemm", M(typeof(HgemmMma), "Kernel", typeof(BF16AsFloat), typeof(MnInner), typeof(MnInner)), 256, MaxPerMma: 4);
-        yield return new("hgemm mma f16 NT", "gemm", M(typeof(HgemmMma), "Kernel", typeof(F16AsFloat), typeof(KInner), typeof(KInner)), 256, MaxPerMma: 4);
+        foreach (var (aK, bK, layout) in new[] { (true, false, "NN"), (true, true, "NT"), (false, false, "TN") })
+            yield return new($"hgemm mma bf16 {layout}", "gemm", HgemmMma.Spec(DType.BF16, aK, bK, GemmPath.Async).Method, HgemmMma.Threads, MaxPerMma: 4);
+        yield return new("hgemm mma f16 NT", "gemm", HgemmMma.Spec(DType.F16, true, true, GemmPath.Async).Method, HgemmMma.Threads, MaxPerMma: 4);
         var bf16Mma = typeof(TensorCoreMath<BF16AsFloat>);
         yield return new("attention fwd mma bf16", "attention", M(typeof(AttentionMmaKernels), "Forward", typeof(BF16AsFloat), bf16Mma), 128, MaxPerMma: 8);
         yield return new("attention bwd dk/dv mma bf16", "attention", M(typeof(AttentionMmaBackwardKernels), "BackwardDkDv", typeof(BF16AsFloat), bf16Mma), 128);

@@ -144,13 +144,14 @@ public readonly record struct InstructionMix(
         "LDSM" => Unit.Ldsm,
         "LDS" or "LD" => Unit.Lds,
         "STS" or "ST" or "STSM" => Unit.Sts,
-        "LDG" or "UTMALDG" or "LDGDEPBAR" => mnemonic == "LDG" ? Unit.Ldg : Unit.Ldgsts,
+        "LDG" => Unit.Ldg,
+        "UTMALDG" => Unit.Ldgsts,
         "LDGSTS" => Unit.Ldgsts,
         "STG" or "RED" or "ATOM" or "ATOMG" or "REDG" or "UTMASTG" => Unit.Stg,
         "LDL" or "STL" => Unit.Local,
         "MUFU" => Unit.Mufu,
         "SHFL" => Unit.Shuffle,
-        "BAR" or "DEPBAR" or "SYNCS" or "WARPSYNC" or "ARRIVES" or "WARPGROUP" or "MEMBAR" => Unit.Barrier,
+        "BAR" or "DEPBAR" or "LDGDEPBAR" or "SYNCS" or "WARPSYNC" or "ARRIVES" or "WARPGROUP" or "MEMBAR" => Unit.Barrier,
         "IMAD" or "IADD3" or "IADD" or "LOP3" or "LOP" or "SHF" or "SHL" or "SHR" or "LEA" or "ISETP" or "IMNMX" or "IABS" or "SEL"
             or "PRMT" or "IMUL" or "MOV" or "POPC" or "FLO" or "BFE" or "BFI" or "BREV" or "PLOP3" or "P2R" or "R2P" or "I2F" or "F2I"
             or "I2I" or "IDP" or "VIADD" or "VIMNMX" or "IMNMX3" or "CS2R" or "S2R" or "S2UR" or "R2UR" => Unit.Integer,

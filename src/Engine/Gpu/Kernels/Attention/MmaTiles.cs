@@ -65,7 +65,7 @@ internal readonly struct PlainMath<TE> : IMmaMath<TE> where TE : struct, IHalfFo
 {
     public bool ReadsWeightsFromShared => true;
 
-    public uint Pack(float lo, float hi) => default(TE).Pack(lo, hi);
+    public uint Pack(float lo, float hi) => default(TE).PackBits(lo, hi);
 
     public Frags8 Product(ArrayView<uint> aSm, ArrayView<uint> bSm, int warpRow, int g, int t, int d)
         => MmaTiles.QkPlain(default(TE), aSm, bSm, warpRow, t, d);
@@ -339,8 +339,8 @@ internal static class MmaTiles
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static void StoreP<TE>(TE e, Frag f, ArrayView<uint> pSm, int row, int pair) where TE : struct, IHalfFormat
     {
-        pSm[row * 32 + pair] = e.Pack(f.C0, f.C1);
-        pSm[(row + 8) * 32 + pair] = e.Pack(f.C2, f.C3);
+        pSm[row * 32 + pair] = e.PackBits(f.C0, f.C1);
+        pSm[(row + 8) * 32 + pair] = e.PackBits(f.C2, f.C3);
     }
 
     internal static Frags8 PvPlain<TE>(TE e, Frags8 o, ArrayView<uint> pSm, ArrayView<uint> vSm, int warpRow, int dtBase, int t)

@@ -123,6 +123,17 @@ internal static class GemmLaunch
 {
     public static int CeilDiv(int a, int b) => (a + b - 1) / b;
 
+    /// <summary>The spec of <paramref name="host"/>'s kernel method ("Kernel"), closed over <paramref name="generic"/>.</summary>
+    public static KernelSpec Spec(string name, Type host, params Type[] generic)
+    {
+        var method = host.GetMethod("Kernel", System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Static)
+            ?? throw new InvalidOperationException($"{host.Name} has no Kernel method");
+        return new KernelSpec(name, generic.Length == 0 ? method : method.MakeGenericMethod(generic));
+    }
+
+    /// <summary>The layout type of an operand: <see cref="KInner"/> when k is its contiguous axis.</summary>
+    public static Type Layout(bool kInner) => kInner ? typeof(KInner) : typeof(MnInner);
+
     /// <summary>ILGPU cannot pass a null view; an absent bias is a 1-element dummy that the kernel never reads.</summary>
     public static ArrayView<T> OrDummy<T>(this ArrayView<T> view, Accelerator accelerator) where T : unmanaged
         => view.Length > 0 ? view : Dummies<T>.For(accelerator);

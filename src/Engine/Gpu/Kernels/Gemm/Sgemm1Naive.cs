@@ -39,9 +39,8 @@ internal static class Sgemm1Naive
     {
         p.Validate(a.Length, b.Length, c.Length, bias.Length, batch, nameof(Sgemm1Naive));
         if (p.M == 0 || p.N == 0) return;
-        var kernel = GemmKernelCache.Get(accelerator, nameof(Sgemm1Naive),
-            acc => acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs>(Kernel));
+        var spec = GemmLaunch.Spec("sgemm1", typeof(Sgemm1Naive));
         var grid = new Index3D(GemmLaunch.CeilDiv(p.N, Block), GemmLaunch.CeilDiv(p.M, Block), batch);
-        kernel(new KernelConfig(grid, new Index3D(Block, Block, 1)), a, b, c, bias.OrDummy(accelerator), p);
+        KernelCache.For(accelerator).Launch(spec, new KernelConfig(grid, new Index3D(Block, Block, 1)), a, b, c, bias.OrDummy(accelerator), p);
     }
 }

@@ -44,9 +44,8 @@ internal static class Sgemm2SharedTiles
     {
         p.Validate(a.Length, b.Length, c.Length, bias.Length, batch, nameof(Sgemm2SharedTiles));
         if (p.M == 0 || p.N == 0) return;
-        var kernel = GemmKernelCache.Get(accelerator, nameof(Sgemm2SharedTiles),
-            acc => acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs>(Kernel));
+        var spec = GemmLaunch.Spec("sgemm2", typeof(Sgemm2SharedTiles));
         var grid = new Index3D(GemmLaunch.CeilDiv(p.N, Tile), GemmLaunch.CeilDiv(p.M, Tile), batch);
-        kernel(new KernelConfig(grid, new Index3D(Tile, Tile, 1)), a, b, c, bias.OrDummy(accelerator), p);
+        KernelCache.For(accelerator).Launch(spec, new KernelConfig(grid, new Index3D(Tile, Tile, 1)), a, b, c, bias.OrDummy(accelerator), p);
     }
 }
