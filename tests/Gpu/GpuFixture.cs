@@ -70,3 +70,12 @@ public sealed class PtxasTheoryAttribute : TheoryAttribute
         if (CudaTools.Ptxas is null) Skip = "ptxas not found (run scripts/cuda_tools.sh, or set MT_PTXAS)";
     }
 }
+
+/// <summary>A theory that runs only when ptxas and cuobjdump are installed (the SASS tests); otherwise reported as skipped.</summary>
+public sealed class CudaToolsTheoryAttribute : TheoryAttribute
+{
+    public CudaToolsTheoryAttribute()
+    {
+        if (CudaTools.Ptxas is null || CudaTools.Cuobjdump is null) Skip = "ptxas/cuobjdump not found (run scripts/cuda_tools.sh, or set MT_CUDA_TOOLS)";
+    }
+}

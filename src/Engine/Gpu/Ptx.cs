@@ -36,6 +36,14 @@ internal static class Ptx
     [IntrinsicImplementation, Ptx("mov.u32 %0, __shared_alloca0;")]
     public static uint SharedBase() => throw PtxOnly();
 
+    /// <summary>The 32-bit shared-window address of the kernel's dynamic shared memory (ILGPU's __dyn_shared_alloca).</summary>
+    [IntrinsicImplementation, Ptx("mov.u32 %0, __dyn_shared_alloca;")]
+    public static uint DynamicSharedBase() => throw PtxOnly();
+
+    /// <summary>2^x, one MUFU.EX2 (relative error about 2^-22; subnormal results flush to 0; -inf gives 0).</summary>
+    [IntrinsicImplementation, Ptx("ex2.approx.ftz.f32 %0, %1;")]
+    public static float Exp2Approx(float x) => throw PtxOnly();
+
     /// <summary>Four 8x8 b16 matrices from shared memory; lane l gives the address of row l % 8 of matrix l / 8
     /// and receives, of each matrix, row lane / 4, elements 2 (lane % 4) and 2 (lane % 4) + 1.</summary>
     [IntrinsicImplementation, Ptx("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];")]

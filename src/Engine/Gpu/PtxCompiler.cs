@@ -74,6 +74,18 @@ public static class PtxCompiler
         }
     }
 
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<(MethodInfo, string, string, bool), Lazy<string>> Cache = new();
+
+    /// <summary>
+    /// <see cref="Compile"/> with the runtime's context settings, memoized for the process: the PTX tests, the kernel
+    /// report and its budget tests compile each large kernel once (the tensor-core kernels take seconds each).
+    /// </summary>
+    public static string CompileCached(MethodInfo kernel, CudaArchitecture arch, CudaInstructionSet? isa = null, bool raiseTarget = false)
+    {
+        var key = (kernel, arch.ToString(), (isa ?? DefaultIsa).ToString(), raiseTarget);
+        return Cache.GetOrAdd(key, _ => new Lazy<string>(() => Compile(kernel, arch, isa, raiseTarget))).Value;
+    }
+
     /// <summary>
     /// Compiles many kernels for one architecture, reusing a context while compiles succeed (context
     /// creation dominates the cost of small kernels) and starting a fresh one after any failure.
@@ -89,6 +101,11 @@ public static class PtxCompiler
         {
             foreach (var kernel in kernels)
             {
+                if (Cache.TryGetValue((kernel, arch.ToString(), (isa ?? DefaultIsa).ToString(), false), out var known) && configure is null && known.IsValueCreated)
+                {
+                    results.Add((kernel, known.Value, null));
+                    continue;
+                }
                 if (context is null)
                 {
                     context = Context.Create(b => (configure ?? GpuContextOptions.Apply)(b));
@@ -99,7 +116,9 @@ public static class PtxCompiler
                     var entry = IsImplicitlyGrouped(kernel)
                         ? EntryPointDescription.FromImplicitlyGroupedKernel(kernel)
                         : EntryPointDescription.FromExplicitlyGroupedKernel(kernel);
-                    results.Add((kernel, ((PTXCompiledKernel)backend!.Compile(entry, KernelSpecialization.Empty)).PTXAssembly, null));
+                    string ptx = ((PTXCompiledKernel)backend!.Compile(entry, KernelSpecialization.Empty)).PTXAssembly;
+                    if (configure is null) Cache.TryAdd((kernel, arch.ToString(), (isa ?? DefaultIsa).ToString(), false), new Lazy<string>(ptx));
+                    results.Add((kernel, ptx, null));
                 }
                 catch (Exception e)
                 {

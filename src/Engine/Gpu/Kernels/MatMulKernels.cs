@@ -112,5 +112,7 @@ internal static class MatMulKernels
     private static KernelSpec Spec<T>(DType t) where T : unmanaged, INumber<T> =>
         new($"MatMul_{t}", ((Action<ArrayView<T>, ArrayView<T>, ArrayView<T>, MatMulGeometry>)TiledKernel<T>).Method);
 
-    public static IEnumerable<KernelSpec> Specs() => [Spec<float>(DType.F32), Spec<double>(DType.F64)];
+    /// <summary>The tiled kernels and every GEMM kernel GemmSelect can run (SGEMM versions 3 and 5 in each layout, the tensor-core ones).</summary>
+    public static IEnumerable<KernelSpec> Specs() =>
+        new[] { Spec<float>(DType.F32), Spec<double>(DType.F64) }.Concat(Gemm.GemmSelect.Specs());
 }

@@ -71,6 +71,12 @@ public static class CudaTools
         return (r.Cubin is not null, r.Log);
     }
 
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<(string, string), Lazy<(byte[]?, string)>> Assembled = new();
+
+    /// <summary><see cref="AssembleToCubin"/> memoized for the process (keyed by the PTX text and target).</summary>
+    public static (byte[]? Cubin, string Log) AssembleCached(string ptx, CudaArchitecture arch, bool archSpecific = false) =>
+        Assembled.GetOrAdd((ptx, Target(arch, archSpecific)), _ => new Lazy<(byte[]?, string)>(() => AssembleToCubin(ptx, arch, archSpecific))).Value;
+
     /// <summary>As <see cref="Assemble"/>, keeping the cubin (null when ptxas failed).</summary>
     public static (byte[]? Cubin, string Log) AssembleToCubin(string ptx, CudaArchitecture arch, bool archSpecific = false)
     {
@@ -99,7 +105,8 @@ public static class CudaTools
         {
             var path = Path.Combine(dir.FullName, "kernel.cubin");
             File.WriteAllBytes(path, cubin);
-            var (code, output) = Run(exe, ["-sass", path]);
+            // cuobjdump -sass runs nvdisasm, which scripts/cuda_tools.sh keeps beside it.
+            var (code, output) = Run(exe, ["-sass", path], ("NVDISASM_PATH", Path.GetDirectoryName(exe) ?? "."));
             if (code != 0) throw new InvalidOperationException($"cuobjdump failed: {output}");
             return output;
         }
@@ -109,9 +116,10 @@ public static class CudaTools
         }
     }
 
-    private static (int Code, string Output) Run(string exe, string[] args)
+    private static (int Code, string Output) Run(string exe, string[] args, (string Name, string Value)? environment = null)
     {
         var psi = new ProcessStartInfo(exe) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        if (environment is { } e) psi.Environment[e.Name] = e.Value;
         foreach (var a in args) psi.ArgumentList.Add(a);
         using var p = Process.Start(psi) ?? throw new InvalidOperationException($"could not start {exe}");
         var stdout = p.StandardOutput.ReadToEndAsync();

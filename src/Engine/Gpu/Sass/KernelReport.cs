@@ -59,14 +59,14 @@ public static class KernelReport
         string ptx;
         try
         {
-            ptx = PtxCompiler.Compile(kernel.Method, arch, isa: kernel.Sm90aOnly ? PtxCompiler.HopperIsa : null, raiseTarget: kernel.Sm90aOnly);
+            ptx = PtxCompiler.CompileCached(kernel.Method, arch, isa: kernel.Sm90aOnly ? PtxCompiler.HopperIsa : null, raiseTarget: kernel.Sm90aOnly);
             if (kernel.Sm90aOnly) ptx = PtxCompiler.ToArchSpecific(ptx);
         }
         catch (Exception e)
         {
             return Failed(kernel, target, sm, e.Message);
         }
-        var (cubin, log) = CudaTools.AssembleToCubin(ptx, arch, kernel.Sm90aOnly);
+        var (cubin, log) = CudaTools.AssembleCached(ptx, arch, kernel.Sm90aOnly);
         if (cubin is null) return Failed(kernel, target, sm, "ptxas: " + log.Trim());
         string listing = CudaTools.Disassemble(cubin);
         if (dumpDirectory is not null)
@@ -122,6 +122,37 @@ public static class KernelReport
         var results = new KernelAnalysis[jobs.Count];
         Parallel.For(0, jobs.Count, new ParallelOptions { MaxDegreeOfParallelism = parallelism }, i => results[i] = Analyze(jobs[i].k, jobs[i].a, dumpDirectory));
         return results;
+    }
+
+    /// <summary>The whole report: how to read it, the table, and the performance model's predictions.</summary>
+    public static string Document(IReadOnlyList<KernelAnalysis> rows, IReadOnlyList<Prediction> predictions)
+    {
+        var tools = $"ptxas {CudaTools.PtxasVersion}";
+        return $$"""
+            # Kernel report
+
+            Regenerate with `bash bench/kernel_report.sh` (no GPU: {{tools}} and cuobjdump from Debian's non-free
+            nvidia-cuda-toolkit, fetched by scripts/cuda_tools.sh; `mt kernels --report` underneath). Per kernel and
+            architecture: registers, shared memory per block, stack and spilled bytes (ptxas -v), theoretical occupancy
+            (resident warps per SM and what limits them), and the instruction mix of the hot loop read from SASS: the
+            loop with the most HMMA (tensor-core mma) or else FFMA instructions, counted statically (one iteration with
+            every forward branch taken). INT counts integer, logic, shift, compare and move instructions on both the
+            regular and the uniform datapath; IDIV the integer division sequences (I2F.RP + MUFU.RCP); LDG / LDGSTS
+            plain and asynchronous (cp.async) global loads; "nested" the loops inside the hot one; "enclosing loop
+            +instr" what the loop around it adds per its own iteration. KernelBudgetTests holds the GEMM, attention and
+            decode kernels to: no LDL/STL, no IDIV, no stack or spills in the hot loop; at most 4 instructions per HMMA
+            for the tensor-core GEMM, 8 for the attention forward.
+
+            {{Table(rows)}}
+            ## Performance model
+
+            From the hot loop's counts and occupancy and each device's published limits (see `PerfModel`: tensor pipe,
+            issue slots, MUFU, one warp's serial chain; mma.sync reaches about 0.62 of Hopper's tensor peak; wave
+            quantization; DRAM). An upper bound from instruction counts: shared-memory conflicts, barriers and clock
+            throttling are not in it. `scripts/gpu_checks.sh` prints measured next to predicted, and the error.
+
+            {{PerfModel.Table(predictions)}}
+            """;
     }
 
     /// <summary>The report as a Markdown table, one row per kernel and architecture.</summary>

@@ -1,4 +1,5 @@
 using System.Reflection;
+using ManagedTensor.Gpu.Bench.SgemmLadder;
 using ManagedTensor.Gpu.Gemm;
 using ManagedTensor.Gpu.Kernels.Attention;
 using ManagedTensor.Gpu.Kernels;
@@ -24,14 +25,21 @@ public static class ReportKernels
         foreach (var (aK, bK, layout) in new[] { (true, false, "NN"), (true, true, "NT"), (false, false, "TN") })
             yield return new($"hgemm mma bf16 {layout}", "gemm", HgemmMma.Spec(DType.BF16, aK, bK, GemmPath.Async).Method, HgemmMma.Threads, MaxPerMma: 4);
         yield return new("hgemm mma f16 NT", "gemm", HgemmMma.Spec(DType.F16, true, true, GemmPath.Async).Method, HgemmMma.Threads, MaxPerMma: 4);
-        var bf16Mma = typeof(TensorCoreMath<BF16AsFloat>);
-        yield return new("attention fwd mma bf16", "attention", M(typeof(AttentionMmaKernels), "Forward", typeof(BF16AsFloat), bf16Mma), 128, MaxPerMma: 8);
-        yield return new("attention bwd dk/dv mma bf16", "attention", M(typeof(AttentionMmaBackwardKernels), "BackwardDkDv", typeof(BF16AsFloat), bf16Mma), 128);
-        yield return new("attention bwd dq mma bf16", "attention", M(typeof(AttentionMmaBackwardKernels), "BackwardDq", typeof(BF16AsFloat), bf16Mma), 128);
+        foreach (int d in new[] { 64, 128 })
+        {
+            var fwd = GpuAttention.ForwardSpec(DType.BF16, d, dropout: false, tensorCores: true);
+            yield return new($"attention fwd mma bf16 d{d}", "attention", fwd.Method, AttentionMmaKernels.Threads, fwd.DynamicSharedBytes, MaxPerMma: 8);
+        }
+        foreach (int d in new[] { 64, 128 })
+        {
+            var bwd = GpuAttention.BackwardSpec(DType.BF16, d, dropout: false, tensorCores: true);
+            yield return new($"attention bwd mma bf16 d{d}", "attention", bwd.Method, AttentionMmaBackwardKernels.Threads, bwd.DynamicSharedBytes);
+        }
         yield return new("attention fwd simt bf16", "attention", M(typeof(AttentionSimtKernels), "Forward", typeof(ushort), typeof(BF16AsFloat)), AttentionSimtKernels.GroupSize);
         yield return new("attention bwd dq simt bf16", "attention", M(typeof(AttentionSimtKernels), "BackwardDq", typeof(ushort), typeof(BF16AsFloat)), AttentionSimtKernels.GroupSize);
         yield return new("attention bwd dk/dv simt bf16", "attention", M(typeof(AttentionSimtKernels), "BackwardDkDv", typeof(ushort), typeof(BF16AsFloat)), AttentionSimtKernels.GroupSize);
-        yield return new("attention decode bf16", "decode", M(typeof(AttentionDecodeKernels), "Split", typeof(ushort), typeof(BF16AsFloat)), AttentionDecodeKernels.GroupSize);
-        yield return new("attention decode f32", "decode", M(typeof(AttentionDecodeKernels), "Split", typeof(float), typeof(Same<float>)), AttentionDecodeKernels.GroupSize);
+        foreach (int d in new[] { 64, 128 })
+            yield return new($"attention decode bf16 d{d}", "decode", GpuAttention.DecodeSpec(DType.BF16, d, dropout: false).Method, AttentionDecodeKernels.GroupSize);
+        yield return new("attention decode f32 d64", "decode", GpuAttention.DecodeSpec(DType.F32, 64, dropout: false).Method, AttentionDecodeKernels.GroupSize);
     }
 }

@@ -50,9 +50,21 @@ public sealed class SassListing
     private SassListing(IReadOnlyList<SassInstruction> instructions)
     {
         Instructions = instructions;
+        // Out-of-line stubs: where a warp shuffle may run diverged, ptxas branches (BRA.DIV) to a slow path placed after
+        // the kernel's end, which calls a helper and jumps back into the loop. That return jump is not a loop.
+        var stubStarts = instructions.Where(i => i.Opcode == "BRA.DIV" || i.Opcode.StartsWith("BRA.DIV", StringComparison.Ordinal))
+            .Select(i => Regex.Match(i.Operands, @"0x([0-9a-f]+)")).Where(m => m.Success)
+            .Select(m => int.Parse(m.Groups[1].Value, NumberStyles.HexNumber)).ToHashSet();
         var ranges = new List<(int Start, int End)>();
+        int stub = -1;
         foreach (var i in instructions)
-            if (i.BranchTarget is int target && target < i.Address) ranges.Add((target, i.Address));
+        {
+            if (stubStarts.Contains(i.Address)) stub = i.Address;
+            bool unconditional = i.Predicate.Length == 0;
+            if (i.BranchTarget is int target && target < i.Address && !(stub >= 0 && unconditional && i.Mnemonic == "BRA"))
+                ranges.Add((target, i.Address));
+            if (unconditional && i.Mnemonic is "BRA" or "EXIT" or "RET") stub = -1; // a stub ends with its jump back
+        }
         ranges = [.. ranges.Distinct().OrderBy(r => r.Start).ThenByDescending(r => r.End)];
         Loops = [.. ranges.Select(r => new SassLoop(r.Start, r.End, ranges.Count(o => o != r && o.Start <= r.Start && r.End <= o.End)))];
     }

@@ -99,17 +99,6 @@ internal static class AttentionSimtKernels
         lse[lseIndex] = m + XMath.Log(l);
     }
 
-    /// <summary>delta[r] = dout[r] . out[r] for every flat query row r (implicitly grouped over B H T).</summary>
-    public static void Delta<TS, TE>(Index1D r, ArrayView<TS> dout, ArrayView<TS> o, ArrayView<float> delta, int d)
-        where TS : unmanaged where TE : struct, IElement<TS, float>
-    {
-        TE e = default;
-        long b = (long)r.X * d;
-        float sum = 0f;
-        for (int c = 0; c < d; c++) sum += e.Load(dout[b + c]) * e.Load(o[b + c]);
-        delta[r] = sum;
-    }
-
     /// <summary>dq. Each thread: one query row; per visible key dS = P (dP - Di), dq += scale dS k.</summary>
     public static void BackwardDq<TS, TE>(ArrayView<TS> q, ArrayView<TS> k, ArrayView<TS> v, ArrayView<TS> dout,
         ArrayView<float> lse, ArrayView<float> delta, ArrayView<TS> dq, AttentionParams p)

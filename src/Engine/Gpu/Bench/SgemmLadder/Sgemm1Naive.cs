@@ -1,7 +1,9 @@
 using ILGPU;
 using ILGPU.Runtime;
 
-namespace ManagedTensor.Gpu.Gemm;
+using ManagedTensor.Gpu.Gemm;
+
+namespace ManagedTensor.Gpu.Bench.SgemmLadder;
 
 /// <summary>
 /// SGEMM version 1: one thread per element of C, each reading a row of op(A) and a column of op(B)

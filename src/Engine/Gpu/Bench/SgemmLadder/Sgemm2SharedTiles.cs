@@ -1,7 +1,9 @@
 using ILGPU;
 using ILGPU.Runtime;
 
-namespace ManagedTensor.Gpu.Gemm;
+using ManagedTensor.Gpu.Gemm;
+
+namespace ManagedTensor.Gpu.Bench.SgemmLadder;
 
 /// <summary>
 /// SGEMM version 2: shared-memory tiles. A group of 16 x 16 threads computes a 16 x 16 block of C; for

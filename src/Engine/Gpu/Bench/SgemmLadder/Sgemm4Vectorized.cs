@@ -1,7 +1,9 @@
 using ILGPU;
 using ILGPU.Runtime;
 
-namespace ManagedTensor.Gpu.Gemm;
+using ManagedTensor.Gpu.Gemm;
+
+namespace ManagedTensor.Gpu.Bench.SgemmLadder;
 
 /// <summary>
 /// SGEMM version 4: 128 x 128 blocks, 8 x 8 outputs per thread, 16-byte global loads.
@@ -63,10 +65,7 @@ internal static class Sgemm4Vectorized
     }
 
     /// <summary>Whether the float4 loads are aligned: leading dimensions, batch strides and view offsets all multiples of 4 floats.</summary>
-    public static bool CanRun(in GemmArgs p, long aOffset, long bOffset, long cOffset) =>
-        p.Lda % 4 == 0 && p.Ldb % 4 == 0 && p.Ldc % 4 == 0
-        && p.BatchStrideA % 4 == 0 && p.BatchStrideB % 4 == 0 && p.BatchStrideC % 4 == 0
-        && aOffset % 4 == 0 && bOffset % 4 == 0 && cOffset % 4 == 0;
+    public static bool CanRun(in GemmArgs p, long aOffset, long bOffset, long cOffset) => VectorTiles.CanRun(p, aOffset, bOffset, cOffset);
 
     public static void Launch(Accelerator accelerator, ArrayView<float> a, ArrayView<float> b, ArrayView<float> c,
         ArrayView<float> bias, GemmArgs p, int batch = 1)
@@ -78,60 +77,5 @@ internal static class Sgemm4Vectorized
         var spec = GemmLaunch.Spec($"sgemm4_{(aK ? 'N' : 'T')}{(bK ? 'T' : 'N')}", typeof(Sgemm4Vectorized), GemmLaunch.Layout(aK), GemmLaunch.Layout(bK));
         var grid = new Index3D(GemmLaunch.CeilDiv(p.N, BN), GemmLaunch.CeilDiv(p.M, BM), batch);
         KernelCache.For(accelerator).Launch(spec, new KernelConfig(grid, new Index3D(Threads, 1, 1)), a, b, c, bias.OrDummy(accelerator), p);
-    }
-}
-
-/// <summary>float4 tile movement shared by versions 4 and 5: global -> registers -> k-major shared tile.</summary>
-internal static class VectorTiles
-{
-    /// <summary>
-    /// Float4 number l of a (tileMn x bk) tile of op(X) at (mn0, k0), read along X's contiguous axis.
-    /// k-contiguous: l covers row mn = l / (bk / 4), k = 4 (l % (bk / 4)) .. +3.
-    /// mn-contiguous: l covers k = l / (tileMn / 4), mn = 4 (l % (tileMn / 4)) .. +3.
-    /// Zero outside the matrix; one 16-byte load when all four are inside.
-    /// </summary>
-    public static Float4 Load<TLayout>(ArrayView<float> x, int l, int mn0, int k0, int mnSize, int kSize, int ld, int tileMn, int bk)
-        where TLayout : struct, IOperandLayout
-    {
-        bool kInner = default(TLayout).IsKInner;
-        int mn, k;
-        if (kInner) { mn = l / (bk / 4); k = 4 * (l % (bk / 4)); }
-        else { k = l / (tileMn / 4); mn = 4 * (l % (tileMn / 4)); }
-        int gm = mn0 + mn, gk = k0 + k;
-        int index = OperandLayout.Index<TLayout>(gm, gk, ld);
-        bool inside = kInner ? gm < mnSize && gk + 3 < kSize : gk < kSize && gm + 3 < mnSize;
-        if (inside) return x.Cast<Float4>()[index >> 2];
-        // The edge: element e of the float4 is (gm, gk + e) or (gm + e, gk).
-        int limit = kInner ? (gm < mnSize ? kSize - gk : 0) : (gk < kSize ? mnSize - gm : 0);
-        return new Float4(
-            limit > 0 ? x[index] : 0f, limit > 1 ? x[index + 1] : 0f,
-            limit > 2 ? x[index + 2] : 0f, limit > 3 ? x[index + 3] : 0f);
-    }
-
-    /// <summary>Stores float4 number l (as read by <see cref="Load"/>) into tile[k][mn].</summary>
-    public static void Store<TLayout>(ArrayView<float> tile, ArrayView<Float4> tile4, Float4 v, int l, int tileMn, int bk)
-        where TLayout : struct, IOperandLayout
-    {
-        if (default(TLayout).IsKInner)
-        {
-            int mn = l / (bk / 4), k = 4 * (l % (bk / 4));
-            tile[k * tileMn + mn] = v.X;
-            tile[(k + 1) * tileMn + mn] = v.Y;
-            tile[(k + 2) * tileMn + mn] = v.Z;
-            tile[(k + 3) * tileMn + mn] = v.W;
-        }
-        else
-        {
-            int k = l / (tileMn / 4), mnq = l % (tileMn / 4);
-            tile4[k * (tileMn / 4) + mnq] = v;
-        }
-    }
-
-    public static void CheckAligned(in GemmArgs p, ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, string who)
-    {
-        long Off(ArrayView<float> v) => v.Length == 0 ? 0 : ((IContiguousArrayView)v).IndexInBytes / sizeof(float);
-        if (!Sgemm4Vectorized.CanRun(p, Off(a), Off(b), Off(c)))
-            throw new ArgumentException($"{who}: needs leading dimensions, batch strides and view offsets that are multiples of 4 floats " +
-                $"(lda {p.Lda}, ldb {p.Ldb}, ldc {p.Ldc}, strides {p.BatchStrideA}/{p.BatchStrideB}/{p.BatchStrideC}, offsets {Off(a)}/{Off(b)}/{Off(c)})");
     }
 }
