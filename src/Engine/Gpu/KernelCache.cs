@@ -12,8 +12,9 @@ namespace ManagedTensor.Gpu;
 /// Every family of kernels lists all of its specs (for the offline PTX test) from the same functions
 /// its launchers use. <paramref name="DynamicSharedBytes"/>: the dynamic shared memory a launch asks
 /// for; above 48 KB the kernel is opted in once, when loaded (see <see cref="CudaFunctionAttributes"/>).
+/// <paramref name="ArchSpecific"/>: Hopper-only code (wgmma, TMA): compiled for sm_90a by <see cref="PtxCompiler.CompileSm90a"/>.
 /// </summary>
-public sealed record KernelSpec(string Name, MethodInfo Method, int DynamicSharedBytes = 0)
+public sealed record KernelSpec(string Name, MethodInfo Method, int DynamicSharedBytes = 0, bool ArchSpecific = false)
 {
     public override string ToString() => Name;
 }
@@ -49,7 +50,9 @@ internal sealed class KernelCache
         Kernel kernel;
         try
         {
-            kernel = _accelerator.LoadKernel(spec.Method);
+            kernel = spec.ArchSpecific && _accelerator.AcceleratorType == AcceleratorType.Cuda
+                ? _accelerator.LoadKernel(PtxCompiler.CompileSm90a(_accelerator.Context, spec.Method))
+                : _accelerator.LoadKernel(spec.Method);
         }
         catch (Exception e)
         {

@@ -1,5 +1,6 @@
 using System.Reflection;
 using ILGPU;
+using ILGPU.Backends;
 using ILGPU.Backends.EntryPoints;
 using ILGPU.Backends.PTX;
 using ILGPU.Runtime;
@@ -135,6 +136,26 @@ public static class PtxCompiler
             context?.Dispose();
         }
         return results;
+    }
+
+    /// <summary>
+    /// A kernel compiled for sm_90a in <paramref name="context"/>, ready for <c>Accelerator.LoadKernel(CompiledKernel)</c>:
+    /// ILGPU's runtime would emit <c>.target sm_80</c> (its capability table ends there), on which wgmma and TMA do not
+    /// exist, so the PTX is made here with the target raised and patched (<see cref="ToArchSpecific"/>, ISA
+    /// <see cref="HopperIsa"/>) and wrapped in a new PTXCompiledKernel (its constructor and entry point are internal:
+    /// reflection, checked against ILGPU 1.5.3).
+    /// </summary>
+    public static CompiledKernel CompileSm90a(Context context, MethodInfo kernel)
+    {
+        var capabilities = new CudaCapabilityContext(Sm90);
+        RaiseTarget(capabilities, Sm90);
+        using var backend = new PTXBackend(context, capabilities, Sm90, HopperIsa, nvvmAPI: null);
+        var compiled = (PTXCompiledKernel)backend.Compile(EntryPointDescription.FromExplicitlyGroupedKernel(kernel), KernelSpecialization.Empty);
+        var entryPoint = typeof(CompiledKernel).GetProperty("EntryPoint", BindingFlags.NonPublic | BindingFlags.Instance)?.GetValue(compiled)
+            ?? throw new InvalidOperationException("ILGPU's CompiledKernel has no EntryPoint property (ILGPU version changed?)");
+        var constructor = typeof(PTXCompiledKernel).GetConstructors(BindingFlags.NonPublic | BindingFlags.Instance).SingleOrDefault(c => c.GetParameters().Length == 4)
+            ?? throw new InvalidOperationException("ILGPU's PTXCompiledKernel constructor changed");
+        return (CompiledKernel)constructor.Invoke([context, entryPoint, compiled.Info, ToArchSpecific(compiled.PTXAssembly)]);
     }
 
     /// <summary>Whether the kernel's first parameter is an ILGPU index (an implicitly grouped kernel).</summary>

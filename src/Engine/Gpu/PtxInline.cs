@@ -40,7 +40,7 @@ internal sealed class PtxAttribute(string template) : Attribute
 /// </summary>
 internal static class PtxInline
 {
-    private static readonly Type[] Hosts = [typeof(Ptx)];
+    private static readonly Type[] Hosts = [typeof(Ptx), typeof(Gemm.Wgmma)];
 
     /// <summary>Registers every [Ptx] method of the engine with the context's PTX backend.</summary>
     public static Context.Builder EnablePtxInline(this Context.Builder builder)

@@ -1,8 +1,8 @@
 using System.Reflection;
 using ManagedTensor.Gpu.Bench.SgemmLadder;
 using ManagedTensor.Gpu.Gemm;
-using ManagedTensor.Gpu.Kernels.Attention;
 using ManagedTensor.Gpu.Kernels;
+using ManagedTensor.Gpu.Kernels.Attention;
 
 namespace ManagedTensor.Gpu.Sass;
 
@@ -25,6 +25,8 @@ public static class ReportKernels
         foreach (var (aK, bK, layout) in new[] { (true, false, "NN"), (true, true, "NT"), (false, false, "TN") })
             yield return new($"hgemm mma bf16 {layout}", "gemm", HgemmMma.Spec(DType.BF16, aK, bK, GemmPath.Async).Method, HgemmMma.Threads, MaxPerMma: 4);
         yield return new("hgemm mma f16 NT", "gemm", HgemmMma.Spec(DType.F16, true, true, GemmPath.Async).Method, HgemmMma.Threads, MaxPerMma: 4);
+        // One HGMMA (wgmma.m64n128k16, issued by each warp of a warpgroup) is 16 HMMA of work per warp: its budget is 16 x 4.
+        yield return new("hgemm wgmma bf16 NT", "gemm", HgemmWgmma.Spec(hopper: true).Method, HgemmWgmma.Threads, HgemmWgmma.SharedBytes, MaxPerMma: 64, Sm90aOnly: true);
         foreach (int d in new[] { 64, 128 })
         {
             var fwd = GpuAttention.ForwardSpec(DType.BF16, d, dropout: false, tensorCores: true);
@@ -35,9 +37,9 @@ public static class ReportKernels
             var bwd = GpuAttention.BackwardSpec(DType.BF16, d, dropout: false, tensorCores: true);
             yield return new($"attention bwd mma bf16 d{d}", "attention", bwd.Method, AttentionMmaBackwardKernels.Threads, bwd.DynamicSharedBytes);
         }
-        yield return new("attention fwd simt bf16", "attention", M(typeof(AttentionSimtKernels), "Forward", typeof(ushort), typeof(BF16AsFloat)), AttentionSimtKernels.GroupSize);
-        yield return new("attention bwd dq simt bf16", "attention", M(typeof(AttentionSimtKernels), "BackwardDq", typeof(ushort), typeof(BF16AsFloat)), AttentionSimtKernels.GroupSize);
-        yield return new("attention bwd dk/dv simt bf16", "attention", M(typeof(AttentionSimtKernels), "BackwardDkDv", typeof(ushort), typeof(BF16AsFloat)), AttentionSimtKernels.GroupSize);
+        yield return new("attention fwd simt bf16", "fallback", M(typeof(AttentionSimtKernels), "Forward", typeof(ushort), typeof(BF16AsFloat)), AttentionSimtKernels.GroupSize);
+        yield return new("attention bwd dq simt bf16", "fallback", M(typeof(AttentionSimtKernels), "BackwardDq", typeof(ushort), typeof(BF16AsFloat)), AttentionSimtKernels.GroupSize);
+        yield return new("attention bwd dk/dv simt bf16", "fallback", M(typeof(AttentionSimtKernels), "BackwardDkDv", typeof(ushort), typeof(BF16AsFloat)), AttentionSimtKernels.GroupSize);
         foreach (int d in new[] { 64, 128 })
             yield return new($"attention decode bf16 d{d}", "decode", GpuAttention.DecodeSpec(DType.BF16, d, dropout: false).Method, AttentionDecodeKernels.GroupSize);
         yield return new("attention decode f32 d64", "decode", GpuAttention.DecodeSpec(DType.F32, 64, dropout: false).Method, AttentionDecodeKernels.GroupSize);

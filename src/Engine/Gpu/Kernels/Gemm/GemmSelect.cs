@@ -13,6 +13,7 @@ internal enum GemmKernel
     Sgemm4Vectorized,
     Sgemm5WarpTiled,
     HgemmMma,
+    HgemmWgmma,
 }
 
 /// <summary>
@@ -28,7 +29,7 @@ internal enum GemmKernel
 ///   128 x 128 blocks would leave streaming multiprocessors idle (fewer blocks than SMs, e.g. 256 x 256
 ///   or the short-M products of generation), four times as many 64 x 64 blocks spread the work better;
 ///   on one wave the block count, not the per-block efficiency, sets the time.
-/// bf16 / fp16: the tensor-core kernel always. It copies with cp.async when chunks are 16-byte aligned
+/// bf16 / fp16: the tensor-core kernel always (on sm_90, bf16 C = A B^T: its wgmma twin, HgemmWgmma). It copies with cp.async when chunks are 16-byte aligned
 ///   and with plain loads otherwise, so it is correct for every shape; no SIMT kernel comes near
 ///   tensor-core throughput even on its slow path.
 /// </summary>
@@ -57,9 +58,15 @@ internal static class GemmSelect
     }
 
     /// <summary>The same for bf16 or fp16 operands (<paramref name="format"/>), stored as raw 16-bit values.</summary>
+    /// <remarks>On an sm_90 device (H100, H200) bf16 with both operands k-contiguous (C = A B^T) runs the wgmma + TMA kernel.</remarks>
     public static GemmKernel Run(Accelerator accelerator, DType format, ArrayView<ushort> a, ArrayView<ushort> b, ArrayView<ushort> c,
         ArrayView<ushort> bias, GemmArgs p, int batch = 1)
     {
+        if (HgemmWgmma.Available(accelerator) && HgemmWgmma.Supports(format, p, Offset(a), Offset(b), batch))
+        {
+            HgemmWgmma.Launch(accelerator, a, b, c, bias, p, batch);
+            return GemmKernel.HgemmWgmma;
+        }
         HgemmMma.Launch(accelerator, format, a, b, c, bias, p, batch);
         return GemmKernel.HgemmMma;
     }
