@@ -17,12 +17,14 @@ public sealed class OpProfiler(IBackend inner) : IBackend
 
     public Storage Allocate(DType dtype, int length, bool zero) => inner.Allocate(dtype, length, zero);
 
+    public KernelTable Kernels => inner.Kernels;
+
     public void Execute(Op op, ReadOnlySpan<Tensor> inputs, ReadOnlySpan<Tensor> outputs, OpAttrs? attrs)
     {
         long start = Stopwatch.GetTimestamp();
         inner.Execute(op, inputs, outputs, attrs);
         double ms = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
-        string key = op.ToString();
+        string key = OpRegistry.NameOf(op);
         if (ByShape)
         {
             var parts = new List<string>();

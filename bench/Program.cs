@@ -4,9 +4,17 @@ using ManagedTensor.Bench;
 // `sgemm [--threads T] [sizes...]`: the GFLOP/s table used by sgemm_vs_torch.sh;
 // `versions [sizes...]`: naive -> blocked -> packed SGEMM side by side; `gpt-train [--iters N] [--profile]`:
 // the GPT training step timing used by gpt_train_vs_torch.sh; `attention-cpu [B H T D]...`: fused CPU
-// attention, forward and forward + backward; anything else goes to BenchmarkDotNet.
+// attention, forward and forward + backward; `qmatmul [--types T...] [--rows M...]`: QMatMul at the 1.1B layer
+// shapes; `llama-speed|llama-greedy|llama-logits|write-random-llama`: our side of quant_vs_llamacpp.sh;
+// `serve-load` and `make-tinyllama-gguf`: the `mt serve` load test (bench/serve_load.sh); anything else goes to
+// BenchmarkDotNet.
 if (args.Length > 0 && args[0] == "sgemm") SgemmRunner.Run(args[1..]);
 else if (args.Length > 0 && args[0] == "gpt-train") GptTrainRunner.Run(args[1..]);
 else if (args.Length > 0 && args[0] == "versions") SgemmVersions.Run(args[1..]);
 else if (args.Length > 0 && args[0] == "attention-cpu") AttentionCpuRunner.Run(args[1..]);
+else if (args.Length > 0 && args[0] == "serve-load") ServeLoadRunner.Run(args[1..]);
+else if (args.Length > 0 && args[0] == "make-tinyllama-gguf") ServeLoadRunner.MakeTinyLlamaGguf(args[1..]);
+else if (args.Length > 0 && args[0] == "qmatmul") QMatMulRunner.Run(args[1..]);
+else if (args.Length > 0 && args[0] == "qdot") QMatMulRunner.Dot(args[1..]);
+else if (args.Length > 0 && (args[0].StartsWith("llama-") || args[0] is "write-random-llama" or "gguf-compare")) LlamaCppPeerRunner.Run(args);
 else BenchmarkSwitcher.FromAssembly(typeof(SgemmRunner).Assembly).Run(args);

@@ -17,15 +17,17 @@ public static class SelftestCommand
     public static Command Create(TextWriter output)
     {
         var device = new Option<string>("--device") { Description = "cuda, cuda:N or ilgpu-cpu", DefaultValueFactory = _ => "cuda" };
-        var scale = new Option<string?>("--scale") { Description = "small or realistic (default: realistic on CUDA, small on ilgpu-cpu)" };
+        var scale = new Option<string?>("--scale") { Description = "small or realistic [default: realistic on CUDA, small on ilgpu-cpu]" };
+        scale.AcceptOnlyFromAmong("small", "realistic");
         var filter = new Option<string?>("--filter") { Description = "only cases whose name contains this text" };
         var ptx = new Option<bool>("--ptx") { Description = "also compile every kernel to PTX for sm_89 and sm_90" };
-        var cmd = new Command("selftest", "run the op conformance suite on a GPU device against the CPU reference") { device, scale, filter, ptx };
-        cmd.SetAction(p => Run(output, p.GetValue(device)!, p.GetValue(scale), p.GetValue(filter), p.GetValue(ptx)));
+        var ops = new Option<bool>("--ops") { Description = "also list every registered op: its kernel on the device, its fallback, its cases" };
+        var cmd = new Command("selftest", "run the op conformance suite on a GPU device against the CPU reference") { device, scale, filter, ptx, ops };
+        cmd.SetAction(p => Run(output, p.GetValue(device)!, p.GetValue(scale), p.GetValue(filter), p.GetValue(ptx), p.GetValue(ops)));
         return cmd;
     }
 
-    private static int Run(TextWriter output, string deviceName, string? scaleName, string? filter, bool ptx)
+    private static int Run(TextWriter output, string deviceName, string? scaleName, string? filter, bool ptx, bool listOps)
     {
         bool terminal = ReferenceEquals(output, Console.Out) && !Console.IsOutputRedirected;
         var console = AnsiConsole.Create(new AnsiConsoleSettings
@@ -74,15 +76,39 @@ public static class SelftestCommand
             var r = OpConformance.Run(c, device);
             if (!r.Passed) failed++;
             table.AddRow(
-                Markup.Escape(c.Name), Markup.Escape(string.Join(",", c.Ops)), c.DType.ToString(), Markup.Escape(c.Shape),
+                Markup.Escape(c.Name), Markup.Escape(string.Join(",", c.Ops.Select(OpRegistry.NameOf))), c.DType.ToString(), Markup.Escape(c.Shape),
                 r.MaxAbsError.ToString("G3"), r.MaxRelError.ToString("G3"), r.DeviceTime.TotalMilliseconds.ToString("F1"),
                 r.Passed ? "[green]pass[/]" : $"[red]FAIL[/] {Markup.Escape(r.Error ?? "")}");
         }
         console.Write(table);
+        WriteRegistry(console, backend, OpConformance.Cases(scale), listOps);
         var s = backend.Stats;
         console.WriteLine($"{cases.Count - failed} passed, {failed} failed of {cases.Count} cases ({scale} sizes) in {total.Elapsed.TotalSeconds:F1} s; " +
             $"{backend.CompiledKernels} kernels compiled; device memory peak {Format(s.PeakBytes)}, reserved {Format(s.ReservedBytes)}, {s.DeviceAllocations} driver allocations");
         return failed == 0 ? 0 : 1;
+    }
+
+    /// <summary>
+    /// The op registry seen from this device: how each op runs here (its kernel, or its composite fallback)
+    /// and how many conformance cases check it. A summary line always; the table with --ops.
+    /// </summary>
+    private static void WriteRegistry(IAnsiConsole console, GpuBackend backend, IReadOnlyList<OpCase> cases, bool table)
+    {
+        Autograd.EnsureBackwardRules();
+        var rows = OpRegistry.All
+            .Where(d => Backends.For(Device.Cpu).Kernels.Has(d.Op) || backend.Kernels.Has(d.Op) || d.Fallback is not null)
+            .Select(d => (Def: d, Kernel: backend.Kernels.Has(d.Op), Cases: cases.Count(c => c.Ops.Contains(d.Op))))
+            .ToList();
+        if (table)
+        {
+            var t = new Table().AddColumns("op", "on this device", "fallback", "backward", "cases", "what it computes");
+            foreach (var (d, kernel, n) in rows)
+                t.AddRow(Markup.Escape(d.Name), kernel ? "kernel" : d.Fallback is not null ? "[yellow]fallback[/]" : "[red]none[/]",
+                    d.Fallback is not null ? "yes" : "", d.Backward is not null ? "yes" : "", n.ToString(), Markup.Escape(d.Summary));
+            console.Write(t);
+        }
+        int kernels = rows.Count(r => r.Kernel), fallbacks = rows.Count(r => !r.Kernel && r.Def.Fallback is not null);
+        console.WriteLine($"{rows.Count} ops in the registry run on this device: {kernels} by a kernel, {fallbacks} by their fallback, {rows.Count - kernels - fallbacks} not at all");
     }
 
     private static bool CompilePtx(IAnsiConsole console)

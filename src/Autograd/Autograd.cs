@@ -3,12 +3,18 @@ namespace ManagedTensor;
 /// <summary>
 /// Reverse-mode automatic differentiation over the graph that ops record on their outputs
 /// (<see cref="Tensor.Node"/>). <c>loss.Backward()</c> walks that graph from the loss back to the
-/// leaves in reverse topological order, asks <see cref="BackwardRules"/> for each op's input gradients,
+/// leaves in reverse topological order, asks each op's backward rule (<see cref="OpDef.Backward"/>, from the
+/// op registry) for its input gradients,
 /// sums the gradients of tensors used more than once, and adds the result into <see cref="Tensor.Grad"/>
 /// of every leaf that requires a gradient (so gradients accumulate across calls until zeroed).
 /// </summary>
 public static class Autograd
 {
+    static Autograd() => BackwardRules.Register();
+
+    /// <summary>Adds the built-in ops' backward rules to the registry now (they are otherwise added before the first backward pass).</summary>
+    public static void EnsureBackwardRules() { }
+
     /// <summary>
     /// Backpropagates from this tensor. <paramref name="gradient"/> is d(objective)/d(this); it may be
     /// omitted for a one-element tensor (a loss), where it is 1.
@@ -43,7 +49,9 @@ public static class Autograd
                 AccumulateSlice(pending, owned, t.Node, grad);
                 continue;
             }
-            var inputGrads = BackwardRules.Apply(t.Node, t, grad);
+            var rule = OpRegistry.Get(t.Node.Op).Backward
+                ?? throw new NotSupportedException($"autograd: op {OpRegistry.NameOf(t.Node.Op)} has no backward rule (it is not differentiable)");
+            var inputGrads = rule(t.Node, t, grad);
             var inputs = t.Node.Inputs;
             for (int i = 0; i < inputs.Length; i++)
             {
@@ -51,7 +59,7 @@ public static class Autograd
                 var g = inputGrads[i];
                 if (g is null || !x.RequiresGrad) continue;
                 if (!g.Shape.AsSpan().SequenceEqual(x.Shape))
-                    throw new InvalidOperationException($"backward rule of {t.Node.Op} gave a gradient of shape {Tensor.ShapeString(g.Shape)} for input {i} of shape {Tensor.ShapeString(x.Shape)}");
+                    throw new InvalidOperationException($"backward rule of {OpRegistry.NameOf(t.Node.Op)} gave a gradient of shape {Tensor.ShapeString(g.Shape)} for input {i} of shape {Tensor.ShapeString(x.Shape)}");
                 if (!pending.TryGetValue(x, out var sum)) pending[x] = g;
                 else if (owned.Contains(sum)) sum.AddInPlace_(g);
                 else owned.Add(pending[x] = sum.Add(g));

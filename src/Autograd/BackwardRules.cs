@@ -1,80 +1,80 @@
 namespace ManagedTensor;
 
 /// <summary>
-/// One backward rule per differentiable op, all in this file. A rule gets the recorded node, the op's
-/// output y and dL/dy (<c>g</c>, the shape of y) and returns dL/dx for each input (null where the input
+/// One backward rule per differentiable built-in op, all in this file, registered into each op's
+/// declaration (<see cref="OpRegistry"/>); ops declared in src/Engine/Ops carry their rule in their own
+/// declaration. A rule gets the recorded node, the op's output y and dL/dy (<c>g</c>, the shape of y) and returns dL/dx for each input (null where the input
 /// has no gradient: indices, masks). Rules are written with tensor ops, so they run on every backend;
 /// autograd runs them with recording off. Broadcast inputs get their gradient summed back to their own
 /// shape (<see cref="Tensor.SumTo"/>).
 /// </summary>
-public static class BackwardRules
+internal static class BackwardRules
 {
-    public static Tensor?[] Apply(OpNode node, Tensor y, Tensor g)
+    /// <summary>Adds every built-in op's rule to its declaration (called once, before the first backward pass).</summary>
+    internal static void Register()
     {
-        var x = node.Inputs;
-        return node.Op switch
-        {
-            // ---- movement ----
-            Op.Reshape => [g.Reshape(((ShapeAttrs)node.Attrs!).Shape)],
-            Op.Permute => [g.Permute(InversePermutation(((PermuteAttrs)node.Attrs!).Dims))],
-            Op.Expand => [g.SumTo(((ShapeAttrs)node.Attrs!).Shape)],
-            Op.Slice => [SliceBackward(x[0], g, (SliceAttrs)node.Attrs!)],
-            Op.Copy => [g.To(x[0].Device).To(x[0].DType)], // clone, contiguous, To(dtype), To(device)
-            Op.Cat => CatBackward(x, g, ((CatAttrs)node.Attrs!).Axis),
+        // ---- movement ----
+        Rule(Op.Reshape, (x, node, y, g) => [g.Reshape(((ShapeAttrs)node.Attrs!).Shape)]);
+        Rule(Op.Permute, (x, node, y, g) => [g.Permute(InversePermutation(((PermuteAttrs)node.Attrs!).Dims))]);
+        Rule(Op.Expand, (x, node, y, g) => [g.SumTo(((ShapeAttrs)node.Attrs!).Shape)]);
+        Rule(Op.Slice, (x, node, y, g) => [SliceBackward(x[0], g, (SliceAttrs)node.Attrs!)]);
+        Rule(Op.Copy, (x, node, y, g) => [g.To(x[0].Device).To(x[0].DType)]); // clone, contiguous, To(dtype), To(device)
+        Rule(Op.Cat, (x, node, y, g) => CatBackward(x, g, ((CatAttrs)node.Attrs!).Axis));
 
-            // ---- unary: dL/dx = g * f'(x), written with x or y, whichever is cheaper ----
-            Op.Neg => [g.Neg()],
-            Op.Abs => [g * Sign(x[0])],
-            Op.Exp => [g * y],
-            Op.Log => [g / x[0]],
-            Op.Sqrt => [(g / y).MulScalar(0.5)],                       // d sqrt(x) = 1 / (2 sqrt(x))
-            Op.Rsqrt => [(g * y * y * y).MulScalar(-0.5)],             // d x^-1/2 = -1/2 x^-3/2
-            Op.Tanh => [g * (y * y).Neg().AddScalar(1)],               // 1 - tanh^2
-            Op.Sigmoid => [g * y * y.Neg().AddScalar(1)],              // s (1 - s)
-            Op.Relu => [g * Mask(x[0].Gt(0), g)],
-            Op.Gelu => [Tensor.GeluBackward(g, x[0])],
-            Op.GeluTanh => [g * GeluTanhDerivative(x[0])],
-            Op.Silu => [g * SiluDerivative(x[0])],
-            Op.Erf => [g * (x[0] * x[0]).Neg().Exp().MulScalar(2 / Math.Sqrt(Math.PI))],
-            Op.AddScalar => [g],
-            Op.MulScalar => [g.MulScalar(Scalar(node))],
-            Op.PowScalar => [g * x[0].Pow(Scalar(node) - 1).MulScalar(Scalar(node))],
-            Op.Clamp => [g * ClampMask(x[0], (ClampAttrs)node.Attrs!)],
+        // ---- unary: dL/dx = g * f'(x), written with x or y, whichever is cheaper ----
+        Rule(Op.Neg, (x, node, y, g) => [g.Neg()]);
+        Rule(Op.Abs, (x, node, y, g) => [g * Sign(x[0])]);
+        Rule(Op.Exp, (x, node, y, g) => [g * y]);
+        Rule(Op.Log, (x, node, y, g) => [g / x[0]]);
+        Rule(Op.Sqrt, (x, node, y, g) => [(g / y).MulScalar(0.5)]);                       // d sqrt(x) = 1 / (2 sqrt(x))
+        Rule(Op.Rsqrt, (x, node, y, g) => [(g * y * y * y).MulScalar(-0.5)]);             // d x^-1/2 = -1/2 x^-3/2
+        Rule(Op.Tanh, (x, node, y, g) => [g * (y * y).Neg().AddScalar(1)]);               // 1 - tanh^2
+        Rule(Op.Sigmoid, (x, node, y, g) => [g * y * y.Neg().AddScalar(1)]);              // s (1 - s)
+        Rule(Op.Relu, (x, node, y, g) => [g * Mask(x[0].Gt(0), g)]);
+        Rule(Op.Gelu, (x, node, y, g) => [Tensor.GeluBackward(g, x[0])]);
+        Rule(Op.GeluTanh, (x, node, y, g) => [g * GeluTanhDerivative(x[0])]);
+        Rule(Op.Silu, (x, node, y, g) => [g * SiluDerivative(x[0])]);
+        Rule(Op.Erf, (x, node, y, g) => [g * (x[0] * x[0]).Neg().Exp().MulScalar(2 / Math.Sqrt(Math.PI))]);
+        Rule(Op.AddScalar, (x, node, y, g) => [g]);
+        Rule(Op.MulScalar, (x, node, y, g) => [g.MulScalar(Scalar(node))]);
+        Rule(Op.PowScalar, (x, node, y, g) => [g * x[0].Pow(Scalar(node) - 1).MulScalar(Scalar(node))]);
+        Rule(Op.Clamp, (x, node, y, g) => [g * ClampMask(x[0], (ClampAttrs)node.Attrs!)]);
 
-            // ---- binary, with broadcasting undone ----
-            Op.Add => [g.SumTo(x[0].Shape), g.SumTo(x[1].Shape)],
-            Op.Sub => [g.SumTo(x[0].Shape), g.Neg().SumTo(x[1].Shape)],
-            Op.Mul => [(g * x[1]).SumTo(x[0].Shape), (g * x[0]).SumTo(x[1].Shape)],
-            Op.Div => [(g / x[1]).SumTo(x[0].Shape), (g * y / x[1]).Neg().SumTo(x[1].Shape)], // d(a/b)/db = -a/b^2 = -y/b
-            Op.Pow => PowBackward(x[0], x[1], y, g),
-            Op.Maximum => ExtremumBackward(x[0], x[1], g, x[0].Gt(x[1])),
-            Op.Minimum => ExtremumBackward(x[0], x[1], g, x[0].Lt(x[1])),
-            Op.Where => WhereBackward(x[0], x[1], x[2], g),
+        // ---- binary, with broadcasting undone ----
+        Rule(Op.Add, (x, node, y, g) => [g.SumTo(x[0].Shape), g.SumTo(x[1].Shape)]);
+        Rule(Op.Sub, (x, node, y, g) => [g.SumTo(x[0].Shape), g.Neg().SumTo(x[1].Shape)]);
+        Rule(Op.Mul, (x, node, y, g) => [(g * x[1]).SumTo(x[0].Shape), (g * x[0]).SumTo(x[1].Shape)]);
+        Rule(Op.Div, (x, node, y, g) => [(g / x[1]).SumTo(x[0].Shape), (g * y / x[1]).Neg().SumTo(x[1].Shape)]); // d(a/b)/db = -a/b^2 = -y/b
+        Rule(Op.Pow, (x, node, y, g) => PowBackward(x[0], x[1], y, g));
+        Rule(Op.Maximum, (x, node, y, g) => ExtremumBackward(x[0], x[1], g, x[0].Gt(x[1])));
+        Rule(Op.Minimum, (x, node, y, g) => ExtremumBackward(x[0], x[1], g, x[0].Lt(x[1])));
+        Rule(Op.Where, (x, node, y, g) => WhereBackward(x[0], x[1], x[2], g));
 
-            // ---- reductions ----
-            Op.Sum => [ExpandReduced(g, x[0], (ReduceAttrs)node.Attrs!)],
-            Op.Mean => [ExpandReduced(g, x[0], (ReduceAttrs)node.Attrs!).MulScalar(1.0 / ReducedCount(x[0], (ReduceAttrs)node.Attrs!))],
-            Op.Max or Op.Min => [ExtremumReduceBackward(x[0], y, g, (ReduceAttrs)node.Attrs!)],
-            Op.Var => [VarBackward(x[0], g, (ReduceAttrs)node.Attrs!)],
+        // ---- reductions ----
+        Rule(Op.Sum, (x, node, y, g) => [ExpandReduced(g, x[0], (ReduceAttrs)node.Attrs!)]);
+        Rule(Op.Mean, (x, node, y, g) => [ExpandReduced(g, x[0], (ReduceAttrs)node.Attrs!).MulScalar(1.0 / ReducedCount(x[0], (ReduceAttrs)node.Attrs!))]);
+        Rule(Op.Max, (x, node, y, g) => [ExtremumReduceBackward(x[0], y, g, (ReduceAttrs)node.Attrs!)]);
+        Rule(Op.Min, (x, node, y, g) => [ExtremumReduceBackward(x[0], y, g, (ReduceAttrs)node.Attrs!)]);
+        Rule(Op.Var, (x, node, y, g) => [VarBackward(x[0], g, (ReduceAttrs)node.Attrs!)]);
 
-            // ---- linear algebra and nn ----
-            Op.MatMul => MatMulBackward(x[0], x[1], g),
-            Op.Softmax => [y * (g - (g * y).Sum(-1, keepDim: true))],      // J^T g of softmax
-            Op.LogSoftmax => [g - y.Exp() * g.Sum(-1, keepDim: true)],
-            Op.LayerNorm => LayerNormBackward(node, g),
-            Op.RmsNorm => RmsNormBackward(node, g),
-            Op.IndexSelect => [x[0].ZerosLike().IndexAdd_(((AxisAttrs)node.Attrs!).Axis, x[1], g), null],
-            Op.Gather => [x[0].ZerosLike().ScatterAdd_(((AxisAttrs)node.Attrs!).Axis, x[1], g), null],
-            Op.CrossEntropy => [Tensor.CrossEntropyBackward(g, x[0], x[1], node.Saved[0], (CrossEntropyAttrs)node.Attrs!), null],
-            Op.Conv2d => Conv2dBackward(x[0], x[1], x[2], g, (Conv2dAttrs)node.Attrs!),
-            Op.MaxPool2d => [Tensor.MaxPool2dBackward(g, node.Saved[0], x[0].Shape, (Pool2dAttrs)node.Attrs!)],
-            Op.AvgPool2d => [Tensor.AvgPool2dBackward(g, x[0].Shape, (Pool2dAttrs)node.Attrs!)],
-            Op.UpsampleNearest2d => [Tensor.UpsampleNearest2dBackward(g, ((ScaleAttrs)node.Attrs!).Scale)],
-            Op.Attention => AttentionBackward(node, y, g),
-
-            _ => throw new NotSupportedException($"autograd: op {node.Op} has no backward rule (it is not differentiable)"),
-        };
+        // ---- linear algebra and nn ----
+        Rule(Op.MatMul, (x, node, y, g) => MatMulBackward(x[0], x[1], g));
+        Rule(Op.Softmax, (x, node, y, g) => [y * (g - (g * y).Sum(-1, keepDim: true))]);      // J^T g of softmax
+        Rule(Op.LogSoftmax, (x, node, y, g) => [g - y.Exp() * g.Sum(-1, keepDim: true)]);
+        Rule(Op.LayerNorm, (x, node, y, g) => LayerNormBackward(node, g));
+        Rule(Op.IndexSelect, (x, node, y, g) => [x[0].ZerosLike().IndexAdd_(((AxisAttrs)node.Attrs!).Axis, x[1], g), null]);
+        Rule(Op.Gather, (x, node, y, g) => [x[0].ZerosLike().ScatterAdd_(((AxisAttrs)node.Attrs!).Axis, x[1], g), null]);
+        Rule(Op.CrossEntropy, (x, node, y, g) => [Tensor.CrossEntropyBackward(g, x[0], x[1], node.Saved[0], (CrossEntropyAttrs)node.Attrs!), null]);
+        Rule(Op.Conv2d, (x, node, y, g) => Conv2dBackward(x[0], x[1], x[2], g, (Conv2dAttrs)node.Attrs!));
+        Rule(Op.MaxPool2d, (x, node, y, g) => [Tensor.MaxPool2dBackward(g, node.Saved[0], x[0].Shape, (Pool2dAttrs)node.Attrs!)]);
+        Rule(Op.AvgPool2d, (x, node, y, g) => [Tensor.AvgPool2dBackward(g, x[0].Shape, (Pool2dAttrs)node.Attrs!)]);
+        Rule(Op.UpsampleNearest2d, (x, node, y, g) => [Tensor.UpsampleNearest2dBackward(g, ((ScaleAttrs)node.Attrs!).Scale)]);
+        Rule(Op.Attention, (x, node, y, g) => AttentionBackward(node, y, g));
     }
+
+    /// <summary>A rule written over the inputs x, the node, the output y and its gradient g.</summary>
+    private static void Rule(Op op, Func<Tensor[], OpNode, Tensor, Tensor, Tensor?[]> rule) =>
+        OpRegistry.Update(op, d => d with { Backward = (node, y, g) => rule(node.Inputs, node, y, g) });
 
     private static double Scalar(OpNode node) => ((ScalarAttrs)node.Attrs!).Value;
 
@@ -228,13 +228,6 @@ public static class BackwardRules
         // The fused op returns dbias only alongside dweight; a bias without a weight gets sum(g) here.
         if (b.Numel > 0 && db.Numel == 0) db = g.Reshape(-1, x.Shape[^1]).Sum(0);
         return [dx, w.Numel > 0 ? dw : null, b.Numel > 0 ? db : null];
-    }
-
-    private static Tensor?[] RmsNormBackward(OpNode node, Tensor g)
-    {
-        Tensor x = node.Inputs[0], w = node.Inputs[1];
-        var (dx, dw) = Tensor.RmsNormBackward(g, x, w, node.Saved[0], (NormAttrs)node.Attrs!);
-        return [dx, w.Numel > 0 ? dw : null];
     }
 
     /// <summary>One fused op gives dq, dk, dv (the scores are recomputed from the saved row log-sum-exp).</summary>

@@ -20,17 +20,28 @@ public static class GradMode
     public static IDisposable NoGrad()
     {
         _disabledDepth++;
-        return new Scope();
+        return new Scope(_disabledDepth - 1);
     }
 
-    private sealed class Scope : IDisposable
+    /// <summary>
+    /// Turns recording back on inside a NoGrad region (activation checkpointing recomputes a block's forward
+    /// with recording on while autograd's backward pass runs with it off); the old state returns on Dispose.
+    /// </summary>
+    public static IDisposable Enable()
+    {
+        int old = _disabledDepth;
+        _disabledDepth = 0;
+        return new Scope(old);
+    }
+
+    private sealed class Scope(int restore) : IDisposable
     {
         private bool _done;
         public void Dispose()
         {
             if (_done) return;
             _done = true;
-            _disabledDepth--;
+            _disabledDepth = restore;
         }
     }
 }

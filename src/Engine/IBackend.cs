@@ -4,11 +4,16 @@ namespace ManagedTensor;
 /// The narrow interface every backend implements. The front end (Tensor's op methods) validates
 /// arguments, computes output shapes, broadcasts inputs to views of the output's shape, allocates
 /// outputs and then calls <see cref="Execute"/>. Backends know nothing of gradients.
-/// An op or dtype a backend does not support throws <see cref="NotSupportedException"/> naming both.
+/// An op or dtype a backend does not support throws <see cref="NotSupportedException"/> naming both;
+/// the generic front end (<see cref="Tensor.Apply"/>) asks <see cref="Kernels"/> first and runs the op's
+/// composite fallback where there is no kernel.
 /// </summary>
 public interface IBackend
 {
     Device Device { get; }
+
+    /// <summary>The kernels this backend has, by op (what <see cref="Execute"/> runs).</summary>
+    KernelTable Kernels { get; }
 
     /// <summary>A new storage of <paramref name="length"/> elements. Zero-filled when <paramref name="zero"/>, else unspecified.</summary>
     Storage Allocate(DType dtype, int length, bool zero);
@@ -25,6 +30,9 @@ public static class Backends
 {
     private static readonly Dictionary<Device, IBackend> Registered = new();
     private static readonly object Gate = new();
+
+    // Ops declared in src/Engine/Ops add their CPU kernels when the registry is built: build it before any backend is used.
+    static Backends() => OpRegistry.EnsureBuilt();
 
     /// <summary>Makes backends for non-CPU devices: the ILGPU backend (src/Engine/Gpu) unless replaced.</summary>
     public static Func<Device, IBackend>? GpuFactory { get; set; } = Gpu.GpuBackend.Create;

@@ -49,6 +49,7 @@ public enum Op
     // ---- linear algebra ----
     MatMul,      // a (..., M, K), b (..., K, N) -> out (..., M, N); batch dims equal (broadcast views);
                  // the last two dims of a and b may have any strides (transposed views are the fast case)
+    QMatMul,     // x (..., K) float, w (N, K) in a block format -> y (..., N) = x w^T (declared in Ops/QuantOps.cs)
 
     // ---- neural-network ops over the last axis ----
     Softmax,     // x (..., C) -> out (..., C)
@@ -92,6 +93,11 @@ public enum Op
 
     // ---- optimizer ----
     AdamWStep,   // outputs (in/out): param, m, v; inputs: grad                           attrs: AdamWAttrs
+
+    // ---- user-defined ----
+    Custom,      // a CustomFunction's forward, recorded as one node whose backward is the function's own
+                 // (activation checkpointing, straight-through estimators); never executed by a backend.
+                 // attrs: CustomAttrs
 }
 
 /// <summary>Per-op parameters. Each op documents which record it takes.</summary>
@@ -134,6 +140,9 @@ public sealed record AttentionAttrs(bool Causal, double Scale, double DropoutP =
     /// <summary>1 / (1 - p): kept weights are scaled so the expected output is unchanged.</summary>
     public double KeepScale => 1.0 / (1.0 - DropoutP);
 }
+
+/// <summary>The function object of a <see cref="Op.Custom"/> node (it also holds whatever its forward kept for its backward).</summary>
+public sealed record CustomAttrs(CustomFunction Function) : OpAttrs;
 
 /// <summary>One AdamW step at 1-based <see cref="Step"/> (bias correction uses it); decoupled weight decay.</summary>
 public sealed record AdamWAttrs(double Lr, double Beta1, double Beta2, double Eps, double WeightDecay, int Step) : OpAttrs;

@@ -92,19 +92,8 @@ public sealed partial class Tensor
         return (dx, dw, db);
     }
 
-    /// <summary>RMS norm over the last axis: x / sqrt(mean(x^2) + eps) * weight.</summary>
-    public Tensor RmsNorm(Tensor? weight, double eps = 1e-5)
-    {
-        CheckFloat("RmsNorm");
-        int c = Shape[^1], rows = Numel / Math.Max(c, 1);
-        if (weight is not null) CheckShape(weight, [c], "RmsNorm", "weight");
-        var w = weight ?? None();
-        var y = EmptyLike();
-        var rstd = Empty([rows], DType, Device);
-        var attrs = new NormAttrs(eps);
-        Backend.Execute(Op.RmsNorm, [Dense(), w.Dense()], [y, rstd], attrs);
-        return Record(y, Op.RmsNorm, attrs, [this, w], rstd);
-    }
+    /// <summary>RMS norm over the last axis: x / sqrt(mean(x^2) + eps) * weight (declared in Ops/NormOps.cs).</summary>
+    public Tensor RmsNorm(Tensor? weight, double eps = 1e-5) => Apply(Op.RmsNorm, new NormAttrs(eps), this, weight ?? None())[0];
 
     public static (Tensor Dx, Tensor Dweight) RmsNormBackward(Tensor dy, Tensor x, Tensor weight, Tensor rstd, NormAttrs attrs)
     {

@@ -115,6 +115,8 @@ public sealed partial class Tensor : IDisposable
     {
         var shapeCopy = (int[])shape.Clone();
         int n = CheckedNumel(shapeCopy);
+        if (dtype.IsQuantized() && (shapeCopy.Length == 0 || shapeCopy[^1] % Quant.BlockFormats.Get(dtype).BlockSize != 0))
+            throw new ArgumentException($"a {dtype} tensor's last axis must be a whole number of blocks of {Quant.BlockFormats.Get(dtype).BlockSize} values: shape {ShapeString(shapeCopy)}");
         var storage = Backends.For(device ?? Device.Cpu).Allocate(dtype, n, zero);
         return new Tensor(storage, shapeCopy, ContiguousStrides(shapeCopy), 0);
     }

@@ -70,7 +70,7 @@ public class GgufTests
         foreach (var (name, type) in new[] { ("t.q8_0", GgmlType.Q8_0), ("t.q4_0", GgmlType.Q4_0) })
         {
             var src = Expected.Value.GetProperty("sources").GetProperty(name).EnumerateArray().Select(e => (float)e.GetDouble()).ToArray();
-            Assert.Equal(g.TensorBytes(g.Tensor(name)).ToArray(), Quant.Quantize(type, src));
+            Assert.Equal(g.TensorBytes(g.Tensor(name)).ToArray(), GgmlTypes.Quantize(type, src));
         }
     }
 
@@ -86,7 +86,7 @@ public class GgufTests
             var deq = m.ToF32();
             // The integer kernels see x quantized to Q8_0 (ggml's vec_dot_q*_q8_0); F16 rows are dotted with x as is.
             var xs = x;
-            if (type != GgmlType.F16) { xs = new float[96]; Quant.DequantizeQ8_0(Quant.Quantize(GgmlType.Q8_0, x), xs); }
+            if (type != GgmlType.F16) { xs = new float[96]; ManagedTensor.Quant.Q8_0.Decode(GgmlTypes.Quantize(GgmlType.Q8_0, x), xs); }
             var y = new float[4];
             m.MatVec(x, y);
             for (int r = 0; r < 4; r++)
@@ -116,9 +116,10 @@ public class GgufTests
             m.MatVec(x.AsSpan(t * 256, 256), yv);
             for (int r = 0; r < 2; r++)
             {
-                double want = 0;
-                for (int c = 0; c < 256; c++) want += w[r * 256 + c] * x[t * 256 + c];
-                Assert.Equal(want, yv[r], 3);
+                double want = 0, scale = 0;
+                for (int c = 0; c < 256; c++) { want += w[r * 256 + c] * x[t * 256 + c]; scale += Math.Abs(w[r * 256 + c] * x[t * 256 + c]); }
+                // The vector product rounds x to Q8_K (8 bits against the block's largest value): within 1% of sum |w x|.
+                Assert.True(Math.Abs(want - yv[r]) <= 0.01 * scale, $"MatVec row {r} of x {t}: {yv[r]}, decoded product {want}");
                 Assert.Equal(want, y[t * 2 + r], 3);
             }
         }

@@ -40,12 +40,15 @@ public class ConformanceTests
     }
 
     [Fact]
-    public void EveryExecutedOpHasACase()
+    public void EveryOpWithAKernelHasACase()
     {
-        var movement = new[] { Op.Reshape, Op.Permute, Op.Expand, Op.Slice };
+        // The registry says which ops backends execute: each needs a case (movement ops, Cat and Custom never reach a kernel).
         var covered = Cases.SelectMany(c => c.Ops).ToHashSet();
-        var missing = Enum.GetValues<Op>().Except(movement).Where(op => !covered.Contains(op)).ToList();
+        var executed = OpRegistry.All.Select(d => d.Op)
+            .Where(op => Backends.For(Device.Cpu).Kernels.Has(op) || Backends.For(Device.IlgpuCpu).Kernels.Has(op)).ToList();
+        var missing = executed.Where(op => !covered.Contains(op)).Select(OpRegistry.NameOf).ToList();
         Assert.True(missing.Count == 0, "ops without a conformance case: " + string.Join(", ", missing));
+        Assert.Contains(Op.MatMul, executed);
         Assert.Equal(Cases.Count, Cases.Select(c => c.Name).Distinct().Count());
     }
 

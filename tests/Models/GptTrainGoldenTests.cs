@@ -30,10 +30,19 @@ public sealed class GptTrainGoldenTests : IDisposable
         double Real(string name) => r.GetProperty(name).GetDouble();
         var cfg = new TrainConfig
         {
-            DataPath = Fixtures.RepoFile("data/tinyshakespeare.txt"), OutDir = _outDir,
-            NLayer = Int("n_layer"), NHead = Int("n_head"), NEmbd = Int("n_embd"), BlockSize = Int("block_size"),
-            BatchSize = Int("batch_size"), MaxIters = Int("steps"), LearningRate = Real("learning_rate"), MinLr = Real("min_lr"),
-            WarmupIters = Int("warmup_iters"), LrDecayIters = Int("lr_decay_iters"), WeightDecay = Real("weight_decay"),
+            DataPath = Fixtures.RepoFile("data/tinyshakespeare.txt"),
+            OutDir = _outDir,
+            NLayer = Int("n_layer"),
+            NHead = Int("n_head"),
+            NEmbd = Int("n_embd"),
+            BlockSize = Int("block_size"),
+            BatchSize = Int("batch_size"),
+            MaxIters = Int("steps"),
+            LearningRate = Real("learning_rate"),
+            MinLr = Real("min_lr"),
+            WarmupIters = Int("warmup_iters"),
+            LrDecayIters = Int("lr_decay_iters"),
+            WeightDecay = Real("weight_decay"),
             GradClip = Real("grad_clip"),
         };
         var trainer = GptTrainer.Create(cfg, Device.Cpu);

@@ -2,7 +2,7 @@ namespace ManagedTensor.Cpu;
 
 /// <summary>
 /// The reference backend: plain C# over managed arrays, SIMD through System.Numerics.Tensors and
-/// Vector256/512, threads through Parallel.For. One switch maps each op to its implementation;
+/// Vector256/512, threads through Parallel.For. One table maps each op to its kernel (<see cref="Kernels"/>);
 /// each op family lives in its own file (CpuElementwise, CpuReduce, CpuMatMul, ...).
 /// </summary>
 public sealed class CpuBackend : IBackend
@@ -15,68 +15,59 @@ public sealed class CpuBackend : IBackend
 
     public Storage Allocate(DType dtype, int length, bool zero) => new CpuStorage(dtype, length, zero);
 
-    public void Execute(Op op, ReadOnlySpan<Tensor> inputs, ReadOnlySpan<Tensor> outputs, OpAttrs? attrs)
-    {
-        switch (op)
-        {
-            case Op.Copy: CpuCopy.Copy(inputs[0], outputs[0]); break;
-            case Op.Fill: CpuCopy.Fill(outputs[0], ((ScalarAttrs)attrs!).Value); break;
-            case Op.RandUniform: CpuCopy.RandUniform(outputs[0], (RandomAttrs)attrs!); break;
-            case Op.RandNormal: CpuCopy.RandNormal(outputs[0], (RandomAttrs)attrs!); break;
+    /// <summary>
+    /// Every op's CPU kernel, by op: one line per built-in op, or per family of ops sharing a kernel. Ops
+    /// declared in src/Engine/Ops add their CPU kernel in their declaration. The CPU is the reference: every
+    /// op has a CPU kernel (other backends may run an op's fallback until they have one).
+    /// </summary>
+    public KernelTable Kernels { get; } = Build(new KernelTable("CPU"));
 
-            case Op.Neg or Op.Abs or Op.Exp or Op.Log or Op.Sqrt or Op.Rsqrt or Op.Tanh or Op.Sigmoid or Op.Relu
-                or Op.Gelu or Op.GeluTanh or Op.Silu or Op.Erf or Op.AddScalar or Op.MulScalar or Op.PowScalar or Op.Clamp:
-                CpuElementwise.Unary(op, inputs[0], outputs[0], attrs);
-                break;
-            case Op.Add or Op.Sub or Op.Mul or Op.Div or Op.Pow or Op.Maximum or Op.Minimum or Op.GeluBackward
-                or Op.Eq or Op.Ne or Op.Lt or Op.Le or Op.Gt or Op.Ge:
-                CpuElementwise.Binary(op, inputs[0], inputs[1], outputs[0]);
-                break;
-            case Op.Where: CpuElementwise.Where(inputs[0], inputs[1], inputs[2], outputs[0]); break;
+    public void Execute(Op op, ReadOnlySpan<Tensor> inputs, ReadOnlySpan<Tensor> outputs, OpAttrs? attrs) =>
+        Kernels.Run(op, inputs, outputs, attrs);
 
-            case Op.Sum or Op.Mean or Op.Max or Op.Min or Op.ArgMax or Op.Var:
-                CpuReduce.Reduce(op, inputs[0], outputs[0], (ReduceAttrs)attrs!);
-                break;
+    /// <summary>The F32 and F64 kernels of the norms; other float dtypes run the op's composite fallback.</summary>
+    private static bool F32OrF64(ReadOnlySpan<Tensor> inputs, OpAttrs? attrs) => inputs[0].DType is DType.F32 or DType.F64;
 
-            case Op.MatMul: CpuMatMul.MatMul(inputs[0], inputs[1], outputs[0]); break;
+    private static KernelTable Build(KernelTable t) => t
+        .Add(Op.Copy, (i, o, a) => CpuCopy.Copy(i[0], o[0]))
+        .Add(Op.Fill, (i, o, a) => CpuCopy.Fill(o[0], ((ScalarAttrs)a!).Value))
+        .Add(Op.RandUniform, (i, o, a) => CpuCopy.RandUniform(o[0], (RandomAttrs)a!))
+        .Add(Op.RandNormal, (i, o, a) => CpuCopy.RandNormal(o[0], (RandomAttrs)a!))
 
-            case Op.Softmax: CpuNorm.Softmax(inputs[0], outputs[0], log: false); break;
-            case Op.LogSoftmax: CpuNorm.Softmax(inputs[0], outputs[0], log: true); break;
-            case Op.LayerNorm: CpuNorm.LayerNorm(inputs[0], inputs[1], inputs[2], outputs[0], outputs[1], outputs[2], (NormAttrs)attrs!); break;
-            case Op.LayerNormBackward:
-                CpuNorm.LayerNormBackward(inputs[0], inputs[1], inputs[2], inputs[3], inputs[4], outputs[0], outputs[1], outputs[2]);
-                break;
-            case Op.RmsNorm: CpuNorm.RmsNorm(inputs[0], inputs[1], outputs[0], outputs[1], (NormAttrs)attrs!); break;
-            case Op.RmsNormBackward: CpuNorm.RmsNormBackward(inputs[0], inputs[1], inputs[2], inputs[3], outputs[0], outputs[1]); break;
+        .Add(OpFamilies.Unary, (op, i, o, a) => CpuElementwise.Unary(op, i[0], o[0], a))
+        .Add(OpFamilies.Binary, (op, i, o, a) => CpuElementwise.Binary(op, i[0], i[1], o[0]))
+        .Add(Op.Where, (i, o, a) => CpuElementwise.Where(i[0], i[1], i[2], o[0]))
+        .Add(OpFamilies.Reduce, (op, i, o, a) => CpuReduce.Reduce(op, i[0], o[0], (ReduceAttrs)a!))
 
-            case Op.IndexSelect: CpuIndex.IndexSelect(inputs[0], inputs[1], outputs[0], ((AxisAttrs)attrs!).Axis); break;
-            case Op.IndexAdd: CpuIndex.IndexAdd(outputs[0], inputs[0], inputs[1], ((AxisAttrs)attrs!).Axis); break;
-            case Op.Gather: CpuIndex.Gather(inputs[0], inputs[1], outputs[0], ((AxisAttrs)attrs!).Axis); break;
-            case Op.ScatterAdd: CpuIndex.ScatterAdd(outputs[0], inputs[0], inputs[1], ((AxisAttrs)attrs!).Axis); break;
+        .Add(Op.MatMul, (i, o, a) => CpuMatMul.MatMul(i[0], i[1], o[0]))
 
-            case Op.CrossEntropy: CpuLoss.CrossEntropy(inputs[0], inputs[1], outputs[0], outputs[1], (CrossEntropyAttrs)attrs!); break;
-            case Op.CrossEntropyBackward:
-                CpuLoss.CrossEntropyBackward(inputs[0], inputs[1], inputs[2], inputs[3], outputs[0], (CrossEntropyAttrs)attrs!);
-                break;
+        .Add(Op.Softmax, (i, o, a) => CpuNorm.Softmax(i[0], o[0], log: false))
+        .Add(Op.LogSoftmax, (i, o, a) => CpuNorm.Softmax(i[0], o[0], log: true))
+        .Add(Op.LayerNorm, (i, o, a) => CpuNorm.LayerNorm(i[0], i[1], i[2], o[0], o[1], o[2], (NormAttrs)a!))
+        .Add(Op.LayerNormBackward, (i, o, a) => CpuNorm.LayerNormBackward(i[0], i[1], i[2], i[3], i[4], o[0], o[1], o[2]))
+        .Add(Op.RmsNorm, (i, o, a) => CpuNorm.RmsNorm(i[0], i[1], o[0], o[1], (NormAttrs)a!), F32OrF64)
+        .Add(Op.RmsNormBackward, (i, o, a) => CpuNorm.RmsNormBackward(i[0], i[1], i[2], i[3], o[0], o[1]))
 
-            case Op.Conv2d: CpuConv.Conv2d(inputs[0], inputs[1], inputs[2], outputs[0], (Conv2dAttrs)attrs!); break;
-            case Op.Conv2dBackwardInput: CpuConv.BackwardInput(inputs[0], inputs[1], outputs[0], (Conv2dAttrs)attrs!); break;
-            case Op.Conv2dBackwardWeight: CpuConv.BackwardWeight(inputs[0], inputs[1], outputs[0], (Conv2dAttrs)attrs!); break;
-            case Op.MaxPool2d: CpuPool.MaxPool2d(inputs[0], outputs[0], outputs[1], (Pool2dAttrs)attrs!); break;
-            case Op.MaxPool2dBackward: CpuPool.MaxPool2dBackward(inputs[0], inputs[1], outputs[0], (Pool2dAttrs)attrs!); break;
-            case Op.AvgPool2d: CpuPool.AvgPool2d(inputs[0], outputs[0], (Pool2dAttrs)attrs!); break;
-            case Op.AvgPool2dBackward: CpuPool.AvgPool2dBackward(inputs[0], outputs[0], (Pool2dAttrs)attrs!); break;
-            case Op.UpsampleNearest2d: CpuPool.UpsampleNearest2d(inputs[0], outputs[0], ((ScaleAttrs)attrs!).Scale); break;
-            case Op.UpsampleNearest2dBackward: CpuPool.UpsampleNearest2dBackward(inputs[0], outputs[0], ((ScaleAttrs)attrs!).Scale); break;
+        .Add(Op.IndexSelect, (i, o, a) => CpuIndex.IndexSelect(i[0], i[1], o[0], ((AxisAttrs)a!).Axis))
+        .Add(Op.IndexAdd, (i, o, a) => CpuIndex.IndexAdd(o[0], i[0], i[1], ((AxisAttrs)a!).Axis))
+        .Add(Op.Gather, (i, o, a) => CpuIndex.Gather(i[0], i[1], o[0], ((AxisAttrs)a!).Axis))
+        .Add(Op.ScatterAdd, (i, o, a) => CpuIndex.ScatterAdd(o[0], i[0], i[1], ((AxisAttrs)a!).Axis))
 
-            case Op.Attention: CpuAttention.Forward(inputs[0], inputs[1], inputs[2], outputs[0], outputs[1], (AttentionAttrs)attrs!); break;
-            case Op.AttentionBackward:
-                CpuAttention.Backward(inputs[0], inputs[1], inputs[2], inputs[3], inputs[4], inputs[5], outputs[0], outputs[1], outputs[2], (AttentionAttrs)attrs!);
-                break;
+        .Add(Op.CrossEntropy, (i, o, a) => CpuLoss.CrossEntropy(i[0], i[1], o[0], o[1], (CrossEntropyAttrs)a!))
+        .Add(Op.CrossEntropyBackward, (i, o, a) => CpuLoss.CrossEntropyBackward(i[0], i[1], i[2], i[3], o[0], (CrossEntropyAttrs)a!))
 
-            case Op.AdamWStep: CpuOptim.AdamWStep(outputs[0], inputs[0], outputs[1], outputs[2], (AdamWAttrs)attrs!); break;
+        .Add(Op.Conv2d, (i, o, a) => CpuConv.Conv2d(i[0], i[1], i[2], o[0], (Conv2dAttrs)a!))
+        .Add(Op.Conv2dBackwardInput, (i, o, a) => CpuConv.BackwardInput(i[0], i[1], o[0], (Conv2dAttrs)a!))
+        .Add(Op.Conv2dBackwardWeight, (i, o, a) => CpuConv.BackwardWeight(i[0], i[1], o[0], (Conv2dAttrs)a!))
+        .Add(Op.MaxPool2d, (i, o, a) => CpuPool.MaxPool2d(i[0], o[0], o[1], (Pool2dAttrs)a!))
+        .Add(Op.MaxPool2dBackward, (i, o, a) => CpuPool.MaxPool2dBackward(i[0], i[1], o[0], (Pool2dAttrs)a!))
+        .Add(Op.AvgPool2d, (i, o, a) => CpuPool.AvgPool2d(i[0], o[0], (Pool2dAttrs)a!))
+        .Add(Op.AvgPool2dBackward, (i, o, a) => CpuPool.AvgPool2dBackward(i[0], o[0], (Pool2dAttrs)a!))
+        .Add(Op.UpsampleNearest2d, (i, o, a) => CpuPool.UpsampleNearest2d(i[0], o[0], ((ScaleAttrs)a!).Scale))
+        .Add(Op.UpsampleNearest2dBackward, (i, o, a) => CpuPool.UpsampleNearest2dBackward(i[0], o[0], ((ScaleAttrs)a!).Scale))
 
-            default: throw new NotSupportedException($"the CPU backend has no kernel for op {op}");
-        }
-    }
+        .Add(Op.Attention, (i, o, a) => CpuAttention.Forward(i[0], i[1], i[2], o[0], o[1], (AttentionAttrs)a!))
+        .Add(Op.AttentionBackward, (i, o, a) => CpuAttention.Backward(i[0], i[1], i[2], i[3], i[4], i[5], o[0], o[1], o[2], (AttentionAttrs)a!))
+
+        .Add(Op.AdamWStep, (i, o, a) => CpuOptim.AdamWStep(o[0], i[0], o[1], o[2], (AdamWAttrs)a!));
 }

@@ -12,6 +12,11 @@ internal static class CpuCopy
     {
         if (!src.Shape.AsSpan().SequenceEqual(dst.Shape))
             throw new ArgumentException($"copy: source {src.Describe()} and destination {dst.Describe()} differ in shape");
+        if (src.DType.IsQuantized() || dst.DType.IsQuantized())
+        {
+            CpuQuant.Copy(src, dst); // decode or encode blocks
+            return;
+        }
         switch (src.DType)
         {
             case DType.F32: CopyFrom<float>(src, dst); break;

@@ -56,80 +56,80 @@ internal static class CpuReduce
         switch (op)
         {
             case Op.Sum or Op.Mean:
-            {
-                double scale = op == Op.Mean ? 1.0 / l.Count : 1.0; // an empty mean is 0 * inf = NaN, as PyTorch
-                T[] ys = y.Data<T>();
-                if (columns && (typeof(T) == typeof(float) || typeof(T) == typeof(double)))
                 {
-                    ColumnSum(xs, ys, yOff, l, scale);
-                    return;
-                }
-                CpuParallel.For(l.Outputs, l.Count, (start, end) =>
-                {
-                    for (int o = start; o < end; o++)
+                    double scale = op == Op.Mean ? 1.0 / l.Count : 1.0; // an empty mean is 0 * inf = NaN, as PyTorch
+                    T[] ys = y.Data<T>();
+                    if (columns && (typeof(T) == typeof(float) || typeof(T) == typeof(double)))
                     {
-                        var v = new SumVisitor<T>(xs);
-                        l.VisitRows(l.BaseOffset(o), ref v);
-                        ys[yOff + o] = typeof(T) == typeof(float) || typeof(T) == typeof(double)
-                            ? T.CreateTruncating(v.Sum * scale)
-                            : T.CreateTruncating(v.IntSum);
+                        ColumnSum(xs, ys, yOff, l, scale);
+                        return;
                     }
-                });
-                break;
-            }
+                    CpuParallel.For(l.Outputs, l.Count, (start, end) =>
+                    {
+                        for (int o = start; o < end; o++)
+                        {
+                            var v = new SumVisitor<T>(xs);
+                            l.VisitRows(l.BaseOffset(o), ref v);
+                            ys[yOff + o] = typeof(T) == typeof(float) || typeof(T) == typeof(double)
+                                ? T.CreateTruncating(v.Sum * scale)
+                                : T.CreateTruncating(v.IntSum);
+                        }
+                    });
+                    break;
+                }
             case Op.Max or Op.Min:
-            {
-                T[] ys = y.Data<T>();
-                bool max = op == Op.Max;
-                if (columns)
                 {
-                    ColumnMinMax(xs, ys, yOff, l, max);
-                    return;
+                    T[] ys = y.Data<T>();
+                    bool max = op == Op.Max;
+                    if (columns)
+                    {
+                        ColumnMinMax(xs, ys, yOff, l, max);
+                        return;
+                    }
+                    CpuParallel.For(l.Outputs, l.Count, (start, end) =>
+                    {
+                        for (int o = start; o < end; o++)
+                        {
+                            var v = new MinMaxVisitor<T>(xs, max);
+                            l.VisitRows(l.BaseOffset(o), ref v);
+                            ys[yOff + o] = v.Result;
+                        }
+                    });
+                    break;
                 }
-                CpuParallel.For(l.Outputs, l.Count, (start, end) =>
-                {
-                    for (int o = start; o < end; o++)
-                    {
-                        var v = new MinMaxVisitor<T>(xs, max);
-                        l.VisitRows(l.BaseOffset(o), ref v);
-                        ys[yOff + o] = v.Result;
-                    }
-                });
-                break;
-            }
             case Op.Var:
-            {
-                T[] ys = y.Data<T>();
-                double divisor = Math.Max(0, l.Count - a.Correction); // n - correction, clamped at 0 as torch.var
-                CpuParallel.For(l.Outputs, 2L * l.Count, (start, end) =>
                 {
-                    for (int o = start; o < end; o++)
+                    T[] ys = y.Data<T>();
+                    double divisor = Math.Max(0, l.Count - a.Correction); // n - correction, clamped at 0 as torch.var
+                    CpuParallel.For(l.Outputs, 2L * l.Count, (start, end) =>
                     {
-                        // Two passes: the mean, then the sum of squared deviations from it (no cancellation).
-                        int b = l.BaseOffset(o);
-                        var s = new SumVisitor<T>(xs);
-                        l.VisitRows(b, ref s);
-                        var d = new SquaredDeviationVisitor<T>(xs, s.Sum / l.Count);
-                        l.VisitRows(b, ref d);
-                        ys[yOff + o] = T.CreateTruncating(d.Sum / divisor);
-                    }
-                });
-                break;
-            }
+                        for (int o = start; o < end; o++)
+                        {
+                            // Two passes: the mean, then the sum of squared deviations from it (no cancellation).
+                            int b = l.BaseOffset(o);
+                            var s = new SumVisitor<T>(xs);
+                            l.VisitRows(b, ref s);
+                            var d = new SquaredDeviationVisitor<T>(xs, s.Sum / l.Count);
+                            l.VisitRows(b, ref d);
+                            ys[yOff + o] = T.CreateTruncating(d.Sum / divisor);
+                        }
+                    });
+                    break;
+                }
             case Op.ArgMax:
-            {
-                long[] ys = y.Data<long>();
-                CpuParallel.For(l.Outputs, l.Count, (start, end) =>
                 {
-                    for (int o = start; o < end; o++)
+                    long[] ys = y.Data<long>();
+                    CpuParallel.For(l.Outputs, l.Count, (start, end) =>
                     {
-                        var v = new ArgMaxVisitor<T>(xs);
-                        l.VisitRows(l.BaseOffset(o), ref v);
-                        ys[yOff + o] = v.Index;
-                    }
-                });
-                break;
-            }
+                        for (int o = start; o < end; o++)
+                        {
+                            var v = new ArgMaxVisitor<T>(xs);
+                            l.VisitRows(l.BaseOffset(o), ref v);
+                            ys[yOff + o] = v.Index;
+                        }
+                    });
+                    break;
+                }
             default: throw new NotSupportedException($"{op} is not a reduction");
         }
     }

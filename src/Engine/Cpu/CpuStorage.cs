@@ -14,7 +14,9 @@ public sealed class CpuStorage : Storage
     public CpuStorage(DType dtype, int length, bool zero = true)
         : base(Device.Cpu, dtype, length)
     {
-        Data = zero ? Array.CreateInstance(dtype.ClrType(), length) : Uninitialized(dtype, length);
+        // A block format holds the bytes of its blocks; other dtypes one CLR element per element.
+        int arrayLength = checked((int)(dtype.IsQuantized() ? dtype.ByteCount(length) : length));
+        Data = zero ? Array.CreateInstance(dtype.ClrType(), arrayLength) : Uninitialized(dtype.IsQuantized() ? DType.U8 : dtype, arrayLength);
     }
 
     private static Array Uninitialized(DType dtype, int length)
@@ -66,6 +68,12 @@ public sealed class CpuStorage : Storage
     public override Array ToHostArray(int start, int count)
     {
         ThrowIfDisposed();
+        if (DType.IsQuantized())
+        {
+            var bytes = new byte[DType.ByteCount(count)];
+            Array.Copy(Data, DType.ByteCount(start), bytes, 0, bytes.Length);
+            return bytes;
+        }
         var result = Array.CreateInstance(DType.ClrType(), count);
         Array.Copy(Data, start, result, 0, count);
         return result;
@@ -76,9 +84,11 @@ public sealed class CpuStorage : Storage
         ThrowIfDisposed();
         if (data.GetType().GetElementType() != DType.ClrType())
             throw new ArgumentException($"cannot copy {data.GetType().Name} into a {DType} storage");
-        if (start < 0 || start + data.Length > Length)
-            throw new ArgumentOutOfRangeException(nameof(start), $"copy of {data.Length} elements at {start} overruns a storage of {Length}");
-        Array.Copy(data, 0, Data, start, data.Length);
+        int count = HostElementCount(data);
+        if (start < 0 || start + count > Length)
+            throw new ArgumentOutOfRangeException(nameof(start), $"copy of {count} elements at {start} overruns a storage of {Length}");
+        if (DType.IsQuantized()) Array.Copy(data, 0, Data, DType.ByteCount(start), data.Length);
+        else Array.Copy(data, 0, Data, start, data.Length);
     }
 }
 

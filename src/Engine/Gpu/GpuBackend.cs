@@ -1,6 +1,7 @@
 using ILGPU;
 using ILGPU.Runtime;
 using ManagedTensor.Gpu.Kernels;
+using ManagedTensor.Gpu.Kernels.Quant;
 
 namespace ManagedTensor.Gpu;
 
@@ -23,7 +24,8 @@ public sealed class GpuBackend : IBackend, IDeviceMemory, IDisposable
         Context = context;
         Accelerator = accelerator;
         Allocator = new GpuAllocator(accelerator);
-        Kernels = KernelCache.For(accelerator);
+        Kernels = BuildKernels(new KernelTable(device.ToString()));
+        Compiled = KernelCache.For(accelerator);
         Info = GpuDevices.Describe(device, accelerator.Device);
         GroupSize = Math.Min(256, accelerator.MaxNumThreadsPerGroup);
         MaxGroups = accelerator.AcceleratorType == AcceleratorType.CPU ? 2 : accelerator.NumMultiprocessors * 32;
@@ -45,7 +47,7 @@ public sealed class GpuBackend : IBackend, IDeviceMemory, IDisposable
     internal Accelerator Accelerator { get; }
     internal AcceleratorStream Stream => Accelerator.DefaultStream;
     internal GpuAllocator Allocator { get; }
-    internal KernelCache Kernels { get; }
+    internal KernelCache Compiled { get; }
 
     /// <summary>The attention launchers (their own kernel cache: typed delegates, loaded on first use).</summary>
     internal GpuAttention Attention => _attention ??= new GpuAttention(Accelerator);
@@ -61,7 +63,7 @@ public sealed class GpuBackend : IBackend, IDeviceMemory, IDisposable
     internal int WarpSize => Accelerator.WarpSize;
 
     /// <summary>Kernels compiled so far.</summary>
-    public int CompiledKernels => Kernels.Count;
+    public int CompiledKernels => Compiled.Count;
 
     internal ArrayView<int> Status => _status.View;
 
@@ -70,7 +72,7 @@ public sealed class GpuBackend : IBackend, IDeviceMemory, IDisposable
     public Storage Allocate(DType dtype, int length, bool zero)
     {
         if (length < 0) throw new ArgumentOutOfRangeException(nameof(length), length, "storage length must be non-negative");
-        long bytes = (long)length * dtype.SizeOf();
+        long bytes = dtype.ByteCount(length);
         var block = length == 0 ? null : Allocator.Allocate(bytes, DeviceMemory.CurrentCategory);
         var storage = new GpuStorage(this, dtype, length, block);
         if (zero && block is not null) storage.Bytes.MemSetToZero(Stream);
@@ -78,72 +80,60 @@ public sealed class GpuBackend : IBackend, IDeviceMemory, IDisposable
         return storage;
     }
 
+    /// <summary>Every op's GPU kernel launcher, by op; ops missing here run their composite fallback (see <see cref="OpRegistry"/>).</summary>
+    public KernelTable Kernels { get; }
+
     public void Execute(Op op, ReadOnlySpan<Tensor> inputs, ReadOnlySpan<Tensor> outputs, OpAttrs? attrs)
     {
         foreach (var t in inputs) CheckOnThisDevice(op, t);
         foreach (var t in outputs) CheckOnThisDevice(op, t);
-        switch (op)
-        {
-            case Op.Copy: CopyKernels.Copy(this, inputs[0], outputs[0]); break;
-            case Op.Fill: CopyKernels.Fill(this, outputs[0], ((ScalarAttrs)attrs!).Value); break;
-            case Op.RandUniform: CopyKernels.Random(this, outputs[0], (RandomAttrs)attrs!, normal: false); break;
-            case Op.RandNormal: CopyKernels.Random(this, outputs[0], (RandomAttrs)attrs!, normal: true); break;
-
-            case Op.Neg or Op.Abs or Op.Exp or Op.Log or Op.Sqrt or Op.Rsqrt or Op.Tanh or Op.Sigmoid or Op.Relu
-                or Op.Gelu or Op.GeluTanh or Op.Silu or Op.Erf or Op.AddScalar or Op.MulScalar or Op.PowScalar or Op.Clamp:
-                ElementwiseKernels.Unary(this, op, inputs[0], outputs[0], attrs);
-                break;
-            case Op.Add or Op.Sub or Op.Mul or Op.Div or Op.Pow or Op.Maximum or Op.Minimum or Op.GeluBackward
-                or Op.Eq or Op.Ne or Op.Lt or Op.Le or Op.Gt or Op.Ge:
-                ElementwiseKernels.Binary(this, op, inputs[0], inputs[1], outputs[0]);
-                break;
-            case Op.Where: ElementwiseKernels.Where(this, inputs[0], inputs[1], inputs[2], outputs[0]); break;
-
-            case Op.Sum or Op.Mean or Op.Max or Op.Min or Op.ArgMax or Op.Var:
-                ReduceKernels.Reduce(this, op, inputs[0], outputs[0], (ReduceAttrs)attrs!);
-                break;
-
-            case Op.MatMul: MatMulKernels.MatMul(this, inputs[0], inputs[1], outputs[0]); break;
-
-            case Op.Softmax: NormKernels.Softmax(this, inputs[0], outputs[0], log: false); break;
-            case Op.LogSoftmax: NormKernels.Softmax(this, inputs[0], outputs[0], log: true); break;
-            case Op.LayerNorm: NormKernels.LayerNorm(this, inputs[0], inputs[1], inputs[2], outputs[0], outputs[1], outputs[2], (NormAttrs)attrs!); break;
-            case Op.LayerNormBackward:
-                NormKernels.LayerNormBackward(this, inputs[0], inputs[1], inputs[2], inputs[3], inputs[4], outputs[0], outputs[1], outputs[2]);
-                break;
-            case Op.RmsNorm: NormKernels.RmsNorm(this, inputs[0], inputs[1], outputs[0], outputs[1], (NormAttrs)attrs!); break;
-            case Op.RmsNormBackward: NormKernels.RmsNormBackward(this, inputs[0], inputs[1], inputs[2], inputs[3], outputs[0], outputs[1]); break;
-
-            case Op.IndexSelect: IndexKernels.IndexSelect(this, inputs[0], inputs[1], outputs[0], ((AxisAttrs)attrs!).Axis); break;
-            case Op.IndexAdd: IndexKernels.IndexAdd(this, outputs[0], inputs[0], inputs[1], ((AxisAttrs)attrs!).Axis); break;
-            case Op.Gather: IndexKernels.Gather(this, inputs[0], inputs[1], outputs[0], ((AxisAttrs)attrs!).Axis); break;
-            case Op.ScatterAdd: IndexKernels.ScatterAdd(this, outputs[0], inputs[0], inputs[1], ((AxisAttrs)attrs!).Axis); break;
-
-            case Op.CrossEntropy: LossKernels.CrossEntropy(this, inputs[0], inputs[1], outputs[0], outputs[1], (CrossEntropyAttrs)attrs!); break;
-            case Op.CrossEntropyBackward:
-                LossKernels.CrossEntropyBackward(this, inputs[0], inputs[1], inputs[2], inputs[3], outputs[0], (CrossEntropyAttrs)attrs!);
-                break;
-
-            case Op.Conv2d: ConvKernels.Conv2d(this, inputs[0], inputs[1], inputs[2], outputs[0], (Conv2dAttrs)attrs!); break;
-            case Op.Conv2dBackwardInput: ConvKernels.BackwardInput(this, inputs[0], inputs[1], outputs[0], (Conv2dAttrs)attrs!); break;
-            case Op.Conv2dBackwardWeight: ConvKernels.BackwardWeight(this, inputs[0], inputs[1], outputs[0], (Conv2dAttrs)attrs!); break;
-            case Op.MaxPool2d: PoolKernels.MaxPool2d(this, inputs[0], outputs[0], outputs[1], (Pool2dAttrs)attrs!); break;
-            case Op.MaxPool2dBackward: PoolKernels.MaxPool2dBackward(this, inputs[0], inputs[1], outputs[0]); break;
-            case Op.AvgPool2d: PoolKernels.AvgPool2d(this, inputs[0], outputs[0], (Pool2dAttrs)attrs!); break;
-            case Op.AvgPool2dBackward: PoolKernels.AvgPool2dBackward(this, inputs[0], outputs[0], (Pool2dAttrs)attrs!); break;
-            case Op.UpsampleNearest2d: PoolKernels.Upsample(this, inputs[0], outputs[0], ((ScaleAttrs)attrs!).Scale); break;
-            case Op.UpsampleNearest2dBackward: PoolKernels.UpsampleBackward(this, inputs[0], outputs[0], ((ScaleAttrs)attrs!).Scale); break;
-
-            case Op.AdamWStep: OptimKernels.AdamWStep(this, outputs[0], inputs[0], outputs[1], outputs[2], (AdamWAttrs)attrs!); break;
-
-            case Op.Attention: AttentionKernels.Forward(this, inputs[0], inputs[1], inputs[2], outputs[0], outputs[1], (AttentionAttrs)attrs!); break;
-            case Op.AttentionBackward:
-                AttentionKernels.Backward(this, inputs[0], inputs[1], inputs[2], inputs[3], inputs[4], inputs[5], outputs[0], outputs[1], outputs[2], (AttentionAttrs)attrs!);
-                break;
-
-            default: throw new NotSupportedException($"the GPU backend has no kernel for op {op}");
-        }
+        Kernels.Run(op, inputs, outputs, attrs);
     }
+
+    private KernelTable BuildKernels(KernelTable t) => t
+        .Add(Op.Copy, (i, o, a) => QuantDecodeKernels.Copy(this, i[0], o[0]), (i, a) => QuantDecodeKernels.Decodes(i[0].DType))
+        .Add(Op.Copy, (i, o, a) => { if (o[0].DType.IsQuantized()) QuantDecodeKernels.EncodeOnHost(i[0], o[0]); else CopyKernels.Copy(this, i[0], o[0]); }, (i, a) => !i[0].DType.IsQuantized())
+        .Add(Op.Fill, (i, o, a) => CopyKernels.Fill(this, o[0], ((ScalarAttrs)a!).Value))
+        .Add(Op.RandUniform, (i, o, a) => CopyKernels.Random(this, o[0], (RandomAttrs)a!, normal: false))
+        .Add(Op.RandNormal, (i, o, a) => CopyKernels.Random(this, o[0], (RandomAttrs)a!, normal: true))
+
+        .Add(OpFamilies.Unary, (op, i, o, a) => ElementwiseKernels.Unary(this, op, i[0], o[0], a))
+        .Add(OpFamilies.Binary, (op, i, o, a) => ElementwiseKernels.Binary(this, op, i[0], i[1], o[0]))
+        .Add(Op.Where, (i, o, a) => ElementwiseKernels.Where(this, i[0], i[1], i[2], o[0]))
+        .Add(OpFamilies.Reduce, (op, i, o, a) => ReduceKernels.Reduce(this, op, i[0], o[0], (ReduceAttrs)a!))
+
+        .Add(Op.MatMul, (i, o, a) => MatMulKernels.MatMul(this, i[0], i[1], o[0]))
+        .Add(Op.QMatMul, (i, o, a) => QuantKernels.QMatMul(this, i[0], i[1], o[0]), (i, a) => QuantKernels.Supports(i[0], i[1]))
+
+        .Add(Op.Softmax, (i, o, a) => NormKernels.Softmax(this, i[0], o[0], log: false))
+        .Add(Op.LogSoftmax, (i, o, a) => NormKernels.Softmax(this, i[0], o[0], log: true))
+        .Add(Op.LayerNorm, (i, o, a) => NormKernels.LayerNorm(this, i[0], i[1], i[2], o[0], o[1], o[2], (NormAttrs)a!))
+        .Add(Op.LayerNormBackward, (i, o, a) => NormKernels.LayerNormBackward(this, i[0], i[1], i[2], i[3], i[4], o[0], o[1], o[2]))
+        .Add(Op.RmsNorm, (i, o, a) => NormKernels.RmsNorm(this, i[0], i[1], o[0], o[1], (NormAttrs)a!))
+        .Add(Op.RmsNormBackward, (i, o, a) => NormKernels.RmsNormBackward(this, i[0], i[1], i[2], i[3], o[0], o[1]))
+
+        .Add(Op.IndexSelect, (i, o, a) => IndexKernels.IndexSelect(this, i[0], i[1], o[0], ((AxisAttrs)a!).Axis))
+        .Add(Op.IndexAdd, (i, o, a) => IndexKernels.IndexAdd(this, o[0], i[0], i[1], ((AxisAttrs)a!).Axis))
+        .Add(Op.Gather, (i, o, a) => IndexKernels.Gather(this, i[0], i[1], o[0], ((AxisAttrs)a!).Axis))
+        .Add(Op.ScatterAdd, (i, o, a) => IndexKernels.ScatterAdd(this, o[0], i[0], i[1], ((AxisAttrs)a!).Axis))
+
+        .Add(Op.CrossEntropy, (i, o, a) => LossKernels.CrossEntropy(this, i[0], i[1], o[0], o[1], (CrossEntropyAttrs)a!))
+        .Add(Op.CrossEntropyBackward, (i, o, a) => LossKernels.CrossEntropyBackward(this, i[0], i[1], i[2], i[3], o[0], (CrossEntropyAttrs)a!))
+
+        .Add(Op.Conv2d, (i, o, a) => ConvKernels.Conv2d(this, i[0], i[1], i[2], o[0], (Conv2dAttrs)a!))
+        .Add(Op.Conv2dBackwardInput, (i, o, a) => ConvKernels.BackwardInput(this, i[0], i[1], o[0], (Conv2dAttrs)a!))
+        .Add(Op.Conv2dBackwardWeight, (i, o, a) => ConvKernels.BackwardWeight(this, i[0], i[1], o[0], (Conv2dAttrs)a!))
+        .Add(Op.MaxPool2d, (i, o, a) => PoolKernels.MaxPool2d(this, i[0], o[0], o[1], (Pool2dAttrs)a!))
+        .Add(Op.MaxPool2dBackward, (i, o, a) => PoolKernels.MaxPool2dBackward(this, i[0], i[1], o[0]))
+        .Add(Op.AvgPool2d, (i, o, a) => PoolKernels.AvgPool2d(this, i[0], o[0], (Pool2dAttrs)a!))
+        .Add(Op.AvgPool2dBackward, (i, o, a) => PoolKernels.AvgPool2dBackward(this, i[0], o[0], (Pool2dAttrs)a!))
+        .Add(Op.UpsampleNearest2d, (i, o, a) => PoolKernels.Upsample(this, i[0], o[0], ((ScaleAttrs)a!).Scale))
+        .Add(Op.UpsampleNearest2dBackward, (i, o, a) => PoolKernels.UpsampleBackward(this, i[0], o[0], ((ScaleAttrs)a!).Scale))
+
+        .Add(Op.AdamWStep, (i, o, a) => OptimKernels.AdamWStep(this, o[0], i[0], o[1], o[2], (AdamWAttrs)a!))
+
+        .Add(Op.Attention, (i, o, a) => AttentionKernels.Forward(this, i[0], i[1], i[2], o[0], o[1], (AttentionAttrs)a!))
+        .Add(Op.AttentionBackward, (i, o, a) => AttentionKernels.Backward(this, i[0], i[1], i[2], i[3], i[4], i[5], o[0], o[1], o[2], (AttentionAttrs)a!));
 
     private void CheckOnThisDevice(Op op, Tensor t)
     {
@@ -163,7 +153,9 @@ public sealed class GpuBackend : IBackend, IDeviceMemory, IDisposable
             .Concat(ConvKernels.Specs())
             .Concat(PoolKernels.Specs())
             .Concat(OptimKernels.Specs())
-            .Concat(AttentionKernels.Specs());
+            .Concat(AttentionKernels.Specs())
+            .Concat(QuantDecodeKernels.Specs())
+            .Concat(QuantKernels.Specs());
 
     // ---- launching ----
 
@@ -180,7 +172,7 @@ public sealed class GpuBackend : IBackend, IDeviceMemory, IDisposable
     internal KernelConfig GroupPerItem(long items) => new(GroupsFor(items), GroupSize);
 
     internal void Launch(KernelSpec spec, KernelConfig config, params object[] args) =>
-        Kernels.Get(spec).Launch(Stream, config, args);
+        Compiled.Get(spec).Launch(Stream, config, args);
 
     // ---- workspace and status ----
 
@@ -189,7 +181,7 @@ public sealed class GpuBackend : IBackend, IDeviceMemory, IDisposable
     {
         using (DeviceMemory.Category(MemoryCategory.Workspace))
         {
-            var block = length == 0 ? null : Allocator.Allocate((long)length * dtype.SizeOf(), MemoryCategory.Workspace);
+            var block = length == 0 ? null : Allocator.Allocate(dtype.ByteCount(length), MemoryCategory.Workspace);
             return new GpuStorage(this, dtype, length, block);
         }
     }

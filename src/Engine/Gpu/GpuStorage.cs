@@ -28,7 +28,7 @@ public sealed class GpuStorage : Storage
 
     internal GpuBackend Backend { get; }
 
-    public long SizeInBytes => (long)Length * DType.SizeOf();
+    public long SizeInBytes => DType.ByteCount(Length);
 
     /// <summary>The category the allocator counts this storage under.</summary>
     public MemoryCategory Category
@@ -53,7 +53,7 @@ public sealed class GpuStorage : Storage
     /// <summary>The elements as <typeparamref name="T"/>, which must be the dtype's device type (or one of its size, for bit copies).</summary>
     internal ArrayView<T> View<T>() where T : unmanaged
     {
-        if (Marshal.SizeOf<T>() != DType.SizeOf())
+        if (DType.IsQuantized() ? typeof(T) != typeof(byte) : Marshal.SizeOf<T>() != DType.SizeOf())
             throw new InvalidOperationException($"a {DType} storage cannot be viewed as {typeof(T).Name}");
         return _block is null ? ArrayView<T>.Empty : Bytes.Cast<T>();
     }
@@ -61,12 +61,12 @@ public sealed class GpuStorage : Storage
     public override unsafe Array ToHostArray(int start, int count)
     {
         CheckRange(start, count);
-        var result = Array.CreateInstance(DType.ClrType(), count);
+        long offset = DType.ByteCount(start), bytes = DType.ByteCount(count); // a block format's range is whole blocks
+        var result = Array.CreateInstance(DType.ClrType(), DType.IsQuantized() ? bytes : count);
         if (count == 0) return result;
-        int size = DType.SizeOf();
         fixed (byte* p = &MemoryMarshal.GetArrayDataReference(result))
         {
-            Bytes.SubView((long)start * size, (long)count * size).CopyToCPU(Backend.Stream, ref *p, (long)count * size);
+            Bytes.SubView(offset, bytes).CopyToCPU(Backend.Stream, ref *p, bytes);
         }
         Backend.CheckKernelStatus();
         return result;
@@ -76,12 +76,13 @@ public sealed class GpuStorage : Storage
     {
         if (data.GetType().GetElementType() != DType.ClrType())
             throw new ArgumentException($"cannot copy {data.GetType().Name} into a {DType} storage");
-        CheckRange(start, data.Length);
-        if (data.Length == 0) return;
-        int size = DType.SizeOf();
+        int count = HostElementCount(data);
+        CheckRange(start, count);
+        if (count == 0) return;
+        long offset = DType.ByteCount(start), bytes = DType.ByteCount(count);
         fixed (byte* p = &MemoryMarshal.GetArrayDataReference(data))
         {
-            Bytes.SubView((long)start * size, (long)data.Length * size).CopyFromCPU(Backend.Stream, ref *p, (long)data.Length * size);
+            Bytes.SubView(offset, bytes).CopyFromCPU(Backend.Stream, ref *p, bytes);
         }
     }
 

@@ -86,11 +86,11 @@ public static class GgufLlama
     }
 
     /// <summary>
-    /// Writes <paramref name="model"/> and <paramref name="tok"/> as GGUF, with 2-D weights encoded as <paramref name="type"/>
-    /// (norm weights stay F32). Q/K rows are written in the interleaved layout the GGUF convention expects. Special tokens
+    /// Writes <paramref name="model"/> and <paramref name="tok"/> as GGUF, with 2-D weights encoded as <paramref name="recipe"/>
+    /// says (a plain type, or llama.cpp's Q4_K_M mix; norm weights stay F32). Q/K rows are written in the interleaved layout the GGUF convention expects. Special tokens
     /// are marked control in tokenizer.ggml.token_type; <paramref name="extra"/> adds metadata (e.g. tokenizer.chat_template).
     /// </summary>
-    public static void Save(Llama model, LlamaTokenizer tok, string path, GgmlType type, IEnumerable<KeyValuePair<string, object>>? extra = null)
+    public static void Save(Llama model, LlamaTokenizer tok, string path, QuantRecipe recipe, IEnumerable<KeyValuePair<string, object>>? extra = null)
     {
         var c = model.Config;
         var w = new GgufWriter();
@@ -112,8 +112,7 @@ public static class GgufLlama
         {
             var f = m.ToF32();
             if (rope) f = Llama.PermuteRopeRows(f, heads, c.HeadSize, m.Cols, c.Rope, RopeLayout.Interleaved);
-            var t = m.Cols % 32 == 0 ? type : GgmlType.F32;
-            w.AddTensor(name, [m.Cols, m.Rows], t, f);
+            w.AddTensor(name, [m.Cols, m.Rows], recipe.TypeFor(name, m.Cols, c.NLayers, model.Weights.SharedClassifier), f);
         }
         void Vec(string name, float[] v) => w.AddTensor(name, [v.Length], GgmlType.F32, v);
 
@@ -137,11 +136,11 @@ public static class GgufLlama
 /// <summary>Entry point for `mt quantize`: a llama2.c checkpoint or GGUF model rewritten as GGUF of the chosen type.</summary>
 public static class Quantize
 {
-    /// <summary>Converts <paramref name="input"/> (.bin + tokenizer, or .gguf) to <paramref name="output"/> with weights as <paramref name="type"/>.</summary>
-    public static void Run(string input, string? tokenizerPath, string output, GgmlType type, TextWriter log)
+    /// <summary>Converts <paramref name="input"/> (.bin + tokenizer, or .gguf) to <paramref name="output"/> with weights as <paramref name="recipe"/> says.</summary>
+    public static void Run(string input, string? tokenizerPath, string output, QuantRecipe recipe, TextWriter log)
     {
         var (model, tok) = Generation.LlamaGenerate.Load(input, tokenizerPath);
-        GgufLlama.Save(model, tok, output, type);
-        log.WriteLine($"{input} -> {output}: {type}, {new FileInfo(input).Length:N0} -> {new FileInfo(output).Length:N0} bytes");
+        GgufLlama.Save(model, tok, output, recipe);
+        log.WriteLine($"{input} -> {output}: {recipe.Name}, {IO.FileLength.Of(input):N0} -> {IO.FileLength.Of(output):N0} bytes");
     }
 }

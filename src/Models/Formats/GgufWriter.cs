@@ -4,7 +4,7 @@ namespace ManagedTensor.Models.Formats;
 
 /// <summary>
 /// Writes a GGUF v3 file: metadata (any GGUF value type, given as the matching .NET type or a <see cref="GgufArray"/>),
-/// then tensors (already encoded, see <see cref="Quant.Quantize"/>), each aligned to <see cref="Alignment"/>.
+/// then tensors (already encoded, see <see cref="GgmlTypes.Quantize"/>), each aligned to <see cref="Alignment"/>.
 /// </summary>
 public sealed class GgufWriter
 {
@@ -31,13 +31,13 @@ public sealed class GgufWriter
     public GgufWriter AddTensor(string name, long[] dims, GgmlType type, byte[] data)
     {
         long n = dims.Aggregate(1L, (a, b) => a * b);
-        if (Quant.ByteCount(type, n) != data.Length) throw new ArgumentException($"tensor '{name}': {data.Length} bytes, {type} x {n} needs {Quant.ByteCount(type, n)}");
+        if (GgmlTypes.ByteCount(type, n) != data.Length) throw new ArgumentException($"tensor '{name}': {data.Length} bytes, {type} x {n} needs {GgmlTypes.ByteCount(type, n)}");
         _tensors.Add((name, dims, type, data));
         return this;
     }
 
     /// <summary>Encodes float32 values as <paramref name="type"/> and adds them.</summary>
-    public GgufWriter AddTensor(string name, long[] dims, GgmlType type, ReadOnlySpan<float> values) => AddTensor(name, dims, type, Quant.Quantize(type, values));
+    public GgufWriter AddTensor(string name, long[] dims, GgmlType type, ReadOnlySpan<float> values) => AddTensor(name, dims, type, GgmlTypes.Quantize(type, values));
 
     private static GgufValueType TypeOf(object v) => v switch
     {
@@ -92,9 +92,24 @@ public sealed class GgufWriter
         }
     }
 
+    /// <summary>Writes the file atomically: into PATH.tmp, then renamed over PATH (a reader never sees half a file).</summary>
     public void Write(string path)
     {
-        using var fs = File.Create(path);
+        string tmp = path + ".tmp";
+        try
+        {
+            using (var fs = File.Create(tmp)) WriteTo(fs);
+            File.Move(tmp, path, overwrite: true);
+        }
+        catch
+        {
+            File.Delete(tmp);
+            throw;
+        }
+    }
+
+    private void WriteTo(FileStream fs)
+    {
         using var w = new BinaryWriter(fs);
         w.Write(GgufFile.Magic);
         w.Write(3u);

@@ -151,7 +151,7 @@ public sealed class HfCheckpoint : IDisposable
         if (t.Shape.Length != 1 || t.Shape[0] != n)
             throw new InvalidModelFileException(f.Path, $"tensor '{name}' has shape {Tensor.ShapeString(t.Shape)}, expected [{n}]{(what.Length > 0 ? " = " + what : "")}");
         var v = new float[n];
-        Quant.Dequantize(type, f.ReadBytes(name), v);
+        GgmlTypes.Dequantize(type, f.ReadBytes(name), v);
         return v;
     }
 
@@ -163,7 +163,7 @@ public sealed class HfCheckpoint : IDisposable
         if (!t.Shape.AsSpan().SequenceEqual(shape))
             throw new InvalidModelFileException(f.Path, $"tensor '{name}' has shape {Tensor.ShapeString(t.Shape)}, expected {Tensor.ShapeString(shape)}{(what.Length > 0 ? " = " + what : "")}");
         var v = new float[shape.Aggregate(1L, (a, b) => a * b)];
-        Quant.Dequantize(type, f.ReadBytes(name), v);
+        GgmlTypes.Dequantize(type, f.ReadBytes(name), v);
         var tensor = Tensor.FromArray(v, shape);
         tensor.Name = name;
         return tensor;
@@ -204,11 +204,18 @@ public sealed class HfJson
     public static HfJson Load(string path)
     {
         if (!File.Exists(path)) throw new InvalidModelFileException(path, "file not found");
-        long len = new FileInfo(path).Length;
+        long len = IO.FileLength.Of(path);
         if (len > MaxBytes) throw new InvalidModelFileException(path, $"{len} bytes is more than the {MaxBytes} a JSON config may have");
+        string text;
         try
         {
-            using var doc = JsonDocument.Parse(File.ReadAllBytes(path), new JsonDocumentOptions { MaxDepth = 64 });
+            // JsonDocument checks UTF-8 only where it must; a string with invalid bytes would fail later, when read.
+            text = new System.Text.UTF8Encoding(false, throwOnInvalidBytes: true).GetString(File.ReadAllBytes(path));
+        }
+        catch (System.Text.DecoderFallbackException) { throw new InvalidModelFileException(path, "not valid UTF-8 text"); }
+        try
+        {
+            using var doc = JsonDocument.Parse(text, new JsonDocumentOptions { MaxDepth = 64 });
             if (doc.RootElement.ValueKind != JsonValueKind.Object)
                 throw new InvalidModelFileException(path, $"the top level is {doc.RootElement.ValueKind}, expected a JSON object");
             return new HfJson(path, doc.RootElement.Clone());

@@ -79,7 +79,7 @@ public static class LlmC
             else
             {
                 values = new float[n];
-                Quant.Dequantize(GgmlType.BF16, f.ReadBytes(2 * n, name), values);
+                GgmlTypes.Dequantize(GgmlType.BF16, f.ReadBytes(2 * n, name), values);
             }
             if (name is "wte" or "wpe") result[$"transformer.{name}.weight"] = Tensor.FromArray(values, shape);
             else if (name.StartsWith("ln_f", StringComparison.Ordinal)) result[$"transformer.{name}"] = Tensor.FromArray(values, shape);

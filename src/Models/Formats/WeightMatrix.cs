@@ -1,13 +1,14 @@
 using System.Numerics.Tensors;
 using ManagedTensor.Cpu;
+using ManagedTensor.Quant;
 
 namespace ManagedTensor.Models.Formats;
 
 /// <summary>
 /// A (rows, cols) weight matrix in its stored encoding, multiplied by a vector without materializing float32
-/// weights: y = W x, y (rows), x (cols). F32 rows are dotted directly; F16, BF16 and Q4_K rows are decoded one row at a
-/// time into a float buffer and dotted; Q8_0 and Q4_0 quantize x to Q8_0 once and then take integer block dot
-/// products as ggml does.
+/// weights: y = W x, y (rows), x (cols). F32 rows are dotted directly; F16 and BF16 rows are decoded one row at a
+/// time into a float buffer and dotted; block formats (the engine's table, src/Engine/Quant) encode x once in their
+/// dot type (Q8_0, Q8_K) and take integer block dot products as ggml does.
 /// Rows are split across threads when the matrix is large enough to pay for it.
 /// </summary>
 public sealed class WeightMatrix
@@ -23,7 +24,7 @@ public sealed class WeightMatrix
     private WeightMatrix(int rows, int cols, GgmlType type, float[]? f32, byte[]? raw)
     {
         Rows = rows; Cols = cols; Type = type; _f32 = f32; _raw = raw;
-        RowBytes = (int)Quant.ByteCount(type, cols);
+        RowBytes = (int)GgmlTypes.ByteCount(type, cols);
     }
 
     /// <summary>A float32 matrix over <paramref name="data"/> (rows * cols, row-major; not copied).</summary>
@@ -36,12 +37,12 @@ public sealed class WeightMatrix
     /// <summary>A matrix over encoded bytes of <paramref name="type"/> (F32 bytes are decoded to a float array).</summary>
     public static WeightMatrix FromEncoded(GgmlType type, byte[] raw, int rows, int cols)
     {
-        long need = rows * Quant.ByteCount(type, cols);
+        long need = rows * GgmlTypes.ByteCount(type, cols);
         if (raw.Length != need) throw new ArgumentException($"{type} matrix ({rows}, {cols}) needs {need} bytes, got {raw.Length}");
         if (type == GgmlType.F32)
         {
             var f = new float[(long)rows * cols];
-            Quant.Dequantize(type, raw, f);
+            GgmlTypes.Dequantize(type, raw, f);
             return FromF32(f, rows, cols);
         }
         return new WeightMatrix(rows, cols, type, null, raw);
@@ -49,13 +50,13 @@ public sealed class WeightMatrix
 
     /// <summary>Encodes float32 weights as <paramref name="type"/> (F32 keeps the array).</summary>
     public static WeightMatrix Encode(float[] data, int rows, int cols, GgmlType type) =>
-        type == GgmlType.F32 ? FromF32(data, rows, cols) : FromEncoded(type, Quant.Quantize(type, data), rows, cols);
+        type == GgmlType.F32 ? FromF32(data, rows, cols) : FromEncoded(type, GgmlTypes.Quantize(type, data), rows, cols);
 
     /// <summary>Row <paramref name="r"/> decoded to float32 (used for embedding lookups).</summary>
     public void ReadRow(int r, Span<float> dst)
     {
         if (_f32 is not null) _f32.AsSpan(r * Cols, Cols).CopyTo(dst);
-        else Quant.Dequantize(Type, _raw.AsSpan(r * RowBytes, RowBytes), dst[..Cols]);
+        else GgmlTypes.Dequantize(Type, _raw.AsSpan(r * RowBytes, RowBytes), dst[..Cols]);
     }
 
     /// <summary>The whole matrix decoded to float32 (rows * cols).</summary>
@@ -68,7 +69,7 @@ public sealed class WeightMatrix
     }
 
     /// <summary>The stored bytes (for writers); F32 matrices are encoded on the fly.</summary>
-    public byte[] EncodedBytes() => _raw ?? Quant.Quantize(GgmlType.F32, _f32!);
+    public byte[] EncodedBytes() => _raw ?? GgmlTypes.Quantize(GgmlType.F32, _f32!);
 
     public long ByteSize => _raw?.LongLength ?? _f32!.LongLength * 4;
 
@@ -77,10 +78,15 @@ public sealed class WeightMatrix
     {
         if (x.Length < Cols || y.Length < Rows) throw new ArgumentException($"MatVec: W ({Rows}, {Cols}) with x of {x.Length} into y of {y.Length}");
         byte[] xq = [];
-        if (Type is GgmlType.Q8_0 or GgmlType.Q4_0)
+        if (Format is { Dot: not null } f)
         {
-            xq = new byte[Quant.ByteCount(GgmlType.Q8_0, Cols)];
-            Quant.QuantizeQ8_0(x[..Cols], xq);
+            if (f.DotType == DType.F32) xq = System.Runtime.InteropServices.MemoryMarshal.AsBytes(x[..Cols]).ToArray();
+            else
+            {
+                var dotFormat = BlockFormats.Get(f.DotType!.Value);
+                xq = new byte[dotFormat.ByteCount(Cols)];
+                dotFormat.Encode!(x[..Cols], xq);
+            }
         }
         // About 64k multiply-adds per task: small matrices stay on the calling thread.
         int chunk = Math.Max(1, 65536 / Math.Max(1, Cols));
@@ -114,39 +120,37 @@ public sealed class WeightMatrix
         for (int r0 = 0; r0 < Rows; r0 += tile)
         {
             int n = Math.Min(tile, Rows - r0);
-            Quant.Dequantize(Type, _raw.AsSpan(r0 * RowBytes, n * RowBytes), buf.AsSpan(0, n * Cols));
+            GgmlTypes.Dequantize(Type, _raw.AsSpan(r0 * RowBytes, n * RowBytes), buf.AsSpan(0, n * Cols));
             Gemm.Run(false, true, T, n, Cols, 1f, x, Cols, buf, Cols, 0f, y[r0..], Rows); // columns r0..r0+n of Y
         }
     }
 
+    /// <summary>The engine's block format of <see cref="Type"/> (null for F32, F16, BF16).</summary>
+    private BlockFormat? Format => Type is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16 ? null : BlockFormats.Get(GgmlTypes.ToDType(Type));
+
     private void RowRange(int r0, int r1, ReadOnlySpan<float> x, ReadOnlySpan<byte> xq, Span<float> y)
     {
-        int blocks = Cols / 32;
+        if (Format is { Dot: { } dot } f)
+        {
+            int blocks = Cols / f.BlockSize;
+            for (int r = r0; r < r1; r++) y[r] = dot(_raw.AsSpan(r * RowBytes, RowBytes), xq, blocks);
+            return;
+        }
         switch (Type)
         {
             case GgmlType.F32:
                 for (int r = r0; r < r1; r++) y[r] = TensorPrimitives.Dot(_f32.AsSpan(r * Cols, Cols), x[..Cols]);
                 break;
-            case GgmlType.F16:
-            case GgmlType.BF16:
-            case GgmlType.Q4_K:
+            default: // F16, BF16, block formats without a dot product
                 {
                     Span<float> row = Cols <= 16384 ? stackalloc float[Cols] : new float[Cols];
                     for (int r = r0; r < r1; r++)
                     {
-                        Quant.Dequantize(Type, _raw.AsSpan(r * RowBytes, RowBytes), row);
+                        GgmlTypes.Dequantize(Type, _raw.AsSpan(r * RowBytes, RowBytes), row);
                         y[r] = TensorPrimitives.Dot(row, x[..Cols]);
                     }
                     break;
                 }
-            case GgmlType.Q8_0:
-                for (int r = r0; r < r1; r++) y[r] = Quant.VecDotQ8_0Q8_0(_raw.AsSpan(r * RowBytes, RowBytes), xq, blocks);
-                break;
-            case GgmlType.Q4_0:
-                for (int r = r0; r < r1; r++) y[r] = Quant.VecDotQ4_0Q8_0(_raw.AsSpan(r * RowBytes, RowBytes), xq, blocks);
-                break;
-            default:
-                throw new NotSupportedException($"MatVec over {Type}");
         }
     }
 }

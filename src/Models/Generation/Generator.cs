@@ -190,7 +190,7 @@ public sealed class ChatSession
     public GenerateResult Continue(List<int> tokens, int maxNew, TextWriter? output = null)
     {
         if (tokens.Count == 0) throw new ArgumentException("nothing to continue from: no tokens given", nameof(tokens));
-        if (tokens.Count > Remaining) throw new InvalidOperationException($"{tokens.Count} tokens do not fit: {Remaining} of {_model.CacheLength} positions left");
+        if (tokens.Count > Remaining) throw new UserErrorException($"{tokens.Count} tokens do not fit the model's context: {Remaining} of {_model.CacheLength} positions left");
         var generated = new List<int>();
         var text = new StringBuilder();
         var chars = new char[64];

@@ -62,7 +62,7 @@ public static class LlamaBench
                 for (long i = 0; i < f.Length; i++) f[i] = (rng.NextSingle() - 0.5f) * 0.07f;        // uniform, std 0.02
                 return WeightMatrix.FromF32(f, rows, cols);
             }
-            var raw = new byte[rows * Quant.ByteCount(type, cols)];
+            var raw = new byte[rows * GgmlTypes.ByteCount(type, cols)];
             switch (type)
             {
                 case GgmlType.F16:
@@ -72,7 +72,7 @@ public static class LlamaBench
                 case GgmlType.Q4_0:
                 case GgmlType.Q8_0:
                     rng.NextBytes(raw);                                                    // random quants ...
-                    int bb = Quant.Layout(type).BlockBytes;
+                    int bb = GgmlTypes.Layout(type).BlockBytes;
                     var d = (Half)(type == GgmlType.Q4_0 ? 0.0045f : 0.0003f);           // ... scaled to std ~0.02
                     for (int i = 0; i < raw.Length; i += bb) BinaryPrimitives.WriteHalfLittleEndian(raw.AsSpan(i), d);
                     break;

@@ -202,7 +202,7 @@ internal static class CopyKernels
     private static MethodInfo Rand<T, C>() where T : unmanaged where C : struct, ICodec<T> =>
         ((Action<ArrayView<T>, StridedLayout, ulong, ulong, double, double, int, int, int>)RandomKernel<T, C>).Method;
 
-    private static readonly DType[] AllTypes = Enum.GetValues<DType>();
+    private static readonly DType[] AllTypes = DTypeInfo.ElementTypes;
 
     public static IEnumerable<KernelSpec> Specs()
     {

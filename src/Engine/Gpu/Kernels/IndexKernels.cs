@@ -276,7 +276,7 @@ internal static class IndexKernels
     {
         foreach (var idx in new[] { DType.I32, DType.I64 })
         {
-            foreach (var t in Enum.GetValues<DType>())
+            foreach (var t in DTypeInfo.ElementTypes)
             {
                 yield return SelectSpec(t, idx);
                 yield return GatherSpec(t, idx);

@@ -292,6 +292,6 @@ internal static class ReduceKernels
     {
         foreach (var t in new[] { DType.F32, DType.F64, DType.F16, DType.BF16 }) yield return FloatSpec(Op.Sum, t);
         foreach (var t in new[] { DType.I32, DType.I64, DType.I8, DType.U8 }) yield return IntegerSpec(Op.Sum, t);
-        foreach (var t in Enum.GetValues<DType>()) yield return ArgMaxSpec(t);
+        foreach (var t in DTypeInfo.ElementTypes) yield return ArgMaxSpec(t);
     }
 }
