@@ -52,6 +52,7 @@ public static class PerfModel
     public static readonly (string Workload, string Kernel)[] Workloads =
     [
         ("GEMM bf16 4096^3", "hgemm mma bf16 NT"),
+        ("GEMM bf16 4096^3", "hgemm wgmma bf16 NT"),   // sm_90a only: what GemmSelect runs on an H100/H200
         ("attention fwd B4 H16 T2048 D64 causal", "attention fwd mma bf16 d64"),
         ("attention fwd B4 H16 T2048 D128 causal", "attention fwd mma bf16 d128"),
     ];
@@ -64,7 +65,7 @@ public static class PerfModel
         {
             foreach (var (workload, kernel) in Workloads)
             {
-                var a = rows.FirstOrDefault(r => r.Kernel.Name == kernel && r.Arch == gpu.Arch && r.HotLoop is not null);
+                var a = rows.FirstOrDefault(r => r.Kernel.Name == kernel && r.Arch.TrimEnd('a') == gpu.Arch && r.HotLoop is not null);
                 if (a is null) continue;
                 list.Add(workload.StartsWith("GEMM", StringComparison.Ordinal) ? Gemm(a, gpu, 4096, 4096, 4096) : Attention(a, gpu, workload));
             }
@@ -72,12 +73,21 @@ public static class PerfModel
         return list;
     }
 
+    /// <summary>
+    /// HMMA.16816 equivalents of one tensor-core instruction of the kernel's hot loop: 1, or 16 for Hopper's HGMMA.64x128x16
+    /// (a warpgroup's m64n128k16 is 262,144 flops; each of its 4 warps issues one HGMMA: 65,536 flops, 16 HMMA of 4,096).
+    /// </summary>
+    public static double MmaWeight(KernelAnalysis a) => a.Kernel.Sm90aOnly ? 16 : 1;
+
+    /// <summary>The share of the tensor peak the kernel's instruction can reach: wgmma's is the full rate.</summary>
+    public static double PeakFraction(KernelAnalysis a, GpuSpec gpu) => a.Kernel.Sm90aOnly ? 1.0 : gpu.MmaSyncFraction;
+
     /// <summary>Tensor-pipe utilization of the hot loop with the kernel's resident warps, and what bounds it.</summary>
     public static (double Utilization, string Bound) Utilization(KernelAnalysis a, GpuSpec gpu)
     {
         var h = a.HotLoop!.Value;
         double w = Math.Max(1.0, a.Occupancy.WarpsPerSm / 4.0);   // warps per scheduler
-        double tensor = h.Mma * 4 / gpu.HmmaPerClock;
+        double tensor = h.Mma * MmaWeight(a) * 4 / (gpu.HmmaPerClock / gpu.MmaSyncFraction * PeakFraction(a, gpu));
         double issue = h.Total, mufu = h.Mufu * 8.0, chain = tensor + h.Total - h.Mma;
         double t = Math.Max(Math.Max(w * tensor, w * issue), Math.Max(w * mufu, chain));
         string bound = t == w * tensor ? "tensor" : t == w * issue ? "issue" : t == w * mufu ? "MUFU" : "latency (too few warps)";
@@ -91,7 +101,7 @@ public static class PerfModel
         long blocks = (long)((m + 127) / 128) * ((n + 127) / 128);
         double waves = WaveEfficiency(blocks, gpu.Sms * Math.Max(1, a.Occupancy.BlocksPerSm));
         double flops = 2.0 * m * n * k;
-        double computeSeconds = flops / (gpu.TensorTflops * 1e12 * gpu.MmaSyncFraction * u * waves);
+        double computeSeconds = flops / (gpu.TensorTflops * 1e12 * PeakFraction(a, gpu) * u * waves);
         double dramSeconds = 2.0 * ((double)m * k + (double)k * n + (double)m * n) / (gpu.DramGBs * 1e9); // bf16, each matrix once
         if (dramSeconds > computeSeconds) bound = "DRAM";
         return new Prediction(m == n && n == k ? $"GEMM bf16 {m}^3" : $"GEMM bf16 {m}x{n}x{k}", a.Kernel.Name, gpu.Name, flops / Math.Max(computeSeconds, dramSeconds) / 1e12, bound, u, waves);
