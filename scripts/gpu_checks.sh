@@ -3,6 +3,9 @@
 # no .NET SDK needed there). Build the bundle first on a machine with the SDK (scripts/bundle.sh), carry
 # artifacts/mt-linux-x64, then on the GPU host:
 #   scripts/gpu_checks.sh [artifacts/mt-linux-x64] [results-dir] [quick|full|llama|quant]
+# The bundle is 67 MB unpacked (a 53 MB single-file executable, its two native libraries, data/); where what can be
+# carried is limited, carry artifacts/mt-linux-x64.tar.gz (53 MB) and unpack it there first:
+#   tar xzf artifacts/mt-linux-x64.tar.gz -C artifacts && scripts/gpu_checks.sh artifacts/mt-linux-x64 "$OUT" quick
 # Each step has its own time limit and writes its log to results-dir, so a slow or failing step does not
 # cost the others. "quick" (the default) fits a 10-minute device call:
 #   1. mt selftest --device cuda            issue 4: every op, GPU vs CPU reference, realistic sizes
