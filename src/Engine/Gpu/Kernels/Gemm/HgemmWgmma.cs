@@ -9,7 +9,7 @@ namespace ManagedTensor.Gpu.Gemm;
 
 /// <summary>
 /// The bf16 GEMM's Hopper path (sm_90a only): wgmma.mma_async fed by TMA (cp.async.bulk.tensor) through an
-/// mbarrier pipeline, all through inline PTX. Selected by <see cref="HgemmMma.Launch"/> on compute capability 9.0
+/// mbarrier pipeline, all through inline PTX. Selected by <see cref="GemmSelect"/> on compute capability 9.0
 /// for the k-contiguous layout pair (C = A B^T with A stored M x K and B stored N x K: the Linear layer's forward
 /// product) when the operands are 16-byte aligned; every other case runs the mma.sync kernel.
 ///
