@@ -3,12 +3,19 @@
 # no .NET SDK needed there). Build the bundle first on a machine with the SDK (scripts/bundle.sh), carry
 # artifacts/mt-linux-x64, then on the GPU host:
 #   scripts/gpu_checks.sh [artifacts/mt-linux-x64] [results-dir] [quick|full|llama|quant]
+# The bundle is 67 MB unpacked (a 53 MB single-file executable, its two native libraries, data/); where what can be
+# carried is limited, carry artifacts/mt-linux-x64.tar.gz (53 MB) and unpack it there first:
+#   tar xzf artifacts/mt-linux-x64.tar.gz -C artifacts && scripts/gpu_checks.sh artifacts/mt-linux-x64 "$OUT" quick
 # Each step has its own time limit and writes its log to results-dir, so a slow or failing step does not
 # cost the others. "quick" (the default) fits a 10-minute device call:
 #   1. mt selftest --device cuda            issue 4: every op, GPU vs CPU reference, realistic sizes
 #   2. GEMM vs cuBLAS (torch.matmul)        issue 5: TFLOP/s and ratios, fp32 (TF32 off) and bf16
 #   3. attention vs SDPA flash              issue 6: TFLOP/s fwd and fwd+bwd, and peak memory per T
 #   4. GPT shakespeare_char, 300 steps      issue 4: ms/iter ours vs PyTorch eager fp32, same GPU, peak memory
+#   5. the performance model                issue 14: bench/kernel_model.json's predictions (made offline from the SASS
+#                                           report by bench/kernel_report.sh) next to steps 2 and 3's measurements
+# Step limits of "quick" sum to 540 s (the bundle starts in about a second), so the run fits a 600 s call.
+# Exit status: 0 when every step exited 0, else 1 (the failed steps are listed at the end); 2 without a bundle.
 # "full" adds the whole 5000-step shakespeare_char run (best val loss, wall time) for both.
 # "llama" (a separate call) is issue 7's GPU decode: stories260K and the TinyLlama-1.1B shape (F16) with
 # DeviceLlama, next to the same models in PyTorch eager on the same GPU.
@@ -27,21 +34,31 @@ export PYTHONUNBUFFERED=1
 [ -x "$mt" ] || { echo "no bundle at $bundle (run scripts/bundle.sh on a machine with the .NET SDK)" >&2; exit 2; }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
 
-step() { # step NAME SECONDS COMMAND...
+failed=()
+step() { # step NAME SECONDS COMMAND...  (rc 124: the step ran past its limit)
     local name=$1 limit=$2; shift 2
     echo "== $name (limit ${limit}s)"
     local t0=$SECONDS
     timeout "$limit" "$@" > "$out/$name.log" 2>&1
     local rc=$?
+    [ $rc -eq 0 ] || failed+=("$name (rc $rc)")
     echo "   rc=$rc, $((SECONDS - t0)) s; tail of $out/$name.log:"
     tail -n 25 "$out/$name.log" | sed 's/^/   /'
+}
+finish() {
+    echo "results in $out"
+    if [ ${#failed[@]} -gt 0 ]; then
+        echo "FAILED: ${failed[*]}"
+        exit 1
+    fi
+    echo "all steps passed"
+    exit 0
 }
 
 if [ "$mode" = llama ]; then
     step llama_ours 240 "$mt" bench --device cuda --big --types F16
     step llama_torch 240 python3 bench/llama_decode_vs_torch.py --device cuda --big --f16
-    echo "results in $out"
-    exit 0
+    finish
 fi
 
 if [ "$mode" = quant ]; then
@@ -50,18 +67,19 @@ if [ "$mode" = quant ]; then
     step qmatmul_vs_torch 240 python3 bench/qmatmul_vs_torch.py --mt "$mt" --out "$out/QMATMUL_GPU.md"
     step llama_q4_0_ours 90 "$mt" bench --device cuda --big --types Q4_0
     step llama_f16_torch 75 python3 bench/llama_decode_vs_torch.py --device cuda --big --f16
-    echo "results in $out"
-    exit 0
+    finish
 fi
 
-step selftest 110 "$mt" selftest --device cuda
-step gemm 140 python3 bench/gemm_vs_torch.py --mt "$mt" --quick --out "$out/GEMM_GPU.md"
-step attention 110 python3 bench/attention_vs_torch.py --mt "$mt"
-step attention_memory 45 python3 bench/attention_vs_torch.py --mt "$mt" --memory
+step selftest 105 "$mt" selftest --device cuda
+step gemm 135 python3 bench/gemm_vs_torch.py --mt "$mt" --quick --out "$out/GEMM_GPU.md"
+step attention 105 python3 bench/attention_vs_torch.py --mt "$mt"
+step model 5 python3 bench/model_vs_measured.py --model bench/kernel_model.json --gemm-json gemm_ours.json \
+    --attention-log "$out/attention.log" --gpu "$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)"
+step attention_memory 40 python3 bench/attention_vs_torch.py --mt "$mt" --memory
 iters=300 ours_limit=90 torch_limit=60
 [ "$mode" = full ] && iters=5000 ours_limit=3000 torch_limit=1200
 step gpt_ours "$ours_limit" "$mt" train gpt --preset shakespeare-char --device cuda \
     --max-iters "$iters" --out-dir "$out/gpt-ours" --sample-length 200 --log-interval 50
 step gpt_torch "$torch_limit" python3 bench/torch_gpt_train.py --preset shakespeare-char --device cuda \
     --iters "$iters" $([ "$mode" = full ] && echo --eval)
-echo "results in $out"
+finish

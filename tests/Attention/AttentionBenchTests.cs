@@ -25,7 +25,9 @@ public class AttentionBenchTests
     /// <summary>
     /// The issue's memory claim, on the allocator's own accounting (the same on ilgpu-cpu as on CUDA):
     /// beyond inputs, outputs and gradients, forward + backward keep a constant number of bytes per
-    /// token, so the extra memory grows linearly with T, far below a T x T score matrix.
+    /// token, so the extra memory grows linearly with T where a T x T score matrix grows quadratically.
+    /// That constant is Di (one float per row and head) and, on the tensor-core path, the float32 dQ
+    /// accumulator (D floats per row and head), within the allocator's power-of-two size classes.
     /// </summary>
     [Theory]
     [InlineData(DType.F32, 16)]
@@ -40,8 +42,8 @@ public class AttentionBenchTests
         double Field(string line, string name) =>
             double.Parse(System.Text.RegularExpressions.Regex.Match(line, name + @"=(-?[\d.]+)").Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
         var perToken = lines.Select(l => Field(l, "extra_bytes_per_token")).ToList();
-        Assert.All(perToken, b => Assert.InRange(b, 0, 64 * headDim));  // a few rows of workspace per token at most
-        Assert.Equal(perToken[0], perToken[2], 0);                        // the same at T = 64 and 256: linear
-        Assert.True(Field(lines[2], "extra_mib") * 4 < Field(lines[2], "score_matrix_would_be_mib") + 0.25, lines[2]);
+        int heads = 2;
+        Assert.All(perToken, b => Assert.InRange(b, 0, 2 * 4 * (headDim + 1) * heads)); // Di and the dQ accumulator, rounded up at most 2x
+        Assert.Equal(perToken[0], perToken[2], 0);                                       // the same at T = 64 and 256: linear
     }
 }

@@ -161,6 +161,8 @@ public class AttentionGpuTests(AttentionGpuFixture fixture) : IClassFixture<Atte
         Assert.Equal(AttentionPath.Simt, GpuAttention.ChooseForward(DType.BF16, new AttentionParams(1, 2, 1, 9, 90, 80, a)));
         var e = Assert.Throws<NotSupportedException>(() => CheckForward(AttentionPath.Mma, DType.F32, 1, 1, 1, 4, 4, 64, true));
         Assert.Contains("head dim 64 or 128", e.Message);
+        Assert.Equal(AttentionPath.Mma, GpuAttention.ChooseBackward(DType.BF16, new AttentionParams(1, 2, 1, 9, 90, 128, a)));
+        Assert.Equal(AttentionPath.Simt, GpuAttention.ChooseForward(DType.F16, new AttentionParams(1, 2, 1, 1, 90, 20, a))); // decode needs whole 16-byte rows
     }
 
     [Fact]
@@ -187,6 +189,7 @@ public class AttentionGpuTests(AttentionGpuFixture fixture) : IClassFixture<Atte
     [InlineData(DType.F16, 1, 1, 1, 37, 45, 64, false, 0.0)]   // T != S
     [InlineData(DType.BF16, 1, 2, 1, 6, 4, 64, true, 0.0)]     // rows with no visible key
     [InlineData(DType.BF16, 1, 2, 1, 37, 41, 64, true, 0.3)]   // dropout
+    [InlineData(DType.F16, 1, 2, 2, 40, 70, 128, true, 0.0)]   // head dim 128, T < S: diagonal tiles offset by S - T
     public void Tensor_core_backward_matches_the_cpu_op(DType dtype, int b, int h, int hkv, int t, int s, int d, bool causal, double dropout)
         => CheckBackward(AttentionPath.Mma, dtype, b, h, hkv, t, s, d, causal, dropout);
 

@@ -2,6 +2,7 @@ using ILGPU;
 using ILGPU.Runtime;
 using ILGPU.Runtime.CPU;
 using ManagedTensor.Gpu;
+using ManagedTensor.Gpu.Sass;
 using Xunit;
 
 namespace ManagedTensor.Tests.Gpu;
@@ -52,12 +53,12 @@ public sealed class GpuFixture : IDisposable
     }
 }
 
-/// <summary>A fact that runs only when ptxas is installed (<see cref="Ptxas.Path"/>); otherwise it is reported as skipped.</summary>
+/// <summary>A fact that runs only when ptxas is installed (<see cref="CudaTools.Ptxas"/>); otherwise it is reported as skipped.</summary>
 public sealed class PtxasFactAttribute : FactAttribute
 {
     public PtxasFactAttribute()
     {
-        if (Ptxas.Path is null) Skip = "ptxas not found (set MT_PTXAS or put ptxas on PATH)";
+        if (CudaTools.Ptxas is null) Skip = "ptxas not found (run scripts/cuda_tools.sh, or set MT_PTXAS)";
     }
 }
 
@@ -66,6 +67,15 @@ public sealed class PtxasTheoryAttribute : TheoryAttribute
 {
     public PtxasTheoryAttribute()
     {
-        if (Ptxas.Path is null) Skip = "ptxas not found (set MT_PTXAS or put ptxas on PATH)";
+        if (CudaTools.Ptxas is null) Skip = "ptxas not found (run scripts/cuda_tools.sh, or set MT_PTXAS)";
+    }
+}
+
+/// <summary>A theory that runs only when ptxas and cuobjdump are installed (the SASS tests); otherwise reported as skipped.</summary>
+public sealed class CudaToolsTheoryAttribute : TheoryAttribute
+{
+    public CudaToolsTheoryAttribute()
+    {
+        if (CudaTools.Ptxas is null || CudaTools.Cuobjdump is null) Skip = "ptxas/cuobjdump not found (run scripts/cuda_tools.sh, or set MT_CUDA_TOOLS)";
     }
 }

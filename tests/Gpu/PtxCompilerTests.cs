@@ -1,6 +1,7 @@
 using ILGPU;
 using ILGPU.Runtime;
 using ManagedTensor.Gpu;
+using ManagedTensor.Gpu.Sass;
 using Xunit;
 
 namespace ManagedTensor.Tests.Gpu;
@@ -90,7 +91,7 @@ public class PtxCompilerTests(GpuFixture gpu) : IClassFixture<GpuFixture>
         foreach (var arch in PtxCompiler.CiTargets)
         {
             var ptx = PtxCompiler.Compile(typeof(SampleKernels).GetMethod(nameof(SampleKernels.ReverseInGroup))!, arch);
-            var (ok, log) = Ptxas.Assemble(ptx, arch);
+            var (ok, log) = CudaTools.Assemble(ptx, arch);
             Assert.True(ok, log);
         }
     }

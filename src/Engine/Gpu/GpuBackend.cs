@@ -25,7 +25,7 @@ public sealed class GpuBackend : IBackend, IDeviceMemory, IDisposable
         Accelerator = accelerator;
         Allocator = new GpuAllocator(accelerator);
         Kernels = BuildKernels(new KernelTable(device.ToString()));
-        Compiled = new KernelCache(accelerator);
+        Compiled = KernelCache.For(accelerator);
         Info = GpuDevices.Describe(device, accelerator.Device);
         GroupSize = Math.Min(256, accelerator.MaxNumThreadsPerGroup);
         MaxGroups = accelerator.AcceleratorType == AcceleratorType.CPU ? 2 : accelerator.NumMultiprocessors * 32;

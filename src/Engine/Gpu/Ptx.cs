@@ -3,7 +3,7 @@ using ILGPU.IR.Intrinsics;
 namespace ManagedTensor.Gpu;
 
 /// <summary>Four floats; as a field of a view element or a local, ILGPU moves it with one 128-bit access (ld.v4.f32) where it can prove 16-byte alignment.</summary>
-public struct Float4
+internal struct Float4
 {
     public float X, Y, Z, W;
 
@@ -11,13 +11,13 @@ public struct Float4
 }
 
 /// <summary>Four 32-bit registers (an mma A fragment, an ldmatrix.x4 result).</summary>
-public struct U32x4
+internal struct U32x4
 {
     public uint X, Y, Z, W;
 }
 
 /// <summary>Two 32-bit registers (an mma B fragment).</summary>
-public struct U32x2
+internal struct U32x2
 {
     public uint X, Y;
 }
@@ -27,7 +27,7 @@ public struct U32x2
 /// them: every call site is guarded by <c>CudaAsm.IsSupported</c> and has a plain C# path for the CPU
 /// accelerator (see WarpMma for the emulation of the tensor-core ones).
 /// </summary>
-public static class Ptx
+internal static class Ptx
 {
     private static NotSupportedException PtxOnly() => new("this PTX instruction runs on the CUDA accelerator only; guard the call with CudaAsm.IsSupported");
 
@@ -35,6 +35,14 @@ public static class Ptx
     /// (ILGPU names static shared arrays __shared_alloca0, 1, ... in allocation order).</summary>
     [IntrinsicImplementation, Ptx("mov.u32 %0, __shared_alloca0;")]
     public static uint SharedBase() => throw PtxOnly();
+
+    /// <summary>The 32-bit shared-window address of the kernel's dynamic shared memory (ILGPU's __dyn_shared_alloca).</summary>
+    [IntrinsicImplementation, Ptx("mov.u32 %0, __dyn_shared_alloca;")]
+    public static uint DynamicSharedBase() => throw PtxOnly();
+
+    /// <summary>2^x, one MUFU.EX2 (relative error about 2^-22; subnormal results flush to 0; -inf gives 0).</summary>
+    [IntrinsicImplementation, Ptx("ex2.approx.ftz.f32 %0, %1;")]
+    public static float Exp2Approx(float x) => throw PtxOnly();
 
     /// <summary>Four 8x8 b16 matrices from shared memory; lane l gives the address of row l % 8 of matrix l / 8
     /// and receives, of each matrix, row lane / 4, elements 2 (lane % 4) and 2 (lane % 4) + 1.</summary>

@@ -1,5 +1,6 @@
 using System.Reflection;
 using ILGPU;
+using ILGPU.Backends;
 using ILGPU.Backends.EntryPoints;
 using ILGPU.Backends.PTX;
 using ILGPU.Runtime;
@@ -30,6 +31,16 @@ public static class PtxCompiler
 
     /// <summary>PTX ISA 7.8 (CUDA 11.8): what Debian's ptxas 11.8 assembles; every driver since 520 JITs it.</summary>
     public static readonly CudaInstructionSet DefaultIsa = new(7, 8);
+
+    /// <summary>PTX ISA 8.0 (CUDA 12.0): the first with wgmma, TMA (cp.async.bulk.tensor) and sm_90a; ptxas 12.x assembles it.</summary>
+    public static readonly CudaInstructionSet HopperIsa = new(8, 0);
+
+    /// <summary>
+    /// PTX for sm_90 made arch-specific: <c>.target sm_90a</c>, which wgmma.mma_async, setmaxnreg and the
+    /// multicast TMA forms require. ILGPU 1.5.3 knows no "a" targets, so the compiled text is patched.
+    /// </summary>
+    public static string ToArchSpecific(string ptx) =>
+        System.Text.RegularExpressions.Regex.Replace(ptx, @"^\.target sm_90\b", ".target sm_90a", System.Text.RegularExpressions.RegexOptions.Multiline);
 
     /// <summary>
     /// The PTX of <paramref name="kernel"/> (a static method; generic ones must be closed with
@@ -64,6 +75,18 @@ public static class PtxCompiler
         }
     }
 
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<(MethodInfo, string, string, bool), Lazy<string>> Cache = new();
+
+    /// <summary>
+    /// <see cref="Compile"/> with the runtime's context settings, memoized for the process: the PTX tests, the kernel
+    /// report and its budget tests compile each large kernel once (the tensor-core kernels take seconds each).
+    /// </summary>
+    public static string CompileCached(MethodInfo kernel, CudaArchitecture arch, CudaInstructionSet? isa = null, bool raiseTarget = false)
+    {
+        var key = (kernel, arch.ToString(), (isa ?? DefaultIsa).ToString(), raiseTarget);
+        return Cache.GetOrAdd(key, _ => new Lazy<string>(() => Compile(kernel, arch, isa, raiseTarget))).Value;
+    }
+
     /// <summary>
     /// Compiles many kernels for one architecture, reusing a context while compiles succeed (context
     /// creation dominates the cost of small kernels) and starting a fresh one after any failure.
@@ -79,6 +102,11 @@ public static class PtxCompiler
         {
             foreach (var kernel in kernels)
             {
+                if (Cache.TryGetValue((kernel, arch.ToString(), (isa ?? DefaultIsa).ToString(), false), out var known) && configure is null && known.IsValueCreated)
+                {
+                    results.Add((kernel, known.Value, null));
+                    continue;
+                }
                 if (context is null)
                 {
                     context = Context.Create(b => (configure ?? GpuContextOptions.Apply)(b));
@@ -89,7 +117,9 @@ public static class PtxCompiler
                     var entry = IsImplicitlyGrouped(kernel)
                         ? EntryPointDescription.FromImplicitlyGroupedKernel(kernel)
                         : EntryPointDescription.FromExplicitlyGroupedKernel(kernel);
-                    results.Add((kernel, ((PTXCompiledKernel)backend!.Compile(entry, KernelSpecialization.Empty)).PTXAssembly, null));
+                    string ptx = ((PTXCompiledKernel)backend!.Compile(entry, KernelSpecialization.Empty)).PTXAssembly;
+                    if (configure is null) Cache.TryAdd((kernel, arch.ToString(), (isa ?? DefaultIsa).ToString(), false), new Lazy<string>(ptx));
+                    results.Add((kernel, ptx, null));
                 }
                 catch (Exception e)
                 {
@@ -106,6 +136,26 @@ public static class PtxCompiler
             context?.Dispose();
         }
         return results;
+    }
+
+    /// <summary>
+    /// A kernel compiled for sm_90a in <paramref name="context"/>, ready for <c>Accelerator.LoadKernel(CompiledKernel)</c>:
+    /// ILGPU's runtime would emit <c>.target sm_80</c> (its capability table ends there), on which wgmma and TMA do not
+    /// exist, so the PTX is made here with the target raised and patched (<see cref="ToArchSpecific"/>, ISA
+    /// <see cref="HopperIsa"/>) and wrapped in a new PTXCompiledKernel (its constructor and entry point are internal:
+    /// reflection, checked against ILGPU 1.5.3).
+    /// </summary>
+    public static CompiledKernel CompileSm90a(Context context, MethodInfo kernel)
+    {
+        var capabilities = new CudaCapabilityContext(Sm90);
+        RaiseTarget(capabilities, Sm90);
+        using var backend = new PTXBackend(context, capabilities, Sm90, HopperIsa, nvvmAPI: null);
+        var compiled = (PTXCompiledKernel)backend.Compile(EntryPointDescription.FromExplicitlyGroupedKernel(kernel), KernelSpecialization.Empty);
+        var entryPoint = typeof(CompiledKernel).GetProperty("EntryPoint", BindingFlags.NonPublic | BindingFlags.Instance)?.GetValue(compiled)
+            ?? throw new InvalidOperationException("ILGPU's CompiledKernel has no EntryPoint property (ILGPU version changed?)");
+        var constructor = typeof(PTXCompiledKernel).GetConstructors(BindingFlags.NonPublic | BindingFlags.Instance).SingleOrDefault(c => c.GetParameters().Length == 4)
+            ?? throw new InvalidOperationException("ILGPU's PTXCompiledKernel constructor changed");
+        return (CompiledKernel)constructor.Invoke([context, entryPoint, compiled.Info, ToArchSpecific(compiled.PTXAssembly)]);
     }
 
     /// <summary>Whether the kernel's first parameter is an ILGPU index (an implicitly grouped kernel).</summary>

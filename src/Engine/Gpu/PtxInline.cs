@@ -15,7 +15,7 @@ namespace ManagedTensor.Gpu;
 /// then each argument's registers in order.
 /// </summary>
 [AttributeUsage(AttributeTargets.Method)]
-public sealed class PtxAttribute(string template) : Attribute
+internal sealed class PtxAttribute(string template) : Attribute
 {
     public string Template { get; } = template;
 }
@@ -38,9 +38,9 @@ public sealed class PtxAttribute(string template) : Attribute
 ///
 /// Call <see cref="Enable"/> on every context builder whose kernels use these methods.
 /// </summary>
-public static class PtxInline
+internal static class PtxInline
 {
-    private static readonly Type[] Hosts = [typeof(Ptx)];
+    private static readonly Type[] Hosts = [typeof(Ptx), typeof(Gemm.Wgmma)];
 
     /// <summary>Registers every [Ptx] method of the engine with the context's PTX backend.</summary>
     public static Context.Builder EnablePtxInline(this Context.Builder builder)

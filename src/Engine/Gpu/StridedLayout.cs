@@ -8,7 +8,7 @@ namespace ManagedTensor.Gpu;
 /// and (N, C) + bias (C) becomes rank 2 with bias strides (0, 1). Non-contiguous inputs (transposes,
 /// slices, broadcasts) need no copy.
 /// </summary>
-public unsafe struct StridedLayout
+internal unsafe struct StridedLayout
 {
     public const int MaxRank = 8;
     public const int MaxOperands = 4;

@@ -1,36 +1,30 @@
 using System.Reflection;
 using System.Text.RegularExpressions;
 using ManagedTensor.Gpu;
+using ManagedTensor.Gpu.Bench.SgemmLadder;
 using ManagedTensor.Gpu.Gemm;
+using ManagedTensor.Gpu.Sass;
 using Xunit;
 using Xunit.Abstractions;
 
 namespace ManagedTensor.Tests.Gpu.Gemm;
 
-/// <summary>Every GEMM kernel compiles to PTX for sm_89 and sm_90; with ptxas, it assembles, and the fast ones use no local memory.</summary>
+/// <summary>
+/// Every GEMM kernel compiles to PTX for sm_89 and sm_90 without local memory in the kernel itself; with ptxas, the fast
+/// ones (versions 3 and 5, the tensor-core kernel in every layout and copy path) assemble with no stack frame or spills.
+/// Compiled and assembled texts are shared with PtxKernelTests and the kernel report (PtxCompiler.CompileCached,
+/// CudaTools.AssembleCached), so each kernel costs its compile once per test run.
+/// </summary>
 public class GemmPtxTests(ITestOutputHelper output)
 {
-    /// <summary>(kernel, must it run without a stack frame or spills).</summary>
-    /// <summary>
-    /// (kernel, must it run without a stack frame or spills). The production kernels (versions 3 and 5, the
-    /// tensor-core one) in every layout pair; the teaching versions in one (each compile costs ~1 s in CI).
-    /// </summary>
-    public static IEnumerable<(MethodInfo Kernel, bool NoLocalMemory)> Kernels()
-    {
-        yield return (Method(typeof(Sgemm1Naive)), false);
-        yield return (Method(typeof(Sgemm2SharedTiles)), false);
-        yield return (Method(typeof(Sgemm4Vectorized), typeof(KInner), typeof(KInner)), false);
-        foreach (var (a, b) in LayoutPairs())
-        {
-            yield return (Method(typeof(Sgemm3RegisterBlocked), a, b), false);
-            yield return (Method(typeof(Sgemm5WarpTiled), a, b), true);
-            yield return (Method(typeof(HgemmMma), typeof(Bf16), a, b), true);
-        }
-        yield return (Method(typeof(HgemmMma), typeof(F16), typeof(KInner), typeof(KInner)), true);
-    }
-
-    public static IEnumerable<(Type, Type)> LayoutPairs() =>
-        [(typeof(KInner), typeof(MnInner)), (typeof(KInner), typeof(KInner)), (typeof(MnInner), typeof(MnInner)), (typeof(MnInner), typeof(KInner))];
+    /// <summary>The backend's GEMM kernels, and the teaching ladder's versions 1, 2 and 4 (one layout each).</summary>
+    public static IEnumerable<(string Name, MethodInfo Kernel)> Kernels() =>
+        GemmSelect.Specs().Select(s => (s.Name, s.Method)).Concat(
+        [
+            ("sgemm1", Method(typeof(Sgemm1Naive))),
+            ("sgemm2", Method(typeof(Sgemm2SharedTiles))),
+            ("sgemm4_NT", Method(typeof(Sgemm4Vectorized), typeof(KInner), typeof(KInner))),
+        ]);
 
     private static MethodInfo Method(Type host, params Type[] generic)
     {
@@ -39,12 +33,11 @@ public class GemmPtxTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public void EveryKernelCompilesForCiTargets()
+    public void EveryKernelCompilesForCiTargetsWithoutLocalMemory()
     {
-        var kernels = Kernels().ToList();
         foreach (var arch in PtxCompiler.CiTargets)
         {
-            foreach (var (kernel, ptx, error) in PtxCompiler.CompileAll(kernels.Select(k => k.Kernel), arch))
+            foreach (var (kernel, ptx, error) in PtxCompiler.CompileAll(Kernels().Select(k => k.Kernel), arch))
             {
                 Assert.True(ptx is not null, $"{PtxCompiler.Describe(kernel)}: {error}");
                 Assert.Contains(".entry", ptx);
@@ -54,26 +47,23 @@ public class GemmPtxTests(ITestOutputHelper output)
     }
 
     [PtxasFact]
-    public void EveryKernelAssemblesWithPtxas()
+    public void FastKernelsAssembleWithoutStackOrSpills()
     {
-        var kernels = Kernels().ToList();
+        var fast = GemmSelect.Specs().Where(s => s.Name.StartsWith("sgemm5") || s.Name.StartsWith("hgemm")).ToList();
         foreach (var arch in PtxCompiler.CiTargets)
         {
-            var compiled = PtxCompiler.CompileAll(kernels.Select(k => k.Kernel), arch);
-            for (int i = 0; i < kernels.Count; i++)
+            foreach (var spec in fast)
             {
-                var (kernel, ptx, error) = compiled[i];
-                Assert.True(ptx is not null, $"{PtxCompiler.Describe(kernel)}: {error}");
-                var (ok, log) = Ptxas.Assemble(ptx, arch);
-                Assert.True(ok, $"{PtxCompiler.Describe(kernel)} sm_{arch.Major}{arch.Minor}: {log}");
+                var (cubin, log) = CudaTools.AssembleCached(PtxCompiler.CompileCached(spec.Method, arch), arch);
+                Assert.True(cubin is not null, $"{spec.Name} {CudaTools.Target(arch)}: {log}");
                 var summary = Summary(log);
-                output.WriteLine($"{PtxCompiler.Describe(kernel)} sm_{arch.Major}{arch.Minor}: {summary}");
-                if (kernels[i].NoLocalMemory) Assert.Matches("0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads", summary);
+                output.WriteLine($"{spec.Name} {CudaTools.Target(arch)}: {summary}");
+                Assert.Matches("0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads", summary);
             }
         }
     }
 
-    /// <summary>"N registers, S bytes stack frame, ..." of the entry function.</summary>
+    /// <summary>"N registers, S bytes smem, F bytes stack frame, ..." of the entry function.</summary>
     internal static string Summary(string log)
     {
         var frame = Regex.Matches(log, @"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads").LastOrDefault()?.Value ?? "?";

@@ -1,5 +1,6 @@
 using ILGPU;
 using ILGPU.Runtime;
+using ManagedTensor.Gpu.Bench.SgemmLadder;
 using ManagedTensor.Gpu.Gemm;
 using Xunit;
 

@@ -1,5 +1,6 @@
 using ManagedTensor.Gpu;
 using ManagedTensor.Gpu.Kernels.Quant;
+using ManagedTensor.Gpu.Sass;
 using ManagedTensor.Tests.Gpu.Gemm;
 using Xunit;
 using Xunit.Abstractions;
@@ -64,7 +65,7 @@ public class QuantPtxTests(ITestOutputHelper output)
                 failures.Add($"{name}: {job.Error}");
                 return;
             }
-            var (ok, log) = Ptxas.Assemble(job.Ptx, job.Arch);
+            var (ok, log) = CudaTools.Assemble(job.Ptx, job.Arch);
             string summary = GemmPtxTests.Summary(log);
             lines.Add($"{name}: {summary}");
             if (!ok) failures.Add($"{name}: {log}");

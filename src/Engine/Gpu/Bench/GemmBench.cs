@@ -75,7 +75,7 @@ public static class GemmBench
                 foreach (var force in kernels)
                 {
                     GemmKernel used = default;
-                    double ms = Time(accelerator, () => used = GemmSelect.Run(accelerator, da.View, db.View, dc.View, default, p, 1, force));
+                    double ms = Time(accelerator, () => used = Run(accelerator, da.View, db.View, dc.View, p, force));
                     double err = SpotCheck(ha, hb, dc.GetAsArray1D(), p, x => x);
                     Report(results, new Result("fp32", name, layout, m, n, k, (force is null ? "select:" : "") + used, ms, 2e-9 * m * n * k / ms, err));
                 }
@@ -109,6 +109,18 @@ public static class GemmBench
     }
 
     /// <summary>Milliseconds per launch: 2 warm-ups, then at least 3 launches and 0.3 s.</summary>
+    /// <summary>A forced version (the teaching ladder's 1, 2 and 4 from SgemmLadder/, the backend's 3 and 5 through GemmSelect) or the selection's pick.</summary>
+    private static GemmKernel Run(Accelerator accelerator, ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmArgs p, GemmKernel? force)
+    {
+        switch (force)
+        {
+            case GemmKernel.Sgemm1Naive: SgemmLadder.Sgemm1Naive.Launch(accelerator, a, b, c, default, p); return GemmKernel.Sgemm1Naive;
+            case GemmKernel.Sgemm2SharedTiles: SgemmLadder.Sgemm2SharedTiles.Launch(accelerator, a, b, c, default, p); return GemmKernel.Sgemm2SharedTiles;
+            case GemmKernel.Sgemm4Vectorized: SgemmLadder.Sgemm4Vectorized.Launch(accelerator, a, b, c, default, p); return GemmKernel.Sgemm4Vectorized;
+            default: return GemmSelect.Run(accelerator, a, b, c, default, p, 1, force);
+        }
+    }
+
     private static double Time(Accelerator accelerator, Action launch)
     {
         launch();

@@ -22,7 +22,7 @@ internal static class AttentionKernels
     public static void Backward(GpuBackend b, Tensor dout, Tensor q, Tensor k, Tensor v, Tensor o, Tensor lse, Tensor dq, Tensor dk, Tensor dv, AttentionAttrs a)
     {
         var p = Params("AttentionBackward", q, k, [v, o, dout, dq, dk, dv], lse, a);
-        using var ws = b.Workspace(DType.F32, checked((int)GpuAttention.BackwardWorkspaceFloats(p)));
+        using var ws = b.Workspace(DType.F32, checked((int)GpuAttention.BackwardWorkspaceFloats(q.DType, p)));
         b.Attention.Backward(q.DType, Bytes(dout), Bytes(q), Bytes(k), Bytes(v), Bytes(o), Floats(lse), Bytes(dq), Bytes(dk), Bytes(dv), p, ws.View<float>());
     }
 
@@ -48,5 +48,5 @@ internal static class AttentionKernels
     private static ArrayView<float> Floats(Tensor t) => Bytes(t).Cast<float>();
 
     /// <summary>Every attention kernel, for the backend's offline PTX test and `mt selftest`.</summary>
-    public static IEnumerable<KernelSpec> Specs() => GpuAttention.KernelMethods().Select(k => new KernelSpec(k.Name, k.Method));
+    public static IEnumerable<KernelSpec> Specs() => GpuAttention.KernelSpecs();
 }

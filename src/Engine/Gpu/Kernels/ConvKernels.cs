@@ -5,7 +5,7 @@ using ILGPU;
 namespace ManagedTensor.Gpu.Kernels;
 
 /// <summary>Sizes of one convolution (x (N, C, H, W), w (O, C/G, KH, KW), y (N, O, OH, OW)) and the views' offsets.</summary>
-public struct ConvGeometry
+internal struct ConvGeometry
 {
     public int N, C, H, W, O, KH, KW, OH, OW;
     public int SH, SW, PH, PW, DH, DW, G, Cg, Og;

@@ -5,7 +5,7 @@ using ILGPU;
 namespace ManagedTensor.Gpu.Kernels;
 
 /// <summary>The index shape and the source's strides for gather / scatter-add (axis stride kept apart).</summary>
-public unsafe struct GatherLayout
+internal unsafe struct GatherLayout
 {
     public int Rank, Axis, AxisStride, AxisSize;
     public fixed int Shape[8];   // the index's shape

@@ -6,7 +6,7 @@ using ILGPU.Runtime;
 namespace ManagedTensor.Gpu.Kernels;
 
 /// <summary>Sizes and strides of a batched matmul, passed to the kernel by value.</summary>
-public struct MatMulGeometry
+internal struct MatMulGeometry
 {
     public int M, N, K;
     public int Tile, TilesM, TilesN, Batch;
@@ -112,5 +112,7 @@ internal static class MatMulKernels
     private static KernelSpec Spec<T>(DType t) where T : unmanaged, INumber<T> =>
         new($"MatMul_{t}", ((Action<ArrayView<T>, ArrayView<T>, ArrayView<T>, MatMulGeometry>)TiledKernel<T>).Method);
 
-    public static IEnumerable<KernelSpec> Specs() => [Spec<float>(DType.F32), Spec<double>(DType.F64)];
+    /// <summary>The tiled kernels and every GEMM kernel GemmSelect can run (SGEMM versions 3 and 5 in each layout, the tensor-core ones).</summary>
+    public static IEnumerable<KernelSpec> Specs() =>
+        new[] { Spec<float>(DType.F32), Spec<double>(DType.F64) }.Concat(Gemm.GemmSelect.Specs());
 }

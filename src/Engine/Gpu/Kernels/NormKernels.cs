@@ -5,7 +5,7 @@ using ILGPU;
 namespace ManagedTensor.Gpu.Kernels;
 
 /// <summary>Sizes, flags and the element offsets of every view a norm kernel touches (one record for all three kernels).</summary>
-public struct NormArgs
+internal struct NormArgs
 {
     public int Rows, C;
     /// <summary>1 for RMS norm (mean 0, no bias), 0 for layer norm.</summary>

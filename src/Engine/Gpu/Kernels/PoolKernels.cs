@@ -6,7 +6,7 @@ using ILGPU.Runtime;
 namespace ManagedTensor.Gpu.Kernels;
 
 /// <summary>Sizes of a pooling (or upsampling) over NCHW planes and the views' offsets.</summary>
-public struct PoolGeometry
+internal struct PoolGeometry
 {
     public int Planes, H, W, OH, OW, KH, KW, SH, SW, PH, PW, Scale;
     public int X, Y;

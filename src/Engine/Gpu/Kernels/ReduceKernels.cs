@@ -5,7 +5,7 @@ using ManagedTensor.Cpu;
 namespace ManagedTensor.Gpu.Kernels;
 
 /// <summary>Axes of one tensor (sizes and element strides, up to 8), for kernels that walk a sub-space of it.</summary>
-public unsafe struct AxesLayout
+internal unsafe struct AxesLayout
 {
     public const int MaxRank = 8;
     public int Rank;

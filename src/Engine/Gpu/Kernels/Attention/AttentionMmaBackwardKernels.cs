@@ -1,218 +1,374 @@
-using System.Runtime.CompilerServices;
 using ILGPU;
 using ILGPU.Algorithms;
+using static ManagedTensor.Gpu.Kernels.Attention.AttentionTiles;
 
 namespace ManagedTensor.Gpu.Kernels.Attention;
 
 /// <summary>
-/// The tensor-core backward for 16-bit inputs and head dim 64, as two kernels so that nothing is
-/// accumulated across groups (no atomics, deterministic), at the price of computing S and dP twice:
+/// The tensor-core attention backward, FlashAttention-2's algorithm, for 16-bit inputs and head dim 64
+/// or 128 (compile-time): one pass computes S and dP once per (key block, query tile) and produces
+/// dK, dV and dQ together.
 ///
-/// dK/dV: a group of warps owns 16 keys per warp of one kv head and walks every query head of its
-/// group and every query tile of 64 that sees those keys. Per tile, in registers (transposed roles:
-/// rows are keys, columns queries): S^T = K Q^T, P^T = exp2(S^T log2(e) scale - lse log2(e)), dV += P'^T dO,
-/// dP^T = V dO^T, dS^T = P^T (dP'^T - Di), dK += dS^T Q (P' and dP' carry the dropout multiplier).
-/// Shared: K, V (staged once), Q, Q^T, dO, dO^T (per tile): 6 x 8 KB = 48 KB; lse and Di are read per
-/// column from global memory (they are small and cached).
+/// A block of 4 warps owns 64 keys of one kv head (16 per warp) and walks every query head of its GQA
+/// group and every 64-row query tile that sees those keys; Q and dO tiles stream through shared
+/// memory, double-buffered with cp.async, and the tile's lse and Di = dO . O rows are staged beside them
+/// (loaded into registers one tile ahead). Per tile each warp computes, with S^T's rows being its keys:
+///   S^T = K Q^T                                   (K's fragments by ldmatrix, Q's as B)
+///   P^T = exp2(S^T scale log2 e - lse log2 e)     (masked only on diagonal and partial tiles)
+///   dV += P'^T dO                                  (P' carries the dropout multipliers)
+///   dP^T = V dO^T
+///   dS^T = P^T (dP'^T - Di)
+///   dK += dS^T Q
+/// then writes dS^T (16-bit) to shared memory, and after a barrier each warp takes 16 of the tile's query
+/// rows: dQ_rows = dS K (dS read back with ldmatrix.trans), added to a float32 dQ accumulator in global
+/// memory with red.global.add (blocks of different keys add into the same rows). A last elementwise
+/// kernel scales it and rounds it to dq. Atomic float adds make dq's last bits depend on the order of
+/// arrival (dk and dv are deterministic). Per tile and warp: 5 D / 2 mma (160 at D = 64).
 ///
-/// dQ: a group owns 16 query rows per warp and walks the key tiles it sees: S = Q K^T, P, dP = dO V^T,
-/// dS = P (dP' - Di), dQ += dS K. Shared: Q, dO (once), K, K^T, V (per tile): 40 KB.
+/// Shared memory (dynamic): K, V (64 x D each, once), two Q and two dO tiles, lse and Di (64 floats
+/// each, two buffers); dS overlays the dO tile just consumed. 48.5 KB at D = 64, 97 KB at D = 128 (both
+/// past the 48 KB default: opted in). Workspace: Di (B H T floats) and the dQ accumulator (B H T D floats).
 ///
-/// The plain path (CPU accelerator) hands P'^T / dS^T / dS over through shared buffers that are free
-/// at that point (Q and dO, or V), between barriers.
+/// The plain path (CPU accelerator in CI) runs the same loops with float dot products over the same
+/// tiles, P^T and dS^T handed over through shared scratch tiles.
+/// Launch: <see cref="Threads"/> threads; grid (ceil(S / 64), B Hkv).
 /// </summary>
-public static class AttentionMmaBackwardKernels
+internal static class AttentionMmaBackwardKernels
 {
-    private const int TileWords = 2048; // 64 x 64 16-bit values
-    private const int RowPairs = 32;    // D = 64
+    public const int Threads = 128;
+    private const int Block = 64;
 
-    public static bool Supports(int d) => d == 64;
+    public static bool Supports(int d) => d == 64 || d == 128;
 
-    /// <summary>Grid (ceil(S / (16 warps)), B Hkv); dk, dv of the group's keys.</summary>
-    public static void BackwardDkDv<TE, TM>(ArrayView<ushort> q, ArrayView<ushort> k, ArrayView<ushort> v, ArrayView<ushort> dout,
-        ArrayView<float> lse, ArrayView<float> delta, ArrayView<ushort> dk, ArrayView<ushort> dv, AttentionParams p)
-        where TE : struct, IMmaElement where TM : struct, IMmaMath<TE>
+    /// <summary>Dynamic shared memory of a launch (+ 256 bytes to align the tiles on the tensor-core path; scratch tiles on the plain one).</summary>
+    public static int SharedBytes(int d, bool tensorCores) =>
+        (tensorCores ? 256 : 16 * 64 * 2 * 4 + Block * Block * 2) + 6 * Block * d * 2 + 4 * Block * 4;
+
+    /// <summary>Grid (ceil(S / 64), B Hkv): dk, dv of the block's keys, and their share of dq into <paramref name="dqAccum"/>.</summary>
+    public static void Backward<TE, TP, THd, TDr>(ArrayView<ushort> q, ArrayView<ushort> k, ArrayView<ushort> v, ArrayView<ushort> dout,
+        ArrayView<float> lse, ArrayView<float> delta, ArrayView<ushort> dk, ArrayView<ushort> dv, ArrayView<float> dqAccum,
+        ulong qAddress, ulong kAddress, ulong vAddress, ulong doAddress, AttentionParams p)
+        where TE : struct, IHalfFormat where TP : struct, IAttentionPath where THd : struct, IHeadDim where TDr : struct, IDropout
     {
-        int tid = Group.IdxX, threads = Group.DimX, tile = Grid.IdxX, kvh = Grid.IdxY;
+        bool tc = default(TP).TensorCores;
+        int d = default(THd).D, rowBytes = 2 * d, tileBytes = Block * rowBytes;
+        bool d128 = d == 128;
+        int tid = Group.IdxX, threads = tc ? Threads : Group.DimX, kb = Grid.IdxX, kvh = Grid.IdxY;
         int lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
-        TE e = default;
-        TM math = default;
-        var kSm = SharedMemory.Allocate<uint>(TileWords);
-        var vSm = SharedMemory.Allocate<uint>(TileWords);
-        var qSm = SharedMemory.Allocate<uint>(TileWords);  // Q; P'^T in the plain path
-        var qtSm = SharedMemory.Allocate<uint>(TileWords); // Q^T
-        var dSm = SharedMemory.Allocate<uint>(TileWords);  // dO; dS^T in the plain path
-        var dtSm = SharedMemory.Allocate<uint>(TileWords); // dO^T
-        var q32 = q.Cast<uint>();
-        var do32 = dout.Cast<uint>();
-        int blockK = threads / 2, j0 = tile * blockK;
-        long kvBase = (long)kvh * p.S * RowPairs;
-        MmaTiles.StageRows(k.Cast<uint>(), kvBase + (long)j0 * RowPairs, p.S - j0, RowPairs, kSm, tid, threads, blockK);
-        MmaTiles.StageRows(v.Cast<uint>(), kvBase + (long)j0 * RowPairs, p.S - j0, RowPairs, vSm, tid, threads, blockK);
-        int warpRow = warp * 16 + g;
-        int keyA = j0 + warpRow, keyB = keyA + 8;
-        float scaleLog2 = p.Scale * AttentionMmaKernels.Log2E;
-        Frags8 dkAcc = default, dvAcc = default;
-        int group = p.H / p.Hkv, b = kvh / p.Hkv, hk = kvh % p.Hkv;
-        int firstRow = p.FirstRowSeeing(j0);
-        for (int gh = 0; gh < group; gh++)
-        {
-            int bh = b * p.H + hk * group + gh;
-            for (int i0 = firstRow; i0 < p.T; i0 += 64)
-            {
-                long rowBase = ((long)bh * p.T + i0) * RowPairs;
-                Group.Barrier();
-                MmaTiles.StageRows(q32, rowBase, p.T - i0, RowPairs, qSm, tid, threads);
-                MmaTiles.StageTransposed(q32, rowBase, p.T - i0, RowPairs, qtSm, tid, threads);
-                MmaTiles.StageRows(do32, rowBase, p.T - i0, RowPairs, dSm, tid, threads);
-                MmaTiles.StageTransposed(do32, rowBase, p.T - i0, RowPairs, dtSm, tid, threads);
-                Group.Barrier();
+        var smem = SharedMemory.GetDynamic<ushort>();
+        uint sbase = tc ? (Ptx.DynamicSharedBase() + 255u) & ~255u : 0u;
+        // Layout (bytes): K, V, Q[2], dO[2] (64 x D each), lse[2], Di[2] (64 floats each), then the plain path's scratch.
+        int kTile = 0, vTile = tileBytes, qTiles = 2 * tileBytes, doTiles = 4 * tileBytes, rowTerms = 6 * tileBytes;
+        int scratch = rowTerms + 4 * Block * 4;
+        var rowTerm = smem.Cast<float>();
 
-                var s = math.Product(kSm, qSm, warpRow, g, t, 64);  // S^T: rows keys, columns queries
-                var dp = math.Product(vSm, dSm, warpRow, g, t, 64); // dP^T = V dO^T
-                var w = ColumnWeights(s, p, lse, bh, i0 + 2 * t, keyA, keyB, scaleLog2);
-                Frags8 wDropped = w, ds;
-                if (p.Dropout != 0)
-                {
-                    var keep = ColumnKeep(p, bh, i0 + 2 * t, keyA, keyB);
-                    wDropped = MmaTiles.Multiply(w, keep);
-                    dp = MmaTiles.Multiply(dp, keep);
-                }
-                ds = ColumnGrad(w, dp, p, delta, bh, i0 + 2 * t);
-                if (math.ReadsWeightsFromShared)
-                {
-                    Group.Barrier(); // every warp has read Q and dO: they now carry P'^T and dS^T
-                    MmaTiles.StoreP(e, wDropped, qSm, warpRow, t);
-                    MmaTiles.StoreP(e, ds, dSm, warpRow, t);
-                    Group.Barrier();
-                }
-                dvAcc = math.Accumulate(dvAcc, wDropped, dtSm, qSm, warpRow, 0, g, t); // dV += P'^T dO
-                dkAcc = math.Accumulate(dkAcc, ds, qtSm, dSm, warpRow, 0, g, t);       // dK += dS^T Q
-            }
+        int j0 = kb * Block;
+        long kvRow0 = (long)kvh * p.S;
+        int group = p.H / p.Hkv, b = kvh / p.Hkv, hk = kvh - b * p.Hkv;   // once per block
+        int firstRow = p.FirstRowSeeing(j0);
+        int firstTile = firstRow >> 6 << 6;                                 // query tiles start at multiples of 64
+        int tilesPerHead = firstTile < p.T ? (p.T - firstTile + Block - 1) >> 6 : 0;
+        int total = group * tilesPerHead;
+        int keyA = j0 + warp * 16 + g, keyB = keyA + 8;
+        float scale = p.Scale * AttentionMmaKernels.Log2E;
+
+        // This thread's chunks of a 64-row tile (D / 16 of them, as in the forward kernel's K/V staging): 128 threads.
+        int chunkRow = d128 ? tid >> 4 : tid >> 3, chunk = d128 ? tid & 15 : tid & 7;
+        int chunkDst = Offset(chunkRow, chunk, rowBytes);
+        long chunkSrc = (long)chunkRow * d + chunk * 8;
+
+        if (tc)
+        {
+            StageRows(sbase + (uint)(kTile + chunkDst), kAddress + (ulong)(((kvRow0 + j0) * d + chunkSrc) * 2), p.S - j0 - chunkRow, d128);
+            StageRows(sbase + (uint)(vTile + chunkDst), vAddress + (ulong)(((kvRow0 + j0) * d + chunkSrc) * 2), p.S - j0 - chunkRow, d128);
         }
+        else
+        {
+            StagePlain(k, (kvRow0 + j0) * d, p.S - j0, Block, d, smem, kTile, tid, threads);
+            StagePlain(v, (kvRow0 + j0) * d, p.S - j0, Block, d, smem, vTile, tid, threads);
+        }
+
+        // Tile 0's Q, dO, lse and Di.
+        int bh = b * p.H + hk * group, i0 = firstTile;
+        if (total > 0)
+        {
+            StageQdo<TP>(q, dout, smem, sbase, qAddress, doAddress, bh, i0, p, chunkDst, chunkSrc, chunkRow, qTiles, doTiles, tileBytes, d, tid, threads, 0);
+            StoreRowTerms(rowTerm, rowTerms / 4, lse, delta, bh, i0, tid, threads, p);
+        }
+        if (tc) Commit();
+
+        Frags8 dkLo = default, dkHi = default, dvLo = default, dvHi = default;
+        for (int it = 0; it < total; it++)
+        {
+            int buf = it & 1;
+            // The next tile: the next 64 rows of this head, or the first tile of the next head of the group.
+            int nextBh = bh, nextI0 = i0 + Block;
+            if (nextI0 >= p.T)
+            {
+                nextBh = bh + 1;
+                nextI0 = firstTile;
+            }
+            bool hasNext = it + 1 < total;
+            if (tc) WaitAll();
+            Group.Barrier(); // tile it (and its row terms) in place; everyone is done with the other buffers
+            float nextTerm = 0f;
+            if (hasNext)
+            {
+                StageQdo<TP>(q, dout, smem, sbase, qAddress, doAddress, nextBh, nextI0, p, chunkDst, chunkSrc, chunkRow, qTiles, doTiles,
+                    tileBytes, d, tid, threads, buf ^ 1);
+                if (tc) nextTerm = RowTerm(lse, delta, nextBh, nextI0, tid, p); // into registers now, into shared memory after the math
+            }
+            if (tc) Commit();
+
+            int qTile = qTiles + buf * tileBytes, doTile = doTiles + buf * tileBytes;
+            int lseAt = rowTerms / 4 + buf * Block, diAt = lseAt + 2 * Block;
+            bool masked = i0 + Block > p.T || j0 + Block > p.S || (p.Causal != 0 && i0 < j0 + Block - 1 - (p.S - p.T));
+
+            // S^T and P^T (rows: the warp's 16 keys; columns: the tile's 64 queries).
+            Frags8 s = tc
+                ? Product<TE>(LoadA(sbase + (uint)kTile + RowsAddress(warp * 16, lane, rowBytes, bLayout: false), d128), sbase + (uint)qTile + RowsAddress(0, lane, rowBytes, bLayout: true), rowBytes, d128)
+                : ProductPlain<TE>(smem, kTile, warp * 16, qTile, rowBytes, d, g, t);
+            s = ColumnExp2(s, rowTerm, lseAt, scale, t);
+            if (masked) s = MaskColumns(s, p, i0 + 2 * t, keyA, keyB);
+            Frags8 sDropped = s, keep = default;
+            if (default(TDr).Enabled)
+            {
+                keep = ColumnKeep(p, bh, i0 + 2 * t, keyA, keyB);
+                sDropped = Multiply(s, keep);
+            }
+
+            // dV += P'^T dO; dP^T = V dO^T.
+            if (tc)
+            {
+                (dvLo, dvHi) = AccumulateTc<TE>(dvLo, dvHi, sDropped, sbase + (uint)doTile + TransAddress(lane, rowBytes), rowBytes, d128);
+            }
+            else
+            {
+                Group.Barrier();
+                StoreWeights<TE>(sDropped, smem, scratch + warp * 16 * 64 * 2, g, t);
+                Group.Barrier();
+                dvLo = AccumulatePlain<TE>(dvLo, smem, scratch + warp * 16 * 64 * 2, doTile, rowBytes, 0, g, t);
+                if (d128) dvHi = AccumulatePlain<TE>(dvHi, smem, scratch + warp * 16 * 64 * 2, doTile, rowBytes, 64, g, t);
+            }
+            Frags8 dp = tc
+                ? Product<TE>(LoadA(sbase + (uint)vTile + RowsAddress(warp * 16, lane, rowBytes, bLayout: false), d128), sbase + (uint)doTile + RowsAddress(0, lane, rowBytes, bLayout: true), rowBytes, d128)
+                : ProductPlain<TE>(smem, vTile, warp * 16, doTile, rowBytes, d, g, t);
+            if (default(TDr).Enabled) dp = Multiply(dp, keep);
+
+            // dS^T = P^T (dP'^T - Di); dK += dS^T Q.
+            var ds = ColumnGrad(s, dp, rowTerm, diAt, t);
+            if (tc)
+            {
+                (dkLo, dkHi) = AccumulateTc<TE>(dkLo, dkHi, ds, sbase + (uint)qTile + TransAddress(lane, rowBytes), rowBytes, d128);
+            }
+            else
+            {
+                Group.Barrier();
+                StoreWeights<TE>(ds, smem, scratch + warp * 16 * 64 * 2, g, t);
+                Group.Barrier();
+                dkLo = AccumulatePlain<TE>(dkLo, smem, scratch + warp * 16 * 64 * 2, qTile, rowBytes, 0, g, t);
+                if (d128) dkHi = AccumulatePlain<TE>(dkHi, smem, scratch + warp * 16 * 64 * 2, qTile, rowBytes, 64, g, t);
+            }
+
+            // dS^T to shared memory (over the dO tile: every warp is done with it), then dQ rows 16 warp.. = dS K.
+            int dsTile = tc ? doTile : scratch + 4 * 16 * 64 * 2;
+            Group.Barrier();
+            StoreTransposedPairs<TE>(ds, smem, dsTile, warp * 16 + g, t);
+            Group.Barrier();
+            Frags8 dqLo, dqHi = default;
+            if (tc)
+            {
+                uint dsA = sbase + (uint)dsTile + DsAddress(warp, lane);
+                uint kB = sbase + (uint)kTile + TransAddress(lane, rowBytes);
+                var a0 = LdT(dsA);
+                var a1 = LdT(dsA + 2048);
+                var a2 = LdT(dsA + 4096);
+                var a3 = LdT(dsA + 6144);
+                uint step16 = (uint)(16 * rowBytes);
+                dqLo = TransStep<TE>(default, a0, kB, 0);
+                dqLo = TransStep<TE>(dqLo, a1, kB + step16, 0);
+                dqLo = TransStep<TE>(dqLo, a2, kB + 2 * step16, 0);
+                dqLo = TransStep<TE>(dqLo, a3, kB + 3 * step16, 0);
+                if (d128)
+                {
+                    dqHi = TransStep<TE>(default, a0, kB, 4);
+                    dqHi = TransStep<TE>(dqHi, a1, kB + step16, 4);
+                    dqHi = TransStep<TE>(dqHi, a2, kB + 2 * step16, 4);
+                    dqHi = TransStep<TE>(dqHi, a3, kB + 3 * step16, 4);
+                }
+            }
+            else
+            {
+                dqLo = AccumulateTransposedPlain<TE>(default, smem, dsTile, kTile, rowBytes, warp * 16, 0, g, t);
+                if (d128) dqHi = AccumulateTransposedPlain<TE>(default, smem, dsTile, kTile, rowBytes, warp * 16, 64, g, t);
+            }
+            int qRow = i0 + warp * 16 + g;
+            AddRows(dqAccum, dqLo, bh, qRow, 0, p, d, t);
+            if (d128) AddRows(dqAccum, dqHi, bh, qRow, 64, p, d, t);
+
+            if (hasNext && tc) rowTerm[rowTerms / 4 + (buf ^ 1) * Block + (tid & 63) + (tid >> 6) * 2 * Block] = nextTerm;
+            else if (hasNext) StoreRowTerms(rowTerm, rowTerms / 4 + (buf ^ 1) * Block, lse, delta, nextBh, nextI0, tid, threads, p);
+            (bh, i0) = (nextBh, nextI0);
+        }
+        if (tc) WaitAll();
+
         var dk32 = dk.Cast<uint>();
         var dv32 = dv.Cast<uint>();
+        int words = d >> 1;
         if (keyA < p.S)
         {
-            long word = kvBase + (long)keyA * RowPairs + t;
-            MmaTiles.StoreRow<TE, TM>(math, dkAcc, dk32, word, p.Scale, upper: false);
-            MmaTiles.StoreRow<TE, TM>(math, dvAcc, dv32, word, 1f, upper: false);
+            long word = (kvRow0 + keyA) * words + t;
+            StoreRow<TE>(dkLo, dk32, word, p.Scale, rowB: false);
+            StoreRow<TE>(dvLo, dv32, word, 1f, rowB: false);
+            if (d128)
+            {
+                StoreRow<TE>(dkHi, dk32, word + 32, p.Scale, rowB: false);
+                StoreRow<TE>(dvHi, dv32, word + 32, 1f, rowB: false);
+            }
         }
         if (keyB < p.S)
         {
-            long word = kvBase + (long)keyB * RowPairs + t;
-            MmaTiles.StoreRow<TE, TM>(math, dkAcc, dk32, word, p.Scale, upper: true);
-            MmaTiles.StoreRow<TE, TM>(math, dvAcc, dv32, word, 1f, upper: true);
-        }
-    }
-
-    /// <summary>Grid (ceil(T / (16 warps)), B H); dq of the group's query rows.</summary>
-    public static void BackwardDq<TE, TM>(ArrayView<ushort> q, ArrayView<ushort> k, ArrayView<ushort> v, ArrayView<ushort> dout,
-        ArrayView<float> lse, ArrayView<float> delta, ArrayView<ushort> dq, AttentionParams p)
-        where TE : struct, IMmaElement where TM : struct, IMmaMath<TE>
-    {
-        int tid = Group.IdxX, threads = Group.DimX, tile = Grid.IdxX, bh = Grid.IdxY;
-        int lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
-        TE e = default;
-        TM math = default;
-        var qSm = SharedMemory.Allocate<uint>(TileWords);
-        var dSm = SharedMemory.Allocate<uint>(TileWords);  // dO
-        var kSm = SharedMemory.Allocate<uint>(TileWords);
-        var ktSm = SharedMemory.Allocate<uint>(TileWords); // K^T
-        var vSm = SharedMemory.Allocate<uint>(TileWords);  // V; dS in the plain path
-        var k32 = k.Cast<uint>();
-        var v32 = v.Cast<uint>();
-        int blockQ = threads / 2, r0 = tile * blockQ;
-        long rowBase = ((long)bh * p.T + r0) * RowPairs;
-        long kvBase = (long)p.KvHead(bh) * p.S * RowPairs;
-        MmaTiles.StageRows(q.Cast<uint>(), rowBase, p.T - r0, RowPairs, qSm, tid, threads, blockQ);
-        MmaTiles.StageRows(dout.Cast<uint>(), rowBase, p.T - r0, RowPairs, dSm, tid, threads, blockQ);
-        int warpRow = warp * 16 + g;
-        int rowA = r0 + warpRow, rowB = rowA + 8;
-        int endA = p.VisibleEnd(rowA), endB = p.VisibleEnd(rowB);
-        float lseA = rowA < p.T ? lse[(long)bh * p.T + rowA] * AttentionMmaKernels.Log2E : 0f;
-        float lseB = rowB < p.T ? lse[(long)bh * p.T + rowB] * AttentionMmaKernels.Log2E : 0f;
-        float deltaA = rowA < p.T ? delta[(long)bh * p.T + rowA] : 0f;
-        float deltaB = rowB < p.T ? delta[(long)bh * p.T + rowB] : 0f;
-        int kLimit = p.VisibleEnd(XMath.Min(p.T, r0 + blockQ) - 1);
-        int firstEnd = p.VisibleEnd(r0);
-        float scaleLog2 = p.Scale * AttentionMmaKernels.Log2E;
-        Frags8 dqAcc = default;
-        for (int j0 = 0; j0 < kLimit; j0 += 64)
-        {
-            int n = XMath.Min(64, kLimit - j0);
-            Group.Barrier();
-            MmaTiles.StageRows(k32, kvBase + (long)j0 * RowPairs, n, RowPairs, kSm, tid, threads);
-            MmaTiles.StageTransposed(k32, kvBase + (long)j0 * RowPairs, n, RowPairs, ktSm, tid, threads);
-            MmaTiles.StageRows(v32, kvBase + (long)j0 * RowPairs, n, RowPairs, vSm, tid, threads);
-            Group.Barrier();
-
-            var s = math.Product(qSm, kSm, warpRow, g, t, 64);
-            var dp = math.Product(dSm, vSm, warpRow, g, t, 64); // dP = dO V^T
-            s = MmaTiles.ScaleMask(s, scaleLog2, j0 + 64 > firstEnd, j0 + 2 * t, endA, endB);
-            var w = MmaTiles.Exp2(s, lseA, lseB); // P = exp2(s - lse log2 e): lse = +inf (no visible key) gives 0
-            if (p.Dropout != 0) dp = MmaTiles.Multiply(dp, RowKeep(p, bh, rowA, rowB, j0 + 2 * t));
-            var ds = RowGrad(w, dp, deltaA, deltaB);
-            if (math.ReadsWeightsFromShared)
+            long word = (kvRow0 + keyB) * words + t;
+            StoreRow<TE>(dkLo, dk32, word, p.Scale, rowB: true);
+            StoreRow<TE>(dvLo, dv32, word, 1f, rowB: true);
+            if (d128)
             {
-                Group.Barrier(); // every warp has read V: it now carries dS
-                MmaTiles.StoreP(e, ds, vSm, warpRow, t);
-                Group.Barrier();
+                StoreRow<TE>(dkHi, dk32, word + 32, p.Scale, rowB: true);
+                StoreRow<TE>(dvHi, dv32, word + 32, 1f, rowB: true);
             }
-            dqAcc = math.Accumulate(dqAcc, ds, ktSm, vSm, warpRow, 0, g, t); // dQ += dS K
         }
-        var dq32 = dq.Cast<uint>();
-        if (rowA < p.T) MmaTiles.StoreRow<TE, TM>(math, dqAcc, dq32, ((long)bh * p.T + rowA) * RowPairs + t, p.Scale, upper: false);
-        if (rowB < p.T) MmaTiles.StoreRow<TE, TM>(math, dqAcc, dq32, ((long)bh * p.T + rowB) * RowPairs + t, p.Scale, upper: true);
     }
 
-    // ---- per-entry terms: dK/dV (columns are queries) ----
-
-    /// <summary>P^T entries: exp2(s scale log2 e - lse_q log2 e) where key &lt; VisibleEnd(query) and query &lt; T, else 0.</summary>
-    private static Frags8 ColumnWeights(Frags8 s, AttentionParams p, ArrayView<float> lse, int bh, int q0, int keyA, int keyB, float scaleLog2)
+    /// <summary>Di = dout . out per flat query row (grid-stride, explicitly grouped).</summary>
+    public static void Delta<TS, TE>(ArrayView<TS> dout, ArrayView<TS> o, ArrayView<float> delta, int d, int rows)
+        where TS : unmanaged where TE : struct, IElement<TS, float>
     {
-        s.F0 = ColumnWeights(s.F0, p, lse, bh, q0, keyA, keyB, scaleLog2);
-        s.F1 = ColumnWeights(s.F1, p, lse, bh, q0 + 8, keyA, keyB, scaleLog2);
-        s.F2 = ColumnWeights(s.F2, p, lse, bh, q0 + 16, keyA, keyB, scaleLog2);
-        s.F3 = ColumnWeights(s.F3, p, lse, bh, q0 + 24, keyA, keyB, scaleLog2);
-        s.F4 = ColumnWeights(s.F4, p, lse, bh, q0 + 32, keyA, keyB, scaleLog2);
-        s.F5 = ColumnWeights(s.F5, p, lse, bh, q0 + 40, keyA, keyB, scaleLog2);
-        s.F6 = ColumnWeights(s.F6, p, lse, bh, q0 + 48, keyA, keyB, scaleLog2);
-        s.F7 = ColumnWeights(s.F7, p, lse, bh, q0 + 56, keyA, keyB, scaleLog2);
+        TE e = default;
+        int stride = Grid.DimX * Group.DimX;
+        for (int r = Grid.IdxX * Group.DimX + Group.IdxX; r < rows; r += stride)
+        {
+            long first = (long)r * d;
+            float sum = 0f;
+            for (int c = 0; c < d; c++) sum += e.Load(dout[first + c]) * e.Load(o[first + c]);
+            delta[r] = sum;
+        }
+    }
+
+    /// <summary>dq = scale dqAccum, rounded to 16 bits (grid-stride).</summary>
+    public static void FinishDq<TE>(ArrayView<float> dqAccum, ArrayView<ushort> dq, float scale, int n) where TE : struct, IHalfFormat
+    {
+        var e = default(TE);
+        int stride = Grid.DimX * Group.DimX;
+        for (int i = Grid.IdxX * Group.DimX + Group.IdxX; i < n; i += stride) dq[i] = e.Store(dqAccum[i] * scale);
+    }
+
+    // ---- staging ----
+
+    /// <summary>A 64-row tile's chunks of this thread (D / 16: 4096 bytes apart in shared and global memory); rows at or past the end zero-filled.</summary>
+    private static void StageRows(uint dst, ulong src, int rowsLeft, bool d128)
+    {
+        int step = d128 ? 8 : 16; // 128 threads: 16 rows apart at D = 64, 8 at D = 128
+        CopyAsync(dst, src, rowsLeft > 0 ? 16u : 0u);
+        CopyAsync(dst + 2048, src + 2048, rowsLeft > step ? 16u : 0u);
+        CopyAsync(dst + 4096, src + 4096, rowsLeft > 2 * step ? 16u : 0u);
+        CopyAsync(dst + 6144, src + 6144, rowsLeft > 3 * step ? 16u : 0u);
+        if (d128)
+        {
+            CopyAsync(dst + 8192, src + 8192, rowsLeft > 4 * step ? 16u : 0u);
+            CopyAsync(dst + 10240, src + 10240, rowsLeft > 5 * step ? 16u : 0u);
+            CopyAsync(dst + 12288, src + 12288, rowsLeft > 6 * step ? 16u : 0u);
+            CopyAsync(dst + 14336, src + 14336, rowsLeft > 7 * step ? 16u : 0u);
+        }
+    }
+
+    /// <summary>Query tile (bh, i0)'s Q and dO rows into buffer <paramref name="buf"/>.</summary>
+    private static void StageQdo<TP>(ArrayView<ushort> q, ArrayView<ushort> dout, ArrayView<ushort> smem, uint sbase, ulong qAddress, ulong doAddress,
+        int bh, int i0, AttentionParams p, int chunkDst, long chunkSrc, int chunkRow, int qTiles, int doTiles, int tileBytes, int d, int tid, int threads, int buf)
+        where TP : struct, IAttentionPath
+    {
+        long first = ((long)bh * p.T + i0) * d;
+        if (default(TP).TensorCores)
+        {
+            ulong offset = (ulong)((first + chunkSrc) * 2);
+            StageRows(sbase + (uint)(qTiles + buf * tileBytes + chunkDst), qAddress + offset, p.T - i0 - chunkRow, d == 128);
+            StageRows(sbase + (uint)(doTiles + buf * tileBytes + chunkDst), doAddress + offset, p.T - i0 - chunkRow, d == 128);
+            return;
+        }
+        StagePlain(q, first, p.T - i0, Block, d, smem, qTiles + buf * tileBytes, tid, threads);
+        StagePlain(dout, first, p.T - i0, Block, d, smem, doTiles + buf * tileBytes, tid, threads);
+    }
+
+    /// <summary>
+    /// Row term x of tile (bh, i0): lse (x = 0..63) in base-2 units, or Di (x = 64..127), of row i0 + x % 64; rows past T
+    /// get lse = +inf (so P = 0) and Di = 0. Thread x stages term x on the tensor-core path (128 threads).
+    /// </summary>
+    private static float RowTerm(ArrayView<float> lse, ArrayView<float> delta, int bh, int i0, int x, AttentionParams p)
+    {
+        int row = i0 + (x & 63);
+        bool live = row < p.T;
+        long at = (long)bh * p.T + row;
+        if (x < 64) return live ? lse[at] * AttentionMmaKernels.Log2E : float.PositiveInfinity;
+        return live ? delta[at] : 0f;
+    }
+
+    /// <summary>All 128 row terms of tile (bh, i0) into the buffer at float index <paramref name="at"/> (lse at +0, Di at + 2 * 64).</summary>
+    private static void StoreRowTerms(ArrayView<float> rowTerm, int at, ArrayView<float> lse, ArrayView<float> delta, int bh, int i0, int tid, int threads, AttentionParams p)
+    {
+        for (int x = tid; x < 2 * Block; x += threads) rowTerm[at + (x & 63) + (x >> 6) * 2 * Block] = RowTerm(lse, delta, bh, i0, x, p);
+    }
+
+    // ---- per-entry terms (columns are queries) ----
+
+    /// <summary>P^T = exp2(s scale - lse2[query]) with the lse of columns 8 n + 2t (+1) from shared memory.</summary>
+    private static Frags8 ColumnExp2(Frags8 s, ArrayView<float> rowTerm, int lseAt, float scale, int t)
+    {
+        int c = lseAt + 2 * t;
+        s.F0 = ColumnExp2(s.F0, rowTerm[c], rowTerm[c + 1], scale); s.F1 = ColumnExp2(s.F1, rowTerm[c + 8], rowTerm[c + 9], scale);
+        s.F2 = ColumnExp2(s.F2, rowTerm[c + 16], rowTerm[c + 17], scale); s.F3 = ColumnExp2(s.F3, rowTerm[c + 24], rowTerm[c + 25], scale);
+        s.F4 = ColumnExp2(s.F4, rowTerm[c + 32], rowTerm[c + 33], scale); s.F5 = ColumnExp2(s.F5, rowTerm[c + 40], rowTerm[c + 41], scale);
+        s.F6 = ColumnExp2(s.F6, rowTerm[c + 48], rowTerm[c + 49], scale); s.F7 = ColumnExp2(s.F7, rowTerm[c + 56], rowTerm[c + 57], scale);
         return s;
     }
 
-    private static Frag ColumnWeights(Frag f, AttentionParams p, ArrayView<float> lse, int bh, int query, int keyA, int keyB, float scaleLog2)
+    private static Frag ColumnExp2(Frag f, float lse0, float lse1, float scale) => new()
     {
-        f.C0 = Weight(f.C0, p, lse, bh, query, keyA, scaleLog2);
-        f.C1 = Weight(f.C1, p, lse, bh, query + 1, keyA, scaleLog2);
-        f.C2 = Weight(f.C2, p, lse, bh, query, keyB, scaleLog2);
-        f.C3 = Weight(f.C3, p, lse, bh, query + 1, keyB, scaleLog2);
-        return f;
+        C0 = FastExp2(f.C0 * scale - lse0),
+        C1 = FastExp2(f.C1 * scale - lse1),
+        C2 = FastExp2(f.C2 * scale - lse0),
+        C3 = FastExp2(f.C3 * scale - lse1),
+    };
+
+    /// <summary>Zero where the key is past S or not visible to the query (rows past T already have P = 0).</summary>
+    private static Frags8 MaskColumns(Frags8 s, AttentionParams p, int q0, int keyA, int keyB)
+    {
+        s.F0 = MaskColumns(s.F0, p, q0, keyA, keyB); s.F1 = MaskColumns(s.F1, p, q0 + 8, keyA, keyB);
+        s.F2 = MaskColumns(s.F2, p, q0 + 16, keyA, keyB); s.F3 = MaskColumns(s.F3, p, q0 + 24, keyA, keyB);
+        s.F4 = MaskColumns(s.F4, p, q0 + 32, keyA, keyB); s.F5 = MaskColumns(s.F5, p, q0 + 40, keyA, keyB);
+        s.F6 = MaskColumns(s.F6, p, q0 + 48, keyA, keyB); s.F7 = MaskColumns(s.F7, p, q0 + 56, keyA, keyB);
+        return s;
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static float Weight(float s, AttentionParams p, ArrayView<float> lse, int bh, int query, int key, float scaleLog2)
+    private static Frag MaskColumns(Frag f, AttentionParams p, int query, int keyA, int keyB)
     {
-        if (query >= p.T || key >= p.VisibleEnd(query)) return 0f;
-        return XMath.Exp2(s * scaleLog2 - lse[(long)bh * p.T + query] * AttentionMmaKernels.Log2E);
+        int end0 = p.VisibleEnd(query), end1 = p.VisibleEnd(query + 1);
+        f.C0 = keyA < end0 ? f.C0 : 0f;
+        f.C1 = keyA < end1 ? f.C1 : 0f;
+        f.C2 = keyB < end0 ? f.C2 : 0f;
+        f.C3 = keyB < end1 ? f.C3 : 0f;
+        return f;
     }
 
     private static Frags8 ColumnKeep(AttentionParams p, int bh, int q0, int keyA, int keyB)
     {
         Frags8 k;
-        k.F0 = ColumnKeepFrag(p, bh, q0, keyA, keyB);
-        k.F1 = ColumnKeepFrag(p, bh, q0 + 8, keyA, keyB);
-        k.F2 = ColumnKeepFrag(p, bh, q0 + 16, keyA, keyB);
-        k.F3 = ColumnKeepFrag(p, bh, q0 + 24, keyA, keyB);
-        k.F4 = ColumnKeepFrag(p, bh, q0 + 32, keyA, keyB);
-        k.F5 = ColumnKeepFrag(p, bh, q0 + 40, keyA, keyB);
-        k.F6 = ColumnKeepFrag(p, bh, q0 + 48, keyA, keyB);
-        k.F7 = ColumnKeepFrag(p, bh, q0 + 56, keyA, keyB);
+        k.F0 = KeepFrag(p, bh, q0, keyA, keyB); k.F1 = KeepFrag(p, bh, q0 + 8, keyA, keyB);
+        k.F2 = KeepFrag(p, bh, q0 + 16, keyA, keyB); k.F3 = KeepFrag(p, bh, q0 + 24, keyA, keyB);
+        k.F4 = KeepFrag(p, bh, q0 + 32, keyA, keyB); k.F5 = KeepFrag(p, bh, q0 + 40, keyA, keyB);
+        k.F6 = KeepFrag(p, bh, q0 + 48, keyA, keyB); k.F7 = KeepFrag(p, bh, q0 + 56, keyA, keyB);
         return k;
     }
 
-    private static Frag ColumnKeepFrag(AttentionParams p, int bh, int query, int keyA, int keyB) => new()
+    private static Frag KeepFrag(AttentionParams p, int bh, int query, int keyA, int keyB) => new()
     {
         C0 = p.Keep(bh, query, keyA),
         C1 = p.Keep(bh, query + 1, keyA),
@@ -220,62 +376,130 @@ public static class AttentionMmaBackwardKernels
         C3 = p.Keep(bh, query + 1, keyB),
     };
 
-    /// <summary>dS^T = P^T (dP^T - Di), Di per column (query).</summary>
-    private static Frags8 ColumnGrad(Frags8 w, Frags8 dp, AttentionParams p, ArrayView<float> delta, int bh, int q0)
+    private static Frags8 Multiply(Frags8 a, Frags8 b)
     {
-        w.F0 = ColumnGrad(w.F0, dp.F0, p, delta, bh, q0);
-        w.F1 = ColumnGrad(w.F1, dp.F1, p, delta, bh, q0 + 8);
-        w.F2 = ColumnGrad(w.F2, dp.F2, p, delta, bh, q0 + 16);
-        w.F3 = ColumnGrad(w.F3, dp.F3, p, delta, bh, q0 + 24);
-        w.F4 = ColumnGrad(w.F4, dp.F4, p, delta, bh, q0 + 32);
-        w.F5 = ColumnGrad(w.F5, dp.F5, p, delta, bh, q0 + 40);
-        w.F6 = ColumnGrad(w.F6, dp.F6, p, delta, bh, q0 + 48);
-        w.F7 = ColumnGrad(w.F7, dp.F7, p, delta, bh, q0 + 56);
+        a.F0 = Multiply(a.F0, b.F0); a.F1 = Multiply(a.F1, b.F1); a.F2 = Multiply(a.F2, b.F2); a.F3 = Multiply(a.F3, b.F3);
+        a.F4 = Multiply(a.F4, b.F4); a.F5 = Multiply(a.F5, b.F5); a.F6 = Multiply(a.F6, b.F6); a.F7 = Multiply(a.F7, b.F7);
+        return a;
+    }
+
+    private static Frag Multiply(Frag a, Frag b) => new() { C0 = a.C0 * b.C0, C1 = a.C1 * b.C1, C2 = a.C2 * b.C2, C3 = a.C3 * b.C3 };
+
+    /// <summary>dS^T = P^T (dP^T - Di[query]), Di of columns 8 n + 2t (+1) from shared memory.</summary>
+    private static Frags8 ColumnGrad(Frags8 w, Frags8 dp, ArrayView<float> rowTerm, int diAt, int t)
+    {
+        int c = diAt + 2 * t;
+        w.F0 = ColumnGrad(w.F0, dp.F0, rowTerm[c], rowTerm[c + 1]); w.F1 = ColumnGrad(w.F1, dp.F1, rowTerm[c + 8], rowTerm[c + 9]);
+        w.F2 = ColumnGrad(w.F2, dp.F2, rowTerm[c + 16], rowTerm[c + 17]); w.F3 = ColumnGrad(w.F3, dp.F3, rowTerm[c + 24], rowTerm[c + 25]);
+        w.F4 = ColumnGrad(w.F4, dp.F4, rowTerm[c + 32], rowTerm[c + 33]); w.F5 = ColumnGrad(w.F5, dp.F5, rowTerm[c + 40], rowTerm[c + 41]);
+        w.F6 = ColumnGrad(w.F6, dp.F6, rowTerm[c + 48], rowTerm[c + 49]); w.F7 = ColumnGrad(w.F7, dp.F7, rowTerm[c + 56], rowTerm[c + 57]);
         return w;
     }
 
-    private static Frag ColumnGrad(Frag w, Frag dp, AttentionParams p, ArrayView<float> delta, int bh, int query)
+    private static Frag ColumnGrad(Frag w, Frag dp, float d0, float d1)
+        => new() { C0 = w.C0 * (dp.C0 - d0), C1 = w.C1 * (dp.C1 - d1), C2 = w.C2 * (dp.C2 - d0), C3 = w.C3 * (dp.C3 - d1) };
+
+    // ---- tensor-core pieces ----
+
+    /// <summary>acc (16 x D: lo and hi 64 columns) += A B with A the 16 x 64 fragments <paramref name="w"/> and B a [64][D] tile read with .trans.</summary>
+    private static (Frags8, Frags8) AccumulateTc<TE>(Frags8 lo, Frags8 hi, Frags8 w, uint bTrans, int rowBytes, bool d128) where TE : struct, IHalfFormat
     {
-        float d0 = query < p.T ? delta[(long)bh * p.T + query] : 0f;
-        float d1 = query + 1 < p.T ? delta[(long)bh * p.T + query + 1] : 0f;
-        return new Frag { C0 = w.C0 * (dp.C0 - d0), C1 = w.C1 * (dp.C1 - d1), C2 = w.C2 * (dp.C2 - d0), C3 = w.C3 * (dp.C3 - d1) };
+        uint step16 = (uint)(16 * rowBytes);
+        var a0 = AsA<TE>(w, 0);
+        var a1 = AsA<TE>(w, 1);
+        var a2 = AsA<TE>(w, 2);
+        var a3 = AsA<TE>(w, 3);
+        lo = TransStep<TE>(lo, a0, bTrans, 0);
+        lo = TransStep<TE>(lo, a1, bTrans + step16, 0);
+        lo = TransStep<TE>(lo, a2, bTrans + 2 * step16, 0);
+        lo = TransStep<TE>(lo, a3, bTrans + 3 * step16, 0);
+        if (d128)
+        {
+            hi = TransStep<TE>(hi, a0, bTrans, 4);
+            hi = TransStep<TE>(hi, a1, bTrans + step16, 4);
+            hi = TransStep<TE>(hi, a2, bTrans + 2 * step16, 4);
+            hi = TransStep<TE>(hi, a3, bTrans + 3 * step16, 4);
+        }
+        return (lo, hi);
     }
 
-    // ---- per-entry terms: dQ (rows are queries) ----
-
-    private static Frags8 RowKeep(AttentionParams p, int bh, int rowA, int rowB, int key0)
+    /// <summary>
+    /// This lane's ldmatrix.trans address of the A fragments of dS (rows: the warp's 16 queries, k: keys) in the dS^T tile
+    /// ([key][64 queries], 128-byte rows, swizzled): matrices j are (queries (j % 2) * 8.., keys (j / 2) * 8..), so the
+    /// lane points at key row (j / 2) * 8 + r, chunk 2 warp + j % 2; key step s adds 16 rows (2048 bytes).
+    /// </summary>
+    private static uint DsAddress(int warp, int lane)
     {
-        Frags8 k;
-        k.F0 = RowKeepFrag(p, bh, rowA, rowB, key0);
-        k.F1 = RowKeepFrag(p, bh, rowA, rowB, key0 + 8);
-        k.F2 = RowKeepFrag(p, bh, rowA, rowB, key0 + 16);
-        k.F3 = RowKeepFrag(p, bh, rowA, rowB, key0 + 24);
-        k.F4 = RowKeepFrag(p, bh, rowA, rowB, key0 + 32);
-        k.F5 = RowKeepFrag(p, bh, rowA, rowB, key0 + 40);
-        k.F6 = RowKeepFrag(p, bh, rowA, rowB, key0 + 48);
-        k.F7 = RowKeepFrag(p, bh, rowA, rowB, key0 + 56);
-        return k;
+        int j = lane >> 3, r = lane & 7;
+        return (uint)Offset((j >> 1) * 8 + r, 2 * warp + (j & 1), 128);
     }
 
-    private static Frag RowKeepFrag(AttentionParams p, int bh, int rowA, int rowB, int key) => new()
+    /// <summary>Stores the lane's dS^T pairs (rows key, key + 8; queries 8 n + 2t, + 1) into the [64][64] dS^T tile.</summary>
+    private static void StoreTransposedPairs<TE>(Frags8 s, ArrayView<ushort> smem, int tile, int key, int t) where TE : struct, IHalfFormat
     {
-        C0 = p.Keep(bh, rowA, key),
-        C1 = p.Keep(bh, rowA, key + 1),
-        C2 = p.Keep(bh, rowB, key),
-        C3 = p.Keep(bh, rowB, key + 1),
-    };
-
-    /// <summary>dS = P (dP - Di), Di per row (A: C0, C1; B: C2, C3).</summary>
-    private static Frags8 RowGrad(Frags8 w, Frags8 dp, float deltaA, float deltaB)
-    {
-        w.F0 = RowGrad(w.F0, dp.F0, deltaA, deltaB); w.F1 = RowGrad(w.F1, dp.F1, deltaA, deltaB);
-        w.F2 = RowGrad(w.F2, dp.F2, deltaA, deltaB); w.F3 = RowGrad(w.F3, dp.F3, deltaA, deltaB);
-        w.F4 = RowGrad(w.F4, dp.F4, deltaA, deltaB); w.F5 = RowGrad(w.F5, dp.F5, deltaA, deltaB);
-        w.F6 = RowGrad(w.F6, dp.F6, deltaA, deltaB); w.F7 = RowGrad(w.F7, dp.F7, deltaA, deltaB);
-        return w;
+        var w = smem.Cast<uint>();
+        StorePair<TE>(w, tile, key, 0, t, s.F0); StorePair<TE>(w, tile, key, 1, t, s.F1);
+        StorePair<TE>(w, tile, key, 2, t, s.F2); StorePair<TE>(w, tile, key, 3, t, s.F3);
+        StorePair<TE>(w, tile, key, 4, t, s.F4); StorePair<TE>(w, tile, key, 5, t, s.F5);
+        StorePair<TE>(w, tile, key, 6, t, s.F6); StorePair<TE>(w, tile, key, 7, t, s.F7);
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Frag RowGrad(Frag w, Frag dp, float deltaA, float deltaB)
-        => new() { C0 = w.C0 * (dp.C0 - deltaA), C1 = w.C1 * (dp.C1 - deltaA), C2 = w.C2 * (dp.C2 - deltaB), C3 = w.C3 * (dp.C3 - deltaB) };
+    private static void StorePair<TE>(ArrayView<uint> w, int tile, int key, int n, int t, Frag f) where TE : struct, IHalfFormat
+    {
+        var e = default(TE);
+        // Query 8 n + 2t is element 2t of 16-byte chunk n: byte 4t of the chunk.
+        w[(tile + Offset(key, n, 128) + 4 * t) >> 2] = e.PackBits(f.C0, f.C1);
+        w[(tile + Offset(key + 8, n, 128) + 4 * t) >> 2] = e.PackBits(f.C2, f.C3);
+    }
+
+    /// <summary>Adds the lane's share of a 16 x 64 dQ block (rows row, row + 8; columns col0 + 8 n + 2t, + 1) to the accumulator; rows past T are skipped.</summary>
+    private static void AddRows(ArrayView<float> dq, Frags8 f, int bh, int row, int col0, AttentionParams p, int d, int t)
+    {
+        long a = ((long)bh * p.T + row) * d + col0 + 2 * t, b = a + 8L * d;
+        bool liveA = row < p.T, liveB = row + 8 < p.T;
+        AddFrag(dq, f.F0, a, b, liveA, liveB); AddFrag(dq, f.F1, a + 8, b + 8, liveA, liveB);
+        AddFrag(dq, f.F2, a + 16, b + 16, liveA, liveB); AddFrag(dq, f.F3, a + 24, b + 24, liveA, liveB);
+        AddFrag(dq, f.F4, a + 32, b + 32, liveA, liveB); AddFrag(dq, f.F5, a + 40, b + 40, liveA, liveB);
+        AddFrag(dq, f.F6, a + 48, b + 48, liveA, liveB); AddFrag(dq, f.F7, a + 56, b + 56, liveA, liveB);
+    }
+
+    private static void AddFrag(ArrayView<float> dq, Frag f, long a, long b, bool liveA, bool liveB)
+    {
+        if (liveA)
+        {
+            Atomic.Add(ref dq[a], f.C0);
+            Atomic.Add(ref dq[a + 1], f.C1);
+        }
+        if (liveB)
+        {
+            Atomic.Add(ref dq[b], f.C2);
+            Atomic.Add(ref dq[b + 1], f.C3);
+        }
+    }
+
+    /// <summary>The plain twin of dQ = dS K: o (rows row0 + g, + 8; columns col0..) += sum over keys of dS^T[key][row] K[key][col].</summary>
+    private static Frags8 AccumulateTransposedPlain<TE>(Frags8 o, ArrayView<ushort> smem, int dsTile, int kTile, int rowBytes, int row0, int col0, int g, int t)
+        where TE : struct, IHalfFormat
+    {
+        int c = col0 + 2 * t;
+        o.F0 = DqFrag<TE>(o.F0, smem, dsTile, kTile, rowBytes, row0 + g, c); o.F1 = DqFrag<TE>(o.F1, smem, dsTile, kTile, rowBytes, row0 + g, c + 8);
+        o.F2 = DqFrag<TE>(o.F2, smem, dsTile, kTile, rowBytes, row0 + g, c + 16); o.F3 = DqFrag<TE>(o.F3, smem, dsTile, kTile, rowBytes, row0 + g, c + 24);
+        o.F4 = DqFrag<TE>(o.F4, smem, dsTile, kTile, rowBytes, row0 + g, c + 32); o.F5 = DqFrag<TE>(o.F5, smem, dsTile, kTile, rowBytes, row0 + g, c + 40);
+        o.F6 = DqFrag<TE>(o.F6, smem, dsTile, kTile, rowBytes, row0 + g, c + 48); o.F7 = DqFrag<TE>(o.F7, smem, dsTile, kTile, rowBytes, row0 + g, c + 56);
+        return o;
+    }
+
+    private static Frag DqFrag<TE>(Frag f, ArrayView<ushort> smem, int dsTile, int kTile, int rowBytes, int row, int col) where TE : struct, IHalfFormat
+    {
+        for (int key = 0; key < Block; key++)
+        {
+            float a = At<TE>(smem, dsTile, key, row, 128), b = At<TE>(smem, dsTile, key, row + 8, 128);
+            float k0 = At<TE>(smem, kTile, key, col, rowBytes), k1 = At<TE>(smem, kTile, key, col + 1, rowBytes);
+            f.C0 += a * k0;
+            f.C1 += a * k1;
+            f.C2 += b * k0;
+            f.C3 += b * k1;
+        }
+        return f;
+    }
 }

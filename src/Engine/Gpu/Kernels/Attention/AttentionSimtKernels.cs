@@ -1,5 +1,6 @@
 using ILGPU;
 using ILGPU.Algorithms;
+using ManagedTensor.Gpu.Kernels;
 
 namespace ManagedTensor.Gpu.Kernels.Attention;
 
@@ -15,7 +16,7 @@ namespace ManagedTensor.Gpu.Kernels.Attention;
 /// dk/dv: grid (key tiles, B Hkv). Per-thread row buffers are local memory: this is the general path;
 /// the tensor-core kernels (AttentionMmaKernels) are the fast one.
 /// </summary>
-public static class AttentionSimtKernels
+internal static class AttentionSimtKernels
 {
     /// <summary>Threads per group: the query rows (forward, dq) or keys (dk, dv) of one tile.</summary>
     public const int GroupSize = 64;
@@ -31,7 +32,7 @@ public static class AttentionSimtKernels
 
     /// <summary>out, lse. Each thread: one query row, online softmax over key tiles of TileRows(D).</summary>
     public static void Forward<TS, TE>(ArrayView<TS> q, ArrayView<TS> k, ArrayView<TS> v, ArrayView<TS> o, ArrayView<float> lse, AttentionParams p)
-        where TS : unmanaged where TE : struct, IElement<TS>
+        where TS : unmanaged where TE : struct, IElement<TS, float>
     {
         int tid = Group.IdxX, threads = Group.DimX, tile = Grid.IdxX, bh = Grid.IdxY;
         TE e = default;
@@ -46,7 +47,7 @@ public static class AttentionSimtKernels
         long kvBase = (long)p.KvHead(bh) * p.S * d;
         for (int c = 0; c < d; c++)
         {
-            qr[c] = live ? e.ToFloat(q[qBase + c]) * p.Scale : 0f;
+            qr[c] = live ? e.Load(q[qBase + c]) * p.Scale : 0f;
             acc[c] = 0f;
         }
         int lastRow = XMath.Min(p.T, (tile + 1) * threads) - 1;
@@ -58,8 +59,8 @@ public static class AttentionSimtKernels
             Group.Barrier();
             for (int x = tid; x < n * d; x += threads)
             {
-                stage[x] = e.ToFloat(k[kvBase + (long)j0 * d + x]);
-                stage[vOff + x] = e.ToFloat(v[kvBase + (long)j0 * d + x]);
+                stage[x] = e.Load(k[kvBase + (long)j0 * d + x]);
+                stage[vOff + x] = e.Load(v[kvBase + (long)j0 * d + x]);
             }
             Group.Barrier();
             int jEnd = XMath.Min(n, myEnd - j0);
@@ -89,30 +90,19 @@ public static class AttentionSimtKernels
         long lseIndex = (long)bh * p.T + row;
         if (l == 0f) // no visible key: out 0, lse +inf (the backward then sees P = 0)
         {
-            for (int c = 0; c < d; c++) o[qBase + c] = e.FromFloat(0f);
+            for (int c = 0; c < d; c++) o[qBase + c] = e.Store(0f);
             lse[lseIndex] = float.PositiveInfinity;
             return;
         }
         float inv = 1f / l;
-        for (int c = 0; c < d; c++) o[qBase + c] = e.FromFloat(acc[c] * inv);
+        for (int c = 0; c < d; c++) o[qBase + c] = e.Store(acc[c] * inv);
         lse[lseIndex] = m + XMath.Log(l);
-    }
-
-    /// <summary>delta[r] = dout[r] . out[r] for every flat query row r (implicitly grouped over B H T).</summary>
-    public static void Delta<TS, TE>(Index1D r, ArrayView<TS> dout, ArrayView<TS> o, ArrayView<float> delta, int d)
-        where TS : unmanaged where TE : struct, IElement<TS>
-    {
-        TE e = default;
-        long b = (long)r.X * d;
-        float sum = 0f;
-        for (int c = 0; c < d; c++) sum += e.ToFloat(dout[b + c]) * e.ToFloat(o[b + c]);
-        delta[r] = sum;
     }
 
     /// <summary>dq. Each thread: one query row; per visible key dS = P (dP - Di), dq += scale dS k.</summary>
     public static void BackwardDq<TS, TE>(ArrayView<TS> q, ArrayView<TS> k, ArrayView<TS> v, ArrayView<TS> dout,
         ArrayView<float> lse, ArrayView<float> delta, ArrayView<TS> dq, AttentionParams p)
-        where TS : unmanaged where TE : struct, IElement<TS>
+        where TS : unmanaged where TE : struct, IElement<TS, float>
     {
         int tid = Group.IdxX, threads = Group.DimX, tile = Grid.IdxX, bh = Grid.IdxY;
         TE e = default;
@@ -127,8 +117,8 @@ public static class AttentionSimtKernels
         long kvBase = (long)p.KvHead(bh) * p.S * d;
         for (int c = 0; c < d; c++)
         {
-            qr[c] = live ? e.ToFloat(q[qBase + c]) * p.Scale : 0f;
-            dor[c] = live ? e.ToFloat(dout[qBase + c]) : 0f;
+            qr[c] = live ? e.Load(q[qBase + c]) * p.Scale : 0f;
+            dor[c] = live ? e.Load(dout[qBase + c]) : 0f;
             acc[c] = 0f;
         }
         float rowLse = live ? lse[(long)bh * p.T + row] : 0f, rowDelta = live ? delta[(long)bh * p.T + row] : 0f;
@@ -140,8 +130,8 @@ public static class AttentionSimtKernels
             Group.Barrier();
             for (int x = tid; x < n * d; x += threads)
             {
-                stage[x] = e.ToFloat(k[kvBase + (long)j0 * d + x]);
-                stage[vOff + x] = e.ToFloat(v[kvBase + (long)j0 * d + x]);
+                stage[x] = e.Load(k[kvBase + (long)j0 * d + x]);
+                stage[vOff + x] = e.Load(v[kvBase + (long)j0 * d + x]);
             }
             Group.Barrier();
             int jEnd = XMath.Min(n, myEnd - j0);
@@ -160,7 +150,7 @@ public static class AttentionSimtKernels
             }
         }
         if (!live) return;
-        for (int c = 0; c < d; c++) dq[qBase + c] = e.FromFloat(acc[c] * p.Scale);
+        for (int c = 0; c < d; c++) dq[qBase + c] = e.Store(acc[c] * p.Scale);
     }
 
     /// <summary>
@@ -169,7 +159,7 @@ public static class AttentionSimtKernels
     /// </summary>
     public static void BackwardDkDv<TS, TE>(ArrayView<TS> q, ArrayView<TS> k, ArrayView<TS> v, ArrayView<TS> dout,
         ArrayView<float> lse, ArrayView<float> delta, ArrayView<TS> dk, ArrayView<TS> dv, AttentionParams p)
-        where TS : unmanaged where TE : struct, IElement<TS>
+        where TS : unmanaged where TE : struct, IElement<TS, float>
     {
         int tid = Group.IdxX, threads = Group.DimX, tile = Grid.IdxX, kvh = Grid.IdxY;
         TE e = default;
@@ -185,8 +175,8 @@ public static class AttentionSimtKernels
         long kBase = ((long)kvh * p.S + j) * d;
         for (int c = 0; c < d; c++)
         {
-            kr[c] = live ? e.ToFloat(k[kBase + c]) * p.Scale : 0f;
-            vr[c] = live ? e.ToFloat(v[kBase + c]) : 0f;
+            kr[c] = live ? e.Load(k[kBase + c]) * p.Scale : 0f;
+            vr[c] = live ? e.Load(v[kBase + c]) : 0f;
             dka[c] = 0f;
             dva[c] = 0f;
         }
@@ -202,8 +192,8 @@ public static class AttentionSimtKernels
                 long rowBase = ((long)bh * p.T + i0) * d;
                 for (int x = tid; x < n * d; x += threads)
                 {
-                    stage[x] = e.ToFloat(q[rowBase + x]);
-                    stage[doOff + x] = e.ToFloat(dout[rowBase + x]);
+                    stage[x] = e.Load(q[rowBase + x]);
+                    stage[doOff + x] = e.Load(dout[rowBase + x]);
                 }
                 for (int x = tid; x < n; x += threads)
                 {
@@ -237,8 +227,8 @@ public static class AttentionSimtKernels
         if (!live) return;
         for (int c = 0; c < d; c++)
         {
-            dk[kBase + c] = e.FromFloat(dka[c] * p.Scale);
-            dv[kBase + c] = e.FromFloat(dva[c]);
+            dk[kBase + c] = e.Store(dka[c] * p.Scale);
+            dv[kBase + c] = e.Store(dva[c]);
         }
     }
 }

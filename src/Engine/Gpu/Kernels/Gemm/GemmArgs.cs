@@ -4,7 +4,7 @@ using ILGPU.Runtime;
 namespace ManagedTensor.Gpu.Gemm;
 
 /// <summary>Activation applied to each output element by the GEMM epilogue (after bias).</summary>
-public enum GemmActivation
+internal enum GemmActivation
 {
     None = 0,
     Relu = 1,
@@ -21,7 +21,7 @@ public enum GemmActivation
 /// (one per output column, the Linear layer's case) when HasBias. beta = 0 never reads C.
 /// Passed by value to the kernels (a plain struct of scalars).
 /// </summary>
-public struct GemmArgs
+internal struct GemmArgs
 {
     public int M, N, K, Lda, Ldb, Ldc;
     public int TransA, TransB;
@@ -84,7 +84,7 @@ public struct GemmArgs
 }
 
 /// <summary>The epilogue shared by every kernel: scale, beta * C, bias, activation.</summary>
-public static class GemmEpilogue
+internal static class GemmEpilogue
 {
     /// <summary>alpha * acc + beta * old + bias, then the activation. old and bias are read only when used.</summary>
     public static float Apply(float acc, float old, float bias, in GemmArgs p)
@@ -119,9 +119,20 @@ public static class GemmEpilogue
 }
 
 /// <summary>Host-side helpers shared by the launchers.</summary>
-public static class GemmLaunch
+internal static class GemmLaunch
 {
     public static int CeilDiv(int a, int b) => (a + b - 1) / b;
+
+    /// <summary>The spec of <paramref name="host"/>'s kernel method ("Kernel"), closed over <paramref name="generic"/>.</summary>
+    public static KernelSpec Spec(string name, Type host, params Type[] generic)
+    {
+        var method = host.GetMethod("Kernel", System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Static)
+            ?? throw new InvalidOperationException($"{host.Name} has no Kernel method");
+        return new KernelSpec(name, generic.Length == 0 ? method : method.MakeGenericMethod(generic));
+    }
+
+    /// <summary>The layout type of an operand: <see cref="KInner"/> when k is its contiguous axis.</summary>
+    public static Type Layout(bool kInner) => kInner ? typeof(KInner) : typeof(MnInner);
 
     /// <summary>ILGPU cannot pass a null view; an absent bias is a 1-element dummy that the kernel never reads.</summary>
     public static ArrayView<T> OrDummy<T>(this ArrayView<T> view, Accelerator accelerator) where T : unmanaged

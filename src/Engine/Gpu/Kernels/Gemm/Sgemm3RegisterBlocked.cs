@@ -14,7 +14,7 @@ namespace ManagedTensor.Gpu.Gemm;
 /// this is the fallback when the vectorized versions' alignment rules do not hold, and the pick for
 /// problems too small to fill the GPU with 128 x 128 blocks.
 /// </summary>
-public static class Sgemm3RegisterBlocked
+internal static class Sgemm3RegisterBlocked
 {
     public const int BM = 64, BN = 64, BK = 16, Threads = 256;
 
@@ -66,21 +66,9 @@ public static class Sgemm3RegisterBlocked
     {
         p.Validate(a.Length, b.Length, c.Length, bias.Length, batch, nameof(Sgemm3RegisterBlocked));
         if (p.M == 0 || p.N == 0) return;
-        var kernel = Load(accelerator, p);
-        var grid = new Index3D(GemmLaunch.CeilDiv(p.N, BN), GemmLaunch.CeilDiv(p.M, BM), batch);
-        kernel(new KernelConfig(grid, new Index3D(Threads, 1, 1)), a, b, c, bias.OrDummy(accelerator), p);
-    }
-
-    private static Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs> Load(Accelerator accelerator, in GemmArgs p)
-    {
         var (aK, bK) = OperandLayout.Of(p);
-        string name = $"sgemm3_{(aK ? 'N' : 'T')}{(bK ? 'T' : 'N')}";
-        return GemmKernelCache.Get(accelerator, name, acc => (aK, bK) switch
-        {
-            (true, false) => acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs>(Kernel<KInner, MnInner>),
-            (true, true) => acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs>(Kernel<KInner, KInner>),
-            (false, false) => acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs>(Kernel<MnInner, MnInner>),
-            (false, true) => acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs>(Kernel<MnInner, KInner>),
-        });
+        var spec = GemmLaunch.Spec($"sgemm3_{(aK ? 'N' : 'T')}{(bK ? 'T' : 'N')}", typeof(Sgemm3RegisterBlocked), GemmLaunch.Layout(aK), GemmLaunch.Layout(bK));
+        var grid = new Index3D(GemmLaunch.CeilDiv(p.N, BN), GemmLaunch.CeilDiv(p.M, BM), batch);
+        KernelCache.For(accelerator).Launch(spec, new KernelConfig(grid, new Index3D(Threads, 1, 1)), a, b, c, bias.OrDummy(accelerator), p);
     }
 }

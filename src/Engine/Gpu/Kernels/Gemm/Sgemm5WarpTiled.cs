@@ -14,7 +14,7 @@ namespace ManagedTensor.Gpu.Gemm;
 /// to the other of two shared buffers after it, so global latency hides behind 16 x 64 FMAs per thread,
 /// with one barrier per tile. Same alignment rules as version 4.
 /// </summary>
-public static class Sgemm5WarpTiled
+internal static class Sgemm5WarpTiled
 {
     public const int BM = 128, BN = 128, BK = 16, Threads = 256;
     private const int TileFloats = BK * BM; // one operand's tile; BM == BN
@@ -113,14 +113,8 @@ public static class Sgemm5WarpTiled
         VectorTiles.CheckAligned(p, a, b, c, nameof(Sgemm5WarpTiled));
         if (p.M == 0 || p.N == 0) return;
         var (aK, bK) = OperandLayout.Of(p);
-        var kernel = GemmKernelCache.Get(accelerator, $"sgemm5_{(aK ? 'N' : 'T')}{(bK ? 'T' : 'N')}", acc => (aK, bK) switch
-        {
-            (true, false) => acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs>(Kernel<KInner, MnInner>),
-            (true, true) => acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs>(Kernel<KInner, KInner>),
-            (false, false) => acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs>(Kernel<MnInner, MnInner>),
-            (false, true) => acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs>(Kernel<MnInner, KInner>),
-        });
+        var spec = GemmLaunch.Spec($"sgemm5_{(aK ? 'N' : 'T')}{(bK ? 'T' : 'N')}", typeof(Sgemm5WarpTiled), GemmLaunch.Layout(aK), GemmLaunch.Layout(bK));
         var grid = new Index3D(GemmLaunch.CeilDiv(p.N, BN), GemmLaunch.CeilDiv(p.M, BM), batch);
-        kernel(new KernelConfig(grid, new Index3D(Threads, 1, 1)), a, b, c, bias.OrDummy(accelerator), p);
+        KernelCache.For(accelerator).Launch(spec, new KernelConfig(grid, new Index3D(Threads, 1, 1)), a, b, c, bias.OrDummy(accelerator), p);
     }
 }

@@ -1,4 +1,5 @@
 using ILGPU;
+using ManagedTensor.Gpu.Kernels;
 
 namespace ManagedTensor.Gpu.Gemm;
 
@@ -12,7 +13,7 @@ namespace ManagedTensor.Gpu.Gemm;
 ///   C (16 x 8):       c0, c1 = C[g][2t], C[g][2t+1]; c2, c3 = C[g+8][2t], C[g+8][2t+1]
 /// Each 32-bit register holds two 16-bit values, the lower-indexed one in the low half.
 /// </summary>
-public static class WarpMma
+internal static class WarpMma
 {
     /// <summary>ldmatrix.x4 (.trans when <paramref name="trans"/>): <paramref name="rowStart"/> is the element index in
     /// <paramref name="smem"/> of the 8-element row this lane points at (row lane % 8 of matrix lane / 8).</summary>
@@ -68,6 +69,6 @@ public static class WarpMma
     private static float Dot2<TFormat>(uint x, uint y) where TFormat : struct, IHalfFormat
     {
         var f = default(TFormat);
-        return f.ToFloat((ushort)x) * f.ToFloat((ushort)y) + f.ToFloat((ushort)(x >> 16)) * f.ToFloat((ushort)(y >> 16));
+        return f.Load((ushort)x) * f.Load((ushort)y) + f.Load((ushort)(x >> 16)) * f.Load((ushort)(y >> 16));
     }
 }

@@ -1,7 +1,9 @@
 using ILGPU;
 using ILGPU.Runtime;
 
-namespace ManagedTensor.Gpu.Gemm;
+using ManagedTensor.Gpu.Gemm;
+
+namespace ManagedTensor.Gpu.Bench.SgemmLadder;
 
 /// <summary>
 /// SGEMM version 1: one thread per element of C, each reading a row of op(A) and a column of op(B)
@@ -10,7 +12,7 @@ namespace ManagedTensor.Gpu.Gemm;
 /// Grid: (ceil(N / 16), ceil(M / 16), batch) groups of 16 x 16 threads; x runs along N so that a warp's
 /// loads of B and stores of C are consecutive in memory.
 /// </summary>
-public static class Sgemm1Naive
+internal static class Sgemm1Naive
 {
     public const int Block = 16;
 
@@ -39,9 +41,8 @@ public static class Sgemm1Naive
     {
         p.Validate(a.Length, b.Length, c.Length, bias.Length, batch, nameof(Sgemm1Naive));
         if (p.M == 0 || p.N == 0) return;
-        var kernel = GemmKernelCache.Get(accelerator, nameof(Sgemm1Naive),
-            acc => acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs>(Kernel));
+        var spec = GemmLaunch.Spec("sgemm1", typeof(Sgemm1Naive));
         var grid = new Index3D(GemmLaunch.CeilDiv(p.N, Block), GemmLaunch.CeilDiv(p.M, Block), batch);
-        kernel(new KernelConfig(grid, new Index3D(Block, Block, 1)), a, b, c, bias.OrDummy(accelerator), p);
+        KernelCache.For(accelerator).Launch(spec, new KernelConfig(grid, new Index3D(Block, Block, 1)), a, b, c, bias.OrDummy(accelerator), p);
     }
 }

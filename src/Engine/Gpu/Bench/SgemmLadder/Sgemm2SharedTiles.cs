@@ -1,7 +1,9 @@
 using ILGPU;
 using ILGPU.Runtime;
 
-namespace ManagedTensor.Gpu.Gemm;
+using ManagedTensor.Gpu.Gemm;
+
+namespace ManagedTensor.Gpu.Bench.SgemmLadder;
 
 /// <summary>
 /// SGEMM version 2: shared-memory tiles. A group of 16 x 16 threads computes a 16 x 16 block of C; for
@@ -10,7 +12,7 @@ namespace ManagedTensor.Gpu.Gemm;
 /// tiles. Every global element is now read once per 16 uses instead of once per use.
 /// Still one output per thread: two shared loads per FMA keep it far from the FMA units' peak.
 /// </summary>
-public static class Sgemm2SharedTiles
+internal static class Sgemm2SharedTiles
 {
     public const int Tile = 16;
 
@@ -44,9 +46,8 @@ public static class Sgemm2SharedTiles
     {
         p.Validate(a.Length, b.Length, c.Length, bias.Length, batch, nameof(Sgemm2SharedTiles));
         if (p.M == 0 || p.N == 0) return;
-        var kernel = GemmKernelCache.Get(accelerator, nameof(Sgemm2SharedTiles),
-            acc => acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs>(Kernel));
+        var spec = GemmLaunch.Spec("sgemm2", typeof(Sgemm2SharedTiles));
         var grid = new Index3D(GemmLaunch.CeilDiv(p.N, Tile), GemmLaunch.CeilDiv(p.M, Tile), batch);
-        kernel(new KernelConfig(grid, new Index3D(Tile, Tile, 1)), a, b, c, bias.OrDummy(accelerator), p);
+        KernelCache.For(accelerator).Launch(spec, new KernelConfig(grid, new Index3D(Tile, Tile, 1)), a, b, c, bias.OrDummy(accelerator), p);
     }
 }
