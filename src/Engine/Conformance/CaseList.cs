@@ -311,6 +311,12 @@ internal sealed class CaseList(CaseScale scale)
             (x, _) => [x[0].Clone().ScatterAdd_(1, x[1], x[2])]);
         Add("scatter add axis 0 F64", Op.ScatterAdd, DType.F64, Str([r, c], [3, c]), g => [g.Uniform([r, c], dtype: DType.F64), g.Indices([3, c], r), g.Uniform([3, c], dtype: DType.F64)],
             (x, _) => [x[0].Clone().ScatterAdd_(0, x[1], x[2])]);
+        // Mixture-of-experts combine: T tokens, k = 3 choices each, gathered from S expert rows (repeats allowed).
+        int tokens = S(11, 4096), experts = S(7, 1024), width = S(5, 768);
+        foreach (var t in new[] { DType.F32, DType.F64 })
+            Add($"moe combine k=3 {t}", MoeOps.MoeCombine, t, Str([3 * experts, width], [tokens, 3], [tokens, 3]),
+                g => [g.Uniform([3 * experts, width], dtype: t), g.Indices([tokens, 3], 3 * experts, DType.I32), g.Uniform([tokens, 3], 0, 1, t)],
+                (x, _) => [x[0].MoeCombine(x[1], x[2])]);
     }
 
     // ---- loss ----

@@ -11,6 +11,7 @@ internal static class BuiltinOps
     {
         NormOps.Register();
         QuantOps.Register();
+        MoeOps.Register();
         CustomFunction.Register();
     }
 }
