@@ -85,6 +85,8 @@ public static class TrainCommand
         Add("--d-conv", "width of the causal depthwise convolution", c => c.DConv, (c, v) => c with { DConv = v }, model: true);
         Add("--expand", "inner width = expand * n-embd", c => c.Expand, (c, v) => c with { Expand = v }, model: true);
         Add("--head-size", "channels per WKV head (n-embd must be a multiple)", c => c.HeadSize, (c, v) => c with { HeadSize = v }, model: true);
+        Add("--experts", "experts per mixture-of-experts layer", c => c.Experts, (c, v) => c with { Experts = v }, model: true);
+        Add("--top-k", "experts each token is routed to (at most --experts)", c => c.TopK, (c, v) => c with { TopK = v }, model: true);
         Add("--batch-size", "sequences per micro-batch", c => c.BatchSize, (c, v) => c with { BatchSize = v });
         Add("--grad-accum", "micro-batches per step", c => c.GradAccumSteps, (c, v) => c with { GradAccumSteps = v });
         Add("--max-iters", "optimizer steps", c => c.MaxIters, (c, v) => c with { MaxIters = v }, safeOnResume: true);

@@ -57,6 +57,28 @@ public static class Architectures
             {
                 if (c.NEmbd % c.NHead != 0) throw new UserErrorException($"--n-embd {c.NEmbd} must be a multiple of --n-head {c.NHead}");
             }),
+        new("moe", "train a mixture-of-experts GPT (top-k routed GELU experts, load-balancing loss); defaults sized near the GPT CPU recipe",
+            ["n-layer", "n-head", "n-embd", "dropout", "experts", "top-k"],
+            new Dictionary<string, TrainConfig> { [DefaultPreset] = new TrainConfig { Arch = "moe", OutDir = "out-moe" } },
+            typeof(Moe.MoeConfig),
+            (c, vocab) => new Moe.MoeConfig(c.BlockSize, vocab, c.NLayer, c.NHead, c.NEmbd, c.Dropout, c.Experts, c.TopK, c.NEmbd),
+            (config, init, device, dropoutSeed) => new Moe.MoeGpt((Moe.MoeConfig)config, init, device, dropoutSeed),
+            c =>
+            {
+                if (c.NEmbd % c.NHead != 0) throw new UserErrorException($"--n-embd {c.NEmbd} must be a multiple of --n-head {c.NHead}");
+                if (c.TopK > c.Experts) throw new UserErrorException($"--top-k {c.TopK} is larger than --experts {c.Experts}: each token can use at most every expert once");
+            }),
+        new("retnet", "train a RetNet (multi-scale retention: parallel in training, recurrent in sampling); defaults sized near the GPT CPU recipe",
+            ["n-layer", "n-head", "n-embd", "dropout"],
+            new Dictionary<string, TrainConfig> { [DefaultPreset] = new TrainConfig { Arch = "retnet", OutDir = "out-retnet" } },
+            typeof(RetNet.RetNetConfig),
+            (c, vocab) => new RetNet.RetNetConfig(c.BlockSize, vocab, c.NLayer, c.NHead, c.NEmbd, c.Dropout),
+            (config, init, device, dropoutSeed) => new RetNet.RetNetLM((RetNet.RetNetConfig)config, init, device, dropoutSeed),
+            c =>
+            {
+                if (c.NEmbd % c.NHead != 0 || c.NEmbd / c.NHead % 2 != 0)
+                    throw new UserErrorException($"--n-embd {c.NEmbd} / --n-head {c.NHead} must be an even whole number (retention rotates pairs of key channels)");
+            }),
     ];
 
     public static IEnumerable<string> Names => All.Select(a => a.Name);

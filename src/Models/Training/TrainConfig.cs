@@ -27,6 +27,9 @@ public sealed record TrainConfig
     public int DConv { get; init; } = 4;
     public int Expand { get; init; } = 2;
     public int HeadSize { get; init; } = 32;
+    // Mixture of experts: experts per layer and experts per token; others ignore them.
+    public int Experts { get; init; } = 4;
+    public int TopK { get; init; } = 2;
 
     // ---- optimization ----
     public int BatchSize { get; init; } = 12;
@@ -70,6 +73,7 @@ public sealed record TrainConfig
         AtLeast(EvalIters, 1, "eval-iters"); AtLeast(LogInterval, 1, "log-interval"); AtLeast(MaxIters, 0, "max-iters");
         AtLeast(WarmupIters, 0, "warmup-iters"); AtLeast(LrDecayIters, 0, "lr-decay-iters");
         AtLeast(DState, 1, "d-state"); AtLeast(DConv, 1, "d-conv"); AtLeast(Expand, 1, "expand"); AtLeast(HeadSize, 1, "head-size");
+        AtLeast(Experts, 1, "experts"); AtLeast(TopK, 1, "top-k");
         Architectures.Get(Arch).Validate?.Invoke(this);
         In(LearningRate, "lr", 0, minOpen: true);
         In(MinLr, "min-lr", 0);
