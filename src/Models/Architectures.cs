@@ -68,6 +68,16 @@ public static class Architectures
                 if (c.NEmbd % c.NHead != 0) throw new UserErrorException($"--n-embd {c.NEmbd} must be a multiple of --n-head {c.NHead}");
                 if (c.TopK > c.Experts) throw new UserErrorException($"--top-k {c.TopK} is larger than --experts {c.Experts}: each token can use at most every expert once");
             }),
+        new("bitnet", "train a BitNet b1.58 GPT (ternary weights, 8-bit activations, straight-through training; sampling on packed TQ2_0 weights)",
+            ["n-layer", "n-head", "n-embd", "dropout"],
+            new Dictionary<string, TrainConfig> { [DefaultPreset] = new TrainConfig { Arch = "bitnet", OutDir = "out-bitnet" } },
+            typeof(BitNet.BitNetConfig),
+            (c, vocab) => new BitNet.BitNetConfig(c.BlockSize, vocab, c.NLayer, c.NHead, c.NEmbd, c.Dropout),
+            (config, init, device, dropoutSeed) => new BitNet.BitNetGpt((BitNet.BitNetConfig)config, init, device, dropoutSeed),
+            c =>
+            {
+                if (c.NEmbd % c.NHead != 0) throw new UserErrorException($"--n-embd {c.NEmbd} must be a multiple of --n-head {c.NHead}");
+            }),
         new("retnet", "train a RetNet (multi-scale retention: parallel in training, recurrent in sampling); defaults sized near the GPT CPU recipe",
             ["n-layer", "n-head", "n-embd", "dropout"],
             new Dictionary<string, TrainConfig> { [DefaultPreset] = new TrainConfig { Arch = "retnet", OutDir = "out-retnet" } },

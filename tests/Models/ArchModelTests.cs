@@ -1,4 +1,5 @@
 using ManagedTensor.Models;
+using ManagedTensor.Models.BitNet;
 using ManagedTensor.Models.Generation;
 using ManagedTensor.Models.Moe;
 using ManagedTensor.Models.RetNet;
@@ -56,11 +57,40 @@ public class ArchModelTests
         Assert.Equal(a[0], b[0]);
     }
 
+    /// <summary>
+    /// The packed model (TQ2_0 ternary weights, Q8_K activations in QMatMul) against the fake-quantized training
+    /// forward: equal up to the Q8_K requantization (BitLinearTests bounds it per layer); through 2 layers it stays
+    /// under 2% of the logits' spread. Cached decoding of the packed model equals its parallel forward.
+    /// </summary>
+    [Fact]
+    public void BitNet_packed_logits_follow_the_fake_quantized_forward_and_cached_decoding_equals_parallel()
+    {
+        var model = new BitNetGpt(new BitNetConfig(BlockSize: 16, VocabSize: 13, NLayer: 2, NHead: 2, NEmbd: 12), new Generator(9));
+        var idx = Tensor.FromArray(Ids, [1, 11]);
+        var targets = Tensor.FromArray(Ids.Skip(1).Append(0L).ToArray(), [1, 11]);
+        model.Loss(idx, targets).Backward();
+        Assert.All(model.Parameters(), p => Assert.True(p.Grad is not null && p.Grad.Abs().Sum().Item() > 0, $"{p.Name} got no gradient"));
+        model.Eval();
+        using var noGrad = GradMode.NoGrad();
+        var fake = model.Logits(idx).ToDoubleArray();
+        model.SetPacked(true);
+        var packedT = model.Logits(idx);
+        var packed = packedT.ToDoubleArray();
+        double spread = fake.Max() - fake.Min(), worst = fake.Zip(packed, (a, b) => Math.Abs(a - b)).Max();
+        Assert.True(worst <= 0.02 * spread, $"packed vs fake-quantized logits: max difference {worst:E3}, spread {spread:E3}");
+        using var cache = new ManagedTensor.Nn.AttentionKvCache(2, 1, 2, 16, 6, DType.F32, Device.Cpu);
+        for (int n = 0; n < 11; n++)
+            TestUtil.AssertClose(packedT.Narrow(1, n, 1), model.Forward(idx.Narrow(1, n, 1), cache), 1e-5, 1e-6, $"position {n}");
+        model.SetPacked(false);
+        TestUtil.AssertClose(fake, model.Logits(idx).ToDoubleArray(), 0, 0, "unpacked again");
+    }
+
     [Fact]
     public void The_architectures_are_registered_and_refuse_top_k_above_the_expert_count()
     {
         Assert.Contains("moe", Architectures.Names);
         Assert.Contains("retnet", Architectures.Names);
+        Assert.Contains("bitnet", Architectures.Names);
         var e = Assert.Throws<UserErrorException>(() => new ManagedTensor.Models.Training.TrainConfig { Arch = "moe", Experts = 4, TopK = 5 }.Validate());
         Assert.Contains("--top-k 5 is larger than --experts 4", e.Message);
     }

@@ -95,6 +95,9 @@ public sealed class BitLinear : Module
         SetTernary(Ternary(Weight, s), s.Item());
     }
 
+    /// <summary>Back to the training forward on the latent float weights (the packed copy is dropped).</summary>
+    public void Unpack() => _packed = null;
+
     /// <summary>
     /// Loads ternary weights <paramref name="ternary"/> (out, in) with values in {-1, 0, 1} and their scale
     /// (a BitNet checkpoint's codes), packed into TQ2_0 for inference.
