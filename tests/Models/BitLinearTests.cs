@@ -10,6 +10,7 @@ namespace ManagedTensor.Tests.Models;
 /// float64): the fake-quantized forward and its straight-through gradients; the TQ2_0-packed inference forward
 /// against the fake-quantized one within the Q8_K requantization bound; ternary codes outside {-1, 0, 1} refused.
 /// </summary>
+[Collection(ManagedTensor.Tests.Gpu.IlgpuCpuCollection.Name)]
 public class BitLinearTests
 {
     private static Dictionary<string, Tensor> Fixture()
@@ -84,6 +85,26 @@ public class BitLinearTests
                 Assert.True(Math.Abs(packed[n * outF + o] - train[n * outF + o]) <= bound,
                     $"y[{n},{o}]: packed {packed[n * outF + o]} vs fake-quantized {train[n * outF + o]}, bound {bound}");
             }
+    }
+
+    /// <summary>On ILGPU's CPU accelerator: the fake-quantized forward and its gradients, and the packed TQ2_0 QMatMul, equal the CPU's.</summary>
+    [Fact]
+    public void Training_and_packed_forwards_on_ilgpu_cpu_equal_the_cpu()
+    {
+        var dev = Device.Parse("ilgpu-cpu");
+        var cpu = new BitLinear(300, 5, new Generator(2), Device.Cpu, initStd: 0.05);
+        var gpu = new BitLinear(300, 5, new Generator(2), dev, initStd: 0.05);
+        var x = Tensor.Randn([3, 300], new Generator(3));
+        var yc = cpu.Forward(x);
+        var yg = gpu.Forward(x.To(dev));
+        TestUtil.AssertClose(yc, yg.To(Device.Cpu), 1e-4, 1e-5, "fake-quantized y");
+        yc.Sum().Backward();
+        yg.Sum().Backward();
+        TestUtil.AssertClose(cpu.Weight.Grad!, gpu.Weight.Grad!.To(Device.Cpu), 1e-4, 1e-5, "dL/dW");
+        // The device's TQ2_0 QMatMul decodes the ternary weights and multiplies x_q in float (no Q8_K step, unlike the
+        // CPU's integer dot product), so on the device the packed forward equals the fake-quantized one to float rounding.
+        gpu.Pack();
+        TestUtil.AssertClose(yc, gpu.Forward(x.To(dev)).To(Device.Cpu), 1e-4, 1e-5, "packed y on the device vs fake-quantized y");
     }
 
     [Fact]

@@ -11,6 +11,7 @@ namespace ManagedTensor.Tests.Models;
 /// divide T, recurrent one position at a time), their gradients by finite differences, and the whole layer
 /// against torchscale's parallel MultiScaleRetention (tests/fixtures/retnet/make_retention_fixture.py).
 /// </summary>
+[Collection(ManagedTensor.Tests.Gpu.IlgpuCpuCollection.Name)]
 public class RetentionTests
 {
     private static Retention Layer(double eps = 1e-6) => new(12, 2, 18, new Generator(4), Device.Cpu, eps);
@@ -76,6 +77,24 @@ public class RetentionTests
                 state = s;
             }
         TestUtil.AssertClose(y, Tensor.Cat(steps.ToArray(), 1), 1e-5, 1e-6, "recurrent layer");
+    }
+
+    /// <summary>The composite runs on any backend: the chunkwise form and its gradients on ILGPU's CPU accelerator equal the CPU's.</summary>
+    [Fact]
+    public void Chunkwise_on_ilgpu_cpu_equals_the_cpu()
+    {
+        var ret = Layer();
+        var dev = Device.Parse("ilgpu-cpu");
+        var (q, k, v) = Inputs(1, 7, 30);
+        Tensor[] Leaves(Device d) => new[] { q, k, v }.Select(t => { var l = t.To(DType.F32).To(d).Detach(); l.RequiresGrad = true; return l; }).ToArray();
+        var cpu = Leaves(Device.Cpu);
+        var gpu = Leaves(dev);
+        var yc = ret.Chunkwise(cpu[0], cpu[1], cpu[2], 3);
+        var yg = ret.Chunkwise(gpu[0], gpu[1], gpu[2], 3);
+        TestUtil.AssertClose(yc, yg.To(Device.Cpu), 1e-5, 1e-6, "o");
+        yc.Sum().Backward();
+        yg.Sum().Backward();
+        for (int i = 0; i < 3; i++) TestUtil.AssertClose(cpu[i].Grad!, gpu[i].Grad!.To(Device.Cpu), 1e-4, 1e-5, $"gradient {i}");
     }
 
     [Fact]
