@@ -57,6 +57,8 @@ public static class Architectures
             {
                 if (c.NEmbd % c.NHead != 0) throw new UserErrorException($"--n-embd {c.NEmbd} must be a multiple of --n-head {c.NHead}");
             }),
+        Mamba.MambaLM.Arch,
+        Rwkv.RwkvLM.Arch,
     ];
 
     public static IEnumerable<string> Names => All.Select(a => a.Name);
