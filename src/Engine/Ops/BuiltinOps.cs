@@ -11,6 +11,8 @@ internal static class BuiltinOps
     {
         NormOps.Register();
         QuantOps.Register();
+        ScanOps.Register();
+        WkvOps.Register();
         MoeOps.Register();
         CustomFunction.Register();
     }
