@@ -6,7 +6,10 @@ using ManagedTensor.Models.Training;
 
 namespace ManagedTensor.Apps;
 
-/// <summary>`mt sample`: text from a GPT checkpoint written by `mt train gpt` (nanoGPT's sample.py).</summary>
+/// <summary>
+/// `mt sample`: text from a checkpoint written by `mt train ARCH` (nanoGPT's sample.py), decoded with the architecture's
+/// cached form: GPT's KV cache, the recurrent state of Mamba and RWKV.
+/// </summary>
 public static class SampleCommand
 {
     public static Command Create(TextWriter output, TextWriter error)
@@ -19,18 +22,19 @@ public static class SampleCommand
         var topK = new Option<int>("--top-k") { Description = "keep the K most likely tokens (0: all)", DefaultValueFactory = _ => 200 }.AtLeast(0);
         var seed = new Option<ulong>("--seed", "-s") { Description = "seed of the sampler (sample i uses seed + i)", DefaultValueFactory = _ => 1337UL };
         var device = Cli.DeviceOption();
-        var noCache = new Option<bool>("--no-kv-cache") { Description = "run the whole context at every step, as nanoGPT (the KV cache runs only the new token)" };
+        var noCache = new Option<bool>("--no-kv-cache") { Description = "run the whole context at every step, as nanoGPT (the KV cache or recurrent state runs only the new token)" };
         // OpenAI's GPT-2 weights instead of an mt checkpoint (GptWeights.cs); the tokenizer is GPT-2's, from data/.
         var gpt2 = new Option<string?>("--gpt2") { Description = "sample from GPT-2 weights instead: a Hugging Face GPT-2 directory (config.json + model.safetensors) or llm.c's gpt2_124M.bin" };
-        var cmd = new Command("sample", "generate text from a GPT checkpoint (mt train gpt)") { outDir, prompt, length, samples, temperature, topK, seed, device, noCache, gpt2 };
+        var cmd = new Command("sample", "generate text from a checkpoint of mt train (gpt, mamba, rwkv, ...)") { outDir, prompt, length, samples, temperature, topK, seed, device, noCache, gpt2 };
         cmd.SetAction(p =>
         {
             var dev = Cli.ParseDevice(p.GetValue(device)!);
             using var ckpt = p.GetValue(gpt2) is null ? GptCheckpoint.Load(p.GetValue(outDir)!) : null;
             var model = ckpt?.CreateModel(dev) ?? Models.Formats.GptWeights.Load(DataFiles.Find(p.GetValue(gpt2)!), dev);
             ITokenizer tokenizer = ckpt?.Tokenizer ?? Gpt2Tokenizer.FromDataFolder();
-            int block = model.Config.BlockSize, promptTokens = tokenizer.Encode(p.GetValue(prompt)!).Length;
-            if (promptTokens + p.GetValue(length) > block)
+            int promptTokens = tokenizer.Encode(p.GetValue(prompt)!).Length;
+            // A recurrent model has no context limit; a GPT sees at most its block.
+            if (model is GPT { Config.BlockSize: var block } && promptTokens + p.GetValue(length) > block)
                 error.WriteLine($"(the model's context is {block} tokens: the prompt's {promptTokens} and --length {p.GetValue(length)} exceed it, " +
                                 $"so beyond it each new token sees only the last {block}, as in nanoGPT's sample.py)");
             var sampler = new SamplerOptions(p.GetValue(temperature), p.GetValue(topK), Seed: p.GetValue(seed));
@@ -46,7 +50,7 @@ public static class SampleCommand
     }
 
     /// <summary>Writes the prompt and then each new token's text as it is generated.</summary>
-    public static void Sample(GPT model, ITokenizer tokenizer, string prompt, int length, SamplerOptions options, TextWriter output, bool useCache = true)
+    public static void Sample(TrainableLM model, ITokenizer tokenizer, string prompt, int length, SamplerOptions options, TextWriter output, bool useCache = true)
     {
         var ids = tokenizer.Encode(prompt);
         if (ids.Length == 0) throw new ArgumentException("the prompt encodes to no tokens: give at least one character");

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Runtime.InteropServices;
+using ManagedTensor.Models;
 using ManagedTensor.Models.Generation;
 using ManagedTensor.Models.Training;
 using Spectre.Console;
@@ -7,7 +8,9 @@ using Spectre.Console;
 namespace ManagedTensor.Apps;
 
 /// <summary>
-/// `mt train gpt`: trains a GPT with nanoGPT's recipe. With no arguments it runs nanoGPT's CPU config on
+/// `mt train ARCH` (gpt, mamba, rwkv, ...: <see cref="Architectures"/>): one subcommand per architecture, all on the
+/// same trainer, flags, progress, checkpoints, resume and plot; each takes the model flags its architecture reads.
+/// `mt train gpt` trains a GPT with nanoGPT's recipe. With no arguments it runs nanoGPT's CPU config on
 /// the embedded tiny Shakespeare (character level), writes OUT/ckpt.safetensors + OUT/config.json after
 /// every evaluation (and OUT/best.safetensors when the validation loss improves), a loss curve OUT/loss.png
 /// at the end, and prints a short sample. `--preset shakespeare-char` is nanoGPT's GPU config; any option
@@ -18,24 +21,6 @@ public static class TrainCommand
 {
     /// <summary>Exit code of a run stopped by Ctrl-C (128 + SIGINT, as shells report it).</summary>
     public const int InterruptedExitCode = 130;
-
-    /// <summary>Named starting points; options given on the command line override them.</summary>
-    public static readonly Dictionary<string, TrainConfig> Presets = new()
-    {
-        ["shakespeare-char-cpu"] = new TrainConfig(),
-        ["shakespeare-char"] = new TrainConfig
-        {
-            NLayer = 6,
-            NHead = 6,
-            NEmbd = 384,
-            BlockSize = 256,
-            BatchSize = 64,
-            Dropout = 0.2,
-            MaxIters = 5000,
-            LrDecayIters = 5000,
-            EvalIters = 200,
-        },
-    };
 
     /// <summary>
     /// One option that overrides one field of the configuration when given. <see cref="SafeOnResume"/>: changing it
@@ -49,13 +34,21 @@ public static class TrainCommand
 
     public static Command Create(TextWriter output, TextWriter error)
     {
-        var gpt = new Command("gpt", "train a GPT (nanoGPT architecture) on a text file; defaults: nanoGPT's CPU recipe on tiny Shakespeare");
+        var train = new Command("train", "train a model (see `mt train gpt --help`; every architecture takes the same options)");
+        foreach (var arch in Architectures.All) train.Subcommands.Add(ArchCommand(arch, output, error));
+        return train;
+    }
+
+    private static Command ArchCommand(ArchDef arch, TextWriter output, TextWriter error)
+    {
+        var presets = arch.Presets;
+        var gpt = new Command(arch.Name, arch.Summary);
         var preset = new Option<string>("--preset")
         {
-            Description = $"starting configuration ({string.Join(", ", Presets.Keys)}); the options below override it, and their defaults shown are shakespeare-char-cpu's",
-            DefaultValueFactory = _ => "shakespeare-char-cpu",
+            Description = $"starting configuration ({string.Join(", ", presets.Keys)}); the options below override it, and their defaults shown are {Architectures.DefaultPreset}'s",
+            DefaultValueFactory = _ => Architectures.DefaultPreset,
         };
-        preset.AcceptOnlyFromAmong([.. Presets.Keys]);
+        preset.AcceptOnlyFromAmong([.. presets.Keys]);
         var device = Cli.DeviceOption();
         var resume = new Option<bool>("--resume") { Description = "continue the run saved in --out-dir with its own settings (only --max-iters, --eval-interval and --log-interval may change)" };
         var force = new Option<bool>("--force") { Description = "start a new run even though --out-dir holds one (its checkpoints are deleted)" };
@@ -68,11 +61,12 @@ public static class TrainCommand
 
         // Each option overrides one field of the preset, only when given. Defaults shown in help are the CPU preset's;
         // TrainConfig.Validate checks every value (finite, in range) before anything is read or built.
-        var d = new TrainConfig();
+        var d = presets[Architectures.DefaultPreset];
         var fields = new List<FieldOption>();
-        Option<T> Add<T>(string name, string description, Func<TrainConfig, T> get, Func<TrainConfig, T, TrainConfig> set, bool safeOnResume = false)
+        Option<T>? Add<T>(string name, string description, Func<TrainConfig, T> get, Func<TrainConfig, T, TrainConfig> set, bool safeOnResume = false, bool model = false)
             where T : notnull
         {
+            if (model && !arch.ModelFlags.Contains(name[2..])) return null; // a size this architecture does not have
             var option = new Option<T>(name) { Description = description, DefaultValueFactory = _ => get(d) };
             gpt.Options.Add(option);
             fields.Add(new FieldOption(option, safeOnResume, c => get(c), p => p.GetValue(option)!, (c, p) => set(c, p.GetValue(option)!)));
@@ -81,12 +75,18 @@ public static class TrainCommand
         Add("--data", "text file to train on", c => c.DataPath, (c, v) => c with { DataPath = v });
         Add("--tokenizer", "char (the text's characters) or gpt2 (GPT-2's BPE)", c => c.Tokenizer, (c, v) => c with { Tokenizer = v });
         var outDir = Add("--out-dir", "folder of the run: checkpoints, config.json, loss.png", c => c.OutDir, (c, v) => c with { OutDir = v });
-        Add("--n-layer", "transformer blocks", c => c.NLayer, (c, v) => c with { NLayer = v });
-        Add("--n-head", "attention heads", c => c.NHead, (c, v) => c with { NHead = v });
-        Add("--n-embd", "model width", c => c.NEmbd, (c, v) => c with { NEmbd = v });
-        Add("--block-size", "context length", c => c.BlockSize, (c, v) => c with { BlockSize = v });
-        Add("--dropout", "dropout probability", c => c.Dropout, (c, v) => c with { Dropout = v });
-        Add("--bias", "biases in Linear and LayerNorm layers", c => c.Bias, (c, v) => c with { Bias = v });
+        Add("--n-layer", "blocks (layers)", c => c.NLayer, (c, v) => c with { NLayer = v }, model: true);
+        Add("--n-head", "attention heads", c => c.NHead, (c, v) => c with { NHead = v }, model: true);
+        Add("--n-embd", "model width", c => c.NEmbd, (c, v) => c with { NEmbd = v }, model: true);
+        Add("--block-size", "context length (training sequence length)", c => c.BlockSize, (c, v) => c with { BlockSize = v });
+        Add("--dropout", "dropout probability", c => c.Dropout, (c, v) => c with { Dropout = v }, model: true);
+        Add("--bias", "biases in Linear and LayerNorm layers", c => c.Bias, (c, v) => c with { Bias = v }, model: true);
+        Add("--d-state", "SSM state size N per channel", c => c.DState, (c, v) => c with { DState = v }, model: true);
+        Add("--d-conv", "width of the causal depthwise convolution", c => c.DConv, (c, v) => c with { DConv = v }, model: true);
+        Add("--expand", "inner width = expand * n-embd", c => c.Expand, (c, v) => c with { Expand = v }, model: true);
+        Add("--head-size", "channels per WKV head (n-embd must be a multiple)", c => c.HeadSize, (c, v) => c with { HeadSize = v }, model: true);
+        Add("--experts", "experts per mixture-of-experts layer", c => c.Experts, (c, v) => c with { Experts = v }, model: true);
+        Add("--top-k", "experts each token is routed to (at most --experts)", c => c.TopK, (c, v) => c with { TopK = v }, model: true);
         Add("--batch-size", "sequences per micro-batch", c => c.BatchSize, (c, v) => c with { BatchSize = v });
         Add("--grad-accum", "micro-batches per step", c => c.GradAccumSteps, (c, v) => c with { GradAccumSteps = v });
         Add("--max-iters", "optimizer steps", c => c.MaxIters, (c, v) => c with { MaxIters = v }, safeOnResume: true);
@@ -112,12 +112,13 @@ public static class TrainCommand
                 if (p.GetResult(preset) is { Implicit: false })
                     throw new UserErrorException("--preset cannot be combined with --resume: a resumed run keeps the settings it was started with");
                 if (p.GetValue(force)) throw new UserErrorException("--force starts a new run and --resume continues one: give one of them");
-                string dir = p.GetValue(outDir)!;
-                trainer = GptTrainer.Resume(dir, dev, run => ChangesOnResume(run, fields, p, dir, error));
+                string dir = p.GetValue(outDir!)!;
+                trainer = GptTrainer.Resume(dir, dev, run => run.Arch == arch.Name ? ChangesOnResume(run, fields, p, dir, error)
+                    : throw new UserErrorException($"--out-dir {dir} holds a {run.Arch} run: continue it with mt train {run.Arch} --resume --out-dir {dir}"));
             }
             else
             {
-                var basis = Presets[p.GetValue(preset)!];
+                var basis = presets[p.GetValue(preset)!];
                 trainer = GptTrainer.Create(fields.Where(f => f.Given(p)).Aggregate(basis, (c, f) => f.Apply(c, p)), dev, replaceExisting: p.GetValue(force));
             }
 
@@ -136,7 +137,7 @@ public static class TrainCommand
             if (outcome == TrainOutcome.Interrupted)
             {
                 error.WriteLine($"interrupted at step {trainer.Iter}: checkpoint of step {trainer.CheckpointIter} in {Path.Combine(outDirPath, Models.Training.GptCheckpoint.FileName)}; " +
-                                $"continue with: mt train gpt --resume --out-dir {outDirPath}");
+                                $"continue with: mt train {arch.Name} --resume --out-dir {outDirPath}");
                 return InterruptedExitCode;
             }
             output.WriteLine($"best val loss {trainer.BestValLoss:F4}");
@@ -154,9 +155,7 @@ public static class TrainCommand
             return 0;
         });
 
-        var train = new Command("train", "train a model (see `mt train gpt --help`)");
-        train.Subcommands.Add(gpt);
-        return train;
+        return gpt;
     }
 
     /// <summary>
@@ -224,7 +223,7 @@ public static class TrainCommand
     private static void SavePlot(GptTrainer trainer, TextWriter output)
     {
         string png = Path.Combine(trainer.Config.OutDir, "loss.png");
-        LossPlot.Save(trainer.History, png, $"GPT {trainer.Config.NLayer}x{trainer.Config.NEmbd} on {Path.GetFileName(trainer.Config.DataPath)}");
+        LossPlot.Save(trainer.History, png, $"{trainer.Config.Arch} {trainer.Config.NLayer}x{trainer.Config.NEmbd} on {Path.GetFileName(trainer.Config.DataPath)}");
         output.WriteLine($"loss curve: {png}");
     }
 }

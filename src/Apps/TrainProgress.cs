@@ -14,11 +14,11 @@ public class PlainTrainProgress(TextWriter output) : ITrainingObserver
     protected TextWriter Output { get; } = output;
     protected int MaxIters { get; private set; }
 
-    public virtual void OnStart(GPT model, TrainConfig config, int startIter, ITokenizer tokenizer, TextDataset data)
+    public virtual void OnStart(TrainableLM model, TrainConfig config, int startIter, ITokenizer tokenizer, TextDataset data)
     {
         MaxIters = config.MaxIters;
         Output.WriteLine($"data: {config.DataPath}, {tokenizer.Kind} tokenizer, vocab {tokenizer.VocabSize}, {data.Train.Length:N0} train / {data.Val.Length:N0} val tokens");
-        Output.WriteLine($"model: {config.NLayer} layers, {config.NHead} heads, {config.NEmbd} wide, block {config.BlockSize}: {model.ParameterCount() / 1e6:F2}M parameters on {model.Device}");
+        Output.WriteLine($"model: {model.Architecture}, {config.NLayer} layers, {(model is GPT ? $"{config.NHead} heads, " : "")}{config.NEmbd} wide, block {config.BlockSize}: {model.ParameterCount() / 1e6:F2}M parameters on {model.Device}");
         if (startIter > 0) Output.WriteLine($"resuming from {config.OutDir} at iteration {startIter}");
     }
 
@@ -39,7 +39,7 @@ public class PlainTrainProgress(TextWriter output) : ITrainingObserver
 /// <summary>A live progress bar (step, loss, tokens/s, ETA) with evaluations printed above it.</summary>
 public sealed class LiveTrainProgress(ProgressTask task, TextWriter output) : PlainTrainProgress(output)
 {
-    public override void OnStart(GPT model, TrainConfig config, int startIter, ITokenizer tokenizer, TextDataset data)
+    public override void OnStart(TrainableLM model, TrainConfig config, int startIter, ITokenizer tokenizer, TextDataset data)
     {
         base.OnStart(model, config, startIter, tokenizer, data);
         task.MaxValue = Math.Max(1, config.MaxIters);

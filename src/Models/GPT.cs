@@ -15,7 +15,7 @@ public sealed record GptConfig(
     int NHead = 12,
     int NEmbd = 768,
     double Dropout = 0.0,
-    bool Bias = true)
+    bool Bias = true) : IModelConfig
 {
     public void Validate()
     {
@@ -38,7 +38,7 @@ public sealed record GptOutput(Tensor Logits, Tensor? Loss);
 /// projections (c_proj) N(0, 0.02/sqrt(2 n_layer)) so the residual stream's variance does not grow
 /// with depth (GPT-2 paper).
 /// </summary>
-public sealed class GPT : Module
+public sealed class GPT : TrainableLM
 {
     private readonly Dropout _drop;
 
@@ -59,10 +59,11 @@ public sealed class GPT : Module
     }
 
     public GptConfig Config { get; }
-    public Device Device { get; }
-
-    /// <summary>Draws every dropout mask; its offset is part of a checkpoint so a resume replays the same masks.</summary>
-    public Generator DropoutGenerator { get; }
+    public override Device Device { get; }
+    public override Generator DropoutGenerator { get; }
+    public override string Architecture => "gpt";
+    public override int VocabSize => Config.VocabSize;
+    public override IModelConfig ConfigRecord => Config;
 
     public Embedding Wte { get; }
     public Embedding Wpe { get; }
@@ -77,15 +78,8 @@ public sealed class GPT : Module
     /// </summary>
     public GptOutput Forward(Tensor idx, Tensor? targets = null, AttentionKvCache? cache = null)
     {
-        if (idx.Rank != 2) throw new ArgumentException($"GPT: input ids must be (B, T), got {idx.Describe()}");
-        int b = idx.Shape[0], t = idx.Shape[1], start = cache?.Length ?? 0;
-        if (start + t > Config.BlockSize)
-            throw new ArgumentException($"GPT: cannot forward positions {start}..{start + t - 1}, block size is only {Config.BlockSize}");
-        var pos = Tensor.Arange(start, start + t, 1, DType.I64, Device); // (T)
-        var x = _drop.Forward(Wte.Forward(idx) + Wpe.Forward(pos));   // (B, T, C) + (T, C)
-        for (int l = 0; l < H.Count; l++) x = H[l].Forward(x, cache?.Layers[l]);
-        cache?.Advance(t);
-        x = LnF.Forward(x);
+        var x = Body(idx, cache);                                      // (B, T, C)
+        int t = idx.Shape[1];
         if (targets is null)
         {
             var last = x.Narrow(1, t - 1, 1);                         // (B, 1, C)
@@ -95,6 +89,24 @@ public sealed class GPT : Module
             throw new ArgumentException($"GPT: targets {targets.Describe()} must have the shape of the inputs {idx.Describe()}");
         var logits = Head(x);                                          // (B, T, V)
         return new GptOutput(logits, Functional.CrossEntropy(logits, targets, ignoreIndex: -1));
+    }
+
+    public override Tensor Logits(Tensor idx) => Head(Body(idx, null));
+
+    public override Tensor Loss(Tensor idx, Tensor targets) => Forward(idx, targets).Loss!;
+
+    /// <summary>Embeddings, blocks and the final norm: the hidden states (B, T, C) the head scores.</summary>
+    private Tensor Body(Tensor idx, AttentionKvCache? cache)
+    {
+        if (idx.Rank != 2) throw new ArgumentException($"GPT: input ids must be (B, T), got {idx.Describe()}");
+        int b = idx.Shape[0], t = idx.Shape[1], start = cache?.Length ?? 0;
+        if (start + t > Config.BlockSize)
+            throw new ArgumentException($"GPT: cannot forward positions {start}..{start + t - 1}, block size is only {Config.BlockSize}");
+        var pos = Tensor.Arange(start, start + t, 1, DType.I64, Device); // (T)
+        var x = _drop.Forward(Wte.Forward(idx) + Wpe.Forward(pos));   // (B, T, C) + (T, C)
+        for (int l = 0; l < H.Count; l++) x = H[l].Forward(x, cache?.Layers[l]);
+        cache?.Advance(t);
+        return LnF.Forward(x);
     }
 
     /// <summary>An empty KV cache for <paramref name="batch"/> sequences of up to the block size, on the model's device.</summary>
@@ -118,7 +130,7 @@ public sealed class GPT : Module
     /// runs the whole window again (position embeddings are absolute, so cached keys cannot be shifted).
     /// Without it, every step runs the whole context (nanoGPT's way; the cache's reference).
     /// </summary>
-    public List<int>[] Generate(Tensor idx, int maxNewTokens, Sampler sampler, Action<int>? onToken = null, bool useCache = true)
+    public override List<int>[] Generate(Tensor idx, int maxNewTokens, Sampler sampler, Action<int>? onToken = null, bool useCache = true)
     {
         var rows = Enumerable.Range(0, idx.Shape[0]).Select(r => idx.Narrow(0, r, 1).Reshape(-1).ToDoubleArray().Select(v => (int)v).ToList()).ToArray();
         if (rows[0].Count == 0) throw new ArgumentException("GPT: generation needs at least one token to start from", nameof(idx));

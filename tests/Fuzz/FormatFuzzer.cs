@@ -198,7 +198,7 @@ public static class FormatFuzzer
 
     private sealed class SilentObserver : ITrainingObserver
     {
-        public void OnStart(ManagedTensor.Models.GPT model, TrainConfig config, int startIter, ManagedTensor.Models.Data.ITokenizer tokenizer, ManagedTensor.Models.Data.TextDataset data) { }
+        public void OnStart(ManagedTensor.Models.TrainableLM model, TrainConfig config, int startIter, ManagedTensor.Models.Data.ITokenizer tokenizer, ManagedTensor.Models.Data.TextDataset data) { }
         public void OnStep(int iter, double loss, double lr, double tokensPerSecond, double msPerIter) { }
         public void OnEval(int iter, double trainLoss, double valLoss) { }
         public void OnCheckpoint(int iter, string path, bool best) { }

@@ -168,7 +168,7 @@ public sealed partial class TrainSafetyTests : IDisposable
     /// <summary>Cancels the run when it reports step <paramref name="at"/> (what Ctrl-C does through the signal handler).</summary>
     private sealed class CancelAt(int at, CancellationTokenSource cts) : ITrainingObserver
     {
-        public void OnStart(GPT model, TrainConfig config, int startIter, ITokenizer tokenizer, TextDataset data) { }
+        public void OnStart(ManagedTensor.Models.TrainableLM model, TrainConfig config, int startIter, ITokenizer tokenizer, TextDataset data) { }
         public void OnStep(int iter, double loss, double lr, double tokensPerSecond, double msPerIter)
         {
             if (iter == at) cts.Cancel();

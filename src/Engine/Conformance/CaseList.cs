@@ -29,6 +29,7 @@ internal sealed class CaseList(CaseScale scale)
         MatMulCases();
         NnCases();
         DetectorCases();
+        ScanCases();
         IndexCases();
         LossCases();
         ConvPoolCases();
@@ -311,6 +312,43 @@ internal sealed class CaseList(CaseScale scale)
         }
     }
 
+    // ---- sequence scans (Mamba's selective scan, RWKV-6's WKV) ----
+
+    private void ScanCases()
+    {
+        // Lengths not a multiple of the chunk, odd state and head sizes; Δ > 0 and A < 0, logw < 0, as the models give them.
+        int b = 2, l = S(19, 256), d = S(7, 512), n = S(5, 16);
+        foreach (var t in new[] { DType.F32, DType.F64 })
+            Add($"selective scan {t}", ScanOps.SelectiveScan, t, Str([b, l, d], [d, n], [b, l, n], [d]),
+                g => [g.Uniform([b, l, d], dtype: t), g.Uniform([b, l, d], 0.01, 0.5, t), g.Uniform([d, n], -2, -0.1, t), g.Uniform([b, l, n], dtype: t),
+                      g.Uniform([b, l, n], dtype: t), g.Uniform([d], dtype: t)],
+                (x, _) => [Tensor.SelectiveScan(x[0], x[1], x[2], x[3], x[4], x[5], chunk: 8)], t == DType.F32 ? new Tolerance(1e-4, 1e-5) : null);
+        foreach (var t in new[] { DType.F32, DType.F64 })
+            Add($"selective scan backward {t}", [ScanOps.SelectiveScanBackward], t, Str([b, l, d], [d, n], [b, l, n], [d]),
+                g => [g.Uniform([b, l, d], dtype: t), g.Uniform([b, l, d], 0.01, 0.5, t), g.Uniform([d, n], -2, -0.1, t), g.Uniform([b, l, n], dtype: t),
+                      g.Uniform([b, l, n], dtype: t), g.Uniform([d], dtype: t), g.Uniform([b, l, d], dtype: t)],
+                (x, _) =>
+                {
+                    var fwd = Tensor.Apply(ScanOps.SelectiveScan, new SelectiveScanAttrs(8), x[..6]);
+                    return Tensor.Apply(ScanOps.SelectiveScanBackward, new SelectiveScanAttrs(8), [x[6], .. x[..6], fwd[1]]);
+                }, t == DType.F32 ? new Tolerance(1e-4, 1e-4) : null);
+        int h = S(3, 8), k = S(5, 64), tt = S(13, 256);
+        foreach (var t in new[] { DType.F32, DType.F64 })
+            Add($"wkv6 {t}", WkvOps.Wkv6, t, Str([b, tt, h, k], [h, k]),
+                g => [g.Uniform([b, tt, h, k], dtype: t), g.Uniform([b, tt, h, k], dtype: t), g.Uniform([b, tt, h, k], dtype: t),
+                      g.Uniform([b, tt, h, k], -2, -0.01, t), g.Uniform([h, k], dtype: t)],
+                (x, _) => [Tensor.Wkv6(x[0], x[1], x[2], x[3], x[4], chunk: 4)], t == DType.F32 ? new Tolerance(1e-4, 1e-5) : null);
+        foreach (var t in new[] { DType.F32, DType.F64 })
+            Add($"wkv6 backward {t}", [WkvOps.Wkv6Backward], t, Str([b, tt, h, k], [h, k]),
+                g => [g.Uniform([b, tt, h, k], dtype: t), g.Uniform([b, tt, h, k], dtype: t), g.Uniform([b, tt, h, k], dtype: t),
+                      g.Uniform([b, tt, h, k], -2, -0.01, t), g.Uniform([h, k], dtype: t), g.Uniform([b, tt, h, k], dtype: t)],
+                (x, _) =>
+                {
+                    var fwd = Tensor.Apply(WkvOps.Wkv6, new WkvAttrs(4), x[..5]);
+                    return Tensor.Apply(WkvOps.Wkv6Backward, new WkvAttrs(4), [x[5], .. x[..5], fwd[1]]);
+                }, t == DType.F32 ? new Tolerance(1e-4, 1e-4) : null);
+    }
+
     // ---- indexing ----
 
     private void IndexCases()
@@ -331,6 +369,12 @@ internal sealed class CaseList(CaseScale scale)
             (x, _) => [x[0].Clone().ScatterAdd_(1, x[1], x[2])]);
         Add("scatter add axis 0 F64", Op.ScatterAdd, DType.F64, Str([r, c], [3, c]), g => [g.Uniform([r, c], dtype: DType.F64), g.Indices([3, c], r), g.Uniform([3, c], dtype: DType.F64)],
             (x, _) => [x[0].Clone().ScatterAdd_(0, x[1], x[2])]);
+        // Mixture-of-experts combine: T tokens, k = 3 choices each, gathered from S expert rows (repeats allowed).
+        int tokens = S(11, 4096), experts = S(7, 1024), width = S(5, 768);
+        foreach (var t in new[] { DType.F32, DType.F64 })
+            Add($"moe combine k=3 {t}", MoeOps.MoeCombine, t, Str([3 * experts, width], [tokens, 3], [tokens, 3]),
+                g => [g.Uniform([3 * experts, width], dtype: t), g.Indices([tokens, 3], 3 * experts, DType.I32), g.Uniform([tokens, 3], 0, 1, t)],
+                (x, _) => [x[0].MoeCombine(x[1], x[2])]);
     }
 
     // ---- loss ----

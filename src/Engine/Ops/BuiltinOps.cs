@@ -14,6 +14,9 @@ internal static class BuiltinOps
         LeakyReluOps.Register();
         BatchNormOps.Register();
         QkvAttentionOps.Register();
+        ScanOps.Register();
+        WkvOps.Register();
+        MoeOps.Register();
         CustomFunction.Register();
     }
 }

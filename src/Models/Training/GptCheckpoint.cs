@@ -15,6 +15,8 @@ namespace ManagedTensor.Models.Training;
 /// for people and other tools (also written atomically); loading reads only the safetensors file.
 /// ckpt.safetensors is the last evaluated step (what --resume continues); OUT/best.safetensors is a copy of
 /// the checkpoint with the lowest validation loss so far (what nanoGPT keeps as ckpt.pt).
+/// Every architecture shares the format: metadata "arch" names it (absent: "gpt", as written before there were
+/// others) and model_config is its config record (<see cref="ArchDef.ConfigType"/>).
 /// Loading checks the metadata as strictly as the tensors: every JSON value of the right kind and in range,
 /// the model config equal to the one the training config and tokenizer imply, every tensor float32.
 /// </summary>
@@ -47,14 +49,15 @@ public static class GptCheckpoint
     }
 
     /// <summary>Writes OUT/ckpt.safetensors and OUT/config.json; with <paramref name="best"/>, also copies it to OUT/best.safetensors.</summary>
-    public static void Save(string outDir, GPT model, AdamW optimizer, TrainConfig train, TrainState state, ITokenizer tokenizer, bool best = false)
+    public static void Save(string outDir, TrainableLM model, AdamW optimizer, TrainConfig train, TrainState state, ITokenizer tokenizer, bool best = false)
     {
         var tensors = model.StateDict().Select(kv => new KeyValuePair<string, Tensor>(kv.Key, kv.Value))
             .Concat(optimizer.StateTensors().Select(kv => new KeyValuePair<string, Tensor>(OptimPrefix + kv.Key, kv.Value)));
         var metadata = new Dictionary<string, string>
         {
             ["format"] = "managedtensor.gpt.v1",
-            ["model_config"] = JsonSerializer.Serialize(model.Config, Json),
+            ["arch"] = model.Architecture,
+            ["model_config"] = JsonSerializer.Serialize(model.ConfigRecord, model.ConfigRecord.GetType(), Json),
             ["train_config"] = JsonSerializer.Serialize(train, Json),
             ["train_state"] = JsonSerializer.Serialize(state, Json),
             ["tokenizer"] = tokenizer.ToJson(),
@@ -73,18 +76,21 @@ public static class GptCheckpoint
     }
 
     /// <summary>What a checkpoint holds, opened and validated; the tensors are read on demand.</summary>
-    public sealed class Loaded(SafeTensorsFile file, GptConfig model, TrainConfig train, TrainState state, ITokenizer tokenizer) : IDisposable
+    public sealed class Loaded(SafeTensorsFile file, ArchDef arch, IModelConfig model, TrainConfig train, TrainState state, ITokenizer tokenizer) : IDisposable
     {
         public SafeTensorsFile File { get; } = file;
-        public GptConfig Model { get; } = model;
+        public ArchDef Arch { get; } = arch;
+
+        /// <summary>The model config record, of type <see cref="ArchDef.ConfigType"/>.</summary>
+        public IModelConfig Model { get; } = model;
         public TrainConfig Train { get; } = train;
         public TrainState State { get; } = state;
         public ITokenizer Tokenizer { get; } = tokenizer;
 
-        /// <summary>A GPT with the checkpoint's weights on <paramref name="device"/>.</summary>
-        public GPT CreateModel(Device device)
+        /// <summary>The model with the checkpoint's weights on <paramref name="device"/>.</summary>
+        public TrainableLM CreateModel(Device device)
         {
-            var gpt = new GPT(Model, new Generator(0), device, Train.Seed + 2);
+            var gpt = Arch.Create(Model, new Generator(0), device, Train.Seed + 2);
             try
             {
                 gpt.LoadStateDict(ModelTensors(), source: File.Path);
@@ -131,8 +137,22 @@ public static class GptCheckpoint
                     throw new InvalidDataException($"{path}: metadata '{key}' is not a valid {typeof(T).Name} ({e.Message})", e);
                 }
             }
-            var model = Parse<GptConfig>("model_config");
+            string archName = file.Metadata.TryGetValue("arch", out var a) ? a : "gpt";
+            var arch = Architectures.All.FirstOrDefault(x => x.Name == archName)
+                ?? throw new InvalidDataException($"{path}: metadata 'arch' is '{archName}', not an architecture this build knows ({string.Join(", ", Architectures.Names)})");
+            IModelConfig model;
+            try
+            {
+                model = (IModelConfig?)JsonSerializer.Deserialize(Meta("model_config"), arch.ConfigType, Json)
+                    ?? throw new InvalidDataException($"{path}: metadata 'model_config' is null, expected a JSON object");
+            }
+            catch (JsonException e)
+            {
+                throw new InvalidDataException($"{path}: metadata 'model_config' is not a valid {arch.ConfigType.Name} ({e.Message})", e);
+            }
             var train = Parse<TrainConfig>("train_config");
+            if (train.Arch != arch.Name)
+                throw new InvalidDataException($"{path}: metadata 'arch' is {arch.Name} but train_config's arch is {train.Arch}");
             var state = Parse<TrainState>("train_state");
             // Errors of the parts name the part; the file is named here.
             T Checked<T>(string key, Func<T> check)
@@ -150,13 +170,13 @@ public static class GptCheckpoint
             Checked("train_config", () => { train.Validate(); return 0; });
             var tokenizer = Checked("tokenizer", () => Data.Tokenizers.FromJson(Meta("tokenizer")));
             state.Validate(path);
-            CheckConsistent(path, model, train, tokenizer);
+            CheckConsistent(path, arch, model, train, tokenizer);
             // The trainer keeps parameters and AdamW moments in float32; another dtype in the header (say F32 edited
             // to I32, the same size) would be converted value by value from reinterpreted bits.
             foreach (var t in file.Tensors)
                 if (t.DType != DType.F32)
                     throw new InvalidDataException($"{path}: tensor '{t.Name}' is {SafeTensors.DTypeName(t.DType)}; a training checkpoint holds F32 tensors only");
-            return new Loaded(file, model, train, state, tokenizer);
+            return new Loaded(file, arch, model, train, state, tokenizer);
         }
         catch
         {
@@ -169,16 +189,12 @@ public static class GptCheckpoint
     /// The model config is written from the training config and the tokenizer; each field must agree with them.
     /// Some edits could not be caught by the tensors: n_head changes no weight's shape, only how attention splits them.
     /// </summary>
-    private static void CheckConsistent(string path, GptConfig model, TrainConfig train, ITokenizer tokenizer)
+    private static void CheckConsistent(string path, ArchDef arch, IModelConfig model, TrainConfig train, ITokenizer tokenizer)
     {
-        var implied = train.ModelConfig(tokenizer.VocabSize);
-        var fields = new (string Name, object A, object B)[]
-        {
-            ("block_size", model.BlockSize, implied.BlockSize), ("vocab_size", model.VocabSize, implied.VocabSize),
-            ("n_layer", model.NLayer, implied.NLayer), ("n_head", model.NHead, implied.NHead), ("n_embd", model.NEmbd, implied.NEmbd),
-            ("dropout", model.Dropout, implied.Dropout), ("bias", model.Bias, implied.Bias),
-        };
-        var differ = fields.Where(f => !f.A.Equals(f.B)).Select(f => $"{f.Name} {f.A} (train_config and tokenizer say {f.B})").ToList();
+        var implied = JsonNode.Parse(JsonSerializer.Serialize(arch.ModelConfig(train, tokenizer.VocabSize), arch.ConfigType, Json))!.AsObject();
+        var stored = JsonNode.Parse(JsonSerializer.Serialize(model, arch.ConfigType, Json))!.AsObject();
+        var differ = implied.Where(f => !JsonNode.DeepEquals(f.Value, stored[f.Key]))
+            .Select(f => $"{f.Key} {stored[f.Key]?.ToJsonString()} (train_config and tokenizer say {f.Value?.ToJsonString()})").ToList();
         if (differ.Count > 0)
             throw new InvalidDataException($"{path}: metadata model_config disagrees with the run that wrote it: {string.Join(", ", differ)}");
     }

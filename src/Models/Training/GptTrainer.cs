@@ -8,7 +8,7 @@ namespace ManagedTensor.Models.Training;
 /// <summary>What the training loop reports; the app renders it (a live progress bar or plain lines).</summary>
 public interface ITrainingObserver
 {
-    void OnStart(GPT model, TrainConfig config, int startIter, ITokenizer tokenizer, TextDataset data);
+    void OnStart(TrainableLM model, TrainConfig config, int startIter, ITokenizer tokenizer, TextDataset data);
     void OnStep(int iter, double loss, double lr, double tokensPerSecond, double msPerIter);
     void OnEval(int iter, double trainLoss, double valLoss);
 
@@ -24,7 +24,8 @@ public enum TrainOutcome
 }
 
 /// <summary>
-/// nanoGPT's train.py as a class: random batches from a 90/10 split, AdamW with a cosine schedule,
+/// nanoGPT's train.py as a class, for every architecture (<see cref="Architectures"/>: the model is built from
+/// <see cref="TrainConfig.Arch"/>; the loop only needs <see cref="TrainableLM.Loss"/>): random batches from a 90/10 split, AdamW with a cosine schedule,
 /// gradient accumulation and clipping, an evaluation of both splits every eval interval, and a
 /// checkpoint after each evaluation and at the end. A run is a pure function of its <see cref="TrainConfig"/>:
 /// batches, dropout masks and evaluation batches each come from their own seeded generator, and every
@@ -44,14 +45,14 @@ public sealed class GptTrainer
     private TrainState _state;
     private int _checkpointIter; // the step of the checkpoint on disk (-1: none yet)
 
-    public GPT Model { get; }
+    public TrainableLM Model { get; }
     public AdamW Optimizer { get; }
     public ITokenizer Tokenizer { get; }
     public TextDataset Data { get; }
     public IReadOnlyList<LossPoint> History => _state.History;
     public double BestValLoss => _state.BestValLoss;
 
-    private GptTrainer(TrainConfig cfg, Device device, ITokenizer tokenizer, TextDataset data, GPT model, TrainState state)
+    private GptTrainer(TrainConfig cfg, Device device, ITokenizer tokenizer, TextDataset data, TrainableLM model, TrainState state)
     {
         _cfg = cfg;
         _device = device;
@@ -97,9 +98,10 @@ public sealed class GptTrainer
         var tokenizer = ManagedTensor.Models.Data.Tokenizers.Create(cfg.Tokenizer, text);
         var data = TextDataset.FromText(text, tokenizer);
         data.RequireLongerThan(cfg.BlockSize, $"--data {cfg.DataPath}");
-        GPT model;
+        var arch = Architectures.Get(cfg.Arch);
+        TrainableLM model;
         using (DeviceMemory.Category(MemoryCategory.Weights))
-            model = new GPT(cfg.ModelConfig(tokenizer.VocabSize), new Generator(cfg.Seed), device, cfg.Seed + 2);
+            model = arch.Create(arch.ModelConfig(cfg, tokenizer.VocabSize), new Generator(cfg.Seed), device, cfg.Seed + 2);
         return new GptTrainer(cfg, device, tokenizer, data, model, new TrainState());
     }
 
@@ -135,7 +137,7 @@ public sealed class GptTrainer
             throw new UserErrorException($"--data {cfg.DataPath}: the run's {ckpt.Tokenizer.Kind} tokenizer (in {ckpt.File.Path}) cannot encode it: {e.Message}", e);
         }
         data.RequireLongerThan(cfg.BlockSize, $"--data {cfg.DataPath}");
-        GPT model;
+        TrainableLM model;
         using (DeviceMemory.Category(MemoryCategory.Weights)) model = ckpt.CreateModel(device);
         var trainer = new GptTrainer(cfg, device, ckpt.Tokenizer, data, model, ckpt.State) { _checkpointIter = ckpt.State.Iter };
         try
@@ -262,7 +264,7 @@ public sealed class GptTrainer
         for (int micro = 0; micro < _cfg.GradAccumSteps; micro++)
         {
             var (x, y) = nextBatch is null ? Batch(Split.Train, _batchGen) : nextBatch();
-            var loss = Model.Forward(x, y).Loss!;
+            var loss = Model.Loss(x, y);
             // Gradients add up across backward calls; scaling each micro-batch makes the sum a mean.
             (_cfg.GradAccumSteps == 1 ? loss : loss.MulScalar(1.0 / _cfg.GradAccumSteps)).Backward();
             total += loss.Item();
@@ -301,7 +303,7 @@ public sealed class GptTrainer
                     cancel.ThrowIfCancellationRequested();
                     using var scope = DeviceMemory.Scope();
                     var (x, y) = Batch(split, gen);
-                    using (GradMode.NoGrad()) sum += Model.Forward(x, y).Loss!.Item();
+                    using (GradMode.NoGrad()) sum += Model.Loss(x, y).Item();
                 }
                 return sum / _cfg.EvalIters;
             }

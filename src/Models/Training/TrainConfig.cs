@@ -14,12 +14,22 @@ public sealed record TrainConfig
     public string OutDir { get; init; } = "out-shakespeare-char";
 
     // ---- model ----
+    /// <summary>The architecture (<see cref="Architectures"/>); checkpoints written before it existed are GPT's.</summary>
+    public string Arch { get; init; } = "gpt";
     public int NLayer { get; init; } = 4;
     public int NHead { get; init; } = 4;
     public int NEmbd { get; init; } = 128;
     public int BlockSize { get; init; } = 64;
     public double Dropout { get; init; } = 0.0;
     public bool Bias { get; init; } = false;
+    // Recurrent architectures' sizes (Mamba: state size, conv width, expansion; RWKV: head size); others ignore them.
+    public int DState { get; init; } = 16;
+    public int DConv { get; init; } = 4;
+    public int Expand { get; init; } = 2;
+    public int HeadSize { get; init; } = 32;
+    // Mixture of experts: experts per layer and experts per token; others ignore them.
+    public int Experts { get; init; } = 4;
+    public int TopK { get; init; } = 2;
 
     // ---- optimization ----
     public int BatchSize { get; init; } = 12;
@@ -62,7 +72,9 @@ public sealed record TrainConfig
         AtLeast(BatchSize, 1, "batch-size"); AtLeast(GradAccumSteps, 1, "grad-accum"); AtLeast(EvalInterval, 1, "eval-interval");
         AtLeast(EvalIters, 1, "eval-iters"); AtLeast(LogInterval, 1, "log-interval"); AtLeast(MaxIters, 0, "max-iters");
         AtLeast(WarmupIters, 0, "warmup-iters"); AtLeast(LrDecayIters, 0, "lr-decay-iters");
-        if (NEmbd % NHead != 0) throw new UserErrorException($"--n-embd {NEmbd} must be a multiple of --n-head {NHead}");
+        AtLeast(DState, 1, "d-state"); AtLeast(DConv, 1, "d-conv"); AtLeast(Expand, 1, "expand"); AtLeast(HeadSize, 1, "head-size");
+        AtLeast(Experts, 1, "experts"); AtLeast(TopK, 1, "top-k");
+        Architectures.Get(Arch).Validate?.Invoke(this);
         In(LearningRate, "lr", 0, minOpen: true);
         In(MinLr, "min-lr", 0);
         In(WeightDecay, "weight-decay", 0);
