@@ -31,8 +31,8 @@ for arch in $archs; do
   best=$(sed -n 's/^best val loss \([0-9.]*\)/\1/p' "$log")
   toks=$(grep -o '[0-9,]* tok/s' "$log" | tail -n +2 | tr -d ',' | awk '{s += $1; n++} END {if (n) printf "%.0f", s / n; else print "-"}')
   rss=$(sed -n 's/maxrss_kb=\([0-9]*\)/\1/p' "$work/$arch.time" | awk '{printf "%.0f", $1 / 1024}')
-  t0=$(date +%s.%N); $mt sample --out-dir "$work/$arch/best.safetensors" --length 1 --device "$device" > /dev/null
-  t1=$(date +%s.%N); $mt sample --out-dir "$work/$arch/best.safetensors" --length 501 --device "$device" > /dev/null
+  t0=$(date +%s.%N); $mt sample --out-dir "$work/$arch/best.safetensors" --length 1 --device "$device" > /dev/null 2>&1
+  t1=$(date +%s.%N); $mt sample --out-dir "$work/$arch/best.safetensors" --length 501 --device "$device" > /dev/null 2>&1
   t2=$(date +%s.%N)
   decode=$(python3 -c "print(f'{500 / max(1e-9, ($t2 - $t1) - ($t1 - $t0)):.0f}')")
   echo "| $arch | $params | $best | $toks | $decode | $rss | $load0, $(cut -d' ' -f1 /proc/loadavg) |"
