@@ -23,6 +23,10 @@ namespace ManagedTensor.Cpu;
 /// tile (backward), which balances causal work; one kv head serves its whole group of query heads, so
 /// a key tile is transposed once for all of them. The partition depends only on the shapes, so results
 /// do not depend on the machine. Memory beyond the inputs and outputs is O(T D) per task.
+///
+/// The forward reads k and v through their strides (last axis contiguous): a KV cache's buffers
+/// (B, Hkv, capacity, D) narrowed to the S filled positions are attended in place, with no copy per
+/// decoded token. The backward takes dense tensors.
 /// </summary>
 internal static unsafe class CpuAttention
 {
@@ -30,10 +34,13 @@ internal static unsafe class CpuAttention
     private const int BlockK = 64;   // keys per tile
     private const int TargetTasks = 32; // split a (batch, kv head) when there are fewer of them than this
 
-    /// <summary>Sizes, and which keys each query row sees.</summary>
-    private readonly record struct Dims(int B, int H, int Hkv, int T, int S, int D, bool Causal)
+    /// <summary>Sizes, k and v's strides (in elements; the last axis at stride 1), and which keys each query row sees.</summary>
+    private readonly record struct Dims(int B, int H, int Hkv, int T, int S, int D, bool Causal, long KvBatchStride, long KvHeadStride, int KvRowStride)
     {
         public int Group => H / Hkv;
+
+        /// <summary>Where kv head <paramref name="group"/> (= b Hkv + kv head) starts in k and v, from their offset.</summary>
+        public long KvBase(int group) => group / Hkv * KvBatchStride + group % Hkv * KvHeadStride;
 
         /// <summary>Query row i sees keys [0, VisibleEnd(i)): all of them, or j &lt;= i + S - T when causal.</summary>
         public int VisibleEnd(int i) => Causal ? Math.Clamp(i + S - T + 1, 0, S) : S;
@@ -42,7 +49,7 @@ internal static unsafe class CpuAttention
         public int FirstRowSeeing(int j) => Causal ? Math.Max(0, j - (S - T)) : 0;
 
         public static Dims Of(Tensor q, Tensor k, bool causal)
-            => new(q.Shape[0], q.Shape[1], k.Shape[1], q.Shape[2], k.Shape[2], q.Shape[3], causal);
+            => new(q.Shape[0], q.Shape[1], k.Shape[1], q.Shape[2], k.Shape[2], q.Shape[3], causal, k.Strides[0], k.Strides[1], k.Strides[2]);
     }
 
     // ---- forward ----
@@ -97,15 +104,15 @@ internal static unsafe class CpuAttention
                     int lastTile = part + (queryTiles - 1 - part) / split * split;
                     int kEnd = dims.VisibleEnd(Math.Min(dims.T, (lastTile + 1) * BlockQ) - 1);
                     if (kEnd == 0) { ForwardEmptyRows(dims, group, part, split, o, lse); continue; }
-                    T* kHead = pk + k.Offset + (long)group * dims.S * d;
-                    Transpose(kHead, kEnd, d, pKt);
+                    T* kHead = pk + k.Offset + dims.KvBase(group);
+                    Transpose(kHead, kEnd, d, dims.KvRowStride, pKt);
                     for (int h = group * dims.Group; h < (group + 1) * dims.Group; h++) // h = b * H + query head
                     {
                         for (int tile = part; tile < queryTiles; tile += split)
                         {
                             int r0 = tile * BlockQ, m = Math.Min(BlockQ, dims.T - r0);
                             ForwardTile(dims, h, r0, m, pq + q.Offset + ((long)h * dims.T + r0) * d, pKt, kEnd,
-                                pv + v.Offset + (long)group * dims.S * d, po + o.Offset + ((long)h * dims.T + r0) * d,
+                                pv + v.Offset + dims.KvBase(group), po + o.Offset + ((long)h * dims.T + r0) * d,
                                 lse, pS, pAcc, pRow, scale, drop);
                         }
                     }
@@ -116,7 +123,7 @@ internal static unsafe class CpuAttention
 
     /// <summary>
     /// Query rows [r0, r0 + m) of flat head h: online softmax over key tiles, then out and lse.
-    /// kt is the (D, ldk) transposed key block of the kv head, vHead its (S, D) values.
+    /// kt is the (D, ldk) transposed key block of the kv head, vHead its (S, D) values (rows dims.KvRowStride apart).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void ForwardTile<T>(Dims dims, int h, int r0, int m, T* qRows, T* kt, int ldk, T* vHead, T* oRows,
@@ -155,7 +162,7 @@ internal static unsafe class CpuAttention
                     AttentionRows.Multiply(live, keep[..valid], live);
                 }
             }
-            TileGemm.MulAdd(m, d, n, s, n, 1, vHead + (long)j0 * d, d, acc, d); // acc += P v
+            TileGemm.MulAdd(m, d, n, s, n, 1, vHead + (long)j0 * dims.KvRowStride, dims.KvRowStride, acc, d); // acc += P v
         }
         for (int r = 0; r < m; r++)
         {
@@ -196,13 +203,13 @@ internal static unsafe class CpuAttention
         (T[] Data, int Offset) o, (T[] Data, int Offset) lse, T scale, Dropout<T> drop)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
-        int d = dims.D, s = dims.VisibleEnd(0);
-        int kvBase = (h / dims.Group) * dims.S * d;
+        int d = dims.D, s = dims.VisibleEnd(0), rs = dims.KvRowStride;
+        long kvBase = dims.KvBase(h / dims.Group);
         var qRow = new ReadOnlySpan<T>(q.Data, q.Offset + h * d, d);
         var outRow = new Span<T>(o.Data, o.Offset + h * d, d);
         using var scratch = new Scratch<T>(2 * s);
         var p = scratch.Span[..s];
-        for (int j = 0; j < s; j++) p[j] = TensorPrimitives.Dot(qRow, new ReadOnlySpan<T>(k.Data, k.Offset + kvBase + j * d, d));
+        for (int j = 0; j < s; j++) p[j] = TensorPrimitives.Dot(qRow, new ReadOnlySpan<T>(k.Data, (int)(k.Offset + kvBase + (long)j * rs), d));
         TensorPrimitives.Multiply(p, scale, p);
         T max = TensorPrimitives.Max<T>(p);
         TensorPrimitives.Subtract(p, max, p);
@@ -218,7 +225,7 @@ internal static unsafe class CpuAttention
         }
         outRow.Clear();
         for (int j = 0; j < s; j++)
-            if (p[j] != T.Zero) TensorPrimitives.MultiplyAdd(new ReadOnlySpan<T>(v.Data, v.Offset + kvBase + j * d, d), p[j], outRow, outRow);
+            if (p[j] != T.Zero) TensorPrimitives.MultiplyAdd(new ReadOnlySpan<T>(v.Data, (int)(v.Offset + kvBase + (long)j * rs), d), p[j], outRow, outRow);
     }
 
     // ---- backward ----
@@ -226,6 +233,7 @@ internal static unsafe class CpuAttention
     public static void Backward(Tensor dout, Tensor q, Tensor k, Tensor v, Tensor o, Tensor lse, Tensor dq, Tensor dk, Tensor dv, AttentionAttrs a)
     {
         NnKernels.CheckSameDType("AttentionBackward", q, dout, k, v, o, lse, dq, dk, dv);
+        if (!k.IsContiguous || !v.IsContiguous) throw new ArgumentException($"AttentionBackward: k {k.Describe()} and v {v.Describe()} must be dense (the front end makes them so)");
         switch (q.DType)
         {
             case DType.F32: Backward<float>(dout, q, k, v, o, lse, dq, dk, dv, a); break;
@@ -290,8 +298,8 @@ internal static unsafe class CpuAttention
                         int j0 = tile * BlockK, n = Math.Min(BlockK, dims.S - j0);
                         T* kRows = pk + k.Offset + kvBase + (long)j0 * d, vRows = pv + v.Offset + kvBase + (long)j0 * d;
                         T* kt = pT, vt = pT + d * BlockK, dkAcc = pAcc, dvAcc = pAcc + BlockK * d;
-                        Transpose(kRows, n, d, kt);
-                        Transpose(vRows, n, d, vt);
+                        Transpose(kRows, n, d, d, kt);
+                        Transpose(vRows, n, d, d, vt);
                         new Span<T>(pAcc, 2 * BlockK * d).Clear();
                         int firstTile = dims.FirstRowSeeing(j0) / BlockQ;
                         for (int h = group * dims.Group; h < (group + 1) * dims.Group; h++)
@@ -374,13 +382,13 @@ internal static unsafe class CpuAttention
         TileGemm.MulAdd(m, d, n, dp, n, 1, kRows, d, dqRows, d);   // dq += dS k     (scaled at the end)
     }
 
-    /// <summary>dst (D, n) = src (n, D) transposed: row j of src becomes column j of dst.</summary>
+    /// <summary>dst (D, n) = src (n, D) transposed (src rows <paramref name="rowStride"/> apart): row j of src becomes column j of dst.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Transpose<T>(T* src, int n, int d, T* dst) where T : unmanaged
+    private static void Transpose<T>(T* src, int n, int d, int rowStride, T* dst) where T : unmanaged
     {
         for (int j = 0; j < n; j++)
         {
-            T* row = src + (long)j * d;
+            T* row = src + (long)j * rowStride;
             for (int c = 0; c < d; c++) dst[(long)c * n + j] = row[c];
         }
     }

@@ -39,14 +39,14 @@ public static class AttentionDecodeKernels
         int end = p.VisibleEnd(0); // T = 1: every key (causal or not)
         int chunk = (end + splits - 1) / splits;
         int c0 = split * chunk, c1 = XMath.Min(end, c0 + chunk);
-        long kvBase = (long)p.KvHead(bh) * p.S * d;
+        int kvHead = p.KvHead(bh);
         for (int c = tid; c < d; c += threads) qs[c] = e.ToFloat(q[(long)bh * d + c]) * p.Scale;
         for (int u = 0; u < perLane; u++) acc[u] = 0f;
         Group.Barrier();
         float m = float.NegativeInfinity, l = 0f;
         for (int j = c0 + warp; j < c1; j += warps)
         {
-            long kRow = kvBase + (long)j * d;
+            long kRow = p.KvRow(kvHead, j); // k and v may be a cache's strided view
             float part = 0f;
             for (int u = 0; u < perLane; u++)
             {
