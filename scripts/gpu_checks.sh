@@ -11,7 +11,7 @@
 #   4. GPT shakespeare_char, 300 steps      issue 4: ms/iter ours vs PyTorch eager fp32, same GPU, peak memory
 # "full" adds the whole 5000-step shakespeare_char run (best val loss, wall time) for both.
 # "llama" (a separate call) is issue 7's GPU decode: stories260K and the TinyLlama-1.1B shape (F16) with
-# DeviceLlama, next to the same models in PyTorch eager on the same GPU.
+# the one Llama (weights as stored), next to the same models in PyTorch eager on the same GPU.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bundle="${1:-artifacts/mt-linux-x64}"

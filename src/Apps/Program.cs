@@ -42,8 +42,12 @@ public static class MtApp
     private const string DefaultModel = "data/stories260K/stories260K.bin";
     private const string DefaultTokenizer = "data/stories260K/tok512.bin";
 
-    private static Option<string> ModelOption() => new("--model") { Description = "llama2.c .bin, GGUF file, or Hugging Face checkpoint (directory or its config.json)", DefaultValueFactory = _ => DefaultModel };
-    private static Option<string?> TokenizerOption() => new("--tokenizer") { Description = "llama2.c tokenizer.bin (not needed for GGUF)" };
+    private static Option<string> ModelOption() => new("--model")
+    {
+        Description = "any language model: llama2.c .bin, GGUF, a Hugging Face directory (Llama, Mistral, GPT-2) or its config.json, llm.c's GPT-2 .bin, an `mt train gpt` out-dir or its ckpt.safetensors",
+        DefaultValueFactory = _ => DefaultModel,
+    };
+    private static Option<string?> TokenizerOption() => new("--tokenizer") { Description = "a tokenizer other than the model's own: llama2.c tokenizer.bin (default: beside a llama2.c model), tokenizer.json, or GPT-2's vocab.json with merges.txt beside it" };
 
     /// <summary>The tokenizer for a model: the one given, the embedded default for the default model, or none for GGUF.</summary>
     private static string? TokenizerFor(string model, string? tokenizer)
@@ -65,7 +69,7 @@ public static class MtApp
         var penalty = new Option<float>("--repetition-penalty") { DefaultValueFactory = _ => 1f };
         var seed = new Option<ulong>("--seed") { DefaultValueFactory = _ => 42UL };
         var (device, dtype) = LlamaDeviceOptions();
-        var cmd = new Command("generate", "generate text from a Llama-family checkpoint (default: the embedded stories260K)")
+        var cmd = new Command("generate", "generate text from a language model (default: the embedded stories260K)")
         {
             model, tokenizer, prompt, steps, temperature, topK, topP, penalty, seed, device, dtype,
         };
@@ -74,8 +78,8 @@ public static class MtApp
             string m = p.GetValue(model)!;
             var opts = new GenerateOptions(DataFiles.Find(m), TokenizerFor(m, p.GetValue(tokenizer)), p.GetValue(prompt)!, p.GetValue(steps),
                 new SamplerOptions(p.GetValue(temperature), p.GetValue(topK), p.GetValue(topP), p.GetValue(penalty), p.GetValue(seed)),
-                Device: Cli.ParseDevice(p.GetValue(device)!), DeviceDType: ParseWeightDType(p.GetValue(dtype)!));
-            var r = LlamaGenerate.Run(opts, output);
+                Device: Cli.ParseDevice(p.GetValue(device)!), FloatWeights: ParseWeightDType(p.GetValue(dtype)!));
+            var r = TextGenerator.Run(opts, output, Console.Error);
             output.WriteLine($"prefill {r.PromptTokens.Count} tokens at {r.PrefillTokensPerSecond:F1} tok/s, decode {r.Generated.Count} tokens at {r.DecodeTokensPerSecond:F1} tok/s");
             return 0;
         });
@@ -83,19 +87,20 @@ public static class MtApp
     }
 
     /// <summary>
-    /// --device and --dtype of generate and chat. The CPU is the default: there quantized weights are multiplied as they
-    /// are, while on a device they are expanded to --dtype (a Q4_0 7B model would not fit a 12 GB GPU as float32).
+    /// --device and --dtype of generate and chat. Weights stay as stored on every device (block formats such as Q4_0 in
+    /// their blocks, multiplied by QMatMul); --dtype converts a Llama's float matrices (f16 for a GPU's tensor cores).
     /// </summary>
     private static (Option<string> Device, Option<string> DType) LlamaDeviceOptions() =>
-        (Cli.DeviceOption("cpu", "; on a GPU the weights are expanded to --dtype"),
-         new Option<string>("--dtype") { Description = "weights on a device: f32, f16 or bf16", DefaultValueFactory = _ => "f32" });
+        (Cli.DeviceOption("cpu"),
+         new Option<string>("--dtype") { Description = "a Llama's float weight matrices: as stored (auto), or converted to f32, f16 or bf16; block formats stay as stored", DefaultValueFactory = _ => "auto" });
 
-    private static DType ParseWeightDType(string s) => s.ToLowerInvariant() switch
+    private static DType? ParseWeightDType(string s) => s.ToLowerInvariant() switch
     {
+        "auto" => null,
         "f32" or "float32" => DType.F32,
         "f16" or "float16" => DType.F16,
         "bf16" or "bfloat16" => DType.BF16,
-        _ => throw new ArgumentException($"--dtype {s}: expected f32, f16 or bf16"),
+        _ => throw new ArgumentException($"--dtype {s}: expected auto, f32, f16 or bf16"),
     };
 
     private static Command ChatCommand(TextWriter output)
@@ -112,10 +117,10 @@ public static class MtApp
         cmd.SetAction(p =>
         {
             string m = p.GetValue(model)!;
-            var loaded = LlamaGenerate.Open(DataFiles.Find(m), TokenizerFor(m, p.GetValue(tokenizer)));
+            var loaded = ModelLoader.Open(DataFiles.Find(m), TokenizerFor(m, p.GetValue(tokenizer)), Cli.ParseDevice(p.GetValue(device)!), ParseWeightDType(p.GetValue(dtype)!));
             var format = ChatFormatFor(loaded, p.GetValue(template)!, output);
-            using var runner = LlamaGenerate.Runner(loaded.Model, Cli.ParseDevice(p.GetValue(device)!), dtype: ParseWeightDType(p.GetValue(dtype)!));
-            var chat = new TemplatedChat(runner, loaded.Tokenizer, format, new SamplerOptions(p.GetValue(temperature), TopP: 0.9f), loaded.StopTokens, p.GetValue(system));
+            using var chat = new TemplatedChat(loaded.Model, loaded.Tokenizer, format, new SamplerOptions(p.GetValue(temperature), TopP: 0.9f), loaded.StopTokens, p.GetValue(system));
+            chat.Notice = line => Console.Error.WriteLine(line);
             while (true)
             {
                 output.Write("> ");

@@ -27,8 +27,10 @@ public static class SampleCommand
         {
             var dev = Cli.ParseDevice(p.GetValue(device)!);
             using var ckpt = p.GetValue(gpt2) is null ? GptCheckpoint.Load(p.GetValue(outDir)!) : null;
-            var model = ckpt?.CreateModel(dev) ?? Models.Formats.GptWeights.Load(DataFiles.Find(p.GetValue(gpt2)!), dev);
+            string source = ckpt?.File.Path ?? DataFiles.Find(p.GetValue(gpt2)!);
+            var model = ckpt?.CreateModel(dev) ?? Models.Formats.GptWeights.Load(source, dev);
             ITokenizer tokenizer = ckpt?.Tokenizer ?? Gpt2Tokenizer.FromDataFolder();
+            _ = new LoadedModel(model, tokenizer, null, [], source); // refuses a tokenizer larger than the model's vocabulary
             var sampler = new SamplerOptions(p.GetValue(temperature), p.GetValue(topK), Seed: p.GetValue(seed));
             for (int i = 0; i < p.GetValue(samples); i++)
             {
@@ -44,11 +46,11 @@ public static class SampleCommand
     /// <summary>Writes the prompt and then each new token's text as it is generated.</summary>
     public static void Sample(GPT model, ITokenizer tokenizer, string prompt, int length, SamplerOptions options, TextWriter output, bool useCache = true)
     {
-        var ids = tokenizer.Encode(prompt);
-        if (ids.Length == 0) throw new ArgumentException("the prompt encodes to no tokens: give at least one character");
+        var ids = tokenizer.Encode(prompt, bos: false);
+        if (ids.Count == 0) throw new ArgumentException("the prompt encodes to no tokens: give at least one character");
         output.Write(prompt);
-        var idx = Tensor.FromArray(ids.Select(i => (long)i).ToArray(), [1, ids.Length], model.Device);
-        model.Generate(idx, length, new Sampler(options), token => output.Write(tokenizer.Decode([token])), useCache);
+        var idx = Tensor.FromArray(ids.Select(i => (long)i).ToArray(), [1, ids.Count], model.Device);
+        model.Generate(idx, length, new Sampler(options), token => output.Write(tokenizer.Decode([token])), useCache, sampledVocab: Math.Min(tokenizer.VocabSize, model.VocabSize));
         output.Flush();
     }
 }

@@ -2,13 +2,14 @@ namespace ManagedTensor.Nn;
 
 /// <summary>
 /// A piece of a network that owns parameters and child modules, as torch.nn.Module. Subclasses register
-/// what they own in their constructor (<see cref="Parameter"/>, <see cref="Child{T}"/>), so that
-/// parameters get dotted names ("transformer.h.0.attn.c_attn.weight") in registration order. Those
+/// what they own in their constructor (<see cref="Parameter"/>, <see cref="Buffer"/>, <see cref="Child{T}"/>),
+/// so that tensors get dotted names ("transformer.h.0.attn.c_attn.weight") in registration order. Those
 /// names are the keys of the state dict that checkpoints store.
 /// </summary>
 public abstract class Module
 {
     private readonly List<(string Name, Tensor Tensor)> _parameters = [];
+    private readonly List<(string Name, Tensor Tensor)> _buffers = [];
     private readonly List<(string Name, Module Module)> _children = [];
 
     /// <summary>True while training (dropout active), false after <see cref="Eval"/>.</summary>
@@ -21,6 +22,19 @@ public abstract class Module
         value.RequiresGrad = true;
         value.Name = name;
         _parameters.Add((name, value));
+        return value;
+    }
+
+    /// <summary>
+    /// Registers <paramref name="value"/> as a buffer called <paramref name="name"/>: part of the state dict but
+    /// not trained (torch's register_buffer), such as a frozen weight in a block format, which has no gradient.
+    /// </summary>
+    protected Tensor Buffer(string name, Tensor value)
+    {
+        if (_parameters.Any(p => p.Name == name) || _buffers.Any(b => b.Name == name))
+            throw new ArgumentException($"{GetType().Name}: tensor '{name}' registered twice");
+        value.Name = name;
+        _buffers.Add((name, value));
         return value;
     }
 
@@ -50,13 +64,35 @@ public abstract class Module
             foreach (var p in child.AllNamedParameters(prefix + name + ".")) yield return p;
     }
 
+    /// <summary>Every buffer with its dotted name, depth first in registration order (a shared one listed once).</summary>
+    public IEnumerable<(string Name, Tensor Tensor)> NamedBuffers()
+    {
+        var seen = new HashSet<Tensor>(ReferenceEqualityComparer.Instance);
+        foreach (var (name, t) in AllNamedBuffers(""))
+            if (seen.Add(t)) yield return (name, t);
+    }
+
+    private IEnumerable<(string Name, Tensor Tensor)> AllNamedBuffers(string prefix)
+    {
+        foreach (var (name, t) in _buffers) yield return (prefix + name, t);
+        foreach (var (name, child) in _children)
+            foreach (var b in child.AllNamedBuffers(prefix + name + ".")) yield return b;
+    }
+
     public IEnumerable<Tensor> Parameters() => NamedParameters().Select(p => p.Tensor);
 
     /// <summary>The number of scalar parameters (tied weights counted once).</summary>
     public long ParameterCount() => Parameters().Sum(p => (long)p.Numel);
 
-    /// <summary>Name to tensor for every parameter (the tensors themselves, not copies).</summary>
-    public Dictionary<string, Tensor> StateDict() => NamedParameters().ToDictionary(p => p.Name, p => p.Tensor);
+    /// <summary>Name to tensor for every parameter and buffer (the tensors themselves, not copies).</summary>
+    public Dictionary<string, Tensor> StateDict()
+    {
+        var d = NamedParameters().ToDictionary(p => p.Name, p => p.Tensor);
+        var shared = new HashSet<Tensor>(d.Values, ReferenceEqualityComparer.Instance);
+        foreach (var (name, t) in NamedBuffers())
+            if (shared.Add(t)) d[name] = t;
+        return d;
+    }
 
     /// <summary>
     /// Copies values into the parameters, converting dtype and device as needed. Every parameter must be

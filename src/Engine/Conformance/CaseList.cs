@@ -225,6 +225,11 @@ internal sealed class CaseList(CaseScale scale)
                 Add($"qmatmul {format.Name} M={rows}", Op.QMatMul, DType.F32, Str([rows, qk], [qn, qk]) + " " + format.Name,
                     g => [g.Uniform([rows, qk]), g.Uniform([qn, qk]).To(format.DType)], (x, _) => [x[0].QMatMul(x[1])], new Tolerance(3e-2, 3e-2));
         }
+        // 16-bit weights kept as stored (a Linear over F16/BF16 weights with float32 activations): float32 products.
+        foreach (var half in new[] { DType.F16, DType.BF16 })
+            foreach (int rows in new[] { 1, qm })
+                Add($"qmatmul {half} M={rows}", Op.QMatMul, DType.F32, Str([rows, qk], [qn, qk]) + " " + half,
+                    g => [g.Uniform([rows, qk]), g.Uniform([qn, qk]).To(half)], (x, _) => [x[0].QMatMul(x[1])], tol);
     }
 
     // ---- softmax and norms ----
