@@ -5,10 +5,18 @@ using ManagedTensor.Bench;
 // `versions [sizes...]`: naive -> blocked -> packed SGEMM side by side; `gpt-train [--iters N] [--profile]`:
 // the GPT training step timing used by gpt_train_vs_torch.sh; `attention-cpu [B H T D]...`: fused CPU
 // attention, forward and forward + backward; `kv-decode [contexts...]`: decode ms/token against a KV cache of
-// each length (KvDecodeRunner); anything else goes to BenchmarkDotNet.
+// each length (KvDecodeRunner); `qmatmul [--types T...] [--rows M...]`: QMatMul at the 1.1B layer
+// shapes; `llama-speed|llama-greedy|llama-logits|write-random-llama`: our side of quant_vs_llamacpp.sh;
+// `serve-load` and `make-tinyllama-gguf`: the `mt serve` load test (bench/serve_load.sh); anything else goes to
+// BenchmarkDotNet.
 if (args.Length > 0 && args[0] == "sgemm") SgemmRunner.Run(args[1..]);
 else if (args.Length > 0 && args[0] == "gpt-train") GptTrainRunner.Run(args[1..]);
 else if (args.Length > 0 && args[0] == "versions") SgemmVersions.Run(args[1..]);
 else if (args.Length > 0 && args[0] == "attention-cpu") AttentionCpuRunner.Run(args[1..]);
 else if (args.Length > 0 && args[0] == "kv-decode") KvDecodeRunner.Run(args[1..]);
+else if (args.Length > 0 && args[0] == "serve-load") ServeLoadRunner.Run(args[1..]);
+else if (args.Length > 0 && args[0] == "make-tinyllama-gguf") ServeLoadRunner.MakeTinyLlamaGguf(args[1..]);
+else if (args.Length > 0 && args[0] == "qmatmul") QMatMulRunner.Run(args[1..]);
+else if (args.Length > 0 && args[0] == "qdot") QMatMulRunner.Dot(args[1..]);
+else if (args.Length > 0 && (args[0].StartsWith("llama-") || args[0] is "write-random-llama" or "gguf-compare")) LlamaCppPeerRunner.Run(args);
 else BenchmarkSwitcher.FromAssembly(typeof(SgemmRunner).Assembly).Run(args);

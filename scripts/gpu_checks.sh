@@ -2,7 +2,7 @@
 # Every GPU figure the open issues ask for, in one prepared run on a GPU host (H100/H200 with PyTorch;
 # no .NET SDK needed there). Build the bundle first on a machine with the SDK (scripts/bundle.sh), carry
 # artifacts/mt-linux-x64, then on the GPU host:
-#   scripts/gpu_checks.sh [artifacts/mt-linux-x64] [results-dir] [quick|full]
+#   scripts/gpu_checks.sh [artifacts/mt-linux-x64] [results-dir] [quick|full|llama|quant]
 # Each step has its own time limit and writes its log to results-dir, so a slow or failing step does not
 # cost the others. "quick" (the default) fits a 10-minute device call:
 #   1. mt selftest --device cuda            issue 4: every op, GPU vs CPU reference, realistic sizes
@@ -12,6 +12,10 @@
 # "full" adds the whole 5000-step shakespeare_char run (best val loss, wall time) for both.
 # "llama" (a separate call) is issue 7's GPU decode: stories260K and the TinyLlama-1.1B shape (F16) with
 # the one Llama (weights as stored), next to the same models in PyTorch eager on the same GPU.
+# "quant" (a separate call, ~8 minutes) is issue 12's quantized weights on the GPU: the qmatmul and decode
+# conformance cases at realistic sizes, the GEMV/GEMM at TinyLlama-1.1B and Llama-2-7B shapes in Q4_0, Q8_0 and
+# Q4_K next to PyTorch fp16 F.linear (bytes per token, GB/s, fraction of peak, ours/torch), and the whole 1.1B
+# shape decoding in Q4_0 (mt bench --big --types Q4_0) next to PyTorch fp16.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bundle="${1:-artifacts/mt-linux-x64}"
@@ -36,6 +40,16 @@ step() { # step NAME SECONDS COMMAND...
 if [ "$mode" = llama ]; then
     step llama_ours 240 "$mt" bench --device cuda --big --types F16
     step llama_torch 240 python3 bench/llama_decode_vs_torch.py --device cuda --big --f16
+    echo "results in $out"
+    exit 0
+fi
+
+if [ "$mode" = quant ]; then
+    step quant_selftest_qmatmul 120 "$mt" selftest --device cuda --filter qmatmul
+    step quant_selftest_decode 30 "$mt" selftest --device cuda --filter decode
+    step qmatmul_vs_torch 240 python3 bench/qmatmul_vs_torch.py --mt "$mt" --out "$out/QMATMUL_GPU.md"
+    step llama_q4_0_ours 90 "$mt" bench --device cuda --big --types Q4_0
+    step llama_f16_torch 75 python3 bench/llama_decode_vs_torch.py --device cuda --big --f16
     echo "results in $out"
     exit 0
 fi

@@ -207,15 +207,16 @@ public static class AttentionBenchCommand
 {
     public static Command Create(TextWriter output)
     {
-        var device = new Option<string>("--device") { Description = "cuda:N, ilgpu-cpu or cpu", DefaultValueFactory = _ => "cuda:0" };
-        var dtype = new Option<string>("--dtype") { Description = "bf16, f16 or f32", DefaultValueFactory = _ => "bf16" };
-        var batch = new Option<int>("--batch") { DefaultValueFactory = _ => 4 };
-        var heads = new Option<int>("--heads") { DefaultValueFactory = _ => 16 };
-        var kvHeads = new Option<int>("--kv-heads") { Description = "kv heads (GQA); default: --heads" };
-        var seq = new Option<string>("--seq") { Description = "comma-separated sequence lengths (default 512..8192; --memory: 1024..16384)" };
+        var device = Cli.DeviceOption("cuda");
+        // The tensor-core kernels are what a GPU is measured on; the CPU op computes in float32 only.
+        var dtype = new Option<string?>("--dtype") { Description = "bf16, f16 or f32 [default: bf16 on CUDA, f32 elsewhere]" };
+        var batch = new Option<int>("--batch") { Description = "batch size", DefaultValueFactory = _ => 4 }.AtLeast(1);
+        var heads = new Option<int>("--heads") { Description = "query heads", DefaultValueFactory = _ => 16 }.AtLeast(1);
+        var kvHeads = new Option<int>("--kv-heads") { Description = "key/value heads (GQA; a divisor of --heads; 0: as many as --heads)", DefaultValueFactory = _ => 0 }.AtLeast(0);
+        var seq = new Option<string>("--seq") { Description = "comma-separated sequence lengths [default: 512,1024,2048,4096,8192; with --memory 1024 to 16384]" };
         var dims = new Option<string>("--head-dim") { Description = "comma-separated head dims", DefaultValueFactory = _ => "64,128" };
         var full = new Option<bool>("--full") { Description = "no causal mask" };
-        var seconds = new Option<double>("--seconds") { Description = "timed seconds per measurement", DefaultValueFactory = _ => 0.5 };
+        var seconds = new Option<double>("--seconds") { Description = "timed seconds per measurement", DefaultValueFactory = _ => 0.5 }.Within(0, minExclusive: true);
         var memory = new Option<bool>("--memory") { Description = "peak device memory of forward + backward per T instead of speed" };
         var noCheck = new Option<bool>("--no-check") { Description = "skip the correctness check against the CPU op" };
         var cmd = new Command("attention-bench", "fused attention speed (TFLOP/s, forward and forward + backward) or memory on a device")
@@ -224,18 +225,24 @@ public static class AttentionBenchCommand
         };
         cmd.SetAction(p =>
         {
-            static int[]? Ints(string? s) => string.IsNullOrWhiteSpace(s) ? null : s.Split(',').Select(x => int.Parse(x, CultureInfo.InvariantCulture)).ToArray();
-            var dt = p.GetValue(dtype)!.ToLowerInvariant() switch
+            static int[]? Ints(string? s, string option) => string.IsNullOrWhiteSpace(s) ? null : s.Split(',').Select(x =>
+                int.TryParse(x, NumberStyles.Integer, CultureInfo.InvariantCulture, out int v) && v > 0 ? v
+                    : throw new UserErrorException($"{option} {s}: '{x}' is not a positive whole number")).ToArray();
+            var dev = Cli.ParseDevice(p.GetValue(device)!, fallback: "--device cpu measures the CPU op");
+            var dt = (p.GetValue(dtype) ?? (dev.Kind == DeviceKind.Cuda ? "bf16" : "f32")).ToLowerInvariant() switch
             {
                 "bf16" => DType.BF16,
                 "f16" or "fp16" => DType.F16,
                 "f32" or "fp32" => DType.F32,
-                var x => throw new ArgumentException($"--dtype {x}: expected bf16, f16 or f32"),
+                var x => throw new UserErrorException($"--dtype {x}: expected bf16, f16 or f32"),
             };
+            if (dev == Device.Cpu && dt != DType.F32)
+                throw new UserErrorException($"--dtype {dt} on --device cpu: the CPU attention op computes in f32 only");
             int h = p.GetValue(heads);
-            var options = new AttentionBenchOptions(Device.Parse(p.GetValue(device)!), dt, p.GetValue(batch), h,
-                p.GetValue(kvHeads) is > 0 and var kv ? kv : h, Ints(p.GetValue(seq)), Ints(p.GetValue(dims)), !p.GetValue(full),
-                p.GetValue(seconds), p.GetValue(memory), !p.GetValue(noCheck));
+            int kv = p.GetValue(kvHeads) is > 0 and var k ? k : h;
+            if (h % kv != 0) throw new UserErrorException($"--kv-heads {kv} must divide --heads {h}");
+            var options = new AttentionBenchOptions(dev, dt, p.GetValue(batch), h, kv, Ints(p.GetValue(seq), "--seq"), Ints(p.GetValue(dims), "--head-dim"),
+                !p.GetValue(full), p.GetValue(seconds), p.GetValue(memory), !p.GetValue(noCheck));
             return AttentionBench.Run(options, output);
         });
         return cmd;

@@ -13,12 +13,14 @@ public static class GemmBenchCommand
 {
     public static Command Create()
     {
-        var device = new Option<string>("--device") { Description = "cuda or cuda:N", DefaultValueFactory = _ => "cuda" };
+        var device = new Option<string>("--device") { Description = "cuda or cuda:N (the N-th NVIDIA GPU)", DefaultValueFactory = _ => "cuda" };
         var json = new Option<string?>("--json") { Description = "also write the results to this JSON file" };
         var quick = new Option<bool>("--quick") { Description = "two squares and one GPT-2 layer only" };
         var cmd = new Command("gemm", "GEMM kernels on a CUDA GPU: TFLOP/s per kernel and shape") { device, json, quick };
         cmd.SetAction(p =>
         {
+            var dev = Cli.ParseDevice(p.GetValue(device)!, fallback: null);
+            if (dev.Kind != DeviceKind.Cuda) throw new UserErrorException($"--device {dev}: mt bench gemm measures CUDA kernels; use --device cuda or cuda:N");
             var args = new List<string> { "--device", p.GetValue(device)! };
             if (p.GetValue(json) is { } path) args.AddRange(["--json", path]);
             if (p.GetValue(quick)) args.Add("--quick");

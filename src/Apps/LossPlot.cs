@@ -2,10 +2,24 @@ using ManagedTensor.Models.Training;
 
 namespace ManagedTensor.Apps;
 
-/// <summary>The loss curve of a run as a PNG (ScottPlot): per-step training loss, and the evaluated train/val losses.</summary>
+/// <summary>
+/// The loss curve of a run as a PNG (ScottPlot): the training loss of each logged step as a line, and each
+/// evaluation's train and val losses as points. Evaluations are points, not a line: they are far apart (every 250
+/// steps by default), and a line from step 0's untrained loss to the next evaluation is a long diagonal that no
+/// measurement followed. The legend sits outside the axes, so it never hides the end of the curves.
+/// </summary>
 public static class LossPlot
 {
     public static void Save(IReadOnlyList<LossPoint> history, string path, string title)
+    {
+        var plot = Build(history, title);
+        // ScottPlot writes straight to the path; write beside it and rename, so a crash leaves no torn PNG.
+        string tmp = Models.IO.AtomicFile.TempPath(path);
+        plot.SavePng(tmp, 1000, 540);
+        File.Move(tmp, path, overwrite: true);
+    }
+
+    public static ScottPlot.Plot Build(IReadOnlyList<LossPoint> history, string title)
     {
         var plot = new ScottPlot.Plot();
         var steps = history.Where(p => p.Val is null).ToList();
@@ -19,18 +33,17 @@ public static class LossPlot
         if (evals.Count > 0)
         {
             var xs = evals.Select(p => (double)p.Iter).ToArray();
-            var t = plot.Add.Scatter(xs, evals.Select(p => p.Train).ToArray());
+            var t = plot.Add.ScatterPoints(xs, evals.Select(p => p.Train).ToArray());
             t.LegendText = "train (eval)";
-            var v = plot.Add.Scatter(xs, evals.Select(p => p.Val!.Value).ToArray());
+            t.MarkerSize = 7;
+            var v = plot.Add.ScatterPoints(xs, evals.Select(p => p.Val!.Value).ToArray());
             v.LegendText = "val (eval)";
+            v.MarkerSize = 7;
         }
         plot.Title(title);
         plot.XLabel("iteration");
         plot.YLabel("cross-entropy loss");
-        plot.ShowLegend();
-        // ScottPlot writes straight to the path; write beside it and rename, so a crash leaves no torn PNG.
-        string tmp = path + ".tmp.png";
-        plot.SavePng(tmp, 900, 540);
-        File.Move(tmp, path, overwrite: true);
+        plot.ShowLegend(ScottPlot.Edge.Right);
+        return plot;
     }
 }

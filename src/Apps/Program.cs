@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.CommandLine.Help;
 using ManagedTensor.Models.Data;
 using ManagedTensor.Models.Formats;
 using ManagedTensor.Models.Generation;
@@ -12,42 +13,73 @@ namespace ManagedTensor.Apps;
 /// </summary>
 public static class MtApp
 {
-    public static int Main(string[] args) => Run(args, Console.Out);
+    public static int Main(string[] args) => Run(args, Console.Out, Console.Error);
 
-    public static int Run(string[] args, TextWriter output)
+    /// <summary>
+    /// Runs one command line. Text goes to <paramref name="output"/>; notices, statistics and errors to
+    /// <paramref name="error"/> (stderr), so piped text stays clean. A parse error or an error the user can fix
+    /// ends as one "error: ..." line and exit code 1 (see <see cref="UserErrors"/>).
+    /// </summary>
+    public static int Run(string[] args, TextWriter output, TextWriter? error = null)
+    {
+        error ??= Console.Error;
+        var root = BuildCommands(output, error);
+        var parsed = root.Parse(args);
+        if (parsed.Errors.Count > 0 && parsed.Action is not HelpAction)
+        {
+            error.WriteLine($"error: {UserErrors.Describe(parsed.Errors[0])} (mt {CommandPath(parsed.CommandResult.Command)}--help lists the options)");
+            return UserErrors.ExitCode;
+        }
+        try
+        {
+            // Ctrl-C is handled where it matters (training checkpoints the current step), not by the parser.
+            return parsed.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false, ProcessTerminationTimeout = null, Output = output, Error = error });
+        }
+        catch (Exception e) when (UserErrors.Describe(e) is { } message)
+        {
+            error.WriteLine($"error: {message}");
+            return UserErrors.ExitCode;
+        }
+    }
+
+    /// <summary>Every command of `mt`, writing to <paramref name="output"/> and (notices, statistics) <paramref name="error"/>.</summary>
+    public static RootCommand BuildCommands(TextWriter output, TextWriter error)
     {
         var root = new RootCommand("ManagedTensor: a tensor and autograd engine in C#, and the apps built on it");
-        root.Subcommands.Add(TrainCommand.Create(output));
-        root.Subcommands.Add(SampleCommand.Create(output));
-        root.Subcommands.Add(GenerateCommand(output));
-        root.Subcommands.Add(ChatCommand(output));
+        root.Subcommands.Add(TrainCommand.Create(output, error));
+        root.Subcommands.Add(SampleCommand.Create(output, error));
+        root.Subcommands.Add(GenerateCommand(output, error));
+        root.Subcommands.Add(ChatCommand(output, error));
         root.Subcommands.Add(QuantizeCommand(output));
         root.Subcommands.Add(BenchCommand(output));
         root.Subcommands.Add(DemoCommand(output));
         root.Subcommands.Add(SelftestCommand.Create(output));
         root.Subcommands.Add(AttentionBenchCommand.Create(output));
-        // Bad input (a wrong option value, a missing or malformed file) ends with its message, not a
-        // stack trace; anything else is a bug and keeps the runtime's full report.
-        try
-        {
-            return root.Parse(args).Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
-        }
-        catch (Exception e) when (e is ArgumentException or IOException or InvalidDataException or InvalidModelFileException or NotSupportedException)
-        {
-            Console.Error.WriteLine($"error: {e.Message}");
-            return 1;
-        }
+        root.Subcommands.Add(Serve.ServeCommand.Create(output));
+        return root;
+    }
+
+    /// <summary>"train gpt " for `mt train gpt` (empty for the root command).</summary>
+    private static string CommandPath(Command c)
+    {
+        var names = new List<string>();
+        for (var s = c; s is not null and not RootCommand; s = s.Parents.OfType<Command>().FirstOrDefault()) names.Insert(0, s.Name);
+        return string.Concat(names.Select(n => n + " "));
     }
 
     private const string DefaultModel = "data/stories260K/stories260K.bin";
     private const string DefaultTokenizer = "data/stories260K/tok512.bin";
 
-    private static Option<string> ModelOption() => new("--model")
+    // Short flags as llama.cpp's: -m model, -p prompt, -n tokens to generate, -s seed.
+    private static Option<string> ModelOption() => new("--model", "-m")
     {
         Description = "any language model: llama2.c .bin, GGUF, a Hugging Face directory (Llama, Mistral, GPT-2) or its config.json, llm.c's GPT-2 .bin, an `mt train gpt` out-dir or its ckpt.safetensors",
         DefaultValueFactory = _ => DefaultModel,
     };
     private static Option<string?> TokenizerOption() => new("--tokenizer") { Description = "a tokenizer other than the model's own: llama2.c tokenizer.bin (default: beside a llama2.c model), tokenizer.json, or GPT-2's vocab.json with merges.txt beside it" };
+    private static Option<ulong> SeedOption(ulong seed) => new("--seed", "-s") { Description = "seed of the sampler (the same seed gives the same text)", DefaultValueFactory = _ => seed };
+    private static Option<float> TemperatureOption() =>
+        new Option<float>("--temperature") { Description = "0 = greedy; below 1 sharper, above 1 more random", DefaultValueFactory = _ => 0.8f }.Within(0);
 
     /// <summary>The tokenizer for a model: the one given, the embedded default for the default model, or none for GGUF.</summary>
     private static string? TokenizerFor(string model, string? tokenizer)
@@ -57,17 +89,17 @@ public static class MtApp
         return null;
     }
 
-    private static Command GenerateCommand(TextWriter output)
+    private static Command GenerateCommand(TextWriter output, TextWriter error)
     {
         var model = ModelOption();
         var tokenizer = TokenizerOption();
-        var prompt = new Option<string>("--prompt") { Description = "text to continue", DefaultValueFactory = _ => "" };
-        var steps = new Option<int>("--length") { Description = "tokens to generate", DefaultValueFactory = _ => 256 };
-        var temperature = new Option<float>("--temperature") { Description = "0 = greedy", DefaultValueFactory = _ => 0.8f };
-        var topK = new Option<int>("--top-k") { Description = "keep the K most likely tokens (0: all)", DefaultValueFactory = _ => 0 };
-        var topP = new Option<float>("--top-p") { Description = "nucleus sampling threshold", DefaultValueFactory = _ => 0.9f };
-        var penalty = new Option<float>("--repetition-penalty") { DefaultValueFactory = _ => 1f };
-        var seed = new Option<ulong>("--seed") { DefaultValueFactory = _ => 42UL };
+        var prompt = new Option<string>("--prompt", "-p") { Description = "text to continue", DefaultValueFactory = _ => "" };
+        var steps = new Option<int>("--length", "-n") { Description = "most tokens to generate", DefaultValueFactory = _ => 256 }.AtLeast(1);
+        var temperature = TemperatureOption();
+        var topK = new Option<int>("--top-k") { Description = "keep the K most likely tokens (0: all)", DefaultValueFactory = _ => 0 }.AtLeast(0);
+        var topP = new Option<float>("--top-p") { Description = "nucleus sampling: keep the most likely tokens whose probabilities sum to P (1: all)", DefaultValueFactory = _ => 0.9f }.Within(0, 1, minExclusive: true);
+        var penalty = new Option<float>("--repetition-penalty") { Description = "divide the logits of tokens already in the context by this (1: off; above 1 repeats less)", DefaultValueFactory = _ => 1f }.Within(0, minExclusive: true);
+        var seed = SeedOption(42);
         var (device, dtype) = LlamaDeviceOptions();
         var cmd = new Command("generate", "generate text from a language model (default: the embedded stories260K)")
         {
@@ -76,11 +108,12 @@ public static class MtApp
         cmd.SetAction(p =>
         {
             string m = p.GetValue(model)!;
+            var dev = Cli.ParseDevice(p.GetValue(device)!);
             var opts = new GenerateOptions(DataFiles.Find(m), TokenizerFor(m, p.GetValue(tokenizer)), p.GetValue(prompt)!, p.GetValue(steps),
                 new SamplerOptions(p.GetValue(temperature), p.GetValue(topK), p.GetValue(topP), p.GetValue(penalty), p.GetValue(seed)),
-                Device: Cli.ParseDevice(p.GetValue(device)!), FloatWeights: ParseWeightDType(p.GetValue(dtype)!));
-            var r = TextGenerator.Run(opts, output, Console.Error);
-            output.WriteLine($"prefill {r.PromptTokens.Count} tokens at {r.PrefillTokensPerSecond:F1} tok/s, decode {r.Generated.Count} tokens at {r.DecodeTokensPerSecond:F1} tok/s");
+                Device: dev, FloatWeights: ParseWeightDType(p.GetValue(dtype)!));
+            var r = TextGenerator.Run(opts, output, error);
+            error.WriteLine($"prefill {r.PromptTokens.Count} tokens at {r.PrefillTokensPerSecond:F1} tok/s, decode {r.Generated.Count} tokens at {r.DecodeTokensPerSecond:F1} tok/s");
             return 0;
         });
         return cmd;
@@ -91,8 +124,18 @@ public static class MtApp
     /// their blocks, multiplied by QMatMul); --dtype converts a Llama's float matrices (f16 for a GPU's tensor cores).
     /// </summary>
     private static (Option<string> Device, Option<string> DType) LlamaDeviceOptions() =>
-        (Cli.DeviceOption("cpu"),
-         new Option<string>("--dtype") { Description = "a Llama's float weight matrices: as stored (auto), or converted to f32, f16 or bf16; block formats stay as stored", DefaultValueFactory = _ => "auto" });
+        (Cli.DeviceOption("cpu"), WeightDTypeOption());
+
+    private static Option<string> WeightDTypeOption()
+    {
+        var option = new Option<string>("--dtype") { Description = "a Llama's float weight matrices: as stored (auto), or converted to f32, f16 or bf16; block formats stay as stored", DefaultValueFactory = _ => "auto" };
+        option.Validators.Add(r =>
+        {
+            try { ParseWeightDType(r.GetValueOrDefault<string>() ?? ""); } // a string always converts
+            catch (UserErrorException e) { r.AddError(e.Message); }
+        });
+        return option;
+    }
 
     private static DType? ParseWeightDType(string s) => s.ToLowerInvariant() switch
     {
@@ -100,27 +143,34 @@ public static class MtApp
         "f32" or "float32" => DType.F32,
         "f16" or "float16" => DType.F16,
         "bf16" or "bfloat16" => DType.BF16,
-        _ => throw new ArgumentException($"--dtype {s}: expected auto, f32, f16 or bf16"),
+        _ => throw new UserErrorException($"--dtype {s}: expected auto, f32, f16 or bf16"),
     };
 
-    private static Command ChatCommand(TextWriter output)
+    private static Command ChatCommand(TextWriter output, TextWriter error)
     {
         var model = ModelOption();
         var tokenizer = TokenizerOption();
-        var length = new Option<int>("--length") { Description = "most tokens per reply", DefaultValueFactory = _ => 200 };
-        var temperature = new Option<float>("--temperature") { DefaultValueFactory = _ => 0.8f };
+        var length = new Option<int>("--length", "-n") { Description = "most tokens per reply", DefaultValueFactory = _ => 200 }.AtLeast(1);
+        var temperature = TemperatureOption();
+        var seed = SeedOption(42);
         // Chat templates (ChatTemplates.cs): the checkpoint's own by default, or one forced by name; --system adds a system message.
         var template = new Option<string>("--template") { Description = "chat format: auto (the checkpoint's template), or " + string.Join(", ", ChatTemplates.Names.Keys), DefaultValueFactory = _ => "auto" };
+        template.Validators.Add(r =>
+        {
+            string t = r.GetValueOrDefault<string>() ?? "";
+            if (t != "auto" && !ChatTemplates.Names.ContainsKey(t)) r.AddError($"--template '{t}' is not a known chat format: auto, {string.Join(", ", ChatTemplates.Names.Keys)}");
+        });
         var system = new Option<string?>("--system") { Description = "system message at the start of the conversation" };
         var (device, dtype) = LlamaDeviceOptions();
-        var cmd = new Command("chat", "talk to a model turn by turn in its chat format (one KV cache across turns); an empty line ends") { model, tokenizer, length, temperature, template, system, device, dtype };
+        var cmd = new Command("chat", "talk to a model turn by turn in its chat format (one KV cache across turns); an empty line or end of input ends") { model, tokenizer, length, temperature, seed, template, system, device, dtype };
         cmd.SetAction(p =>
         {
             string m = p.GetValue(model)!;
             var loaded = ModelLoader.Open(DataFiles.Find(m), TokenizerFor(m, p.GetValue(tokenizer)), Cli.ParseDevice(p.GetValue(device)!), ParseWeightDType(p.GetValue(dtype)!));
-            var format = ChatFormatFor(loaded, p.GetValue(template)!, output);
-            using var chat = new TemplatedChat(loaded.Model, loaded.Tokenizer, format, new SamplerOptions(p.GetValue(temperature), TopP: 0.9f), loaded.StopTokens, p.GetValue(system));
-            chat.Notice = line => Console.Error.WriteLine(line);
+            var (format, source) = ChatFormatFor(loaded, p.GetValue(template)!);
+            using var chat = new TemplatedChat(loaded.Model, loaded.Tokenizer, format, new SamplerOptions(p.GetValue(temperature), TopP: 0.9f, Seed: p.GetValue(seed)), loaded.StopTokens, p.GetValue(system));
+            chat.Notice = line => error.WriteLine(line);
+            error.WriteLine($"chat template: {ChatTemplates.NameOf(format)} ({source}); an empty line or Ctrl-D ends the conversation");
             while (true)
             {
                 output.Write("> ");
@@ -133,14 +183,16 @@ public static class MtApp
         return cmd;
     }
 
-    /// <summary>The chat format: forced by --template, else recognized from the checkpoint's template (plain when unknown, raw when there is none).</summary>
-    private static ChatFormat ChatFormatFor(LoadedModel m, string name, TextWriter output)
+    /// <summary>
+    /// The chat format and where it came from: forced by --template, else recognized from the checkpoint's template
+    /// (plain when unknown, raw when there is none).
+    /// </summary>
+    private static (ChatFormat Format, string Source) ChatFormatFor(LoadedModel m, string name)
     {
-        if (name != "auto") return ChatTemplates.Parse(name);
-        if (m.ChatTemplate is null) return ChatFormat.Raw;
-        if (ChatTemplates.Detect(m.ChatTemplate) is { } f) return f;
-        output.WriteLine("(the checkpoint's chat template is not one of the known formats: using 'plain'; --template picks another)");
-        return ChatFormat.Plain;
+        if (name != "auto") return (ChatTemplates.Parse(name), "--template");
+        if (m.ChatTemplate is null) return (ChatFormat.Raw, "the model has no chat template: messages are fed as plain text; --template picks one");
+        if (ChatTemplates.Detect(m.ChatTemplate) is { } f) return (f, "the model's own");
+        return (ChatFormat.Plain, "the model's template is not one of the known formats; --template picks another");
     }
 
     private static Command QuantizeCommand(TextWriter output)
@@ -148,29 +200,57 @@ public static class MtApp
         var input = new Argument<string>("input") { Description = "llama2.c .bin or GGUF model" };
         var outPath = new Argument<string>("output") { Description = "GGUF file to write" };
         var tokenizer = TokenizerOption();
-        var type = new Option<GgmlType>("--type") { Description = "F32, F16, Q8_0 or Q4_0", DefaultValueFactory = _ => GgmlType.Q8_0 };
-        var cmd = new Command("quantize", "write a model as GGUF with F32, F16, Q8_0 or Q4_0 weights") { input, outPath, tokenizer, type };
+        var type = new Option<string>("--type")
+        {
+            Description = $"weight type: {QuantRecipe.HelpList} (Q4_K_M: llama.cpp's mix of Q4_K and Q6_K)",
+            DefaultValueFactory = _ => "Q8_0",
+            HelpName = string.Join("|", QuantRecipe.Names),
+        };
+        type.AcceptOnlyFromAmong(QuantRecipe.Names.Concat(QuantRecipe.Names.Select(n => n.ToLowerInvariant())).ToArray());
+        var cmd = new Command("quantize", "write a model as GGUF with weights of one type (or llama.cpp's Q4_K_M mix)") { input, outPath, tokenizer, type };
         cmd.SetAction(p =>
         {
-            string i = p.GetValue(input)!;
-            Quantize.Run(DataFiles.Find(i), TokenizerFor(i, p.GetValue(tokenizer)), p.GetValue(outPath)!, p.GetValue(type), output);
+            string i = p.GetValue(input)!, o = p.GetValue(outPath)!;
+            // Checked first: an unwritable output is found before the model is read and converted.
+            Models.IO.AtomicFile.EnsureWritable(o);
+            Quantize.Run(DataFiles.Find(i), TokenizerFor(i, p.GetValue(tokenizer)), o, QuantRecipe.Parse(p.GetValue(type)!), output);
             return 0;
         });
         return cmd;
     }
 
+    /// <summary>The weight types named by an option's tokens; a name that is not one of <see cref="GgmlTypes.Encodable"/> is a parse error.</summary>
+    private static GgmlType[] EncodableTypes(System.CommandLine.Parsing.ArgumentResult r, string option)
+    {
+        var list = new List<GgmlType>();
+        foreach (var token in r.Tokens)
+        {
+            if (Enum.TryParse(token.Value, ignoreCase: true, out GgmlType t) && GgmlTypes.Encodable.Contains(t)) list.Add(t);
+            else r.AddError($"{option} {token.Value}: not a weight type that can be written; choose from {string.Join(", ", GgmlTypes.Encodable)}");
+        }
+        return [.. list];
+    }
+
     private static Command BenchCommand(TextWriter output)
     {
         var big = new Option<bool>("--big") { Description = "also a ~1B-parameter Llama shape with random weights" };
-        var types = new Option<GgmlType[]>("--types") { Description = "weight types of the 1B shape (F32, F16, Q8_0, Q4_0)", DefaultValueFactory = _ => [GgmlType.Q4_0, GgmlType.F16], AllowMultipleArgumentsPerToken = true };
+        var types = new Option<GgmlType[]>("--types")
+        {
+            Description = $"weight types of the 1B shape ({string.Join(", ", GgmlTypes.Encodable)})",
+            DefaultValueFactory = _ => [GgmlType.Q4_0, GgmlType.F16],
+            AllowMultipleArgumentsPerToken = true,
+            CustomParser = r => EncodableTypes(r, "--types"),
+        };
         var device = Cli.DeviceOption("cpu");
         var cmd = new Command("bench", "decode and prefill tokens/s of stories260K (and a 1B shape with --big)") { big, types, device };
         cmd.SetAction(p =>
         {
-            LlamaBench.Run(output, DataFiles.Find(DefaultModel), p.GetValue(big), bigTypes: p.GetValue(types), device: Cli.ParseDevice(p.GetValue(device)!));
+            var dev = Cli.ParseDevice(p.GetValue(device)!);
+            LlamaBench.Run(output, DataFiles.Find(DefaultModel), p.GetValue(big), bigTypes: p.GetValue(types), device: dev);
             return 0;
         });
         cmd.Subcommands.Add(GemmBenchCommand.Create());
+        cmd.Subcommands.Add(QMatMulBenchCommand.Create(output));
         return cmd;
     }
 

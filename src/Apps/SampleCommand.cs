@@ -9,15 +9,15 @@ namespace ManagedTensor.Apps;
 /// <summary>`mt sample`: text from a GPT checkpoint written by `mt train gpt` (nanoGPT's sample.py).</summary>
 public static class SampleCommand
 {
-    public static Command Create(TextWriter output)
+    public static Command Create(TextWriter output, TextWriter error)
     {
-        var outDir = new Option<string>("--out-dir") { Description = "folder (or ckpt.safetensors file) of the checkpoint", DefaultValueFactory = _ => new TrainConfig().OutDir };
-        var prompt = new Option<string>("--prompt") { Description = "text to continue", DefaultValueFactory = _ => "\n" };
-        var length = new Option<int>("--length") { Description = "new tokens per sample", DefaultValueFactory = _ => 500 };
-        var samples = new Option<int>("--num-samples") { Description = "how many samples", DefaultValueFactory = _ => 1 };
-        var temperature = new Option<float>("--temperature") { Description = "0 = greedy; < 1 sharper, > 1 more random", DefaultValueFactory = _ => 0.8f };
-        var topK = new Option<int>("--top-k") { Description = "keep the K most likely tokens (0: all)", DefaultValueFactory = _ => 200 };
-        var seed = new Option<ulong>("--seed") { DefaultValueFactory = _ => 1337UL };
+        var outDir = new Option<string>("--out-dir") { Description = $"folder of the run (its last checkpoint, {GptCheckpoint.FileName}), or a checkpoint file such as DIR/{GptCheckpoint.BestFileName}", DefaultValueFactory = _ => new TrainConfig().OutDir };
+        var prompt = new Option<string>("--prompt", "-p") { Description = "text to continue", DefaultValueFactory = _ => "\n" };
+        var length = new Option<int>("--length", "-n") { Description = "new tokens per sample", DefaultValueFactory = _ => 500 }.AtLeast(1);
+        var samples = new Option<int>("--num-samples") { Description = "how many samples", DefaultValueFactory = _ => 1 }.AtLeast(1);
+        var temperature = new Option<float>("--temperature") { Description = "0 = greedy; below 1 sharper, above 1 more random", DefaultValueFactory = _ => 0.8f }.Within(0);
+        var topK = new Option<int>("--top-k") { Description = "keep the K most likely tokens (0: all)", DefaultValueFactory = _ => 200 }.AtLeast(0);
+        var seed = new Option<ulong>("--seed", "-s") { Description = "seed of the sampler (sample i uses seed + i)", DefaultValueFactory = _ => 1337UL };
         var device = Cli.DeviceOption();
         var noCache = new Option<bool>("--no-kv-cache") { Description = "run the whole context at every step, as nanoGPT (the KV cache runs only the new token)" };
         // OpenAI's GPT-2 weights instead of an mt checkpoint (GptWeights.cs); the tokenizer is GPT-2's, from data/.
@@ -31,6 +31,10 @@ public static class SampleCommand
             var model = ckpt?.CreateModel(dev) ?? Models.Formats.GptWeights.Load(source, dev);
             ITokenizer tokenizer = ckpt?.Tokenizer ?? Gpt2Tokenizer.FromDataFolder();
             _ = new LoadedModel(model, tokenizer, null, [], source); // refuses a tokenizer larger than the model's vocabulary
+            int block = model.Config.BlockSize, promptTokens = tokenizer.Encode(p.GetValue(prompt)!, bos: false).Count;
+            if (promptTokens + p.GetValue(length) > block)
+                error.WriteLine($"(the model's context is {block} tokens: the prompt's {promptTokens} and --length {p.GetValue(length)} exceed it, " +
+                                $"so beyond it each new token sees only the last {block}, as in nanoGPT's sample.py)");
             var sampler = new SamplerOptions(p.GetValue(temperature), p.GetValue(topK), Seed: p.GetValue(seed));
             for (int i = 0; i < p.GetValue(samples); i++)
             {

@@ -17,7 +17,8 @@ public static class SelftestCommand
     public static Command Create(TextWriter output)
     {
         var device = new Option<string>("--device") { Description = "cuda, cuda:N or ilgpu-cpu", DefaultValueFactory = _ => "cuda" };
-        var scale = new Option<string?>("--scale") { Description = "small or realistic (default: realistic on CUDA, small on ilgpu-cpu)" };
+        var scale = new Option<string?>("--scale") { Description = "small or realistic [default: realistic on CUDA, small on ilgpu-cpu]" };
+        scale.AcceptOnlyFromAmong("small", "realistic");
         var filter = new Option<string?>("--filter") { Description = "only cases whose name contains this text" };
         var ptx = new Option<bool>("--ptx") { Description = "also compile every kernel to PTX for sm_89 and sm_90" };
         var ops = new Option<bool>("--ops") { Description = "also list every registered op: its kernel on the device, its fallback, its cases" };

@@ -1,5 +1,5 @@
 using System.CommandLine;
-using ManagedTensor.Models;
+using System.Runtime.InteropServices;
 using ManagedTensor.Models.Generation;
 using ManagedTensor.Models.Training;
 using Spectre.Console;
@@ -9,68 +9,99 @@ namespace ManagedTensor.Apps;
 /// <summary>
 /// `mt train gpt`: trains a GPT with nanoGPT's recipe. With no arguments it runs nanoGPT's CPU config on
 /// the embedded tiny Shakespeare (character level), writes OUT/ckpt.safetensors + OUT/config.json after
-/// every evaluation, a loss curve OUT/loss.png at the end, and prints a short sample.
-/// `--preset shakespeare-char` is nanoGPT's GPU config; any option given overrides the preset.
-/// `--resume` continues the run in --out-dir exactly where its last checkpoint left it.
+/// every evaluation (and OUT/best.safetensors when the validation loss improves), a loss curve OUT/loss.png
+/// at the end, and prints a short sample. `--preset shakespeare-char` is nanoGPT's GPU config; any option
+/// given overrides the preset. `--resume` continues the run in --out-dir exactly where its last checkpoint
+/// left it; a run already in --out-dir is never replaced without --force. Ctrl-C checkpoints the step reached.
 /// </summary>
 public static class TrainCommand
 {
+    /// <summary>Exit code of a run stopped by Ctrl-C (128 + SIGINT, as shells report it).</summary>
+    public const int InterruptedExitCode = 130;
+
     /// <summary>Named starting points; options given on the command line override them.</summary>
     public static readonly Dictionary<string, TrainConfig> Presets = new()
     {
         ["shakespeare-char-cpu"] = new TrainConfig(),
         ["shakespeare-char"] = new TrainConfig
         {
-            NLayer = 6, NHead = 6, NEmbd = 384, BlockSize = 256, BatchSize = 64, Dropout = 0.2,
-            MaxIters = 5000, LrDecayIters = 5000, EvalIters = 200,
+            NLayer = 6,
+            NHead = 6,
+            NEmbd = 384,
+            BlockSize = 256,
+            BatchSize = 64,
+            Dropout = 0.2,
+            MaxIters = 5000,
+            LrDecayIters = 5000,
+            EvalIters = 200,
         },
     };
 
-    public static Command Create(TextWriter output)
+    /// <summary>
+    /// One option that overrides one field of the configuration when given. <see cref="SafeOnResume"/>: changing it
+    /// does not change the run's trajectory (when it stops, how often it evaluates or prints), so --resume accepts it.
+    /// </summary>
+    private sealed record FieldOption(Option Option, bool SafeOnResume, Func<TrainConfig, object> Get, Func<ParseResult, object> Value,
+        Func<TrainConfig, ParseResult, TrainConfig> Apply)
+    {
+        public bool Given(ParseResult p) => p.GetResult(Option) is { Implicit: false };
+    }
+
+    public static Command Create(TextWriter output, TextWriter error)
     {
         var gpt = new Command("gpt", "train a GPT (nanoGPT architecture) on a text file; defaults: nanoGPT's CPU recipe on tiny Shakespeare");
-        var preset = new Option<string>("--preset") { Description = $"starting configuration: {string.Join(", ", Presets.Keys)}", DefaultValueFactory = _ => "shakespeare-char-cpu" };
+        var preset = new Option<string>("--preset")
+        {
+            Description = $"starting configuration ({string.Join(", ", Presets.Keys)}); the options below override it, and their defaults shown are shakespeare-char-cpu's",
+            DefaultValueFactory = _ => "shakespeare-char-cpu",
+        };
+        preset.AcceptOnlyFromAmong([.. Presets.Keys]);
         var device = Cli.DeviceOption();
-        var resume = new Option<bool>("--resume") { Description = "continue the run saved in --out-dir (same config; --max-iters may extend it)" };
-        var sampleLength = new Option<int>("--sample-length") { Description = "characters/tokens to sample at the end (0: none)", DefaultValueFactory = _ => 300 };
+        var resume = new Option<bool>("--resume") { Description = "continue the run saved in --out-dir with its own settings (only --max-iters, --eval-interval and --log-interval may change)" };
+        var force = new Option<bool>("--force") { Description = "start a new run even though --out-dir holds one (its checkpoints are deleted)" };
+        var sampleLength = new Option<int>("--sample-length") { Description = "characters/tokens to sample at the end (0: none)", DefaultValueFactory = _ => 300 }.AtLeast(0);
         gpt.Options.Add(preset);
         gpt.Options.Add(device);
         gpt.Options.Add(resume);
+        gpt.Options.Add(force);
         gpt.Options.Add(sampleLength);
 
-        // Each option overrides one field of the preset, only when given.
+        // Each option overrides one field of the preset, only when given. Defaults shown in help are the CPU preset's;
+        // TrainConfig.Validate checks every value (finite, in range) before anything is read or built.
         var d = new TrainConfig();
-        var overrides = new List<Func<ParseResult, TrainConfig, TrainConfig>>();
-        Option<T> Add<T>(string name, string description, Func<TrainConfig, T, TrainConfig> apply)
+        var fields = new List<FieldOption>();
+        Option<T> Add<T>(string name, string description, Func<TrainConfig, T> get, Func<TrainConfig, T, TrainConfig> set, bool safeOnResume = false)
+            where T : notnull
         {
-            var option = new Option<T>(name) { Description = description };
+            var option = new Option<T>(name) { Description = description, DefaultValueFactory = _ => get(d) };
             gpt.Options.Add(option);
-            overrides.Add((p, cfg) => p.GetResult(option) is { Implicit: false } ? apply(cfg, p.GetValue(option)!) : cfg);
+            fields.Add(new FieldOption(option, safeOnResume, c => get(c), p => p.GetValue(option)!, (c, p) => set(c, p.GetValue(option)!)));
             return option;
         }
-        Add<string>("--data", $"text file to train on (default {d.DataPath})", (c, v) => c with { DataPath = v });
-        Add<string>("--tokenizer", $"char or gpt2 (default {d.Tokenizer})", (c, v) => c with { Tokenizer = v });
-        Add<string>("--out-dir", $"checkpoint folder (default {d.OutDir})", (c, v) => c with { OutDir = v });
-        Add<int>("--n-layer", $"transformer blocks (default {d.NLayer})", (c, v) => c with { NLayer = v });
-        Add<int>("--n-head", $"attention heads (default {d.NHead})", (c, v) => c with { NHead = v });
-        Add<int>("--n-embd", $"model width (default {d.NEmbd})", (c, v) => c with { NEmbd = v });
-        Add<int>("--block-size", $"context length (default {d.BlockSize})", (c, v) => c with { BlockSize = v });
-        Add<double>("--dropout", $"dropout probability (default {d.Dropout})", (c, v) => c with { Dropout = v });
-        Add<bool>("--bias", "biases in Linear and LayerNorm layers (default off)", (c, v) => c with { Bias = v });
-        Add<int>("--batch-size", $"sequences per micro-batch (default {d.BatchSize})", (c, v) => c with { BatchSize = v });
-        Add<int>("--grad-accum", $"micro-batches per step (default {d.GradAccumSteps})", (c, v) => c with { GradAccumSteps = v });
-        var maxIters = Add<int>("--max-iters", $"optimizer steps (default {d.MaxIters})", (c, v) => c with { MaxIters = v });
-        Add<double>("--lr", $"peak learning rate (default {d.LearningRate})", (c, v) => c with { LearningRate = v });
-        Add<double>("--min-lr", $"final learning rate (default {d.MinLr})", (c, v) => c with { MinLr = v });
-        Add<int>("--warmup-iters", $"linear warm-up steps (default {d.WarmupIters})", (c, v) => c with { WarmupIters = v });
-        Add<int>("--lr-decay-iters", $"cosine decay ends here (default {d.LrDecayIters})", (c, v) => c with { LrDecayIters = v });
-        Add<double>("--weight-decay", $"AdamW decay of 2-D weights (default {d.WeightDecay})", (c, v) => c with { WeightDecay = v });
-        Add<double>("--beta2", $"AdamW beta2 (default {d.Beta2})", (c, v) => c with { Beta2 = v });
-        Add<double>("--grad-clip", $"max gradient norm, 0 = off (default {d.GradClip})", (c, v) => c with { GradClip = v });
-        Add<int>("--eval-interval", $"evaluate and checkpoint every N steps (default {d.EvalInterval})", (c, v) => c with { EvalInterval = v });
-        Add<int>("--eval-iters", $"batches per evaluation (default {d.EvalIters})", (c, v) => c with { EvalIters = v });
-        Add<int>("--log-interval", $"print every N steps (default {d.LogInterval})", (c, v) => c with { LogInterval = v });
-        Add<ulong>("--seed", $"seed of init, batches and dropout (default {d.Seed})", (c, v) => c with { Seed = v });
+        Add("--data", "text file to train on", c => c.DataPath, (c, v) => c with { DataPath = v });
+        Add("--tokenizer", "char (the text's characters) or gpt2 (GPT-2's BPE)", c => c.Tokenizer, (c, v) => c with { Tokenizer = v });
+        var outDir = Add("--out-dir", "folder of the run: checkpoints, config.json, loss.png", c => c.OutDir, (c, v) => c with { OutDir = v });
+        Add("--n-layer", "transformer blocks", c => c.NLayer, (c, v) => c with { NLayer = v });
+        Add("--n-head", "attention heads", c => c.NHead, (c, v) => c with { NHead = v });
+        Add("--n-embd", "model width", c => c.NEmbd, (c, v) => c with { NEmbd = v });
+        Add("--block-size", "context length", c => c.BlockSize, (c, v) => c with { BlockSize = v });
+        Add("--dropout", "dropout probability", c => c.Dropout, (c, v) => c with { Dropout = v });
+        Add("--bias", "biases in Linear and LayerNorm layers", c => c.Bias, (c, v) => c with { Bias = v });
+        Add("--batch-size", "sequences per micro-batch", c => c.BatchSize, (c, v) => c with { BatchSize = v });
+        Add("--grad-accum", "micro-batches per step", c => c.GradAccumSteps, (c, v) => c with { GradAccumSteps = v });
+        Add("--max-iters", "optimizer steps", c => c.MaxIters, (c, v) => c with { MaxIters = v }, safeOnResume: true);
+        Add("--lr", "peak learning rate", c => c.LearningRate, (c, v) => c with { LearningRate = v });
+        Add("--min-lr", "final learning rate", c => c.MinLr, (c, v) => c with { MinLr = v });
+        Add("--warmup-iters", "linear warm-up steps", c => c.WarmupIters, (c, v) => c with { WarmupIters = v });
+        Add("--lr-decay-iters", "cosine decay ends here", c => c.LrDecayIters, (c, v) => c with { LrDecayIters = v });
+        Add("--weight-decay", "AdamW decay of 2-D weights", c => c.WeightDecay, (c, v) => c with { WeightDecay = v });
+        Add("--beta1", "AdamW beta1 (first-moment decay)", c => c.Beta1, (c, v) => c with { Beta1 = v });
+        Add("--beta2", "AdamW beta2 (second-moment decay)", c => c.Beta2, (c, v) => c with { Beta2 = v });
+        Add("--grad-clip", "max gradient norm (0: off)", c => c.GradClip, (c, v) => c with { GradClip = v });
+        Add("--eval-interval", "evaluate and checkpoint every N steps", c => c.EvalInterval, (c, v) => c with { EvalInterval = v }, safeOnResume: true);
+        Add("--eval-iters", "batches per evaluation", c => c.EvalIters, (c, v) => c with { EvalIters = v });
+        Add("--log-interval", "print every N steps", c => c.LogInterval, (c, v) => c with { LogInterval = v }, safeOnResume: true);
+        Add("--seed", "seed of init, batches and dropout", c => c.Seed, (c, v) => c with { Seed = v });
 
         gpt.SetAction(p =>
         {
@@ -78,23 +109,37 @@ public static class TrainCommand
             GptTrainer trainer;
             if (p.GetValue(resume))
             {
-                // Only --out-dir and --max-iters mean something here: the rest comes from the checkpoint.
-                var given = overrides.Aggregate(new TrainConfig(), (c, f) => f(p, c));
-                int? extendTo = p.GetResult(maxIters) is { Implicit: false } ? given.MaxIters : null;
-                trainer = GptTrainer.Resume(given.OutDir, dev, extendTo);
+                if (p.GetResult(preset) is { Implicit: false })
+                    throw new UserErrorException("--preset cannot be combined with --resume: a resumed run keeps the settings it was started with");
+                if (p.GetValue(force)) throw new UserErrorException("--force starts a new run and --resume continues one: give one of them");
+                string dir = p.GetValue(outDir)!;
+                trainer = GptTrainer.Resume(dir, dev, run => ChangesOnResume(run, fields, p, dir, error));
             }
             else
             {
-                string name = p.GetValue(preset)!;
-                if (!Presets.TryGetValue(name, out var basis))
-                    throw new ArgumentException($"unknown preset '{name}' (known: {string.Join(", ", Presets.Keys)})");
-                trainer = GptTrainer.Create(overrides.Aggregate(basis, (c, f) => f(p, c)), dev);
+                var basis = Presets[p.GetValue(preset)!];
+                trainer = GptTrainer.Create(fields.Where(f => f.Given(p)).Aggregate(basis, (c, f) => f.Apply(c, p)), dev, replaceExisting: p.GetValue(force));
             }
-            Run(trainer, output);
-            string outDir = trainer.Config.OutDir;
-            string png = Path.Combine(outDir, "loss.png");
-            LossPlot.Save(trainer.History, png, $"GPT {trainer.Config.NLayer}x{trainer.Config.NEmbd} on {Path.GetFileName(trainer.Config.DataPath)}");
-            output.WriteLine($"best val loss {trainer.BestValLoss:F4}; loss curve: {png}");
+
+            TrainOutcome outcome;
+            try
+            {
+                outcome = RunInterruptibly(trainer, output, error);
+            }
+            catch (TrainingDivergedException)
+            {
+                SavePlot(trainer, output); // the curve up to the divergence shows how it happened
+                throw;
+            }
+            string outDirPath = trainer.Config.OutDir;
+            SavePlot(trainer, output);
+            if (outcome == TrainOutcome.Interrupted)
+            {
+                error.WriteLine($"interrupted at step {trainer.Iter}: checkpoint of step {trainer.CheckpointIter} in {Path.Combine(outDirPath, Models.Training.GptCheckpoint.FileName)}; " +
+                                $"continue with: mt train gpt --resume --out-dir {outDirPath}");
+                return InterruptedExitCode;
+            }
+            output.WriteLine($"best val loss {trainer.BestValLoss:F4}");
             if (DeviceMemory.Stats(dev) is { } mem)
                 output.WriteLine($"device memory: peak {DeviceMemory.FormatBytes(mem.PeakBytes)} (" +
                     string.Join(", ", mem.PeakByCategory.Select(kv => $"{kv.Key} {DeviceMemory.FormatBytes(kv.Value)}")) +
@@ -114,18 +159,72 @@ public static class TrainCommand
         return train;
     }
 
+    /// <summary>
+    /// The run's own configuration with the options given on the command line applied, when every one of them is safe
+    /// to change on --resume or equal to the run's value; otherwise a user error listing what differs.
+    /// </summary>
+    private static TrainConfig ChangesOnResume(TrainConfig run, List<FieldOption> fields, ParseResult p, string dir, TextWriter notices)
+    {
+        var refused = new List<string>();
+        var changed = new List<string>();
+        var result = run;
+        foreach (var f in fields.Where(f => f.Given(p) && f.Option.Name != "--out-dir"))
+        {
+            object was = f.Get(run), now = f.Value(p);
+            if (was.Equals(now)) continue;
+            if (f.SafeOnResume)
+            {
+                result = f.Apply(result, p);
+                changed.Add($"{f.Option.Name} {now} (was {was})");
+            }
+            else refused.Add($"{f.Option.Name} {now} (the run has {was})");
+        }
+        if (refused.Count > 0)
+            throw new UserErrorException(
+                $"--resume continues the run in {dir} with its own settings, and these differ from it: {string.Join(", ", refused)}. " +
+                $"Only {string.Join(", ", fields.Where(f => f.SafeOnResume).Select(f => f.Option.Name))} may change on --resume; " +
+                "to train with other settings, start a new run (another --out-dir, or --force to replace this one)");
+        if (changed.Count > 0) notices.WriteLine($"resuming with {string.Join(", ", changed)}");
+        return result;
+    }
+
+    /// <summary>
+    /// Runs the loop with Ctrl-C (and SIGTERM) turned into a request to stop after the current step, which the trainer
+    /// then checkpoints. A second Ctrl-C is left to the runtime: it ends the process at once (an interrupted checkpoint
+    /// write leaves only a temporary file, removed at the next start).
+    /// </summary>
+    private static TrainOutcome RunInterruptibly(GptTrainer trainer, TextWriter output, TextWriter error)
+    {
+        using var stop = new CancellationTokenSource();
+        void OnSignal(PosixSignalContext ctx)
+        {
+            if (stop.IsCancellationRequested) return; // the second one terminates
+            ctx.Cancel = true;
+            error.WriteLine("stopping after this step to save a checkpoint (Ctrl-C again to quit at once)");
+            stop.Cancel();
+        }
+        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
+        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
+        return Run(trainer, output, stop.Token);
+    }
+
     /// <summary>Runs the loop under a live progress bar when writing to a terminal, else with plain lines.</summary>
-    private static void Run(GptTrainer trainer, TextWriter output)
+    private static TrainOutcome Run(GptTrainer trainer, TextWriter output, CancellationToken stop)
     {
         bool live = ReferenceEquals(output, Console.Out) && !Console.IsOutputRedirected && AnsiConsole.Profile.Capabilities.Interactive;
-        if (!live)
-        {
-            trainer.Run(new PlainTrainProgress(output));
-            return;
-        }
+        if (!live) return trainer.Run(new PlainTrainProgress(output), stop);
+        var outcome = TrainOutcome.Finished;
         AnsiConsole.Progress()
             .AutoClear(false)
             .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
-            .Start(ctx => trainer.Run(new LiveTrainProgress(ctx.AddTask("training"), output)));
+            .Start(ctx => outcome = trainer.Run(new LiveTrainProgress(ctx.AddTask("training"), output), stop));
+        return outcome;
+    }
+
+    private static void SavePlot(GptTrainer trainer, TextWriter output)
+    {
+        string png = Path.Combine(trainer.Config.OutDir, "loss.png");
+        LossPlot.Save(trainer.History, png, $"GPT {trainer.Config.NLayer}x{trainer.Config.NEmbd} on {Path.GetFileName(trainer.Config.DataPath)}");
+        output.WriteLine($"loss curve: {png}");
     }
 }

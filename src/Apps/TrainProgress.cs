@@ -5,7 +5,10 @@ using Spectre.Console;
 
 namespace ManagedTensor.Apps;
 
-/// <summary>Plain progress lines (when output is not a terminal, e.g. CI logs and tests), as nanoGPT prints them.</summary>
+/// <summary>
+/// Plain progress lines (when output is not a terminal, e.g. CI logs and tests), as nanoGPT prints them, except that
+/// a step is counted when done: the line after the first step reads "iter 1/N", the last "iter N/N", as the live bar.
+/// </summary>
 public class PlainTrainProgress(TextWriter output) : ITrainingObserver
 {
     protected TextWriter Output { get; } = output;
@@ -20,12 +23,15 @@ public class PlainTrainProgress(TextWriter output) : ITrainingObserver
     }
 
     public virtual void OnStep(int iter, double loss, double lr, double tokensPerSecond, double msPerIter)
-        => Output.WriteLine($"iter {iter}: loss {loss:F4}, lr {lr:0.00e+00}, {msPerIter:F1} ms/iter, {tokensPerSecond:N0} tok/s, ETA {Eta(iter, msPerIter)}");
+        => Output.WriteLine($"iter {iter + 1}/{MaxIters}: loss {loss:F4}, lr {lr:0.00e+00}, {msPerIter:F1} ms/iter, {tokensPerSecond:N0} tok/s, ETA {Eta(iter, msPerIter)}");
 
     public virtual void OnEval(int iter, double trainLoss, double valLoss)
         => Output.WriteLine($"step {iter}: train loss {trainLoss:F4}, val loss {valLoss:F4}");
 
-    public virtual void OnCheckpoint(int iter, string path) => Output.WriteLine($"saved checkpoint to {path}");
+    public virtual void OnCheckpoint(int iter, string path, bool best) => Output.WriteLine(Saved(iter, path, best));
+
+    protected static string Saved(int iter, string path, bool best) =>
+        $"saved checkpoint of step {iter} to {path}{(best ? $" (best val loss so far: also {ManagedTensor.Models.Training.GptCheckpoint.BestFileName})" : "")}";
 
     protected string Eta(int iter, double msPerIter) => TimeSpan.FromMilliseconds(Math.Max(0, MaxIters - iter - 1) * msPerIter).ToString(@"hh\:mm\:ss");
 }
@@ -49,5 +55,5 @@ public sealed class LiveTrainProgress(ProgressTask task, TextWriter output) : Pl
     public override void OnEval(int iter, double trainLoss, double valLoss)
         => AnsiConsole.MarkupLine($"[bold]step {iter}[/]: train loss {trainLoss:F4}, val loss [green]{valLoss:F4}[/]");
 
-    public override void OnCheckpoint(int iter, string path) => AnsiConsole.MarkupLine($"[grey]saved checkpoint to {Markup.Escape(path)}[/]");
+    public override void OnCheckpoint(int iter, string path, bool best) => AnsiConsole.MarkupLine($"[grey]{Markup.Escape(Saved(iter, path, best))}[/]");
 }

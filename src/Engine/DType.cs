@@ -21,6 +21,16 @@ public enum DType
     Q8_0,
     Q4_0,
     Q4_K,
+    Q5_0,
+    Q5_1,
+    Q5_K,
+    Q6_K,
+    /// <summary>The K-quants' activation format (f32 scale, 16-value sums): what Q4_K..Q6_K and TQ2_0 rows are dotted with.</summary>
+    Q8_K,
+    /// <summary>bitsandbytes' 4-bit NormalFloat (QLoRA), blocks of 64 with an f32 absmax.</summary>
+    NF4,
+    /// <summary>Ternary weights {-1, 0, +1} * d for BitNet b1.58 (llama.cpp's TQ2_0: 2 bits per value, blocks of 256).</summary>
+    TQ2_0,
 }
 
 public static class DTypeInfo

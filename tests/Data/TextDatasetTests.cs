@@ -49,7 +49,7 @@ public sealed class TextDatasetTests
     public void TooShortSplitIsAClearError()
     {
         var ds = new TextDataset(Enumerable.Range(0, 50).ToArray());
-        var e = Assert.Throws<InvalidOperationException>(() => ds.GetBatch(Split.Val, 1, 8, new Generator(1)));
+        var e = Assert.Throws<UserErrorException>(() => ds.GetBatch(Split.Val, 1, 8, new Generator(1)));
         Assert.Contains("val split has 5 tokens", e.Message);
     }
 }

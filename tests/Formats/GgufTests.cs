@@ -113,9 +113,10 @@ public class GgufTests
         for (int t = 0; t < 4; t++)
             for (int r = 0; r < 2; r++)
             {
-                double want = 0;
-                for (int c = 0; c < 256; c++) want += w[r * 256 + c] * x[t * 256 + c];
-                Assert.Equal(want, y[t * 2 + r], 1); // activations quantized to Q8_0 per row, as llama.cpp does
+                double want = 0, scale = 0;
+                for (int c = 0; c < 256; c++) { want += w[r * 256 + c] * x[t * 256 + c]; scale += Math.Abs(w[r * 256 + c] * x[t * 256 + c]); }
+                // QMatMul rounds x to Q8_K (8 bits against the block's largest value): within 1% of sum |w x|.
+                Assert.True(Math.Abs(want - y[t * 2 + r]) <= 0.01 * scale, $"row {r} of x {t}: {y[t * 2 + r]}, decoded product {want}");
             }
     }
 

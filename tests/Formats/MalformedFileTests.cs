@@ -141,12 +141,64 @@ public sealed class MalformedFileTests : IDisposable
             AssertRejected($"n_dims {v}", With(good, b => BinaryPrimitives.WriteUInt32LittleEndian(b.AsSpan(q8.NDims), v)), Load);
         foreach (ulong v in new ulong[] { 0, 33, 1UL << 40, ulong.MaxValue, 64 * 1000 })
             AssertRejected($"ne[0] {v}", With(good, b => BinaryPrimitives.WriteUInt64LittleEndian(b.AsSpan(q8.Ne0), v)), Load);
-        foreach (uint v in new uint[] { 3, 6, 14, 99, 0xFFFFFFFF })
+        foreach (uint v in new uint[] { 3, 4, 16, 34, 99, 0xFFFFFFFF }) // Q4_1, removed Q4_2, IQ2_XXS, TQ1_0: not read
             AssertRejected($"tensor type {v}", With(good, b => BinaryPrimitives.WriteUInt32LittleEndian(b.AsSpan(q8.Type), v)), Load);
         foreach (ulong v in new ulong[] { 1, 31, 1UL << 40, ulong.MaxValue, (ulong)good.Length })
             AssertRejected($"tensor offset {v}", With(good, b => BinaryPrimitives.WriteUInt64LittleEndian(b.AsSpan(q8.Offset), v)), Load);
+        // A type code changed to a wider type, or an offset moved onto another tensor: two tensors share bytes (issue 13).
+        AssertRejected("tensor type Q8_0 -> F16", With(good, b => BinaryPrimitives.WriteUInt32LittleEndian(b.AsSpan(q8.Type), 1)), Load);
+        var moved = With(good, b => BinaryPrimitives.WriteUInt64LittleEndian(b.AsSpan(q8.Offset), 0));
+        AssertRejected("tensor offset moved onto another", moved, Load);
+        string movedPath = Path.Combine(Path.GetTempPath(), $"mt-overlap-{Guid.NewGuid():N}.gguf");
+        File.WriteAllBytes(movedPath, moved);
+        try
+        {
+            var e = Assert.Throws<InvalidModelFileException>(() => GgufFile.Open(movedPath).Dispose());
+            Assert.Contains("t.q8_0", e.Message);
+            Assert.Contains("overlap", e.Message);
+        }
+        finally { File.Delete(movedPath); }
         AssertRejected("duplicate tensor name", With(good, b => "32"u8.CopyTo(b.AsSpan(InfoFields(good, "t.f16", 2).NDims - 2))), Load); // t.f16 -> t.f32
         Assert.True(_n - n0 >= 50, $"only {_n - n0} variants");
+    }
+
+    /// <summary>
+    /// Header fields that are each valid alone but disagree with each other: a tensor's type code changed to another
+    /// supported type (so its byte size no longer fits the gap to the next tensor), or its offset moved onto the
+    /// previous tensor's bytes. Both used to load, reading other tensors' bytes as this one's.
+    /// </summary>
+    [Fact]
+    public void GgufTypesAndOffsetsMustTileTheDataSection()
+    {
+        string fixture = RepoPaths.Of("tests", "fixtures", "gguf", "tensors.gguf");
+        var good = File.ReadAllBytes(fixture);
+        List<GgufTensorInfo> tensors;
+        int align;
+        using (var g = GgufFile.Open(fixture)) (tensors, align) = (g.Tensors.ToList(), g.Alignment);
+        long Padded(long bytes) => (bytes + align - 1) / align * align;
+        void Load(string p)
+        {
+            using var g = GgufFile.Open(p);
+            foreach (var t in g.Tensors) g.ReadF32(t.Name);
+        }
+        int n0 = _n;
+        foreach (var t in tensors)
+        {
+            var f = InfoFields(good, t.Name, t.Dims.Length);
+            foreach (var other in Enum.GetValues<GgmlType>())
+            {
+                // A type whose padded size is the same is indistinguishable from one written that way.
+                if (other == t.Type || t.Dims[0] % GgmlTypes.Layout(other).BlockSize != 0 || Padded(GgmlTypes.ByteCount(other, t.ElementCount)) == Padded(t.ByteSize)) continue;
+                AssertRejected($"{t.Name}: type {t.Type} -> {other}", With(good, b => BinaryPrimitives.WriteUInt32LittleEndian(b.AsSpan(f.Type), (uint)other)), Load);
+            }
+        }
+        for (int i = 1; i < tensors.Count; i++)
+        {
+            var f = InfoFields(good, tensors[i].Name, tensors[i].Dims.Length);
+            ulong onto = (ulong)tensors[i - 1].Offset;
+            AssertRejected($"{tensors[i].Name}: offset moved onto {tensors[i - 1].Name}", With(good, b => BinaryPrimitives.WriteUInt64LittleEndian(b.AsSpan(f.Offset), onto)), Load);
+        }
+        Assert.True(_n - n0 >= 8, $"only {_n - n0} variants");
     }
 
     [Fact]

@@ -60,4 +60,32 @@ public class ChatContextTests
         }
         Assert.Contains("context full", errors.ToString());
     }
+
+    /// <summary>
+    /// `mt generate` with a prompt longer than stories260K's 512 positions (it was an error, and before that an exception):
+    /// the prompt is trimmed to BOS and its last half-context, with a notice on stderr, and the text is generated.
+    /// </summary>
+    [Fact]
+    public void Mt_generate_with_a_prompt_longer_than_the_context_trims_it_with_a_notice()
+    {
+        string prompt = string.Concat(Enumerable.Repeat("Once upon a time, there was a little girl named Lily. ", 60)); // ~900 tokens
+        var r = ManagedTensor.Tests.Apps.Mt.Run("generate", "-p", prompt, "-n", "8", "--temperature", "0");
+        Assert.True(r.Code == 0, r.ToString());
+        Assert.Contains("do not fit the context of 512", r.Err);
+        Assert.StartsWith(prompt, r.Out, StringComparison.Ordinal);
+        Assert.True(r.Out.Length > prompt.Length + 4, r.ToString()); // the continuation follows the prompt
+    }
+
+    /// <summary>`--length` beyond the context says so up front, then the context slides (with a notice) instead of cutting the text short.</summary>
+    [Fact]
+    public void Mt_generate_with_a_length_beyond_the_context_says_so_and_slides()
+    {
+        var r = ManagedTensor.Tests.Apps.Mt.Run("generate", "-p", "Once upon a time", "-n", "700", "--temperature", "1", "--seed", "7");
+        Assert.True(r.Code == 0, r.ToString());
+        Assert.Contains("--length 700 exceed the context of 512", r.Err);
+        var stats = r.Err.Split('\n').Single(l => l.StartsWith("prefill ", StringComparison.Ordinal));
+        int generated = int.Parse(stats.Split(' ')[7]);
+        // stories260K ends a story with EOS now and then; a run that passes 512 positions must have slid.
+        if (generated + 5 > 512) Assert.Contains("context full (512 tokens)", r.Err);
+    }
 }

@@ -8,7 +8,7 @@ namespace ManagedTensor.Tests.Llama;
 public class LlamaBenchTests
 {
     [Fact]
-    public void SimdAndScalarQuantizedDotsAgreeBitForBit()
+    public void SimdAndScalarQuantizedDotsAgree()
     {
         var rng = new Random(5);
         var w = new float[32 * 40]; var x = new float[32 * 40];
@@ -16,8 +16,10 @@ public class LlamaBenchTests
         var xq = GgmlTypes.Quantize(GgmlType.Q8_0, x);
         var w4 = GgmlTypes.Quantize(GgmlType.Q4_0, w);
         var w8 = GgmlTypes.Quantize(GgmlType.Q8_0, w);
-        Assert.Equal(ManagedTensor.Quant.Q4_0.DotScalar(w4, xq, 40), ManagedTensor.Quant.Q4_0.Dot(w4, xq, 40));
-        Assert.Equal(ManagedTensor.Quant.Q8_0.DotScalar(w8, xq, 40), ManagedTensor.Quant.Q8_0.Dot(w8, xq, 40));
+        // Exact integer block sums; the SIMD loops add the block terms in vector lanes, so float32 rounding apart.
+        float s4 = ManagedTensor.Quant.Q4_0.DotScalar(w4, xq, 40), s8 = ManagedTensor.Quant.Q8_0.DotScalar(w8, xq, 40);
+        Assert.Equal(s4, ManagedTensor.Quant.Q4_0.Dot(w4, xq, 40), 1e-5 * (1 + Math.Abs(s4)));
+        Assert.Equal(s8, ManagedTensor.Quant.Q8_0.Dot(w8, xq, 40), 1e-5 * (1 + Math.Abs(s8)));
     }
 
     [Fact]

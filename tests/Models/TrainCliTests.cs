@@ -39,9 +39,10 @@ public abstract class TrainCliTestBase : IDisposable
         return (code, w.ToString());
     }
 
-    /// <summary>The "iter N: loss X" part of each progress line (timings differ between runs).</summary>
+    /// <summary>"iter N: loss X" of each progress line "iter N/MAX: loss X, ..." (timings and MAX differ between runs).</summary>
     protected static List<string> Losses(string output) =>
-        output.Split('\n').Where(l => l.StartsWith("iter ", StringComparison.Ordinal)).Select(l => l.Split(',')[0]).ToList();
+        output.Split('\n').Where(l => l.StartsWith("iter ", StringComparison.Ordinal))
+            .Select(l => System.Text.RegularExpressions.Regex.Replace(l.Split(',')[0], @"/\d+:", ":")).ToList();
 }
 
 /// <summary>The CPU runs: train, checkpoint, resume exactly, sample; clear errors for bad checkpoints.</summary>

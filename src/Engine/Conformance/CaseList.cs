@@ -33,6 +33,7 @@ internal sealed class CaseList(CaseScale scale)
         ConvPoolCases();
         AttentionCases();
         OptimCases();
+        QuantCases();
         return _cases;
     }
 
@@ -215,21 +216,50 @@ internal sealed class CaseList(CaseScale scale)
         Add("matmul vector F32", Op.MatMul, DType.F32, Str([k], [k, n]), g => [g.Uniform([k]), g.Uniform([k, n])], (x, _) => [x[0].MatMul(x[1])], tol);
         Add("matmul F64", Op.MatMul, DType.F64, Str([m, k], [k, n]), g => [g.Uniform([m, k], dtype: DType.F64), g.Uniform([k, n], dtype: DType.F64)],
             (x, _) => [x[0].MatMul(x[1])]);
+    }
 
-        // Quantized weights: the CPU rounds activations to 8 bits for its integer dot products, a device may not,
-        // so the tolerance is that rounding's (about 1% of |x||w|), not float32's.
-        int qm = S(5, 512), qk = S(96, 4096), qn = S(23, 4096);
-        foreach (var format in Quant.BlockFormats.All.Where(f => f.Encode is not null && qk % f.BlockSize == 0))
+    // ---- block formats (quantized weights) ----
+
+    private void QuantCases()
+    {
+        // Decoding (a cast from a block format): the CPU's values bit for bit, up to the fused multiply-add a GPU
+        // may use for d sc q - dmin m; two rows of blocks are an embedding lookup.
+        int r = S(13, 1024), c = S(256, 4096);
+        foreach (var format in Quant.BlockFormats.All.Select(f => f.DType).Where(Gpu.Kernels.Quant.QuantDecodeKernels.Decodes))
         {
-            foreach (int rows in new[] { 1, qm })
-                Add($"qmatmul {format.Name} M={rows}", Op.QMatMul, DType.F32, Str([rows, qk], [qn, qk]) + " " + format.Name,
-                    g => [g.Uniform([rows, qk]), g.Uniform([qn, qk]).To(format.DType)], (x, _) => [x[0].QMatMul(x[1])], new Tolerance(3e-2, 3e-2));
+            Add($"decode {format}->F32", Op.Copy, DType.F32, Str([r, c]) + " " + format, g => [g.Blocks([r, c], format)],
+                (x, _) => [x[0].To(DType.F32), x[0].Narrow(0, 3, 2).To(DType.F32)], new Tolerance(1e-6, 1e-6));
+            if (format is DType.Q4_0 or DType.Q4_K)
+                foreach (var to in new[] { DType.F16, DType.BF16 })
+                    Add($"decode {format}->{to}", Op.Copy, to, Str([r, c]) + " " + format, g => [g.Blocks([r, c], format)], (x, _) => [x[0].To(to)]);
+        }
+
+        // QMatMul: up to 8 token rows run the GPU's GEMV, more its tensor-core GEMM; every weight format in float32 at
+        // one row and at qm rows, the three 16-bit-or-not activation dtypes and the GEMV's row counts on Q4_0, Q8_0 and
+        // Q4_K. The CPU rounds activations to 8 bits for its integer dot products (uniform inputs in [-1, 1): an error
+        // of std ~0.0013 per product, so ~0.0013 sqrt(K) per output) and the GEMM rounds operands to bf16/f16, so the
+        // tolerance is that rounding's, not float32's: 0.01 sqrt(K) absolute is about 7 standard deviations.
+        int qm = S(21, 512), qk = S(96, 4096), qn = S(23, 4096);
+        foreach (var format in Quant.BlockFormats.All)
+        {
+            int k = (qk + format.BlockSize - 1) / format.BlockSize * format.BlockSize;
+            var tol = new Tolerance(3e-2, 0.01 * Math.Sqrt(k));
+            var runs = format.DType switch
+            {
+                DType.Q4_0 => new (DType DType, int Rows)[] { (DType.F32, 1), (DType.F32, 3), (DType.F32, 8), (DType.F32, qm), (DType.F16, 1), (DType.F16, qm), (DType.BF16, 1), (DType.BF16, qm) },
+                DType.Q8_0 or DType.Q4_K => [(DType.F32, 1), (DType.F32, qm), (DType.F16, 1), (DType.BF16, qm)],
+                _ => [(DType.F32, 1), (DType.F32, qm)],
+            };
+            foreach (var (dtype, rows) in runs)
+                Add($"qmatmul {format.Name} {dtype} M={rows}", Op.QMatMul, dtype, Str([rows, k], [qn, k]) + " " + format.Name,
+                    g => [g.Uniform([rows, k], dtype: dtype), g.Blocks([qn, k], format.DType)], (x, _) => [x[0].QMatMul(x[1])], tol);
         }
         // 16-bit weights kept as stored (a Linear over F16/BF16 weights with float32 activations): float32 products.
+        var halfTol = new Tolerance(3e-2, 0.01 * Math.Sqrt(qk));
         foreach (var half in new[] { DType.F16, DType.BF16 })
             foreach (int rows in new[] { 1, qm })
                 Add($"qmatmul {half} M={rows}", Op.QMatMul, DType.F32, Str([rows, qk], [qn, qk]) + " " + half,
-                    g => [g.Uniform([rows, qk]), g.Uniform([qn, qk]).To(half)], (x, _) => [x[0].QMatMul(x[1])], tol);
+                    g => [g.Uniform([rows, qk]), g.Uniform([qn, qk]).To(half)], (x, _) => [x[0].QMatMul(x[1])], halfTol);
     }
 
     // ---- softmax and norms ----

@@ -54,6 +54,28 @@ public sealed class CaseInputs(ulong seed)
     public Tensor Normal(int[] shape, double std = 1, DType dtype = DType.F32) =>
         Tensor.Randn(shape, _gen, 0, std, dtype == DType.F64 ? DType.F64 : DType.F32).To(dtype);
 
+    /// <summary>
+    /// A weight in block format <paramref name="format"/>: uniform values encoded where the format has an encoder,
+    /// otherwise random bytes with the format's f16 scales set to small finite values (any such bytes are a valid
+    /// block; Q4_K keeps d and dmin in its first two 16-bit words).
+    /// </summary>
+    public Tensor Blocks(int[] shape, DType format)
+    {
+        var f = Quant.BlockFormats.Get(format);
+        if (f.Encode is not null) return Uniform(shape).To(format);
+        int[] scaleWords = format switch
+        {
+            DType.Q4_K => [0, 1],
+            _ => throw new NotSupportedException($"no random {format} blocks: give the format an encoder or its scale offsets here"),
+        };
+        var bytes = new byte[f.ByteCount(shape.Aggregate(1L, (a, b) => a * b))];
+        for (int i = 0; i < bytes.Length; i++) bytes[i] = (byte)_gen.NextInt(256);
+        for (int b = 0; b < bytes.Length; b += f.BlockBytes)
+            foreach (int w in scaleWords)
+                System.Buffers.Binary.BinaryPrimitives.WriteHalfLittleEndian(bytes.AsSpan(b + 2 * w), (Half)(0.001 + 0.01 * _gen.NextInt(1000) / 1000.0));
+        return Tensor.FromBlocks(bytes, shape, format);
+    }
+
     /// <summary>Integers in [0, n) as <paramref name="dtype"/>.</summary>
     public Tensor Indices(int[] shape, int n, DType dtype = DType.I64)
     {

@@ -1,4 +1,5 @@
 using System.Numerics.Tensors;
+using System.Runtime.InteropServices;
 using ManagedTensor.Quant;
 
 namespace ManagedTensor.Cpu;
@@ -82,7 +83,15 @@ internal static class CpuQuant
 
     // ---- QMatMul ----
 
-    /// <summary>y (M, N) = x (M, K) W^T for F32 x and y, W (N, K) in a block format.</summary>
+    /// <summary>
+    /// y (M, N) = x (M, K) W^T for F32 x and y, W (N, K) in a block format, in one of two ways:
+    /// - few rows (decode, M &lt; <see cref="GemmRows"/>): x's rows are encoded once in the format's dot type (Q8_0, Q8_K;
+    ///   NF4's is F32, x as it is) and threads take contiguous ranges of W's rows for integer block dot products, so W is
+    ///   read from memory once, in its blocks: the bandwidth-bound GEMV;
+    /// - many rows (prefill): tiles of W's rows are decoded to float32 (threads splitting the tile) and multiplied by
+    ///   the packed SGEMM, whose register blocking reuses each decoded weight for many rows of x. Decoding costs about
+    ///   as much as M = 1 of the integer path, so it pays from a few rows on, and x is not rounded to 8 bits.
+    /// </summary>
     public static void QMatMul(Tensor x, Tensor w, Tensor y)
     {
         RequireWholeBlocks(w, "QMatMul");
@@ -91,41 +100,67 @@ internal static class CpuQuant
         var xs = x.Data<float>().AsMemory(x.Offset, m * k);
         var ys = y.Data<float>().AsMemory(y.Offset, m * n);
         var wb = w.Data<byte>().AsMemory((int)f.ByteCount(w.Offset), (int)f.ByteCount((long)n * k));
+        Run(f, wb, n, k, xs, m, ys);
+    }
+
+    /// <summary>The kernel of <see cref="QMatMul"/> over raw rows: W (n rows of k values in format f), x (m, k), y (m, n).</summary>
+    internal static void Run(BlockFormat f, ReadOnlyMemory<byte> wb, int n, int k, ReadOnlyMemory<float> xs, int m, Memory<float> ys)
+    {
         int rowBytes = (int)f.ByteCount(k), blocks = k / f.BlockSize;
-        if (f.Dot is { } dot)
+        if (m >= GemmRows || f.Dot is null)
         {
-            // Activations encoded once (M rows), then every (row of W, row of x) pair is an integer dot product.
-            var dotFormat = BlockFormats.Get(f.DotType!.Value);
-            int xRowBytes = (int)dotFormat.ByteCount(k);
-            var xq = new byte[(long)m * xRowBytes];
-            CpuParallel.For(m, k, (r0, r1) =>
-            {
-                for (int r = r0; r < r1; r++) dotFormat.Encode!(xs.Span.Slice(r * k, k), xq.AsSpan(r * xRowBytes, xRowBytes));
-            });
-            // Threads take tiles of W's rows; inside a tile, each W row is used for every x row while it is in cache.
-            CpuParallel.For(n, (long)k * m, (n0, n1) =>
-            {
-                var ySpan = ys.Span;
-                var wSpan = wb.Span;
-                for (int j = n0; j < n1; j++)
-                {
-                    var wRow = wSpan.Slice(j * rowBytes, rowBytes);
-                    for (int r = 0; r < m; r++) ySpan[r * n + j] = dot(wRow, xq.AsSpan(r * xRowBytes, xRowBytes), blocks);
-                }
-            });
+            DecodedGemm(f, wb, n, k, xs, m, ys);
             return;
         }
-        // No integer dot product for this format: decode W a few rows at a time and dot in float32.
+        var dot = f.Dot;
+        var (xq, xRowBytes) = EncodeActivations(f, xs, m, k);
         CpuParallel.For(n, (long)k * m, (n0, n1) =>
         {
-            var row = new float[k];
             var ySpan = ys.Span;
-            var xSpan = xs.Span;
+            var wSpan = wb.Span;
+            var xSpan = xq.Span;
             for (int j = n0; j < n1; j++)
             {
-                f.Decode(wb.Span.Slice(j * rowBytes, rowBytes), row);
-                for (int r = 0; r < m; r++) ySpan[r * n + j] = TensorPrimitives.Dot<float>(row, xSpan.Slice(r * k, k));
+                var wRow = wSpan.Slice(j * rowBytes, rowBytes);
+                for (int r = 0; r < m; r++) ySpan[r * n + j] = dot(wRow, xSpan.Slice(r * xRowBytes, xRowBytes), blocks);
             }
         });
+    }
+
+    /// <summary>From this many rows of x on, QMatMul decodes W by tiles and runs the SGEMM (see <see cref="QMatMul"/>).</summary>
+    internal const int GemmRows = 16;
+
+    /// <summary>y = x W^T with W decoded a tile of rows at a time (about 4 MiB of float32) into the SGEMM's B operand.</summary>
+    private static void DecodedGemm(BlockFormat f, ReadOnlyMemory<byte> wb, int n, int k, ReadOnlyMemory<float> xs, int m, Memory<float> ys)
+    {
+        int rowBytes = (int)f.ByteCount(k);
+        int tile = Math.Max(1, Math.Min(n, (1 << 20) / Math.Max(k, 1)));
+        var buf = new float[(long)tile * k];
+        for (int j0 = 0; j0 < n; j0 += tile)
+        {
+            int rows = Math.Min(tile, n - j0);
+            CpuParallel.For(rows, k, (r0, r1) => f.Decode(wb.Span.Slice((j0 + r0) * rowBytes, (r1 - r0) * rowBytes), buf.AsSpan(r0 * k, (r1 - r0) * k)));
+            Gemm.Run(false, true, m, rows, k, 1f, xs.Span, k, buf.AsSpan(0, rows * k), k, 0f, ys.Span[j0..], n); // columns j0..j0+rows of y
+        }
+    }
+
+    /// <summary>x's m rows in the format's dot type (Q8_0, Q8_K), threads taking rows; float32 dot types use x's bytes as they are.</summary>
+    private static (ReadOnlyMemory<byte> Rows, int RowBytes) EncodeActivations(BlockFormat f, ReadOnlyMemory<float> xs, int m, int k)
+    {
+        if (f.DotType == DType.F32)
+        {
+            var floats = MemoryMarshal.TryGetArray(xs, out var seg) ? seg : new ArraySegment<float>(xs.ToArray());
+            var bytes = new byte[(long)m * k * 4]; // a copy: Memory<float> cannot be viewed as Memory<byte>
+            MemoryMarshal.AsBytes(floats.AsSpan()).CopyTo(bytes);
+            return (bytes, k * 4);
+        }
+        var dotFormat = BlockFormats.Get(f.DotType!.Value);
+        int xRowBytes = (int)dotFormat.ByteCount(k);
+        var xq = new byte[(long)m * xRowBytes];
+        CpuParallel.For(m, k, (r0, r1) =>
+        {
+            for (int r = r0; r < r1; r++) dotFormat.Encode!(xs.Span.Slice(r * k, k), xq.AsSpan(r * xRowBytes, xRowBytes));
+        });
+        return (xq, xRowBytes);
     }
 }

@@ -1,6 +1,7 @@
 using ILGPU;
 using ILGPU.Runtime;
 using ManagedTensor.Gpu.Kernels;
+using ManagedTensor.Gpu.Kernels.Quant;
 
 namespace ManagedTensor.Gpu;
 
@@ -90,7 +91,8 @@ public sealed class GpuBackend : IBackend, IDeviceMemory, IDisposable
     }
 
     private KernelTable BuildKernels(KernelTable t) => t
-        .Add(Op.Copy, (i, o, a) => CopyKernels.Copy(this, i[0], o[0]), (i, a) => !i[0].DType.IsQuantized())
+        .Add(Op.Copy, (i, o, a) => QuantDecodeKernels.Copy(this, i[0], o[0]), (i, a) => QuantDecodeKernels.Decodes(i[0].DType))
+        .Add(Op.Copy, (i, o, a) => { if (o[0].DType.IsQuantized()) QuantDecodeKernels.EncodeOnHost(i[0], o[0]); else CopyKernels.Copy(this, i[0], o[0]); }, (i, a) => !i[0].DType.IsQuantized())
         .Add(Op.Fill, (i, o, a) => CopyKernels.Fill(this, o[0], ((ScalarAttrs)a!).Value))
         .Add(Op.RandUniform, (i, o, a) => CopyKernels.Random(this, o[0], (RandomAttrs)a!, normal: false))
         .Add(Op.RandNormal, (i, o, a) => CopyKernels.Random(this, o[0], (RandomAttrs)a!, normal: true))
@@ -101,6 +103,7 @@ public sealed class GpuBackend : IBackend, IDeviceMemory, IDisposable
         .Add(OpFamilies.Reduce, (op, i, o, a) => ReduceKernels.Reduce(this, op, i[0], o[0], (ReduceAttrs)a!))
 
         .Add(Op.MatMul, (i, o, a) => MatMulKernels.MatMul(this, i[0], i[1], o[0]))
+        .Add(Op.QMatMul, (i, o, a) => QuantKernels.QMatMul(this, i[0], i[1], o[0]), (i, a) => QuantKernels.Supports(i[0], i[1]))
 
         .Add(Op.Softmax, (i, o, a) => NormKernels.Softmax(this, i[0], o[0], log: false))
         .Add(Op.LogSoftmax, (i, o, a) => NormKernels.Softmax(this, i[0], o[0], log: true))
@@ -150,7 +153,9 @@ public sealed class GpuBackend : IBackend, IDeviceMemory, IDisposable
             .Concat(ConvKernels.Specs())
             .Concat(PoolKernels.Specs())
             .Concat(OptimKernels.Specs())
-            .Concat(AttentionKernels.Specs());
+            .Concat(AttentionKernels.Specs())
+            .Concat(QuantDecodeKernels.Specs())
+            .Concat(QuantKernels.Specs());
 
     // ---- launching ----
 

@@ -114,18 +114,18 @@ public static class GpuDevices
                     }
                     catch (Exception e)
                     {
-                        throw new InvalidOperationException($"no CUDA device {device}: CUDA initialization failed: {e.Message}", e);
+                        throw new UserErrorException($"no CUDA device {device}: CUDA initialization failed: {e.Message}", e);
                     }
                     var devices = context.GetCudaDevices();
                     if (devices.Count == 0)
                     {
                         context.Dispose();
-                        throw new InvalidOperationException($"no CUDA device: {NoCudaReason()}");
+                        throw new UserErrorException($"no CUDA device: {NoCudaReason()}");
                     }
                     if (device.Index >= devices.Count)
                     {
                         context.Dispose();
-                        throw new InvalidOperationException($"no CUDA device {device.Index}: this host has {devices.Count} (cuda:0 .. cuda:{devices.Count - 1})");
+                        throw new UserErrorException($"no CUDA device {device.Index}: this host has {devices.Count} (cuda:0 .. cuda:{devices.Count - 1})");
                     }
                     try
                     {
@@ -134,7 +134,7 @@ public static class GpuDevices
                     catch (Exception e)
                     {
                         context.Dispose();
-                        throw new InvalidOperationException($"CUDA device {device} ({devices[device.Index].Name}) could not be opened: {e.Message}", e);
+                        throw new UserErrorException($"CUDA device {device} ({devices[device.Index].Name}) could not be opened: {e.Message}", e);
                     }
                 }
             default:

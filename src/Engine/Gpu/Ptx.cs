@@ -53,6 +53,14 @@ public static class Ptx
     [IntrinsicImplementation, Ptx("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%10, %11, %12, %13};")]
     public static Float4 MmaF16(U32x4 a, U32x2 b, Float4 c) => throw PtxOnly();
 
+    /// <summary>Two floats to a packed bf16 pair, round to nearest even; the FIRST source fills the upper half.</summary>
+    [IntrinsicImplementation, Ptx("cvt.rn.bf16x2.f32 %0, %1, %2;")]
+    public static uint PackBf16x2(float hi, float lo) => throw PtxOnly();
+
+    /// <summary>Two floats to a packed fp16 pair, round to nearest even; the FIRST source fills the upper half.</summary>
+    [IntrinsicImplementation, Ptx("cvt.rn.f16x2.f32 %0, %1, %2;")]
+    public static uint PackF16x2(float hi, float lo) => throw PtxOnly();
+
     /// <summary>tanh with a relative error near 2^-11 (sm_75+), one instruction.</summary>
     [IntrinsicImplementation, Ptx("tanh.approx.f32 %0, %1;")]
     public static float TanhApprox(float x) => throw PtxOnly();

@@ -5,7 +5,8 @@ namespace ManagedTensor;
 /// its backward (to x only: a quantized weight is frozen; dL/dx = dL/dy W, with W decoded to the
 /// gradient's dtype, as bitsandbytes' 4-bit matmul does, so QLoRA trains through it) and its fallback
 /// (decode W and run MatMul; where the device cannot decode, W is decoded on the host and copied over).
-/// Kernels: CPU (src/Engine/Cpu/CpuQuant.cs) for F32 activations; other activation dtypes go through F32.
+/// Kernels: CPU (src/Engine/Cpu/CpuQuant.cs) for F32 activations, other activation dtypes going through F32; GPU
+/// (src/Engine/Gpu/Kernels/Quant: a fused GEMV for decode, a tensor-core GEMM for prefill) for F32, F16 and BF16.
 /// W may also be a 16-bit float (F16, BF16) kept as stored for float32 activations: a Linear over half weights
 /// (src/Engine/Cpu/CpuHalfWeights.cs widens W a tile at a time instead of copying it whole to float32).
 /// </summary>

@@ -17,7 +17,8 @@ public delegate float BlockDot(ReadOnlySpan<byte> weights, ReadOnlySpan<byte> ac
 /// <see cref="BlockSize"/> values stored in <see cref="BlockBytes"/> bytes (a scale or two and small integers).
 /// A tensor of a block dtype holds those bytes; its shape counts values, and its last axis is a whole
 /// number of blocks. <see cref="Dot"/>, when present, multiplies a weight row by an activation row that was
-/// encoded once in <see cref="DotType"/> (Q8_0 for the 32-value formats): the fast path of QMatMul.
+/// encoded once in <see cref="DotType"/> (Q8_0 for the 32-value formats, Q8_K for the 256-value ones, F32 for NF4,
+/// whose activations stay float): the fast path of QMatMul.
 /// </summary>
 public sealed record BlockFormat(DType DType, int BlockSize, int BlockBytes, BlockDecoder Decode)
 {
@@ -34,6 +35,17 @@ public sealed record BlockFormat(DType DType, int BlockSize, int BlockBytes, Blo
 
     /// <summary>Integer block dot product against <see cref="DotType"/> activations (null: decode the row and dot in float).</summary>
     public BlockDot? Dot { get; init; }
+
+    /// <summary>The plain loop <see cref="Dot"/> is tested against (its SIMD versions must agree with it).</summary>
+    public BlockDot? DotReference { get; init; }
+
+    /// <summary>
+    /// Whether <see cref="Dot"/> adds its per-block terms in <see cref="DotReference"/>'s order, so the two agree bit for
+    /// bit (the 256-value formats: one horizontal sum per block is cheap there); otherwise its lanes accumulate across
+    /// blocks (the 32-value formats, where a horizontal sum per block would cost as much as the block) and the two agree
+    /// to float32 rounding.
+    /// </summary>
+    public bool DotInReferenceOrder { get; init; }
 
     /// <summary>Bits stored per value (scales included): 8.5 for Q8_0, 4.5 for Q4_0.</summary>
     public double BitsPerValue => 8.0 * BlockBytes / BlockSize;

@@ -12,6 +12,13 @@ public static class BlockFormats
         Q8_0.Format,
         Q4_0.Format,
         Q4_K.Format,
+        Q5_0.Format,
+        Q5_1.Format,
+        Q5_K.Format,
+        Q6_K.Format,
+        Q8_K.Format,
+        NF4.Format,
+        TQ2_0.Format,
     }.ToDictionary(f => f.DType);
 
     public static IEnumerable<BlockFormat> All => Table.Values;

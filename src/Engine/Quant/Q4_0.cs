@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 
@@ -19,6 +20,7 @@ public static class Q4_0
         Encode = Encode,
         DotType = DType.Q8_0,
         Dot = Dot,
+        DotReference = DotScalar,
     };
 
     public static void Decode(ReadOnlySpan<byte> src, Span<float> dst)
@@ -82,27 +84,48 @@ public static class Q4_0
 
     /// <summary>
     /// ggml's vec_dot_q4_0_q8_0: the dot product of a Q4_0 row with activations encoded as Q8_0, block by block in
-    /// integers: sum_b d4_b * d8_b * sum_j (q4_j - 8) * q8_j. AVX2 block sums when available (the same result as
-    /// the scalar loop: integer sums are exact, and the float accumulation runs in the same order).
+    /// integers: sum_b d4_b * d8_b * sum_j (q4_j - 8) * q8_j. The AVX2 loop keeps each block's integer sum in 8 int32
+    /// lanes and accumulates (d4 * d8) * lanes in two float vectors, as ggml's does: exact integer sums, float additions
+    /// in another order than <see cref="DotScalar"/>'s.
     /// </summary>
     public static float Dot(ReadOnlySpan<byte> w, ReadOnlySpan<byte> x, int blocks)
     {
-        if (!Avx2.IsSupported) return DotScalar(w, x, blocks);
-        float sum = 0;
-        var mask = Vector128.Create((byte)0x0F);
-        for (int b = 0; b < blocks; b++)
+        if (!Avx2.IsSupported || !Fma.IsSupported) return DotScalar(w, x, blocks);
+        ref byte wr = ref MemoryMarshal.GetReference(w);
+        ref byte xr = ref MemoryMarshal.GetReference(x);
+        Vector256<float> acc0 = Vector256<float>.Zero, acc1 = Vector256<float>.Zero;
+        Span<float> d = stackalloc float[8];
+        int b = 0;
+        // Groups of 8 blocks: their 16 scales converted in two vectors, then 8 blocks against the products d[i].
+        for (; b + 8 <= blocks; b += 8)
         {
-            var wb = w.Slice(b * BlockBytes, BlockBytes);
-            var xb = x.Slice(b * Q8_0.BlockBytes, Q8_0.BlockBytes);
-            // Unpack 16 bytes of nibbles to 32 signed values (low nibbles are values 0..15, high 16..31), minus 8.
-            var packed = Vector128.LoadUnsafe(ref Unsafe.AsRef(in wb[2]));
-            var lo = packed & mask;
-            var hi = Vector128.ShiftRightLogical(packed.AsUInt16(), 4).AsByte() & mask;
-            var qw = Vector256.Create(lo, hi).AsSByte() - Vector256.Create((sbyte)8);
-            var qx = Vector256.LoadUnsafe(ref Unsafe.As<byte, sbyte>(ref Unsafe.AsRef(in xb[2])));
-            sum += (float)BinaryPrimitives.ReadHalfLittleEndian(wb) * (float)BinaryPrimitives.ReadHalfLittleEndian(xb) * Q8_0.DotI8x32(qw, qx);
+            ref byte wg = ref Unsafe.Add(ref wr, b * BlockBytes);
+            ref byte xg = ref Unsafe.Add(ref xr, b * Q8_0.BlockBytes);
+            (QuantMath.Halves8(ref wg, BlockBytes) * QuantMath.Halves8(ref xg, Q8_0.BlockBytes)).StoreUnsafe(ref d[0]);
+            for (int i = 0; i < 8; i += 2)
+            {
+                acc0 = Block(ref Unsafe.Add(ref wg, i * BlockBytes), ref Unsafe.Add(ref xg, i * Q8_0.BlockBytes), d[i], acc0);
+                acc1 = Block(ref Unsafe.Add(ref wg, (i + 1) * BlockBytes), ref Unsafe.Add(ref xg, (i + 1) * Q8_0.BlockBytes), d[i + 1], acc1);
+            }
         }
-        return sum;
+        for (; b < blocks; b++)
+        {
+            ref byte wb = ref Unsafe.Add(ref wr, b * BlockBytes);
+            ref byte xb = ref Unsafe.Add(ref xr, b * Q8_0.BlockBytes);
+            acc0 = Block(ref wb, ref xb, QuantMath.HalfAt(ref wb) * QuantMath.HalfAt(ref xb), acc0);
+        }
+        return Vector256.Sum(acc0 + acc1);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        static Vector256<float> Block(ref byte wb, ref byte xb, float d, Vector256<float> acc)
+        {
+            // 16 bytes of nibbles to 32 values: low nibbles are values 0..15, high ones 16..31; minus 8.
+            var packed = Vector128.LoadUnsafe(ref Unsafe.Add(ref wb, 2));
+            var mask = Vector128.Create((byte)0x0F);
+            var q = Vector256.Create(packed & mask, Vector128.ShiftRightLogical(packed.AsUInt16(), 4).AsByte() & mask).AsSByte() - Vector256.Create((sbyte)8);
+            var qx = Vector256.LoadUnsafe(ref Unsafe.Add(ref xb, 2)).AsSByte();
+            return Fma.MultiplyAdd(Avx.ConvertToVector256Single(Q8_0.DotI8Lanes(q, qx)), Vector256.Create(d), acc);
+        }
     }
 
     /// <summary>The plain loop of <see cref="Dot"/>, kept as its reference.</summary>

@@ -30,12 +30,29 @@ public sealed class TextDataset
 
     public int[] Tokens(Split split) => split == Split.Train ? Train : Val;
 
+    /// <summary>
+    /// Throws a <see cref="UserErrorException"/> unless both splits hold more than <paramref name="blockSize"/> tokens
+    /// (a batch row is block + 1 consecutive tokens). Called before a model is built, so a too short text or an absurd
+    /// --block-size is reported at once, not after allocating a model of that context.
+    /// </summary>
+    public void RequireLongerThan(int blockSize, string source)
+    {
+        foreach (var split in new[] { Split.Train, Split.Val })
+        {
+            int n = Tokens(split).Length;
+            if (n <= blockSize)
+                throw new UserErrorException(
+                    $"{source}: the {split.ToString().ToLowerInvariant()} split ({(split == Split.Train ? "first 90%" : "last 10%")} of the text) has {n} tokens, " +
+                    $"but a batch row needs --block-size {blockSize} + 1; use a longer text or a --block-size below {n}");
+        }
+    }
+
     /// <summary>Inputs x and targets y, both I64 of shape (B, T): y is x shifted left by one token.</summary>
     public (Tensor X, Tensor Y) GetBatch(Split split, int batchSize, int blockSize, Generator gen)
     {
         int[] data = Tokens(split);
         if (data.Length <= blockSize)
-            throw new InvalidOperationException(
+            throw new UserErrorException(
                 $"the {split.ToString().ToLowerInvariant()} split has {data.Length} tokens, needs more than block size {blockSize}; use more text or a smaller --block-size");
         var x = new long[batchSize * blockSize]; // (B, T)
         var y = new long[batchSize * blockSize]; // (B, T)

@@ -19,7 +19,9 @@ public static class Tokenizers
     public static ITokenizer FromJson(string json)
     {
         using var doc = JsonDocument.Parse(json);
-        string? kind = doc.RootElement.TryGetProperty("kind", out var k) ? k.GetString() : null;
+        if (doc.RootElement.ValueKind != JsonValueKind.Object)
+            throw new InvalidDataException($"tokenizer JSON is {doc.RootElement.ValueKind}, expected an object with a \"kind\"");
+        string? kind = doc.RootElement.TryGetProperty("kind", out var k) && k.ValueKind == JsonValueKind.String ? k.GetString() : null;
         return kind switch
         {
             "char" => CharTokenizer.FromJson(doc.RootElement),

@@ -9,9 +9,15 @@ public enum GgmlType : uint
     F32 = 0,
     F16 = 1,
     Q4_0 = 2,
+    Q5_0 = 6,
+    Q5_1 = 7,
     Q8_0 = 8,
     Q4_K = 12,
+    Q5_K = 13,
+    Q6_K = 14,
+    Q8_K = 15,
     BF16 = 30,
+    TQ2_0 = 35,
 }
 
 /// <summary>
@@ -36,10 +42,13 @@ public static class GgmlTypes
         GgmlType.F16 => (1, 2),
         GgmlType.BF16 => (1, 2),
         _ when IsSupported((uint)type) => (BlockFormats.Get(ToDType(type)).BlockSize, BlockFormats.Get(ToDType(type)).BlockBytes),
-        _ => throw new NotSupportedException($"ggml type {(uint)type} is not supported (F32, F16, BF16, Q8_0, Q4_0, Q4_K are)"),
+        _ => throw new NotSupportedException($"ggml type {(uint)type} is not supported ({SupportedList})"),
     };
 
     public static bool IsSupported(uint code) => Enum.IsDefined(typeof(GgmlType), code);
+
+    /// <summary>The types read here with their codes, for error messages: "F32 0, F16 1, Q4_0 2, ...".</summary>
+    public static string SupportedList => string.Join(", ", Enum.GetValues<GgmlType>().Select(t => $"{t} {(uint)t}"));
 
     /// <summary>Bytes taken by <paramref name="count"/> elements (count must be a multiple of the block size).</summary>
     public static long ByteCount(GgmlType type, long count)
@@ -70,7 +79,10 @@ public static class GgmlTypes
         }
     }
 
-    /// <summary>Encodes float32 values as <paramref name="type"/>.</summary>
+    /// <summary>The types <see cref="Quantize"/> can write (what `mt quantize --type` and `mt bench --types` offer).</summary>
+    public static readonly GgmlType[] Encodable = [GgmlType.F32, GgmlType.F16, GgmlType.Q8_0, GgmlType.Q4_0];
+
+    /// <summary>Encodes float32 values as <paramref name="type"/>, one of <see cref="Encodable"/>.</summary>
     public static byte[] Quantize(GgmlType type, ReadOnlySpan<float> src)
     {
         var dst = new byte[ByteCount(type, src.Length)];
@@ -78,9 +90,23 @@ public static class GgmlTypes
         {
             case GgmlType.F32: for (int i = 0; i < src.Length; i++) BinaryPrimitives.WriteSingleLittleEndian(dst.AsSpan(4 * i), src[i]); break;
             case GgmlType.F16: for (int i = 0; i < src.Length; i++) BinaryPrimitives.WriteHalfLittleEndian(dst.AsSpan(2 * i), (Half)src[i]); break;
+            case GgmlType.BF16: for (int i = 0; i < src.Length; i++) BinaryPrimitives.WriteUInt16LittleEndian(dst.AsSpan(2 * i), BFloat16.FromFloat(src[i]).Bits); break;
             default:
                 var f = BlockFormats.Get(ToDType(type));
-                (f.Encode ?? throw new NotSupportedException($"quantizing to {type} is not supported (F32, F16, Q8_0, Q4_0 are)"))(src, dst);
+                var encode = f.Encode ?? throw new NotSupportedException($"quantizing to {type} is not supported (it can be read, not written)");
+                // Blocks encode independently: threads take runs of 256 blocks (the K-quants' scale searches make a
+                // 1.1B model's Q4_K a minute's work on one core); the bytes are the same as one pass.
+                int blocks = src.Length / f.BlockSize;
+                if (blocks < 512) encode(src, dst);
+                else
+                {
+                    var from = src.ToArray();
+                    Parallel.For(0, (blocks + 255) / 256, c =>
+                    {
+                        int b0 = c * 256, n = Math.Min(256, blocks - b0);
+                        encode(from.AsSpan(b0 * f.BlockSize, n * f.BlockSize), dst.AsSpan(b0 * f.BlockBytes, n * f.BlockBytes));
+                    });
+                }
                 break;
         }
         return dst;

@@ -101,7 +101,7 @@ public sealed class GgufFile : IDisposable
                 if (count > _f.Length * 2) throw Error($"tensor '{name}' has {count}+ elements, more than the file could hold");
             }
             uint code = _f.ReadU32($"tensor '{name}' type");
-            if (!GgmlTypes.IsSupported(code)) throw Error($"tensor '{name}' type = {code} is not supported (F32 0, F16 1, Q4_0 2, Q8_0 8, Q4_K 12, BF16 30)");
+            if (!GgmlTypes.IsSupported(code)) throw Error($"tensor '{name}' type = {code} is not supported (types read: {GgmlTypes.SupportedList})");
             var type = (GgmlType)code;
             int block = GgmlTypes.Layout(type).BlockSize;
             if (dims[0] % block != 0) throw Error($"tensor '{name}' ne[0] = {dims[0]} is not a multiple of the {type} block size {block}");
@@ -115,9 +115,25 @@ public sealed class GgufFile : IDisposable
 
         DataOffset = (_f.Position + Alignment - 1) / Alignment * Alignment;
         if (DataOffset > _f.Length) throw Error($"tensor data would start at {DataOffset}, past the end of the file ({_f.Length} bytes): truncated");
+        // The tensors tile the data section in the order of their infos, each padded to the alignment: the rule
+        // llama.cpp's gguf reader enforces and every writer follows. It cross-checks each tensor's type and shape
+        // against its offset, so a type code changed in the header (Q8_0 to F16: the size changes) or an offset
+        // moved onto another tensor's bytes is refused instead of read as the wrong bytes.
+        long expected = 0;
         foreach (var t in Tensors)
-            if (t.Offset + t.ByteSize > _f.Length - DataOffset)
+        {
+            if (t.Offset != expected)
+                throw Error($"tensor '{t.Name}' ({t.Type}, ne = [{string.Join(", ", t.Dims)}]) starts at data offset {t.Offset}, but the tensors before it end at {expected} " +
+                            $"(each padded to {Alignment} bytes){(t.Offset < expected ? ", so the two would overlap" : "")}: a type, shape or offset in the header is wrong");
+            if (t.ByteSize > _f.Length - DataOffset - t.Offset)
                 throw Error($"tensor '{t.Name}' data [{DataOffset + t.Offset}, {DataOffset + t.Offset + t.ByteSize}) ({t.Type}, ne = [{string.Join(", ", t.Dims)}]) runs past the end of the file ({_f.Length} bytes): truncated");
+            expected = t.Offset + (t.ByteSize + Alignment - 1) / Alignment * Alignment;
+        }
+        // Writers pad the last tensor too (or stop at its end); more bytes than that mean the last tensor's type or
+        // shape says it is smaller than it was written (a type code changed from F16 to Q8_0, say).
+        if (_f.Length - DataOffset > expected)
+            throw Error($"{_f.Length - DataOffset - expected} bytes after the last tensor's data belong to no tensor (the data section holds {_f.Length - DataOffset}, the tensors {expected}): " +
+                        "a type or shape in the header is wrong, or bytes were appended");
     }
 
     private GgufValueType ReadType(string field)

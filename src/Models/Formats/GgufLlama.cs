@@ -136,12 +136,12 @@ public static class GgufLlama
     }).ToArray();
 
     /// <summary>
-    /// Writes <paramref name="model"/> and <paramref name="tok"/> as GGUF, with 2-D weights encoded as <paramref name="type"/>
-    /// (norm weights, and matrices whose rows are not whole blocks of it, stay F32). Q/K rows are written in the interleaved
-    /// layout the GGUF convention expects. Token types are llama.cpp's (<see cref="TokenTypes"/>);
+    /// Writes <paramref name="model"/> and <paramref name="tok"/> as GGUF, with 2-D weights encoded as <paramref name="recipe"/>
+    /// says (a plain type, or llama.cpp's Q4_K_M mix; rows that are not whole blocks fall back as llama.cpp's; norm weights
+    /// stay F32). Q/K rows are written in the interleaved layout the GGUF convention expects. Token types are llama.cpp's (<see cref="TokenTypes"/>);
     /// <paramref name="extra"/> adds metadata (e.g. tokenizer.chat_template).
     /// </summary>
-    public static void Save(Llama model, LlamaTokenizer tok, string path, GgmlType type, IEnumerable<KeyValuePair<string, object>>? extra = null)
+    public static void Save(Llama model, LlamaTokenizer tok, string path, QuantRecipe recipe, IEnumerable<KeyValuePair<string, object>>? extra = null)
     {
         var c = model.Config;
         var types = TokenTypes(tok);
@@ -162,15 +162,15 @@ public static class GgufLlama
         foreach (var (key, value) in extra ?? []) w.Add(key, value);
 
         var state = model.StateDict();
-        int block = GgmlTypes.Layout(type).BlockSize;
         foreach (var (name, shape) in c.WeightShapes(model.TiedHead))
         {
             using var noGrad = GradMode.NoGrad();
             var t = state[name].To(Device.Cpu).To(DType.F32);                      // block formats decoded
             if (name.EndsWith("q_proj.weight", StringComparison.Ordinal)) t = Llama.PermuteRopeRows(t, c.NHeads, c.Rope, RopeLayout.Interleaved);
             if (name.EndsWith("k_proj.weight", StringComparison.Ordinal)) t = Llama.PermuteRopeRows(t, c.NKvHeads, c.Rope, RopeLayout.Interleaved);
-            var stored = shape.Length == 2 && shape[1] % block == 0 ? type : GgmlType.F32;
-            w.AddTensor(GgufName(name), shape.Reverse().Select(x => (long)x).ToArray(), stored, t.Contiguous().ToArray<float>());
+            string gguf = GgufName(name);
+            var stored = shape.Length == 2 ? recipe.TypeFor(gguf, shape[1], c.NLayers, model.TiedHead) : GgmlType.F32;
+            w.AddTensor(gguf, shape.Reverse().Select(x => (long)x).ToArray(), stored, t.Contiguous().ToArray<float>());
         }
         w.Write(path);
     }
@@ -179,11 +179,11 @@ public static class GgufLlama
 /// <summary>Entry point for `mt quantize`: a llama2.c checkpoint or GGUF model rewritten as GGUF of the chosen type.</summary>
 public static class Quantize
 {
-    /// <summary>Converts <paramref name="input"/> (.bin + tokenizer, or .gguf) to <paramref name="output"/> with weights as <paramref name="type"/>.</summary>
-    public static void Run(string input, string? tokenizerPath, string output, GgmlType type, TextWriter log)
+    /// <summary>Converts <paramref name="input"/> (.bin + tokenizer, or .gguf) to <paramref name="output"/> with weights as <paramref name="recipe"/> says.</summary>
+    public static void Run(string input, string? tokenizerPath, string output, QuantRecipe recipe, TextWriter log)
     {
         var (model, tok) = Generation.ModelLoader.OpenLlama(input, tokenizerPath);
-        GgufLlama.Save(model, tok, output, type);
-        log.WriteLine($"{input} -> {output}: {type}, {new FileInfo(input).Length:N0} -> {new FileInfo(output).Length:N0} bytes");
+        GgufLlama.Save(model, tok, output, recipe);
+        log.WriteLine($"{input} -> {output}: {recipe.Name}, {IO.FileLength.Of(input):N0} -> {IO.FileLength.Of(output):N0} bytes");
     }
 }

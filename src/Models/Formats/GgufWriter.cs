@@ -92,9 +92,24 @@ public sealed class GgufWriter
         }
     }
 
+    /// <summary>Writes the file atomically: into PATH.tmp, then renamed over PATH (a reader never sees half a file).</summary>
     public void Write(string path)
     {
-        using var fs = File.Create(path);
+        string tmp = path + ".tmp";
+        try
+        {
+            using (var fs = File.Create(tmp)) WriteTo(fs);
+            File.Move(tmp, path, overwrite: true);
+        }
+        catch
+        {
+            File.Delete(tmp);
+            throw;
+        }
+    }
+
+    private void WriteTo(FileStream fs)
+    {
         using var w = new BinaryWriter(fs);
         w.Write(GgufFile.Magic);
         w.Write(3u);

@@ -192,11 +192,18 @@ public sealed class HfJson
     public static HfJson Load(string path)
     {
         if (!File.Exists(path)) throw new InvalidModelFileException(path, "file not found");
-        long len = new FileInfo(path).Length;
+        long len = IO.FileLength.Of(path);
         if (len > MaxBytes) throw new InvalidModelFileException(path, $"{len} bytes is more than the {MaxBytes} a JSON config may have");
+        string text;
         try
         {
-            using var doc = JsonDocument.Parse(File.ReadAllBytes(path), new JsonDocumentOptions { MaxDepth = 64 });
+            // JsonDocument checks UTF-8 only where it must; a string with invalid bytes would fail later, when read.
+            text = new System.Text.UTF8Encoding(false, throwOnInvalidBytes: true).GetString(File.ReadAllBytes(path));
+        }
+        catch (System.Text.DecoderFallbackException) { throw new InvalidModelFileException(path, "not valid UTF-8 text"); }
+        try
+        {
+            using var doc = JsonDocument.Parse(text, new JsonDocumentOptions { MaxDepth = 64 });
             if (doc.RootElement.ValueKind != JsonValueKind.Object)
                 throw new InvalidModelFileException(path, $"the top level is {doc.RootElement.ValueKind}, expected a JSON object");
             return new HfJson(path, doc.RootElement.Clone());

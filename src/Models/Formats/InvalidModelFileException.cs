@@ -4,7 +4,7 @@ namespace ManagedTensor.Models.Formats;
 /// A model, tokenizer or weights file that does not follow its format. The message always names the file,
 /// the field and the offending value, so a truncated download or a wrong file is diagnosed from the message alone.
 /// </summary>
-public sealed class InvalidModelFileException : Exception
+public sealed class InvalidModelFileException : UserErrorException
 {
     public string FilePath { get; }
 

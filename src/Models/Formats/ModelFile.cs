@@ -27,7 +27,7 @@ public sealed unsafe class ModelFile : IDisposable
         if (!BitConverter.IsLittleEndian) throw new PlatformNotSupportedException("model files are little-endian; big-endian hosts are not supported");
         Path = path;
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: file not found", path);
-        Length = new FileInfo(path).Length;
+        Length = IO.FileLength.Of(path);
         if (Length == 0) return; // an empty file cannot be mapped; every read fails with a clear message instead
         _map = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
         _view = _map.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);

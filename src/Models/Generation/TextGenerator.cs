@@ -28,6 +28,9 @@ public static class TextGenerator
             output.Write(opts.Prompt);
             using var session = new ChatSession(m.Model, m.Tokenizer, opts.Sampling ?? new SamplerOptions(), opts.StopTokens ?? m.StopTokens, opts.ContextLength);
             session.Notice = line => (notices ?? output).WriteLine(line);
+            if (prompt.Count <= session.ContextLength && prompt.Count + opts.MaxNewTokens > session.ContextLength)
+                session.Notice($"[the prompt's {prompt.Count} tokens and --length {opts.MaxNewTokens} exceed the context of {session.ContextLength}: " +
+                               "when it fills, the oldest tokens are dropped and generation goes on]");
             var result = session.Continue(prompt, opts.MaxNewTokens, output);
             output.WriteLine();
             return result;

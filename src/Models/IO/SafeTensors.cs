@@ -275,7 +275,7 @@ public sealed class SafeTensorsFile : IDisposable
     {
         if (!BitConverter.IsLittleEndian) throw new PlatformNotSupportedException("safetensors reading needs a little-endian host");
         if (!File.Exists(path)) throw new FileNotFoundException($"safetensors file not found: {path}", path);
-        long fileLength = new FileInfo(path).Length;
+        long fileLength = FileLength.Of(path);
         if (fileLength < 8)
             throw new InvalidDataException($"safetensors {path}: truncated: {fileLength} bytes, too short for the 8-byte header length");
 

@@ -122,7 +122,7 @@ public sealed class LlamaTokenizer : ITokenizer
             if (TokenId(rune.ToString()) is int id) { pieces.Add(id); continue; }
             int n = rune.EncodeToUtf8(utf8);
             foreach (byte b in utf8[..n])
-                pieces.Add(_byteTokens[b] >= 0 ? _byteTokens[b] : throw new InvalidOperationException($"no token for byte 0x{b:X2} and no byte fallback in the vocabulary"));
+                pieces.Add(_byteTokens[b] >= 0 ? _byteTokens[b] : throw new UserErrorException($"the text cannot be encoded: character '{rune}' has no token and the vocabulary has no byte fallback for 0x{b:X2}"));
         }
 
         // Greedy merges, best score first (ties: leftmost), as llama2.c does.

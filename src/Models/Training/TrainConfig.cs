@@ -40,19 +40,42 @@ public sealed record TrainConfig
     public int LogInterval { get; init; } = 10;
     public ulong Seed { get; init; } = 1337;
 
+    /// <summary>
+    /// Throws a <see cref="UserErrorException"/> naming the option and its value for the first setting that cannot
+    /// make a run. Every float must be finite: NaN compares false with everything, so "lr &lt;= 0" alone lets
+    /// --lr NaN through and the run trains on NaN.
+    /// </summary>
     public void Validate()
     {
-        void Positive(int v, string name)
+        static void AtLeast(long v, long min, string option)
         {
-            if (v <= 0) throw new ArgumentOutOfRangeException(name, v, $"--{name} must be positive");
+            if (v < min) throw new UserErrorException($"--{option} must be at least {min} (got {v})");
         }
-        Positive(NLayer, "n-layer"); Positive(NHead, "n-head"); Positive(NEmbd, "n-embd"); Positive(BlockSize, "block-size");
-        Positive(BatchSize, "batch-size"); Positive(GradAccumSteps, "grad-accum"); Positive(EvalInterval, "eval-interval");
-        Positive(EvalIters, "eval-iters"); Positive(LogInterval, "log-interval");
-        if (MaxIters < 0) throw new ArgumentOutOfRangeException("max-iters", MaxIters, "--max-iters must be >= 0");
-        if (NEmbd % NHead != 0) throw new ArgumentException($"--n-embd {NEmbd} must be a multiple of --n-head {NHead}");
-        if (LearningRate <= 0 || MinLr < 0) throw new ArgumentException($"learning rates must be positive (lr {LearningRate}, min lr {MinLr})");
-        if (Dropout is < 0 or >= 1) throw new ArgumentOutOfRangeException("dropout", Dropout, "--dropout must be in [0, 1)");
+        static void In(double v, string option, double min, double max = double.PositiveInfinity, bool minOpen = false, bool maxOpen = false)
+        {
+            bool ok = double.IsFinite(v) && (minOpen ? v > min : v >= min) && (maxOpen ? v < max : v <= max);
+            if (ok) return;
+            string range = double.IsPositiveInfinity(max) ? $"a finite number {(minOpen ? ">" : ">=")} {min:R}" : $"in {(minOpen ? "(" : "[")}{min:R}, {max:R}{(maxOpen ? ")" : "]")}";
+            throw new UserErrorException($"--{option} must be {range} (got {v:R})");
+        }
+        AtLeast(NLayer, 1, "n-layer"); AtLeast(NHead, 1, "n-head"); AtLeast(NEmbd, 1, "n-embd"); AtLeast(BlockSize, 1, "block-size");
+        AtLeast(BatchSize, 1, "batch-size"); AtLeast(GradAccumSteps, 1, "grad-accum"); AtLeast(EvalInterval, 1, "eval-interval");
+        AtLeast(EvalIters, 1, "eval-iters"); AtLeast(LogInterval, 1, "log-interval"); AtLeast(MaxIters, 0, "max-iters");
+        AtLeast(WarmupIters, 0, "warmup-iters"); AtLeast(LrDecayIters, 0, "lr-decay-iters");
+        if (NEmbd % NHead != 0) throw new UserErrorException($"--n-embd {NEmbd} must be a multiple of --n-head {NHead}");
+        In(LearningRate, "lr", 0, minOpen: true);
+        In(MinLr, "min-lr", 0);
+        In(WeightDecay, "weight-decay", 0);
+        In(Beta1, "beta1", 0, 1, maxOpen: true);
+        In(Beta2, "beta2", 0, 1, maxOpen: true);
+        In(GradClip, "grad-clip", 0);
+        In(Dropout, "dropout", 0, 1, maxOpen: true);
+        if (string.IsNullOrWhiteSpace(DataPath)) throw new UserErrorException("--data must name a text file");
+        if (string.IsNullOrWhiteSpace(OutDir)) throw new UserErrorException("--out-dir must name a directory");
+        if (!Data.Tokenizers.Kinds.Contains(Tokenizer))
+            throw new UserErrorException($"--tokenizer '{Tokenizer}' is not a tokenizer: {string.Join(" or ", Data.Tokenizers.Kinds)}");
+        if ((long)BatchSize * EvalIters * GptTrainer.CountersPerBatchRow > (long)GptTrainer.EvalCounterStride)
+            throw new UserErrorException($"--batch-size {BatchSize} times --eval-iters {EvalIters} is more than an evaluation can draw (at most {GptTrainer.EvalCounterStride / GptTrainer.CountersPerBatchRow:N0} rows)");
     }
 
     public GptConfig ModelConfig(int vocabSize) => new(BlockSize, vocabSize, NLayer, NHead, NEmbd, Dropout, Bias);
