@@ -56,6 +56,7 @@ public static class MtApp
         root.Subcommands.Add(SelftestCommand.Create(output));
         root.Subcommands.Add(AttentionBenchCommand.Create(output));
         root.Subcommands.Add(Serve.ServeCommand.Create(output));
+        root.Subcommands.Add(DetectCommand.Create(output));
         return root;
     }
 

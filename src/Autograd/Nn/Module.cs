@@ -26,8 +26,9 @@ public abstract class Module
     }
 
     /// <summary>
-    /// Registers <paramref name="value"/> as a buffer called <paramref name="name"/>: part of the state dict but
-    /// not trained (torch's register_buffer), such as a frozen weight in a block format, which has no gradient.
+    /// Registers <paramref name="value"/> as a buffer called <paramref name="name"/>: state that checkpoints keep
+    /// but the optimizer never sees (torch's register_buffer): batch norm's running mean and variance, or a frozen
+    /// weight in a block format, which has no gradient.
     /// </summary>
     protected Tensor Buffer(string name, Tensor value)
     {
@@ -95,7 +96,7 @@ public abstract class Module
     }
 
     /// <summary>
-    /// Copies values into the parameters, converting dtype and device as needed. Every parameter must be
+    /// Copies values into the parameters and buffers, converting dtype and device as needed. Every parameter must be
     /// present with its exact shape; with <paramref name="strict"/>, extra entries are an error too.
     /// Entries whose names start with a prefix in <paramref name="ignorePrefixes"/> are skipped.
     /// </summary>

@@ -28,6 +28,7 @@ internal sealed class CaseList(CaseScale scale)
         ReduceCases();
         MatMulCases();
         NnCases();
+        DetectorCases();
         IndexCases();
         LossCases();
         ConvPoolCases();
@@ -293,6 +294,25 @@ internal sealed class CaseList(CaseScale scale)
                     var rstd = x[1].Square().Mean(-1).AddScalar(1e-5).Rsqrt();
                     var (dx, dw) = Tensor.RmsNormBackward(x[0], x[1], x[2], rstd, new NormAttrs(1e-5));
                     return [dx, dw];
+                }, t == DType.F32 ? new Tolerance(1e-4, 2e-5) : null);
+        }
+    }
+
+    // ---- detector blocks (leaky ReLU, batch norm): a GPU without their kernels runs the composites ----
+
+    private void DetectorCases()
+    {
+        int n = S(3, 16), c = S(5, 64), h = S(7, 80), w = S(9, 80);
+        foreach (var t in new[] { DType.F32, DType.F64 })
+        {
+            Add($"leaky relu {t}", LeakyReluOps.LeakyRelu, t, Str([n, c, h, w]), g => [g.Uniform([n, c, h, w], -3, 3, t)],
+                (x, _) => [x[0].LeakyRelu(0.1), x[0].LeakyRelu(0.01)]);
+            Add($"batch norm 2d {t}", BatchNormOps.BatchNorm2d, t, Str([n, c, h, w], [c], [c]),
+                g => [g.Uniform([n, c, h, w], -2, 3, t), g.Uniform([c], 0.5, 1.5, t), g.Uniform([c], -1, 1, t)],
+                (x, _) =>
+                {
+                    var (y, mean, invstd) = x[0].BatchNorm2d(x[1], x[2]);
+                    return [y, mean, invstd, x[0].BatchNorm2d(null, null).Y];
                 }, t == DType.F32 ? new Tolerance(1e-4, 2e-5) : null);
         }
     }

@@ -11,6 +11,8 @@ internal static class BuiltinOps
     {
         NormOps.Register();
         QuantOps.Register();
+        LeakyReluOps.Register();
+        BatchNormOps.Register();
         CustomFunction.Register();
     }
 }

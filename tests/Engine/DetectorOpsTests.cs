@@ -1,0 +1,84 @@
+using ManagedTensor.Tests.Autograd;
+using Xunit;
+using static ManagedTensor.Tests.TestUtil;
+
+namespace ManagedTensor.Tests.Engine;
+
+/// <summary>LeakyRelu and BatchNorm2d (the detector's ops) against float64 loops, their composites, and finite differences.</summary>
+public class DetectorOpsTests
+{
+    [Theory]
+    [InlineData(DType.F32, 0.1)]
+    [InlineData(DType.F64, 0.01)]
+    public void LeakyReluMatchesALoopAndItsComposite(DType dtype, double slope)
+    {
+        var x = RandomTensor([2, 3, 5, 7], seed: 3, dtype);
+        var expected = x.ToDoubleArray().Select(v => v > 0 ? v : slope * v).ToArray();
+        AssertClose(expected, x.LeakyRelu(slope).ToDoubleArray(), 1e-6, 1e-7);
+        var composite = OpRegistry.Get(LeakyReluOps.LeakyRelu).Fallback!([x], new ScalarAttrs(slope))[0];
+        AssertClose(expected, composite.ToDoubleArray(), 1e-6, 1e-7);
+    }
+
+    [Fact]
+    public void LeakyReluGradientMatchesFiniteDifferences()
+        => GradCheck.Check(t => t[0].LeakyRelu(0.1), [RandomTensor([3, 4, 5], seed: 11)]);
+
+    /// <summary>y, mean and invstd of batch norm with batch statistics, computed channel by channel in double.</summary>
+    private static (double[] Y, double[] Mean, double[] InvStd) Reference(Tensor x, double[]? w, double[]? b, double eps)
+    {
+        int n = x.Shape[0], c = x.Shape[1], hw = x.Shape[2] * x.Shape[3];
+        var v = x.ToDoubleArray();
+        var (y, mean, invstd) = (new double[v.Length], new double[c], new double[c]);
+        for (int ch = 0; ch < c; ch++)
+        {
+            var idx = Enumerable.Range(0, n).SelectMany(i => Enumerable.Range((i * c + ch) * hw, hw)).ToArray();
+            double mu = idx.Average(i => v[i]), var = idx.Average(i => (v[i] - mu) * (v[i] - mu));
+            (mean[ch], invstd[ch]) = (mu, 1 / Math.Sqrt(var + eps));
+            foreach (int i in idx) y[i] = (v[i] - mu) * invstd[ch] * (w?[ch] ?? 1) + (b?[ch] ?? 0);
+        }
+        return (y, mean, invstd);
+    }
+
+    [Theory]
+    [InlineData(DType.F32, 2, 3, 5, 7)]
+    [InlineData(DType.F64, 3, 5, 1, 9)]
+    [InlineData(DType.F64, 1, 2, 3, 1)]
+    public void BatchNorm2dMatchesALoopAndItsComposite(DType dtype, int n, int c, int h, int w)
+    {
+        var x = RandomTensor([n, c, h, w], seed: 5, dtype).MulScalar(3).AddScalar(1);
+        var weight = RandomTensor([c], seed: 6, dtype).AddScalar(1);
+        var bias = RandomTensor([c], seed: 7, dtype);
+        double tol = dtype == DType.F32 ? 1e-5 : 1e-12;
+        var (ey, em, es) = Reference(x, weight.ToDoubleArray(), bias.ToDoubleArray(), 1e-5);
+        var (y, mean, invstd) = x.BatchNorm2d(weight, bias);
+        AssertClose(ey, y.ToDoubleArray(), tol, tol);
+        AssertClose(em, mean.ToDoubleArray(), tol, tol);
+        AssertClose(es, invstd.ToDoubleArray(), tol, tol);
+        var composite = OpRegistry.Get(BatchNormOps.BatchNorm2d).Fallback!([x, weight, bias], new NormAttrs(1e-5));
+        AssertClose(ey, composite[0].ToDoubleArray(), 10 * tol, 10 * tol);
+        AssertClose(es, composite[2].ToDoubleArray(), 10 * tol, 10 * tol);
+        var (plain, _, _) = x.BatchNorm2d(null, null, eps: 1e-3);
+        AssertClose(Reference(x, null, null, 1e-3).Y, plain.ToDoubleArray(), tol, tol);
+    }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void BatchNorm2dGradientMatchesFiniteDifferences(bool affine)
+    {
+        var x = RandomTensor([2, 3, 2, 3], seed: 21);
+        if (affine)
+            GradCheck.Check(t => t[0].BatchNorm2d(t[1], t[2]).Y, [x, RandomTensor([3], seed: 22).AddScalar(1), RandomTensor([3], seed: 23)], rtol: 1e-4, atol: 1e-6);
+        else
+            GradCheck.Check(t => t[0].BatchNorm2d(null, null).Y, [x], rtol: 1e-4, atol: 1e-6);
+    }
+
+    [Fact]
+    public void BatchNorm2dNamesTheBadInput()
+    {
+        var x = Tensor.Zeros([2, 3, 4, 4]);
+        Assert.Contains("4-D", Assert.Throws<ArgumentException>(() => Tensor.Zeros([2, 3, 4]).BatchNorm2d(null, null)).Message);
+        Assert.Contains("weight has shape [4], expected [3]", Assert.Throws<ArgumentException>(() => x.BatchNorm2d(Tensor.Ones([4]), null)).Message);
+        Assert.Contains("bias", Assert.Throws<ArgumentException>(() => x.BatchNorm2d(null, Tensor.Ones([3], DType.F64))).Message);
+    }
+}
