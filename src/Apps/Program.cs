@@ -77,7 +77,7 @@ public static class MtApp
         Description = "any language model: llama2.c .bin, GGUF, a Hugging Face directory (Llama, Mistral, GPT-2) or its config.json, llm.c's GPT-2 .bin, an `mt train gpt` out-dir or its ckpt.safetensors",
         DefaultValueFactory = _ => DefaultModel,
     };
-    private static Option<string?> TokenizerOption() => new("--tokenizer") { Description = "a tokenizer other than the model's own: llama2.c tokenizer.bin (default: beside a llama2.c model), tokenizer.json, or GPT-2's vocab.json with merges.txt beside it" };
+    private static Option<string?> TokenizerOption() => new("--tokenizer") { Description = "a tokenizer other than the model's own: llama2.c tokenizer.bin (a llama2.c model finds the one beside it), tokenizer.json, or GPT-2's vocab.json with merges.txt beside it" };
     private static Option<ulong> SeedOption(ulong seed) => new("--seed", "-s") { Description = "seed of the sampler (the same seed gives the same text)", DefaultValueFactory = _ => seed };
     private static Option<float> TemperatureOption() =>
         new Option<float>("--temperature") { Description = "0 = greedy; below 1 sharper, above 1 more random", DefaultValueFactory = _ => 0.8f }.Within(0);

@@ -19,7 +19,7 @@ public static class ServeCommand
     public static Command Create(TextWriter output)
     {
         var model = new Option<string>("--model", "-m") { Description = "any model `mt generate` reads: llama2.c .bin, GGUF, a Hugging Face directory (Llama, Mistral, GPT-2) or its config.json, llm.c's GPT-2 .bin, an `mt train gpt` out-dir", DefaultValueFactory = _ => DefaultModel };
-        var tokenizer = new Option<string?>("--tokenizer") { Description = "a tokenizer other than the model's own: llama2.c tokenizer.bin (default: beside a llama2.c model), tokenizer.json, or GPT-2's vocab.json with merges.txt beside it" };
+        var tokenizer = new Option<string?>("--tokenizer") { Description = "a tokenizer other than the model's own: llama2.c tokenizer.bin (a llama2.c model finds the one beside it), tokenizer.json, or GPT-2's vocab.json with merges.txt beside it" };
         var template = new Option<string>("--template") { Description = "chat format: auto (the checkpoint's template), or " + string.Join(", ", ChatTemplates.Names.Keys), DefaultValueFactory = _ => "auto" };
         var device = Cli.DeviceOption("cpu");
         var dtype = new Option<string>("--dtype") { Description = "a Llama's float weight matrices: as stored (auto), or converted to f32, f16 or bf16; block formats stay as stored", DefaultValueFactory = _ => "auto" };
