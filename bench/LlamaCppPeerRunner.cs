@@ -26,35 +26,36 @@ public static class LlamaCppPeerRunner
         {
             case "llama-speed":
                 {
-                    var (model, _) = LlamaGenerate.Load(args[1], null);
+                    var (model, _) = ModelLoader.OpenLlama(args[1], null);
                     int prompt = int.Parse(args[2]), decode = int.Parse(args[3]);
-                    LlamaBench.Measure(model, "warmup", 4, 2);
-                    var r = LlamaBench.Measure(model, Path.GetFileName(args[1]), prompt, decode);
+                    LlamaBench.Measure(model, "warmup", 4, 2, GgmlType.F32);
+                    var r = LlamaBench.Measure(model, Path.GetFileName(args[1]), prompt, decode, GgmlType.F32);
                     Console.WriteLine(string.Format(CultureInfo.InvariantCulture, "mt {0} threads {1} prefill {2:F2} tok/s decode {3:F2} tok/s ({4} + {5} tokens)",
                         Path.GetFileName(args[1]), Environment.ProcessorCount, r.PrefillTokensPerSecond, r.DecodeTokensPerSecond, prompt, decode));
                     break;
                 }
             case "llama-greedy":
                 {
-                    var (model, _) = LlamaGenerate.Load(args[1], null);
+                    var (model, _) = ModelLoader.OpenLlama(args[1], null);
                     int n = int.Parse(args[2]);
-                    var cache = model.NewCache();
-                    var logits = model.Forward(1, 0, cache);
+                    using var cache = model.NewCache();
+                    var logits = model.NextLogits([1], cache);
                     var ids = new List<int>();
                     for (int p = 1; p <= n; p++)
                     {
                         int next = Sampler.ArgMax(logits);
                         ids.Add(next);
-                        if (p < n) logits = model.Forward(next, p, cache);
+                        if (p < n) logits = model.NextLogits([next], cache);
                     }
                     Console.WriteLine(string.Join(' ', ids));
                     break;
                 }
             case "llama-logits":
                 {
-                    var (model, _) = LlamaGenerate.Load(args[1], null);
+                    var (model, _) = ModelLoader.OpenLlama(args[1], null);
                     var ids = args[2].Split(',').Select(int.Parse).ToArray();
-                    foreach (float v in model.Forward(ids, 0, model.NewCache())) Console.WriteLine(v.ToString("R", CultureInfo.InvariantCulture));
+                    using var cache = model.NewCache();
+                    foreach (float v in model.NextLogits(ids, cache)) Console.WriteLine(v.ToString("R", CultureInfo.InvariantCulture));
                     break;
                 }
             case "write-random-llama":

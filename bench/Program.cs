@@ -4,7 +4,8 @@ using ManagedTensor.Bench;
 // `sgemm [--threads T] [sizes...]`: the GFLOP/s table used by sgemm_vs_torch.sh;
 // `versions [sizes...]`: naive -> blocked -> packed SGEMM side by side; `gpt-train [--iters N] [--profile]`:
 // the GPT training step timing used by gpt_train_vs_torch.sh; `attention-cpu [B H T D]...`: fused CPU
-// attention, forward and forward + backward; `qmatmul [--types T...] [--rows M...]`: QMatMul at the 1.1B layer
+// attention, forward and forward + backward; `kv-decode [contexts...]`: decode ms/token against a KV cache of
+// each length (KvDecodeRunner); `qmatmul [--types T...] [--rows M...]`: QMatMul at the 1.1B layer
 // shapes; `llama-speed|llama-greedy|llama-logits|write-random-llama`: our side of quant_vs_llamacpp.sh;
 // `scan-wkv [--quick]`: selective scan and WKV on the CPU (bench/scan_wkv_vs_torch.sh); `serve-load` and `make-tinyllama-gguf`: the `mt serve` load test (bench/serve_load.sh); anything else goes to
 // BenchmarkDotNet.
@@ -13,6 +14,7 @@ else if (args.Length > 0 && args[0] == "gpt-train") GptTrainRunner.Run(args[1..]
 else if (args.Length > 0 && args[0] == "versions") SgemmVersions.Run(args[1..]);
 else if (args.Length > 0 && args[0] == "attention-cpu") AttentionCpuRunner.Run(args[1..]);
 else if (args.Length > 0 && args[0] == "scan-wkv") ScanWkvRunner.Run(args[1..]);
+else if (args.Length > 0 && args[0] == "kv-decode") KvDecodeRunner.Run(args[1..]);
 else if (args.Length > 0 && args[0] == "serve-load") ServeLoadRunner.Run(args[1..]);
 else if (args.Length > 0 && args[0] == "make-tinyllama-gguf") ServeLoadRunner.MakeTinyLlamaGguf(args[1..]);
 else if (args.Length > 0 && args[0] == "qmatmul") QMatMulRunner.Run(args[1..]);

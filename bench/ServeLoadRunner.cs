@@ -153,9 +153,10 @@ public static class ServeLoadRunner
     private static double BareDecode(string modelPath, int tokens)
     {
         string? tok = modelPath.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase) ? null : Path.Combine(Path.GetDirectoryName(modelPath)!, "tok512.bin");
-        var m = LlamaGenerate.Open(modelPath, tok is not null && File.Exists(tok) ? tok : null).Model;
-        LlamaBench.Measure(m, "warmup", 8, Math.Min(tokens, 8));
-        double best = Enumerable.Range(0, 3).Max(_ => LlamaBench.Measure(m, "bare", 12, tokens).DecodeTokensPerSecond); // best of 3, as mt bench
+        var m = ModelLoader.Open(modelPath, tok is not null && File.Exists(tok) ? tok : null).Model;
+        LlamaBench.Measure(m, "warmup", 8, Math.Min(tokens, 8), GgmlType.F32);
+        double best = Enumerable.Range(0, 3).Max(_ => LlamaBench.Measure(m, "bare", 12, tokens, GgmlType.F32).DecodeTokensPerSecond); // best of 3, as mt bench
+        (m as IDisposable)?.Dispose();
         GC.Collect();
         return best;
     }

@@ -73,8 +73,12 @@ public static class MtApp
     private const string DefaultTokenizer = "data/stories260K/tok512.bin";
 
     // Short flags as llama.cpp's: -m model, -p prompt, -n tokens to generate, -s seed.
-    private static Option<string> ModelOption() => new("--model", "-m") { Description = "llama2.c .bin, GGUF file, or Hugging Face checkpoint (directory or its config.json)", DefaultValueFactory = _ => DefaultModel };
-    private static Option<string?> TokenizerOption() => new("--tokenizer") { Description = "llama2.c tokenizer.bin (not needed for GGUF or Hugging Face checkpoints; when not given: tokenizer.bin beside the model)" };
+    private static Option<string> ModelOption() => new("--model", "-m")
+    {
+        Description = "any language model: llama2.c .bin, GGUF, a Hugging Face directory (Llama, Mistral, GPT-2) or its config.json, llm.c's GPT-2 .bin, an `mt train gpt` out-dir or its ckpt.safetensors",
+        DefaultValueFactory = _ => DefaultModel,
+    };
+    private static Option<string?> TokenizerOption() => new("--tokenizer") { Description = "a tokenizer other than the model's own: llama2.c tokenizer.bin (a llama2.c model finds the one beside it), tokenizer.json, or GPT-2's vocab.json with merges.txt beside it" };
     private static Option<ulong> SeedOption(ulong seed) => new("--seed", "-s") { Description = "seed of the sampler (the same seed gives the same text)", DefaultValueFactory = _ => seed };
     private static Option<float> TemperatureOption() =>
         new Option<float>("--temperature") { Description = "0 = greedy; below 1 sharper, above 1 more random", DefaultValueFactory = _ => 0.8f }.Within(0);
@@ -99,7 +103,7 @@ public static class MtApp
         var penalty = new Option<float>("--repetition-penalty") { Description = "divide the logits of tokens already in the context by this (1: off; above 1 repeats less)", DefaultValueFactory = _ => 1f }.Within(0, minExclusive: true);
         var seed = SeedOption(42);
         var (device, dtype) = LlamaDeviceOptions();
-        var cmd = new Command("generate", "generate text from a Llama-family checkpoint (default: the embedded stories260K)")
+        var cmd = new Command("generate", "generate text from a language model (default: the embedded stories260K)")
         {
             model, tokenizer, prompt, steps, temperature, topK, topP, penalty, seed, device, dtype,
         };
@@ -109,8 +113,8 @@ public static class MtApp
             var dev = Cli.ParseDevice(p.GetValue(device)!);
             var opts = new GenerateOptions(DataFiles.Find(m), TokenizerFor(m, p.GetValue(tokenizer)), p.GetValue(prompt)!, p.GetValue(steps),
                 new SamplerOptions(p.GetValue(temperature), p.GetValue(topK), p.GetValue(topP), p.GetValue(penalty), p.GetValue(seed)),
-                Device: dev, DeviceDType: ParseWeightDType(p.GetValue(dtype)!));
-            var r = LlamaGenerate.Run(opts, output);
+                Device: dev, FloatWeights: ParseWeightDType(p.GetValue(dtype)!));
+            var r = TextGenerator.Run(opts, output, error);
             error.WriteLine($"prefill {r.PromptTokens.Count} tokens at {r.PrefillTokensPerSecond:F1} tok/s, decode {r.Generated.Count} tokens at {r.DecodeTokensPerSecond:F1} tok/s");
             return 0;
         });
@@ -118,16 +122,15 @@ public static class MtApp
     }
 
     /// <summary>
-    /// --device and --dtype of generate and chat. The CPU is the default: there quantized weights are multiplied as they
-    /// are, while on a device they are expanded to --dtype (a Q4_0 7B model would not fit a 12 GB GPU as float32).
+    /// --device and --dtype of generate and chat. Weights stay as stored on every device (block formats such as Q4_0 in
+    /// their blocks, multiplied by QMatMul); --dtype converts a Llama's float matrices (f16 for a GPU's tensor cores).
     /// </summary>
     private static (Option<string> Device, Option<string> DType) LlamaDeviceOptions() =>
-        (Cli.DeviceOption("cpu", "; on a GPU the weights are expanded to --dtype"),
-         WeightDTypeOption());
+        (Cli.DeviceOption("cpu"), WeightDTypeOption());
 
     private static Option<string> WeightDTypeOption()
     {
-        var option = new Option<string>("--dtype") { Description = "weights on a device: f32, f16 or bf16", DefaultValueFactory = _ => "f32" };
+        var option = new Option<string>("--dtype") { Description = "a Llama's float weight matrices: as stored (auto), or converted to f32, f16 or bf16; block formats stay as stored", DefaultValueFactory = _ => "auto" };
         option.Validators.Add(r =>
         {
             try { ParseWeightDType(r.GetValueOrDefault<string>() ?? ""); } // a string always converts
@@ -136,12 +139,13 @@ public static class MtApp
         return option;
     }
 
-    private static DType ParseWeightDType(string s) => s.ToLowerInvariant() switch
+    private static DType? ParseWeightDType(string s) => s.ToLowerInvariant() switch
     {
+        "auto" => null,
         "f32" or "float32" => DType.F32,
         "f16" or "float16" => DType.F16,
         "bf16" or "bfloat16" => DType.BF16,
-        _ => throw new UserErrorException($"--dtype {s}: expected f32, f16 or bf16"),
+        _ => throw new UserErrorException($"--dtype {s}: expected auto, f32, f16 or bf16"),
     };
 
     private static Command ChatCommand(TextWriter output, TextWriter error)
@@ -164,11 +168,10 @@ public static class MtApp
         cmd.SetAction(p =>
         {
             string m = p.GetValue(model)!;
-            var dev = Cli.ParseDevice(p.GetValue(device)!);
-            var loaded = LlamaGenerate.Open(DataFiles.Find(m), TokenizerFor(m, p.GetValue(tokenizer)));
+            var loaded = ModelLoader.Open(DataFiles.Find(m), TokenizerFor(m, p.GetValue(tokenizer)), Cli.ParseDevice(p.GetValue(device)!), ParseWeightDType(p.GetValue(dtype)!));
             var (format, source) = ChatFormatFor(loaded, p.GetValue(template)!);
-            using var runner = LlamaGenerate.Runner(loaded.Model, dev, dtype: ParseWeightDType(p.GetValue(dtype)!));
-            var chat = new TemplatedChat(runner, loaded.Tokenizer, format, new SamplerOptions(p.GetValue(temperature), TopP: 0.9f, Seed: p.GetValue(seed)), loaded.StopTokens, p.GetValue(system));
+            using var chat = new TemplatedChat(loaded.Model, loaded.Tokenizer, format, new SamplerOptions(p.GetValue(temperature), TopP: 0.9f, Seed: p.GetValue(seed)), loaded.StopTokens, p.GetValue(system));
+            chat.Notice = line => error.WriteLine(line);
             error.WriteLine($"chat template: {ChatTemplates.NameOf(format)} ({source}); an empty line or Ctrl-D ends the conversation");
             while (true)
             {

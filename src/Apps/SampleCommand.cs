@@ -30,9 +30,14 @@ public static class SampleCommand
         {
             var dev = Cli.ParseDevice(p.GetValue(device)!);
             using var ckpt = p.GetValue(gpt2) is null ? GptCheckpoint.Load(p.GetValue(outDir)!) : null;
-            var model = ckpt?.CreateModel(dev) ?? Models.Formats.GptWeights.Load(DataFiles.Find(p.GetValue(gpt2)!), dev);
+            string source = ckpt?.File.Path ?? DataFiles.Find(p.GetValue(gpt2)!);
+            var model = ckpt?.CreateModel(dev) ?? Models.Formats.GptWeights.Load(source, dev);
             ITokenizer tokenizer = ckpt?.Tokenizer ?? Gpt2Tokenizer.FromDataFolder();
-            int promptTokens = tokenizer.Encode(p.GetValue(prompt)!).Length;
+            if (tokenizer.VocabSize > model.VocabSize) // e.g. a GPT-2 tokenizer on a 96-token model
+                throw new InvalidModelFileException(source,
+                    $"the tokenizer has {tokenizer.VocabSize} tokens but the model's vocabulary (embedding rows) is {model.VocabSize}: " +
+                    $"ids {model.VocabSize}..{tokenizer.VocabSize - 1} have no embedding (a tokenizer made for another model?)");
+            int promptTokens = tokenizer.Encode(p.GetValue(prompt)!, bos: false).Count;
             // A recurrent model has no context limit; a GPT sees at most its block.
             if (model is GPT { Config.BlockSize: var block } && promptTokens + p.GetValue(length) > block)
                 error.WriteLine($"(the model's context is {block} tokens: the prompt's {promptTokens} and --length {p.GetValue(length)} exceed it, " +
@@ -52,11 +57,14 @@ public static class SampleCommand
     /// <summary>Writes the prompt and then each new token's text as it is generated.</summary>
     public static void Sample(TrainableLM model, ITokenizer tokenizer, string prompt, int length, SamplerOptions options, TextWriter output, bool useCache = true)
     {
-        var ids = tokenizer.Encode(prompt);
-        if (ids.Length == 0) throw new ArgumentException("the prompt encodes to no tokens: give at least one character");
+        var ids = tokenizer.Encode(prompt, bos: false);
+        if (ids.Count == 0) throw new ArgumentException("the prompt encodes to no tokens: give at least one character");
         output.Write(prompt);
-        var idx = Tensor.FromArray(ids.Select(i => (long)i).ToArray(), [1, ids.Length], model.Device);
-        model.Generate(idx, length, new Sampler(options), token => output.Write(tokenizer.Decode([token])), useCache);
+        var idx = Tensor.FromArray(ids.Select(i => (long)i).ToArray(), [1, ids.Count], model.Device);
+        Action<int> write = token => output.Write(tokenizer.Decode([token]));
+        // A tokenizer with fewer tokens than the model's (padded) vocabulary: sample only ids it can decode.
+        if (model is GPT gpt) gpt.Generate(idx, length, new Sampler(options), write, useCache, sampledVocab: Math.Min(tokenizer.VocabSize, model.VocabSize));
+        else model.Generate(idx, length, new Sampler(options), write, useCache);
         output.Flush();
     }
 }

@@ -88,6 +88,8 @@ public enum Op
                           // (F32, F64 for F64 inputs; +inf for a row that sees no key, whose out is 0).
                           // H is a multiple of Hkv: query head h reads kv head h / (H / Hkv) (grouped-query).
                           // Causal: query i sees keys j <= i + S - T (aligned bottom right, as flash-attention).
+                          // q is dense; k and v may be views with their last axis at stride 1 and any other
+                          // strides, the same for both (the first S positions of a KV cache, read in place).
                           // attrs: AttentionAttrs
     AttentionBackward,    // dout, q, k, v, out, lse -> dq, dk, dv (scores recomputed tile by tile)   attrs: AttentionAttrs
 

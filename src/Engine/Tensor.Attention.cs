@@ -57,9 +57,25 @@ public sealed partial class Tensor
                 output.Fill_(0);
                 lse.Fill_(double.PositiveInfinity);
             }
-            else q.Backend.Execute(Op.Attention, [q.Dense(), k.Dense(), v.Dense()], [output, lse], attrs);
+            else
+            {
+                var (kIn, vIn) = KvOperands(k, v);
+                q.Backend.Execute(Op.Attention, [q.Dense(), kIn, vIn], [output, lse], attrs);
+            }
         }
         return (Record(output, Op.Attention, attrs, [q, k, v], lse), lse);
+    }
+
+    /// <summary>
+    /// K and V as the kernels take them: as they are when their last axis is contiguous and both have the
+    /// same strides (a KV cache's (B, Hkv, capacity, D) buffers narrowed to the S filled positions), so a
+    /// decode step reads the cache in place instead of copying all of it in every layer; else dense copies.
+    /// </summary>
+    private static (Tensor K, Tensor V) KvOperands(Tensor k, Tensor v)
+    {
+        bool inPlace = k.Strides[3] == 1 && v.Strides[3] == 1 && k.Strides.AsSpan().SequenceEqual(v.Strides)
+                       && k.Strides.AsSpan().IndexOfAnyInRange(int.MinValue, -1) < 0;
+        return inPlace ? (k, v) : (k.Dense(), v.Dense());
     }
 
     /// <summary>dq, dk, dv of <see cref="Attention"/> from dout, the inputs, the output and its row log-sum-exp.</summary>

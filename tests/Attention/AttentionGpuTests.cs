@@ -266,4 +266,27 @@ public class AttentionBackendTests
         AssertClose(k64.Grad!.ToDoubleArray(), kg.Grad!.To(Device.Cpu).ToDoubleArray(), rtol, atol, $"dk {dtype} T{t}");
         AssertClose(v64.Grad!.ToDoubleArray(), vg.Grad!.To(Device.Cpu).ToDoubleArray(), rtol, atol, $"dv {dtype} T{t}");
     }
+
+    /// <summary>
+    /// k and v as views of a KV cache's buffers (narrowed to the filled positions): the decode kernel reads them
+    /// through their strides, the other kernels take dense copies; both give the CPU op's result.
+    /// </summary>
+    [Theory]
+    [InlineData(DType.F32, 2, 4, 2, 1, 37, 16)]
+    [InlineData(DType.BF16, 1, 2, 1, 1, 70, 64)]
+    [InlineData(DType.F32, 1, 2, 1, 3, 21, 16)]
+    public void Cache_views_are_read_in_place_by_the_decode_kernel(DType dtype, int b, int h, int hkv, int t, int s, int d)
+    {
+        var dev = Device.IlgpuCpu;
+        int capacity = s + 11;
+        var q = RandomTensor([b, h, t, d], 41, DType.F32).To(dtype).To(DType.F32);
+        var kBuf = RandomTensor([b, hkv, capacity, d], 42, DType.F32).To(dtype).To(DType.F32);
+        var vBuf = RandomTensor([b, hkv, capacity, d], 43, DType.F32).To(dtype).To(DType.F32);
+        var expected = Tensor.Attention(q, kBuf.Narrow(2, 0, s), vBuf.Narrow(2, 0, s), causal: true);
+        using var noGrad = GradMode.NoGrad();
+        var (kg, vg) = (kBuf.To(dev).To(dtype), vBuf.To(dev).To(dtype));
+        var actual = Tensor.Attention(q.To(dev).To(dtype), kg.Narrow(2, 0, s), vg.Narrow(2, 0, s), causal: true);
+        var (rtol, atol) = dtype == DType.F32 ? (2e-4, 2e-5) : (2e-2, 1e-2);
+        AssertClose(expected.ToDoubleArray(), actual.To(Device.Cpu).To(DType.F32).ToDoubleArray(), rtol, atol, $"{dtype} T{t} S{s}");
+    }
 }

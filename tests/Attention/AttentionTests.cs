@@ -213,3 +213,58 @@ public class AttentionTests
         AssertClose(expected, Tensor.Attention(q, q, q, causal: true), 1e-10, 1e-12, "transposed inputs");
     }
 }
+
+/// <summary>
+/// k and v as a KV cache hands them over: (B, Hkv, capacity, D) buffers narrowed to the S filled positions.
+/// The op reads them in place (no dense copy of the cache per call) and gives the dense result, forward and
+/// backward, on the decode path (T = 1) and the tiled path (a chunk of new tokens against the cache).
+/// </summary>
+public class AttentionStridedKvTests
+{
+    [Theory]
+    [InlineData(1, 4, 2, 1, 37, 16, 50, true)]   // decode, GQA 2
+    [InlineData(2, 2, 1, 5, 70, 8, 90, true)]    // a chunk of 5 new tokens, tiles of keys
+    [InlineData(1, 3, 3, 4, 9, 7, 12, false)]    // full attention, odd head dim
+    public void Narrowed_cache_views_give_the_dense_result(int b, int h, int hkv, int t, int s, int d, int capacity, bool causal)
+    {
+        foreach (var dtype in new[] { DType.F32, DType.F64 })
+        {
+            var q = TestUtil.RandomTensor([b, h, t, d], 1, dtype);
+            var kBuf = TestUtil.RandomTensor([b, hkv, capacity, d], 2, dtype);
+            var vBuf = TestUtil.RandomTensor([b, hkv, capacity, d], 3, dtype);
+            var (k, v) = (kBuf.Narrow(2, 0, s), vBuf.Narrow(2, 0, s));
+            Assert.False(k.IsContiguous);
+            var expected = Tensor.Attention(q, k.Contiguous(), v.Contiguous(), causal);
+            var actual = Tensor.Attention(q, k, v, causal);
+            TestUtil.AssertClose(expected.ToDoubleArray(), actual.ToDoubleArray(), 1e-6, 1e-7, $"{dtype} T{t} S{s}");
+
+            // Gradients flow back into the views (the backward takes dense copies).
+            var (kl, vl) = (kBuf.Clone().Detach(), vBuf.Clone().Detach());
+            kl.RequiresGrad = vl.RequiresGrad = true;
+            var w = TestUtil.RandomTensor([b, h, t, d], 4, dtype);
+            (Tensor.Attention(q, kl.Narrow(2, 0, s), vl.Narrow(2, 0, s), causal) * w).Sum().Backward();
+            var (kd, vd) = (k.Contiguous().Detach(), v.Contiguous().Detach());
+            kd.RequiresGrad = vd.RequiresGrad = true;
+            (Tensor.Attention(q, kd, vd, causal) * w).Sum().Backward();
+            TestUtil.AssertClose(kd.Grad!.ToDoubleArray(), kl.Grad!.Narrow(2, 0, s).ToDoubleArray(), 1e-6, 1e-7, "dk");
+            Assert.Equal(0, kl.Grad!.Narrow(2, s, capacity - s).Abs().Sum().Item()); // positions past S get nothing
+            TestUtil.AssertClose(vd.Grad!.ToDoubleArray(), vl.Grad!.Narrow(2, 0, s).ToDoubleArray(), 1e-6, 1e-7, "dv");
+        }
+    }
+
+    [Fact]
+    public void A_decode_step_does_not_copy_the_cache()
+    {
+        // 4 kv heads x 4096 positions x 64 floats: 4 MiB of keys and as much of values.
+        var q = TestUtil.RandomTensor([1, 8, 1, 64], 1, DType.F32);
+        var kBuf = TestUtil.RandomTensor([1, 4, 8192, 64], 2, DType.F32);
+        var vBuf = TestUtil.RandomTensor([1, 4, 8192, 64], 3, DType.F32);
+        var (k, v) = (kBuf.Narrow(2, 0, 4096), vBuf.Narrow(2, 0, 4096));
+        using var noGrad = GradMode.NoGrad();
+        for (int i = 0; i < 3; i++) Tensor.Attention(q, k, v, causal: true); // warm up
+        long before = GC.GetTotalAllocatedBytes(precise: true);
+        Tensor.Attention(q, k, v, causal: true);
+        long allocated = GC.GetTotalAllocatedBytes(precise: true) - before;
+        Assert.True(allocated < 1 << 20, $"a decode step allocated {allocated} bytes; one copy of the keys is {4 << 20}");
+    }
+}

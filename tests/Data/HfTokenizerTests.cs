@@ -10,7 +10,8 @@ namespace ManagedTensor.Tests.Data;
 
 /// <summary>
 /// tokenizer.json BPE against independent implementations: GPT-2's own vocabulary (data/encoder.json + vocab.bpe) written
-/// as a tokenizer.json must encode exactly as Microsoft.ML.Tokenizers' CodeGen tokenizer does on the same files.
+/// as a tokenizer.json must encode exactly as Microsoft.ML.Tokenizers' CodeGen tokenizer does on the same files (a
+/// test-only reference), and as <see cref="Gpt2Tokenizer"/> built from those files directly.
 /// </summary>
 public class HfTokenizerTests
 {
@@ -33,7 +34,12 @@ public class HfTokenizerTests
         finally { File.Delete(path); }
     });
 
-    private static readonly Lazy<Gpt2Tokenizer> CodeGen = new(Gpt2Tokenizer.FromDataFolder);
+    private static readonly Lazy<Microsoft.ML.Tokenizers.Tokenizer> CodeGen = new(() =>
+    {
+        using var vocab = File.OpenRead(RepoPaths.Of("data", "encoder.json"));
+        using var merges = File.OpenRead(RepoPaths.Of("data", "vocab.bpe"));
+        return Microsoft.ML.Tokenizers.CodeGenTokenizer.Create(vocab, merges, addPrefixSpace: false, addBeginOfSentence: false, addEndOfSentence: false);
+    });
 
     [Fact]
     public void Gpt2TokenizerJsonMatchesTheCodeGenTokenizerOnShakespeareAndOddText()
@@ -45,15 +51,27 @@ public class HfTokenizerTests
         string[] texts = [shakespeare, "tabs\tand\ttabs\n\n\nlines\n", "Zoë ✓ naïve 日本語 🙂 café", "It's 12345 o'clock, isn't it? We'll see.", "a\u00a0b\u2003c", ""];
         foreach (var text in texts)
         {
-            var want = CodeGen.Value.Encode(text);
+            var want = CodeGen.Value.EncodeToIds(text).ToArray();
             var got = tok.Encode(text, bos: false);
             Assert.True(want.SequenceEqual(got), $"'{text[..Math.Min(40, text.Length)]}': {got.Count} ids, CodeGen {want.Length}; first difference at {want.Zip(got).TakeWhile(p => p.First == p.Second).Count()}: [{string.Join(", ", got)}] vs CodeGen [{string.Join(", ", want)}]");
             Assert.Equal(text, tok.Decode(got));
+            Assert.Equal(got, Gpt2Tokenizer.FromDataFolder().Encode(text));   // GPT-2's own files, read directly: the same BPE
         }
         // GPT-2 has no token for two spaces: "\s+(?!\S)" leaves the last space to the next word, and "Ġ" stays alone.
         Assert.Equal([220, 734, 220, 9029, 197, 392, 628, 198, 6615, 220, 220], tok.Encode("  two  spaces\tand\n\n\nlines  ", bos: false));
         Assert.False(tok.AddBos);
         Assert.Equal(50256, tok.Eos);
+    }
+
+    [Fact]
+    public void Gpt2FilesGiveTheTokenizerJsonTokenizationOfTheWholeShakespeare()
+    {
+        // The training tokenizer (`mt train gpt --tokenizer gpt2`) over the whole corpus, runs of spaces included.
+        string text = File.ReadAllText(RepoPaths.Of("data", "tinyshakespeare.txt"));
+        var direct = Gpt2Tokenizer.FromDataFolder();
+        Assert.Equal(Gpt2Json.Value.Encode(text, bos: false), direct.Encode(text));
+        Assert.Equal(("gpt2", 50257, -1, 50256), (direct.Kind, direct.VocabSize, direct.Bos, direct.Eos));
+        Assert.IsType<BpeTokenizer>(ManagedTensor.Models.Data.Tokenizers.FromJson(direct.ToJson()));
     }
 
     [Fact]

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Text.Json;
+using ManagedTensor.Models;
 using ManagedTensor.Models.Formats;
 using ManagedTensor.Models.Generation;
 using ManagedTensor.Tests.Llama;
@@ -75,20 +76,20 @@ public class GgufTests
     }
 
     [Fact]
-    public void QuantizedDotProductsMatchDequantizedOnes()
+    public void QuantizedMatricesMultiplyLikeTheirDecodedValues()
     {
         var rng = new Random(3);
         float[] w = Enumerable.Range(0, 4 * 96).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
         float[] x = Enumerable.Range(0, 96).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
+        var xt = Tensor.FromArray(x, [1, 96]);
         foreach (var type in new[] { GgmlType.F16, GgmlType.Q8_0, GgmlType.Q4_0 })
         {
-            var m = WeightMatrix.Encode(w, 4, 96, type);
-            var deq = m.ToF32();
+            var m = new ManagedTensor.Nn.Linear(Tensor.FromArray(w, [4, 96]).To(GgmlTypes.ToDType(type)));
+            var deq = m.Weight.To(DType.F32).ToArray<float>();
             // The integer kernels see x quantized to Q8_0 (ggml's vec_dot_q*_q8_0); F16 rows are dotted with x as is.
             var xs = x;
             if (type != GgmlType.F16) { xs = new float[96]; ManagedTensor.Quant.Q8_0.Decode(GgmlTypes.Quantize(GgmlType.Q8_0, x), xs); }
-            var y = new float[4];
-            m.MatVec(x, y);
+            var y = m.Forward(xt).ToArray<float>();
             for (int r = 0; r < 4; r++)
             {
                 double exact = 0, deqDot = 0;
@@ -104,25 +105,19 @@ public class GgufTests
     {
         using var g = GgufFile.Open(Fixture("tensors.gguf"));
         var m = g.Matrix("t.q4_k", 2, 256);
-        Assert.Equal(GgmlType.Q4_K, m.Type);
-        Assert.Equal(2 * 144, m.ByteSize);
+        Assert.Equal(DType.Q4_K, m.DType);
+        Assert.Equal(2 * 144, m.ToBlockBytes().Length);
         var w = g.ReadF32("t.q4_k");
         var x = Enumerable.Range(0, 4 * 256).Select(i => (i % 17 - 8) / 8f).ToArray(); // 4 rows of activations
-        var y = new float[4 * 2];
-        m.MatMul(x, y, 4);
-        var yv = new float[2];
+        var y = new ManagedTensor.Nn.Linear(m).Forward(Tensor.FromArray(x, [4, 256])).ToArray<float>();
         for (int t = 0; t < 4; t++)
-        {
-            m.MatVec(x.AsSpan(t * 256, 256), yv);
             for (int r = 0; r < 2; r++)
             {
                 double want = 0, scale = 0;
                 for (int c = 0; c < 256; c++) { want += w[r * 256 + c] * x[t * 256 + c]; scale += Math.Abs(w[r * 256 + c] * x[t * 256 + c]); }
-                // The vector product rounds x to Q8_K (8 bits against the block's largest value): within 1% of sum |w x|.
-                Assert.True(Math.Abs(want - yv[r]) <= 0.01 * scale, $"MatVec row {r} of x {t}: {yv[r]}, decoded product {want}");
-                Assert.Equal(want, y[t * 2 + r], 3);
+                // QMatMul rounds x to Q8_K (8 bits against the block's largest value): within 1% of sum |w x|.
+                Assert.True(Math.Abs(want - y[t * 2 + r]) <= 0.01 * scale, $"row {r} of x {t}: {y[t * 2 + r]}, decoded product {want}");
             }
-        }
     }
 
     /// <summary>A file using every metadata type and the four writable tensor types, deterministic.</summary>
@@ -175,33 +170,36 @@ public class GgufTests
         // make_llama_fixture.py: random HF-layout weights, Q/K permuted to interleaved as llama.cpp's converter does,
         // logits from a float64 forward with HF's half-split RoPE on the unpermuted weights.
         var want = JsonDocument.Parse(File.ReadAllText(Fixture("llama_tiny.json"))).RootElement;
-        var (model, tok) = LlamaGenerate.Load(Fixture("llama_tiny.gguf"), null);
+        var (model, tok) = ModelLoader.OpenLlama(Fixture("llama_tiny.gguf"), null);
         Assert.Equal(new ManagedTensor.Models.LlamaConfig(32, 64, 2, 4, 2, 32, 64), model.Config);
-        Assert.False(model.Weights.SharedClassifier);
+        Assert.False(model.TiedHead);
         Assert.Equal(" a", tok.Vocab[3]); // U+2581 read as a space
         var tokens = want.GetProperty("tokens").EnumerateArray().Select(e => e.GetInt32()).ToArray();
         var logits = want.GetProperty("logits").EnumerateArray().ToArray();
-        var cache = model.NewCache();
+        using var cache = model.NewCache();
         for (int p = 0; p < tokens.Length; p++)
         {
-            var got = model.Forward(tokens[p], p, cache).Select(v => (double)v).ToArray();
+            var got = model.NextLogits([tokens[p]], cache).Select(v => (double)v).ToArray();
             TestUtil.AssertClose(logits[p].EnumerateArray().Select(e => e.GetDouble()).ToArray(), got, 1e-4, 1e-4, $"position {p}");
         }
         // Control: the same weights read with half-split RoPE (no permutation) drift away after position 0.
-        var wrong = new ManagedTensor.Models.Llama(model.Config with { Rope = ManagedTensor.Models.RopeLayout.HalfSplit }, model.Weights);
-        var wrongLogits = wrong.Forward(tokens, 0, wrong.NewCache());
+        var state = model.StateDict();
+        using var wrong = new ManagedTensor.Models.Llama(model.Config with { Rope = ManagedTensor.Nn.RopeLayout.HalfSplit }, state);
+        using var wrongCache = wrong.NewCache();
+        var wrongLogits = wrong.NextLogits(tokens, wrongCache);
         var wantLast = logits[^1].EnumerateArray().Select(e => e.GetDouble()).ToArray();
         Assert.True(wantLast.Zip(wrongLogits).Max(p => Math.Abs(p.First - p.Second)) > 0.01);
 
         // The whole sequence as one prefill batch ends in the same logits.
-        var batch = model.Forward(tokens, 0, model.NewCache()).Select(v => (double)v).ToArray();
+        using var batchCache = model.NewCache();
+        var batch = model.NextLogits(tokens, batchCache).Select(v => (double)v).ToArray();
         TestUtil.AssertClose(logits[^1].EnumerateArray().Select(e => e.GetDouble()).ToArray(), batch, 1e-4, 1e-4, "prefill");
     }
 
     [Fact]
     public void Stories260KRoundTripsThroughGguf()
     {
-        var (model, tok) = LlamaGenerate.Load(RepoPaths.Stories260K, RepoPaths.Tok512);
+        var (model, tok) = ModelLoader.OpenLlama(RepoPaths.Stories260K, RepoPaths.Tok512);
         string dir = Path.Combine(Path.GetTempPath(), $"mt-gguf-{Guid.NewGuid():N}");
         Directory.CreateDirectory(dir);
         try
@@ -211,11 +209,25 @@ public class GgufTests
             {
                 string path = Path.Combine(dir, $"stories260K-{type}.gguf");
                 Quantize.Run(RepoPaths.Stories260K, RepoPaths.Tok512, path, type, TextWriter.Null);
-                var (m2, t2) = LlamaGenerate.Load(path, null);
+                var (m2, t2) = ModelLoader.OpenLlama(path, null);
                 Assert.Equal(model.Config, m2.Config);
                 Assert.Equal(tok.Vocab, t2.Vocab);
                 Assert.Equal(tok.Scores, t2.Scores);
-                var got = LlamaGenerate.Generate(m2, t2, [1], 100, new SamplerOptions(), stopTokens: []).Generated;
+                if (type == GgmlType.Q8_0)
+                {
+                    // llama.cpp's token types: <unk> UNKNOWN (2), BOS and EOS CONTROL (3), the 256 <0xNN> tokens BYTE (6), so that
+                    // llama.cpp prints a byte token as its byte (a newline, not "<0x0A>"); the rest NORMAL (1).
+                    using var g = GgufFile.Open(path);
+                    var types = g.GetArray<int>("tokenizer.ggml.token_type");
+                    Assert.Equal("<unk>", tok.Vocab[0]);
+                    Assert.Equal([2, 3, 3], types[..3]);
+                    Assert.Equal("<0x0A>", tok.Vocab[3 + 10]);
+                    Assert.All(types[3..259], t => Assert.Equal(6, t));
+                    Assert.All(types[259..], t => Assert.Equal(1, t));
+                    Assert.Equal(0, g.GetInt("tokenizer.ggml.unknown_token_id"));
+                    Assert.Equal(DType.Q8_0, m2.StateDict()["model.layers.0.self_attn.q_proj.weight"].DType);
+                }
+                var got = TextGenerator.Generate(m2, t2, [1], 100, new SamplerOptions(), stopTokens: []).Generated;
                 int agree = got.Zip(want).TakeWhile(p => p.First == p.Second).Count();
                 // F32 is exact; F16 and Q8_0 keep the greedy path for a long stretch; Q4_0 on a 260K model drifts sooner.
                 int min = type switch { GgmlType.F32 => 100, GgmlType.F16 => 50, GgmlType.Q8_0 => 20, _ => 3 };

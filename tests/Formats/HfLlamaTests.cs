@@ -4,6 +4,7 @@ using ManagedTensor.Models;
 using ManagedTensor.Models.Formats;
 using ManagedTensor.Models.Generation;
 using ManagedTensor.Models.Tokenizers;
+using ManagedTensor.Nn;
 using ManagedTensor.Tests.Llama;
 using Xunit;
 
@@ -19,47 +20,51 @@ public class HfLlamaTests
 
     private static JsonElement Reference(string name) => JsonDocument.Parse(File.ReadAllText(Path.Combine(Dir(name), "reference.json"))).RootElement;
 
-    private static readonly Lazy<LoadedModel> Bf16 = new(() => LlamaGenerate.Open(Dir("bf16_sharded")));
-    private static readonly Lazy<LoadedModel> F16 = new(() => LlamaGenerate.Open(Dir("f16_tied")));
+    private static readonly Lazy<LoadedModel> Bf16 = new(() => ModelLoader.Open(Dir("bf16_sharded")));
+    private static readonly Lazy<LoadedModel> F16 = new(() => ModelLoader.Open(Dir("f16_tied")));
+
+    private static ManagedTensor.Models.Llama Llama(LoadedModel m) => Assert.IsType<ManagedTensor.Models.Llama>(m.Model);
 
     private static void AssertLogitsMatch(LoadedModel m, JsonElement reference, double tol)
     {
         var tokens = reference.GetProperty("tokens").EnumerateArray().Select(e => e.GetInt32()).ToArray();
         var want = reference.GetProperty("logits").EnumerateArray().Select(r => r.EnumerateArray().Select(e => e.GetDouble()).ToArray()).ToArray();
-        var cache = m.Model.NewCache();
+        using var cache = m.Model.NewCache();
         for (int p = 0; p < tokens.Length; p++)
-            TestUtil.AssertClose(want[p], m.Model.Forward(tokens[p], p, cache).Select(v => (double)v).ToArray(), tol, tol, $"position {p}");
+            TestUtil.AssertClose(want[p], m.Model.NextLogits([tokens[p]], cache).Select(v => (double)v).ToArray(), tol, tol, $"position {p}");
         // The whole prompt as one prefill batch ends in the same logits.
-        TestUtil.AssertClose(want[^1], m.Model.Forward(tokens, 0, m.Model.NewCache()).Select(v => (double)v).ToArray(), tol, tol, "prefill");
+        using var batch = m.Model.NewCache();
+        TestUtil.AssertClose(want[^1], m.Model.NextLogits(tokens, batch).Select(v => (double)v).ToArray(), tol, tol, "prefill");
     }
 
     [Fact]
     public void Bf16ShardedGqaLlama3ScaledModelMatchesTheNumpyForward()
     {
         var m = Bf16.Value;
-        var c = m.Model.Config;
+        var c = Llama(m).Config;
         Assert.Equal((32, 64, 2, 4, 2, 305, 128), (c.Dim, c.HiddenDim, c.NLayers, c.NHeads, c.NKvHeads, c.VocabSize, c.SeqLen));
         Assert.Equal(RopeLayout.HalfSplit, c.Rope);
         Assert.Equal(new Llama3RopeScaling(8, 1, 4, 8192), c.RopeScaling);
         Assert.Equal(500000f, c.RopeTheta);
-        Assert.False(m.Model.Weights.SharedClassifier);
-        Assert.Equal(GgmlType.BF16, m.Model.Weights.Layers[1].Wq.Type); // kept encoded
+        Assert.False(Llama(m).TiedHead);
+        Assert.Equal(DType.BF16, Llama(m).StateDict()["model.layers.1.self_attn.q_proj.weight"].DType); // kept 16-bit
         AssertLogitsMatch(m, Reference("bf16_sharded"), 2e-4);
 
         // Control: the same weights with interleaved RoPE pairs drift away (the layout matters, and the test can see it).
-        var wrong = new ManagedTensor.Models.Llama(c with { Rope = RopeLayout.Interleaved }, m.Model.Weights);
+        using var wrong = new ManagedTensor.Models.Llama(c with { Rope = RopeLayout.Interleaved }, Llama(m).StateDict());
         var tokens = Reference("bf16_sharded").GetProperty("tokens").EnumerateArray().Select(e => e.GetInt32()).ToArray();
         var last = Reference("bf16_sharded").GetProperty("logits").EnumerateArray().Last().EnumerateArray().Select(e => e.GetDouble());
-        Assert.True(last.Zip(wrong.Forward(tokens, 0, wrong.NewCache())).Max(p => Math.Abs(p.First - p.Second)) > 0.01);
+        using var cache = wrong.NewCache();
+        Assert.True(last.Zip(wrong.NextLogits(tokens, cache)).Max(p => Math.Abs(p.First - p.Second)) > 0.01);
     }
 
     [Fact]
     public void F16TiedModelMatchesTheNumpyForward()
     {
         var m = F16.Value;
-        Assert.True(m.Model.Weights.SharedClassifier);
-        Assert.Equal(1e-6f, m.Model.Config.NormEps);
-        Assert.Equal(GgmlType.F16, m.Model.Weights.TokenEmbedding.Type);
+        Assert.True(Llama(m).TiedHead);
+        Assert.Equal(1e-6f, Llama(m).Config.NormEps);
+        Assert.Equal(DType.F16, Llama(m).StateDict()["model.embed_tokens.weight"].DType);
         AssertLogitsMatch(m, Reference("f16_tied"), 2e-4);
     }
 
@@ -105,7 +110,7 @@ public class HfLlamaTests
         var r = Reference(name);
         var m = (name == "bf16_sharded" ? Bf16 : F16).Value;
         var prompt = r.GetProperty("tokens").EnumerateArray().Select(e => e.GetInt32()).ToList();
-        var got = LlamaGenerate.Generate(m.Model, m.Tokenizer, prompt, 8, new SamplerOptions(Temperature: 0), stopTokens: []).Generated;
+        var got = TextGenerator.Generate(m.Model, m.Tokenizer, prompt, 8, new SamplerOptions(Temperature: 0), stopTokens: []).Generated;
         Assert.Equal(r.GetProperty("greedy").EnumerateArray().Select(e => e.GetInt32()), got);
     }
 

@@ -40,7 +40,7 @@ public sealed class HfMalformedFileTests : IDisposable
         edit(dir);
         long before = GC.GetAllocatedBytesForCurrentThread();
         var sw = Stopwatch.StartNew();
-        var e = Record.Exception(() => LlamaGenerate.Open(dir));
+        var e = Record.Exception(() => ModelLoader.Open(dir));
         long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
         Assert.True(e is InvalidModelFileException, $"{what}: expected InvalidModelFileException, got {(e is null ? "no exception" : e.GetType().Name + ": " + e.Message)}");
         string path = blamed.Length == 0 ? dir : Path.Combine(dir, blamed);

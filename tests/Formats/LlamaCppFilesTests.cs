@@ -1,4 +1,5 @@
 using System.Globalization;
+using ManagedTensor.Models;
 using ManagedTensor.Models.Formats;
 using ManagedTensor.Models.Generation;
 using ManagedTensor.Tests.Llama;
@@ -25,13 +26,14 @@ public class LlamaCppFilesTests
             Assert.Contains(GgmlType.Q4_K, types);
             Assert.Contains(GgmlType.Q6_K, types);
         }
-        var (model, _) = LlamaGenerate.Load(Fixture("tiny-Q4_K_M.gguf"), null);
+        var (model, _) = ModelLoader.OpenLlama(Fixture("tiny-Q4_K_M.gguf"), null);
         var ids = File.ReadAllText(Fixture("ids.txt")).Trim().Split(',').Select(int.Parse).ToArray();
         var want = File.ReadAllLines(Fixture("tiny-Q4_K_M.logits")).Select(l => float.Parse(l, CultureInfo.InvariantCulture)).ToArray();
-        var got = model.Forward(ids, 0, model.NewCache());
+        using var cache = model.NewCache();
+        var got = model.NextLogits(ids, cache);
         Assert.Equal(want.Length, got.Length);
-        // Same weights; llama.cpp rounds activations to Q8_K for its integer dots, mt's prefill multiplies decoded
-        // weights in float: the logits (of order 1) agree to ~0.02.
+        // Same weights; llama.cpp rounds activations to Q8_K for its integer dots, mt's prefill (QMatMul, many rows)
+        // multiplies decoded weights in float: the logits (of order 1) agree to ~0.02.
         for (int i = 0; i < want.Length; i++) Assert.True(Math.Abs(want[i] - got[i]) < 0.06, $"logit {i}: mt {got[i]}, llama.cpp {want[i]}");
         Assert.Equal(Sampler.ArgMax(want), Sampler.ArgMax(got));
     }
@@ -45,15 +47,15 @@ public class LlamaCppFilesTests
             Assert.Contains(GgmlType.Q5_0, types);
             Assert.Contains(GgmlType.Q5_1, types);
         }
-        var (model, _) = LlamaGenerate.Load(Fixture("s260k-Q4_K_S.gguf"), null);
+        var (model, _) = ModelLoader.OpenLlama(Fixture("s260k-Q4_K_S.gguf"), null);
         var want = File.ReadAllText(Fixture("s260k-Q4_K_S.greedy")).Trim().Split(' ').Select(int.Parse).ToArray();
-        var cache = model.NewCache();
-        var logits = model.Forward(1, 0, cache);
+        using var cache = model.NewCache();
+        var logits = model.NextLogits([1], cache);
         var got = new List<int>();
         for (int p = 1; p <= want.Length; p++)
         {
             got.Add(Sampler.ArgMax(logits));
-            if (p < want.Length) logits = model.Forward(got[^1], p, cache);
+            if (p < want.Length) logits = model.NextLogits([got[^1]], cache);
         }
         Assert.Equal(want, got);
     }

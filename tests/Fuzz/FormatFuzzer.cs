@@ -94,7 +94,7 @@ public static class FormatFuzzer
     private static readonly SamplerOptions Greedy = new(0f);
 
     private static void Generate(string model, string? tokenizer, string prompt) =>
-        LlamaGenerate.Run(new GenerateOptions(model, tokenizer, prompt, 2, Greedy), TextWriter.Null);
+        TextGenerator.Run(new GenerateOptions(model, tokenizer, prompt, 2, Greedy), TextWriter.Null);
 
     /// <summary>A GPT-2 model's forward pass over two tokens (the prompt ids of its own vocabulary).</summary>
     private static void RunGpt(ManagedTensor.Models.GPT model)
@@ -130,7 +130,7 @@ public static class FormatFuzzer
         string gguf = Path.Combine(work, "stories260K-q8_0.gguf");
         if (!File.Exists(gguf))
         {
-            var (model, tokenizer) = LlamaGenerate.Load(stories, tok);
+            var (model, tokenizer) = ModelLoader.OpenLlama(stories, tok);
             GgufLlama.Save(model, tokenizer, gguf, GgmlType.Q8_0);
         }
         string run = MakeCheckpoint(work);
@@ -198,7 +198,7 @@ public static class FormatFuzzer
 
     private sealed class SilentObserver : ITrainingObserver
     {
-        public void OnStart(ManagedTensor.Models.TrainableLM model, TrainConfig config, int startIter, ManagedTensor.Models.Data.ITokenizer tokenizer, ManagedTensor.Models.Data.TextDataset data) { }
+        public void OnStart(ManagedTensor.Models.TrainableLM model, TrainConfig config, int startIter, ManagedTensor.Models.ITokenizer tokenizer, ManagedTensor.Models.Data.TextDataset data) { }
         public void OnStep(int iter, double loss, double lr, double tokensPerSecond, double msPerIter) { }
         public void OnEval(int iter, double trainLoss, double valLoss) { }
         public void OnCheckpoint(int iter, string path, bool best) { }

@@ -64,14 +64,14 @@ public class ChatTemplateTests
     [Fact]
     public void GgufChatTemplateEndOfTurnIdAndControlTokensAreRead()
     {
-        var (model, tok) = LlamaGenerate.Load(RepoPaths.Stories260K, RepoPaths.Tok512);
+        var (model, tok) = ModelLoader.OpenLlama(RepoPaths.Stories260K, RepoPaths.Tok512);
         string template = Fixture.GetProperty("templates").GetProperty("zephyr").GetString()!;
         string path = Path.Combine(Path.GetTempPath(), $"mt-chat-{Guid.NewGuid():N}.gguf");
         try
         {
             ManagedTensor.Models.Formats.GgufLlama.Save(model, tok, path, ManagedTensor.Models.Formats.GgmlType.F32,
                 [new("tokenizer.chat_template", template), new("tokenizer.ggml.eot_token_id", 7u)]);
-            var m = LlamaGenerate.Open(path);
+            var m = ModelLoader.Open(path);
             Assert.Equal(template, m.ChatTemplate);
             Assert.Equal(new[] { 2, 7 }, m.StopTokens.Order());
             // BOS and EOS are control tokens: their text in a rendered prompt becomes the single id.
@@ -84,7 +84,7 @@ public class ChatTemplateTests
         finally { File.Delete(path); }
     }
 
-    private static ManagedTensor.Models.Generation.LoadedModel F16() => LlamaGenerate.Open(HfLlamaTests.Dir("f16_tied"));
+    private static ManagedTensor.Models.Generation.LoadedModel F16() => ModelLoader.Open(HfLlamaTests.Dir("f16_tied"));
 
     [Theory]
     [InlineData(ChatFormat.Zephyr, null)]
@@ -101,7 +101,7 @@ public class ChatTemplateTests
         Assert.Equal(rendered + second.Text, chat.FedText);
         // ...and continuing from those tokens in a fresh cache gives the same reply (nothing stale was kept).
         var history = chat.Session.History.Take(chat.Session.History.Count - second.Generated.Count).ToList();
-        var fresh = LlamaGenerate.Generate(m.Model, m.Tokenizer, history, 6, new SamplerOptions(Temperature: 0), stopTokens: []);
+        var fresh = TextGenerator.Generate(m.Model, m.Tokenizer, history, 6, new SamplerOptions(Temperature: 0), stopTokens: []);
         Assert.Equal(fresh.Generated, second.Generated);
         if (format == ChatFormat.Zephyr)
         {

@@ -28,7 +28,8 @@ public class LlamaBenchTests
         var c = new LlamaConfig(64, 96, 2, 4, 2, 100, 32);
         foreach (var type in new[] { GgmlType.F16, GgmlType.Q4_0, GgmlType.Q8_0 })
         {
-            var r = LlamaBench.Measure(LlamaBench.RandomLlama(c, type), "tiny", 4, 8);
+            using var model = LlamaBench.RandomLlama(c, type);
+            var r = LlamaBench.Measure(model, "tiny", 4, 8, type);
             Assert.Equal(type, r.Weights);
             Assert.True(r.DecodeTokensPerSecond > 0 && r.PrefillTokensPerSecond > 0);
             Assert.Equal(100L * 64 * 2 + 64 + 2 * (2L * 64 + 2 * 64 * 64 + 2 * 32 * 64 + 3 * 96 * 64), r.Parameters);

@@ -18,9 +18,9 @@ public class ServeApiTests
         var (status, body) = await server.Client.PostJson("/v1/completions", """{"model":"x","prompt":"Once upon a time","max_tokens":40,"temperature":0}""");
         Assert.Equal(200, status);
 
-        var m = LlamaGenerate.Open(RepoPaths.Stories260K, RepoPaths.Tok512);
+        var m = ModelLoader.Open(RepoPaths.Stories260K, RepoPaths.Tok512);
         var prompt = m.Tokenizer.Encode("Once upon a time", bos: true);
-        var expected = LlamaGenerate.Generate(m.Model, m.Tokenizer, prompt, 40, new SamplerOptions(0f), m.StopTokens);
+        var expected = TextGenerator.Generate(m.Model, m.Tokenizer, prompt, 40, new SamplerOptions(0f), m.StopTokens);
 
         Assert.Equal("text_completion", body.GetProperty("object").GetString());
         Assert.Equal("stories260K", body.GetProperty("model").GetString());

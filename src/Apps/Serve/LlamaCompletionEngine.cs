@@ -2,71 +2,70 @@ using System.Runtime.InteropServices;
 using System.Text;
 using ManagedTensor.Models;
 using ManagedTensor.Models.Generation;
-using ManagedTensor.Models.Tokenizers;
+using ManagedTensor.Nn;
 
 namespace ManagedTensor.Apps.Serve;
 
-/// <summary>What `mt serve` loads: a model as `mt generate` reads it, where it runs, and how many sequences it serves at once.</summary>
+/// <summary>What `mt serve` loads: any model `mt generate` reads, where it runs, and how many sequences it serves at once.</summary>
 public sealed record LlamaEngineOptions(
     string ModelPath,
-    string? TokenizerPath = null,   // llama2.c tokenizer.bin; GGUF and Hugging Face checkpoints carry their own
+    string? TokenizerPath = null,   // overrides the model's own (llama2.c: tokenizer.bin beside the model by default)
     string Template = "auto",       // chat format: the checkpoint's own, or one of ChatTemplates.Names
-    Device? Device = null,          // null or cpu: the span model; else DeviceLlama on that device
-    DType DeviceDType = DType.F32,  // the weights' dtype on a device
+    Device? Device = null,          // where the weights go (default: the CPU)
+    DType? FloatWeights = null,     // a Llama's float matrices converted to this (f16 for a GPU's tensor cores); block formats stay
     int ContextLength = 0,          // positions per sequence (0: the model's, at most ChatSession.DefaultMaxContext)
-    int Parallel = 4);              // sequences at once (KV caches); 1 on a device
+    int Parallel = 4);              // sequences at once, each a KV cache over the one copy of the weights
 
 /// <summary>
-/// The one adapter between the server and the model code on main (LlamaGenerate, ChatTemplates, Sampler, ILlamaRunner):
-/// it is the only server file that names a model type, so a new model layer changes this file and nothing else.
-/// Each slot is a runner with its own KV cache over the shared weights, all made at start, so the server's memory is
-/// fixed once it listens. The span model keeps one set of scratch activations per model, which is why sequences are
-/// stepped one after another from one thread; on a device a runner owns its weights, so a device serves one sequence.
+/// The one adapter between the server and the model layer (ModelLoader, ICausalLM, KvCache, ChatTemplates, Sampler): the
+/// only server file that names model code. It serves every model `mt generate` reads (Llama in any weight format, GPT-2,
+/// `mt train gpt` checkpoints) on any device. The weights are loaded once; each slot is a KV cache over them, all made at
+/// start, so the server's memory is fixed once it listens. Sequences are stepped one after another on the scheduler's thread.
 /// </summary>
 public sealed class LlamaCompletionEngine : ICompletionEngine
 {
-    private readonly IPromptTokenizer _tok;
+    private readonly ICausalLM _model;
+    private readonly ITokenizer _tok;
     private readonly ChatFormat _format;
     private readonly int[] _stopTokens;
-    private readonly List<ILlamaRunner> _runners;
-    private readonly Stack<ILlamaRunner> _free;
+    private readonly List<KvCache> _caches;
+    private readonly Stack<KvCache> _free;
     private readonly Lock _tokenizerLock = new(); // tokenizers are not documented as thread-safe; requests tokenize in parallel
 
-    private LlamaCompletionEngine(string modelId, LoadedModel model, ChatFormat format, List<ILlamaRunner> runners)
+    private LlamaCompletionEngine(string modelId, LoadedModel model, ChatFormat format, List<KvCache> caches)
     {
         ModelId = modelId;
+        _model = model.Model;
         _tok = model.Tokenizer;
         _format = format;
         _stopTokens = model.StopTokens;
-        _runners = runners;
-        _free = new Stack<ILlamaRunner>(runners);
-        ContextLength = runners[0].CacheLength;
+        _caches = caches;
+        _free = new Stack<KvCache>(caches);
+        ContextLength = caches[0].Capacity;
     }
 
     /// <summary>Loads the model and makes every slot's cache; any problem with the files or options is thrown here, before the server listens.</summary>
     public static LlamaCompletionEngine Load(LlamaEngineOptions o, TextWriter log)
     {
-        if (o.Parallel < 1) throw new ArgumentOutOfRangeException(nameof(o), $"--parallel {o.Parallel}: at least one sequence");
-        var device = o.Device ?? Device.Cpu;
-        var model = LlamaGenerate.Open(o.ModelPath, o.TokenizerPath);
-        var format = FormatFor(model, o.Template, log);
-        int slots = o.Parallel;
-        if (device != Device.Cpu && slots > 1)
-        {
-            log.WriteLine($"(--parallel {slots} on {device}: a device runner holds its own copy of the weights, so one sequence runs at a time)");
-            slots = 1;
-        }
-        var runners = new List<ILlamaRunner>();
+        if (o.Parallel < 1) throw new UserErrorException($"--parallel {o.Parallel}: at least one sequence");
+        if (o.ContextLength < 0) throw new UserErrorException($"--context {o.ContextLength}: 0 (the model's) or a positive number of positions");
+        var model = ModelLoader.Open(o.ModelPath, o.TokenizerPath, o.Device, o.FloatWeights);
+        var caches = new List<KvCache>();
         try
         {
-            for (int i = 0; i < slots; i++) runners.Add(LlamaGenerate.Runner(model.Model, device, o.ContextLength, o.DeviceDType));
+            var format = FormatFor(model, o.Template, log);
+            int positions = ChatSession.CacheLengthFor(model.Model, o.ContextLength);
+            if (o.ContextLength > model.Model.ContextLength)
+                log.WriteLine($"(--context {o.ContextLength} is beyond the model's {model.Model.ContextLength} positions: using {positions})");
+            for (int i = 0; i < o.Parallel; i++) caches.Add(model.Model.NewCache(1, positions));
+            return new LlamaCompletionEngine(ModelIdOf(o.ModelPath), model, format, caches);
         }
         catch
         {
-            foreach (var r in runners) r.Dispose();
+            foreach (var c in caches) c.Dispose();
+            (model.Model as IDisposable)?.Dispose();
             throw;
         }
-        return new LlamaCompletionEngine(ModelIdOf(o.ModelPath), model, format, runners);
     }
 
     /// <summary>The name clients see: the checkpoint's file name without extension, or its folder's name.</summary>
@@ -90,7 +89,7 @@ public sealed class LlamaCompletionEngine : ICompletionEngine
 
     public string ModelId { get; }
     public int ContextLength { get; }
-    public int MaxSequences => _runners.Count;
+    public int MaxSequences => _caches.Count;
     public IReadOnlyCollection<string> ChatRoles { get; } = ["system", "user", "assistant"];
 
     /// <summary>The chat template's name, for the start-up line.</summary>
@@ -105,40 +104,41 @@ public sealed class LlamaCompletionEngine : ICompletionEngine
             // Templates that write BOS themselves (Llama 2, 3, Gemma) must not get a second one from the tokenizer.
             bool addBos = _tok.AddBos && !(bos.Length > 0 && text.StartsWith(bos, StringComparison.Ordinal));
             var ids = _tok.Encode(text, bos: addBos, parseSpecial: true);
-            return ids.Count > 0 ? [.. ids] : [_tok.Bos >= 0 ? _tok.Bos : 0]; // an empty raw rendering still needs a token to start from
+            return ids.Count > 0 ? [.. ids] : [.. TextGenerator.StartTokens(_tok)]; // an empty raw rendering still needs a token to start from
         }
     }
 
     public int[] TokenizeText(string prompt)
     {
-        lock (_tokenizerLock) return [.. _tok.Encode(prompt, bos: _tok.AddBos || prompt.Length == 0)]; // as `mt generate`
+        lock (_tokenizerLock) return prompt.Length == 0 ? [.. TextGenerator.StartTokens(_tok)] : [.. _tok.Encode(prompt, bos: _tok.AddBos)]; // as `mt generate`
     }
 
     public IEngineSequence Start(int[] prompt, SamplingSettings sampling)
     {
         if (prompt.Length == 0) throw new ArgumentException("a sequence needs at least one prompt token", nameof(prompt));
         if (prompt.Length >= ContextLength) throw new ArgumentException($"{prompt.Length} prompt tokens leave no room in a context of {ContextLength}", nameof(prompt));
-        if (!_free.TryPop(out var runner)) throw new InvalidOperationException($"all {MaxSequences} slots are in use");
+        if (!_free.TryPop(out var cache)) throw new InvalidOperationException($"all {MaxSequences} slots are in use");
+        cache.Reset();
         // top_p 0 keeps only the most likely token: greedy, which the sampler spells as temperature 0.
         var options = new SamplerOptions(sampling.TopP == 0 ? 0 : sampling.Temperature, TopP: Math.Max(sampling.TopP, float.Epsilon), Seed: sampling.Seed);
-        return new Sequence(this, runner, prompt, new Sampler(options));
+        return new Sequence(this, cache, prompt, new Sampler(options));
     }
 
     public void Step(IReadOnlyList<IEngineSequence> sequences, Action<int, TokenStep> produced)
     {
-        // No batched forward in the model layer yet: each sequence reads the weights once per token.
+        // No batched forward yet: each sequence reads the weights once per token.
         for (int i = 0; i < sequences.Count; i++) produced(i, ((Sequence)sequences[i]).Step());
     }
 
     public void Dispose()
     {
-        foreach (var r in _runners) r.Dispose();
+        foreach (var c in _caches) c.Dispose();
+        (_model as IDisposable)?.Dispose();
     }
 
-    private sealed class Sequence(LlamaCompletionEngine engine, ILlamaRunner runner, int[] prompt, Sampler sampler) : IEngineSequence
+    private sealed class Sequence(LlamaCompletionEngine engine, KvCache cache, int[] prompt, Sampler sampler) : IEngineSequence
     {
         private readonly List<int> _tokens = [.. prompt];
-        private int _cached;                                      // tokens already in this slot's KV cache
         private readonly Decoder _utf8 = Encoding.UTF8.GetDecoder(); // byte-fallback tokens can split one character
         private char[] _chars = new char[64];
         private bool _released;
@@ -147,9 +147,10 @@ public sealed class LlamaCompletionEngine : ICompletionEngine
 
         public TokenStep Step()
         {
-            var logits = runner.Forward(CollectionsMarshal.AsSpan(_tokens)[_cached..], _cached);
-            _cached = _tokens.Count;
-            int next = sampler.Sample(logits, _tokens);
+            // The cache holds every token but the last sampled one (or none, before the prompt has run).
+            var logits = engine._model.NextLogits(CollectionsMarshal.AsSpan(_tokens)[cache.Length..], cache);
+            // Only the tokenizer's ids are sampled (an embedding may be padded past them, as nanoGPT's 50304 rows for GPT-2).
+            int next = sampler.Sample(logits.AsSpan(0, engine._tok.VocabSize), _tokens);
             if (Array.IndexOf(engine._stopTokens, next) >= 0) return new TokenStep("", EndOfText: true);
             int n;
             lock (engine._tokenizerLock)
@@ -166,7 +167,7 @@ public sealed class LlamaCompletionEngine : ICompletionEngine
         {
             if (_released) return;
             _released = true;
-            engine._free.Push(runner); // positions are overwritten by the next prompt: nothing to clear
+            engine._free.Push(cache); // reset by the next Start: its positions are overwritten by the next prompt
         }
     }
 }

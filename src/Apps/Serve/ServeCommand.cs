@@ -18,13 +18,13 @@ public static class ServeCommand
 
     public static Command Create(TextWriter output)
     {
-        var model = new Option<string>("--model") { Description = "llama2.c .bin, GGUF file, or Hugging Face checkpoint (directory or its config.json)", DefaultValueFactory = _ => DefaultModel };
-        var tokenizer = new Option<string?>("--tokenizer") { Description = "llama2.c tokenizer.bin (not needed for GGUF or Hugging Face)" };
+        var model = new Option<string>("--model", "-m") { Description = "any model `mt generate` reads: llama2.c .bin, GGUF, a Hugging Face directory (Llama, Mistral, GPT-2) or its config.json, llm.c's GPT-2 .bin, an `mt train gpt` out-dir", DefaultValueFactory = _ => DefaultModel };
+        var tokenizer = new Option<string?>("--tokenizer") { Description = "a tokenizer other than the model's own: llama2.c tokenizer.bin (a llama2.c model finds the one beside it), tokenizer.json, or GPT-2's vocab.json with merges.txt beside it" };
         var template = new Option<string>("--template") { Description = "chat format: auto (the checkpoint's template), or " + string.Join(", ", ChatTemplates.Names.Keys), DefaultValueFactory = _ => "auto" };
-        var device = Cli.DeviceOption("cpu", "; on a GPU the weights are expanded to --dtype and one request runs at a time");
-        var dtype = new Option<string>("--dtype") { Description = "weights on a device: f32, f16 or bf16", DefaultValueFactory = _ => "f32" };
+        var device = Cli.DeviceOption("cpu");
+        var dtype = new Option<string>("--dtype") { Description = "a Llama's float weight matrices: as stored (auto), or converted to f32, f16 or bf16; block formats stay as stored", DefaultValueFactory = _ => "auto" };
         var context = new Option<int>("--context") { Description = $"positions per request, prompt and completion (0: the model's, at most {ChatSession.DefaultMaxContext})", DefaultValueFactory = _ => 0 };
-        var parallel = new Option<int>("--parallel") { Description = "requests generated at once, each with its own KV cache (CPU)", DefaultValueFactory = _ => 4 };
+        var parallel = new Option<int>("--parallel") { Description = "requests generated at once, each with its own KV cache over the one copy of the weights", DefaultValueFactory = _ => 4 };
         var queue = new Option<int>("--queue") { Description = "requests that may wait for a slot; beyond, 429 with Retry-After", DefaultValueFactory = _ => 16 };
         var host = new Option<string>("--host") { Description = "address to listen on; 0.0.0.0 opens the server to the network", DefaultValueFactory = _ => "127.0.0.1" };
         var port = new Option<int>("--port") { Description = "TCP port (0: any free one)", DefaultValueFactory = _ => 8080 };
@@ -63,11 +63,12 @@ public static class ServeCommand
     }
 
     /// <summary>--dtype as `mt generate` reads it.</summary>
-    private static DType ParseDType(string s) => s.ToLowerInvariant() switch
+    private static DType? ParseDType(string s) => s.ToLowerInvariant() switch
     {
+        "auto" => null,
         "f32" or "float32" => DType.F32,
         "f16" or "float16" => DType.F16,
         "bf16" or "bfloat16" => DType.BF16,
-        _ => throw new ArgumentException($"--dtype {s}: expected f32, f16 or bf16"),
+        _ => throw new UserErrorException($"--dtype {s}: expected auto, f32, f16 or bf16"),
     };
 }

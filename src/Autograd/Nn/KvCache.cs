@@ -4,12 +4,13 @@ namespace ManagedTensor.Nn;
 /// The keys and values of the positions a model has already seen, kept on the model's device so that
 /// generation runs each new token once instead of re-running the whole context (what nanoGPT's
 /// generate does). One <see cref="Layer"/> per attention layer: (B, H, Capacity, head size) buffers,
-/// the first <see cref="Length"/> positions filled. With one new token, attention reads the cache
-/// through <see cref="Tensor.Attention"/>'s decode path (a split-KV kernel on the GPU).
+/// the first <see cref="Length"/> positions filled. Attention reads the filled positions in place, as
+/// views of the buffers (<see cref="Tensor.Attention"/> takes strided k and v; with one new token, its
+/// decode path: a split-KV kernel on the GPU). The one cache type of every model (GPT, Llama).
 /// </summary>
-public sealed class AttentionKvCache : IDisposable
+public sealed class KvCache : IDisposable
 {
-    public AttentionKvCache(int layers, int batch, int heads, int capacity, int headSize, DType dtype, Device device)
+    public KvCache(int layers, int batch, int heads, int capacity, int headSize, DType dtype, Device device)
     {
         if (layers <= 0 || batch <= 0 || heads <= 0 || capacity <= 0 || headSize <= 0)
             throw new ArgumentException($"KV cache: every size must be positive (layers {layers}, batch {batch}, heads {heads}, capacity {capacity}, head size {headSize})");
@@ -48,15 +49,24 @@ public sealed class AttentionKvCache : IDisposable
     /// <summary>One attention layer's keys and values.</summary>
     public sealed class Layer : IDisposable
     {
-        private readonly AttentionKvCache _owner;
+        private readonly KvCache _owner;
         private readonly Tensor _keys, _values; // (B, H, Capacity, hs)
 
-        internal Layer(AttentionKvCache owner, int[] shape, DType dtype, Device device)
+        internal Layer(KvCache owner, int[] shape, DType dtype, Device device)
         {
             _owner = owner;
             _keys = Tensor.Zeros(shape, dtype, device);
             _values = Tensor.Zeros(shape, dtype, device);
         }
+
+        /// <summary>Positions stored before the ones being added (the position of the first new token).</summary>
+        public int Length => _owner.Length;
+
+        /// <summary>The stored keys, (B, H, Length, hs): a view of the buffer, no copy.</summary>
+        public Tensor Keys => _keys.Narrow(2, 0, _owner.Length);
+
+        /// <summary>The stored values, (B, H, Length, hs): a view of the buffer, no copy.</summary>
+        public Tensor Values => _values.Narrow(2, 0, _owner.Length);
 
         /// <summary>
         /// Writes the new positions' k and v (B, H, T, hs) after the stored ones and returns all keys and

@@ -2,15 +2,15 @@ namespace ManagedTensor.Nn;
 
 /// <summary>
 /// A piece of a network that owns parameters and child modules, as torch.nn.Module. Subclasses register
-/// what they own in their constructor (<see cref="Parameter"/>, <see cref="Child{T}"/>), so that
-/// parameters get dotted names ("transformer.h.0.attn.c_attn.weight") in registration order. Those
+/// what they own in their constructor (<see cref="Parameter"/>, <see cref="Buffer"/>, <see cref="Child{T}"/>),
+/// so that tensors get dotted names ("transformer.h.0.attn.c_attn.weight") in registration order. Those
 /// names are the keys of the state dict that checkpoints store.
 /// </summary>
 public abstract class Module
 {
     private readonly List<(string Name, Tensor Tensor)> _parameters = [];
-    private readonly List<(string Name, Module Module)> _children = [];
     private readonly List<(string Name, Tensor Tensor)> _buffers = [];
+    private readonly List<(string Name, Module Module)> _children = [];
 
     /// <summary>True while training (dropout active), false after <see cref="Eval"/>.</summary>
     public bool Training { get; private set; } = true;
@@ -27,24 +27,16 @@ public abstract class Module
 
     /// <summary>
     /// Registers <paramref name="value"/> as a buffer called <paramref name="name"/>: state that checkpoints keep
-    /// but the optimizer never sees (batch norm's running mean and variance), as torch's register_buffer.
+    /// but the optimizer never sees (torch's register_buffer): batch norm's running mean and variance, or a frozen
+    /// weight in a block format, which has no gradient.
     /// </summary>
     protected Tensor Buffer(string name, Tensor value)
     {
-        if (_parameters.Any(p => p.Name == name) || _buffers.Any(b => b.Name == name)) throw new ArgumentException($"{GetType().Name}: '{name}' registered twice");
+        if (_parameters.Any(p => p.Name == name) || _buffers.Any(b => b.Name == name))
+            throw new ArgumentException($"{GetType().Name}: tensor '{name}' registered twice");
         value.Name = name;
         _buffers.Add((name, value));
         return value;
-    }
-
-    /// <summary>Every buffer with its dotted name, depth first in registration order.</summary>
-    public IEnumerable<(string Name, Tensor Tensor)> NamedBuffers() => AllNamedBuffers("");
-
-    private IEnumerable<(string Name, Tensor Tensor)> AllNamedBuffers(string prefix)
-    {
-        foreach (var (name, t) in _buffers) yield return (prefix + name, t);
-        foreach (var (name, child) in _children)
-            foreach (var b in child.AllNamedBuffers(prefix + name + ".")) yield return b;
     }
 
     /// <summary>Registers <paramref name="module"/> as a child called <paramref name="name"/> and returns it.</summary>
@@ -73,13 +65,35 @@ public abstract class Module
             foreach (var p in child.AllNamedParameters(prefix + name + ".")) yield return p;
     }
 
+    /// <summary>Every buffer with its dotted name, depth first in registration order (a shared one listed once).</summary>
+    public IEnumerable<(string Name, Tensor Tensor)> NamedBuffers()
+    {
+        var seen = new HashSet<Tensor>(ReferenceEqualityComparer.Instance);
+        foreach (var (name, t) in AllNamedBuffers(""))
+            if (seen.Add(t)) yield return (name, t);
+    }
+
+    private IEnumerable<(string Name, Tensor Tensor)> AllNamedBuffers(string prefix)
+    {
+        foreach (var (name, t) in _buffers) yield return (prefix + name, t);
+        foreach (var (name, child) in _children)
+            foreach (var b in child.AllNamedBuffers(prefix + name + ".")) yield return b;
+    }
+
     public IEnumerable<Tensor> Parameters() => NamedParameters().Select(p => p.Tensor);
 
     /// <summary>The number of scalar parameters (tied weights counted once).</summary>
     public long ParameterCount() => Parameters().Sum(p => (long)p.Numel);
 
     /// <summary>Name to tensor for every parameter and buffer (the tensors themselves, not copies).</summary>
-    public Dictionary<string, Tensor> StateDict() => NamedParameters().Concat(NamedBuffers()).ToDictionary(p => p.Name, p => p.Tensor);
+    public Dictionary<string, Tensor> StateDict()
+    {
+        var d = NamedParameters().ToDictionary(p => p.Name, p => p.Tensor);
+        var shared = new HashSet<Tensor>(d.Values, ReferenceEqualityComparer.Instance);
+        foreach (var (name, t) in NamedBuffers())
+            if (shared.Add(t)) d[name] = t;
+        return d;
+    }
 
     /// <summary>
     /// Copies values into the parameters and buffers, converting dtype and device as needed. Every parameter must be

@@ -256,6 +256,12 @@ internal sealed class CaseList(CaseScale scale)
                 Add($"qmatmul {format.Name} {dtype} M={rows}", Op.QMatMul, dtype, Str([rows, k], [qn, k]) + " " + format.Name,
                     g => [g.Uniform([rows, k], dtype: dtype), g.Blocks([qn, k], format.DType)], (x, _) => [x[0].QMatMul(x[1])], tol);
         }
+        // 16-bit weights kept as stored (a Linear over F16/BF16 weights with float32 activations): float32 products.
+        var halfTol = new Tolerance(3e-2, 0.01 * Math.Sqrt(qk));
+        foreach (var half in new[] { DType.F16, DType.BF16 })
+            foreach (int rows in new[] { 1, qm })
+                Add($"qmatmul {half} M={rows}", Op.QMatMul, DType.F32, Str([rows, qk], [qn, qk]) + " " + half,
+                    g => [g.Uniform([rows, qk]), g.Uniform([qn, qk]).To(half)], (x, _) => [x[0].QMatMul(x[1])], halfTol);
     }
 
     // ---- softmax and norms ----

@@ -73,6 +73,17 @@ public static class DeviceMemory
     /// </summary>
     public static MemoryScope Scope() => new();
 
+    /// <summary>
+    /// Until disposed, storages allocated on this thread belong to no scope: for what outlives the call that makes
+    /// it (a table cached on first use, such as RoPE's cos and sin, made inside a caller's scope).
+    /// </summary>
+    public static IDisposable Unscoped()
+    {
+        var previous = _scope;
+        _scope = null;
+        return new Restore(() => _scope = previous);
+    }
+
     /// <summary>Statistics of <paramref name="device"/>'s allocator, or null for the CPU.</summary>
     public static MemoryStats? Stats(Device device) => device.Kind == DeviceKind.Cpu ? null : (Backends.For(device) as IDeviceMemory)?.Stats;
 

@@ -7,6 +7,8 @@ namespace ManagedTensor;
 /// (decode W and run MatMul; where the device cannot decode, W is decoded on the host and copied over).
 /// Kernels: CPU (src/Engine/Cpu/CpuQuant.cs) for F32 activations, other activation dtypes going through F32; GPU
 /// (src/Engine/Gpu/Kernels/Quant: a fused GEMV for decode, a tensor-core GEMM for prefill) for F32, F16 and BF16.
+/// W may also be a 16-bit float (F16, BF16) kept as stored for float32 activations: a Linear over half weights
+/// (src/Engine/Cpu/CpuHalfWeights.cs widens W a tile at a time instead of copying it whole to float32).
 /// </summary>
 internal static class QuantOps
 {
@@ -16,7 +18,7 @@ internal static class QuantOps
         {
             Inputs = ["x", "w"],
             Outputs = ["y"],
-            Summary = "y = x W^T, W (N, K) in a block format (Q8_0, Q4_0, ...), x (..., K) float",
+            Summary = "y = x W^T, W (N, K) in a block format (Q8_0, Q4_0, ...) or 16-bit float, x (..., K) float",
             Shapes = QMatMulShapes,
             Backward = (node, y, g) =>
             {
@@ -32,14 +34,15 @@ internal static class QuantOps
                 return [x.MatMul(Decoded(w, x.DType).MT)];
             },
         });
-        Cpu.CpuBackend.Instance.Kernels.Add(Op.QMatMul, (i, o, a) => Cpu.CpuQuant.QMatMul(i[0], i[1], o[0]), (i, a) => i[0].DType == DType.F32);
+        Cpu.CpuBackend.Instance.Kernels.Add(Op.QMatMul, (i, o, a) => Cpu.CpuQuant.QMatMul(i[0], i[1], o[0]), (i, a) => i[0].DType == DType.F32 && i[1].DType.IsQuantized());
+        Cpu.CpuBackend.Instance.Kernels.Add(Op.QMatMul, (i, o, a) => Cpu.CpuHalfWeights.MatMul(i[0], i[1], o[0]), (i, a) => Cpu.CpuHalfWeights.Handles(i));
     }
 
     private static TensorSpec[] QMatMulShapes(Tensor[] inputs, OpAttrs? attrs)
     {
         Tensor x = inputs[0], w = inputs[1];
-        if (!w.DType.IsQuantized())
-            throw new ArgumentException($"QMatMul: weight {w.Describe()} must be in a block format (Q8_0, Q4_0, ...); for float weights use MatMul");
+        if (!w.DType.IsQuantized() && w.DType is not (DType.F16 or DType.BF16))
+            throw new ArgumentException($"QMatMul: weight {w.Describe()} must be in a block format (Q8_0, Q4_0, ...) or 16-bit (F16, BF16); for other float weights use MatMul");
         if (!x.DType.IsFloat()) throw new ArgumentException($"QMatMul: activations {x.Describe()} must be floating point");
         if (w.Rank != 2) throw new ArgumentException($"QMatMul: weight {w.Describe()} must be 2-D (out, in)");
         if (x.Rank == 0 || x.Shape[^1] != w.Shape[1])

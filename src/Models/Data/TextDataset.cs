@@ -23,7 +23,7 @@ public sealed class TextDataset
     }
 
     public static TextDataset FromText(string text, ITokenizer tokenizer, double trainFraction = 0.9) =>
-        new(tokenizer.Encode(text), trainFraction);
+        new(tokenizer.Encode(text, bos: false).ToArray(), trainFraction);
 
     public int[] Train { get; }
     public int[] Val { get; }

@@ -265,13 +265,13 @@ public sealed class GgufFile : IDisposable
         return dst;
     }
 
-    /// <summary>A 2-D tensor with ne = [cols, rows] as a (rows, cols) weight matrix, kept in its stored encoding.</summary>
-    public WeightMatrix Matrix(string name, int rows, int cols)
+    /// <summary>A 2-D tensor with ne = [cols, rows] as a (rows, cols) CPU tensor in its stored format (block formats stay blocks).</summary>
+    public ManagedTensor.Tensor Matrix(string name, int rows, int cols)
     {
         var t = Tensor(name);
         if (t.Dims.Length != 2 || t.Dims[0] != cols || t.Dims[1] != rows)
             throw Error($"tensor '{name}' has ne = [{string.Join(", ", t.Dims)}], expected [{cols}, {rows}]");
-        return WeightMatrix.FromEncoded(t.Type, TensorBytes(t).ToArray(), rows, cols);
+        return IO.TensorBytes.ToTensor(TensorBytes(t), [rows, cols], GgmlTypes.ToDType(t.Type), name);
     }
 
     /// <summary>A 1-D float tensor of exactly <paramref name="n"/> values.</summary>

@@ -1,4 +1,5 @@
 using ManagedTensor.Models.Tokenizers;
+using ManagedTensor.Nn;
 
 namespace ManagedTensor.Models.Formats;
 
@@ -18,6 +19,36 @@ public static class GgufLlama
 {
     private const char SpaceMarker = '\u2581';
 
+    /// <summary>llama.cpp's tensor names for the model's (Hugging Face's) names: "blk.N." for "model.layers.N." and per-weight names below.</summary>
+    private static readonly (string Hf, string Gguf)[] LayerNames =
+    [
+        ("input_layernorm.weight", "attn_norm.weight"),
+        ("self_attn.q_proj.weight", "attn_q.weight"), ("self_attn.k_proj.weight", "attn_k.weight"),
+        ("self_attn.v_proj.weight", "attn_v.weight"), ("self_attn.o_proj.weight", "attn_output.weight"),
+        ("post_attention_layernorm.weight", "ffn_norm.weight"),
+        ("mlp.gate_proj.weight", "ffn_gate.weight"), ("mlp.up_proj.weight", "ffn_up.weight"), ("mlp.down_proj.weight", "ffn_down.weight"),
+    ];
+
+    /// <summary>The GGUF name of a model weight (model.layers.3.mlp.gate_proj.weight -> blk.3.ffn_gate.weight).</summary>
+    public static string GgufName(string hfName)
+    {
+        switch (hfName)
+        {
+            case "model.embed_tokens.weight": return "token_embd.weight";
+            case "model.norm.weight": return "output_norm.weight";
+            case "lm_head.weight": return "output.weight";
+        }
+        const string layers = "model.layers.";
+        if (hfName.StartsWith(layers, StringComparison.Ordinal))
+        {
+            int dot = hfName.IndexOf('.', layers.Length);
+            string rest = hfName[(dot + 1)..];
+            foreach (var (hf, gguf) in LayerNames)
+                if (rest == hf) return $"blk.{hfName[layers.Length..dot]}.{gguf}";
+        }
+        throw new ArgumentException($"'{hfName}' is not a Llama weight name");
+    }
+
     public static LlamaConfig ReadConfig(GgufFile g)
     {
         string arch = g.GetString("general.architecture");
@@ -34,28 +65,33 @@ public static class GgufLlama
         return c;
     }
 
-    public static Llama LoadModel(GgufFile g)
+    /// <summary>
+    /// The model, every weight in its stored format (F32, F16, BF16 as those dtypes; Q8_0, Q4_0, Q4_K, ... as block-format
+    /// tensors, never expanded), on <paramref name="device"/>. ggml's ne = [cols, rows] is the (rows, cols) matrix. Tensors
+    /// the model does not use (rope_freqs.weight, say) are left in the file.
+    /// </summary>
+    public static Llama LoadModel(GgufFile g, Device? device = null, DType? floatWeights = null)
     {
         var c = ReadConfig(g);
-        var emb = g.Matrix("token_embd.weight", c.VocabSize, c.Dim);
-        var layers = new LlamaLayer[c.NLayers];
-        for (int l = 0; l < c.NLayers; l++)
+        bool tied = !g.HasTensor("output.weight");
+        var weights = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        foreach (var (name, shape) in c.WeightShapes(tied))
         {
-            string p = $"blk.{l}.";
-            layers[l] = new LlamaLayer(
-                g.Vector(p + "attn_norm.weight", c.Dim),
-                g.Matrix(p + "attn_q.weight", c.Dim, c.Dim), g.Matrix(p + "attn_k.weight", c.KvDim, c.Dim),
-                g.Matrix(p + "attn_v.weight", c.KvDim, c.Dim), g.Matrix(p + "attn_output.weight", c.Dim, c.Dim),
-                g.Vector(p + "ffn_norm.weight", c.Dim),
-                g.Matrix(p + "ffn_gate.weight", c.HiddenDim, c.Dim), g.Matrix(p + "ffn_down.weight", c.Dim, c.HiddenDim),
-                g.Matrix(p + "ffn_up.weight", c.HiddenDim, c.Dim));
+            string gname = GgufName(name);
+            var t = g.Tensor(gname);
+            long[] ne = shape.Reverse().Select(x => (long)x).ToArray();
+            if (!t.Dims.SequenceEqual(ne))
+                throw new InvalidModelFileException(g.Path, $"tensor '{gname}' has ne = [{string.Join(", ", t.Dims)}], expected [{string.Join(", ", ne)}]");
+            DType dtype;
+            try { dtype = GgmlTypes.ToDType(t.Type); }
+            catch (NotSupportedException e) { throw new InvalidModelFileException(g.Path, $"tensor '{gname}': {e.Message}"); }
+            weights[name] = IO.TensorBytes.ToTensor(g.TensorBytes(t), shape, dtype, gname);
         }
-        var cls = g.HasTensor("output.weight") ? g.Matrix("output.weight", c.VocabSize, c.Dim) : emb;
-        return new Llama(c, new LlamaWeights(emb, layers, g.Vector("output_norm.weight", c.Dim), cls));
+        return new Llama(c, weights, device, floatWeights, g.Path);
     }
 
-    /// <summary>Token types in tokenizer.ggml.token_type (llama.cpp's llama_token_type): control and user-defined tokens are matched whole in prompts.</summary>
-    private const int TokenTypeControl = 3, TokenTypeUserDefined = 4;
+    /// <summary>Token types in tokenizer.ggml.token_type (llama.cpp's llama_token_type).</summary>
+    private const int TokenTypeNormal = 1, TokenTypeUnknown = 2, TokenTypeControl = 3, TokenTypeUserDefined = 4, TokenTypeByte = 6;
 
     /// <summary>
     /// The sentencepiece-style vocabulary (tokenizer.ggml.model "llama"): tokens, scores, BOS/EOS, add_bos_token, and the
@@ -82,17 +118,33 @@ public static class GgufLlama
                 if (types[i] is TokenTypeControl or TokenTypeUserDefined) specials.Add(i);
         }
         bool addBos = !g.Has("tokenizer.ggml.add_bos_token") || g.Metadata["tokenizer.ggml.add_bos_token"] is true;
-        return new LlamaTokenizer(tokens.Select(t => t.Replace(SpaceMarker, ' ')).ToArray(), scores, bos, eos, specials, addBos);
+        return new LlamaTokenizer(tokens.Select(t => t.Replace(SpaceMarker, ' ')).ToArray(), scores, bos, eos, specials, addBos) { Kind = "gguf" };
     }
 
     /// <summary>
+    /// llama.cpp's type of each token: byte-fallback tokens &lt;0xNN&gt; BYTE, &lt;unk&gt; UNKNOWN, BOS, EOS and the
+    /// tokenizer's other special tokens CONTROL, the rest NORMAL. llama.cpp prints a BYTE token as its byte (a newline,
+    /// not "&lt;0x0A&gt;"), and never prints CONTROL ones.
+    /// </summary>
+    public static int[] TokenTypes(LlamaTokenizer tok) => Enumerable.Range(0, tok.VocabSize).Select(i =>
+    {
+        string t = tok.Vocab[i];
+        if (i == tok.Bos || i == tok.Eos || (tok.Specials.TryGetValue(t, out int id) && id == i)) return TokenTypeControl;
+        if (t == "<unk>") return TokenTypeUnknown;
+        if (t.Length == 6 && t.StartsWith("<0x", StringComparison.Ordinal) && t[5] == '>' && Uri.IsHexDigit(t[3]) && Uri.IsHexDigit(t[4])) return TokenTypeByte;
+        return TokenTypeNormal;
+    }).ToArray();
+
+    /// <summary>
     /// Writes <paramref name="model"/> and <paramref name="tok"/> as GGUF, with 2-D weights encoded as <paramref name="recipe"/>
-    /// says (a plain type, or llama.cpp's Q4_K_M mix; norm weights stay F32). Q/K rows are written in the interleaved layout the GGUF convention expects. Special tokens
-    /// are marked control in tokenizer.ggml.token_type; <paramref name="extra"/> adds metadata (e.g. tokenizer.chat_template).
+    /// says (a plain type, or llama.cpp's Q4_K_M mix; rows that are not whole blocks fall back as llama.cpp's; norm weights
+    /// stay F32). Q/K rows are written in the interleaved layout the GGUF convention expects. Token types are llama.cpp's (<see cref="TokenTypes"/>);
+    /// <paramref name="extra"/> adds metadata (e.g. tokenizer.chat_template).
     /// </summary>
     public static void Save(Llama model, LlamaTokenizer tok, string path, QuantRecipe recipe, IEnumerable<KeyValuePair<string, object>>? extra = null)
     {
         var c = model.Config;
+        var types = TokenTypes(tok);
         var w = new GgufWriter();
         w.Add("general.architecture", "llama").Add("general.name", Path.GetFileNameWithoutExtension(path))
          .Add("llama.context_length", (uint)c.SeqLen).Add("llama.embedding_length", (uint)c.Dim)
@@ -103,32 +155,23 @@ public static class GgufLlama
          .Add("tokenizer.ggml.model", "llama")
          .Add("tokenizer.ggml.tokens", new GgufArray(GgufValueType.String, tok.Vocab.Select(t => t.Replace(' ', SpaceMarker)).ToArray()))
          .Add("tokenizer.ggml.scores", new GgufArray(GgufValueType.Float32, tok.Scores))
-         .Add("tokenizer.ggml.bos_token_id", (uint)tok.Bos).Add("tokenizer.ggml.eos_token_id", (uint)tok.Eos)
-         .Add("tokenizer.ggml.token_type", new GgufArray(GgufValueType.Int32, Enumerable.Range(0, tok.VocabSize)
-             .Select(i => tok.Specials.ContainsKey(tok.Vocab[i]) && tok.Specials[tok.Vocab[i]] == i ? TokenTypeControl : 1).ToArray()));
+         .Add("tokenizer.ggml.token_type", new GgufArray(GgufValueType.Int32, types))
+         .Add("tokenizer.ggml.bos_token_id", (uint)tok.Bos).Add("tokenizer.ggml.eos_token_id", (uint)tok.Eos);
+        int unk = Array.IndexOf(types, TokenTypeUnknown);
+        if (unk >= 0) w.Add("tokenizer.ggml.unknown_token_id", (uint)unk);
         foreach (var (key, value) in extra ?? []) w.Add(key, value);
 
-        void Mat(string name, WeightMatrix m, bool rope = false, int heads = 0)
+        var state = model.StateDict();
+        foreach (var (name, shape) in c.WeightShapes(model.TiedHead))
         {
-            var f = m.ToF32();
-            if (rope) f = Llama.PermuteRopeRows(f, heads, c.HeadSize, m.Cols, c.Rope, RopeLayout.Interleaved);
-            w.AddTensor(name, [m.Cols, m.Rows], recipe.TypeFor(name, m.Cols, c.NLayers, model.Weights.SharedClassifier), f);
+            using var noGrad = GradMode.NoGrad();
+            var t = state[name].To(Device.Cpu).To(DType.F32);                      // block formats decoded
+            if (name.EndsWith("q_proj.weight", StringComparison.Ordinal)) t = Llama.PermuteRopeRows(t, c.NHeads, c.Rope, RopeLayout.Interleaved);
+            if (name.EndsWith("k_proj.weight", StringComparison.Ordinal)) t = Llama.PermuteRopeRows(t, c.NKvHeads, c.Rope, RopeLayout.Interleaved);
+            string gguf = GgufName(name);
+            var stored = shape.Length == 2 ? recipe.TypeFor(gguf, shape[1], c.NLayers, model.TiedHead) : GgmlType.F32;
+            w.AddTensor(gguf, shape.Reverse().Select(x => (long)x).ToArray(), stored, t.Contiguous().ToArray<float>());
         }
-        void Vec(string name, float[] v) => w.AddTensor(name, [v.Length], GgmlType.F32, v);
-
-        Mat("token_embd.weight", model.Weights.TokenEmbedding);
-        for (int l = 0; l < c.NLayers; l++)
-        {
-            var L = model.Weights.Layers[l];
-            string p = $"blk.{l}.";
-            Vec(p + "attn_norm.weight", L.AttnNorm);
-            Mat(p + "attn_q.weight", L.Wq, rope: true, heads: c.NHeads); Mat(p + "attn_k.weight", L.Wk, rope: true, heads: c.NKvHeads);
-            Mat(p + "attn_v.weight", L.Wv); Mat(p + "attn_output.weight", L.Wo);
-            Vec(p + "ffn_norm.weight", L.FfnNorm);
-            Mat(p + "ffn_gate.weight", L.W1); Mat(p + "ffn_down.weight", L.W2); Mat(p + "ffn_up.weight", L.W3);
-        }
-        Vec("output_norm.weight", model.Weights.FinalNorm);
-        if (!model.Weights.SharedClassifier) Mat("output.weight", model.Weights.Classifier);
         w.Write(path);
     }
 }
@@ -139,7 +182,7 @@ public static class Quantize
     /// <summary>Converts <paramref name="input"/> (.bin + tokenizer, or .gguf) to <paramref name="output"/> with weights as <paramref name="recipe"/> says.</summary>
     public static void Run(string input, string? tokenizerPath, string output, QuantRecipe recipe, TextWriter log)
     {
-        var (model, tok) = Generation.LlamaGenerate.Load(input, tokenizerPath);
+        var (model, tok) = Generation.ModelLoader.OpenLlama(input, tokenizerPath);
         GgufLlama.Save(model, tok, output, recipe);
         log.WriteLine($"{input} -> {output}: {recipe.Name}, {IO.FileLength.Of(input):N0} -> {IO.FileLength.Of(output):N0} bytes");
     }

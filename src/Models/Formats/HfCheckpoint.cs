@@ -133,26 +133,14 @@ public sealed class HfCheckpoint : IDisposable
         _ => throw new InvalidModelFileException(f.Path, $"tensor '{t.Name}' has dtype {SafeTensors.DTypeName(t.DType)}; weights must be F32, F16 or BF16"),
     };
 
-    /// <summary>A 2-D weight (rows, cols), kept in its stored encoding (F16 and BF16 are decoded a row at a time when used).</summary>
-    public WeightMatrix Matrix(string name, int rows, int cols, string what = "")
+    /// <summary>A float weight of exactly <paramref name="shape"/> as a CPU tensor in its stored dtype (F32, F16 or BF16: 16-bit weights stay 16-bit).</summary>
+    public Tensor Weight(string name, int[] shape, string what = "")
     {
         var (f, t) = Find(name);
-        var type = FloatType(f, t);
-        if (t.Shape.Length != 2 || t.Shape[0] != rows || t.Shape[1] != cols)
-            throw new InvalidModelFileException(f.Path, $"tensor '{name}' has shape {Tensor.ShapeString(t.Shape)}, expected [{rows}, {cols}]{(what.Length > 0 ? " = " + what : "")}");
-        return WeightMatrix.FromEncoded(type, f.ReadBytes(name), rows, cols);
-    }
-
-    /// <summary>A 1-D weight of exactly <paramref name="n"/> values, decoded to float32.</summary>
-    public float[] Vector(string name, int n, string what = "")
-    {
-        var (f, t) = Find(name);
-        var type = FloatType(f, t);
-        if (t.Shape.Length != 1 || t.Shape[0] != n)
-            throw new InvalidModelFileException(f.Path, $"tensor '{name}' has shape {Tensor.ShapeString(t.Shape)}, expected [{n}]{(what.Length > 0 ? " = " + what : "")}");
-        var v = new float[n];
-        GgmlTypes.Dequantize(type, f.ReadBytes(name), v);
-        return v;
+        FloatType(f, t);
+        if (!t.Shape.AsSpan().SequenceEqual(shape))
+            throw new InvalidModelFileException(f.Path, $"tensor '{name}' has shape {Tensor.ShapeString(t.Shape)}, expected {Tensor.ShapeString(shape)}{(what.Length > 0 ? " = " + what : "")}");
+        return f.Load(name);
     }
 
     /// <summary>A float tensor of exactly <paramref name="shape"/> as a float32 CPU tensor (F16 and BF16 are converted).</summary>

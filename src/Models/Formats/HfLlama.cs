@@ -1,3 +1,5 @@
+using ManagedTensor.Nn;
+
 namespace ManagedTensor.Models.Formats;
 
 /// <summary>
@@ -11,10 +13,10 @@ namespace ManagedTensor.Models.Formats;
 ///                 model.layers.N.post_attention_layernorm.weight (dim)
 ///                 model.layers.N.mlp.{gate,up,down}_proj.weight   (hidden, dim), (hidden, dim), (dim, hidden)
 ///                 model.norm.weight (dim), lm_head.weight (vocab, dim) unless tied to the embedding
-/// Weights are nn.Linear's (out, in), the layout <see cref="WeightMatrix"/> uses, so nothing is transposed. HF keeps Q/K rows
+/// Weights are nn.Linear's (out, in), the layout <see cref="Nn.Linear"/> uses, and the model's weight names are these, so nothing is renamed or transposed. HF keeps Q/K rows
 /// in the half-split RoPE layout (rotate_half pairs i and i + hs/2), so the model runs with <see cref="RopeLayout.HalfSplit"/>
 /// and no permutation (GGUF files hold the same weights permuted to the interleaved layout; see <see cref="GgufLlama"/>).
-/// F16 and BF16 weights stay encoded (decoded a row at a time in the matrix-vector products).
+/// F16 and BF16 weights stay 16-bit tensors.
 /// </summary>
 public static class HfLlama
 {
@@ -75,40 +77,39 @@ public static class HfLlama
         return r;
     }
 
-    /// <summary>Reads and checks every weight; tensors the model does not use are an error (they usually mean another architecture).</summary>
-    public static Llama LoadModel(HfCheckpoint ck)
+    /// <summary>What each weight is, for error messages.</summary>
+    private static string Meaning(string name) => name switch
+    {
+        _ when name.EndsWith("q_proj.weight", StringComparison.Ordinal) => "(num_attention_heads * head_size, hidden_size)",
+        _ when name.EndsWith("k_proj.weight", StringComparison.Ordinal) || name.EndsWith("v_proj.weight", StringComparison.Ordinal) => "(num_key_value_heads * head_size, hidden_size)",
+        _ when name.EndsWith("o_proj.weight", StringComparison.Ordinal) => "(hidden_size, num_attention_heads * head_size)",
+        _ when name.EndsWith("gate_proj.weight", StringComparison.Ordinal) || name.EndsWith("up_proj.weight", StringComparison.Ordinal) => "(intermediate_size, hidden_size)",
+        _ when name.EndsWith("down_proj.weight", StringComparison.Ordinal) => "(hidden_size, intermediate_size)",
+        "model.embed_tokens.weight" or "lm_head.weight" => "(vocab_size, hidden_size)",
+        _ => "(hidden_size)",
+    };
+
+    /// <summary>
+    /// Reads and checks every weight (kept in its stored dtype: F16 and BF16 stay 16-bit) into a <see cref="Llama"/> on
+    /// <paramref name="device"/>; tensors the model does not use are an error (they usually mean another architecture).
+    /// </summary>
+    public static Llama LoadModel(HfCheckpoint ck, Device? device = null, DType? floatWeights = null)
     {
         var c = ReadConfig(ck.Config);
         bool tied = ck.Config.GetBool("tie_word_embeddings", false);
-        int d = c.Dim, kv = c.KvDim, h = c.HiddenDim;
-        var emb = ck.Matrix("model.embed_tokens.weight", c.VocabSize, d, "(vocab_size, hidden_size)");
-        var layers = new LlamaLayer[c.NLayers];
-        for (int l = 0; l < c.NLayers; l++)
-        {
-            string p = $"model.layers.{l}.";
-            layers[l] = new LlamaLayer(
-                ck.Vector(p + "input_layernorm.weight", d, "(hidden_size)"),
-                ck.Matrix(p + "self_attn.q_proj.weight", d, d, "(num_attention_heads * head_size, hidden_size)"),
-                ck.Matrix(p + "self_attn.k_proj.weight", kv, d, "(num_key_value_heads * head_size, hidden_size)"),
-                ck.Matrix(p + "self_attn.v_proj.weight", kv, d, "(num_key_value_heads * head_size, hidden_size)"),
-                ck.Matrix(p + "self_attn.o_proj.weight", d, d, "(hidden_size, num_attention_heads * head_size)"),
-                ck.Vector(p + "post_attention_layernorm.weight", d, "(hidden_size)"),
-                ck.Matrix(p + "mlp.gate_proj.weight", h, d, "(intermediate_size, hidden_size)"),
-                ck.Matrix(p + "mlp.down_proj.weight", d, h, "(hidden_size, intermediate_size)"),
-                ck.Matrix(p + "mlp.up_proj.weight", h, d, "(intermediate_size, hidden_size)"));
-            ck.Skip(p + "self_attn.rotary_emb.inv_freq"); // a buffer older exports saved; RoPE is recomputed
-        }
-        var norm = ck.Vector("model.norm.weight", d, "(hidden_size)");
-        WeightMatrix cls;
-        if (tied) { cls = emb; ck.Skip("lm_head.weight"); }
-        else if (ck.Has("lm_head.weight")) cls = ck.Matrix("lm_head.weight", c.VocabSize, d, "(vocab_size, hidden_size)");
-        else throw new InvalidModelFileException(ck.WeightsPath, "tensor 'lm_head.weight' is missing and config.json has tie_word_embeddings false");
+        if (!tied && !ck.Has("lm_head.weight"))
+            throw new InvalidModelFileException(ck.WeightsPath, "tensor 'lm_head.weight' is missing and config.json has tie_word_embeddings false");
+        var weights = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        foreach (var (name, shape) in c.WeightShapes(tied))
+            weights[name] = ck.Weight(name, shape, Meaning(name));
+        for (int l = 0; l < c.NLayers; l++) ck.Skip($"model.layers.{l}.self_attn.rotary_emb.inv_freq"); // a buffer older exports saved; RoPE is recomputed
+        if (tied) ck.Skip("lm_head.weight");
 
         var unused = ck.Unread.Order(StringComparer.Ordinal).ToList();
         if (unused.Count > 0)
             throw new InvalidModelFileException(ck.WeightsPath, $"{unused.Count} tensors are not part of LlamaForCausalLM with {c.NLayers} layers: " +
                 string.Join(", ", unused.Take(5)) + (unused.Count > 5 ? ", ..." : "") + " (biases or extra layers belong to another architecture)");
-        return new Llama(c, new LlamaWeights(emb, layers, norm, cls));
+        return new Llama(c, weights, device, floatWeights, ck.WeightsPath);
     }
 
     /// <summary>End-of-sequence ids from config.json and generation_config.json (either may hold one id or a list).</summary>

@@ -60,26 +60,35 @@ public static class Llama2c
                + 2L * c.SeqLen * (c.HeadSize / 2) + (shared ? 0 : c.VocabSize * d);
     }
 
-    public static Llama Load(string path)
+    /// <summary>
+    /// The checkpoint as a <see cref="Llama"/> on <paramref name="device"/>, float32 weights under Hugging Face's names
+    /// (wq -> q_proj, w1 -> gate_proj, w2 -> down_proj, w3 -> up_proj, rms_att -> input_layernorm, ...), interleaved RoPE.
+    /// </summary>
+    public static Llama Load(string path, Device? device = null, DType? floatWeights = null)
     {
         using var f = new ModelFile(path);
         var (c, shared) = ReadHeader(f);
         int L = c.NLayers, d = c.Dim, kv = c.KvDim, h = c.HiddenDim;
-        // Reads L matrices (rows, cols) stored back to back.
-        WeightMatrix[] Mats(string name, int rows, int cols) =>
-            Enumerable.Range(0, L).Select(l => WeightMatrix.FromF32(f.ReadF32Array((long)rows * cols, $"{name}[{l}]"), rows, cols)).ToArray();
-        float[][] Vecs(string name) => Enumerable.Range(0, L).Select(l => f.ReadF32Array(d, $"{name}[{l}]")).ToArray();
-
-        var emb = WeightMatrix.FromF32(f.ReadF32Array((long)c.VocabSize * d, "token_embedding"), c.VocabSize, d);
-        var rmsAtt = Vecs("rms_att");
-        var wq = Mats("wq", d, d); var wk = Mats("wk", kv, d); var wv = Mats("wv", kv, d); var wo = Mats("wo", d, d);
-        var rmsFfn = Vecs("rms_ffn");
-        var w1 = Mats("w1", h, d); var w2 = Mats("w2", d, h); var w3 = Mats("w3", h, d);
-        var rmsFinal = f.ReadF32Array(d, "rms_final");
+        var w = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        Tensor Read(string field, params int[] shape) => Tensor.FromArray(f.ReadF32Array(shape.Aggregate(1L, (a, b) => a * b), field), shape);
+        // Each kind of weight is stored for all L layers back to back.
+        void Layers(string field, string name, params int[] shape)
+        {
+            for (int l = 0; l < L; l++) w[$"model.layers.{l}.{name}"] = Read($"{field}[{l}]", shape);
+        }
+        w["model.embed_tokens.weight"] = Read("token_embedding", c.VocabSize, d);
+        Layers("rms_att", "input_layernorm.weight", d);
+        Layers("wq", "self_attn.q_proj.weight", d, d);
+        Layers("wk", "self_attn.k_proj.weight", kv, d);
+        Layers("wv", "self_attn.v_proj.weight", kv, d);
+        Layers("wo", "self_attn.o_proj.weight", d, d);
+        Layers("rms_ffn", "post_attention_layernorm.weight", d);
+        Layers("w1", "mlp.gate_proj.weight", h, d);
+        Layers("w2", "mlp.down_proj.weight", d, h);
+        Layers("w3", "mlp.up_proj.weight", h, d);
+        w["model.norm.weight"] = Read("rms_final", d);
         f.ReadBytes(2L * c.SeqLen * (c.HeadSize / 2) * 4, "freq_cis_real/imag");
-        var cls = shared ? emb : WeightMatrix.FromF32(f.ReadF32Array((long)c.VocabSize * d, "wcls"), c.VocabSize, d);
-
-        var layers = Enumerable.Range(0, L).Select(l => new LlamaLayer(rmsAtt[l], wq[l], wk[l], wv[l], wo[l], rmsFfn[l], w1[l], w2[l], w3[l])).ToArray();
-        return new Llama(c, new LlamaWeights(emb, layers, rmsFinal, cls));
+        if (!shared) w["lm_head.weight"] = Read("wcls", c.VocabSize, d);
+        return new Llama(c, w, device, floatWeights, source: path);
     }
 }

@@ -1,5 +1,4 @@
 using System.Text;
-using ManagedTensor.Models.Tokenizers;
 
 namespace ManagedTensor.Models.Generation;
 
@@ -11,11 +10,14 @@ namespace ManagedTensor.Models.Generation;
 /// so a turn costs its new tokens; where a template rewrites earlier text (Llama 3 trims replies, Mistral v3 moves the
 /// system prompt to the last user turn) the cache is rolled back to the first difference. A reply ends at a stop token,
 /// which is not fed: the next rendering writes the template's own end-of-turn text instead.
+/// When the conversation and room for the reply (up to its length, at most half the context) no longer fit the context,
+/// the oldest turns are dropped (the system message stays), as ollama does, with a notice; the rendering then differs
+/// from its start and is fed again. A context that fills during a reply slides (<see cref="ChatSession"/>).
 /// </summary>
-public sealed class TemplatedChat
+public sealed class TemplatedChat : IDisposable
 {
     private readonly ChatSession _session;
-    private readonly IPromptTokenizer _tok;
+    private readonly ITokenizer _tok;
     private readonly List<ChatMessage> _messages = [];
     private readonly StringBuilder _fed = new();   // the text the cached tokens stand for
     private readonly List<int> _ends = [];         // per cached token: _fed's length once it is included (int.MaxValue: unknown)
@@ -28,16 +30,20 @@ public sealed class TemplatedChat
     public string FedText => _fed.ToString();
 
     /// <param name="system">an optional system message, first in the conversation</param>
-    public TemplatedChat(Llama model, IPromptTokenizer tok, ChatFormat format, SamplerOptions sampling, int[] stopTokens, string? system = null, int contextLength = 0)
-        : this(new CachedLlama(model, ChatSession.CacheLengthFor(model.Config, contextLength)), tok, format, sampling, stopTokens, system) { }
-
-    /// <param name="system">an optional system message, first in the conversation</param>
-    public TemplatedChat(ILlamaRunner model, IPromptTokenizer tok, ChatFormat format, SamplerOptions sampling, int[] stopTokens, string? system = null)
+    /// <param name="contextLength">positions of the KV cache (0: the model's context, capped at <see cref="ChatSession.DefaultMaxContext"/>)</param>
+    public TemplatedChat(ICausalLM model, ITokenizer tok, ChatFormat format, SamplerOptions sampling, int[] stopTokens, string? system = null, int contextLength = 0)
     {
         _tok = tok;
         Format = format;
-        _session = new ChatSession(model, tok, sampling, stopTokens);
+        _session = new ChatSession(model, tok, sampling, stopTokens, contextLength);
         if (!string.IsNullOrEmpty(system)) _messages.Add(ChatMessage.System(system));
+    }
+
+    /// <summary>Reports dropped turns and a sliding context (the CLI prints it to stderr).</summary>
+    public Action<string>? Notice
+    {
+        get => _session.Notice;
+        set => _session.Notice = value;
     }
 
     private string Bos => _tok.Bos >= 0 ? _tok.TokenText(_tok.Bos) : "";
@@ -46,34 +52,68 @@ public sealed class TemplatedChat
     /// <summary>The prompt text for the conversation so far plus the generation prompt.</summary>
     public string Render() => ChatTemplates.Format(Format, _messages, addGenerationPrompt: true, Bos, Eos);
 
+    /// <summary>What feeding the current rendering takes: cached tokens kept, the text they stand for, and the tokens to feed after them.</summary>
+    private (int Keep, int FedLength, string Delta, List<int> Tokens) Plan()
+    {
+        string full = Render();
+        // Keep the cached tokens whose text the new rendering repeats exactly.
+        int common = 0, fedLength = _fed.Length;
+        while (common < fedLength && common < full.Length && _fed[common] == full[common]) common++;
+        int keep = 0;
+        while (keep < _ends.Count && _ends[keep] <= common) keep++;
+        int kept = keep == 0 ? 0 : _ends[keep - 1];
+        string delta = full[kept..];
+        bool bos = keep == 0 && _tok.AddBos && !(Bos.Length > 0 && full.StartsWith(Bos, StringComparison.Ordinal));
+        return (keep, kept, delta, _tok.Encode(delta, bos: bos, parseSpecial: true));
+    }
+
+    /// <summary>Drops the oldest turn (a user message and the reply after it; never the system message or the newest message).</summary>
+    private bool DropOldestTurn()
+    {
+        int first = _messages.Count > 0 && _messages[0].Role == "system" ? 1 : 0;
+        if (_messages.Count - first < 2) return false;
+        int n = _messages[first].Role == "user" && _messages.Count - first > 2 && _messages[first + 1].Role == "assistant" ? 2 : 1;
+        _messages.RemoveRange(first, n);
+        return true;
+    }
+
     /// <summary>Adds the user's message, feeds what is new, and samples the assistant's reply (streamed to <paramref name="output"/>).</summary>
     public GenerateResult Say(string user, int maxNew, TextWriter? output = null)
     {
         _messages.Add(ChatMessage.User(user));
-        string full = Render();
-
-        // Keep the cached tokens whose text the new rendering repeats exactly.
-        string fed = _fed.ToString();
-        int common = 0;
-        while (common < fed.Length && common < full.Length && fed[common] == full[common]) common++;
-        int keep = 0;
-        while (keep < _ends.Count && _ends[keep] <= common) keep++;
+        int reserve = Math.Min(maxNew, _session.ContextLength / 2), dropped = 0;
+        var plan = Plan();
+        while (plan.Keep + plan.Tokens.Count + reserve > _session.ContextLength && DropOldestTurn())
+        {
+            dropped++;
+            plan = Plan();
+        }
+        if (dropped > 0)
+            Notice?.Invoke($"[context full ({_session.ContextLength} tokens): dropped the oldest {dropped} turn{(dropped == 1 ? "" : "s")} of the conversation]");
+        var (keep, kept, delta, tokens) = plan;
+        if (tokens.Count == 0) throw new InvalidOperationException($"the {ChatTemplates.NameOf(Format)} rendering added no tokens to feed");
         _session.Truncate(keep);
         _ends.RemoveRange(keep, _ends.Count - keep);
-        _fed.Length = keep == 0 ? 0 : _ends[keep - 1];
-
-        string delta = full[_fed.Length..];
-        bool bos = keep == 0 && _tok.AddBos && !(Bos.Length > 0 && full.StartsWith(Bos, StringComparison.Ordinal));
-        var tokens = _tok.Encode(delta, bos: bos, parseSpecial: true);
-        if (tokens.Count == 0) throw new InvalidOperationException($"the {ChatTemplates.NameOf(Format)} rendering added no tokens to feed");
+        _fed.Length = kept;
         _fed.Append(delta);
         foreach (var _ in tokens) _ends.Add(_fed.Length); // the delta counts only as a whole
 
+        int shifts = _session.Shifts;
         var result = _session.Continue(tokens, maxNew, output);
-        AccountReply(result.Generated);
+        if (_session.Shifts == shifts) AccountReply(result.Generated);
+        else
+        {
+            // The context slid (or the prompt was trimmed): the cache no longer stands for a prefix of any rendering.
+            // Start afresh next turn: render, drop old turns until it fits, and feed it all.
+            _session.Truncate(0);
+            _ends.Clear();
+            _fed.Clear();
+        }
         _messages.Add(ChatMessage.Assistant(result.Text));
         return result;
     }
+
+    public void Dispose() => _session.Dispose();
 
     /// <summary>Appends the reply's text to the fed text, token by token (a token that ends inside a UTF-8 character is dated by the token that completes it).</summary>
     private void AccountReply(List<int> generated)

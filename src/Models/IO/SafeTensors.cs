@@ -243,7 +243,7 @@ public sealed class SafeTensorsFile : IDisposable
 
     public Dictionary<string, Tensor> LoadAll() => Tensors.ToDictionary(t => t.Name, t => Load(t.Name));
 
-    private static void CopyInto(Tensor t, ReadOnlySpan<byte> src)
+    internal static void CopyInto(Tensor t, ReadOnlySpan<byte> src)
     {
         switch (t.DType)
         {

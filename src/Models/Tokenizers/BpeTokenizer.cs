@@ -116,6 +116,10 @@ public sealed record BpeModel
     public int Bos { get; init; } = -1;
     public int Eos { get; init; } = -1;
     public bool AddBos { get; init; }
+    /// <summary>Names the tokenizer (<see cref="ITokenizer.Kind"/>): "hf" for a tokenizer.json, "gpt2" for GPT-2's files.</summary>
+    public string Kind { get; init; } = "hf";
+    /// <summary>What a training checkpoint stores to rebuild it (null: not storable).</summary>
+    public string? Json { get; init; }
 }
 
 /// <summary>
@@ -130,7 +134,7 @@ public sealed record BpeModel
 /// sentencepiece-converted vocabularies order their merges by those scores, so the two agree on such vocabularies.
 /// A character with no token, no byte fallback and no unk is dropped, as HF does.
 /// </summary>
-public sealed class BpeTokenizer : IPromptTokenizer
+public sealed class BpeTokenizer : ITokenizer
 {
     private readonly BpeModel _m;
     private readonly Dictionary<string, int> _ids = new(StringComparer.Ordinal);
@@ -141,6 +145,7 @@ public sealed class BpeTokenizer : IPromptTokenizer
     private readonly int[] _byteTokens = new int[256];
     private readonly Dictionary<string, int[]> _wordCache = new(StringComparer.Ordinal);
 
+    public string Kind => _m.Kind;
     public int VocabSize => _m.Tokens.Length;
     public int Bos => _m.Bos;
     public int Eos => _m.Eos;
@@ -256,12 +261,16 @@ public sealed class BpeTokenizer : IPromptTokenizer
 
     public ReadOnlySpan<byte> DecodeBytes(int prev, int token)
     {
+        if ((uint)token >= (uint)_bytes.Length) throw new ArgumentOutOfRangeException(nameof(token), $"token {token} is outside the {_bytes.Length}-token vocabulary");
         var b = _bytes[token];
         bool first = prev < 0 || prev == Bos;
         return _m.StripLeadingSpace && first && b.Length > 0 && b[0] == (byte)' ' ? b.AsSpan(1) : b;
     }
 
     public string Decode(IReadOnlyList<int> tokens) => this.DecodeText(tokens);
+
+    /// <summary>The checkpoint form of <see cref="BpeModel.Json"/> (GPT-2's is {"kind":"gpt2"}); other vocabularies are not stored.</summary>
+    public string ToJson() => _m.Json ?? throw new NotSupportedException($"a {Kind} tokenizer is not stored in training checkpoints (char and gpt2 are)");
 
     // ---- GPT-2's byte <-> printable character table ----
 

@@ -15,8 +15,11 @@ namespace ManagedTensor.Models.Tokenizers;
 /// Special (control) tokens, given by id, and BOS/EOS are matched whole in the text when encoding with parseSpecial; as in llama.cpp,
 /// the text after each special token gets the dummy-prefix space again.
 /// </summary>
-public sealed class LlamaTokenizer : IPromptTokenizer
+public sealed class LlamaTokenizer : ITokenizer
 {
+    /// <summary>"llama2c" (tokenizer.bin) or "gguf" (tokenizer.ggml.*): where the vocabulary came from.</summary>
+    public string Kind { get; init; } = "llama2c";
+
     public string[] Vocab { get; }
     public float[] Scores { get; }
     public int Bos { get; }
@@ -86,7 +89,7 @@ public sealed class LlamaTokenizer : IPromptTokenizer
             if (!float.IsFinite(scores[i])) throw f.Error($"token {i} score = {scores[i]} is not finite");
         }
         if (f.Remaining != 0) throw f.Error($"{f.Remaining} bytes follow the {vocabSize} tokens: vocabulary size mismatch with the model, or not a llama2.c tokenizer");
-        return new LlamaTokenizer(vocab, scores);
+        return new LlamaTokenizer(vocab, scores) { Kind = "llama2c" };
     }
 
     public int? TokenId(string piece) => _ids.TryGetValue(piece, out int id) ? id : null;
@@ -144,6 +147,7 @@ public sealed class LlamaTokenizer : IPromptTokenizer
     /// <summary>The bytes of <paramref name="token"/> following <paramref name="prev"/> (the space after BOS is dropped).</summary>
     public ReadOnlySpan<byte> DecodeBytes(int prev, int token)
     {
+        if ((uint)token >= (uint)_bytes.Length) throw new ArgumentOutOfRangeException(nameof(token), $"token {token} is outside the {_bytes.Length}-token vocabulary");
         var b = _bytes[token];
         return prev == Bos && b.Length > 0 && b[0] == (byte)' ' ? b.AsSpan(1) : b;
     }

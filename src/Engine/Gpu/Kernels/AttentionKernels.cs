@@ -11,12 +11,30 @@ namespace ManagedTensor.Gpu.Kernels;
 /// </summary>
 internal static class AttentionKernels
 {
+    /// <summary>
+    /// The kernels take dense k and v: strided views (a KV cache's filled positions) are copied here. The launch
+    /// parameters can carry k/v strides (<see cref="AttentionParams.KvRow"/>), but the rebuilt decode kernel
+    /// (16-byte loads at constant-stride addresses) addresses dense rows; reading the cache in place on the GPU
+    /// needs that kernel to take the row stride, which is left to do (the CPU kernel reads views in place).
+    /// </summary>
     public static void Forward(GpuBackend b, Tensor q, Tensor k, Tensor v, Tensor o, Tensor lse, AttentionAttrs a)
     {
-        var p = Params("Attention", q, k, [v, o], lse, a);
-        long need = b.Attention.ForwardWorkspaceFloats(q.DType, p);
-        using var ws = need > 0 ? b.Workspace(DType.F32, checked((int)need)) : null;
-        b.Attention.Forward(q.DType, Bytes(q), Bytes(k), Bytes(v), Bytes(o), Floats(lse), p, workspace: ws?.View<float>() ?? default);
+        var dense = new AttentionParams(q.Shape[0], q.Shape[1], k.Shape[1], q.Shape[2], k.Shape[2], q.Shape[3], a);
+        bool strided = false && GpuAttention.ChooseForward(q.DType, dense) == AttentionPath.Decode;
+        Tensor k0 = k, v0 = v;
+        if (!strided) (k, v) = (k.Contiguous(), v.Contiguous());
+        try
+        {
+            var p = Params("Attention", q, k, [o], lse, a, strided ? v : null);
+            long need = b.Attention.ForwardWorkspaceFloats(q.DType, p);
+            using var ws = need > 0 ? b.Workspace(DType.F32, checked((int)need)) : null;
+            b.Attention.Forward(q.DType, Bytes(q), Bytes(k), Bytes(v), Bytes(o), Floats(lse), p, workspace: ws?.View<float>() ?? default);
+        }
+        finally
+        {
+            if (!ReferenceEquals(k, k0)) k.Dispose(); // copies made here
+            if (!ReferenceEquals(v, v0)) v.Dispose();
+        }
     }
 
     public static void Backward(GpuBackend b, Tensor dout, Tensor q, Tensor k, Tensor v, Tensor o, Tensor lse, Tensor dq, Tensor dk, Tensor dv, AttentionAttrs a)
@@ -26,23 +44,36 @@ internal static class AttentionKernels
         b.Attention.Backward(q.DType, Bytes(dout), Bytes(q), Bytes(k), Bytes(v), Bytes(o), Floats(lse), Bytes(dq), Bytes(dk), Bytes(dv), p, ws.View<float>());
     }
 
-    private static AttentionParams Params(string op, Tensor q, Tensor k, Tensor[] others, Tensor lse, AttentionAttrs a)
+    /// <param name="stridedV">v, when k and v may be strided views (same strides, last axis contiguous); null: all dense</param>
+    private static AttentionParams Params(string op, Tensor q, Tensor k, Tensor[] others, Tensor lse, AttentionAttrs a, Tensor? stridedV = null)
     {
         if (q.DType is not (DType.F32 or DType.F16 or DType.BF16))
             throw new NotSupportedException($"{op}: the GPU backend computes attention in F32, F16 or BF16, got {q.Describe()}; cast with To(DType.F32)");
-        foreach (var t in others.Append(k))
+        foreach (var t in stridedV is null ? others.Append(k) : others)
         {
             if (t.DType != q.DType) throw new ArgumentException($"{op}: {t.Describe()} must have the dtype of {q.Describe()}");
             if (!t.IsContiguous) throw new ArgumentException($"{op}: the GPU kernels need dense tensors (the front end makes them), got {t.Describe()}");
         }
         if (lse.DType != DType.F32 || !lse.IsContiguous) throw new ArgumentException($"{op}: lse must be a dense F32 tensor, got {lse.Describe()}");
-        return new AttentionParams(q.Shape[0], q.Shape[1], k.Shape[1], q.Shape[2], k.Shape[2], q.Shape[3], a);
+        (long, long, long)? kvStrides = null;
+        if (stridedV is { } v)
+        {
+            if (k.DType != q.DType || v.DType != q.DType) throw new ArgumentException($"{op}: k {k.Describe()} and v {v.Describe()} must have the dtype of {q.Describe()}");
+            if (!k.Strides.AsSpan().SequenceEqual(v.Strides) || (k.Shape[3] > 1 && k.Strides[3] != 1))
+                throw new ArgumentException($"{op}: k and v must share strides with the last axis contiguous, got [{string.Join(", ", k.Strides)}] and [{string.Join(", ", v.Strides)}]");
+            kvStrides = (k.Strides[0], k.Strides[1], k.Strides[2]);
+        }
+        return new AttentionParams(q.Shape[0], q.Shape[1], k.Shape[1], q.Shape[2], k.Shape[2], q.Shape[3], a, kvStrides);
     }
 
+    /// <summary>The bytes a tensor's elements span, from its offset to its last element (all of them when dense).</summary>
     private static ArrayView<byte> Bytes(Tensor t)
     {
         int size = t.DType.SizeOf();
-        return ((GpuStorage)t.Storage).Bytes.SubView((long)t.Offset * size, (long)t.Numel * size);
+        long extent = 1;
+        if (t.Numel == 0) extent = 0;
+        else for (int i = 0; i < t.Rank; i++) extent += (long)(t.Shape[i] - 1) * t.Strides[i];
+        return ((GpuStorage)t.Storage).Bytes.SubView((long)t.Offset * size, extent * size);
     }
 
     private static ArrayView<float> Floats(Tensor t) => Bytes(t).Cast<float>();

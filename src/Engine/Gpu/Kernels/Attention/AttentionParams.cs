@@ -4,8 +4,9 @@ namespace ManagedTensor.Gpu.Kernels.Attention;
 
 /// <summary>
 /// Everything an attention kernel needs besides its buffers, passed by value. Layout as the op:
-/// q, out (B, H, T, D), k, v (B, Hkv, S, D), lse (B, H, T), all contiguous. Flat head bh = b H + h;
-/// its kv head is b Hkv + h / (H / Hkv).
+/// q, out (B, H, T, D), k, v (B, Hkv, S, D), lse (B, H, T), all contiguous, except that k and v may be
+/// strided views for the kernels that read them through <see cref="KvRow"/> (the decode kernel: a KV
+/// cache's first S positions in place). Flat head bh = b H + h; its kv head is b Hkv + h / (H / Hkv).
 /// </summary>
 public readonly struct AttentionParams
 {
@@ -16,10 +17,13 @@ public readonly struct AttentionParams
     public readonly uint KeepThreshold;   // keep when (Philox word >> 8) >= this (AttentionAttrs.KeepThreshold)
     public readonly float KeepScale;      // 1 / (1 - p)
     public readonly ulong Seed, Offset;
+    public readonly long KvBatchStride, KvHeadStride, KvRowStride; // k and v's strides in elements (last axis: 1)
 
-    public AttentionParams(int b, int h, int hkv, int t, int s, int d, AttentionAttrs a)
+    /// <param name="kvStrides">k and v's strides (B, Hkv, S axes); null: dense (Hkv S D, S D, D)</param>
+    public AttentionParams(int b, int h, int hkv, int t, int s, int d, AttentionAttrs a, (long Batch, long Head, long Row)? kvStrides = null)
     {
         B = b; H = h; Hkv = hkv; T = t; S = s; D = d;
+        (KvBatchStride, KvHeadStride, KvRowStride) = kvStrides ?? ((long)hkv * s * d, (long)s * d, d);
         Causal = a.Causal ? 1 : 0;
         Scale = (float)a.Scale;
         Dropout = a.DropoutP > 0 ? 1 : 0;
@@ -32,6 +36,10 @@ public readonly struct AttentionParams
     /// <summary>Flat kv head (b Hkv + kv head) of flat query head bh.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public int KvHead(int bh) => bh / H * Hkv + bh % H / (H / Hkv);
+
+    /// <summary>Where key (and value) j of flat kv head kvHead (b Hkv + kv head) starts in k (and v).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public long KvRow(int kvHead, int j) => kvHead / Hkv * KvBatchStride + kvHead % Hkv * KvHeadStride + j * KvRowStride;
 
     /// <summary>Query row i sees keys [0, VisibleEnd(i)).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -2,19 +2,7 @@ using System.Text.Json;
 
 namespace ManagedTensor.Models.Data;
 
-/// <summary>Text to token ids and back. Kind names the tokenizer in checkpoints ("char", "gpt2").</summary>
-public interface ITokenizer
-{
-    string Kind { get; }
-    int VocabSize { get; }
-    int[] Encode(string text);
-    string Decode(IEnumerable<int> ids);
-
-    /// <summary>Everything needed to rebuild this tokenizer (see <see cref="Tokenizers.FromJson"/>).</summary>
-    string ToJson();
-}
-
-/// <summary>Builds tokenizers by kind and reads them back from their JSON.</summary>
+/// <summary>Builds the training tokenizers by kind and reads them back from a checkpoint's JSON.</summary>
 public static class Tokenizers
 {
     public static readonly string[] Kinds = ["char", "gpt2"];
