@@ -34,7 +34,7 @@ public static class SampleCommand
             var model = ckpt?.CreateModel(dev) ?? Models.Formats.GptWeights.Load(source, dev);
             ITokenizer tokenizer = ckpt?.Tokenizer ?? Gpt2Tokenizer.FromDataFolder();
             if (tokenizer.VocabSize > model.VocabSize) // e.g. a GPT-2 tokenizer on a 96-token model
-                throw new InvalidModelFileException(source,
+                throw new Models.Formats.InvalidModelFileException(source,
                     $"the tokenizer has {tokenizer.VocabSize} tokens but the model's vocabulary (embedding rows) is {model.VocabSize}: " +
                     $"ids {model.VocabSize}..{tokenizer.VocabSize - 1} have no embedding (a tokenizer made for another model?)");
             int promptTokens = tokenizer.Encode(p.GetValue(prompt)!, bos: false).Count;

@@ -41,7 +41,7 @@ public class ArchModelTests
         using (GradMode.NoGrad())
         {
             var parallel = model.Logits(idx);                                         // (1, 11, 13)
-            using var cache = new ManagedTensor.Nn.AttentionKvCache(2, 1, 2, 16, 6, DType.F32, Device.Cpu);
+            using var cache = new ManagedTensor.Nn.KvCache(2, 1, 2, 16, 6, DType.F32, Device.Cpu);
             for (int n = 0; n < 11; n++)
                 TestUtil.AssertClose(parallel.Narrow(1, n, 1), model.Forward(idx.Narrow(1, n, 1), cache), 1e-5, 1e-6, $"position {n}");
         }
@@ -78,7 +78,7 @@ public class ArchModelTests
         var packed = packedT.ToDoubleArray();
         double spread = fake.Max() - fake.Min(), worst = fake.Zip(packed, (a, b) => Math.Abs(a - b)).Max();
         Assert.True(worst <= 0.02 * spread, $"packed vs fake-quantized logits: max difference {worst:E3}, spread {spread:E3}");
-        using var cache = new ManagedTensor.Nn.AttentionKvCache(2, 1, 2, 16, 6, DType.F32, Device.Cpu);
+        using var cache = new ManagedTensor.Nn.KvCache(2, 1, 2, 16, 6, DType.F32, Device.Cpu);
         for (int n = 0; n < 11; n++)
             TestUtil.AssertClose(packedT.Narrow(1, n, 1), model.Forward(idx.Narrow(1, n, 1), cache), 1e-5, 1e-6, $"position {n}");
         model.SetPacked(false);

@@ -64,7 +64,7 @@ public sealed class BitNetGpt : TrainableLM
     public override Tensor Logits(Tensor idx) => Forward(idx, null);
 
     /// <summary>idx (B, T) continuing the cache's positions -> logits (B, T, V).</summary>
-    public Tensor Forward(Tensor idx, AttentionKvCache? cache)
+    public Tensor Forward(Tensor idx, KvCache? cache)
     {
         if (idx.Rank != 2) throw new ArgumentException($"BitNet: input ids must be (B, T), got {idx.Describe()}");
         int t = idx.Shape[1], start = cache?.Length ?? 0;
@@ -88,7 +88,7 @@ public sealed class BitNetGpt : TrainableLM
         try
         {
             int hs = Config.NEmbd / Config.NHead, v = Config.VocabSize;
-            using var cache = useCache ? new AttentionKvCache(Config.NLayer, rows.Length, Config.NHead, Config.BlockSize, hs, DType.F32, Device) : null;
+            using var cache = useCache ? new KvCache(Config.NLayer, rows.Length, Config.NHead, Config.BlockSize, hs, DType.F32, Device) : null;
             using (GradMode.NoGrad())
                 for (int step = 0; step < maxNewTokens; step++)
                 {
@@ -141,7 +141,7 @@ public sealed class BitBlock : Module
     public BitLinear Fc1 { get; }
     public BitLinear Fc2 { get; }
 
-    public Tensor Forward(Tensor x, AttentionKvCache.Layer? cache) // (B, T, C)
+    public Tensor Forward(Tensor x, KvCache.Layer? cache) // (B, T, C)
     {
         int b = x.Shape[0], t = x.Shape[1], c = x.Shape[2], hs = c / NHead;
         var qkv = Qkv.Forward(x).Split(c, axis: 2);                              // 3 x (B, T, C)

@@ -130,8 +130,12 @@ public static class ModelLoader
     private static LoadedModel FromTrainCheckpoint(string file, string? tokenizerPath, Device device)
     {
         using var ckpt = GptCheckpoint.Load(file);
-        var model = ckpt.CreateModel(device);
-        model.Eval();
+        var trained = ckpt.CreateModel(device);
+        // Generation runs a KV cache through ICausalLM; the recurrent and mixture architectures decode through mt sample.
+        if (trained is not ICausalLM model)
+            throw new InvalidModelFileException(file, $"a {trained.Architecture} checkpoint: mt generate, chat and serve run models with a KV cache (GPT, Llama); " +
+                                                      $"sample this one with `mt sample --out-dir {Path.GetDirectoryName(Path.GetFullPath(file))}`");
+        trained.Eval();
         var tok = tokenizerPath is null ? ckpt.Tokenizer : LoadTokenizer(tokenizerPath, model.VocabSize);
         return new LoadedModel(model, tok, null, StopTokens(tok, null, []), file);
     }

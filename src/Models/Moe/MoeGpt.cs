@@ -74,7 +74,7 @@ public sealed class MoeGpt : TrainableLM
     }
 
     /// <summary>idx (B, T) continuing the cache's positions -> logits (B, T, V).</summary>
-    public Tensor Forward(Tensor idx, AttentionKvCache? cache)
+    public Tensor Forward(Tensor idx, KvCache? cache)
     {
         if (idx.Rank != 2) throw new ArgumentException($"MoE: input ids must be (B, T), got {idx.Describe()}");
         int t = idx.Shape[1], start = cache?.Length ?? 0;
@@ -98,7 +98,7 @@ public sealed class MoeGpt : TrainableLM
         bool wasTraining = Training;
         Eval();
         int hs = Config.NEmbd / Config.NHead, v = Config.VocabSize;
-        using var cache = useCache ? new AttentionKvCache(Config.NLayer, rows.Length, Config.NHead, Config.BlockSize, hs, DType.F32, Device) : null;
+        using var cache = useCache ? new KvCache(Config.NLayer, rows.Length, Config.NHead, Config.BlockSize, hs, DType.F32, Device) : null;
         using (GradMode.NoGrad())
             for (int step = 0; step < maxNewTokens; step++)
             {
@@ -139,7 +139,7 @@ public sealed class MoeBlock : Module
     public LayerNorm Ln2 { get; }
     public MixtureOfExperts Moe { get; }
 
-    public Tensor Forward(Tensor x, AttentionKvCache.Layer? cache) // (B, T, C)
+    public Tensor Forward(Tensor x, KvCache.Layer? cache) // (B, T, C)
     {
         x += Attn.Forward(Ln1.Forward(x), cache);
         return x + _dropout.Forward(Moe.Forward(Ln2.Forward(x)));
