@@ -9,8 +9,15 @@ namespace ManagedTensor.Tests.Engine;
 /// never while a tensor, or a view sharing its storage, is alive. Each test uses its own length, so tests
 /// running in parallel never compete for the same free arrays.
 /// </summary>
+[Collection(CpuArrayPoolCollection.Name)]
 public class CpuArrayPoolTests
 {
+    /// <summary>
+    /// Each test starts from an empty free list: other tests' free arrays count against the pool's limit on free bytes,
+    /// past which a returned array goes to the collector instead of the free list (what these tests look for).
+    /// </summary>
+    public CpuArrayPoolTests() => CpuArrayPool.DropFreeArrays();
+
     [Fact]
     public void DisposedStorageArrayIsReusedAndZeroedWhenAsked()
     {
@@ -99,4 +106,11 @@ public class CpuArrayPoolTests
 
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static float[] FullArrayOfDroppedTensor(int n, float value) => Tensor.Full([n], value).Data<float>();
+}
+
+/// <summary>The pool is process-wide: its tests run alone, so no other test's allocations take or crowd out their arrays.</summary>
+[CollectionDefinition(Name, DisableParallelization = true)]
+public sealed class CpuArrayPoolCollection
+{
+    public const string Name = "cpu array pool (not parallel)";
 }
