@@ -23,7 +23,7 @@ public sealed record BitNetConfig(int BlockSize = 64, int VocabSize = 65, int NL
 /// Training keeps float latent weights (straight-through gradients). Sampling packs the ternary weights into
 /// TQ2_0 blocks and decodes with the integer QMatMul and a KV cache, then restores the training forward.
 /// </summary>
-public sealed class BitNetGpt : TrainableLM
+public sealed class BitNetGpt : TrainableLM, ICausalLM
 {
     private readonly Dropout _drop;
 
@@ -77,41 +77,35 @@ public sealed class BitNetGpt : TrainableLM
         return h.Reshape(-1, Config.NEmbd).MatMul(Wte.Weight.MT).Reshape([.. h.Shape[..^1], Config.VocabSize]);
     }
 
-    /// <summary>Decoding on the packed ternary weights with a KV cache (GPT's window handling); the training forward is restored after.</summary>
+    // ICausalLM: what GPT's windowed, KV-cached generate (WindowedGeneration) needs to decode this model.
+    public int ContextLength => Config.BlockSize;
+    public long WeightCount => this.WeightSize().Count;
+    public long WeightBytes => this.WeightSize().Bytes;
+
+    public KvCache NewCache(int batch = 1, int capacity = 0) =>
+        new(Config.NLayer, batch, Config.NHead, capacity == 0 ? Config.BlockSize : capacity, Config.NEmbd / Config.NHead, DType.F32, Device);
+
+    Tensor ICausalLM.Forward(Tensor ids, KvCache? cache, bool allPositions)
+    {
+        var logits = Forward(ids, cache);                                                // (B, T, V)
+        return allPositions ? logits : logits.Narrow(1, ids.Shape[1] - 1, 1);           // (B, 1, V)
+    }
+
+    /// <summary>Decoding on the packed ternary weights with GPT's KV-cached generate; the training forward is restored after.</summary>
     public override List<int>[] Generate(Tensor idx, int maxNewTokens, Sampler sampler, Action<int>? onToken = null, bool useCache = true)
     {
-        var rows = Enumerable.Range(0, idx.Shape[0]).Select(r => idx.Narrow(0, r, 1).Reshape(-1).ToDoubleArray().Select(v => (int)v).ToList()).ToArray();
-        if (rows[0].Count == 0) throw new ArgumentException("BitNet: generation needs at least one token to start from", nameof(idx));
         bool wasTraining = Training;
         Eval();
         SetPacked(true);
         try
         {
-            int hs = Config.NEmbd / Config.NHead, v = Config.VocabSize;
-            using var cache = useCache ? new KvCache(Config.NLayer, rows.Length, Config.NHead, Config.BlockSize, hs, DType.F32, Device) : null;
-            using (GradMode.NoGrad())
-                for (int step = 0; step < maxNewTokens; step++)
-                {
-                    bool incremental = cache is not null && cache.Length == rows[0].Count - 1 && cache.Length < Config.BlockSize;
-                    if (!incremental) cache?.Reset();
-                    int t = incremental ? 1 : Math.Min(rows[0].Count, Config.BlockSize);
-                    var context = rows.SelectMany(r => r.Skip(r.Count - t).Select(x => (long)x)).ToArray();
-                    var logits = Forward(Tensor.FromArray(context, [rows.Length, t], Device), incremental || t < Config.BlockSize ? cache : null)
-                        .Narrow(1, t - 1, 1).To(Device.Cpu).ToArray<float>();                                      // (B, 1, V)
-                    for (int r = 0; r < rows.Length; r++)
-                    {
-                        int next = sampler.Sample(logits.AsSpan(r * v, v), rows[r]);
-                        rows[r].Add(next);
-                        if (r == 0) onToken?.Invoke(next);
-                    }
-                }
+            return WindowedGeneration.Generate(this, idx, maxNewTokens, sampler, onToken, useCache);
         }
         finally
         {
             SetPacked(false);
             if (wasTraining) Train();
         }
-        return rows;
     }
 }
 

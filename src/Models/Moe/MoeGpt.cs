@@ -30,7 +30,7 @@ public sealed record MoeConfig(int BlockSize = 64, int VocabSize = 65, int NLaye
 /// load-balancing losses (<see cref="TopKRouter"/>); evaluation reports the cross-entropy alone. Sampling runs a
 /// KV cache as GPT's does.
 /// </summary>
-public sealed class MoeGpt : TrainableLM
+public sealed class MoeGpt : TrainableLM, ICausalLM
 {
     private readonly Dropout _drop;
 
@@ -87,37 +87,23 @@ public sealed class MoeGpt : TrainableLM
         return h.Reshape(-1, Config.NEmbd).MatMul(Wte.Weight.MT).Reshape([.. h.Shape[..^1], Config.VocabSize]);
     }
 
-    /// <summary>
-    /// As GPT's generate: the prompt once, then each new token against the KV cache; once the context fills the block
-    /// the window slides and the whole window runs again (absolute positions).
-    /// </summary>
-    public override List<int>[] Generate(Tensor idx, int maxNewTokens, Sampler sampler, Action<int>? onToken = null, bool useCache = true)
+    // ICausalLM: what GPT's windowed, KV-cached generate (WindowedGeneration) needs to decode this model.
+    public int ContextLength => Config.BlockSize;
+    public long WeightCount => this.WeightSize().Count;
+    public long WeightBytes => this.WeightSize().Bytes;
+
+    public KvCache NewCache(int batch = 1, int capacity = 0) =>
+        new(Config.NLayer, batch, Config.NHead, capacity == 0 ? Config.BlockSize : capacity, Config.NEmbd / Config.NHead, DType.F32, Device);
+
+    Tensor ICausalLM.Forward(Tensor ids, KvCache? cache, bool allPositions)
     {
-        var rows = Enumerable.Range(0, idx.Shape[0]).Select(r => idx.Narrow(0, r, 1).Reshape(-1).ToDoubleArray().Select(v => (int)v).ToList()).ToArray();
-        if (rows[0].Count == 0) throw new ArgumentException("MoE: generation needs at least one token to start from", nameof(idx));
-        bool wasTraining = Training;
-        Eval();
-        int hs = Config.NEmbd / Config.NHead, v = Config.VocabSize;
-        using var cache = useCache ? new KvCache(Config.NLayer, rows.Length, Config.NHead, Config.BlockSize, hs, DType.F32, Device) : null;
-        using (GradMode.NoGrad())
-            for (int step = 0; step < maxNewTokens; step++)
-            {
-                bool incremental = cache is not null && cache.Length == rows[0].Count - 1 && cache.Length < Config.BlockSize;
-                if (!incremental) cache?.Reset();
-                int t = incremental ? 1 : Math.Min(rows[0].Count, Config.BlockSize);
-                var context = rows.SelectMany(r => r.Skip(r.Count - t).Select(x => (long)x)).ToArray();
-                var logits = Forward(Tensor.FromArray(context, [rows.Length, t], Device), incremental || t < Config.BlockSize ? cache : null)
-                    .Narrow(1, t - 1, 1).To(Device.Cpu).ToArray<float>();                                          // (B, 1, V)
-                for (int r = 0; r < rows.Length; r++)
-                {
-                    int next = sampler.Sample(logits.AsSpan(r * v, v), rows[r]);
-                    rows[r].Add(next);
-                    if (r == 0) onToken?.Invoke(next);
-                }
-            }
-        if (wasTraining) Train();
-        return rows;
+        var logits = Forward(ids, cache);                                                // (B, T, V)
+        return allPositions ? logits : logits.Narrow(1, ids.Shape[1] - 1, 1);           // (B, 1, V)
     }
+
+    /// <summary>As GPT's generate: the prompt once, then each new token against the KV cache; a full block slides the window.</summary>
+    public override List<int>[] Generate(Tensor idx, int maxNewTokens, Sampler sampler, Action<int>? onToken = null, bool useCache = true) =>
+        WindowedGeneration.Generate(this, idx, maxNewTokens, sampler, onToken, useCache);
 }
 
 /// <summary>A pre-norm block with a mixture of experts for its feed-forward: x + attn(LN(x)), then x + MoE(LN(x)).</summary>
