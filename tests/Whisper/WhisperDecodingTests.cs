@@ -69,7 +69,9 @@ public class WhisperDecodingTests
         Assert.False(Allowed(afterStart, 106) || Allowed(afterStart, 107));                    // its end lies after its start
         Assert.True(Allowed(afterStart, 108));
 
-        var pair = WhisperSearch.SuppressTokens(Flat(), t, [107, 5, 109], timestamps: true);   // a segment just ended
+        var eotLikely = Flat();
+        eotLikely[100] = 5f;                                                                     // (else the timestamps' mass forces one)
+        var pair = WhisperSearch.SuppressTokens(eotLikely, t, [107, 5, 109], timestamps: true);  // a segment just ended
         Assert.True(Enumerable.Range(0, 100).All(i => !Allowed(pair, i)));                     // the next start (or the end)
         Assert.True(Allowed(pair, 109) && !Allowed(pair, 108) && Allowed(pair, 100));
 

@@ -1,5 +1,4 @@
 using NAudio.Wave;
-using NAudio.Wave.SampleProviders;
 
 namespace ManagedTensor.Models.Audio;
 
@@ -13,8 +12,8 @@ public sealed record WavInfo(string Encoding, int BitsPerSample, int Channels, i
 /// Reads a WAV file into what Whisper takes: 16 kHz mono float samples in [-1, 1]. Through NAudio: WaveFileReader
 /// parses the RIFF chunks, ToSampleProvider turns 8-bit unsigned, 16-, 24- and 32-bit PCM and 32-bit IEEE float into
 /// floats (PCM divided by 2^(bits-1), as ffmpeg's s16le / 32768 that whisper uses), channels are averaged, and any
-/// other rate is resampled to 16 kHz by NAudio's WdlResamplingSampleProvider (Cockos WDL's windowed-sinc resampler,
-/// which low-pass filters before decimating, so 48 kHz audio does not alias into the speech band).
+/// other rate is resampled to 16 kHz by <see cref="Resampler"/> (zero-phase windowed sinc, low-pass below both
+/// Nyquist frequencies, so 48 kHz audio does not alias into the speech band).
 /// Errors name the file: not a WAV, an encoding NAudio cannot convert (compressed formats), no samples.
 /// </summary>
 public static class WavAudio
@@ -42,7 +41,7 @@ public static class WavAudio
             float[] interleaved = ReadAll(source);
             if (interleaved.Length < f.Channels) throw new UserErrorException($"{path}: the WAV file holds no samples");
             float[] mono = Downmix(interleaved, f.Channels);
-            return (f.SampleRate == LogMel.SampleRate ? mono : Resample(mono, f.SampleRate, LogMel.SampleRate), info);
+            return (Resampler.Resample(mono, f.SampleRate, LogMel.SampleRate), info);
         }
     }
 
@@ -60,16 +59,6 @@ public static class WavAudio
         return mono;
     }
 
-    /// <summary>Mono samples at <paramref name="fromRate"/> Hz to <paramref name="toRate"/> Hz (WDL's windowed-sinc resampler).</summary>
-    public static float[] Resample(float[] mono, int fromRate, int toRate)
-    {
-        var input = new ArraySampleProvider(mono, WaveFormat.CreateIeeeFloatWaveFormat(fromRate, 1));
-        var output = ReadAll(new WdlResamplingSampleProvider(input, toRate));
-        // The resampler's output length is the input's duration at the new rate, give or take its filter's flush.
-        int expected = (int)Math.Round((double)mono.Length * toRate / fromRate);
-        return output.Length >= expected ? output[..expected] : [.. output, .. new float[expected - output.Length]];
-    }
-
     private static float[] ReadAll(ISampleProvider p)
     {
         var all = new List<float>();
@@ -77,20 +66,5 @@ public static class WavAudio
         int n;
         while ((n = p.Read(buffer.AsSpan())) > 0) all.AddRange(buffer.AsSpan(0, n));
         return [.. all];
-    }
-
-    /// <summary>An in-memory array as an NAudio sample source (the resampler's input).</summary>
-    private sealed class ArraySampleProvider(float[] samples, WaveFormat format) : ISampleProvider
-    {
-        private int _at;
-        public WaveFormat WaveFormat { get; } = format;
-
-        public int Read(Span<float> buffer)
-        {
-            int n = Math.Min(buffer.Length, samples.Length - _at);
-            samples.AsSpan(_at, n).CopyTo(buffer);
-            _at += n;
-            return n;
-        }
     }
 }
