@@ -110,8 +110,9 @@ public static class TranscribeCommand
         var split = new Option<string>("--split") { Description = "train or test", DefaultValueFactory = _ => "test" };
         var limit = new Option<int>("--limit") { Description = "at most this many clips (0: all)", DefaultValueFactory = _ => 0 }.AtLeast(0);
         var beam = new Option<int>("--beam") { Description = "beam width; 1 is greedy decoding", DefaultValueFactory = _ => 1 }.AtLeast(1);
+        var maxTokens = new Option<int>("--max-tokens") { Description = "most tokens decoded per clip", DefaultValueFactory = _ => 224 }.AtLeast(1);
         var device = Cli.DeviceOption("cpu");
-        var cmd = new Command("wer", "word error rate of a Whisper model on a corpus split") { model, data, split, limit, beam, device };
+        var cmd = new Command("wer", "word error rate of a Whisper model on a corpus split") { model, data, split, limit, beam, maxTokens, device };
         cmd.SetAction(p =>
         {
             var transcriber = Transcriber.Open(p.GetValue(model)!, Cli.ParseDevice(p.GetValue(device)!));
@@ -120,7 +121,7 @@ public static class TranscribeCommand
             var total = default(WordErrors);
             foreach (var clip in clips)
             {
-                string text = transcriber.TranscribeFile(clip.Path, new DecodeOptions(Beam: p.GetValue(beam))).Text;
+                string text = transcriber.TranscribeFile(clip.Path, new DecodeOptions(Beam: p.GetValue(beam), MaxTokens: p.GetValue(maxTokens))).Text;
                 var e = Wer.Count(clip.Text, text);
                 total += e;
                 output.WriteLine($"{Path.GetFileName(clip.Path)} [{clip.Voice}] WER {e.Rate:P1}: {text}");

@@ -165,8 +165,20 @@ public static class WhisperSearch
         return best;
     }
 
-    private static IEnumerable<int> TopK(double[] x, int k) =>
-        Enumerable.Range(0, x.Length).Where(i => !double.IsNegativeInfinity(x[i])).OrderByDescending(i => x[i]).Take(k);
+    /// <summary>The indices of the k largest finite values, best first (one pass, insertion into a k-long list).</summary>
+    private static List<int> TopK(double[] x, int k)
+    {
+        var top = new List<int>(k + 1);
+        for (int i = 0; i < x.Length; i++)
+        {
+            if (double.IsNegativeInfinity(x[i]) || (top.Count == k && x[i] <= x[top[^1]])) continue;
+            int at = top.Count;
+            while (at > 0 && x[top[at - 1]] < x[i]) at--;
+            top.Insert(at, i);
+            if (top.Count > k) top.RemoveAt(k);
+        }
+        return top;
+    }
 }
 
 /// <summary>A piece of a transcript with its time span in seconds.</summary>
