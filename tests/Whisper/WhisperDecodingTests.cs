@@ -65,6 +65,9 @@ public class WhisperDecodingTests
         Assert.True(Enumerable.Range(0, 106).All(i => !Allowed(first, i)));                    // a timestamp first
         Assert.True(Enumerable.Range(106, 14).All(i => Allowed(first, i)));                    // all <= 1 s here
 
+        var shortAudio = WhisperSearch.SuppressTokens(Flat(), t, [], timestamps: true, timestampCount: 5); // a model of 80 ms audio
+        Assert.True(Enumerable.Range(106, 5).All(i => Allowed(shortAudio, i)) && Enumerable.Range(111, 9).All(i => !Allowed(shortAudio, i)));
+
         var afterStart = WhisperSearch.SuppressTokens(Flat(), t, [107, 5], timestamps: true);  // <|0.02|> w5: open segment
         Assert.False(Allowed(afterStart, 106) || Allowed(afterStart, 107));                    // its end lies after its start
         Assert.True(Allowed(afterStart, 108));

@@ -115,6 +115,24 @@ public class WhisperFrontEndTests
     }
 
     [Fact]
+    public void NpzFilesThatAreNotNumpyArchivesAreClearErrors()
+    {
+        string path = Path.Combine(Path.GetTempPath(), $"mt-npz-{Guid.NewGuid():N}.npz");
+        try
+        {
+            File.WriteAllText(path, "not a zip");
+            var e = Assert.Throws<UserErrorException>(() => Npz.Load(path));
+            Assert.Contains(path, e.Message);
+            var header = System.Text.Encoding.ASCII.GetBytes("{'descr': '<i4', 'fortran_order': False, 'shape': (2,), }\n");
+            byte[] npy = [0x93, .. "NUMPY"u8, 1, 0, (byte)header.Length, 0, .. header, .. new byte[8]];
+            var bad = Assert.Throws<UserErrorException>(() => Npz.ReadNpy(npy, "x.npy"));
+            Assert.Contains("x.npy: dtype '<i4' is not read", bad.Message);
+            Assert.Equal([80, 201], Npz.Load(RepoPaths.Of("data", "audio", "whisper_mel_filters.npz"))["mel_80"].Shape);
+        }
+        finally { File.Delete(path); }
+    }
+
+    [Fact]
     public void LongAudioIsCutInto30SecondChunks()
     {
         var chunks = LogMel.Chunks(new float[LogMel.ChunkSamples * 2 + 16000]).ToList();

@@ -64,6 +64,9 @@ public class WhisperTrainTests
             var t = Mt.Run("transcribe", Path.Combine(data, "wav", "test0.wav"), "--model", whole, "--beam", "2", "--max-tokens", "4");
             Assert.True(t.Code == 0, t.ToString());
             Assert.StartsWith(Path.Combine(data, "wav", "test0.wav") + ":", t.Out);
+            var ts = Mt.Run("transcribe", Path.Combine(data, "wav", "test1.wav"), "--model", whole, "--timestamps", "--max-tokens", "4");
+            Assert.True(ts.Code == 0, ts.ToString());
+            Assert.StartsWith(Path.Combine(data, "wav", "test1.wav") + ":" + Environment.NewLine, ts.Out);
             var w = Mt.Run("transcribe", "wer", "--model", whole, "--data", data, "--max-tokens", "4");
             Assert.True(w.Code == 0, w.ToString());
             Assert.Contains("over 2 clips, 3 words", w.Out);

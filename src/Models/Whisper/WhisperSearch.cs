@@ -39,7 +39,7 @@ public static class WhisperSearch
         var logits = state.Step(Ids([prompt])).ToArray<float>();
         for (int step = 0; step < max; step++)
         {
-            var logProbs = LogSoftmax(SuppressTokens(logits, tok, tokens, timestamps));
+            var logProbs = LogSoftmax(SuppressTokens(logits, tok, tokens, timestamps, Timestamps(model)));
             int next = ArgMax(logProbs);
             total += logProbs[next];
             if (next == tok.EndOfText) break;
@@ -63,7 +63,7 @@ public static class WhisperSearch
             var candidates = new List<(int From, int Token, double LogProb)>();
             for (int b = 0; b < (step == 0 ? 1 : beams.Count); b++)
             {
-                var lp = LogSoftmax(SuppressTokens(logits.AsSpan(b * v, v).ToArray(), tok, beams[b].Tokens, timestamps));
+                var lp = LogSoftmax(SuppressTokens(logits.AsSpan(b * v, v).ToArray(), tok, beams[b].Tokens, timestamps, Timestamps(model)));
                 foreach (int t in TopK(lp, width + 1)) candidates.Add((b, t, beams[b].LogProb + lp[t]));
             }
             var next = new List<(List<int> Tokens, double LogProb)>();
@@ -85,11 +85,14 @@ public static class WhisperSearch
 
     /// <summary>
     /// Whisper's logit rules for the next token after <paramref name="sampled"/> (the transcript so far, prompt excluded):
-    /// suppressed tokens get -infinity. Returns <paramref name="logits"/>, changed in place.
+    /// suppressed tokens get -infinity. Only the first <paramref name="timestampCount"/> timestamps exist for the model's
+    /// audio (one per encoder position, 20 ms: all 1501 for Whisper's 30 s; fewer for a model trained on shorter input).
+    /// Returns <paramref name="logits"/>, changed in place.
     /// </summary>
-    public static float[] SuppressTokens(float[] logits, WhisperTokenizer tok, IReadOnlyList<int> sampled, bool timestamps)
+    public static float[] SuppressTokens(float[] logits, WhisperTokenizer tok, IReadOnlyList<int> sampled, bool timestamps, int timestampCount = WhisperTokenizer.TimestampCount)
     {
-        int ts = tok.TimestampBegin, end = Math.Min(logits.Length, ts + WhisperTokenizer.TimestampCount);
+        int ts = tok.TimestampBegin, end = Math.Min(logits.Length, ts + Math.Min(timestampCount, WhisperTokenizer.TimestampCount));
+        for (int i = end; i < Math.Min(logits.Length, ts + WhisperTokenizer.TimestampCount); i++) logits[i] = float.NegativeInfinity;
         // Specials other than end-of-text: start of transcript, languages, tasks, no-timestamps, ... (and timestamps when off).
         for (int i = tok.EndOfText + 1; i < (timestamps ? ts : logits.Length); i++) logits[i] = float.NegativeInfinity;
         if (!timestamps) return logits;
@@ -134,9 +137,12 @@ public static class WhisperSearch
             text.Clear();
             start = null;
         }
-        if (text.Count > 0) segments.Add(new Segment(offset + (start ?? 0), chunkEnd, tok.DecodeText(text)));
+        if (text.Count > 0) segments.Add(new Segment(offset + (start ?? 0), Math.Max(offset + (start ?? 0), chunkEnd), tok.DecodeText(text)));
         return segments;
     }
+
+    /// <summary>Timestamps 0 .. max_source_positions x 20 ms: the model's audio length (1501 for Whisper's 30 s).</summary>
+    private static int Timestamps(WhisperModel model) => model.Config.MaxSourcePositions + 1;
 
     private static Tensor Ids(int[][] rows) =>
         Tensor.FromArray(rows.SelectMany(r => r.Select(t => (long)t)).ToArray(), [rows.Length, rows[0].Length]);
