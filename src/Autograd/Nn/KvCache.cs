@@ -41,6 +41,15 @@ public sealed class KvCache : IDisposable
         Length += tokens;
     }
 
+    /// <summary>
+    /// Row b of every layer takes what row <paramref name="rows"/>[b] held (beam search: each beam continues the
+    /// hypothesis it was extended from; a row may be copied to several).
+    /// </summary>
+    public void SelectRows(int[] rows)
+    {
+        foreach (var l in Layers) l.SelectRows(rows);
+    }
+
     public void Dispose()
     {
         foreach (var l in Layers) l.Dispose();
@@ -82,6 +91,16 @@ public sealed class KvCache : IDisposable
             _keys.Narrow(2, start, t).CopyFrom_(k);
             _values.Narrow(2, start, t).CopyFrom_(v);
             return (_keys.Narrow(2, 0, start + t), _values.Narrow(2, 0, start + t));
+        }
+
+        internal void SelectRows(int[] rows)
+        {
+            if (rows.Length != _keys.Shape[0] || rows.Any(r => (uint)r >= (uint)_keys.Shape[0]))
+                throw new ArgumentException($"KV cache: rows [{string.Join(", ", rows)}] must give one row in 0..{_keys.Shape[0] - 1} for each of the {_keys.Shape[0]} rows");
+            using var noGrad = GradMode.NoGrad();
+            var index = Tensor.FromArray(rows.Select(r => (long)r).ToArray(), [rows.Length], _keys.Device);
+            _keys.CopyFrom_(_keys.IndexSelect(0, index));
+            _values.CopyFrom_(_values.IndexSelect(0, index));
         }
 
         public void Dispose()
