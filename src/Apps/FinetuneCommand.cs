@@ -15,7 +15,7 @@ namespace ManagedTensor.Apps;
 /// JSONL instruction file, with `mt train`'s progress bar, evaluations, checkpoints (adapter only), exact --resume and
 /// loss plot (<see cref="FinetuneTrainer"/>). The adapter is written in PEFT's layout to --out-dir; --merge OUT also
 /// writes the base with the adapter merged in (a GGUF file, for Llama models). `--adapter DIR` skips training: it loads
-/// a PEFT adapter (made here or by PEFT) onto the base, evaluates it, and merges it with --merge.
+/// a PEFT adapter (made here or by PEFT) onto the base, checking every key and shape, and merges it with --merge.
 /// </summary>
 public static class FinetuneCommand
 {
@@ -69,7 +69,7 @@ public static class FinetuneCommand
         var resume = new Option<bool>("--resume") { Description = "continue the run in --out-dir (only --iters, --eval-interval and --log-interval may change)" };
         var force = new Option<bool>("--force") { Description = "start a new run even though --out-dir holds one" };
         var merge = new Option<string?>("--merge") { Description = "after training, write the base with the adapter merged in to this GGUF file (Llama models)" };
-        var adapter = new Option<string?>("--adapter") { Description = "no training: load this PEFT adapter directory onto --model, evaluate it, and merge it with --merge" };
+        var adapter = new Option<string?>("--adapter") { Description = "no training: load this PEFT adapter directory (made here or by PEFT) onto --model and write the merged model with --merge" };
         cmd.Options.Add(device);
         cmd.Options.Add(resume);
         cmd.Options.Add(force);
@@ -93,6 +93,7 @@ public static class FinetuneCommand
             }
             else trainer = FinetuneTrainer.Create(Given(), dev, replaceExisting: p.GetValue(force));
 
+            if (p.GetValue(merge) is not null) CheckMergeable(trainer.Loaded); // before training, not after
             var cfg = trainer.Config;
             output.WriteLine($"model: {cfg.Model} ({trainer.Lm.Architecture}), {trainer.TotalCount / 1e6:F3}M values; data: {cfg.DataPath}, {trainer.Data.Describe()}" +
                              (trainer.Data.Dropped > 0 ? $" ({trainer.Data.Dropped} dropped: no response within --block-size)" : ""));
@@ -131,7 +132,7 @@ public static class FinetuneCommand
         DeviceMemory.Stats(dev) is { } mem ? $", device memory peak {DeviceMemory.FormatBytes(mem.PeakBytes)} (" +
             string.Join(", ", mem.PeakByCategory.Select(kv => $"{kv.Key} {DeviceMemory.FormatBytes(kv.Value)}")) + ")" : "";
 
-    /// <summary>`--adapter DIR`: the base with a PEFT adapter loaded, its validation loss, and the merged model with --merge.</summary>
+    /// <summary>`--adapter DIR`: the base with a PEFT adapter loaded (keys and shapes checked), and the merged model with --merge.</summary>
     private static int LoadAdapter(string dir, FinetuneConfig cfg, Device dev, string? mergePath, TextWriter output)
     {
         var loaded = Models.Generation.ModelLoader.Open(Models.Data.DataFiles.Find(cfg.Model), cfg.Tokenizer, dev);
@@ -145,13 +146,16 @@ public static class FinetuneCommand
     /// <summary>Merges the adapters into the base weights and writes a GGUF file (F32) that `mt generate -m` reads.</summary>
     private static void WriteMerged(Models.Generation.LoadedModel loaded, string path, TextWriter output)
     {
-        if (loaded.Model is not Llama llama || loaded.Tokenizer is not LlamaTokenizer tok)
-            throw new UserErrorException($"--merge writes GGUF, which needs a Llama model with a sentencepiece tokenizer; this base is {loaded.Model.Architecture} " +
-                                         $"with a {loaded.Tokenizer.Kind} tokenizer: use the adapter in --out-dir with the base instead");
+        var (llama, tok) = CheckMergeable(loaded);
         int n = Lora.Merge(llama);
         GgufLlama.Save(llama, tok, path, GgmlType.F32);
         output.WriteLine($"merged {n} adapters into the base: {path} (GGUF, F32; run it with mt generate -m {path})");
     }
+
+    private static (Llama, LlamaTokenizer) CheckMergeable(Models.Generation.LoadedModel loaded) =>
+        loaded.Model is Llama llama && loaded.Tokenizer is LlamaTokenizer tok ? (llama, tok)
+            : throw new UserErrorException($"--merge writes GGUF, which needs a Llama model with a sentencepiece tokenizer; this base is {loaded.Model.Architecture} " +
+                                           $"with a {loaded.Tokenizer.Kind} tokenizer: use the PEFT adapter in --out-dir with the base instead");
 
     private static FinetuneConfig ChangesOnResume(FinetuneConfig run, List<FieldOption> fields, ParseResult p, string dir, TextWriter notices)
     {

@@ -47,7 +47,7 @@ public sealed class FinetuneData
         string text = File.ReadAllText(path);
         if (text.Length == 0) throw new UserErrorException($"--data {path}: the file is empty");
         bool jsonl = path.EndsWith(".jsonl", StringComparison.OrdinalIgnoreCase) || text.TrimStart().StartsWith('{');
-        if (!jsonl) return new FinetuneData(TextDataset.FromText(text, tokenizer));
+        if (!jsonl) return new FinetuneData(new TextDataset(EncodeByLine(text, tokenizer)));
         var all = ParseJsonl(path, text).Select(m => Render(m, tokenizer, format)).ToList();
         var examples = all.Where(e => e.IsResponse.Take(blockSize + 1).Skip(1).Any(r => r)).ToArray();
         if (examples.Length < 2) throw new UserErrorException($"--data {path}: {examples.Length} usable example(s) of {all.Count} (a response must start within --block-size {blockSize} tokens); a run needs at least 2 (one to train, one to validate)");
@@ -58,6 +58,24 @@ public sealed class FinetuneData
 
     /// <summary>Instruction examples left out because no response token fits in the block.</summary>
     public int Dropped { get; private init; }
+
+    /// <summary>
+    /// Plain text tokenized a line at a time (each line with its newline): llama2.c's sentencepiece encoder merges over the
+    /// whole string it is given, which is quadratic in its length (minutes for tiny Shakespeare's 1.1M characters), while
+    /// lines keep it linear in the text. A sentencepiece vocabulary then adds its dummy-prefix space at each line start.
+    /// </summary>
+    public static int[] EncodeByLine(string text, ITokenizer tokenizer)
+    {
+        var tokens = new List<int>(text.Length / 2);
+        for (int start = 0; start < text.Length;)
+        {
+            int end = text.IndexOf('\n', start);
+            end = end < 0 ? text.Length : end + 1;
+            tokens.AddRange(tokenizer.Encode(text[start..end], bos: false));
+            start = end;
+        }
+        return [.. tokens];
+    }
 
     /// <summary>The messages of each line; a line without the fields needed is an error naming its line number.</summary>
     public static List<List<ChatMessage>> ParseJsonl(string path, string text)
