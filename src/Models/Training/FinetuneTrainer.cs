@@ -97,6 +97,13 @@ public sealed class FinetuneTrainer
 
     public static string PathIn(string outDir) => Path.Combine(outDir, CheckpointFile);
 
+    /// <summary>Temporary files of writes into <paramref name="outDir"/> that a kill cut short (see <see cref="AtomicFile"/>).</summary>
+    private static void RemoveStaleTemporaries(string outDir)
+    {
+        foreach (string name in new[] { CheckpointFile, BestFile, PeftAdapter.ConfigFile, PeftAdapter.WeightsFile, "loss.png" })
+            AtomicFile.RemoveStale(Path.Combine(outDir, name));
+    }
+
     /// <summary>A fresh run: --out-dir must be writable and hold no run (unless <paramref name="replaceExisting"/>).</summary>
     public static FinetuneTrainer Create(FinetuneConfig cfg, Device device, bool replaceExisting = false)
     {
@@ -109,6 +116,7 @@ public sealed class FinetuneTrainer
             File.Delete(Path.Combine(cfg.OutDir, BestFile));
         }
         AtomicFile.EnsureWritableDirectory(cfg.OutDir, "--out-dir");
+        RemoveStaleTemporaries(cfg.OutDir);
         if (cfg.LrDecayIters == 0) cfg = cfg with { LrDecayIters = cfg.MaxIters };
         return new FinetuneTrainer(cfg, device, new TrainState());
     }
@@ -119,6 +127,7 @@ public sealed class FinetuneTrainer
         string path = PathIn(outDir);
         if (!File.Exists(path)) throw new UserErrorException($"--resume: {outDir} holds no fine-tuning run ({CheckpointFile} is missing)");
         AtomicFile.EnsureWritableDirectory(outDir, "--out-dir");
+        RemoveStaleTemporaries(outDir);
         using var file = SafeTensors.Open(path);
         string Meta(string key) => file.Metadata.TryGetValue(key, out var v) ? v : throw new InvalidDataException($"{path}: metadata '{key}' is missing");
         if (Meta("format") != Format) throw new InvalidDataException($"{path}: format '{Meta("format")}', expected {Format}");
