@@ -59,6 +59,7 @@ public static class MtApp
         root.Subcommands.Add(Serve.ServeCommand.Create(output));
         root.Subcommands.Add(DetectCommand.Create(output));
         root.Subcommands.Add(TranscribeCommand.Create(output));
+        root.Subcommands.Add(FinetuneCommand.Create(output, error));
         return root;
     }
 
@@ -85,7 +86,7 @@ public static class MtApp
         new Option<float>("--temperature") { Description = "0 = greedy; below 1 sharper, above 1 more random", DefaultValueFactory = _ => 0.8f }.Within(0);
 
     /// <summary>The tokenizer for a model: the one given, the embedded default for the default model, or none for GGUF.</summary>
-    private static string? TokenizerFor(string model, string? tokenizer)
+    internal static string? TokenizerFor(string model, string? tokenizer)
     {
         if (tokenizer is not null) return DataFiles.Find(tokenizer);
         if (model == DefaultModel) return DataFiles.Find(DefaultTokenizer);

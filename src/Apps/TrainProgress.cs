@@ -12,7 +12,8 @@ namespace ManagedTensor.Apps;
 public class PlainTrainProgress(TextWriter output) : ITrainingObserver
 {
     protected TextWriter Output { get; } = output;
-    protected int MaxIters { get; private set; }
+    /// <summary>The run's last step, set by OnStart (or by a loop that has no OnStart, such as `mt finetune`'s).</summary>
+    public int MaxIters { get; set; }
 
     public virtual void OnStart(TrainableLM model, TrainConfig config, int startIter, ITokenizer tokenizer, TextDataset data)
     {

@@ -10,8 +10,9 @@ namespace ManagedTensor.Nn;
 /// dtype on a CUDA device (the tensor-core GEMM, float32 accumulation); elsewhere, for inference, by QMatMul
 /// (W read as stored, widened a tile at a time on the CPU), and when W is being trained, in x's dtype with W
 /// widened for the product (so its gradient flows). The result comes back in x's dtype.
+/// A LoRA adapter may be attached (Linear.Lora.cs): y += (alpha/r) B A x, with lora_A and lora_B as children.
 /// </summary>
-public sealed class Linear : Module
+public sealed partial class Linear : Module
 {
     /// <param name="initStd">Normal(0, initStd) weights (nanoGPT: 0.02); null for PyTorch's default U(+-1/sqrt(in)).</param>
     public Linear(int inFeatures, int outFeatures, bool bias, Generator gen, Device device, double? initStd = null)
@@ -41,7 +42,7 @@ public sealed class Linear : Module
 
     public int InFeatures { get; }
     public int OutFeatures { get; }
-    public Tensor Weight { get; }   // (out, in), float or a block format
+    public Tensor Weight { get; private set; }   // (out, in), float or a block format (replaced by QuantizeWeight and LoRA's merge)
     public Tensor? Bias { get; }    // (out)
 
     /// <summary>Whether the weight is in a block format (frozen, multiplied by QMatMul).</summary>
@@ -56,6 +57,7 @@ public sealed class Linear : Module
             : Weight.DType == rows.DType ? rows.MatMul(Weight.MT)
             : MixedPrecision(rows);
         if (Bias is not null) y += Bias.DType == y.DType ? Bias : Bias.To(y.DType);
+        if (LoraA is not null) y += LoraDelta(rows);                     // + (alpha/r) B A dropout(x): Linear.Lora.cs
         return y.Reshape([.. x.Shape[..^1], OutFeatures]);
     }
 

@@ -48,6 +48,35 @@ public abstract class Module
     }
 
     /// <summary>
+    /// Removes the parameter, buffer or child called <paramref name="name"/> (registered by this module), so that a
+    /// module can change what it holds after construction: a Linear whose weight is quantized for QLoRA, or whose LoRA
+    /// adapter is merged away. The state dict loses the name.
+    /// </summary>
+    protected void Unregister(string name)
+    {
+        int removed = _parameters.RemoveAll(p => p.Name == name) + _buffers.RemoveAll(b => b.Name == name) + _children.RemoveAll(c => c.Name == name);
+        if (removed == 0) throw new ArgumentException($"{GetType().Name}: nothing called '{name}' is registered");
+    }
+
+    /// <summary>
+    /// This module (name "") and every module below it with its dotted path ("model.layers.0.self_attn.q_proj"), depth
+    /// first in registration order, as torch's named_modules: what LoRA searches for its target layers.
+    /// </summary>
+    public IEnumerable<(string Name, Module Module)> NamedModules()
+    {
+        var seen = new HashSet<Module>(ReferenceEqualityComparer.Instance);
+        foreach (var m in AllNamedModules(""))
+            if (seen.Add(m.Module)) yield return m;
+    }
+
+    private IEnumerable<(string Name, Module Module)> AllNamedModules(string path)
+    {
+        yield return (path, this);
+        foreach (var (name, child) in _children)
+            foreach (var m in child.AllNamedModules(path.Length == 0 ? name : path + "." + name)) yield return m;
+    }
+
+    /// <summary>
     /// Every parameter with its dotted name, depth first in registration order. A tensor reachable under
     /// two names (a tied weight) is listed once, under the first name, as torch's named_parameters.
     /// </summary>

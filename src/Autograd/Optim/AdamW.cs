@@ -5,6 +5,7 @@ namespace ManagedTensor.Optim;
 /// through the gradient. As nanoGPT's configure_optimizers, decay applies only to parameters of rank 2
 /// or more (matmul weights and embeddings); biases and norm gains are not decayed. Each step is one
 /// fused op per parameter (<see cref="Tensor.AdamWStep_"/>), same order of operations as torch.optim.AdamW.
+/// Only parameters that require a gradient are kept (moments cost 2x their size): a frozen base costs nothing here.
 /// </summary>
 public sealed class AdamW : IOptimizer
 {
@@ -22,7 +23,8 @@ public sealed class AdamW : IOptimizer
         Beta2 = beta2;
         Eps = eps;
         WeightDecay = weightDecay;
-        _slots = parameters.Select(p => new Slot(p.Name, p.Tensor, p.Tensor.ZerosLike(), p.Tensor.ZerosLike(), p.Tensor.Rank >= 2)).ToList();
+        // Frozen parameters (RequiresGrad false: a LoRA base) get no moments: state only for what is trained.
+        _slots = parameters.Where(p => p.Tensor.RequiresGrad).Select(p => new Slot(p.Name, p.Tensor, p.Tensor.ZerosLike(), p.Tensor.ZerosLike(), p.Tensor.Rank >= 2)).ToList();
     }
 
     public double LearningRate { get; set; }

@@ -6,14 +6,9 @@ using ManagedTensor.Optim;
 namespace ManagedTensor.Models.Training;
 
 /// <summary>What the training loop reports; the app renders it (a live progress bar or plain lines).</summary>
-public interface ITrainingObserver
+public interface ITrainingObserver : ITrainStepObserver
 {
     void OnStart(TrainableLM model, TrainConfig config, int startIter, ITokenizer tokenizer, TextDataset data);
-    void OnStep(int iter, double loss, double lr, double tokensPerSecond, double msPerIter);
-    void OnEval(int iter, double trainLoss, double valLoss);
-
-    /// <summary>A checkpoint of step <paramref name="iter"/> was written to <paramref name="path"/> (and copied to best.safetensors when <paramref name="best"/>).</summary>
-    void OnCheckpoint(int iter, string path, bool best);
 }
 
 /// <summary>How <see cref="GptTrainer.Run"/> ended: MaxIters reached, or stopped on request with the current step checkpointed.</summary>
