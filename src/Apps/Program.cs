@@ -58,6 +58,8 @@ public static class MtApp
         root.Subcommands.Add(KernelsCommand.Create(output));
         root.Subcommands.Add(Serve.ServeCommand.Create(output));
         root.Subcommands.Add(DetectCommand.Create(output));
+        root.Subcommands.Add(ClassifyCommand.Create(output));
+        root.Subcommands.Add(DiffuseCommand.Create(output, error));
         return root;
     }
 
