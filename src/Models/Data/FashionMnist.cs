@@ -33,11 +33,11 @@ public sealed class FashionMnist
         if (dir is not null)
         {
             if (!Directory.Exists(dir)) throw new UserErrorException($"--data {dir}: no such folder (it should hold Fashion-MNIST's train-images-idx3-ubyte.gz and the three files beside it)");
-            return dir;
+            return Path.GetFullPath(dir);
         }
         foreach (string d in DefaultFolders)
         {
-            try { return DataFiles.Find(d); }
+            try { return Path.GetFullPath(DataFiles.Find(d)); }
             catch (FileNotFoundException) { }
         }
         throw new UserErrorException($"Fashion-MNIST not found in {string.Join(", ", DefaultFolders)}: give the folder with --data");
