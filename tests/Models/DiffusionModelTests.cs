@@ -41,6 +41,41 @@ public sealed class DiffusionModelTests
             Assert.True(p.Grad is { } g && g.Abs().Sum().Item() > 0, $"{arch}: no gradient reaches {name}");
     }
 
+    /// <summary>A "denoiser" that knows the clean image: its output is the exact eps (or v) for x_t.</summary>
+    private sealed class Oracle : Denoiser
+    {
+        private readonly Tensor _x0;
+        private readonly NoiseSchedule _s;
+
+        public Oracle(DiffusionConfig c, Tensor x0) : base(c)
+        {
+            _x0 = x0;
+            _s = new NoiseSchedule(c.Schedule, c.TrainSteps);
+            Parameter("unused", Tensor.Zeros([1]));
+        }
+
+        public override Tensor Forward(Tensor x, double[] t, int[] labels, Generator? dropGen = null)
+        {
+            int ti = (int)t[0];
+            double a = Math.Sqrt(_s.AlphaBar[ti]), s = Math.Sqrt(1 - _s.AlphaBar[ti]);
+            var x0 = x.Shape[0] == _x0.Shape[0] ? _x0 : Tensor.Cat([_x0, _x0], 0);   // guidance runs labels and null together
+            var eps = (x - x0 * a) / s;
+            return Config.PredictionKind == Prediction.Epsilon ? eps : eps * a - x0 * s;
+        }
+    }
+
+    [Theory]
+    [InlineData("ddim", "eps", "linear", 1.0)]
+    [InlineData("ddim", "v", "cosine", 3.0)]
+    [InlineData("ddpm", "eps", "cosine", 1.0)]
+    public void Every_sampler_returns_the_image_an_exact_denoiser_knows(string method, string prediction, string schedule, double cfg)
+    {
+        var cfgModel = new DiffusionConfig(ImageSize: 4, Prediction: prediction, Schedule: schedule, TrainSteps: 100);
+        var x0 = Tensor.Rand([2, 1, 4, 4], new Generator(3), -0.9, 0.9);
+        var images = Sampler.Sample(new Oracle(cfgModel, x0), [1, 2], new SamplerOptions(method, 10, cfg, 0, 7));
+        ManagedTensor.Tests.TestUtil.AssertClose(x0, images, 1e-3, 1e-3, $"{method} {prediction}");
+    }
+
     [Fact]
     public void A_resumed_run_continues_exactly_as_an_unbroken_one()
     {
