@@ -10,16 +10,16 @@ namespace ManagedTensor.Apps;
 /// </summary>
 public static class LossPlot
 {
-    public static void Save(IReadOnlyList<LossPoint> history, string path, string title)
+    public static void Save(IReadOnlyList<LossPoint> history, string path, string title, string yLabel = "cross-entropy loss")
     {
-        var plot = Build(history, title);
+        var plot = Build(history, title, yLabel);
         // ScottPlot writes straight to the path; write beside it and rename, so a crash leaves no torn PNG.
         string tmp = Models.IO.AtomicFile.TempPath(path);
         plot.SavePng(tmp, 1000, 540);
         File.Move(tmp, path, overwrite: true);
     }
 
-    public static ScottPlot.Plot Build(IReadOnlyList<LossPoint> history, string title)
+    public static ScottPlot.Plot Build(IReadOnlyList<LossPoint> history, string title, string yLabel = "cross-entropy loss")
     {
         var plot = new ScottPlot.Plot();
         var steps = history.Where(p => p.Val is null).ToList();
@@ -42,7 +42,7 @@ public static class LossPlot
         }
         plot.Title(title);
         plot.XLabel("iteration");
-        plot.YLabel("cross-entropy loss");
+        plot.YLabel(yLabel);
         plot.ShowLegend(ScottPlot.Edge.Right);
         return plot;
     }

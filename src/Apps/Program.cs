@@ -60,6 +60,8 @@ public static class MtApp
         root.Subcommands.Add(DetectCommand.Create(output));
         root.Subcommands.Add(TranscribeCommand.Create(output));
         root.Subcommands.Add(FinetuneCommand.Create(output, error));
+        root.Subcommands.Add(ClassifyCommand.Create(output));
+        root.Subcommands.Add(DiffuseCommand.Create(output, error));
         return root;
     }
 

@@ -315,6 +315,12 @@ internal sealed class CaseList(CaseScale scale)
                     var (y, mean, invstd) = x[0].BatchNorm2d(x[1], x[2]);
                     return [y, mean, invstd, x[0].BatchNorm2d(null, null).Y];
                 }, t == DType.F32 ? new Tolerance(1e-4, 2e-5) : null);
+            // Group norm (the diffusion U-Net's): 3 groups of an odd channel count, and a 3-D (N, C, L) input.
+            int gc = 3 * S(3, 8);
+            Add($"group norm {t}", GroupNormOps.GroupNorm, t, Str([n, gc, h, w], [gc], [gc]),
+                g => [g.Uniform([n, gc, h, w], -2, 3, t), g.Uniform([gc], 0.5, 1.5, t), g.Uniform([gc], -1, 1, t)],
+                (x, _) => [x[0].GroupNorm(3, x[1], x[2]), x[0].GroupNorm(gc, null, null), x[0].Reshape(n, gc, -1).GroupNorm(1, x[1], null)],
+                t == DType.F32 ? new Tolerance(1e-4, 2e-5) : null);
         }
     }
 

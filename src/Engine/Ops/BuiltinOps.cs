@@ -13,6 +13,7 @@ internal static class BuiltinOps
         QuantOps.Register();
         LeakyReluOps.Register();
         BatchNormOps.Register();
+        GroupNormOps.Register();
         QkvAttentionOps.Register();
         ScanOps.Register();
         WkvOps.Register();

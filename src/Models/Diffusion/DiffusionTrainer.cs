@@ -1,0 +1,210 @@
+using System.Diagnostics;
+using ManagedTensor.Models.Data;
+using ManagedTensor.Models.IO;
+using ManagedTensor.Models.Training;
+using ManagedTensor.Models.Vision;
+using ManagedTensor.Optim;
+
+namespace ManagedTensor.Models.Diffusion;
+
+/// <summary>Settings of `mt diffuse train` that do not shape the model.</summary>
+public sealed record DiffusionTrainConfig(
+    string OutDir = "out-diffusion", string DataDir = "", int MaxSteps = 2000, int BatchSize = 64, double LearningRate = 3e-4,
+    int WarmupSteps = 100, double GradClip = 1.0, double EmaDecay = 0.999, int SampleEvery = 500, int LogInterval = 10,
+    ulong Seed = 1337, int Limit = 0, int SampleSteps = 20, double SampleCfg = 3.0)
+{
+    public void Validate()
+    {
+        if (MaxSteps < 1) throw new UserErrorException($"--max-steps {MaxSteps}: must be at least 1");
+        if (BatchSize < 1) throw new UserErrorException($"--batch-size {BatchSize}: must be at least 1");
+        if (!(LearningRate > 0)) throw new UserErrorException($"--lr {LearningRate}: must be a positive number");
+        if (WarmupSteps < 0) throw new UserErrorException($"--warmup-steps {WarmupSteps}: must be >= 0");
+        if (EmaDecay is < 0 or >= 1) throw new UserErrorException($"--ema {EmaDecay}: must be in [0, 1)");
+        if (SampleEvery < 1) throw new UserErrorException($"--sample-every {SampleEvery}: must be at least 1");
+        if (LogInterval < 1) throw new UserErrorException($"--log-interval {LogInterval}: must be at least 1");
+        if (Limit < 0) throw new UserErrorException($"--limit {Limit}: must be 0 (all) or a positive count");
+    }
+}
+
+/// <summary>Where a run is, besides its tensors: the next step and the generator offsets an exact resume needs.</summary>
+public sealed record DiffusionState(int Step, ulong DrawOffset, ulong NoiseOffset, int OptimizerSteps, int EmaUpdates, List<LossPoint> History);
+
+/// <summary>
+/// Trains a <see cref="Denoiser"/> on Fashion-MNIST (28x28 padded with black to the model's size, pixels in [-1, 1]):
+/// each step draws B training images and B steps t uniformly, noises them (x_t = sqrt(abar) x0 + sqrt(1 - abar) eps),
+/// and regresses the network output on eps or v by mean squared error; AdamW (no decay) with warm-up then constant
+/// rate, gradients clipped, an EMA of the weights. Every SampleEvery steps and at the end: a checkpoint (weights,
+/// AdamW moments, EMA, generator offsets, history; one file replaced atomically) and a PNG grid of samples from the
+/// EMA weights, one column per class. A run is a function of its configs: host draws (images, t, label drops) come
+/// from one generator and the noise from another, both offsets checkpointed, so --resume continues exactly.
+/// </summary>
+public sealed class DiffusionTrainer
+{
+    public const string Format = "managedtensor.diffusion.v1";
+    public const string FileName = "diffusion.safetensors";
+    private const string OptimPrefix = "optim.";
+
+    private readonly FashionMnist _data;
+    private readonly Device _device;
+    private readonly NoiseSchedule _schedule;
+    private readonly Generator _draw, _noise;
+    private DiffusionState _state;
+
+    private DiffusionTrainer(DiffusionConfig model, DiffusionTrainConfig train, Denoiser net, FashionMnist data, Device device, DiffusionState state)
+    {
+        (ModelConfig, Config, Model, _data, _device, _state) = (model, train, net, data, device, state);
+        _schedule = new NoiseSchedule(model.Schedule, model.TrainSteps);
+        Optimizer = new AdamW(net.NamedParameters(), train.LearningRate, 0.9, 0.999, 1e-8, weightDecay: 0);
+        Ema = new Ema(net, train.EmaDecay);
+        _draw = new Generator(train.Seed + 1, state.DrawOffset);
+        _noise = new Generator(train.Seed + 2, state.NoiseOffset);
+    }
+
+    public DiffusionConfig ModelConfig { get; }
+    public DiffusionTrainConfig Config { get; }
+    public Denoiser Model { get; }
+    public AdamW Optimizer { get; }
+    public Ema Ema { get; }
+    public int Step => _state.Step;
+    public IReadOnlyList<LossPoint> History => _state.History;
+    public string CheckpointPath => Path.Combine(Config.OutDir, FileName);
+
+    public static string PathIn(string outDir) => Path.Combine(outDir, FileName);
+
+    /// <summary>A fresh run; an existing checkpoint in OutDir is an error unless <paramref name="replace"/>.</summary>
+    public static DiffusionTrainer Create(DiffusionConfig model, DiffusionTrainConfig train, Device device, bool replace = false)
+    {
+        model.Validate();
+        train.Validate();
+        if (File.Exists(PathIn(train.OutDir)) && !replace)
+            throw new UserErrorException($"--out-dir {train.OutDir} holds a run ({FileName}): --resume continues it, --force starts over, or choose another --out-dir");
+        AtomicFile.EnsureWritableDirectory(train.OutDir, "--out-dir");
+        var data = LoadData(train, model);
+        var net = Denoiser.Create(model, new Generator(train.Seed), device);
+        return new DiffusionTrainer(model, train, net, data, device, new DiffusionState(0, 0, 0, 0, 0, []));
+    }
+
+    private static FashionMnist LoadData(DiffusionTrainConfig train, DiffusionConfig model)
+    {
+        if (model.ImageSize < FashionMnist.Side || (model.ImageSize - FashionMnist.Side) % 2 != 0)
+            throw new UserErrorException($"image size {model.ImageSize}: Fashion-MNIST's 28x28 images are padded evenly, so it must be 28, 30, 32, ...");
+        return FashionMnist.Load(train.DataDir, "train", train.Limit);
+    }
+
+    /// <summary>Continues the run in <paramref name="outDir"/>; <paramref name="maxSteps"/> may extend it.</summary>
+    public static DiffusionTrainer Resume(string outDir, Device device, int? maxSteps = null)
+    {
+        var ck = DiffusionCheckpoint.Load(outDir);
+        var train = ck.Train with { OutDir = outDir, MaxSteps = maxSteps ?? ck.Train.MaxSteps };
+        train.Validate();
+        var data = LoadData(train, ck.Model);
+        var net = Denoiser.Create(ck.Model, new Generator(0), device);
+        ck.LoadInto(net, stripPrefixes: true);
+        var trainer = new DiffusionTrainer(ck.Model, train, net, data, device, ck.State);
+        try
+        {
+            trainer.Optimizer.LoadState(ck.Tensors(OptimPrefix), ck.State.OptimizerSteps, ck.Path);
+            trainer.Ema.LoadState(ck.Tensors("ema.", keepPrefix: true), ck.State.EmaUpdates, ck.Path);
+        }
+        catch (ArgumentException e)
+        {
+            throw new InvalidDataException(e.Message, e);
+        }
+        return trainer;
+    }
+
+    /// <summary>Trains to MaxSteps (or until <paramref name="cancel"/>, after which the step reached is checkpointed).</summary>
+    public void Run(IImageTrainObserver observer, CancellationToken cancel = default)
+    {
+        observer.OnStart(_state.Step, Config.MaxSteps);
+        var clock = Stopwatch.StartNew();
+        int timed = 0;
+        while (_state.Step < Config.MaxSteps)
+        {
+            if (cancel.IsCancellationRequested)
+            {
+                Save(observer);
+                return;
+            }
+            int step = _state.Step;
+            double loss = TrainStep(step);
+            _state = _state with { Step = step + 1 };
+            timed++;
+            if (step % Config.LogInterval == 0 || step + 1 == Config.MaxSteps)
+            {
+                double ms = clock.Elapsed.TotalMilliseconds / timed;
+                _state.History.Add(new LossPoint(step, loss));
+                observer.OnStep(step, loss, Optimizer.LearningRate, Config.BatchSize / ms * 1000, ms);
+                clock.Restart();
+                timed = 0;
+            }
+            if ((step + 1) % Config.SampleEvery == 0 || step + 1 == Config.MaxSteps)
+            {
+                Save(observer);
+                SampleGrid(observer);
+                clock.Restart();
+                timed = 0;
+            }
+        }
+    }
+
+    /// <summary>One optimizer step; returns the batch's mean squared error.</summary>
+    public double TrainStep(int step)
+    {
+        int b = Config.BatchSize, pad = (ModelConfig.ImageSize - FashionMnist.Side) / 2;
+        Model.Train();
+        Optimizer.LearningRate = Config.LearningRate * Math.Min(1.0, (step + 1.0) / (Config.WarmupSteps + 1.0));
+        var idx = new int[b];
+        var t = new int[b];
+        for (int i = 0; i < b; i++) idx[i] = _draw.NextInt(_data.Count);
+        for (int i = 0; i < b; i++) t[i] = _draw.NextInt(ModelConfig.TrainSteps);
+        var labels = idx.Select(i => (int)_data.Labels[i]).ToArray();
+        var x0 = _data.Batch(idx, _device, -1, 1, pad);                         // (B, 1, S, S)
+        var eps = Tensor.Randn(x0.Shape, _noise, device: _device);
+        var xt = _schedule.AddNoise(x0, eps, t);
+        var target = _schedule.Target(ModelConfig.PredictionKind, x0, eps, t);
+        var output = Model.Forward(xt, t.Select(v => (double)v).ToArray(), labels, _draw);
+        var loss = (output - target).Square().Mean();
+        loss.Backward();
+        double l = loss.Item();
+        double norm = Config.GradClip > 0 ? GradClip.ClipGradNorm(Model.Parameters(), Config.GradClip) : 0;
+        if (!double.IsFinite(l) || !double.IsFinite(norm))
+        {
+            Optimizer.ZeroGrad();
+            throw new TrainingDivergedException(step, $"diffusion training diverged at step {step}: loss {l}, gradient norm {norm}; the last checkpoint is kept in {CheckpointPath}; lower --lr ({Config.LearningRate})");
+        }
+        Optimizer.Step();
+        Optimizer.ZeroGrad();
+        Ema.Update();
+        return l;
+    }
+
+    private void Save(IImageTrainObserver observer)
+    {
+        _state = _state with { DrawOffset = _draw.Offset, NoiseOffset = _noise.Offset, OptimizerSteps = Optimizer.StepCount, EmaUpdates = Ema.Updates };
+        var tensors = Model.StateDict().Select(kv => kv)
+            .Concat(Optimizer.StateTensors().Select(kv => new KeyValuePair<string, Tensor>(OptimPrefix + kv.Key, kv.Value)))
+            .Concat(Ema.StateTensors());
+        DiffusionCheckpoint.Save(CheckpointPath, ModelConfig, Config, _state, tensors);
+        observer.OnMessage($"step {_state.Step}: saved {CheckpointPath}");
+    }
+
+    /// <summary>A grid of samples from the EMA weights: two rows, one column per class (DDIM, the run's cfg), samples_STEP.png.</summary>
+    private void SampleGrid(IImageTrainObserver observer)
+    {
+        int classes = ModelConfig.Classes;
+        var labels = Enumerable.Range(0, 2 * classes).Select(i => i % classes).ToArray();
+        Ema.Swap();
+        try
+        {
+            var images = Sampler.Sample(Model, labels, new SamplerOptions("ddim", Math.Min(Config.SampleSteps, ModelConfig.TrainSteps), Config.SampleCfg, 0, Config.Seed + 4));
+            string png = Path.Combine(Config.OutDir, $"samples_{_state.Step:D6}.png");
+            GrayImage.SaveGrid(png, images, classes);
+            observer.OnMessage($"step {_state.Step}: samples (EMA weights, DDIM {Config.SampleSteps} steps, cfg {Config.SampleCfg}) in {png}");
+        }
+        finally
+        {
+            Ema.Swap();
+        }
+    }
+}

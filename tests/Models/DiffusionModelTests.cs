@@ -1,0 +1,99 @@
+using ManagedTensor.Models.Diffusion;
+using ManagedTensor.Models.Vision;
+using ManagedTensor.Tests.Data;
+using Xunit;
+
+namespace ManagedTensor.Tests.Models;
+
+/// <summary>The U-Net and the DiT at tiny sizes (shapes, gradients to every weight) and the trainer's exact resume.</summary>
+public sealed class DiffusionModelTests
+{
+    private sealed class Quiet : IImageTrainObserver
+    {
+        public void OnStart(int step, int total) { }
+        public void OnStep(int step, double loss, double lr, double imagesPerSecond, double msPerStep) { }
+        public void OnMessage(string line) { }
+    }
+
+    private static readonly DiffusionConfig TinyUNet = new(UnetChannels: 8, ChannelMults: "1,2", Heads: 2, TrainSteps: 50);
+    private static readonly DiffusionConfig TinyDiT = new(Arch: "dit", PatchSize: 8, DitHidden: 16, DitDepth: 1, DitHeads: 2, TrainSteps: 50, Prediction: "v", Schedule: "cosine");
+
+    [Theory]
+    [InlineData("unet")]
+    [InlineData("dit")]
+    public void Both_denoisers_map_images_to_images_and_train_every_weight(string arch)
+    {
+        var cfg = arch == "unet" ? TinyUNet : TinyDiT;
+        var net = Denoiser.Create(cfg, new Generator(1), Device.Cpu);
+        var x = Tensor.Randn([2, 1, 32, 32], new Generator(2));
+        var y = net.Forward(x, [3, 40], [1, 10]);      // class 10 = the null class
+        Assert.Equal(x.Shape, y.Shape);
+        // Zero-initialized layers (DDPM's output convs, DiT's final linear and adaLN gates, the attention outputs) pass no
+        // gradient until a step moves them off zero: two steps unblock every path, the third backward reaches every weight.
+        var opt = new ManagedTensor.Optim.AdamW(net.NamedParameters(), 1e-2, weightDecay: 0);
+        for (int step = 0; step < 3; step++)
+        {
+            opt.ZeroGrad();
+            (net.Forward(x, [3, 40], [1, 10]) - x).Square().Mean().Backward();
+            if (step < 2) opt.Step();
+        }
+        foreach (var (name, p) in net.NamedParameters())
+            Assert.True(p.Grad is { } g && g.Abs().Sum().Item() > 0, $"{arch}: no gradient reaches {name}");
+    }
+
+    /// <summary>A "denoiser" that knows the clean image: its output is the exact eps (or v) for x_t.</summary>
+    private sealed class Oracle : Denoiser
+    {
+        private readonly Tensor _x0;
+        private readonly NoiseSchedule _s;
+
+        public Oracle(DiffusionConfig c, Tensor x0) : base(c)
+        {
+            _x0 = x0;
+            _s = new NoiseSchedule(c.Schedule, c.TrainSteps);
+            Parameter("unused", Tensor.Zeros([1]));
+        }
+
+        public override Tensor Forward(Tensor x, double[] t, int[] labels, Generator? dropGen = null)
+        {
+            int ti = (int)t[0];
+            double a = Math.Sqrt(_s.AlphaBar[ti]), s = Math.Sqrt(1 - _s.AlphaBar[ti]);
+            var x0 = x.Shape[0] == _x0.Shape[0] ? _x0 : Tensor.Cat([_x0, _x0], 0);   // guidance runs labels and null together
+            var eps = (x - x0 * a) / s;
+            return Config.PredictionKind == Prediction.Epsilon ? eps : eps * a - x0 * s;
+        }
+    }
+
+    [Theory]
+    [InlineData("ddim", "eps", "linear", 1.0)]
+    [InlineData("ddim", "v", "cosine", 3.0)]
+    [InlineData("ddpm", "eps", "cosine", 1.0)]
+    public void Every_sampler_returns_the_image_an_exact_denoiser_knows(string method, string prediction, string schedule, double cfg)
+    {
+        var cfgModel = new DiffusionConfig(ImageSize: 4, Prediction: prediction, Schedule: schedule, TrainSteps: 100);
+        var x0 = Tensor.Rand([2, 1, 4, 4], new Generator(3), -0.9, 0.9);
+        var images = Sampler.Sample(new Oracle(cfgModel, x0), [1, 2], new SamplerOptions(method, 10, cfg, 0, 7));
+        ManagedTensor.Tests.TestUtil.AssertClose(x0, images, 1e-3, 1e-3, $"{method} {prediction}");
+    }
+
+    [Fact]
+    public void A_resumed_run_continues_exactly_as_an_unbroken_one()
+    {
+        string data = TinyFashion.Write(TinyFashion.TempDir("diff-data"), 40, 10);
+        var train = new DiffusionTrainConfig(DataDir: data, MaxSteps: 4, BatchSize: 3, SampleEvery: 2, SampleSteps: 2, LogInterval: 1, WarmupSteps: 1);
+        string a = TinyFashion.TempDir("diff-a"), b = TinyFashion.TempDir("diff-b");
+        var straight = DiffusionTrainer.Create(TinyDiT, train with { OutDir = a }, Device.Cpu);
+        straight.Run(new Quiet());
+        DiffusionTrainer.Create(TinyDiT, train with { OutDir = b, MaxSteps = 2 }, Device.Cpu).Run(new Quiet());
+        Assert.True(File.Exists(Path.Combine(b, "samples_000002.png")));
+        var resumed = DiffusionTrainer.Resume(b, Device.Cpu, maxSteps: 4);
+        Assert.Equal(2, resumed.Step);
+        resumed.Run(new Quiet());
+        Assert.Equal(straight.History.Select(h => h.Train), resumed.History.Select(h => h.Train));
+        var sa = DiffusionCheckpoint.Load(a);
+        var sb = DiffusionCheckpoint.Load(b);
+        foreach (var (name, t) in sa.Tensors(""))
+            Assert.Equal(t.ToDoubleArray(), sb.Tensors("")[name].ToDoubleArray());
+        Assert.Contains("holds a run", Assert.Throws<UserErrorException>(() => DiffusionTrainer.Create(TinyDiT, train with { OutDir = a }, Device.Cpu)).Message);
+    }
+}
