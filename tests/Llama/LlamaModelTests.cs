@@ -215,12 +215,14 @@ public class LlamaModelGpuBackendTests
     [Fact]
     public void Stories260K_greedy_tokens_equal_the_numpy_reference()
     {
+        // Five tokens: on ILGPU's CPU accelerator each decode step emulates ~175 kernel launches of 64 threads and
+        // costs seconds; the CPU backend's test (Stories260KTests) checks all 200 of the reference.
         using var model = Llama2c.Load(RepoPaths.Stories260K, Device.IlgpuCpu);
-        var want = File.ReadAllLines(RepoPaths.Of("tests", "fixtures", "stories260K", "greedy200.txt")).Select(int.Parse).Take(20);
+        var want = File.ReadAllLines(RepoPaths.Of("tests", "fixtures", "stories260K", "greedy200.txt")).Select(int.Parse).Take(5);
         using var cache = model.NewCache(1, 64);
         var got = new List<int>();
         int tok = 1;
-        for (int p = 0; p < 20; p++) got.Add(tok = Sampler.ArgMax(model.NextLogits([tok], cache)));
+        for (int p = 0; p < 5; p++) got.Add(tok = Sampler.ArgMax(model.NextLogits([tok], cache)));
         Assert.Equal(want, got);
     }
 }

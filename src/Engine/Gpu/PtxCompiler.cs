@@ -102,9 +102,12 @@ public static class PtxCompiler
         {
             foreach (var kernel in kernels)
             {
-                if (Cache.TryGetValue((kernel, arch.ToString(), (isa ?? DefaultIsa).ToString(), false), out var known) && configure is null && known.IsValueCreated)
+                // A kernel another caller compiled, or is compiling now (the PTX tests run in parallel): wait for its PTX
+                // rather than compile it a second time (the tensor-core kernels take seconds each).
+                if (configure is null && Cache.TryGetValue((kernel, arch.ToString(), (isa ?? DefaultIsa).ToString(), false), out var known))
                 {
-                    results.Add((kernel, known.Value, null));
+                    try { results.Add((kernel, known.Value, null)); }
+                    catch (Exception e) { results.Add((kernel, null, e.Message)); }
                     continue;
                 }
                 if (context is null)
