@@ -29,7 +29,7 @@ public static class DetectCommand
         var images = new Argument<string[]>("IMAGE") { Description = "image files (PNG, JPEG, BMP, GIF, TGA, WebP)", Arity = ArgumentArity.OneOrMore };
         var model = new Option<string>("--model", "-m") { Description = $"{FaceModel} (face-api's pretrained face detector in data/), a folder or weights manifest of that network, or a YOLO run folder or .safetensors of mt detect train", DefaultValueFactory = _ => FaceModel };
         var outDir = new Option<string>("--out", "-o") { Description = "folder for the boxed PNGs (one per image, same name) and detections.json", DefaultValueFactory = _ => "detect-out" };
-        var threshold = new Option<double>("--score-threshold") { Description = $"keep boxes scoring above this (default {TinyFaceDetector.DefaultScoreThreshold} for faces, {Models.Detection.Yolo.YoloPostprocess.PredictConfidence} for YOLO)" }.Within(0, 1, minExclusive: true, maxExclusive: true);
+        var threshold = new Option<double>("--score-threshold") { Description = $"keep boxes scoring above this; when not given: {TinyFaceDetector.DefaultScoreThreshold} for faces, {Models.Detection.Yolo.YoloPostprocess.PredictConfidence} for a YOLO checkpoint" }.Within(0, 1, minExclusive: true, maxExclusive: true);
         var inputSize = new Option<int>("--input-size") { Description = "side of the square the image is resized to (a multiple of 32)", DefaultValueFactory = _ => TinyFaceDetector.DefaultInputSize }.AtLeast(32);
         inputSize.Validators.Add(r =>
         {

@@ -80,7 +80,7 @@ public static class DetectTrainCommand
     public static Command Val(TextWriter output)
     {
         var model = new Argument<string>("CHECKPOINT") { Description = "a run folder of mt detect train (its best.safetensors) or a .safetensors checkpoint" };
-        var data = new Option<string>("--data") { Description = "dataset folder or data.yaml (default: the one the run trained on)" };
+        var data = new Option<string>("--data") { Description = "dataset folder or data.yaml; when not given, the one the run trained on" };
         var split = new Option<string>("--split") { Description = "train or val", DefaultValueFactory = _ => "val" };
         var device = Cli.DeviceOption("cpu");
         var cmd = new Command("val", "mAP@0.5 and mAP@0.5:0.95 of a trained detector, per class and overall") { model, data, split, device };
