@@ -59,6 +59,7 @@ public static class DetectTrainCommand
                 stop.Cancel();
             }
             using (PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal))
+            using (PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal))
             {
                 bool live = ReferenceEquals(output, Console.Out) && !Console.IsOutputRedirected && AnsiConsole.Profile.Capabilities.Interactive;
                 if (!live) trainer.Run(new PlainDetectProgress(output), stop.Token);

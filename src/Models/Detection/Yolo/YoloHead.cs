@@ -50,7 +50,7 @@ public sealed class DetectHead : Module
         var strides = new List<float>();
         foreach (int s in Strides)
         {
-            int h = (height + s - 1) / s, w = (width + s - 1) / s; // the conv stack's ceil((size + 2p - k) / 2) + 1 per stride-2 layer
+            int h = (height + s - 1) / s, w = (width + s - 1) / s; // each 3x3 stride-2 conv (padding 1) takes n to ceil(n / 2)
             for (int y = 0; y < h; y++)
                 for (int x = 0; x < w; x++)
                 {

@@ -30,8 +30,9 @@ public sealed record YoloConfig(string Name, double Depth, double Width, int Max
 
 /// <summary>
 /// YOLOv8 (Ultralytics' yolov8.yaml), read top to bottom. Layer i is registered as "model.i", so parameter names
-/// are Ultralytics' own (model.2.m.0.cv1.conv.weight, model.22.cv3.1.2.bias, ...). At width 1 (l), the channels
-/// of P1..P5 are 64, 128, 256, 512, 1024; n has a quarter of that and one block where yolov8.yaml says 3.
+/// are Ultralytics' own (model.2.m.0.cv1.conv.weight, model.22.cv3.1.2.bias, ...). yolov8.yaml's channels for
+/// P1..P5, 64, 128, 256, 512, 1024, are capped and scaled by the width: yolov8n has 16, 32, 64, 128, 256, and one
+/// block where yolov8.yaml says 3, two where it says 6.
 ///
 ///   backbone                                         head (PAN: top-down, then bottom-up)
 ///   0  Conv 3x3 s2      P1/2                         10 upsample x2 (nearest) of 9, 11 cat with 6, 12 C2f -> P4'
