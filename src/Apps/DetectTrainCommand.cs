@@ -44,6 +44,8 @@ public static class DetectTrainCommand
             if (!p.GetValue(resume) && hasRun && !p.GetValue(force))
                 throw new UserErrorException($"--out {dir}: already holds a run; add --resume to continue it or --force to replace it");
             AtomicFile.EnsureWritableDirectory(dir, "--out");
+            if (!p.GetValue(resume)) // --force: nothing of the old run may outlive it (a best.safetensors of other weights)
+                foreach (string f in new[] { YoloCheckpoint.LastFileName, YoloCheckpoint.BestFileName, "losses.png" }) File.Delete(Path.Combine(dir, f));
             if (config.Data == DefaultData && !Directory.Exists(DefaultData))
             {
                 var (tr, va) = ShapesDataset.Write(DefaultData, new ShapesDataset.Options(1000, 0, config.ImgSz));
