@@ -109,6 +109,9 @@ public abstract class Module
             foreach (var b in child.AllNamedBuffers(prefix + name + ".")) yield return b;
     }
 
+    /// <summary>The direct child modules with their names, in registration order (torch's named_children).</summary>
+    public IEnumerable<(string Name, Module Module)> NamedChildren() => _children;
+
     public IEnumerable<Tensor> Parameters() => NamedParameters().Select(p => p.Tensor);
 
     /// <summary>The number of scalar parameters (tied weights counted once).</summary>
