@@ -58,6 +58,7 @@ public static class MtApp
         root.Subcommands.Add(KernelsCommand.Create(output));
         root.Subcommands.Add(Serve.ServeCommand.Create(output));
         root.Subcommands.Add(DetectCommand.Create(output));
+        root.Subcommands.Add(PlanCommand.Create(output));
         return root;
     }
 
