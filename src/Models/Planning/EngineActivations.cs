@@ -10,8 +10,8 @@ namespace ManagedTensor.Models.Planning;
 /// </summary>
 public static class EngineActivations
 {
-    /// <summary>One allocation: what it is, its elements and their bytes.</summary>
-    public readonly record struct Alloc(string What, long Elements, int ElementBytes)
+    /// <summary><see cref="Count"/> allocations of the same size (each rounded to the allocator's size class on its own): what they are, elements, element bytes.</summary>
+    public readonly record struct Alloc(string What, long Elements, int ElementBytes, int Count = 1)
     {
         public long Bytes => Elements * ElementBytes;
     }
@@ -26,7 +26,7 @@ public static class EngineActivations
     {
         long n = (long)r.Batch * r.Seq, c = m.Dim, f = m.Hidden, v = m.Vocab, h = m.Heads, kv = m.KvDim;
         int a = r.Autocast ? 2 : 4;
-        Alloc A(string what, long elements, int bytes = 0) => new(what, elements, bytes == 0 ? a : bytes);
+        Alloc A(string what, long elements, int bytes = 0, int count = 1) => new(what, elements, bytes == 0 ? a : bytes, count);
         bool lora = r.Lora;
         long rank = r.LoraRank;
 
@@ -64,7 +64,7 @@ public static class EngineActivations
             // as its composite: q, k, v copied out of (B, T, 3C) as (B, H, T, D), attention, y merged back (5 (N, C)).
             block.AddRange([A("ln_1 (N, C)", n * c), A("ln_1 mean", n, 4), A("ln_1 rstd", n, 4)]);
             Linear("c_attn", c, 3 * c, m.Bias);
-            block.AddRange([A("q, k, v heads, y, merged y (5 N C)", 5 * n * c), A("attention lse (B, H, T)", lse, 4)]);
+            block.AddRange([A("q, k, v heads, y, merged y (5 x (N, C))", n * c, count: 5), A("attention lse (B, H, T)", lse, 4)]);
             Linear("attn.c_proj", c, c, m.Bias);
             block.AddRange([A("residual (N, C)", n * c), A("ln_2 (N, C)", n * c), A("ln_2 mean", n, 4), A("ln_2 rstd", n, 4)]);
             Linear("c_fc", c, f, m.Bias);
@@ -74,7 +74,7 @@ public static class EngineActivations
             // Backward: GELU's, LN_2's, the residual sum, the composite attention's (7 (N, C): dy heads, q, k, v, dq, dk, dv)
             // and the copies of dq, dk, dv back out of the heads (3), d qkv assembled (3), LN_1's.
             blockBack.AddRange([A("d gelu (N, F)", n * f), A("d ln_2 input (N, C)", n * c), A("d residual sum (N, C)", n * c),
-                A("attention backward (7 N C)", 7 * n * c), A("attention backward scratch (B, H, T)", lse, 4), A("dq, dk, dv out of the heads (3 N C)", 3 * n * c),
+                A("attention backward (7 x (N, C))", n * c, count: 7), A("attention backward scratch (B, H, T)", lse, 4), A("dq, dk, dv out of the heads (3 x (N, C))", n * c, count: 3),
                 A("d qkv (N, 3C)", n * 3 * c), A("d ln_1 input (N, C)", n * c)]);
         }
         else
@@ -86,7 +86,7 @@ public static class EngineActivations
             Linear("q_proj", c, c, false);
             Linear("k_proj", c, kv, false);
             Linear("v_proj", c, kv, false);
-            block.AddRange([A("rope q (4 N C)", 4 * n * c), A("rope k (4 N Ckv)", 4 * n * kv), A("attention y (N, C)", n * c), A("attention lse (B, H, T)", lse, 4),
+            block.AddRange([A("rope q: 6 half-width products and sums", n * c / 2, count: 6), A("rope q stacked (N, C)", n * c), A("rope k: 6 half-width", n * kv / 2, count: 6), A("rope k stacked (N, Ckv)", n * kv), A("attention y (N, C)", n * c), A("attention lse (B, H, T)", lse, 4),
                 A("v made contiguous (N, Ckv)", n * kv), A("heads side by side (N, C)", n * c)]);
             Linear("o_proj", c, c, false);
             block.AddRange([A("residual (N, C)", n * c), A("post rms (N, C)", n * c), A("rms rstd", n, 4)]);
@@ -97,13 +97,15 @@ public static class EngineActivations
             block.Add(A("residual (N, C)", n * c));
             // Backward: the product's two gradients, SiLU's derivative composed (7 (N, F)), the sum of gate's and up's input
             // gradients, the norms', the residual sum, attention's (2 (N, C) + 3 (N, Ckv)), the copies of dq, dk, dv out of
-            // the heads, RoPE's (7.5 x its input, plus 4 table-sized sums each for q and k), the sum of q's, k's, v's input gradients.
-            blockBack.AddRange([A("d silu, d up (2 N F)", 2 * n * f), A("silu derivative (7 N F)", 7 * n * f), A("d gate + d up (N, C)", n * c),
+            // the heads, RoPE's (6.5 x its input, plus 4 table-sized sums each for q and k), the sum of q's, k's, v's input gradients.
+            blockBack.AddRange([A("d silu, d up (N, F)", n * f, count: 2), A("silu derivative composed (N, F)", n * f, count: 7), A("d gate + d up (N, C)", n * c),
                 A("d post rms input (N, C)", n * c), A("d residual sum (N, C)", n * c),
-                A("attention backward (2 N C + 3 N Ckv)", 2 * n * c + 3 * n * kv), A("attention backward scratch (B, H, T)", lse, 4),
-                A("dq, dk, dv out of the heads", n * (c + 2 * kv)), A("rope backward q (7.5 N C)", 15 * n * c / 2), A("rope backward k (7.5 N Ckv)", 15 * n * kv / 2),
+                A("attention backward (N, C)", n * c, count: 2), A("attention backward (N, Ckv)", n * kv, count: 3), A("attention backward scratch (B, H, T)", lse, 4),
+                A("dq out of the heads (N, C)", n * c), A("dk, dv out of the heads (N, Ckv)", n * kv, count: 2),
+                A("rope backward q: 11 half-width gradients and sums", n * c / 2, count: 11), A("rope backward q: the pairs (N, C)", n * c),
+                A("rope backward k: 11 half-width", n * kv / 2, count: 11), A("rope backward k: the pairs (N, Ckv)", n * kv),
                 A("d q + d k + d v inputs (N, C)", n * c), A("d input rms input (N, C)", n * c)]);
-            for (int i = 0; i < 8; i++) blockBack.Add(A("rope backward: a product's gradient summed to the (T, D/2) table", ropeTable, 4));
+            blockBack.Add(A("rope backward: a product's gradient summed to the (T, D/2) table", ropeTable, 4, count: 8));
         }
 
         // The final norm (LayerNorm: mean and rstd; RMSNorm: rstd), the head's logits (N, V), the loss and its row

@@ -89,7 +89,7 @@ public static class MemoryPlanner
 
         // ---- activations: what this engine's step allocates (EngineActivations), with or without checkpointing ----
         var acts = EngineActivations.Of(m, r);
-        long Sum(IEnumerable<EngineActivations.Alloc> list) => list.Sum(a => Block(a.Bytes));
+        long Sum(IEnumerable<EngineActivations.Alloc> list) => list.Sum(a => Block(a.Bytes, a.Count));
         long outside = Sum(acts.EmbedForward) + Sum(acts.HeadForward) + Sum(acts.HeadBackward) + Sum(acts.EmbedBackward);
         Add("embedding and head (forward + backward)", MemoryCategory.Activations, outside, "ids, embeddings, final norm, logits (B, T, V), loss and their gradients");
         long blockForward = Sum(acts.BlockForward), blockBackward = Sum(acts.BlockBackward);
