@@ -62,6 +62,7 @@ public static class MtApp
         root.Subcommands.Add(FinetuneCommand.Create(output, error));
         root.Subcommands.Add(ClassifyCommand.Create(output));
         root.Subcommands.Add(DiffuseCommand.Create(output, error));
+        root.Subcommands.Add(PlanCommand.Create(output));
         return root;
     }
 

@@ -98,6 +98,7 @@ public static class TrainCommand
         Add("--beta1", "AdamW beta1 (first-moment decay)", c => c.Beta1, (c, v) => c with { Beta1 = v });
         Add("--beta2", "AdamW beta2 (second-moment decay)", c => c.Beta2, (c, v) => c with { Beta2 = v });
         Add("--grad-clip", "max gradient norm (0: off)", c => c.GradClip, (c, v) => c with { GradClip = v });
+        Add("--checkpoint-activations", "recompute each block's activations in the backward pass: same gradients, less memory (gpt)", c => c.CheckpointActivations, (c, v) => c with { CheckpointActivations = v }, safeOnResume: true);
         Add("--eval-interval", "evaluate and checkpoint every N steps", c => c.EvalInterval, (c, v) => c with { EvalInterval = v }, safeOnResume: true);
         Add("--eval-iters", "batches per evaluation", c => c.EvalIters, (c, v) => c with { EvalIters = v });
         Add("--log-interval", "print every N steps", c => c.LogInterval, (c, v) => c with { LogInterval = v }, safeOnResume: true);

@@ -7,6 +7,11 @@ namespace ManagedTensor;
 /// worth, for one extra forward per block. Parameters used inside the block get their gradients from the
 /// recomputed graph's backward, exactly as without checkpointing; dropout draws the same masks both
 /// times because the generators given are rewound to where they were before the first forward.
+/// On a device (GPU, ilgpu-cpu) the block's intermediates are freed as soon as they are dead rather than at the end
+/// of the caller's memory scope (a training step's): the forward runs in a scope of its own that keeps only the
+/// output, and the recomputation in one that keeps only the input gradients and the leaves' (parameters')
+/// gradients. So a checkpointed step holds the block inputs plus one block's forward and backward at a time,
+/// which is what `mt plan` predicts (src/Models/Planning).
 /// </summary>
 public sealed class Checkpoint : CustomFunction
 {
@@ -34,7 +39,8 @@ public sealed class Checkpoint : CustomFunction
     protected override Tensor Forward(Tensor[] inputs)
     {
         _offsetsBefore = _generators.Select(g => g.Offset).ToArray();
-        return _block(inputs);
+        using var scope = DeviceMemory.Scope();
+        return scope.Keep(_block(inputs));
     }
 
     protected override Tensor?[] Backward(Tensor[] inputs, Tensor output, Tensor grad)
@@ -48,10 +54,34 @@ public sealed class Checkpoint : CustomFunction
             d.RequiresGrad = x.RequiresGrad;
             return d;
         }).ToArray();
+        using var scope = DeviceMemory.Scope();
         Tensor y;
         using (GradMode.Enable()) y = _block(detached);
         for (int i = 0; i < _generators.Length; i++) _generators[i].Offset = offsetsNow[i];
-        if (y.RequiresGrad) y.Backward(grad); // parameters inside the block accumulate their gradients here
-        return detached.Select(d => d.RequiresGrad ? d.Grad : null).ToArray();
+        if (!y.RequiresGrad) return new Tensor?[inputs.Length];
+        y.Backward(grad); // parameters inside the block accumulate their gradients here
+        foreach (var leaf in Leaves(y))
+            if (leaf.Grad is { } g) scope.Keep(g); // the block's parameters keep their gradients past the scope
+        return detached.Select(d => d.RequiresGrad && d.Grad is { } g ? scope.Keep(g) : null).ToArray();
+    }
+
+    /// <summary>The tensors without a recorded op (parameters, the detached inputs) that <paramref name="y"/>'s graph reaches through tensors requiring gradients.</summary>
+    private static List<Tensor> Leaves(Tensor y)
+    {
+        var leaves = new List<Tensor>();
+        var seen = new HashSet<Tensor>(ReferenceEqualityComparer.Instance) { y };
+        var stack = new Stack<Tensor>([y]);
+        while (stack.Count > 0)
+        {
+            var t = stack.Pop();
+            if (t.Node is null)
+            {
+                leaves.Add(t);
+                continue;
+            }
+            foreach (var x in t.Node.Inputs)
+                if (x.RequiresGrad && seen.Add(x)) stack.Push(x);
+        }
+        return leaves;
     }
 }

@@ -136,7 +136,7 @@ public sealed record GptOutput(Tensor Logits, Tensor? Loss);
 /// projections (c_proj) N(0, 0.02/sqrt(2 n_layer)) so the residual stream's variance does not grow
 /// with depth (GPT-2 paper).
 /// </summary>
-public sealed class GPT : TrainableLM, ICausalLM
+public sealed class GPT : TrainableLM, ICausalLM, IActivationCheckpointing
 {
     private readonly Dropout _drop;
 
@@ -165,6 +165,9 @@ public sealed class GPT : TrainableLM, ICausalLM
     public Embedding Wpe { get; }
     public ModuleList<Block> H { get; }
     public LayerNorm LnF { get; }
+
+    /// <summary>Checkpoint each block in training (<see cref="IActivationCheckpointing"/>); dropout masks are redrawn the same.</summary>
+    public bool CheckpointActivations { get; set; }
 
     /// <summary>
     /// idx (B, T) token ids, T &lt;= block size. With targets (B, T): logits (B, T, V) and the mean
@@ -196,7 +199,11 @@ public sealed class GPT : TrainableLM, ICausalLM
             throw new ArgumentException($"GPT: cannot forward positions {start}..{start + t - 1}, block size is only {Config.BlockSize}");
         var pos = Tensor.Arange(start, start + t, 1, DType.I64, Device); // (T)
         var x = _drop.Forward(Wte.Forward(idx) + Wpe.Forward(pos));   // (B, T, C) + (T, C)
-        for (int l = 0; l < H.Count; l++) x = H[l].Forward(x, cache?.Layers[l]);
+        for (int l = 0; l < H.Count; l++)
+        {
+            var block = H[l];
+            x = CheckpointActivations && cache is null ? Checkpoint.Run(h => block.Forward(h), x, DropoutGenerator) : block.Forward(x, cache?.Layers[l]);
+        }
         cache?.Advance(t);
         x = LnF.Forward(allPositions ? x : x.Narrow(1, t - 1, 1));    // (B, T or 1, C)
         return Head(x);                                                // (B, T or 1, V)

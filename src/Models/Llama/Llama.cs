@@ -82,7 +82,7 @@ public sealed class LlamaBlock : Module
 /// (model.layers.0.self_attn.q_proj.weight), so every loader (llama2.c, GGUF, safetensors) hands over a
 /// dictionary of those, and the state dict saves back as a Hugging Face checkpoint.
 /// </summary>
-public sealed class Llama : Module, ICausalLM, IDisposable
+public sealed class Llama : Module, ICausalLM, IActivationCheckpointing, IDisposable
 {
     private readonly List<Tensor> _owned = [];
 
@@ -159,6 +159,9 @@ public sealed class Llama : Module, ICausalLM, IDisposable
     public RmsNorm FinalNorm { get; }
     public Linear LmHead { get; }
 
+    /// <summary>Checkpoint each decoder layer in training (<see cref="IActivationCheckpointing"/>).</summary>
+    public bool CheckpointActivations { get; set; }
+
     /// <summary>Whether the output head is the token embedding itself.</summary>
     public bool TiedHead => ReferenceEquals(LmHead.Weight, EmbedTokens.Weight);
 
@@ -193,7 +196,11 @@ public sealed class Llama : Module, ICausalLM, IDisposable
             throw new ArgumentException($"Llama: positions {start}..{start + t - 1} do not fit in {(cache is null ? "the context length" : "the cache's")} {limit} positions");
         var x = EmbedTokens.Forward(ids);                                // (B, T, C)
         if (x.DType != ActivationDType) x = x.To(ActivationDType);
-        for (int l = 0; l < Layers.Count; l++) x = Layers[l].Forward(x, cache?.Layers[l]);
+        for (int l = 0; l < Layers.Count; l++)
+        {
+            var layer = Layers[l];
+            x = CheckpointActivations && cache is null ? Checkpoint.Run(h => layer.Forward(h), x) : layer.Forward(x, cache?.Layers[l]);
+        }
         cache?.Advance(t);
         if (!allPositions) x = x.Narrow(1, t - 1, 1);                    // generation needs the last position only
         return LmHead.Forward(FinalNorm.Forward(x));                         // (B, T or 1, V)

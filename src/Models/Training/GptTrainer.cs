@@ -55,6 +55,12 @@ public sealed class GptTrainer
         Data = data;
         Model = model;
         _state = state;
+        if (cfg.CheckpointActivations)
+        {
+            if (model is not IActivationCheckpointing checkpointed)
+                throw new UserErrorException($"--checkpoint-activations: the {cfg.Arch} model has no per-block activation checkpointing (gpt has)");
+            checkpointed.CheckpointActivations = true;
+        }
         using (DeviceMemory.Category(MemoryCategory.OptimizerState))
             Optimizer = new AdamW(model.NamedParameters(), cfg.LearningRate, cfg.Beta1, cfg.Beta2, 1e-8, cfg.WeightDecay);
         _schedule = new CosineSchedule(cfg.LearningRate, cfg.MinLr, cfg.WarmupIters, cfg.LrDecayIters);
@@ -256,13 +262,13 @@ public sealed class GptTrainer
         Optimizer.LearningRate = _schedule.LearningRate(it);
         Model.Train();
         double total = 0;
+        var parameters = Model.Parameters().ToList();
         for (int micro = 0; micro < _cfg.GradAccumSteps; micro++)
         {
             var (x, y) = nextBatch is null ? Batch(Split.Train, _batchGen) : nextBatch();
-            var loss = Model.Loss(x, y);
-            // Gradients add up across backward calls; scaling each micro-batch makes the sum a mean.
-            (_cfg.GradAccumSteps == 1 ? loss : loss.MulScalar(1.0 / _cfg.GradAccumSteps)).Backward();
-            total += loss.Item();
+            // Gradients add up across micro-batches; scaling each one makes the sum a mean. Each runs in a memory scope
+            // of its own, so accumulation holds one micro-batch's activations (MicroBatch).
+            total += MicroBatch.Backward(parameters, () => Model.Loss(x, y), 1.0 / _cfg.GradAccumSteps);
         }
         foreach (var p in Model.Parameters())
             if (p.Grad is { } g) DeviceMemory.Tag(g, MemoryCategory.Grads);

@@ -43,6 +43,8 @@ public sealed record TrainConfig
     public double Beta1 { get; init; } = 0.9;
     public double Beta2 { get; init; } = 0.99;
     public double GradClip { get; init; } = 1.0;       // 0 disables clipping
+    /// <summary>Recompute each block's activations in the backward pass (<see cref="IActivationCheckpointing"/>): same gradients, less memory.</summary>
+    public bool CheckpointActivations { get; init; }
 
     // ---- evaluation, logging, checkpoints ----
     public int EvalInterval { get; init; } = 250;      // also the checkpoint interval

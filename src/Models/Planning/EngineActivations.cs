@@ -1,0 +1,122 @@
+namespace ManagedTensor.Models.Planning;
+
+/// <summary>
+/// The tensors one micro-batch of training allocates on a device with this engine, op by op, read from the models
+/// (src/Models/Gpt/Gpt.cs, src/Models/Llama/Llama.cs), their nn modules and the backward rules (src/Autograd), and
+/// checked against the allocator's trace of a step (tests/Planning). N = B T tokens, C the width, F the MLP width,
+/// H heads, Ckv the key/value width, V the vocabulary; float activations take <c>a</c> bytes (4, or 2 under autocast).
+/// Gradients of parameters are not here (the planner counts them once); backward lists hold the other tensors the
+/// backward rules make: input gradients of every op, and sums where a tensor feeds two ops (the residual stream).
+/// </summary>
+public static class EngineActivations
+{
+    /// <summary><see cref="Count"/> allocations of the same size (each rounded to the allocator's size class on its own): what they are, elements, element bytes.</summary>
+    public readonly record struct Alloc(string What, long Elements, int ElementBytes, int Count = 1)
+    {
+        public long Bytes => Elements * ElementBytes;
+    }
+
+    /// <summary>The allocations of one micro-batch, by where in the model they happen.</summary>
+    public sealed record Step(
+        IReadOnlyList<Alloc> EmbedForward, IReadOnlyList<Alloc> BlockForward, IReadOnlyList<Alloc> HeadForward,
+        IReadOnlyList<Alloc> HeadBackward, IReadOnlyList<Alloc> BlockBackward, IReadOnlyList<Alloc> EmbedBackward,
+        IReadOnlyList<Alloc> CheckpointKept, IReadOnlyList<Alloc> CheckpointRecompute);
+
+    public static Step Of(ModelShape m, PlanRecipe r)
+    {
+        long n = (long)r.Batch * r.Seq, c = m.Dim, f = m.Hidden, v = m.Vocab, h = m.Heads, kv = m.KvDim;
+        int a = r.Autocast ? 2 : 4;
+        Alloc A(string what, long elements, int bytes = 0, int count = 1) => new(what, elements, bytes == 0 ? a : bytes, count);
+        bool lora = r.Lora;
+        long rank = r.LoraRank;
+
+        // Token ids and targets copied to the device (int64), the embedding (and GPT's positions), the sum.
+        var embedForward = new List<Alloc> { A("ids", n, 8), A("targets", n, 8), A("token embedding (N, C)", n * c) };
+        var embedBackward = new List<Alloc>();
+        if (m.Family == ModelFamily.Gpt)
+        {
+            embedForward.AddRange([A("positions (T)", r.Seq, 8), A("position embedding (T, C)", r.Seq * c), A("tok + pos (N, C)", n * c)]);
+            embedBackward.Add(A("d pos summed over B (T, C)", r.Seq * c));
+        }
+        // A tied head: the embedding's backward makes a (V, C) gradient and autograd a second one, their sum.
+        if (m.TiedHead && !lora)
+            embedBackward.AddRange([A("embedding backward (V, C)", v * c, 4), A("tied gradient sum (V, C)", v * c, 4)]);
+
+        var block = new List<Alloc>();
+        var blockBack = new List<Alloc>();
+        // A Linear (in -> out): the product, its bias; backward: the input gradient. LoRA adds x A^T (N, r), its B
+        // product (N, out), the scaled sum; backward their gradients (modeled: the LoRA module is not in the engine yet).
+        void Linear(string name, long inF, long outF, bool bias)
+        {
+            block.Add(A($"{name} (N, {outF})", n * outF));
+            if (bias) block.Add(A($"{name} + bias", n * outF));
+            blockBack.Add(A($"d {name} input (N, {inF})", n * inF));
+            if (!lora) return;
+            block.AddRange([A($"{name} lora x A^T (N, r)", n * rank), A($"{name} lora B (N, out)", n * outF), A($"{name} lora scaled", n * outF), A($"{name} + lora", n * outF)]);
+            blockBack.AddRange([A($"d {name} lora (N, out)", n * outF), A($"d {name} lora x A^T (N, r)", n * rank), A($"d {name} lora input", n * inF), A($"d {name} input sum", n * inF)]);
+        }
+        // The attention workspace: the row log-sum-exp (B, H, T) the forward keeps and the backward kernel's scratch of that size.
+        long lse = n * h;
+
+        if (m.Family == ModelFamily.Gpt)
+        {
+            // x + attn(ln_1(x)); x + mlp(ln_2(x)). LayerNorm keeps mean and rstd (N each). The GPU backend runs QkvAttention
+            // as its composite: q, k, v copied out of (B, T, 3C) as (B, H, T, D), attention, y merged back (5 (N, C)).
+            block.AddRange([A("ln_1 (N, C)", n * c), A("ln_1 mean", n, 4), A("ln_1 rstd", n, 4)]);
+            Linear("c_attn", c, 3 * c, m.Bias);
+            block.AddRange([A("q, k, v heads, y, merged y (5 x (N, C))", n * c, count: 5), A("attention lse (B, H, T)", lse, 4)]);
+            Linear("attn.c_proj", c, c, m.Bias);
+            block.AddRange([A("residual (N, C)", n * c), A("ln_2 (N, C)", n * c), A("ln_2 mean", n, 4), A("ln_2 rstd", n, 4)]);
+            Linear("c_fc", c, f, m.Bias);
+            block.Add(A("gelu (N, F)", n * f));
+            Linear("mlp.c_proj", f, c, m.Bias);
+            block.Add(A("residual (N, C)", n * c));
+            // Backward: GELU's, LN_2's, the residual sum, the composite attention's (7 (N, C): dy heads, q, k, v, dq, dk, dv)
+            // and the copies of dq, dk, dv back out of the heads (3), d qkv assembled (3), LN_1's.
+            blockBack.AddRange([A("d gelu (N, F)", n * f), A("d ln_2 input (N, C)", n * c), A("d residual sum (N, C)", n * c),
+                A("attention backward (7 x (N, C))", n * c, count: 7), A("attention backward scratch (B, H, T)", lse, 4), A("dq, dk, dv out of the heads (3 x (N, C))", n * c, count: 3),
+                A("d qkv (N, 3C)", n * 3 * c), A("d ln_1 input (N, C)", n * c)]);
+        }
+        else
+        {
+            // x + o(attention(rope(q(rms(x))), rope(k(rms(x))), v(rms(x)))); x + down(silu(gate(rms(x))) * up(rms(x))).
+            // RoPE is composed: 4 products and 2 sums of half width, then the halves stacked (4 (N, C) for q).
+            long ropeTable = r.Seq * (m.HeadSize / 2);
+            block.AddRange([A("input rms (N, C)", n * c), A("rms rstd", n, 4)]);
+            Linear("q_proj", c, c, false);
+            Linear("k_proj", c, kv, false);
+            Linear("v_proj", c, kv, false);
+            block.AddRange([A("rope q: 6 half-width products and sums", n * c / 2, count: 6), A("rope q stacked (N, C)", n * c), A("rope k: 6 half-width", n * kv / 2, count: 6), A("rope k stacked (N, Ckv)", n * kv), A("attention y (N, C)", n * c), A("attention lse (B, H, T)", lse, 4),
+                A("v made contiguous (N, Ckv)", n * kv), A("heads side by side (N, C)", n * c)]);
+            Linear("o_proj", c, c, false);
+            block.AddRange([A("residual (N, C)", n * c), A("post rms (N, C)", n * c), A("rms rstd", n, 4)]);
+            Linear("gate_proj", c, f, false);
+            Linear("up_proj", c, f, false);
+            block.AddRange([A("silu (N, F)", n * f), A("silu * up (N, F)", n * f)]);
+            Linear("down_proj", f, c, false);
+            block.Add(A("residual (N, C)", n * c));
+            // Backward: the product's two gradients, SiLU's derivative composed (7 (N, F)), the sum of gate's and up's input
+            // gradients, the norms', the residual sum, attention's (2 (N, C) + 3 (N, Ckv)), the copies of dq, dk, dv out of
+            // the heads, RoPE's (6.5 x its input, plus 4 table-sized sums each for q and k), the sum of q's, k's, v's input gradients.
+            blockBack.AddRange([A("d silu, d up (N, F)", n * f, count: 2), A("silu derivative composed (N, F)", n * f, count: 7), A("d gate + d up (N, C)", n * c),
+                A("d post rms input (N, C)", n * c), A("d residual sum (N, C)", n * c),
+                A("attention backward (N, C)", n * c, count: 2), A("attention backward (N, Ckv)", n * kv, count: 3), A("attention backward scratch (B, H, T)", lse, 4),
+                A("dq out of the heads (N, C)", n * c), A("dk, dv out of the heads (N, Ckv)", n * kv, count: 2),
+                A("rope backward q: 11 half-width gradients and sums", n * c / 2, count: 11), A("rope backward q: the pairs (N, C)", n * c),
+                A("rope backward k: 11 half-width", n * kv / 2, count: 11), A("rope backward k: the pairs (N, Ckv)", n * kv),
+                A("d q + d k + d v inputs (N, C)", n * c), A("d input rms input (N, C)", n * c)]);
+            blockBack.Add(A("rope backward: a product's gradient summed to the (T, D/2) table", ropeTable, 4, count: 8));
+        }
+
+        // The final norm (LayerNorm: mean and rstd; RMSNorm: rstd), the head's logits (N, V), the loss and its row
+        // statistics, the cross-entropy kernel's scratch; backward: d loss, d logits (N, V), d x, d norm input; loss.Item().
+        var head = new List<Alloc> { A("final norm (N, C)", n * c), A("norm mean", n, 4), A("logits (N, V)", n * v, 4), A("loss", 1, 4), A("loss rows", n, 4), A("cross-entropy scratch", 2 * n, 4) };
+        if (m.Family == ModelFamily.Gpt) head.Add(A("norm rstd", n, 4));
+        var headBack = new List<Alloc> { A("d loss", 1, 4), A("d logits (N, V)", n * v, 4), A("cross-entropy backward scratch", 1, 4), A("d final norm (N, C)", n * c),
+            A("d final norm input (N, C)", n * c), A("loss value", 2, 4) };
+
+        var kept = new List<Alloc> { A("block output (N, C)", n * c), A("block input gradient (N, C)", n * c) };
+        var recompute = new List<Alloc> { A("copy of the output gradient (N, C)", n * c) };
+        return new Step(embedForward, block, head, headBack, blockBack, embedBackward, kept, recompute);
+    }
+}

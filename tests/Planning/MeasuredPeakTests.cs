@@ -1,0 +1,72 @@
+using ManagedTensor.Models;
+using ManagedTensor.Models.Planning;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace ManagedTensor.Tests.Planning;
+
+/// <summary>
+/// `mt plan`'s prediction against the allocator's measured peak of real training steps on ilgpu-cpu (whose caching
+/// allocator counts every tensor, as on a GPU): GPT and Llama, batch and sequence varied, checkpointing on and off,
+/// gradient accumulation, frozen Q4_0 matrices (QLoRA's base without adapters: the embedding and norms train).
+/// Each prediction must be within 10% of the measurement.
+/// </summary>
+[Collection(ManagedTensor.Tests.Gpu.IlgpuCpuCollection.Name)]
+public class MeasuredPeakTests(ITestOutputHelper log)
+{
+    private static readonly GptConfig Gpt = new(BlockSize: 32, VocabSize: 64, NLayer: 2, NHead: 2, NEmbd: 32, Dropout: 0, Bias: true);
+    private static readonly LlamaConfig Llama = new(Dim: 32, HiddenDim: 64, NLayers: 2, NHeads: 4, NKvHeads: 2, VocabSize: 64, SeqLen: 32);
+
+    private static (Tensor X, Tensor Y) Batch(int b, int t, int vocab) =>
+        (Tensor.FromArray(Enumerable.Range(0, b * t).Select(i => (long)(i * 7 % vocab)).ToArray(), [b, t]),
+         Tensor.FromArray(Enumerable.Range(0, b * t).Select(i => (long)((i * 5 + 1) % vocab)).ToArray(), [b, t]));
+
+    private void AssertWithin10Percent(string what, long measured, MemoryPlan plan)
+    {
+        double ratio = (double)plan.PeakBytes / measured;
+        log.WriteLine($"{what}: measured {measured:N0} B, predicted {plan.PeakBytes:N0} B ({ratio:F3})");
+        Assert.True(Math.Abs(ratio - 1) <= 0.10, $"{what}: predicted {plan.PeakBytes:N0} B vs measured {measured:N0} B (x{ratio:F3}); parts: " +
+            string.Join("; ", plan.Parts.Select(p => $"{p.Name} {p.Bytes:N0}")));
+    }
+
+    [Theory]
+    [InlineData(2, 16, false, 1)]
+    [InlineData(4, 32, false, 1)]
+    [InlineData(4, 32, true, 1)]
+    [InlineData(2, 16, true, 2)]
+    public void Gpt_step(int batch, int seq, bool checkpointing, int gradAccum)
+    {
+        var d = Device.IlgpuCpu;
+        var (x, y) = Batch(batch, seq, Gpt.VocabSize);
+        long measured = StepPeak.Measure(d, () => new GPT(Gpt, new Generator(1), d) { CheckpointActivations = checkpointing },
+            m => ((GPT)m).Loss(x.To(d), y.To(d)), gradAccum);
+        var plan = MemoryPlanner.Predict(ModelShape.Of(Gpt), new PlanRecipe { Batch = batch, Seq = seq, Checkpointing = checkpointing, GradAccum = gradAccum });
+        AssertWithin10Percent($"gpt B={batch} T={seq} checkpointing={checkpointing} accum={gradAccum}", measured, plan);
+    }
+
+    [Theory]
+    [InlineData(false, false)]
+    [InlineData(true, false)]
+    [InlineData(false, true)]
+    public void Llama_step(bool checkpointing, bool q4Matrices)
+    {
+        var d = Device.IlgpuCpu;
+        var (x, y) = Batch(2, 16, Llama.VocabSize);
+        ManagedTensor.Models.Llama Make()
+        {
+            var model = ManagedTensor.Models.Llama.Create(Llama, new Generator(1), d);
+            if (q4Matrices)
+            {
+                var weights = model.StateDict().ToDictionary(kv => kv.Key, kv =>
+                    kv.Value.Rank == 2 && kv.Key != "model.embed_tokens.weight" ? kv.Value.Detach().To(DType.Q4_0) : kv.Value.Detach());
+                model = new ManagedTensor.Models.Llama(Llama, weights, d);
+            }
+            model.CheckpointActivations = checkpointing;
+            return model;
+        }
+        long measured = StepPeak.Measure(d, Make, m => ((ManagedTensor.Models.Llama)m).Forward(x.To(d), y.To(d)).Loss);
+        var plan = MemoryPlanner.Predict(ModelShape.Of(Llama, tied: true),
+            new PlanRecipe { Batch = 2, Seq = 16, Checkpointing = checkpointing, MatrixFormat = q4Matrices ? DType.Q4_0 : DType.F32 });
+        AssertWithin10Percent($"llama checkpointing={checkpointing} q4_0={q4Matrices}", measured, plan);
+    }
+}
