@@ -63,25 +63,31 @@ public class CheckpointActivationsTests
     }
 }
 
-/// <summary>On ilgpu-cpu, whose allocator counts every tensor: checkpointing lowers a step's measured peak and gives the plain run's gradients.</summary>
+/// <summary>
+/// On ilgpu-cpu, where a checkpointed block frees its intermediates as soon as it has run: the gradients are the plain
+/// run's. (That the step's peak drops is held by <see cref="MeasuredPeakTests"/>: the checkpointed and plain Llama
+/// recipes each sit within 10% of predictions 30% apart.)
+/// </summary>
 [Collection(ManagedTensor.Tests.Gpu.IlgpuCpuCollection.Name)]
 public class CheckpointActivationsDeviceTests
 {
     [Fact]
-    public void Gpt_step_peak_drops_with_checkpointing()
+    public void Llama_gradients_on_the_device_equal_the_plain_run()
     {
         var d = Device.IlgpuCpu;
-        var cfg = new GptConfig(BlockSize: 32, VocabSize: 32, NLayer: 4, NHead: 2, NEmbd: 32, Dropout: 0, Bias: false);
-        var x = Tensor.FromArray(Enumerable.Range(0, 4 * 32).Select(i => (long)(i * 7 % 32)).ToArray(), [4, 32]);
-        var y = Tensor.FromArray(Enumerable.Range(0, 4 * 32).Select(i => (long)(i * 5 % 32)).ToArray(), [4, 32]);
-        long Peak(bool ckpt) => StepPeak.Measure(d, () => new GPT(cfg, new Generator(1), d) { CheckpointActivations = ckpt }, m => ((GPT)m).Loss(x.To(d), y.To(d)));
-        long plain = Peak(false), checkpointed = Peak(true);
-        Assert.True(checkpointed < plain * 0.8, $"checkpointed peak {checkpointed} is not well below the plain {plain}");
-
-        var a = new GPT(cfg, new Generator(1), d);
-        var b = new GPT(cfg, new Generator(1), d) { CheckpointActivations = true };
-        a.Loss(x.To(d), y.To(d)).Backward();
-        b.Loss(x.To(d), y.To(d)).Backward();
+        var cfg = new LlamaConfig(Dim: 32, HiddenDim: 64, NLayers: 2, NHeads: 4, NKvHeads: 2, VocabSize: 32, SeqLen: 16);
+        var x = Tensor.FromArray(Enumerable.Range(0, 2 * 16).Select(i => (long)(i * 7 % 32)).ToArray(), [2, 16]);
+        var y = Tensor.FromArray(Enumerable.Range(0, 2 * 16).Select(i => (long)(i * 5 % 32)).ToArray(), [2, 16]);
+        ManagedTensor.Models.Llama Make(bool ckpt)
+        {
+            var m = ManagedTensor.Models.Llama.Create(cfg, new Generator(1), d);
+            m.CheckpointActivations = ckpt;
+            return m;
+        }
+        var a = Make(false);
+        var b = Make(true);
+        a.Forward(x.To(d), y.To(d)).Loss.Backward();
+        b.Forward(x.To(d), y.To(d)).Loss.Backward();
         foreach (var ((name, p), (_, q)) in a.NamedParameters().Zip(b.NamedParameters()))
             TestUtil.AssertClose(p.Grad!.To(Device.Cpu), q.Grad!.To(Device.Cpu), rtol: 1e-5, atol: 1e-7, what: $"gradient of {name} on {d}");
     }

@@ -9,7 +9,8 @@ namespace ManagedTensor.Tests.Planning;
 /// `mt plan`'s prediction against the allocator's measured peak of real training steps on ilgpu-cpu (whose caching
 /// allocator counts every tensor, as on a GPU): GPT and Llama, batch and sequence varied, checkpointing on and off,
 /// gradient accumulation, frozen Q4_0 matrices (QLoRA's base without adapters: the embedding and norms train).
-/// Each prediction must be within 10% of the measurement.
+/// Each prediction must be within 10% of the measurement. Six recipes, at the smallest shapes that still vary each part
+/// (a GPT step on ILGPU's CPU accelerator costs tens of seconds: CI's 15-minute budget holds no more).
 /// </summary>
 [Collection(ManagedTensor.Tests.Gpu.IlgpuCpuCollection.Name)]
 public class MeasuredPeakTests(ITestOutputHelper log)
@@ -31,9 +32,6 @@ public class MeasuredPeakTests(ITestOutputHelper log)
 
     [Theory]
     [InlineData(2, 16, false, 1)]
-    [InlineData(4, 32, false, 1)]
-    [InlineData(4, 32, true, 1)]
-    [InlineData(2, 16, true, 2)]
     public void Gpt_step(int batch, int seq, bool checkpointing, int gradAccum)
     {
         var d = Device.IlgpuCpu;
@@ -45,13 +43,15 @@ public class MeasuredPeakTests(ITestOutputHelper log)
     }
 
     [Theory]
-    [InlineData(false, false)]
-    [InlineData(true, false)]
-    [InlineData(false, true)]
-    public void Llama_step(bool checkpointing, bool q4Matrices)
+    [InlineData(2, 16, false, false, 1)]
+    [InlineData(2, 16, true, false, 1)]
+    [InlineData(2, 16, false, true, 1)]
+    [InlineData(4, 8, true, false, 1)]
+    [InlineData(2, 8, false, false, 2)]
+    public void Llama_step(int batch, int seq, bool checkpointing, bool q4Matrices, int gradAccum)
     {
         var d = Device.IlgpuCpu;
-        var (x, y) = Batch(2, 16, Llama.VocabSize);
+        var (x, y) = Batch(batch, seq, Llama.VocabSize);
         ManagedTensor.Models.Llama Make()
         {
             var model = ManagedTensor.Models.Llama.Create(Llama, new Generator(1), d);
@@ -64,9 +64,9 @@ public class MeasuredPeakTests(ITestOutputHelper log)
             model.CheckpointActivations = checkpointing;
             return model;
         }
-        long measured = StepPeak.Measure(d, Make, m => ((ManagedTensor.Models.Llama)m).Forward(x.To(d), y.To(d)).Loss);
+        long measured = StepPeak.Measure(d, Make, m => ((ManagedTensor.Models.Llama)m).Forward(x.To(d), y.To(d)).Loss, gradAccum);
         var plan = MemoryPlanner.Predict(ModelShape.Of(Llama, tied: true),
-            new PlanRecipe { Batch = 2, Seq = 16, Checkpointing = checkpointing, MatrixFormat = q4Matrices ? DType.Q4_0 : DType.F32 });
-        AssertWithin10Percent($"llama checkpointing={checkpointing} q4_0={q4Matrices}", measured, plan);
+            new PlanRecipe { Batch = batch, Seq = seq, Checkpointing = checkpointing, GradAccum = gradAccum, MatrixFormat = q4Matrices ? DType.Q4_0 : DType.F32 });
+        AssertWithin10Percent($"llama B={batch} T={seq} accum={gradAccum} checkpointing={checkpointing} q4_0={q4Matrices}", measured, plan);
     }
 }
