@@ -40,7 +40,8 @@ public sealed class OffloadedAdamW : IOptimizer
         Eps = eps;
         WeightDecay = weightDecay;
         _slots = [];
-        foreach (var (name, p) in parameters)
+        // As AdamW: frozen parameters (RequiresGrad false: a LoRA base) get no moments.
+        foreach (var (name, p) in parameters.Where(p => p.Tensor.RequiresGrad))
         {
             if (p.DType != DType.F32) throw new ArgumentException($"OffloadedAdamW: parameter '{name}' is {p.Describe()}; only float32 parameters are supported");
             var s = new Slot(name, p, p.Rank >= 2, eightBit && p.Numel >= Min8BitSize);
