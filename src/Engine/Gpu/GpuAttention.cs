@@ -87,6 +87,8 @@ public sealed class GpuAttention(Accelerator accelerator) : IDisposable
         // cp.async and 16-byte loads need 16-byte aligned rows: an unaligned view (only reachable through odd offsets) runs the SIMT kernel.
         if (auto && path != AttentionPath.Simt && !Aligned(q, k, v)) path = AttentionPath.Simt;
         Check(dtype, p, path);
+        if (!p.KvDense && path != AttentionPath.Decode)
+            throw new ArgumentException($"GPU attention: only the decode kernel reads strided k and v (a KV cache's views in place); the {path} kernel needs them dense");
         switch (path)
         {
             case AttentionPath.Mma: ForwardMma(dtype, q, k, v, o, lse, p); break;

@@ -11,18 +11,23 @@ namespace ManagedTensor.Gpu.Kernels;
 /// </summary>
 internal static class AttentionKernels
 {
+    /// <summary>How many forward calls on this thread copied strided k and v into dense tensors (for tests: decode must not).</summary>
+    [ThreadStatic] internal static int KvCopies;
+
     /// <summary>
-    /// The kernels take dense k and v: strided views (a KV cache's filled positions) are copied here. The launch
-    /// parameters can carry k/v strides (<see cref="AttentionParams.KvRow"/>), but the rebuilt decode kernel
-    /// (16-byte loads at constant-stride addresses) addresses dense rows; reading the cache in place on the GPU
-    /// needs that kernel to take the row stride, which is left to do (the CPU kernel reads views in place).
+    /// The decode kernel (one new token against a KV cache) reads k and v through their strides, so a cache's
+    /// filled positions (a view narrowed from its buffer) are attended in place, as on the CPU: a copy would move
+    /// the whole cache, 2 S D elements per layer and head, for every token. The other kernels take dense k and v:
+    /// strided views are copied for them here.
     /// </summary>
     public static void Forward(GpuBackend b, Tensor q, Tensor k, Tensor v, Tensor o, Tensor lse, AttentionAttrs a)
     {
         var dense = new AttentionParams(q.Shape[0], q.Shape[1], k.Shape[1], q.Shape[2], k.Shape[2], q.Shape[3], a);
-        bool strided = false && GpuAttention.ChooseForward(q.DType, dense) == AttentionPath.Decode;
+        bool strided = GpuAttention.ChooseForward(q.DType, dense) == AttentionPath.Decode 
+            && RowsAligned(q) && RowsAligned(k) && RowsAligned(v) && k.Strides.AsSpan().SequenceEqual(v.Strides);
         Tensor k0 = k, v0 = v;
         if (!strided) (k, v) = (k.Contiguous(), v.Contiguous());
+        if (!ReferenceEquals(k, k0) || !ReferenceEquals(v, v0)) KvCopies++;
         try
         {
             var p = Params("Attention", q, k, [o], lse, a, strided ? v : null);
@@ -64,6 +69,19 @@ internal static class AttentionKernels
             kvStrides = (k.Strides[0], k.Strides[1], k.Strides[2]);
         }
         return new AttentionParams(q.Shape[0], q.Shape[1], k.Shape[1], q.Shape[2], k.Shape[2], q.Shape[3], a, kvStrides);
+    }
+
+    /// <summary>
+    /// Whether the decode kernel's 16-byte loads can read <paramref name="t"/> in place: its start and its batch,
+    /// head and row strides whole 16-byte steps, its last axis contiguous.
+    /// </summary>
+    private static bool RowsAligned(Tensor t)
+    {
+        long size = t.DType.SizeOf();
+        if (t.Rank != 4 || (t.Shape[3] > 1 && t.Strides[3] != 1) || t.Offset * size % 16 != 0) return false;
+        for (int axis = 0; axis < 3; axis++)
+            if (t.Shape[axis] > 1 && t.Strides[axis] * size % 16 != 0) return false;
+        return true;
     }
 
     /// <summary>The bytes a tensor's elements span, from its offset to its last element (all of them when dense).</summary>

@@ -77,7 +77,9 @@ internal readonly struct HalfRows<TF> : IDecodeRow<ushort> where TF : struct, IH
 /// own online softmax over its keys (base 2: one FFMA and one MUFU.EX2 per key and lane), and the groups
 /// and then the warps are merged at the end. The loop has no division: key indices advance by a constant.
 /// Needs D a multiple of 8 (16-bit) or 4 (float32) and 16-byte aligned rows; GpuAttention routes
-/// anything else to the SIMT kernel. Workspace: splits x B H x (D + 2) floats.
+/// anything else to the SIMT kernel. k and v are read through their strides (<see cref="AttentionParams.KvRow"/>),
+/// so a KV cache's filled positions are attended in place, with no copy per token. Workspace: splits x B H x (D + 2)
+/// floats.
 /// </summary>
 internal static class AttentionDecodeKernels
 {
@@ -113,7 +115,7 @@ internal static class AttentionDecodeKernels
         int end = p.VisibleEnd(0);                              // T = 1: every key (causal or not)
         int chunk = (end + splits - 1) / splits;                // once per block
         int j0 = split * chunk, j1 = XMath.Min(end, j0 + chunk);
-        long kvBase = (long)p.KvHead(bh) * p.S * d;
+        long kvBase = p.KvRow(p.KvHead(bh), 0), row = p.KvRowStride; // k and v may be a cache's views: rows row apart
         float scale = p.Scale * AttentionMmaKernels.Log2E;
         // Lanes past the head dim (D below the width) read their row's first 8 values, which their zero query values cancel.
         bool live = c0 < d;
@@ -127,7 +129,7 @@ internal static class AttentionDecodeKernels
         // early would never arrive); a lane group whose key is past the chunk computes a score and ignores it.
         // The element index advances by a constant: the loop holds no multiplication by D and, above all, not the
         // divisions of KvHead (ILGPU places a value next to its only use, which would put them inside the loop).
-        long at = kvBase + (long)(jw + group) * d + lc, step = (long)stride * d;
+        long at = kvBase + (jw + group) * row + lc, step = stride * row;
         for (; jw < j1; jw += stride, at += step)
         {
             int j = jw + group;

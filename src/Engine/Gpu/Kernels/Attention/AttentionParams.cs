@@ -33,6 +33,9 @@ public readonly struct AttentionParams
         Offset = a.Offset;
     }
 
+    /// <summary>Whether k and v are dense (B, Hkv, S, D): every kernel but decode's reads them only so.</summary>
+    public bool KvDense => KvRowStride == D && KvHeadStride == (long)S * D && KvBatchStride == (long)Hkv * S * D;
+
     /// <summary>Flat kv head (b Hkv + kv head) of flat query head bh.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public int KvHead(int bh) => bh / H * Hkv + bh % H / (H / Hkv);
