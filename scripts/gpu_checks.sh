@@ -18,7 +18,8 @@
 # Exit status: 0 when every step exited 0, else 1 (the failed steps are listed at the end); 2 without a bundle.
 # "full" adds the whole 5000-step shakespeare_char run (best val loss, wall time) for both.
 # "llama" (a separate call) is issue 7's GPU decode: stories260K and the TinyLlama-1.1B shape (F16) with
-# the one Llama (weights as stored), next to the same models in PyTorch eager on the same GPU.
+# the one Llama (weights as stored), next to the same models in PyTorch eager on the same GPU, and the decode step
+# with 64, 512 and 2048 tokens in the KV cache (read in place: its cost should grow only by the attention's reads).
 # "quant" (a separate call, ~8 minutes) is issue 12's quantized weights on the GPU: the qmatmul and decode
 # conformance cases at realistic sizes, the GEMV/GEMM at TinyLlama-1.1B and Llama-2-7B shapes in Q4_0, Q8_0 and
 # Q4_K next to PyTorch fp16 F.linear (bytes per token, GB/s, fraction of peak, ours/torch), and the whole 1.1B
@@ -56,7 +57,7 @@ finish() {
 }
 
 if [ "$mode" = llama ]; then
-    step llama_ours 240 "$mt" bench --device cuda --big --types F16
+    step llama_ours 240 "$mt" bench --device cuda --big --types F16 --context 64 512 2048
     step llama_torch 240 python3 bench/llama_decode_vs_torch.py --device cuda --big --f16
     finish
 fi

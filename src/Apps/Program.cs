@@ -248,12 +248,22 @@ public static class MtApp
             AllowMultipleArgumentsPerToken = true,
             CustomParser = r => EncodableTypes(r, "--types"),
         };
+        var contexts = new Option<int[]>("--context")
+        {
+            Description = "also decode with this many tokens already in the KV cache (e.g. 64 512 2048; capped by the model's context)",
+            AllowMultipleArgumentsPerToken = true,
+        };
+        contexts.Validators.Add(r =>
+        {
+            foreach (int c in r.GetValueOrDefault<int[]>() ?? [])
+                if (c < 1) r.AddError($"--context must be at least 1 (got {c})");
+        });
         var device = Cli.DeviceOption("cpu");
-        var cmd = new Command("bench", "decode and prefill tokens/s of stories260K (and a 1B shape with --big)") { big, types, device };
+        var cmd = new Command("bench", "decode and prefill tokens/s of stories260K (and a 1B shape with --big)") { big, types, contexts, device };
         cmd.SetAction(p =>
         {
             var dev = Cli.ParseDevice(p.GetValue(device)!);
-            LlamaBench.Run(output, DataFiles.Find(DefaultModel), p.GetValue(big), bigTypes: p.GetValue(types), device: dev);
+            LlamaBench.Run(output, DataFiles.Find(DefaultModel), p.GetValue(big), bigTypes: p.GetValue(types), device: dev, contexts: p.GetValue(contexts));
             return 0;
         });
         cmd.Subcommands.Add(GemmBenchCommand.Create());

@@ -35,8 +35,11 @@ public class LlamaBenchTests
             Assert.Equal(100L * 64 * 2 + 64 + 2 * (2L * 64 + 2 * 64 * 64 + 2 * 32 * 64 + 3 * 96 * 64), r.Parameters);
         }
         var sw = new StringWriter();
-        var results = LlamaBench.Run(sw, RepoPaths.Stories260K, big: false);
-        Assert.Single(results);
+        var results = LlamaBench.Run(sw, RepoPaths.Stories260K, big: false, contexts: [100, 5000]);
+        Assert.Equal(3, results.Count);
         Assert.Contains("stories260K", sw.ToString());
+        // --context: decode after S cached tokens, S capped so the decode steps fit the model's 512 positions.
+        Assert.Equal([100, 512 - 64], results.Skip(1).Select(r => r.PromptTokens));
+        Assert.EndsWith("ctx 448", results[2].Model);
     }
 }

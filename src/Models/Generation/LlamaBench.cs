@@ -78,8 +78,12 @@ public static class LlamaBench
     /// each of <paramref name="bigTypes"/> (default Q4_0 and F16; skipped when <paramref name="big"/> is false), on
     /// <paramref name="device"/> (the CPU by default).
     /// </summary>
+    /// <param name="contexts">
+    /// when given, each model is also measured with that many tokens already in its KV cache (prefill S, then decode): a
+    /// decode step's cost should grow with S only by the attention's reads of S keys and values, not by a copy of the cache
+    /// </param>
     public static List<BenchResult> Run(TextWriter output, string? stories260KPath, bool big = true, int decodeTokens = 16, GgmlType[]? bigTypes = null,
-                                        Device? device = null)
+                                        Device? device = null, int[]? contexts = null)
     {
         var dev = device ?? Device.Cpu;
         var results = new List<BenchResult>();
@@ -95,6 +99,7 @@ public static class LlamaBench
             Measure(m, "warmup", 64, 32, GgmlType.F32);
             var runs = Enumerable.Range(0, 3).Select(_ => Measure(m, "stories260K", 64, 256, GgmlType.F32)).ToList();
             Report(runs.MaxBy(r => r.DecodeTokensPerSecond)! with { PrefillTokensPerSecond = runs.Max(r => r.PrefillTokensPerSecond) });
+            AtContexts(m, "stories260K", 64, GgmlType.F32);
         }
         if (big)
         {
@@ -104,10 +109,20 @@ public static class LlamaBench
                 {
                     Measure(m, "warmup", 4, 2, type); // both paths: a batched prompt and single tokens
                     Report(Measure(m, "TinyLlama-1.1B shape (random)", 32, decodeTokens, type));
+                    AtContexts(m, "TinyLlama-1.1B shape (random)", decodeTokens, type);
                 }
                 GC.Collect();
             }
         }
         return results;
+
+        void AtContexts(ICausalLM m, string name, int steps, GgmlType type)
+        {
+            foreach (int s in contexts ?? [])
+            {
+                int filled = Math.Min(s, m.ContextLength - steps);
+                Report(Measure(m, $"{name} ctx {filled}", filled, steps, type));
+            }
+        }
     }
 }
