@@ -46,6 +46,7 @@ public static class HfLlama
         int kvHeads = Range(cfg, "num_key_value_heads", cfg.GetInt("num_key_value_heads", heads), heads);
         int vocab = Range(cfg, "vocab_size", cfg.GetInt("vocab_size"), MaxVocab);
         int seq = Range(cfg, "max_position_embeddings", cfg.GetInt("max_position_embeddings", 2048), MaxSeq);
+        if (seq < 2) throw cfg.Error($"'max_position_embeddings' is {seq}: at least 2 positions are needed (a prompt token and the next)");
         if (cfg.Has("sliding_window") && cfg.GetInt("sliding_window") is int window && window > 0 && window < seq) seq = window;
         if (dim % heads != 0) throw cfg.Error($"hidden_size {dim} is not divisible by num_attention_heads {heads}");
         if (cfg.Has("head_dim") && cfg.GetInt("head_dim") != dim / heads)

@@ -20,6 +20,8 @@ public sealed record LlamaConfig(
         if (NHeads % NKvHeads != 0) throw new ArgumentException($"n_heads {NHeads} is not divisible by n_kv_heads {NKvHeads}");
         if (HeadSize % 2 != 0) throw new ArgumentException($"head size {HeadSize} must be even for RoPE");
         if (!(NormEps > 0)) throw new ArgumentException($"norm eps {NormEps} must be positive");
+        if (!(RopeTheta > 1)) throw new ArgumentException($"rope theta {RopeTheta} must be above 1");
+        if (SeqLen < 2) throw new ArgumentException($"context length {SeqLen}: at least 2 positions are needed (a prompt token and the next)");
     }
 
     /// <summary>Every weight's name (Hugging Face's, which the model's modules carry) and shape; lm_head only when untied.</summary>
