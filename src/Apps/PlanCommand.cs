@@ -23,7 +23,7 @@ public static class PlanCommand
         var checkpointing = new Option<bool>("--checkpointing") { Description = "per-block activation checkpointing" };
         var offload = new Option<bool>("--offload") { Description = "optimizer moments in host memory, updated on the CPU" };
         var optim = new Option<string>("--optim") { Description = "adamw (float moments) or adamw8bit (block-wise 8-bit moments)", DefaultValueFactory = _ => "adamw" };
-        var autocast = new Option<bool>("--autocast") { Description = "bf16 mixed precision (16-bit activations, float32 master weights; planned, not in the engine yet)" };
+        var autocast = new Option<bool>("--autocast") { Description = "bf16 mixed precision as PyTorch's autocast keeps it (16-bit activations, float32 master weights); the engine's --autocast computes matmuls and attention in bf16 but keeps float32 activations between them, so it saves no activation memory yet" };
         var memory = new Option<string?>("--memory") { Description = "device memory to fit, e.g. 12GB (GB = GiB here, as cards are sized)" };
         var device = new Option<string>("--device") { Description = "cuda (adds the CUDA context) or ilgpu-cpu", DefaultValueFactory = _ => "cuda" };
         var cmd = new Command("plan", "predict a training step's peak device memory, part by part, before anything is allocated")
