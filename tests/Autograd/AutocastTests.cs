@@ -1,4 +1,5 @@
 using ManagedTensor.Models;
+using ManagedTensor.Nn;
 using ManagedTensor.Optim;
 using Xunit;
 
@@ -51,33 +52,29 @@ public sealed class AutocastTests
         Assert.Equal(a.MatMul(b).ToDoubleArray(), y.ToDoubleArray());
     }
 
-    [Fact]
-    public void A_small_gpt_loss_under_bf16_autocast_has_the_float32_gradient_within_bf16_tolerance_and_float32_master_weights()
+    /// <summary>Every parameter's gradient of <paramref name="loss"/>, checking master weights and gradients are float32.</summary>
+    private static Dictionary<string, double[]> Grads(Module model, Func<Tensor> loss, DType? autocast, out double value)
     {
-        var cfg = new GptConfig(BlockSize: 8, VocabSize: 17, NLayer: 2, NHead: 2, NEmbd: 16, Dropout: 0, Bias: true);
-        var model = new GPT(cfg, new Generator(7));
-        var x = Tensor.Rand([2, 8], new Generator(8), 0, 17).To(DType.I64);
-        var y = Tensor.Rand([2, 8], new Generator(9), 0, 17).To(DType.I64);
         var parameters = model.NamedParameters().ToList();
-
-        Dictionary<string, double[]> Grads(DType? autocast, out double loss)
+        foreach (var (_, p) in parameters) p.Grad = null;
+        Tensor l;
+        using (Autocast.Enable(autocast)) l = loss();
+        Assert.Equal(DType.F32, l.DType);
+        l.Backward();
+        value = l.Item();
+        foreach (var (name, p) in parameters)
         {
-            foreach (var (_, p) in parameters) p.Grad = null;
-            Tensor l;
-            using (Autocast.Enable(autocast)) l = model.Loss(x, y);
-            Assert.Equal(DType.F32, l.DType);
-            l.Backward();
-            loss = l.Item();
-            foreach (var (name, p) in parameters)
-            {
-                Assert.True(p.DType == DType.F32, $"{name} is {p.DType}");
-                Assert.True(p.Grad!.DType == DType.F32, $"{name}'s gradient is {p.Grad.DType}");
-            }
-            return parameters.ToDictionary(p => p.Name, p => p.Tensor.Grad!.ToDoubleArray());
+            Assert.True(p.DType == DType.F32, $"{name} is {p.DType}");
+            Assert.True(p.Grad is { DType: DType.F32 }, $"{name}'s gradient is {p.Grad?.DType.ToString() ?? "missing"}");
         }
+        return parameters.ToDictionary(p => p.Name, p => p.Tensor.Grad!.ToDoubleArray());
+    }
 
-        var f32 = Grads(null, out double lossF32);
-        var bf16 = Grads(DType.BF16, out double lossBf16);
+    /// <summary>The bf16 autocast gradient of each parameter within 5% (of its norm) of the float32 one, and not equal to it.</summary>
+    private static void AssertBf16GradientsClose(Module model, Func<Tensor> loss)
+    {
+        var f32 = Grads(model, loss, null, out double lossF32);
+        var bf16 = Grads(model, loss, DType.BF16, out double lossBf16);
         Assert.Equal(lossF32, lossBf16, 0.02);   // bf16 keeps 8 bits of mantissa: a relative error of about 0.4% per rounding
         Assert.NotEqual(lossF32, lossBf16);      // and it did round
         foreach (var (name, g) in f32)
@@ -86,6 +83,39 @@ public sealed class AutocastTests
             double norm = Math.Sqrt(g.Sum(v => v * v)), diff = Math.Sqrt(g.Zip(bf16[name], (u, v) => (u - v) * (u - v)).Sum());
             Assert.True(diff <= 0.05 * norm + 1e-6, $"{name}: |g_bf16 - g_f32| = {diff:G3}, |g_f32| = {norm:G3}");
         }
+    }
+
+    private static (Tensor X, Tensor Y) Tokens(int vocab) =>
+        (Tensor.Rand([2, 8], new Generator(8), 0, vocab).To(DType.I64), Tensor.Rand([2, 8], new Generator(9), 0, vocab).To(DType.I64));
+
+    [Fact]
+    public void A_small_gpt_loss_under_bf16_autocast_has_the_float32_gradient_within_bf16_tolerance_and_float32_master_weights()
+    {
+        var model = new GPT(new GptConfig(BlockSize: 8, VocabSize: 17, NLayer: 2, NHead: 2, NEmbd: 16, Dropout: 0, Bias: true), new Generator(7));
+        var (x, y) = Tokens(17);
+        AssertBf16GradientsClose(model, () => model.Loss(x, y)); // QkvAttention, Linear, the tied head
+    }
+
+    [Fact]
+    public void A_small_llama_loss_under_bf16_autocast_has_the_float32_gradient_within_bf16_tolerance()
+    {
+        var model = ManagedTensor.Models.Llama.Create(new LlamaConfig(32, 48, 2, 4, 2, 19, 8), new Generator(3));
+        var (x, y) = Tokens(19);
+        // Grouped-query Attention with RoPE, SwiGLU, RMSNorm, the head.
+        AssertBf16GradientsClose(model, () => Functional.CrossEntropy(model.Forward(x, cache: null, allPositions: true), y));
+    }
+
+    [Fact]
+    public void Checkpointed_blocks_recompute_under_the_forwards_autocast()
+    {
+        var model = new GPT(new GptConfig(BlockSize: 8, VocabSize: 17, NLayer: 2, NHead: 2, NEmbd: 16, Dropout: 0, Bias: false), new Generator(7));
+        var (x, y) = Tokens(17);
+        var plain = Grads(model, () => model.Loss(x, y), DType.BF16, out double lossPlain);
+        model.CheckpointActivations = true;
+        // The backward (and so the recomputation) runs after the autocast scope has closed: the block must restore it.
+        var checkpointed = Grads(model, () => model.Loss(x, y), DType.BF16, out double lossCheckpointed);
+        Assert.Equal(lossPlain, lossCheckpointed);
+        foreach (var (name, g) in plain) Assert.True(g.SequenceEqual(checkpointed[name]), $"{name}: the recomputed block's gradient differs");
     }
 
     [Fact]

@@ -50,13 +50,13 @@ public sealed class MixedPrecisionTrainTests : IDisposable
     }
 
     [Theory]
-    [InlineData("adamw8bit", "off")]
-    [InlineData("offload", "fp16")]
-    public void A_gpt_run_resumed_with_its_optimizer_and_autocast_ends_as_the_unbroken_run(string optim, string autocast)
+    [InlineData("adamw8bit", "off", 1)]
+    [InlineData("offload", "fp16", 2)]   // with gradient accumulation: the loss scale multiplies each micro-batch's share
+    public void A_gpt_run_resumed_with_its_optimizer_and_autocast_ends_as_the_unbroken_run(string optim, string autocast, int accum)
     {
         string full = Path.Combine(_dir, "full"), split = Path.Combine(_dir, "split");
-        Ok(Train(full, 4, "--optim", optim, "--autocast", autocast));
-        Ok(Train(split, 2, "--optim", optim, "--autocast", autocast));
+        Ok(Train(full, 4, "--optim", optim, "--autocast", autocast, "--grad-accum", accum.ToString()));
+        Ok(Train(split, 2, "--optim", optim, "--autocast", autocast, "--grad-accum", accum.ToString()));
         var resumed = Ok("train", "gpt", "--resume", "--out-dir", split, "--max-iters", "4", "--device", "cpu", "--sample-length", "0");
         AssertSameRun(full, split, Path.Combine("{}", GptCheckpoint.FileName));
 
