@@ -43,6 +43,25 @@ public sealed class AutocastTests
     }
 
     [Fact]
+    public void Bf16_attention_rounds_q_k_v_and_its_output_and_gives_float32_gradients()
+    {
+        var q = Leaf([1, 2, 5, 4], 4);
+        var k = Leaf([1, 1, 5, 4], 5);
+        var v = Leaf([1, 1, 5, 4], 6);
+        Tensor y;
+        using (Autocast.Enable(DType.BF16)) y = Tensor.Attention(q, k, v, causal: true); // grouped-query: 2 heads read 1
+        Assert.Equal(DType.F32, y.DType);
+        double[] Rounded(Tensor t) => t.To(DType.BF16).ToDoubleArray();
+        Tensor expected;
+        using (GradMode.NoGrad())
+            expected = Tensor.Attention(q.To(DType.BF16).To(DType.F32), k.To(DType.BF16).To(DType.F32), v.To(DType.BF16).To(DType.F32), causal: true);
+        Assert.Equal(Rounded(expected), y.ToDoubleArray());
+        Assert.NotEqual(Tensor.Attention(q, k, v, causal: true).ToDoubleArray(), y.ToDoubleArray());
+        y.Sum().Backward();
+        Assert.All(new[] { q, k, v }, t => Assert.Equal(DType.F32, t.Grad!.DType));
+    }
+
+    [Fact]
     public void Float64_inputs_are_not_autocast_so_gradient_checks_keep_their_precision()
     {
         var a = Tensor.Rand([2, 3], new Generator(3), -1, 1, DType.F64);
