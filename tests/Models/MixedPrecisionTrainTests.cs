@@ -75,6 +75,33 @@ public sealed class MixedPrecisionTrainTests : IDisposable
     }
 
     [Fact]
+    public void An_fp16_step_whose_gradients_overflow_is_skipped_and_halves_the_loss_scale()
+    {
+        var cfg = new TrainConfig
+        {
+            DataPath = _data, OutDir = Path.Combine(_dir, "overflow"), NLayer = 1, NHead = 2, NEmbd = 16, BlockSize = 8, BatchSize = 2,
+            MaxIters = 4, WarmupIters = 0, Autocast = "fp16",
+        };
+        var trainer = GptTrainer.Create(cfg, Device.Cpu);
+        var scaler = trainer.Loop.Scaler!;
+        var before = trainer.Model.Parameters().Select(p => p.ToArray<float>()).ToList();
+        scaler.Restore(1e38, 0); // a forced overflow: the scaled loss is inf in float32
+        double loss = trainer.TrainStep(0);
+        Assert.True(double.IsFinite(loss), $"the reported loss is the unscaled one, got {loss}");
+        Assert.Equal(1, trainer.Loop.SkippedSteps);
+        Assert.Equal(0, trainer.Optimizer.StepCount);
+        Assert.Equal(5e37, scaler.Scale);
+        Assert.Equal(before, trainer.Model.Parameters().Select(p => p.ToArray<float>()).ToList()); // weights untouched
+        Assert.All(trainer.Model.Parameters(), p => Assert.Null(p.Grad));
+
+        scaler.Restore(1024, 0); // in range: the next step updates
+        trainer.TrainStep(1);
+        Assert.Equal(1, trainer.Optimizer.StepCount);
+        Assert.Equal(1, scaler.GoodSteps);
+        Assert.NotEqual(before, trainer.Model.Parameters().Select(p => p.ToArray<float>()).ToList());
+    }
+
+    [Fact]
     public void A_lora_finetune_with_offloaded_adamw_under_bf16_autocast_resumes_exactly()
     {
         string data = Path.Combine(_dir, "text.txt");
