@@ -19,22 +19,16 @@ namespace ManagedTensor.Apps;
 /// </summary>
 public static class FinetuneCommand
 {
-    private sealed record FieldOption(Option Option, bool SafeOnResume, Func<FinetuneConfig, object> Get, Func<ParseResult, object> Value,
-        Func<FinetuneConfig, ParseResult, FinetuneConfig> Apply)
-    {
-        public bool Given(ParseResult p) => p.GetResult(Option) is { Implicit: false };
-    }
-
     public static Command Create(TextWriter output, TextWriter error)
     {
         var cmd = new Command("finetune", "LoRA / QLoRA fine-tuning of a language model on a text or JSONL instruction file; adapters in PEFT's layout");
         var d = new FinetuneConfig();
-        var fields = new List<FieldOption>();
+        var fields = new List<FieldOption<FinetuneConfig>>();
         Option<T> Add<T>(string name, string description, Func<FinetuneConfig, T> get, Func<FinetuneConfig, T, FinetuneConfig> set, bool safeOnResume = false)
         {
             var option = new Option<T>(name) { Description = description, DefaultValueFactory = _ => get(d) };
             cmd.Options.Add(option);
-            fields.Add(new FieldOption(option, safeOnResume, c => get(c)!, p => p.GetValue(option)!, (c, p) => set(c, p.GetValue(option)!)));
+            fields.Add(new FieldOption<FinetuneConfig>(option, safeOnResume, c => get(c)!, p => p.GetValue(option)!, (c, p) => set(c, p.GetValue(option)!)));
             return option;
         }
         var model = Add("--model", "the base: llama2.c .bin, GGUF, Hugging Face directory (Llama, Mistral, GPT-2), llm.c GPT-2 .bin, `mt train gpt` out-dir",
@@ -61,6 +55,8 @@ public static class FinetuneCommand
         Add("--grad-accum", "micro-batches per step", c => c.GradAccumSteps, (c, v) => c with { GradAccumSteps = v });
         Add("--weight-decay", "AdamW decay of the adapters", c => c.WeightDecay, (c, v) => c with { WeightDecay = v });
         Add("--grad-clip", "max gradient norm (0: off)", c => c.GradClip, (c, v) => c with { GradClip = v });
+        Add("--optim", ConfigOptions.OptimDescription, c => c.Optim, (c, v) => c with { Optim = v }).Choices(MixedPrecision.OptimKinds);
+        Add("--autocast", ConfigOptions.AutocastDescription, c => c.Autocast, (c, v) => c with { Autocast = v }).Choices(MixedPrecision.AutocastModes);
         Add("--eval-interval", "evaluate and checkpoint every N steps", c => c.EvalInterval, (c, v) => c with { EvalInterval = v }, safeOnResume: true);
         Add("--eval-iters", "batches per evaluation", c => c.EvalIters, (c, v) => c with { EvalIters = v });
         Add("--log-interval", "print every N steps", c => c.LogInterval, (c, v) => c with { LogInterval = v }, safeOnResume: true);
@@ -89,7 +85,7 @@ public static class FinetuneCommand
             {
                 if (p.GetValue(force)) throw new UserErrorException("--force starts a new run and --resume continues one: give one of them");
                 string dir = p.GetValue(outDir)!;
-                trainer = FinetuneTrainer.Resume(dir, dev, run => ChangesOnResume(run, fields, p, dir, error));
+                trainer = FinetuneTrainer.Resume(dir, dev, run => ConfigOptions.ChangesOnResume(run, fields, p, dir, error));
             }
             else trainer = FinetuneTrainer.Create(Given(), dev, replaceExisting: p.GetValue(force));
 
@@ -102,6 +98,7 @@ public static class FinetuneCommand
                                  (trainer.SkippedLayers.Count > 0 ? $"; kept float: {string.Join(", ", trainer.SkippedLayers.Take(3))}{(trainer.SkippedLayers.Count > 3 ? $" and {trainer.SkippedLayers.Count - 3} more" : "")}" : ""));
             output.WriteLine($"LoRA r={cfg.LoraR} alpha={cfg.LoraAlpha:G} dropout={cfg.LoraDropout:G} on {Lora.Adapted(trainer.Model).Count} layers ({cfg.TargetModules}): " +
                              $"{trainer.TrainableCount:N0} trainable values, {100.0 * trainer.TrainableCount / trainer.TotalCount:F2}% of {trainer.TotalCount:N0}");
+            if (cfg.Optim != "adamw" || cfg.Autocast != "off") output.WriteLine($"optimizer {cfg.Optim}, autocast {cfg.Autocast}");
             if (trainer.Iter > 0) output.WriteLine($"resuming from {cfg.OutDir} at iteration {trainer.Iter}");
 
             var outcome = TrainOutcome.Finished;
@@ -120,7 +117,7 @@ public static class FinetuneCommand
                 return TrainCommand.InterruptedExitCode;
             }
             var evals = trainer.History.Where(h => h.Val is not null).ToList();
-            output.WriteLine($"val loss {evals[0].Val:F4} (step {evals[0].Iter}) -> {evals[^1].Val:F4} (step {evals[^1].Iter}), best {trainer.BestValLoss:F4}; adapter in {cfg.OutDir} (PEFT layout)");
+            output.WriteLine($"val loss {evals[0].Val:F4} (step {evals[0].Iter}) -> {evals[^1].Val:F4} (step {evals[^1].Iter}), best {trainer.BestValLoss:F4}; adapter in {cfg.OutDir} (PEFT layout)" + TrainCommand.ScalerNote(trainer.Loop));
             output.WriteLine($"wall time {clock.Elapsed.TotalSeconds:F1} s, peak RSS {Process.GetCurrentProcess().PeakWorkingSet64 / 1048576.0:F0} MiB" + DeviceMemoryLine(dev));
             if (p.GetValue(merge) is { } outPath) WriteMerged(trainer.Loaded, outPath, output);
             return 0;
@@ -156,27 +153,6 @@ public static class FinetuneCommand
         loaded.Model is Llama llama && loaded.Tokenizer is LlamaTokenizer tok ? (llama, tok)
             : throw new UserErrorException($"--merge writes GGUF, which needs a Llama model with a sentencepiece tokenizer; this base is {loaded.Model.Architecture} " +
                                            $"with a {loaded.Tokenizer.Kind} tokenizer: use the PEFT adapter in --out-dir with the base instead");
-
-    private static FinetuneConfig ChangesOnResume(FinetuneConfig run, List<FieldOption> fields, ParseResult p, string dir, TextWriter notices)
-    {
-        var refused = new List<string>();
-        var result = run;
-        foreach (var f in fields.Where(f => f.Given(p) && f.Option.Name != "--out-dir"))
-        {
-            object was = f.Get(run), now = f.Value(p);
-            if (was.Equals(now)) continue;
-            if (f.SafeOnResume)
-            {
-                result = f.Apply(result, p);
-                notices.WriteLine($"resuming with {f.Option.Name} {now} (was {was})");
-            }
-            else refused.Add($"{f.Option.Name} {now} (the run has {was})");
-        }
-        if (refused.Count > 0)
-            throw new UserErrorException($"--resume continues the run in {dir} with its own settings, and these differ from it: {string.Join(", ", refused)}. " +
-                                         "Only --iters, --eval-interval and --log-interval may change on --resume");
-        return result;
-    }
 
     private static TrainOutcome RunInterruptibly(FinetuneTrainer trainer, TextWriter output, TextWriter error)
     {

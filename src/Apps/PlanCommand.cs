@@ -22,8 +22,8 @@ public static class PlanCommand
         var accum = new Option<int>("--grad-accum") { Description = "micro-batches per optimizer step", DefaultValueFactory = _ => 1 }.AtLeast(1);
         var checkpointing = new Option<bool>("--checkpointing") { Description = "per-block activation checkpointing" };
         var offload = new Option<bool>("--offload") { Description = "optimizer moments in host memory, updated on the CPU" };
-        var optim = new Option<string>("--optim") { Description = "adamw (float moments) or adamw8bit (block-wise 8-bit moments)", DefaultValueFactory = _ => "adamw" };
-        var autocast = new Option<bool>("--autocast") { Description = "bf16 mixed precision (16-bit activations, float32 master weights; planned, not in the engine yet)" };
+        var optim = new Option<string>("--optim") { Description = "adamw (float moments), adamw8bit (block-wise 8-bit moments) or offload (float moments in host memory, as --offload); mt train's --optim adamw8bit keeps its 8-bit moments in host memory: plan it with --offload", DefaultValueFactory = _ => "adamw" };
+        var autocast = new Option<bool>("--autocast") { Description = "bf16 mixed precision as PyTorch's autocast keeps it (16-bit activations, float32 master weights); the engine's --autocast computes matmuls and attention in bf16 but keeps float32 activations between them, so it saves no activation memory yet" };
         var memory = new Option<string?>("--memory") { Description = "device memory to fit, e.g. 12GB (GB = GiB here, as cards are sized)" };
         var device = new Option<string>("--device") { Description = "cuda (adds the CUDA context) or ilgpu-cpu", DefaultValueFactory = _ => "cuda" };
         var cmd = new Command("plan", "predict a training step's peak device memory, part by part, before anything is allocated")
@@ -42,7 +42,8 @@ public static class PlanCommand
             {
                 "adamw" => false,
                 "adamw8bit" => true,
-                var other => throw new UserErrorException($"--optim '{other}': expected adamw or adamw8bit"),
+                "offload" => false,
+                var other => throw new UserErrorException($"--optim '{other}': expected adamw, adamw8bit or offload"),
             };
             bool cuda = p.GetValue(device)!.ToLowerInvariant() switch
             {
@@ -53,7 +54,7 @@ public static class PlanCommand
             var r = PlanRecipe.Parse(p.GetValue(recipe)!, weights) with
             {
                 Batch = p.GetValue(batch), Seq = p.GetValue(seq), GradAccum = p.GetValue(accum), Checkpointing = p.GetValue(checkpointing),
-                OptimizerOffload = p.GetValue(offload), Optimizer8Bit = eightBit, Autocast = p.GetValue(autocast),
+                OptimizerOffload = p.GetValue(offload) || p.GetValue(optim)!.ToLowerInvariant() == "offload", Optimizer8Bit = eightBit, Autocast = p.GetValue(autocast),
                 RuntimeReserve = cuda ? PlanRecipe.CudaContextBytes : 0,
             };
             long? limit = p.GetValue(memory) is { } m ? ParseBytes(m) : null;

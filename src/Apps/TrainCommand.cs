@@ -22,16 +22,6 @@ public static class TrainCommand
     /// <summary>Exit code of a run stopped by Ctrl-C (128 + SIGINT, as shells report it).</summary>
     public const int InterruptedExitCode = 130;
 
-    /// <summary>
-    /// One option that overrides one field of the configuration when given. <see cref="SafeOnResume"/>: changing it
-    /// does not change the run's trajectory (when it stops, how often it evaluates or prints), so --resume accepts it.
-    /// </summary>
-    private sealed record FieldOption(Option Option, bool SafeOnResume, Func<TrainConfig, object> Get, Func<ParseResult, object> Value,
-        Func<TrainConfig, ParseResult, TrainConfig> Apply)
-    {
-        public bool Given(ParseResult p) => p.GetResult(Option) is { Implicit: false };
-    }
-
     public static Command Create(TextWriter output, TextWriter error)
     {
         var train = new Command("train", "train a model (see `mt train gpt --help`; every architecture takes the same options)");
@@ -62,14 +52,14 @@ public static class TrainCommand
         // Each option overrides one field of the preset, only when given. Defaults shown in help are the CPU preset's;
         // TrainConfig.Validate checks every value (finite, in range) before anything is read or built.
         var d = presets[Architectures.DefaultPreset];
-        var fields = new List<FieldOption>();
+        var fields = new List<FieldOption<TrainConfig>>();
         Option<T>? Add<T>(string name, string description, Func<TrainConfig, T> get, Func<TrainConfig, T, TrainConfig> set, bool safeOnResume = false, bool model = false)
             where T : notnull
         {
             if (model && !arch.ModelFlags.Contains(name[2..])) return null; // a size this architecture does not have
             var option = new Option<T>(name) { Description = description, DefaultValueFactory = _ => get(d) };
             gpt.Options.Add(option);
-            fields.Add(new FieldOption(option, safeOnResume, c => get(c), p => p.GetValue(option)!, (c, p) => set(c, p.GetValue(option)!)));
+            fields.Add(new FieldOption<TrainConfig>(option, safeOnResume, c => get(c), p => p.GetValue(option)!, (c, p) => set(c, p.GetValue(option)!)));
             return option;
         }
         Add("--data", "text file to train on", c => c.DataPath, (c, v) => c with { DataPath = v });
@@ -98,6 +88,8 @@ public static class TrainCommand
         Add("--beta1", "AdamW beta1 (first-moment decay)", c => c.Beta1, (c, v) => c with { Beta1 = v });
         Add("--beta2", "AdamW beta2 (second-moment decay)", c => c.Beta2, (c, v) => c with { Beta2 = v });
         Add("--grad-clip", "max gradient norm (0: off)", c => c.GradClip, (c, v) => c with { GradClip = v });
+        Add("--optim", ConfigOptions.OptimDescription, c => c.Optim, (c, v) => c with { Optim = v })!.Choices(MixedPrecision.OptimKinds);
+        Add("--autocast", ConfigOptions.AutocastDescription, c => c.Autocast, (c, v) => c with { Autocast = v })!.Choices(MixedPrecision.AutocastModes);
         Add("--checkpoint-activations", "recompute each block's activations in the backward pass: same gradients, less memory (gpt)", c => c.CheckpointActivations, (c, v) => c with { CheckpointActivations = v }, safeOnResume: true);
         Add("--eval-interval", "evaluate and checkpoint every N steps", c => c.EvalInterval, (c, v) => c with { EvalInterval = v }, safeOnResume: true);
         Add("--eval-iters", "batches per evaluation", c => c.EvalIters, (c, v) => c with { EvalIters = v });
@@ -114,7 +106,7 @@ public static class TrainCommand
                     throw new UserErrorException("--preset cannot be combined with --resume: a resumed run keeps the settings it was started with");
                 if (p.GetValue(force)) throw new UserErrorException("--force starts a new run and --resume continues one: give one of them");
                 string dir = p.GetValue(outDir!)!;
-                trainer = GptTrainer.Resume(dir, dev, run => run.Arch == arch.Name ? ChangesOnResume(run, fields, p, dir, error)
+                trainer = GptTrainer.Resume(dir, dev, run => run.Arch == arch.Name ? ConfigOptions.ChangesOnResume(run, fields, p, dir, error)
                     : throw new UserErrorException($"--out-dir {dir} holds a {run.Arch} run: continue it with mt train {run.Arch} --resume --out-dir {dir}"));
             }
             else
@@ -141,7 +133,7 @@ public static class TrainCommand
                                 $"continue with: mt train {arch.Name} --resume --out-dir {outDirPath}");
                 return InterruptedExitCode;
             }
-            output.WriteLine($"best val loss {trainer.BestValLoss:F4}");
+            output.WriteLine($"best val loss {trainer.BestValLoss:F4}" + ScalerNote(trainer.Loop));
             if (DeviceMemory.Stats(dev) is { } mem)
                 output.WriteLine($"device memory: peak {DeviceMemory.FormatBytes(mem.PeakBytes)} (" +
                     string.Join(", ", mem.PeakByCategory.Select(kv => $"{kv.Key} {DeviceMemory.FormatBytes(kv.Value)}")) +
@@ -157,35 +149,6 @@ public static class TrainCommand
         });
 
         return gpt;
-    }
-
-    /// <summary>
-    /// The run's own configuration with the options given on the command line applied, when every one of them is safe
-    /// to change on --resume or equal to the run's value; otherwise a user error listing what differs.
-    /// </summary>
-    private static TrainConfig ChangesOnResume(TrainConfig run, List<FieldOption> fields, ParseResult p, string dir, TextWriter notices)
-    {
-        var refused = new List<string>();
-        var changed = new List<string>();
-        var result = run;
-        foreach (var f in fields.Where(f => f.Given(p) && f.Option.Name != "--out-dir"))
-        {
-            object was = f.Get(run), now = f.Value(p);
-            if (was.Equals(now)) continue;
-            if (f.SafeOnResume)
-            {
-                result = f.Apply(result, p);
-                changed.Add($"{f.Option.Name} {now} (was {was})");
-            }
-            else refused.Add($"{f.Option.Name} {now} (the run has {was})");
-        }
-        if (refused.Count > 0)
-            throw new UserErrorException(
-                $"--resume continues the run in {dir} with its own settings, and these differ from it: {string.Join(", ", refused)}. " +
-                $"Only {string.Join(", ", fields.Where(f => f.SafeOnResume).Select(f => f.Option.Name))} may change on --resume; " +
-                "to train with other settings, start a new run (another --out-dir, or --force to replace this one)");
-        if (changed.Count > 0) notices.WriteLine($"resuming with {string.Join(", ", changed)}");
-        return result;
     }
 
     /// <summary>
@@ -220,6 +183,10 @@ public static class TrainCommand
             .Start(ctx => outcome = trainer.Run(new LiveTrainProgress(ctx.AddTask("training"), output), stop));
         return outcome;
     }
+
+    /// <summary>For an fp16 run, where the loss scale ended and how many steps overflowed (skipped, as torch's GradScaler does).</summary>
+    internal static string ScalerNote(TrainingLoop loop) =>
+        loop.Scaler is { } s ? $" (fp16 loss scale {s.Scale:G}, {loop.SkippedSteps} overflowed steps skipped)" : "";
 
     private static void SavePlot(GptTrainer trainer, TextWriter output)
     {

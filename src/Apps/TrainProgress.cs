@@ -20,6 +20,7 @@ public class PlainTrainProgress(TextWriter output) : ITrainingObserver
         MaxIters = config.MaxIters;
         Output.WriteLine($"data: {config.DataPath}, {tokenizer.Kind} tokenizer, vocab {tokenizer.VocabSize}, {data.Train.Length:N0} train / {data.Val.Length:N0} val tokens");
         Output.WriteLine($"model: {model.Architecture}, {config.NLayer} layers, {(model is GPT ? $"{config.NHead} heads, " : "")}{config.NEmbd} wide, block {config.BlockSize}: {model.ParameterCount() / 1e6:F2}M parameters on {model.Device}");
+        if (config.Optim != "adamw" || config.Autocast != "off") Output.WriteLine($"optimizer {config.Optim}, autocast {config.Autocast}");
         if (startIter > 0) Output.WriteLine($"resuming from {config.OutDir} at iteration {startIter}");
     }
 

@@ -18,6 +18,7 @@ public sealed class Checkpoint : CustomFunction
     private readonly Func<Tensor[], Tensor> _block;
     private readonly Generator[] _generators;
     private ulong[] _offsetsBefore = [];
+    private DType? _autocast; // the forward's autocast dtype: the recomputation must round as the forward did
 
     private Checkpoint(Func<Tensor[], Tensor> block, Generator[] generators)
     {
@@ -39,6 +40,7 @@ public sealed class Checkpoint : CustomFunction
     protected override Tensor Forward(Tensor[] inputs)
     {
         _offsetsBefore = _generators.Select(g => g.Offset).ToArray();
+        _autocast = Autocast.DType;
         using var scope = DeviceMemory.Scope();
         return scope.Keep(_block(inputs));
     }
@@ -56,7 +58,9 @@ public sealed class Checkpoint : CustomFunction
         }).ToArray();
         using var scope = DeviceMemory.Scope();
         Tensor y;
-        using (GradMode.Enable()) y = _block(detached);
+        using (GradMode.Enable())
+        using (Autocast.Enable(_autocast))
+            y = _block(detached);
         for (int i = 0; i < _generators.Length; i++) _generators[i].Offset = offsetsNow[i];
         if (!y.RequiresGrad) return new Tensor?[inputs.Length];
         y.Backward(grad); // parameters inside the block accumulate their gradients here

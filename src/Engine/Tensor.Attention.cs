@@ -19,6 +19,11 @@ public sealed partial class Tensor
     public static Tensor Attention(Tensor q, Tensor k, Tensor v, bool causal, double? scale = null, double dropoutP = 0, Generator? gen = null)
     {
         CheckAttentionShapes(q, k, v);
+        if (Autocast.Target(q.DType, k.DType, v.DType) is { } low) // inputs and output rounded to 16 bits (Autocast.cs)
+        {
+            using (Autocast.Enable(null))
+                return Attention(q.RoundTo(low), k.RoundTo(low), v.RoundTo(low), causal, scale, dropoutP, gen).RoundTo(low);
+        }
         var attrs = AttentionAttrsFor(q.Shape[0], q.Shape[1], q.Shape[2], k.Shape[2], q.Shape[3], causal, scale, dropoutP, gen);
         return AttentionWithAttrs(q, k, v, attrs).Output;
     }
@@ -115,4 +120,7 @@ public sealed partial class Tensor
         if (k.Shape[1] == 0 ? q.Shape[1] != 0 : q.Shape[1] % k.Shape[1] != 0)
             throw new ArgumentException($"Attention: the {q.Shape[1]} query heads of q {q.Describe()} must be a multiple of the {k.Shape[1]} kv heads of k {k.Describe()}");
     }
+
+    /// <summary>The values rounded to <paramref name="dtype"/> and widened back (a recorded pair of casts): 16-bit numerics in this dtype.</summary>
+    internal Tensor RoundTo(DType dtype) => To(dtype).To(DType);
 }

@@ -33,6 +33,8 @@ public sealed partial class Tensor
     {
         CheckSameDeviceAndType(other, Op.MatMul);
         if (Rank == 0 || other.Rank == 0) throw new ArgumentException($"matmul: scalars not allowed: {Describe()} @ {other.Describe()}");
+        // Autocast: 16-bit operands and product (float32 accumulation in the kernels), widened back to float32 (Autocast.cs).
+        if (Autocast.Target(DType, other.DType) is { } low) return To(low).MatMul(other.To(low)).To(DType);
         if (Rank == 1) return Unsqueeze(0).MatMul(other).Squeeze(-2);
         if (other.Rank == 1) return MatMul(other.Unsqueeze(1)).Squeeze(-1);
         int m = Shape[^2], k = Shape[^1], k2 = other.Shape[^2], n = other.Shape[^1];

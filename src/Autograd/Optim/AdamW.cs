@@ -7,7 +7,7 @@ namespace ManagedTensor.Optim;
 /// fused op per parameter (<see cref="Tensor.AdamWStep_"/>), same order of operations as torch.optim.AdamW.
 /// Only parameters that require a gradient are kept (moments cost 2x their size): a frozen base costs nothing here.
 /// </summary>
-public sealed class AdamW : IOptimizer
+public sealed class AdamW : IStatefulOptimizer
 {
     private readonly List<Slot> _slots;
 

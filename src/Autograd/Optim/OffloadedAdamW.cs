@@ -10,7 +10,7 @@ namespace ManagedTensor.Optim;
 /// (norms, biases) keep float32 moments. The update is done tensor by tensor, so the host holds one tensor's decoded
 /// moments at a time. Float32 parameters only.
 /// </summary>
-public sealed class OffloadedAdamW : IOptimizer
+public sealed class OffloadedAdamW : IStatefulOptimizer
 {
     public const int Min8BitSize = 4096;
 
@@ -108,4 +108,55 @@ public sealed class OffloadedAdamW : IOptimizer
     }
 
     public void ZeroGrad() => Parameters.ZeroGrad();
+
+    /// <summary>
+    /// The moments for a checkpoint, under <see cref="AdamW"/>'s names ("exp_avg.NAME", "exp_avg_sq.NAME", float32) for a
+    /// float slot; an 8-bit slot's are saved as they are kept, so a resume continues from the same codes:
+    /// "exp_avg.NAME.q8" (U8, one code per value) and "exp_avg.NAME.absmax" (float32, one scale per block), same for exp_avg_sq.
+    /// </summary>
+    public IEnumerable<KeyValuePair<string, Tensor>> StateTensors()
+    {
+        foreach (var s in _slots)
+        {
+            if (!s.EightBit)
+            {
+                yield return new("exp_avg." + s.Name, s.M!);
+                yield return new("exp_avg_sq." + s.Name, s.V!);
+                continue;
+            }
+            yield return new("exp_avg." + s.Name + ".q8", Tensor.FromArray(s.MCodes!));
+            yield return new("exp_avg." + s.Name + ".absmax", Tensor.FromArray(s.MScale!));
+            yield return new("exp_avg_sq." + s.Name + ".q8", Tensor.FromArray(s.VCodes!));
+            yield return new("exp_avg_sq." + s.Name + ".absmax", Tensor.FromArray(s.VScale!));
+        }
+    }
+
+    /// <summary>Restores what <see cref="StateTensors"/> saved (the same kind of slot for each parameter) and the step count.</summary>
+    public void LoadState(IReadOnlyDictionary<string, Tensor> state, int stepCount, string source = "checkpoint")
+    {
+        Tensor Get(string key, DType dtype, int numel)
+        {
+            if (!state.TryGetValue(key, out var t))
+                throw new ArgumentException($"{source}: optimizer state '{key}' is missing" +
+                                            (key.EndsWith(".q8", StringComparison.Ordinal) ? " (was the run saved with another --optim?)" : ""));
+            if (t.Numel != numel) throw new ArgumentException($"{source}: optimizer state '{key}' has {t.Numel} values ({Tensor.ShapeString(t.Shape)}), expected {numel}");
+            if (t.DType != dtype) throw new ArgumentException($"{source}: optimizer state '{key}' is {t.DType}, expected {dtype}");
+            return t;
+        }
+        using var noGrad = GradMode.NoGrad();
+        foreach (var s in _slots)
+        {
+            if (!s.EightBit)
+            {
+                s.M!.CopyFrom_(Get("exp_avg." + s.Name, DType.F32, s.M.Numel).To(Device.Cpu).Reshape(s.M.Shape));
+                s.V!.CopyFrom_(Get("exp_avg_sq." + s.Name, DType.F32, s.V.Numel).To(Device.Cpu).Reshape(s.V.Shape));
+                continue;
+            }
+            Get("exp_avg." + s.Name + ".q8", DType.U8, s.MCodes!.Length).To(Device.Cpu).ToArray<byte>().CopyTo(s.MCodes, 0);
+            Get("exp_avg." + s.Name + ".absmax", DType.F32, s.MScale!.Length).To(Device.Cpu).ToArray<float>().CopyTo(s.MScale, 0);
+            Get("exp_avg_sq." + s.Name + ".q8", DType.U8, s.VCodes!.Length).To(Device.Cpu).ToArray<byte>().CopyTo(s.VCodes, 0);
+            Get("exp_avg_sq." + s.Name + ".absmax", DType.F32, s.VScale!.Length).To(Device.Cpu).ToArray<float>().CopyTo(s.VScale, 0);
+        }
+        StepCount = stepCount;
+    }
 }

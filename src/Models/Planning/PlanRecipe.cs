@@ -5,8 +5,11 @@ namespace ManagedTensor.Models.Planning;
 /// r &gt; 0 trains LoRA adapters of rank r on every block matrix (q, k, v, o, gate, up, down; c_attn, c_proj, c_fc) with the
 /// base frozen. <see cref="MatrixFormat"/> is the block matrices' format (a float dtype, or a block format such as NF4 for
 /// QLoRA, frozen); embeddings and the head are in <see cref="FloatDType"/>; norm weights are float32, as the models keep them.
-/// <see cref="Autocast"/> models bf16 mixed precision (16-bit activations, float32 master weights): the engine does not have
-/// it yet, so it is the plan of what it will hold, used for the published figures.
+/// <see cref="Autocast"/> models bf16 mixed precision as PyTorch's autocast holds it (16-bit activations, float32 master
+/// weights), used for the published figures. The engine's autocast (<see cref="ManagedTensor.Autocast"/>, `mt train --autocast`)
+/// computes matmuls and attention in 16 bits but widens their results back to float32 (its binary ops do not promote
+/// dtypes), so on this engine it adds the 16-bit copies instead of halving the activations: the plan is the target, not
+/// a measurement of it.
 /// </summary>
 public sealed record PlanRecipe
 {

@@ -33,6 +33,10 @@ public sealed record FinetuneConfig
     public int LrDecayIters { get; init; }
     public double WeightDecay { get; init; } = 0.0;
     public double GradClip { get; init; } = 1.0;
+    /// <summary>adamw, adamw8bit or offload (<see cref="MixedPrecision.OptimKinds"/>).</summary>
+    public string Optim { get; init; } = "adamw";
+    /// <summary>off, bf16 or fp16: matmuls and attention in 16 bits, float32 master weights and adapters (<see cref="MixedPrecision"/>).</summary>
+    public string Autocast { get; init; } = "off";
 
     // ---- evaluation, logging ----
     public int EvalInterval { get; init; } = 50;
@@ -52,6 +56,9 @@ public sealed record FinetuneConfig
         _ => throw new UserErrorException($"--quantize '{Quantize}' is not a base format: none, nf4 or q4_0 (q8_0 also works)"),
     };
 
+    /// <summary>The settings of the shared training loop.</summary>
+    public LoopSettings Loop() => new(BatchSize, BlockSize, GradAccumSteps, MaxIters, EvalInterval, EvalIters, LogInterval, GradClip, Seed, Autocast);
+
     /// <summary>Throws a <see cref="UserErrorException"/> naming the option for the first setting that cannot make a run.</summary>
     public void Validate()
     {
@@ -69,6 +76,8 @@ public sealed record FinetuneConfig
         if (!double.IsFinite(WeightDecay) || WeightDecay < 0) throw new UserErrorException($"--weight-decay must be a finite number >= 0 (got {WeightDecay:R})");
         if (!double.IsFinite(GradClip) || GradClip < 0) throw new UserErrorException($"--grad-clip must be a finite number >= 0 (got {GradClip:R})");
         if (LoraConfig.ParseTargets(TargetModules).Count == 0) throw new UserErrorException("--target-modules must name Linear layers (q_proj,v_proj,...) or be all-linear");
+        MixedPrecision.ValidateOptim(Optim);
+        _ = MixedPrecision.AutocastDType(Autocast);
         if (string.IsNullOrWhiteSpace(DataPath)) throw new UserErrorException("--data must name a text or JSONL file");
         if (string.IsNullOrWhiteSpace(OutDir)) throw new UserErrorException("--out-dir must name a directory");
         _ = QuantizeFormat;

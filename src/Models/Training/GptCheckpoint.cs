@@ -49,7 +49,7 @@ public static class GptCheckpoint
     }
 
     /// <summary>Writes OUT/ckpt.safetensors and OUT/config.json; with <paramref name="best"/>, also copies it to OUT/best.safetensors.</summary>
-    public static void Save(string outDir, TrainableLM model, AdamW optimizer, TrainConfig train, TrainState state, ITokenizer tokenizer, bool best = false)
+    public static void Save(string outDir, TrainableLM model, IStatefulOptimizer optimizer, TrainConfig train, TrainState state, ITokenizer tokenizer, bool best = false)
     {
         var tensors = model.StateDict().Select(kv => new KeyValuePair<string, Tensor>(kv.Key, kv.Value))
             .Concat(optimizer.StateTensors().Select(kv => new KeyValuePair<string, Tensor>(OptimPrefix + kv.Key, kv.Value)));
@@ -174,8 +174,8 @@ public static class GptCheckpoint
             // The trainer keeps parameters and AdamW moments in float32; another dtype in the header (say F32 edited
             // to I32, the same size) would be converted value by value from reinterpreted bits.
             foreach (var t in file.Tensors)
-                if (t.DType != DType.F32)
-                    throw new InvalidDataException($"{path}: tensor '{t.Name}' is {SafeTensors.DTypeName(t.DType)}; a training checkpoint holds F32 tensors only");
+                if (t.DType != DType.F32 && !(t.DType == DType.U8 && train.Optim == "adamw8bit" && t.Name.StartsWith(OptimPrefix, StringComparison.Ordinal) && t.Name.EndsWith(".q8", StringComparison.Ordinal)))
+                    throw new InvalidDataException($"{path}: tensor '{t.Name}' is {SafeTensors.DTypeName(t.DType)}; a training checkpoint holds F32 tensors only (and U8 codes of --optim adamw8bit)");
             return new Loaded(file, arch, model, train, state, tokenizer);
         }
         catch

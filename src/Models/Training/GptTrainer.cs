@@ -22,7 +22,8 @@ public enum TrainOutcome
 /// nanoGPT's train.py as a class, for every architecture (<see cref="Architectures"/>: the model is built from
 /// <see cref="TrainConfig.Arch"/>; the loop only needs <see cref="TrainableLM.Loss"/>): random batches from a 90/10 split, AdamW with a cosine schedule,
 /// gradient accumulation and clipping, an evaluation of both splits every eval interval, and a
-/// checkpoint after each evaluation and at the end. A run is a pure function of its <see cref="TrainConfig"/>:
+/// checkpoint after each evaluation and at the end. The loop itself is <see cref="TrainingLoop"/>, shared with
+/// <see cref="FinetuneTrainer"/> (autocast, loss scaling and the --optim choice live there). A run is a pure function of its <see cref="TrainConfig"/>:
 /// batches, dropout masks and evaluation batches each come from their own seeded generator, and every
 /// generator offset is in the checkpoint, so a resumed run continues with the same losses it would have
 /// had without the interruption.
@@ -31,41 +32,35 @@ public enum TrainOutcome
 /// it reached. Everything a run needs (a writable --out-dir, text longer than the block) is checked before the
 /// model is built.
 /// </summary>
-public sealed class GptTrainer
+public sealed class GptTrainer : ITrainee
 {
     private readonly TrainConfig _cfg;
     private readonly Device _device;
-    private readonly CosineSchedule _schedule;
-    private readonly Generator _batchGen;
-    private TrainState _state;
-    private int _checkpointIter; // the step of the checkpoint on disk (-1: none yet)
+    private readonly TrainingLoop _loop;
 
     public TrainableLM Model { get; }
-    public AdamW Optimizer { get; }
+    public IStatefulOptimizer Optimizer => _loop.Optimizer;
+    public TrainingLoop Loop => _loop;
     public ITokenizer Tokenizer { get; }
     public TextDataset Data { get; }
-    public IReadOnlyList<LossPoint> History => _state.History;
-    public double BestValLoss => _state.BestValLoss;
+    public IReadOnlyList<LossPoint> History => _loop.State.History;
+    public double BestValLoss => _loop.State.BestValLoss;
 
-    private GptTrainer(TrainConfig cfg, Device device, ITokenizer tokenizer, TextDataset data, TrainableLM model, TrainState state)
+    private GptTrainer(TrainConfig cfg, Device device, ITokenizer tokenizer, TextDataset data, TrainableLM model, TrainState state, bool resumed)
     {
         _cfg = cfg;
         _device = device;
         Tokenizer = tokenizer;
         Data = data;
         Model = model;
-        _state = state;
         if (cfg.CheckpointActivations)
         {
             if (model is not IActivationCheckpointing checkpointed)
                 throw new UserErrorException($"--checkpoint-activations: the {cfg.Arch} model has no per-block activation checkpointing (gpt has)");
             checkpointed.CheckpointActivations = true;
         }
-        using (DeviceMemory.Category(MemoryCategory.OptimizerState))
-            Optimizer = new AdamW(model.NamedParameters(), cfg.LearningRate, cfg.Beta1, cfg.Beta2, 1e-8, cfg.WeightDecay);
-        _schedule = new CosineSchedule(cfg.LearningRate, cfg.MinLr, cfg.WarmupIters, cfg.LrDecayIters);
-        _batchGen = new Generator(cfg.Seed + 1, state.BatchOffset);
-        _checkpointIter = -1;
+        var optimizer = MixedPrecision.CreateOptimizer(cfg.Optim, model.NamedParameters(), cfg.LearningRate, cfg.Beta1, cfg.Beta2, cfg.WeightDecay);
+        _loop = new TrainingLoop(cfg.Loop(), state, optimizer, new CosineSchedule(cfg.LearningRate, cfg.MinLr, cfg.WarmupIters, cfg.LrDecayIters), this, resumed);
     }
 
     /// <summary>
@@ -103,7 +98,7 @@ public sealed class GptTrainer
         TrainableLM model;
         using (DeviceMemory.Category(MemoryCategory.Weights))
             model = arch.Create(arch.ModelConfig(cfg, tokenizer.VocabSize), new Generator(cfg.Seed), device, cfg.Seed + 2);
-        return new GptTrainer(cfg, device, tokenizer, data, model, new TrainState());
+        return new GptTrainer(cfg, device, tokenizer, data, model, new TrainState(), resumed: false);
     }
 
     /// <summary>
@@ -140,7 +135,7 @@ public sealed class GptTrainer
         data.RequireLongerThan(cfg.BlockSize, $"--data {cfg.DataPath}");
         TrainableLM model;
         using (DeviceMemory.Category(MemoryCategory.Weights)) model = ckpt.CreateModel(device);
-        var trainer = new GptTrainer(cfg, device, ckpt.Tokenizer, data, model, ckpt.State) { _checkpointIter = ckpt.State.Iter };
+        var trainer = new GptTrainer(cfg, device, ckpt.Tokenizer, data, model, ckpt.State, resumed: true);
         try
         {
             trainer.Optimizer.LoadState(ckpt.OptimizerTensors(), ckpt.State.OptimizerSteps, ckpt.File.Path);
@@ -159,178 +154,55 @@ public sealed class GptTrainer
         return text;
     }
 
-    public int Iter => _state.Iter;
+    public int Iter => _loop.State.Iter;
     public TrainConfig Config => _cfg;
 
     /// <summary>The step of the checkpoint on disk, or -1 when none has been written.</summary>
-    public int CheckpointIter => _checkpointIter;
+    public int CheckpointIter => _loop.CheckpointIter;
 
-    /// <summary>
-    /// Trains from the current iteration up to MaxIters, evaluating and checkpointing on the way. When
-    /// <paramref name="cancel"/> fires (Ctrl-C), the step in progress finishes (an evaluation in progress is
-    /// abandoned), the state after it is checkpointed, and the run returns <see cref="TrainOutcome.Interrupted"/>.
-    /// </summary>
+    /// <summary>Trains up to MaxIters (<see cref="TrainingLoop.Run"/>); Ctrl-C (<paramref name="cancel"/>) checkpoints the step reached.</summary>
     public TrainOutcome Run(ITrainingObserver observer, CancellationToken cancel = default)
     {
-        observer.OnStart(Model, _cfg, _state.Iter, Tokenizer, Data);
-        var clock = Stopwatch.StartNew();
-        int tokensPerIter = _cfg.BatchSize * _cfg.BlockSize * _cfg.GradAccumSteps;
-        int stepsTimed = 0; // steps since the clock was last restarted
-        while (true)
-        {
-            int it = _state.Iter;
-            if (it % _cfg.EvalInterval == 0 && _state.LastEvalIter != it || it == _cfg.MaxIters && _state.LastEvalIter != it)
-            {
-                double train, val;
-                try
-                {
-                    (train, val) = EstimateLoss(it, cancel);
-                }
-                catch (OperationCanceledException)
-                {
-                    return Interrupt(observer);
-                }
-                if (!double.IsFinite(train) || !double.IsFinite(val))
-                    throw Diverged(it, $"the evaluated loss is not finite (train {train}, val {val})");
-                bool best = val < _state.BestValLoss;
-                _state = _state with
-                {
-                    LastEvalIter = it,
-                    BestValLoss = best ? val : _state.BestValLoss,
-                    BestValIter = best ? it : _state.BestValIter,
-                };
-                _state.History.Add(new LossPoint(it, train, val));
-                observer.OnEval(it, train, val);
-                SaveCheckpoint(best);
-                observer.OnCheckpoint(it, GptCheckpoint.PathIn(_cfg.OutDir), best);
-                clock.Restart(); // do not count evaluation in the step time
-                stepsTimed = 0;
-            }
-            if (it >= _cfg.MaxIters) return TrainOutcome.Finished;
-            if (cancel.IsCancellationRequested) return Interrupt(observer);
-
-            double loss = TrainStep(it);
-            double lr = Optimizer.LearningRate;
-            _state = _state with { Iter = it + 1 };
-            stepsTimed++;
-            if (it % _cfg.LogInterval == 0 || it + 1 == _cfg.MaxIters)
-            {
-                double ms = clock.Elapsed.TotalMilliseconds / stepsTimed;
-                _state.History.Add(new LossPoint(it, loss));
-                observer.OnStep(it, loss, lr, tokensPerIter / ms * 1000, ms);
-                clock.Restart();
-                stepsTimed = 0;
-            }
-        }
+        observer.OnStart(Model, _cfg, Iter, Tokenizer, Data);
+        return _loop.Run(observer, cancel);
     }
 
-    /// <summary>Checkpoints the step reached (unless that checkpoint exists) when a run is stopped on request.</summary>
-    private TrainOutcome Interrupt(ITrainingObserver observer)
+    /// <summary>One optimizer step (<see cref="TrainingLoop.TrainStep"/>); <paramref name="nextBatch"/> replaces the random batches.</summary>
+    public double TrainStep(int it, Func<(Tensor X, Tensor Y)>? nextBatch = null) => _loop.TrainStep(it, nextBatch);
+
+    /// <summary>nanoGPT's estimate_loss at step <paramref name="step"/> (<see cref="TrainingLoop.EstimateLoss"/>).</summary>
+    public (double Train, double Val) EstimateLoss(int step, CancellationToken cancel = default) => _loop.EstimateLoss(step, cancel);
+
+    // ---- what the loop needs (ITrainee) ----
+
+    Tensor ITrainee.Loss(Tensor x, Tensor y) => Model.Loss(x, y);
+
+    void ITrainee.SetTraining(bool training)
     {
-        if (_checkpointIter != _state.Iter)
-        {
-            SaveCheckpoint(best: false);
-            observer.OnCheckpoint(_state.Iter, GptCheckpoint.PathIn(_cfg.OutDir), best: false);
-        }
-        return TrainOutcome.Interrupted;
+        if (training) Model.Train();
+        else Model.Eval();
     }
 
-    /// <summary>The error for a run that diverged at <paramref name="step"/>, saying which checkpoint is kept.</summary>
-    private TrainingDivergedException Diverged(int step, string what)
-    {
-        string kept = _checkpointIter < 0
-            ? "no checkpoint was written"
-            : $"the last good checkpoint (step {_checkpointIter}) is kept in {GptCheckpoint.PathIn(_cfg.OutDir)}" +
-              (_state.BestValIter >= 0 ? $", the best (step {_state.BestValIter}, val loss {_state.BestValLoss:F4}) in {GptCheckpoint.BestPathIn(_cfg.OutDir)}" : "");
-        return new TrainingDivergedException(step,
-            $"training diverged at step {step}: {what}; stopped before updating the weights, {kept}. " +
-            $"Lower --lr ({_cfg.LearningRate:G4}), raise --warmup-iters ({_cfg.WarmupIters}) or set --grad-clip ({_cfg.GradClip:G4})");
-    }
-
-    /// <summary>
-    /// Iteration <paramref name="it"/> of train.py's loop: the learning rate from the schedule, then one
-    /// optimizer step over GradAccumSteps micro-batches (clipped, AdamW); returns the mean micro-batch
-    /// loss. The micro-batches are random training batches unless <paramref name="nextBatch"/> gives them
-    /// (the trajectory test feeds PyTorch's). On a GPU everything the step allocates (batch, activations,
-    /// gradients) is freed when it ends (a memory scope), so after the first step the caching allocator
-    /// serves every request from its cache. A loss or gradient norm that is not finite throws
-    /// <see cref="TrainingDivergedException"/> before the optimizer touches the weights.
-    /// </summary>
-    public double TrainStep(int it, Func<(Tensor X, Tensor Y)>? nextBatch = null)
-    {
-        using var scope = DeviceMemory.Scope();
-        Optimizer.LearningRate = _schedule.LearningRate(it);
-        Model.Train();
-        double total = 0;
-        var parameters = Model.Parameters().ToList();
-        for (int micro = 0; micro < _cfg.GradAccumSteps; micro++)
-        {
-            var (x, y) = nextBatch is null ? Batch(Split.Train, _batchGen) : nextBatch();
-            // Gradients add up across micro-batches; scaling each one makes the sum a mean. Each runs in a memory scope
-            // of its own, so accumulation holds one micro-batch's activations (MicroBatch).
-            total += MicroBatch.Backward(parameters, () => Model.Loss(x, y), 1.0 / _cfg.GradAccumSteps);
-        }
-        foreach (var p in Model.Parameters())
-            if (p.Grad is { } g) DeviceMemory.Tag(g, MemoryCategory.Grads);
-        double mean = total / _cfg.GradAccumSteps;
-        // The norm comes free with clipping; without it a non-finite gradient shows in the next step's loss, and the
-        // evaluation before any checkpoint is checked too, so nothing non-finite reaches the disk either way.
-        double norm = _cfg.GradClip > 0 ? GradClip.ClipGradNorm(Model.Parameters(), _cfg.GradClip) : 0;
-        if (!double.IsFinite(mean) || !double.IsFinite(norm))
-        {
-            Optimizer.ZeroGrad();
-            throw Diverged(it, !double.IsFinite(mean) ? $"the loss is {mean}" : $"the gradient norm is {norm} (loss {mean:F4})");
-        }
-        Optimizer.Step();
-        Optimizer.ZeroGrad();
-        return mean;
-    }
-
-    /// <summary>
-    /// nanoGPT's estimate_loss at step <paramref name="step"/>: the mean loss of EvalIters batches of each split,
-    /// dropout off, the batches drawn from the step's own counter range (<see cref="EvalCounterStride"/>).
-    /// </summary>
-    public (double Train, double Val) EstimateLoss(int step, CancellationToken cancel = default)
-    {
-        var gen = new Generator(_cfg.Seed + 3, (ulong)step * EvalCounterStride);
-        Model.Eval();
-        try
-        {
-            double Mean(Split split)
-            {
-                double sum = 0;
-                for (int k = 0; k < _cfg.EvalIters; k++)
-                {
-                    cancel.ThrowIfCancellationRequested();
-                    using var scope = DeviceMemory.Scope();
-                    var (x, y) = Batch(split, gen);
-                    using (GradMode.NoGrad()) sum += Model.Loss(x, y).Item();
-                }
-                return sum / _cfg.EvalIters;
-            }
-            return (Mean(Split.Train), Mean(Split.Val));
-        }
-        finally
-        {
-            Model.Train();
-        }
-    }
-
-    private (Tensor X, Tensor Y) Batch(Split split, Generator gen)
+    (Tensor X, Tensor Y) ITrainee.Batch(Split split, Generator gen)
     {
         var (x, y) = Data.GetBatch(split, _cfg.BatchSize, _cfg.BlockSize, gen);
         return (x.To(_device), y.To(_device));
     }
 
-    private void SaveCheckpoint(bool best)
+    IReadOnlyList<Tensor> ITrainee.TrainedParameters => Model.Parameters().ToList();
+    ulong ITrainee.DropoutOffset => Model.DropoutGenerator.Offset;
+    string ITrainee.CheckpointPath => GptCheckpoint.PathIn(_cfg.OutDir);
+
+    void ITrainee.WriteCheckpoint(TrainState state, bool best) => GptCheckpoint.Save(_cfg.OutDir, Model, Optimizer, _cfg, state, Tokenizer, best);
+
+    TrainingDivergedException ITrainee.Diverged(int step, string what, int checkpointIter, TrainState state)
     {
-        _state = _state with
-        {
-            BatchOffset = _batchGen.Offset,
-            DropoutOffset = Model.DropoutGenerator.Offset,
-            OptimizerSteps = Optimizer.StepCount,
-        };
-        GptCheckpoint.Save(_cfg.OutDir, Model, Optimizer, _cfg, _state, Tokenizer, best);
-        _checkpointIter = _state.Iter;
+        string kept = checkpointIter < 0
+            ? "no checkpoint was written"
+            : $"the last good checkpoint (step {checkpointIter}) is kept in {GptCheckpoint.PathIn(_cfg.OutDir)}" +
+              (state.BestValIter >= 0 ? $", the best (step {state.BestValIter}, val loss {state.BestValLoss:F4}) in {GptCheckpoint.BestPathIn(_cfg.OutDir)}" : "");
+        return new TrainingDivergedException(step,
+            $"training diverged at step {step}: {what}; stopped before updating the weights, {kept}. " +
+            $"Lower --lr ({_cfg.LearningRate:G4}), raise --warmup-iters ({_cfg.WarmupIters}) or set --grad-clip ({_cfg.GradClip:G4})");
     }
 }

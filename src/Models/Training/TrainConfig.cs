@@ -45,6 +45,10 @@ public sealed record TrainConfig
     public double GradClip { get; init; } = 1.0;       // 0 disables clipping
     /// <summary>Recompute each block's activations in the backward pass (<see cref="IActivationCheckpointing"/>): same gradients, less memory.</summary>
     public bool CheckpointActivations { get; init; }
+    /// <summary>adamw, adamw8bit or offload (<see cref="MixedPrecision.OptimKinds"/>).</summary>
+    public string Optim { get; init; } = "adamw";
+    /// <summary>off, bf16 or fp16: matmuls and attention in 16 bits, float32 master weights (<see cref="MixedPrecision"/>).</summary>
+    public string Autocast { get; init; } = "off";
 
     // ---- evaluation, logging, checkpoints ----
     public int EvalInterval { get; init; } = 250;      // also the checkpoint interval
@@ -84,6 +88,8 @@ public sealed record TrainConfig
         In(Beta2, "beta2", 0, 1, maxOpen: true);
         In(GradClip, "grad-clip", 0);
         In(Dropout, "dropout", 0, 1, maxOpen: true);
+        MixedPrecision.ValidateOptim(Optim);
+        _ = MixedPrecision.AutocastDType(Autocast);
         if (string.IsNullOrWhiteSpace(DataPath)) throw new UserErrorException("--data must name a text file");
         if (string.IsNullOrWhiteSpace(OutDir)) throw new UserErrorException("--out-dir must name a directory");
         if (!Data.Tokenizers.Kinds.Contains(Tokenizer))
@@ -91,6 +97,9 @@ public sealed record TrainConfig
         if ((long)BatchSize * EvalIters * GptTrainer.CountersPerBatchRow > (long)GptTrainer.EvalCounterStride)
             throw new UserErrorException($"--batch-size {BatchSize} times --eval-iters {EvalIters} is more than an evaluation can draw (at most {GptTrainer.EvalCounterStride / GptTrainer.CountersPerBatchRow:N0} rows)");
     }
+
+    /// <summary>The settings of the shared training loop.</summary>
+    public LoopSettings Loop() => new(BatchSize, BlockSize, GradAccumSteps, MaxIters, EvalInterval, EvalIters, LogInterval, GradClip, Seed, Autocast);
 
     public GptConfig ModelConfig(int vocabSize) => new(BlockSize, vocabSize, NLayer, NHead, NEmbd, Dropout, Bias);
 }

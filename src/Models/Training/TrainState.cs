@@ -18,6 +18,9 @@ public sealed record TrainState
     public double BestValLoss { get; init; } = double.PositiveInfinity;
     public int BestValIter { get; init; } = -1;
     public int LastEvalIter { get; init; } = -1;
+    /// <summary>The fp16 loss scale and its count of good steps (<see cref="Optim.GradScaler"/>); null without fp16 autocast.</summary>
+    public double? LossScale { get; init; }
+    public int LossScaleGoodSteps { get; init; }
     public List<LossPoint> History { get; init; } = [];
 
     /// <summary>
@@ -28,8 +31,12 @@ public sealed record TrainState
     {
         void Fail(string message) => throw new InvalidDataException($"{source}: train_state: {message}");
         if (Iter < 0) Fail($"iter = {Iter} is negative");
-        // One optimizer step per iteration (gradient accumulation sums micro-batches into one step).
-        if (OptimizerSteps != Iter) Fail($"optimizer_steps = {OptimizerSteps} differs from iter = {Iter}");
+        // At most one optimizer step per iteration (gradient accumulation sums micro-batches into one step); fewer only
+        // when fp16 loss scaling skipped steps that overflowed.
+        if (OptimizerSteps < 0 || OptimizerSteps > Iter || LossScale is null && OptimizerSteps != Iter)
+            Fail($"optimizer_steps = {OptimizerSteps} differs from iter = {Iter}" + (LossScale is null ? "" : " (or exceeds it)"));
+        if (LossScale is { } scale && !(double.IsFinite(scale) && scale > 0)) Fail($"loss_scale = {scale} is not a finite number > 0");
+        if (LossScaleGoodSteps < 0) Fail($"loss_scale_good_steps = {LossScaleGoodSteps} is negative");
         if (LastEvalIter < -1 || LastEvalIter > Iter) Fail($"last_eval_iter = {LastEvalIter} is outside [-1, iter = {Iter}]");
         if (BestValIter < -1 || BestValIter > Iter) Fail($"best_val_iter = {BestValIter} is outside [-1, iter = {Iter}]");
         if (double.IsNaN(BestValLoss) || BestValLoss < 0) Fail($"best_val_loss = {BestValLoss} is not a loss");

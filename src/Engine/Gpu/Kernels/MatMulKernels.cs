@@ -75,7 +75,26 @@ internal static class MatMulKernels
         if (a.DType != bm.DType || a.DType != c.DType) throw new ArgumentException($"matmul: dtypes differ: {a.Describe()} @ {bm.Describe()} -> {c.Describe()}");
         if (c.Numel == 0) return;
         if (Gemm.GemmDispatch.TryRun(b, a, bm, c, m, n, k)) return; // the GEMM kernels (Kernels/Gemm) when the strides allow
-        Tiled(b, a, bm, c, m, n, k);
+        if (c.DType is DType.F16 or DType.BF16) Widened(b, a, bm, c);
+        else Tiled(b, a, bm, c, m, n, k);
+    }
+
+    /// <summary>
+    /// A 16-bit matmul the GEMM kernels cannot take (strides they do not handle, ILGPU's CPU accelerator with its small
+    /// thread groups): float32 copies, the float32 kernel, one rounding at the end, as the CPU backend does (CpuMatMul),
+    /// so autocast (Autocast.cs) runs on every device.
+    /// </summary>
+    private static void Widened(GpuBackend b, Tensor a, Tensor bm, Tensor c)
+    {
+        Tensor Float(Tensor t)
+        {
+            var f = Tensor.Empty(t.Shape, DType.F32, t.Device);
+            b.Execute(Op.Copy, [t], [f], null);
+            return f;
+        }
+        var wc = Tensor.Empty(c.Shape, DType.F32, c.Device);
+        MatMul(b, Float(a), Float(bm), wc);
+        b.Execute(Op.Copy, [wc], [c], null);
     }
 
     private static void Tiled(GpuBackend b, Tensor a, Tensor bm, Tensor c, int m, int n, int k)
