@@ -48,7 +48,7 @@ public class ScanWkvKernelTests
     public static TheoryData<int, int, int, int, int, bool, DType> ScanShapes => new()
     {
         { 1, 19, 7, 5, 8, true, DType.F32 },     // L = 2 chunks + 3; 12 channels per group: one partial tile
-        { 2, 13, 5, 17, 4, false, DType.F64 },   // N = 17: 3 channels per group, the second tile partial; sequential
+        { 2, 13, 13, 17, 4, false, DType.F64 },  // N = 17: 3 channels per group, 5 tiles (the last partial) summed by one group; sequential
         { 2, 9, 3, 3, 16, true, DType.F64 },     // one chunk longer than the sequence
     };
 

@@ -11,6 +11,8 @@ internal struct ScanArgs
     public int B, L, D, N, Chunk, Chunks;
     /// <summary>Channels per thread group (the group has DT x N threads) and groups across D: ceil(D / DT).</summary>
     public int DT, Tiles;
+    /// <summary>Backward: groups per batch row; group p runs tiles p, p + Parts, ... and owns partial p of gB and gC.</summary>
+    public int Parts;
     /// <summary>Forward pass: <see cref="ScanKernels.Local"/>, <see cref="ScanKernels.Output"/> or <see cref="ScanKernels.Sequential"/>.</summary>
     public int Mode;
     public int X, Delta, A, Bm, Cm, Dskip, Y, States, Gy, Gx, Gdelta;
@@ -27,10 +29,11 @@ internal struct ScanArgs
 /// (3) <see cref="Output"/>: every chunk again from its true start, writing y. y_t = Σ_n C_t,n h_t,n + D x_t sums
 /// across the N threads of a channel: each writes C h into shared memory, and after a barrier the channel's n = 0
 /// thread adds them in order n = 0, 1, ... (the CPU's order). <see cref="Sequential"/>: one pass per (b, tile).
-/// Backward: one group per (b, channel tile) walks the chunks last to first, recomputes a chunk's states into
-/// shared memory (Chunk x threads) from the saved start, and runs the reverse recurrence; Δ and x gradients sum
-/// over n inside the group, B and C gradients over the group's channels (one partial per tile), A and D gradients
-/// over the group's steps (one partial per batch row); <see cref="PartSumKernels"/> adds the partials in order.
+/// Backward: a group takes a batch row and a channel tile at a time, walks the chunks last to first, recomputes a
+/// chunk's states into shared memory (Chunk x threads) from the saved start, and runs the reverse recurrence; Δ and
+/// x gradients sum over n inside the group, B and C gradients over the group's channels and then over the tiles the
+/// group runs (P partials per batch row, P independent of D, so the partials are (B·L, P, N), not (B, L, D, N)),
+/// A and D gradients over the steps (one partial per batch row); <see cref="PartSumKernels"/> adds the partials in order.
 /// </summary>
 internal static class ScanKernels
 {
@@ -113,7 +116,7 @@ internal static class ScanKernels
 
     /// <summary>
     /// The reverse recurrence of <see cref="Cpu.CpuSelectiveScan"/>'s backward, per thread (b, d, n), chunks last to first.
-    /// parts holds, in order: gB partials (B·L, Tiles, N), gC partials (B·L, Tiles, N), gA partials (B, D, N), gD partials (B, D).
+    /// parts holds, in order: gB partials (B·L, Parts, N), gC partials (B·L, Parts, N), gA partials (B, D, N), gD partials (B, D).
     /// </summary>
     public static void BackwardKernel<T>(ArrayView<T> gy, ArrayView<T> x, ArrayView<T> delta, ArrayView<T> a, ArrayView<T> bm, ArrayView<T> cm,
         ArrayView<T> dskip, ArrayView<T> states, ArrayView<T> gx, ArrayView<T> gdelta, ArrayView<T> parts, ScanArgs s)
@@ -124,10 +127,12 @@ internal static class ScanKernels
         var shared = SharedMemory.GetDynamic<T>();
         var hist = shared.SubView(0, s.Chunk * threads);                               // h_t of this chunk, (Chunk, threads)
         var red = shared.SubView(s.Chunk * threads, 8 * threads);                      // 4 products x threads, double-buffered
-        int partsBC = s.B * s.L * s.Tiles * s.N, gaAt = 2 * partsBC, gdAt = gaAt + s.B * s.D * s.N, parity = 0;
-        for (int item = first; item < s.B * s.Tiles; item += groups)
+        int partsBC = s.B * s.L * s.Parts * s.N, gaAt = 2 * partsBC, gdAt = gaAt + s.B * s.D * s.N, parity = 0;
+        // A unit (b, p) is one group's: it runs tiles p, p + Parts, ... of batch row b in turn and alone owns partial p.
+        for (int unit = first; unit < s.B * s.Parts; unit += groups)
+        for (int tile = unit % s.Parts; tile < s.Tiles; tile += s.Parts)
         {
-            int tile = item % s.Tiles, b = item / s.Tiles, d = tile * s.DT + dl;
+            int b = unit / s.Parts, p = unit % s.Parts, d = tile * s.DT + dl;
             bool live = d < s.D;
             int channels = Math.Min(s.DT, s.D - tile * s.DT);                          // live channels of this tile
             T an = live ? a[s.A + d * s.N + n] : T.Zero, dd = live ? dskip[s.Dskip + d] : T.Zero;
@@ -188,8 +193,9 @@ internal static class ScanKernels
                             gbn += red[buf + 2 * threads + j * s.N + n];
                             gcn += red[buf + 3 * threads + j * s.N + n];
                         }
-                        parts[(row * s.Tiles + tile) * s.N + n] = gbn;
-                        parts[partsBC + (row * s.Tiles + tile) * s.N + n] = gcn;
+                        int slot = (row * s.Parts + p) * s.N + n;
+                        parts[slot] = tile == p ? gbn : parts[slot] + gbn;
+                        parts[partsBC + slot] = tile == p ? gcn : parts[partsBC + slot] + gcn;
                     }
                     parity ^= 1;
                 }
@@ -267,14 +273,17 @@ internal static class ScanKernels
         int dt = BackwardChannels(x.Shape[2], n, attrs.Chunk, elementBytes, b.Accelerator.MaxNumThreadsPerGroup);
         if (dt == 0) throw new NotSupportedException($"SelectiveScanBackward: a chunk of {attrs.Chunk} steps of N = {n} states does not fit the GPU kernel's shared memory; use a shorter chunk");
         var s = Args(x, a, attrs.Chunk, dt);
+        // About a quarter of a grid-stride launch's groups per batch row: enough groups to fill the GPU, while the gB/gC
+        // partials stay (B·L, Parts, N) whatever D is (on ILGPU's CPU accelerator one group runs every tile).
+        s.Parts = Math.Clamp(b.MaxGroups / (4 * s.B), 1, s.Tiles);
         (s.Gy, s.X, s.Delta, s.A, s.Bm, s.Cm, s.Dskip, s.States, s.Gx, s.Gdelta) =
             (gy.Offset, x.Offset, delta.Offset, a.Offset, bm.Offset, cm.Offset, dskip.Offset, states.Offset, gx.Offset, gdelta.Offset);
-        int threads = dt * n, partsBC = s.B * s.L * s.Tiles * n;
+        int threads = dt * n, partsBC = s.B * s.L * s.Parts * n;
         using var parts = b.Workspace(x.DType, 2 * partsBC + s.B * s.D * n + s.B * s.D);
-        b.Launch(BackwardSpec(x.DType), new KernelConfig(b.GroupsFor((long)s.B * s.Tiles), threads, Shared(x.DType, (s.Chunk + 8) * threads)),
+        b.Launch(BackwardSpec(x.DType), new KernelConfig(b.GroupsFor((long)s.B * s.Parts), threads, Shared(x.DType, (s.Chunk + 8) * threads)),
             V(gy), V(x), V(delta), V(a), V(bm), V(cm), V(dskip), V(states), V(gx), V(gdelta), CopyKernels.View(parts), s);
-        PartSumKernels.Sum(b, parts, 0, gb, s.B * s.L, s.Tiles, n);
-        PartSumKernels.Sum(b, parts, partsBC, gc, s.B * s.L, s.Tiles, n);
+        PartSumKernels.Sum(b, parts, 0, gb, s.B * s.L, s.Parts, n);
+        PartSumKernels.Sum(b, parts, partsBC, gc, s.B * s.L, s.Parts, n);
         PartSumKernels.Sum(b, parts, 2 * partsBC, ga, 1, s.B, s.D * n);
         PartSumKernels.Sum(b, parts, 2 * partsBC + s.B * s.D * n, gd, 1, s.B, s.D);
     }
