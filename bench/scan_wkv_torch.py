@@ -2,7 +2,9 @@
 (the sequential loop that the Mamba paper's 20-40x speed-up is measured against) and RWKV-6's reference loop
 written per token with tensors (as tests/fixtures/ssm/make_scan_wkv_fixtures.py). Forward, and forward + backward
 (autograd through the loop). Prints "op shape torch fwd-ms fwdbwd-ms", best of 5 (2 with --quick), the shapes of
-bench/ScanWkvRunner.cs."""
+bench/ScanWkvRunner.cs.
+--device cuda: the same loops on the GPU (synchronized around each timing), for `mt bench scan-wkv --device cuda`;
+--big adds its Mamba-130M / RWKV-6-sized layer (B8 L2048 D1536 N16; B8 T2048 H12 K64)."""
 import sys
 import time
 
@@ -11,6 +13,13 @@ import torch
 torch.set_num_threads(2)
 quick = "--quick" in sys.argv
 reps = 2 if quick else 5
+device = sys.argv[sys.argv.index("--device") + 1] if "--device" in sys.argv else "cpu"
+big = "--big" in sys.argv
+
+
+def sync():
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
 
 
 def selective_scan_ref(u, delta, A, B, C, D):
@@ -42,6 +51,7 @@ def best(fn):
     end = time.perf_counter() + 1
     while time.perf_counter() < end:
         fn()
+    sync()
     times = []
     for _ in range(reps):
         n, t0 = 0, time.perf_counter()
@@ -50,16 +60,18 @@ def best(fn):
             n += 1
             if time.perf_counter() - t0 >= 0.2:
                 break
+        sync()
         times.append((time.perf_counter() - t0) / n)
     return min(times)
 
 
-for b, l, d, n in [(12, 64, 256, 16), (4, 1024, 256, 16)]:
+for b, l, d, n in [(12, 64, 256, 16), (4, 1024, 256, 16)] + ([(8, 2048, 1536, 16)] if big else []):
     g = torch.Generator().manual_seed(1)
     ins = [torch.randn(b, d, l, generator=g), torch.rand(b, d, l, generator=g) * 0.1, -torch.rand(d, n, generator=g) * 1.9 - 0.1,
            torch.randn(b, n, l, generator=g), torch.randn(b, n, l, generator=g), torch.randn(d, generator=g)]
+    ins = [x.to(device) for x in ins]
     leaves = [t.clone().requires_grad_() for t in ins]
-    dy = torch.randn(b, d, l, generator=g)
+    dy = torch.randn(b, d, l, generator=g).to(device)
 
     def fwd():
         with torch.no_grad():
@@ -70,12 +82,13 @@ for b, l, d, n in [(12, 64, 256, 16), (4, 1024, 256, 16)]:
 
     print(f"scan B{b}xL{l}xD{d}xN{n} torch {best(fwd) * 1e3:.3f} {best(both) * 1e3:.3f}", flush=True)
 
-for b, t, h, k in [(12, 64, 4, 32), (4, 1024, 4, 64)]:
+for b, t, h, k in [(12, 64, 4, 32), (4, 1024, 4, 64)] + ([(8, 2048, 12, 64)] if big else []):
     g = torch.Generator().manual_seed(2)
     ins = [torch.randn(b, t, h, k, generator=g), torch.randn(b, t, h, k, generator=g) * 0.1, torch.randn(b, t, h, k, generator=g),
            -torch.rand(b, t, h, k, generator=g) * 0.99 - 0.01, torch.randn(h, k, generator=g)]
+    ins = [x.to(device) for x in ins]
     leaves = [x.clone().requires_grad_() for x in ins]
-    dy = torch.randn(b, t, h, k, generator=g)
+    dy = torch.randn(b, t, h, k, generator=g).to(device)
 
     def fwd():
         with torch.no_grad():

@@ -2,7 +2,7 @@
 # Every GPU figure the open issues ask for, in one prepared run on a GPU host (H100/H200 with PyTorch;
 # no .NET SDK needed there). Build the bundle first on a machine with the SDK (scripts/bundle.sh), carry
 # artifacts/mt-linux-x64, then on the GPU host:
-#   scripts/gpu_checks.sh [artifacts/mt-linux-x64] [results-dir] [quick|full|llama|quant]
+#   scripts/gpu_checks.sh [artifacts/mt-linux-x64] [results-dir] [quick|full|llama|quant|scan]
 # The bundle is 67 MB unpacked (a 53 MB single-file executable, its two native libraries, data/); where what can be
 # carried is limited, carry artifacts/mt-linux-x64.tar.gz (53 MB) and unpack it there first:
 #   tar xzf artifacts/mt-linux-x64.tar.gz -C artifacts && scripts/gpu_checks.sh artifacts/mt-linux-x64 "$OUT" quick
@@ -24,6 +24,9 @@
 # conformance cases at realistic sizes, the GEMV/GEMM at TinyLlama-1.1B and Llama-2-7B shapes in Q4_0, Q8_0 and
 # Q4_K next to PyTorch fp16 F.linear (bytes per token, GB/s, fraction of peak, ours/torch), and the whole 1.1B
 # shape decoding in Q4_0 (mt bench --big --types Q4_0) next to PyTorch fp16.
+# "scan" (a separate call, ~4 minutes) is issue 16's selective scan and WKV GPU kernels: their conformance cases at
+# realistic sizes, then forward and forward+backward ms of ours (mt bench scan-wkv) and of the naive PyTorch loops on
+# the same GPU (bench/scan_wkv_torch.py --device cuda --big), same shapes, one line per op, shape and schedule.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bundle="${1:-artifacts/mt-linux-x64}"
@@ -68,6 +71,14 @@ if [ "$mode" = quant ]; then
     step qmatmul_vs_torch 240 python3 bench/qmatmul_vs_torch.py --mt "$mt" --out "$out/QMATMUL_GPU.md"
     step llama_q4_0_ours 90 "$mt" bench --device cuda --big --types Q4_0
     step llama_f16_torch 75 python3 bench/llama_decode_vs_torch.py --device cuda --big --f16
+    finish
+fi
+
+if [ "$mode" = scan ]; then
+    step scan_selftest 60 "$mt" selftest --device cuda --filter scan
+    step wkv_selftest 60 "$mt" selftest --device cuda --filter wkv
+    step scan_wkv_ours 150 "$mt" bench scan-wkv --device cuda
+    step scan_wkv_torch 240 python3 bench/scan_wkv_torch.py --device cuda --big
     finish
 fi
 

@@ -268,6 +268,7 @@ public static class MtApp
         });
         cmd.Subcommands.Add(GemmBenchCommand.Create());
         cmd.Subcommands.Add(QMatMulBenchCommand.Create(output));
+        cmd.Subcommands.Add(ScanWkvBench.Create(output));
         return cmd;
     }
 

@@ -133,7 +133,13 @@ public sealed class GpuBackend : IBackend, IDeviceMemory, IDisposable
         .Add(Op.AdamWStep, (i, o, a) => OptimKernels.AdamWStep(this, o[0], i[0], o[1], o[2], (AdamWAttrs)a!))
 
         .Add(Op.Attention, (i, o, a) => AttentionKernels.Forward(this, i[0], i[1], i[2], o[0], o[1], (AttentionAttrs)a!))
-        .Add(Op.AttentionBackward, (i, o, a) => AttentionKernels.Backward(this, i[0], i[1], i[2], i[3], i[4], i[5], o[0], o[1], o[2], (AttentionAttrs)a!));
+        .Add(Op.AttentionBackward, (i, o, a) => AttentionKernels.Backward(this, i[0], i[1], i[2], i[3], i[4], i[5], o[0], o[1], o[2], (AttentionAttrs)a!))
+
+        .Add(ScanOps.SelectiveScan, (i, o, a) => ScanKernels.Forward(this, i[0], i[1], i[2], i[3], i[4], i[5], o[0], o[1], (SelectiveScanAttrs)a!), (i, a) => ScanKernels.Supports(this, i, a))
+        .Add(ScanOps.SelectiveScanBackward, (i, o, a) => ScanKernels.Backward(this, i[0], i[1], i[2], i[3], i[4], i[5], i[6], i[7], o[0], o[1], o[2], o[3], o[4], o[5], (SelectiveScanAttrs)a!), (i, a) => ScanKernels.Supports(this, i[1..], a))
+        .Add(WkvOps.Wkv6, (i, o, a) => WkvKernels.Forward(this, i[0], i[1], i[2], i[3], i[4], o[0], o[1], (WkvAttrs)a!), (i, a) => WkvKernels.Supports(this, i))
+        .Add(WkvOps.Wkv6Backward, (i, o, a) => WkvKernels.Backward(this, i[0], i[1], i[2], i[3], i[4], i[5], i[6], o[0], o[1], o[2], o[3], o[4], (WkvAttrs)a!), (i, a) => WkvKernels.Supports(this, i[1..]))
+        .Add(MoeOps.MoeCombine, (i, o, a) => MoeKernels.Combine(this, i[0], i[1], i[2], o[0]), (i, a) => MoeKernels.Supports(i));
 
     private void CheckOnThisDevice(Op op, Tensor t)
     {
@@ -155,7 +161,11 @@ public sealed class GpuBackend : IBackend, IDeviceMemory, IDisposable
             .Concat(OptimKernels.Specs())
             .Concat(AttentionKernels.Specs())
             .Concat(QuantDecodeKernels.Specs())
-            .Concat(QuantKernels.Specs());
+            .Concat(QuantKernels.Specs())
+            .Concat(ScanKernels.Specs())
+            .Concat(WkvKernels.Specs())
+            .Concat(PartSumKernels.Specs())
+            .Concat(MoeKernels.Specs());
 
     // ---- launching ----
 
@@ -194,7 +204,7 @@ public sealed class GpuBackend : IBackend, IDeviceMemory, IDisposable
         _status.MemSetToZero();
         Accelerator.Synchronize();
         var op = (Op)(s[0] - 1);
-        throw new IndexOutOfRangeException($"{op}: index {s[1]} is out of range for a dimension of size {s[2]} (found by a GPU kernel on {Device}; reported at the next synchronization)");
+        throw new IndexOutOfRangeException($"{OpRegistry.NameOf(op)}: index {s[1]} is out of range for a dimension of size {s[2]} (found by a GPU kernel on {Device}; reported at the next synchronization)");
     }
 
     // ---- IDeviceMemory ----

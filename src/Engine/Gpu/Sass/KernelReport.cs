@@ -10,7 +10,7 @@ namespace ManagedTensor.Gpu.Sass;
 /// <param name="Name">The report's name for it.</param>
 /// <param name="Family">"gemm", "attention" or "decode": the families whose hot loops the tests hold to budgets; "ladder" (the
 /// SGEMM teaching versions) and "fallback" (the SIMT attention kernels for float32 and odd head dims, whose per-thread rows of
-/// runtime length live in local memory) are reported, not held.</param>
+/// runtime length live in local memory) and "scan" (selective scan and WKV: latency-bound recurrences) are reported, not held.</param>
 /// <param name="Threads">Threads per block at launch on a GPU.</param>
 /// <param name="DynamicSharedBytes">Dynamic shared memory per block at launch (static shared memory is read from ptxas).</param>
 /// <param name="MaxPerMma">The budget: at most this many instructions per tensor-core instruction in the hot loop, or null.</param>

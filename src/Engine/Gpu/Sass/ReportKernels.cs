@@ -6,7 +6,7 @@ using ManagedTensor.Gpu.Kernels.Attention;
 
 namespace ManagedTensor.Gpu.Sass;
 
-/// <summary>The kernels the report covers: the GEMM ladder and the tensor-core GEMM, attention forward, backward and decode.</summary>
+/// <summary>The kernels the report covers: the GEMM ladder and the tensor-core GEMM, attention forward, backward and decode, the selective scan and WKV.</summary>
 public static class ReportKernels
 {
     public static IEnumerable<ReportKernel> All()
@@ -43,5 +43,11 @@ public static class ReportKernels
         foreach (int d in new[] { 64, 128 })
             yield return new($"attention decode bf16 d{d}", "decode", GpuAttention.DecodeSpec(DType.BF16, d, dropout: false).Method, AttentionDecodeKernels.GroupSize);
         yield return new("attention decode f32 d64", "decode", GpuAttention.DecodeSpec(DType.F32, 64, dropout: false).Method, AttentionDecodeKernels.GroupSize);
+        // Sequence scans at Mamba's N = 16 and RWKV-6's head size 64, F32, launched as GpuBackend does on a GPU (256 and 64 threads).
+        yield return new("selective scan fwd f32 N16", "scan", M(typeof(ScanKernels), "ForwardKernel", typeof(float)), 256, 2 * 256 * 4);
+        yield return new("selective scan bwd f32 N16 chunk64", "scan", M(typeof(ScanKernels), "BackwardKernel", typeof(float)), 64, (64 + 8) * 64 * 4);
+        yield return new("wkv6 fwd f32 K64", "scan", M(typeof(WkvKernels), "ForwardKernel", typeof(float)), 64, (64 * 64 + 8 * 64) * 4);
+        yield return new("wkv6 bwd gr f32 K64", "scan", M(typeof(WkvKernels), "GrKernel", typeof(float)), 64, (64 * 64 + 4 * 64) * 4);
+        yield return new("wkv6 bwd f32 K64", "scan", M(typeof(WkvKernels), "GradKernel", typeof(float)), 64, (64 * 64 + 10 * 64) * 4);
     }
 }
