@@ -180,9 +180,10 @@ public static class DiffuseCommand
         var classifier = new Option<string>("--classifier") { Description = "the judge: an `mt classify train` --out-dir or its classifier.safetensors", DefaultValueFactory = _ => ClassifyCommand.DefaultOutDir };
         var count = new Option<int>("--count", "-n") { Description = "images to generate (and test images to compare with)", DefaultValueFactory = _ => 1000 }.AtLeast(10);
         var floor = new Option<bool>("--floor") { Description = "also the FID of --count test images against as many training images (the floor a perfect model reaches)" };
+        var real = new Option<bool>("--real") { Description = "judge real training images in place of samples, through the same path (a check of the judge: expect the classifier's accuracy)" };
         var data = ClassifyCommand.DataOption();
         var flags = SamplerFlags.Create();
-        var cmd = new Command("eval", "class consistency and classifier-feature FID (not Inception FID) of a denoiser's samples") { model, classifier, count, floor, data };
+        var cmd = new Command("eval", "class consistency and classifier-feature FID (not Inception FID) of a denoiser's samples") { model, classifier, count, floor, real, data };
         foreach (var o in flags.All) cmd.Options.Add(o);
         cmd.SetAction(p =>
         {
@@ -194,8 +195,13 @@ public static class DiffuseCommand
             int n = p.GetValue(count);
             string dir = FashionMnist.FindFolder(p.GetValue(data));
             var test = FashionMnist.Load(dir, "t10k", n);
-            var r = DiffusionEval.Run(net, clf, test, n, opts, (done, all) => { });
-            output.WriteLine($"{n} samples ({opts.Method} {opts.Steps} steps, cfg {opts.Cfg}) vs {test.Count} test images, in {r.Seconds:F0} s:");
+            bool onReal = p.GetValue(real);
+            var r = onReal
+                ? DiffusionEval.RunOnRealImages(net.Config, clf, FashionMnist.Load(dir, "train"), test, n)
+                : DiffusionEval.Run(net, clf, test, n, opts, (done, all) => { });
+            output.WriteLine(onReal
+                ? $"{n} real training images in place of samples (padded to {net.Config.ImageSize} and cropped back, as samples are) vs {test.Count} test images, in {r.Seconds:F0} s:"
+                : $"{n} samples ({opts.Method} {opts.Steps} steps, cfg {opts.Cfg}) vs {test.Count} test images, in {r.Seconds:F0} s:");
             output.WriteLine($"  class consistency {r.ClassConsistency:P1} (the classifier names the class each sample was drawn for)");
             output.WriteLine($"  classifier-feature FID {r.Fid:F2} (on the classifier's {clf.Config.Hidden} penultimate features, not Inception-v3's: comparable only within this project)");
             if (p.GetValue(floor))
