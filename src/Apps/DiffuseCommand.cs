@@ -43,6 +43,8 @@ public static class DiffuseCommand
         prediction.AcceptOnlyFromAmong("eps", "v");
         var sampleEvery = new Option<int>("--sample-every") { Description = "checkpoint and write samples_STEP.png every N steps", DefaultValueFactory = _ => t.SampleEvery }.AtLeast(1);
         var sampleSteps = new Option<int>("--sample-steps") { Description = "DDIM steps of the sample grids written during training", DefaultValueFactory = _ => t.SampleSteps }.AtLeast(1);
+        var ema = new Option<double>("--ema") { Description = "decay of the weights' moving average that samples are drawn from", DefaultValueFactory = _ => t.EmaDecay };
+        var imageSize = new Option<int>("--image-size") { Description = "side the 28x28 images are padded to with black (28: none; each U-Net level halves it)", DefaultValueFactory = _ => m.ImageSize }.AtLeast(FashionMnist.Side);
         var mults = new Option<string>("--channel-mults") { Description = "U-Net channel multiplier per resolution, comma-separated (each halves the size)", DefaultValueFactory = _ => m.ChannelMults };
         var channels = new Option<int>("--channels") { Description = "U-Net base channels (a multiple of 8)", DefaultValueFactory = _ => m.UnetChannels }.AtLeast(8);
         var patch = new Option<int>("--patch") { Description = "DiT patch size (2 or 4 for 32x32)", DefaultValueFactory = _ => m.PatchSize }.AtLeast(1);
@@ -54,10 +56,10 @@ public static class DiffuseCommand
         var resume = new Option<bool>("--resume") { Description = "continue the run in --out-dir exactly (only --max-steps and --device may be given)" };
         var force = new Option<bool>("--force") { Description = "start a new run even though --out-dir holds one" };
         var device = Cli.DeviceOption("cpu");
-        Option[] shaping = [arch, data, batch, lr, schedule, prediction, sampleEvery, sampleSteps, mults, channels, patch, hidden, depth, limit, seed, logInterval];
+        Option[] shaping = [arch, data, batch, lr, schedule, prediction, sampleEvery, sampleSteps, ema, imageSize, mults, channels, patch, hidden, depth, limit, seed, logInterval];
         var cmd = new Command("train", "train a class-conditional denoiser on Fashion-MNIST (28x28 padded to 32x32)")
         {
-            arch, data, outDir, maxSteps, batch, lr, schedule, prediction, sampleEvery, sampleSteps, mults, channels, patch, hidden, depth, limit, seed, logInterval, resume, force, device,
+            arch, data, outDir, maxSteps, batch, lr, schedule, prediction, sampleEvery, sampleSteps, ema, imageSize, mults, channels, patch, hidden, depth, limit, seed, logInterval, resume, force, device,
         };
         cmd.SetAction(p =>
         {
@@ -75,13 +77,13 @@ public static class DiffuseCommand
             {
                 var mc = m with
                 {
-                    Arch = p.GetValue(arch)!, Schedule = p.GetValue(schedule)!, Prediction = p.GetValue(prediction)!,
+                    Arch = p.GetValue(arch)!, ImageSize = p.GetValue(imageSize), Schedule = p.GetValue(schedule)!, Prediction = p.GetValue(prediction)!,
                     UnetChannels = p.GetValue(channels), ChannelMults = p.GetValue(mults)!, PatchSize = p.GetValue(patch), DitHidden = p.GetValue(hidden), DitDepth = p.GetValue(depth),
                 };
                 var tc = t with
                 {
                     OutDir = dir, DataDir = Path.GetFullPath(FashionMnist.FindFolder(p.GetValue(data))), MaxSteps = p.GetValue(maxSteps),
-                    BatchSize = p.GetValue(batch), LearningRate = p.GetValue(lr), SampleEvery = p.GetValue(sampleEvery), SampleSteps = p.GetValue(sampleSteps), Limit = p.GetValue(limit),
+                    BatchSize = p.GetValue(batch), LearningRate = p.GetValue(lr), EmaDecay = p.GetValue(ema), SampleEvery = p.GetValue(sampleEvery), SampleSteps = p.GetValue(sampleSteps), Limit = p.GetValue(limit),
                     Seed = p.GetValue(seed), LogInterval = p.GetValue(logInterval),
                 };
                 trainer = DiffusionTrainer.Create(mc, tc, dev, p.GetValue(force));
@@ -180,9 +182,10 @@ public static class DiffuseCommand
         var classifier = new Option<string>("--classifier") { Description = "the judge: an `mt classify train` --out-dir or its classifier.safetensors", DefaultValueFactory = _ => ClassifyCommand.DefaultOutDir };
         var count = new Option<int>("--count", "-n") { Description = "images to generate (and test images to compare with)", DefaultValueFactory = _ => 1000 }.AtLeast(10);
         var floor = new Option<bool>("--floor") { Description = "also the FID of --count test images against as many training images (the floor a perfect model reaches)" };
+        var real = new Option<bool>("--real") { Description = "judge real training images in place of samples, through the same path (a check of the judge: expect the classifier's accuracy)" };
         var data = ClassifyCommand.DataOption();
         var flags = SamplerFlags.Create();
-        var cmd = new Command("eval", "class consistency and classifier-feature FID (not Inception FID) of a denoiser's samples") { model, classifier, count, floor, data };
+        var cmd = new Command("eval", "class consistency and classifier-feature FID (not Inception FID) of a denoiser's samples") { model, classifier, count, floor, real, data };
         foreach (var o in flags.All) cmd.Options.Add(o);
         cmd.SetAction(p =>
         {
@@ -194,8 +197,13 @@ public static class DiffuseCommand
             int n = p.GetValue(count);
             string dir = FashionMnist.FindFolder(p.GetValue(data));
             var test = FashionMnist.Load(dir, "t10k", n);
-            var r = DiffusionEval.Run(net, clf, test, n, opts, (done, all) => { });
-            output.WriteLine($"{n} samples ({opts.Method} {opts.Steps} steps, cfg {opts.Cfg}) vs {test.Count} test images, in {r.Seconds:F0} s:");
+            bool onReal = p.GetValue(real);
+            var r = onReal
+                ? DiffusionEval.RunOnRealImages(net.Config, clf, FashionMnist.Load(dir, "train"), test, n)
+                : DiffusionEval.Run(net, clf, test, n, opts, (done, all) => { });
+            output.WriteLine(onReal
+                ? $"{n} real training images in place of samples (padded to {net.Config.ImageSize} and cropped back, as samples are) vs {test.Count} test images, in {r.Seconds:F0} s:"
+                : $"{n} samples ({opts.Method} {opts.Steps} steps, cfg {opts.Cfg}) vs {test.Count} test images, in {r.Seconds:F0} s:");
             output.WriteLine($"  class consistency {r.ClassConsistency:P1} (the classifier names the class each sample was drawn for)");
             output.WriteLine($"  classifier-feature FID {r.Fid:F2} (on the classifier's {clf.Config.Hidden} penultimate features, not Inception-v3's: comparable only within this project)");
             if (p.GetValue(floor))

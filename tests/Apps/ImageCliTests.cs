@@ -47,6 +47,7 @@ public sealed class ImageCliTests
         Assert.Contains("--cfg: 'strong' is not", cfg.Err);
         Assert.Contains("--lr", Mt.Run("diffuse", "train", "--resume", "--out-dir", o, "--lr", "0.1").Err);
         Assert.Contains("holds a run", Mt.Run("diffuse", "train", "--data", DataDir, "--out-dir", o).Err);
+        Assert.Contains("--ema 1: must be in [0, 1)", Mt.Run("diffuse", "train", "--data", DataDir, "--out-dir", o, "--force", "--ema", "1").Err);
 
         Assert.Equal(0, Mt.Run("classify", "train", "--data", DataDir, "--out-dir", clf, "--epochs", "1", "--batch-size", "10", "--width", "4").Code);
         var e = Mt.Run("diffuse", "eval", "--model", o, "--classifier", clf, "--data", DataDir, "--count", "10", "--steps", "2", "--floor");
@@ -54,5 +55,8 @@ public sealed class ImageCliTests
         Assert.Contains("class consistency", e.Out);
         Assert.Contains("not Inception", e.Out);
         Assert.Contains("floor", e.Out);
+        var real = Mt.Run("diffuse", "eval", "--model", o, "--classifier", clf, "--data", DataDir, "--count", "10", "--real");
+        Assert.True(real.Code == 0, real.ToString());
+        Assert.Contains("10 real training images in place of samples (padded to 32", real.Out);
     }
 }

@@ -41,39 +41,63 @@ public sealed class DiffusionModelTests
             Assert.True(p.Grad is { } g && g.Abs().Sum().Item() > 0, $"{arch}: no gradient reaches {name}");
     }
 
-    /// <summary>A "denoiser" that knows the clean image: its output is the exact eps (or v) for x_t.</summary>
+    /// <summary>
+    /// A "denoiser" that knows the clean image: its output for x_t is the exact eps (or v), plus an offset a for rows
+    /// with a class and a * s / (s - 1) for rows of the null class, so that only guidance at scale s mixes them right:
+    ///   u + s (c - u) = exact + a s/(s-1) + s (a - a s/(s-1)) = exact.   (At s = 1 no guidance runs and a = 0.)
+    /// </summary>
     private sealed class Oracle : Denoiser
     {
-        private readonly Tensor _x0;
+        private readonly Tensor _x0, _offset;
+        private readonly double _guidance;
         private readonly NoiseSchedule _s;
 
-        public Oracle(DiffusionConfig c, Tensor x0) : base(c)
+        public Oracle(DiffusionConfig c, Tensor x0, double guidance) : base(c)
         {
-            _x0 = x0;
+            (_x0, _guidance) = (x0, guidance);
+            _offset = guidance == 1 ? x0.ZerosLike() : Tensor.Randn(x0.Shape, new Generator(11)) * 0.3;
             _s = new NoiseSchedule(c.Schedule, c.TrainSteps);
             Parameter("unused", Tensor.Zeros([1]));
         }
 
         public override Tensor Forward(Tensor x, double[] t, int[] labels, Generator? dropGen = null)
         {
+            Assert.All(t, ti => Assert.Equal(t[0], ti));
             int ti = (int)t[0];
             double a = Math.Sqrt(_s.AlphaBar[ti]), s = Math.Sqrt(1 - _s.AlphaBar[ti]);
-            var x0 = x.Shape[0] == _x0.Shape[0] ? _x0 : Tensor.Cat([_x0, _x0], 0);   // guidance runs labels and null together
-            var eps = (x - x0 * a) / s;
-            return Config.PredictionKind == Prediction.Epsilon ? eps : eps * a - x0 * s;
+            int b = _x0.Shape[0];
+            Assert.True(x.Shape[0] == b || x.Shape[0] == 2 * b, $"batch {x.Shape[0]}");
+            var rows = Enumerable.Range(0, x.Shape[0]).Select(i =>
+            {
+                var x0 = _x0.Narrow(0, i % b, 1);
+                var eps = (x.Narrow(0, i, 1) - x0 * a) / s;
+                var exact = Config.PredictionKind == Prediction.Epsilon ? eps : eps * a - x0 * s;
+                var off = _offset.Narrow(0, i % b, 1);
+                return exact + (labels[i] == Config.Classes ? off * (_guidance / (_guidance - 1)) : off);
+            });
+            return Tensor.Cat(rows.ToArray(), 0);
         }
     }
 
+    public static TheoryData<string, string, string, double> SamplerCases()
+    {
+        var d = new TheoryData<string, string, string, double>();
+        foreach (string method in new[] { "ddim", "ddpm" })
+            foreach (string prediction in new[] { "eps", "v" })
+                foreach (string schedule in new[] { "linear", "cosine" })
+                    foreach (double cfg in new[] { 1.0, 3.0 })
+                        d.Add(method, prediction, schedule, cfg);
+        return d;
+    }
+
     [Theory]
-    [InlineData("ddim", "eps", "linear", 1.0)]
-    [InlineData("ddim", "v", "cosine", 3.0)]
-    [InlineData("ddpm", "eps", "cosine", 1.0)]
+    [MemberData(nameof(SamplerCases))]
     public void Every_sampler_returns_the_image_an_exact_denoiser_knows(string method, string prediction, string schedule, double cfg)
     {
         var cfgModel = new DiffusionConfig(ImageSize: 4, Prediction: prediction, Schedule: schedule, TrainSteps: 100);
         var x0 = Tensor.Rand([2, 1, 4, 4], new Generator(3), -0.9, 0.9);
-        var images = Sampler.Sample(new Oracle(cfgModel, x0), [1, 2], new SamplerOptions(method, 10, cfg, 0, 7));
-        ManagedTensor.Tests.TestUtil.AssertClose(x0, images, 1e-3, 1e-3, $"{method} {prediction}");
+        var images = Sampler.Sample(new Oracle(cfgModel, x0, cfg), [1, 2], new SamplerOptions(method, 10, cfg, 0, 7));
+        ManagedTensor.Tests.TestUtil.AssertClose(x0, images, 1e-3, 1e-3, $"{method} {prediction} {schedule} cfg {cfg}");
     }
 
     [Fact]

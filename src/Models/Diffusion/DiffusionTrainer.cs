@@ -148,12 +148,16 @@ public sealed class DiffusionTrainer
         }
     }
 
-    /// <summary>One optimizer step; returns the batch's mean squared error.</summary>
-    public double TrainStep(int step)
+    /// <summary>What one training step regresses on: images x0 with their labels, steps t, noise eps, x_t and the target.</summary>
+    public sealed record Batch(int[] Index, int[] Labels, int[] T, Tensor X0, Tensor Eps, Tensor Xt, Tensor Target);
+
+    /// <summary>
+    /// Draws the next batch from the run's generators: B image indices, B steps t uniform in
+    /// 0..T-1 (the sampler's indexing), the images in [-1, 1] padded with black, eps ~ N(0, I), x_t and the target.
+    /// </summary>
+    public Batch DrawBatch()
     {
         int b = Config.BatchSize, pad = (ModelConfig.ImageSize - FashionMnist.Side) / 2;
-        Model.Train();
-        Optimizer.LearningRate = Config.LearningRate * Math.Min(1.0, (step + 1.0) / (Config.WarmupSteps + 1.0));
         var idx = new int[b];
         var t = new int[b];
         for (int i = 0; i < b; i++) idx[i] = _draw.NextInt(_data.Count);
@@ -162,7 +166,15 @@ public sealed class DiffusionTrainer
         var x0 = _data.Batch(idx, _device, -1, 1, pad);                         // (B, 1, S, S)
         var eps = Tensor.Randn(x0.Shape, _noise, device: _device);
         var xt = _schedule.AddNoise(x0, eps, t);
-        var target = _schedule.Target(ModelConfig.PredictionKind, x0, eps, t);
+        return new Batch(idx, labels, t, x0, eps, xt, _schedule.Target(ModelConfig.PredictionKind, x0, eps, t));
+    }
+
+    /// <summary>One optimizer step; returns the batch's mean squared error.</summary>
+    public double TrainStep(int step)
+    {
+        Model.Train();
+        Optimizer.LearningRate = Config.LearningRate * Math.Min(1.0, (step + 1.0) / (Config.WarmupSteps + 1.0));
+        var (_, labels, t, _, _, xt, target) = DrawBatch();
         var output = Model.Forward(xt, t.Select(v => (double)v).ToArray(), labels, _draw);
         var loss = (output - target).Square().Mean();
         loss.Backward();
