@@ -164,18 +164,7 @@ public sealed class MambaLM : RecurrentLM
         new Dictionary<string, TrainConfig>
         {
             [Architectures.DefaultPreset] = new TrainConfig { Arch = "mamba", NLayer = 7, OutDir = "out-mamba-char" },
-            ["shakespeare-char"] = new TrainConfig
-            {
-                Arch = "mamba",
-                NLayer = 12,
-                NEmbd = 384,
-                BlockSize = 256,
-                BatchSize = 64,
-                MaxIters = 5000,
-                LrDecayIters = 5000,
-                EvalIters = 200,
-                OutDir = "out-mamba-char",
-            },
+            ["shakespeare-char"] = Presets.ShakespeareChar(new TrainConfig { Arch = "mamba", NLayer = 12, NEmbd = 384, OutDir = "out-mamba-char" }),
         },
         typeof(MambaConfig),
         (c, vocab) => new MambaConfig(vocab, c.NLayer, c.NEmbd, c.DState, c.DConv, c.Expand, c.Bias),

@@ -241,19 +241,7 @@ public sealed class RwkvLM : RecurrentLM
         new Dictionary<string, TrainConfig>
         {
             [Architectures.DefaultPreset] = new TrainConfig { Arch = "rwkv", NLayer = 3, OutDir = "out-rwkv-char" },
-            ["shakespeare-char"] = new TrainConfig
-            {
-                Arch = "rwkv",
-                NLayer = 6,
-                NEmbd = 384,
-                HeadSize = 64,
-                BlockSize = 256,
-                BatchSize = 64,
-                MaxIters = 5000,
-                LrDecayIters = 5000,
-                EvalIters = 200,
-                OutDir = "out-rwkv-char",
-            },
+            ["shakespeare-char"] = Presets.ShakespeareChar(new TrainConfig { Arch = "rwkv", NLayer = 6, NEmbd = 384, HeadSize = 64, OutDir = "out-rwkv-char" }),
         },
         typeof(RwkvConfig),
         (c, vocab) => new RwkvConfig(vocab, c.NLayer, c.NEmbd, c.HeadSize),
