@@ -39,13 +39,10 @@ public abstract class GptShapedLM<TConfig, TBlock> : TrainableLM, ICausalLM
     /// <param name="lnFBias">whether the final LayerNorm has a bias</param>
     /// <param name="newBlock">makes one block from the dropout generator and the device (called n_layer times, in order)</param>
     protected GptShapedLM(TConfig config, string name, string prefix, bool lnFBias, Generator initGen, Device? device, ulong dropoutSeed,
-        Func<Generator, Device, TBlock> newBlock)
+        Func<Generator, Device, TBlock> newBlock) : base(config, device, dropoutSeed)
     {
-        config.Validate();
         Config = config;
         _name = name;
-        Device = device ?? Device.Cpu;
-        DropoutGenerator = new Generator(dropoutSeed);
         Wte = Child(prefix + "wte", new Embedding(config.VocabSize, config.NEmbd, initGen, Device, initStd: 0.02));
         Wpe = Child(prefix + "wpe", new Embedding(config.BlockSize, config.NEmbd, initGen, Device, initStd: 0.02));
         _drop = Child(prefix + "drop", new Dropout(config.Dropout, DropoutGenerator));
@@ -57,9 +54,6 @@ public abstract class GptShapedLM<TConfig, TBlock> : TrainableLM, ICausalLM
     protected static double ResidualProjStd(int nLayer) => 0.02 / Math.Sqrt(2 * nLayer);
 
     public TConfig Config { get; }
-    public override Device Device { get; }
-    public override Generator DropoutGenerator { get; }
-    public override IModelConfig ConfigRecord => Config;
     public override int VocabSize => Config.VocabSize;
     public int ContextLength => Config.BlockSize;
     public long WeightCount => this.WeightSize().Count;
