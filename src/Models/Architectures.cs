@@ -44,11 +44,7 @@ public static class Architectures
             new Dictionary<string, TrainConfig>
             {
                 [DefaultPreset] = new TrainConfig(),
-                ["shakespeare-char"] = new TrainConfig
-                {
-                    NLayer = 6, NHead = 6, NEmbd = 384, BlockSize = 256, BatchSize = 64, Dropout = 0.2,
-                    MaxIters = 5000, LrDecayIters = 5000, EvalIters = 200,
-                },
+                ["shakespeare-char"] = Presets.ShakespeareChar(new TrainConfig { NLayer = 6, NHead = 6, NEmbd = 384, Dropout = 0.2 }),
             },
             typeof(GptConfig),
             (c, vocab) => c.ModelConfig(vocab),

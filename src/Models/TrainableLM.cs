@@ -19,14 +19,26 @@ public abstract class TrainableLM : Module
 
     public abstract int VocabSize { get; }
 
+    /// <summary>
+    /// What every architecture's constructor starts with: checks <paramref name="config"/> (ArgumentException naming the
+    /// field) and keeps it, the device (the CPU when null) and a dropout generator seeded with <paramref name="dropoutSeed"/>.
+    /// </summary>
+    protected TrainableLM(IModelConfig config, Device? device, ulong dropoutSeed)
+    {
+        config.Validate();
+        ConfigRecord = config;
+        Device = device ?? Device.Cpu;
+        DropoutGenerator = new Generator(dropoutSeed);
+    }
+
     /// <summary>Where the weights live; ids go there too.</summary>
-    public abstract Device Device { get; }
+    public Device Device { get; }
 
     /// <summary>Draws every dropout mask; its offset is part of a checkpoint so a resume replays the same masks.</summary>
-    public abstract Generator DropoutGenerator { get; }
+    public Generator DropoutGenerator { get; }
 
     /// <summary>The model's config record, written to the checkpoint as JSON (model_config).</summary>
-    public abstract IModelConfig ConfigRecord { get; }
+    public IModelConfig ConfigRecord { get; }
 
     /// <summary>idx (B, T) token ids to logits (B, T, V), recorded for autograd.</summary>
     public abstract Tensor Logits(Tensor idx);
@@ -53,7 +65,7 @@ public abstract class TrainableLM : Module
 /// token-shift states): sampling feeds the prompt and then each new token through <see cref="Step"/>, one token
 /// at a time, at a cost per token that does not grow with the context.
 /// </summary>
-public abstract class RecurrentLM : TrainableLM
+public abstract class RecurrentLM(IModelConfig config, Device? device, ulong dropoutSeed) : TrainableLM(config, device, dropoutSeed)
 {
     /// <summary>The state before any token, for <paramref name="batch"/> sequences, on the model's device.</summary>
     public abstract RecurrentState NewState(int batch);

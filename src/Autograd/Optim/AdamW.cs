@@ -15,9 +15,7 @@ public sealed class AdamW : IStatefulOptimizer
 
     public AdamW(IEnumerable<(string Name, Tensor Tensor)> parameters, double lr, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-8, double weightDecay = 0.01)
     {
-        if (lr < 0) throw new ArgumentOutOfRangeException(nameof(lr), lr, "learning rate must be >= 0");
-        if (beta1 is < 0 or >= 1) throw new ArgumentOutOfRangeException(nameof(beta1), beta1, "must be in [0, 1)");
-        if (beta2 is < 0 or >= 1) throw new ArgumentOutOfRangeException(nameof(beta2), beta2, "must be in [0, 1)");
+        CheckHyperparameters(lr, beta1, beta2);
         LearningRate = lr;
         Beta1 = beta1;
         Beta2 = beta2;
@@ -25,6 +23,14 @@ public sealed class AdamW : IStatefulOptimizer
         WeightDecay = weightDecay;
         // Frozen parameters (RequiresGrad false: a LoRA base) get no moments: state only for what is trained.
         _slots = parameters.Where(p => p.Tensor.RequiresGrad).Select(p => new Slot(p.Name, p.Tensor, p.Tensor.ZerosLike(), p.Tensor.ZerosLike(), p.Tensor.Rank >= 2)).ToList();
+    }
+
+    /// <summary>The range every AdamW (this one, <see cref="OffloadedAdamW"/>) accepts: lr >= 0 and betas in [0, 1) (a beta of 1 never forgets and divides the bias correction by zero).</summary>
+    internal static void CheckHyperparameters(double lr, double beta1, double beta2)
+    {
+        if (lr < 0) throw new ArgumentOutOfRangeException(nameof(lr), lr, "learning rate must be >= 0");
+        if (beta1 is < 0 or >= 1) throw new ArgumentOutOfRangeException(nameof(beta1), beta1, "must be in [0, 1)");
+        if (beta2 is < 0 or >= 1) throw new ArgumentOutOfRangeException(nameof(beta2), beta2, "must be in [0, 1)");
     }
 
     public double LearningRate { get; set; }

@@ -31,9 +31,7 @@ public sealed class OffloadedAdamW : IStatefulOptimizer
     public OffloadedAdamW(IEnumerable<(string Name, Tensor Tensor)> parameters, double lr, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-8,
         double weightDecay = 0.01, bool eightBit = false)
     {
-        if (lr < 0) throw new ArgumentOutOfRangeException(nameof(lr), lr, "learning rate must be >= 0");
-        if (beta1 is < 0 or >= 1) throw new ArgumentOutOfRangeException(nameof(beta1), beta1, "must be in [0, 1)");
-        if (beta2 is < 0 or >= 1) throw new ArgumentOutOfRangeException(nameof(beta2), beta2, "must be in [0, 1)");
+        AdamW.CheckHyperparameters(lr, beta1, beta2);
         LearningRate = lr;
         Beta1 = beta1;
         Beta2 = beta2;

@@ -12,20 +12,14 @@ internal static class CpuBatchNorm
     public static void Forward(Tensor x, Tensor w, Tensor b, Tensor y, Tensor mean, Tensor invstd, double eps)
     {
         NnKernels.CheckSameDType("BatchNorm2d", x, y, mean, invstd);
-        if (x.DType == DType.F32) Forward<float>(x, w, b, y, mean, invstd, eps);
-        else Forward<double>(x, w, b, y, mean, invstd, eps);
+        if (x.DType == DType.F32) Forward(x, new NormBuffers<float>(x, w, b, y, mean, invstd), eps);
+        else Forward(x, new NormBuffers<double>(x, w, b, y, mean, invstd), eps);
     }
 
-    private static void Forward<T>(Tensor xt, Tensor wt, Tensor bt, Tensor yt, Tensor meant, Tensor invstdt, double eps)
-        where T : unmanaged, IFloatingPointIeee754<T>
+    private static void Forward<T>(Tensor xt, NormBuffers<T> buf, double eps) where T : unmanaged, IFloatingPointIeee754<T>
     {
         int n = xt.Shape[0], c = xt.Shape[1], hw = xt.Shape[2] * xt.Shape[3];
-        (T[] A, int O) x = NnKernels.Buf<T>(xt);
-        (T[] A, int O) y = NnKernels.Buf<T>(yt);
-        (T[] A, int O) mean = NnKernels.Buf<T>(meant);
-        (T[] A, int O) invstd = NnKernels.Buf<T>(invstdt);
-        (T[]? A, int O) w = wt.Numel > 0 ? NnKernels.Buf<T>(wt) : default;
-        (T[]? A, int O) b = bt.Numel > 0 ? NnKernels.Buf<T>(bt) : default;
+        var x = buf.X;
         double count = (double)n * hw;
         NnKernels.For(c, 3L * n * hw, (_, c0, c1) =>
         {
@@ -42,13 +36,9 @@ internal static class CpuBatchNorm
                         sq += d * d;
                     }
                 double rstd = 1 / Math.Sqrt(sq / count + eps);
-                double scale = rstd * (w.A is null ? 1 : double.CreateTruncating(w.A[w.O + ch]));
-                double shift = (b.A is null ? 0 : double.CreateTruncating(b.A[b.O + ch])) - mu * scale;
-                for (int i = 0; i < n; i++)
-                    for (int k = 0, o = (i * c + ch) * hw; k < hw; k++)
-                        y.A[y.O + o + k] = T.CreateTruncating(double.CreateTruncating(x.A[x.O + o + k]) * scale + shift);
-                mean.A[mean.O + ch] = T.CreateTruncating(mu);
-                invstd.A[invstd.O + ch] = T.CreateTruncating(rstd);
+                var (scale, shift) = buf.Affine(ch, mu, rstd);
+                for (int i = 0; i < n; i++) buf.Apply((i * c + ch) * hw, hw, scale, shift);
+                buf.SaveStats(ch, mu, rstd);
             }
         });
     }

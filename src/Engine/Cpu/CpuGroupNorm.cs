@@ -12,22 +12,16 @@ internal static class CpuGroupNorm
     public static void Forward(Tensor x, Tensor w, Tensor b, Tensor y, Tensor mean, Tensor invstd, GroupNormAttrs a)
     {
         NnKernels.CheckSameDType("GroupNorm", x, y, mean, invstd);
-        if (x.DType == DType.F32) Forward<float>(x, w, b, y, mean, invstd, a);
-        else Forward<double>(x, w, b, y, mean, invstd, a);
+        if (x.DType == DType.F32) Forward(x, new NormBuffers<float>(x, w, b, y, mean, invstd), a);
+        else Forward(x, new NormBuffers<double>(x, w, b, y, mean, invstd), a);
     }
 
-    private static void Forward<T>(Tensor xt, Tensor wt, Tensor bt, Tensor yt, Tensor meant, Tensor invstdt, GroupNormAttrs a)
-        where T : unmanaged, IFloatingPointIeee754<T>
+    private static void Forward<T>(Tensor xt, NormBuffers<T> buf, GroupNormAttrs a) where T : unmanaged, IFloatingPointIeee754<T>
     {
         int n = xt.Shape[0], c = xt.Shape[1], g = a.Groups, cg = c / g;
         int s = c == 0 ? 0 : xt.Numel / (n * c);   // spatial size per channel
         int m = cg * s;                             // values per group
-        (T[] A, int O) x = NnKernels.Buf<T>(xt);
-        (T[] A, int O) y = NnKernels.Buf<T>(yt);
-        (T[] A, int O) mean = NnKernels.Buf<T>(meant);
-        (T[] A, int O) invstd = NnKernels.Buf<T>(invstdt);
-        (T[]? A, int O) w = wt.Numel > 0 ? NnKernels.Buf<T>(wt) : default;
-        (T[]? A, int O) b = bt.Numel > 0 ? NnKernels.Buf<T>(bt) : default;
+        var x = buf.X;
         NnKernels.For(n * g, 3L * m, (_, i0, i1) =>
         {
             for (int ng = i0; ng < i1; ng++)
@@ -45,14 +39,10 @@ internal static class CpuGroupNorm
                 int group = ng % g;
                 for (int j = 0; j < cg; j++)
                 {
-                    int ch = group * cg + j;
-                    double scale = rstd * (w.A is null ? 1 : double.CreateTruncating(w.A[w.O + ch]));
-                    double shift = (b.A is null ? 0 : double.CreateTruncating(b.A[b.O + ch])) - mu * scale;
-                    for (int k = 0, o = start + j * s; k < s; k++)
-                        y.A[y.O + o + k] = T.CreateTruncating(double.CreateTruncating(x.A[x.O + o + k]) * scale + shift);
+                    var (scale, shift) = buf.Affine(group * cg + j, mu, rstd);
+                    buf.Apply(start + j * s, s, scale, shift);
                 }
-                mean.A[mean.O + ng] = T.CreateTruncating(mu);
-                invstd.A[invstd.O + ng] = T.CreateTruncating(rstd);
+                buf.SaveStats(ng, mu, rstd);
             }
         });
     }

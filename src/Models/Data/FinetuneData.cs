@@ -60,9 +60,10 @@ public sealed class FinetuneData
     public int Dropped { get; private init; }
 
     /// <summary>
-    /// Plain text tokenized a line at a time (each line with its newline): llama2.c's sentencepiece encoder merges over the
-    /// whole string it is given, which is quadratic in its length (minutes for tiny Shakespeare's 1.1M characters), while
-    /// lines keep it linear in the text. A sentencepiece vocabulary then adds its dummy-prefix space at each line start.
+    /// Plain text tokenized a line at a time (each line with its newline), so a sentencepiece vocabulary adds its
+    /// dummy-prefix space at each line start. This began as a workaround (llama2.c's merge loop was quadratic in the
+    /// string); since <see cref="Tokenizers.SentencePieceMerges"/> the whole text encodes in one call too, but into other
+    /// tokens (one dummy prefix, merges across line starts), so the split stays: it is what earlier runs trained on.
     /// </summary>
     public static int[] EncodeByLine(string text, ITokenizer tokenizer)
     {

@@ -15,7 +15,7 @@ public sealed record GptConfig(
     int NHead = 12,
     int NEmbd = 768,
     double Dropout = 0.0,
-    bool Bias = true) : IModelConfig
+    bool Bias = true) : IGptShape
 {
     public void Validate()
     {
@@ -102,7 +102,7 @@ public sealed class Mlp : Module
 }
 
 /// <summary>A pre-norm transformer block: x + attn(ln_1(x)), then + mlp(ln_2(x)).</summary>
-public sealed class Block : Module
+public sealed class Block : Module, ICausalBlock
 {
     public Block(int nEmbd, int nHead, bool bias, double dropout, double projStd, Generator initGen, Generator dropoutGen, Device device)
     {
@@ -130,44 +130,27 @@ public sealed record GptOutput(Tensor Logits, Tensor? Loss);
 /// <summary>
 /// The GPT language model, as nanoGPT's model.py: token and position embeddings, n_layer pre-norm
 /// transformer blocks, a final LayerNorm, and an output head tied to the token embedding (the same
-/// (V, C) matrix embeds tokens and scores them; Press and Wolf 2017). Parameter names follow nanoGPT's
+/// (V, C) matrix embeds tokens and scores them; Press and Wolf 2017); that skeleton is
+/// <see cref="GptShapedLM{TConfig, TBlock}"/>, shared with MoE-GPT and BitNet-GPT. Parameter names follow nanoGPT's
 /// state dict ("transformer.h.0.attn.c_attn.weight"), which also matches Hugging Face's GPT-2 layout up
 /// to Conv1D's transposed weights. Init as nanoGPT: N(0, 0.02) weights, zero biases, and residual
 /// projections (c_proj) N(0, 0.02/sqrt(2 n_layer)) so the residual stream's variance does not grow
 /// with depth (GPT-2 paper).
 /// </summary>
-public sealed class GPT : TrainableLM, ICausalLM, IActivationCheckpointing
+public sealed class GPT : GptShapedLM<GptConfig, Block>, IActivationCheckpointing
 {
-    private readonly Dropout _drop;
-
+    // Children carry nanoGPT's ModuleDict prefix ("transformer.") in their names.
     public GPT(GptConfig config, Generator initGen, Device? device = null, ulong dropoutSeed = 0)
+        : base(config, "GPT", "transformer.", config.Bias, initGen, device, dropoutSeed, (dropoutGen, dev) =>
+            new Block(config.NEmbd, config.NHead, config.Bias, config.Dropout, ResidualProjStd(config.NLayer), initGen, dropoutGen, dev))
     {
-        config.Validate();
-        Config = config;
-        Device = device ?? Device.Cpu;
-        DropoutGenerator = new Generator(dropoutSeed);
-        double projStd = 0.02 / Math.Sqrt(2 * config.NLayer);
-        // Children carry nanoGPT's ModuleDict prefix ("transformer.") in their names.
-        Wte = Child("transformer.wte", new Embedding(config.VocabSize, config.NEmbd, initGen, Device, initStd: 0.02));
-        Wpe = Child("transformer.wpe", new Embedding(config.BlockSize, config.NEmbd, initGen, Device, initStd: 0.02));
-        _drop = Child("transformer.drop", new Dropout(config.Dropout, DropoutGenerator));
-        H = Child("transformer.h", new ModuleList<Block>(Enumerable.Range(0, config.NLayer).Select(_ =>
-            new Block(config.NEmbd, config.NHead, config.Bias, config.Dropout, projStd, initGen, DropoutGenerator, Device))));
-        LnF = Child("transformer.ln_f", new LayerNorm(config.NEmbd, config.Bias, Device));
     }
 
-    public GptConfig Config { get; }
-    public override Device Device { get; }
-    public override Generator DropoutGenerator { get; }
-    public override IModelConfig ConfigRecord => Config;
-
-    public Embedding Wte { get; }
-    public Embedding Wpe { get; }
-    public ModuleList<Block> H { get; }
-    public LayerNorm LnF { get; }
-
     /// <summary>Checkpoint each block in training (<see cref="IActivationCheckpointing"/>); dropout masks are redrawn the same.</summary>
-    public bool CheckpointActivations { get; set; }
+    public bool CheckpointActivations { get => CheckpointBlocks; set => CheckpointBlocks = value; }
+
+    /// <summary>"gpt": the name `mt train gpt` and the checkpoints know it by.</summary>
+    public override string Architecture => "gpt";
 
     /// <summary>
     /// idx (B, T) token ids, T &lt;= block size. With targets (B, T): logits (B, T, V) and the mean
@@ -183,62 +166,12 @@ public sealed class GPT : TrainableLM, ICausalLM, IActivationCheckpointing
         return new GptOutput(logits, targets is null ? null : Functional.CrossEntropy(logits, targets, ignoreIndex: -1));
     }
 
-    Tensor ICausalLM.Forward(Tensor ids, KvCache? cache, bool allPositions) => Logits(ids, cache, allPositions);
-
-    /// <summary>Logits (B, T, V) of every position, for the trainer.</summary>
-    public override Tensor Logits(Tensor idx) => Logits(idx, null, allPositions: true);
-
     public override Tensor Loss(Tensor idx, Tensor targets) => Forward(idx, targets).Loss!;
-
-    /// <summary>Logits (B, 1, V) of the last position, or (B, T, V) with <paramref name="allPositions"/>.</summary>
-    private Tensor Logits(Tensor idx, KvCache? cache, bool allPositions)
-    {
-        if (idx.Rank != 2) throw new ArgumentException($"GPT: input ids must be (B, T), got {idx.Describe()}");
-        int t = idx.Shape[1], start = cache?.Length ?? 0;
-        if (start + t > Config.BlockSize)
-            throw new ArgumentException($"GPT: cannot forward positions {start}..{start + t - 1}, block size is only {Config.BlockSize}");
-        var pos = Tensor.Arange(start, start + t, 1, DType.I64, Device); // (T)
-        var x = _drop.Forward(Wte.Forward(idx) + Wpe.Forward(pos));   // (B, T, C) + (T, C)
-        for (int l = 0; l < H.Count; l++)
-        {
-            var block = H[l];
-            x = CheckpointActivations && cache is null ? Checkpoint.Run(h => block.Forward(h), x, DropoutGenerator) : block.Forward(x, cache?.Layers[l]);
-        }
-        cache?.Advance(t);
-        x = LnF.Forward(allPositions ? x : x.Narrow(1, t - 1, 1));    // (B, T or 1, C)
-        return Head(x);                                                // (B, T or 1, V)
-    }
-
-    /// <summary>An empty KV cache for <paramref name="batch"/> sequences of up to <paramref name="capacity"/> positions (0: the block size), on the model's device.</summary>
-    public KvCache NewCache(int batch = 1, int capacity = 0)
-    {
-        if (capacity < 0 || capacity > Config.BlockSize)
-            throw new ArgumentOutOfRangeException(nameof(capacity), capacity, $"cache length must be in [1, block size {Config.BlockSize}]");
-        return new(Config.NLayer, batch, Config.NHead, capacity == 0 ? Config.BlockSize : capacity, Config.NEmbd / Config.NHead, Wte.Weight.DType, Device);
-    }
-
-    /// <summary>"gpt": the name `mt train gpt` and the checkpoints know it by.</summary>
-    public override string Architecture => "gpt";
-    public override int VocabSize => Config.VocabSize;
-    public int ContextLength => Config.BlockSize;
-    public long WeightCount => this.WeightSize().Count;
-    public long WeightBytes => this.WeightSize().Bytes;
-
-    /// <summary>The tied output head: logits = x wte^T.</summary>
-    private Tensor Head(Tensor x)
-    {
-        int c = Config.NEmbd;
-        var rows = x.Reshape(-1, c).MatMul(Wte.Weight.MT);             // (N, V)
-        return rows.Reshape([.. x.Shape[..^1], Config.VocabSize]);
-    }
 
     /// <summary>
     /// Continues each sequence of <paramref name="idx"/> (B, T) by <paramref name="maxNewTokens"/> tokens, as
-    /// nanoGPT's generate (the model sees the last block-size tokens); see <see cref="WindowedGeneration"/>.
+    /// nanoGPT's generate, sampling among the first <paramref name="sampledVocab"/> tokens (0: all); see <see cref="WindowedGeneration"/>.
     /// </summary>
     public List<int>[] Generate(Tensor idx, int maxNewTokens, Sampler sampler, Action<int>? onToken, bool useCache, int sampledVocab) =>
         WindowedGeneration.Generate(this, idx, maxNewTokens, sampler, onToken, useCache, sampledVocab);
-
-    public override List<int>[] Generate(Tensor idx, int maxNewTokens, Sampler sampler, Action<int>? onToken = null, bool useCache = true) =>
-        Generate(idx, maxNewTokens, sampler, onToken, useCache, sampledVocab: 0);
 }

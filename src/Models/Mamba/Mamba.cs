@@ -98,12 +98,9 @@ public sealed class MambaMixer : Module
 /// </summary>
 public sealed class MambaLM : RecurrentLM
 {
-    public MambaLM(MambaConfig config, Generator init, Device? device = null, ulong dropoutSeed = 0)
+    public MambaLM(MambaConfig config, Generator init, Device? device = null, ulong dropoutSeed = 0) : base(config, device, dropoutSeed)
     {
-        config.Validate();
         Config = config;
-        Device = device ?? Device.Cpu;
-        DropoutGenerator = new Generator(dropoutSeed);
         Embedding = Child("backbone.embedding", new Embedding(config.VocabSize, config.DModel, init, Device, initStd: 0.02));
         Norms = Child("backbone.norms", new ModuleList<RmsNorm>(Enumerable.Range(0, config.NLayer).Select(_ => new RmsNorm(config.DModel, Device))));
         Mixers = Child("backbone.mixers", new ModuleList<MambaMixer>(Enumerable.Range(0, config.NLayer).Select(_ => new MambaMixer(config, init, Device))));
@@ -111,11 +108,8 @@ public sealed class MambaLM : RecurrentLM
     }
 
     public MambaConfig Config { get; }
-    public override Device Device { get; }
-    public override Generator DropoutGenerator { get; }
     public override string Architecture => "mamba";
     public override int VocabSize => Config.VocabSize;
-    public override IModelConfig ConfigRecord => Config;
 
     public Embedding Embedding { get; }
     public ModuleList<RmsNorm> Norms { get; }
@@ -164,18 +158,7 @@ public sealed class MambaLM : RecurrentLM
         new Dictionary<string, TrainConfig>
         {
             [Architectures.DefaultPreset] = new TrainConfig { Arch = "mamba", NLayer = 7, OutDir = "out-mamba-char" },
-            ["shakespeare-char"] = new TrainConfig
-            {
-                Arch = "mamba",
-                NLayer = 12,
-                NEmbd = 384,
-                BlockSize = 256,
-                BatchSize = 64,
-                MaxIters = 5000,
-                LrDecayIters = 5000,
-                EvalIters = 200,
-                OutDir = "out-mamba-char",
-            },
+            ["shakespeare-char"] = Presets.ShakespeareChar(new TrainConfig { Arch = "mamba", NLayer = 12, NEmbd = 384, OutDir = "out-mamba-char" }),
         },
         typeof(MambaConfig),
         (c, vocab) => new MambaConfig(vocab, c.NLayer, c.NEmbd, c.DState, c.DConv, c.Expand, c.Bias),

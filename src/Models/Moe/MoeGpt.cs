@@ -10,7 +10,7 @@ namespace ManagedTensor.Models.Moe;
 /// <see cref="AuxWeight"/> scales the load-balancing loss added to the training loss (Switch: 0.01).
 /// </summary>
 public sealed record MoeConfig(int BlockSize = 64, int VocabSize = 65, int NLayer = 4, int NHead = 4, int NEmbd = 128, double Dropout = 0.0,
-    int Experts = 4, int TopK = 2, int ExpertHidden = 128, double AuxWeight = 0.01) : IModelConfig
+    int Experts = 4, int TopK = 2, int ExpertHidden = 128, double AuxWeight = 0.01) : IGptShape
 {
     public void Validate()
     {
@@ -30,39 +30,18 @@ public sealed record MoeConfig(int BlockSize = 64, int VocabSize = 65, int NLaye
 /// load-balancing losses (<see cref="TopKRouter"/>); evaluation reports the cross-entropy alone. Sampling runs a
 /// KV cache as GPT's does.
 /// </summary>
-public sealed class MoeGpt : TrainableLM, ICausalLM
+public sealed class MoeGpt : GptShapedLM<MoeConfig, MoeBlock>
 {
-    private readonly Dropout _drop;
-
     public MoeGpt(MoeConfig config, Generator initGen, Device? device = null, ulong dropoutSeed = 0)
+        : base(config, "MoE", prefix: "", lnFBias: false, initGen, device, dropoutSeed, (dropoutGen, dev) =>
+            new MoeBlock(config, ResidualProjStd(config.NLayer), initGen, dropoutGen, dev))
     {
-        config.Validate();
-        Config = config;
-        Device = device ?? Device.Cpu;
-        DropoutGenerator = new Generator(dropoutSeed);
-        double projStd = 0.02 / Math.Sqrt(2 * config.NLayer);
-        Wte = Child("wte", new Embedding(config.VocabSize, config.NEmbd, initGen, Device, initStd: 0.02));
-        Wpe = Child("wpe", new Embedding(config.BlockSize, config.NEmbd, initGen, Device, initStd: 0.02));
-        _drop = Child("drop", new Dropout(config.Dropout, DropoutGenerator));
-        H = Child("h", new ModuleList<MoeBlock>(Enumerable.Range(0, config.NLayer).Select(_ => new MoeBlock(config, projStd, initGen, DropoutGenerator, Device))));
-        LnF = Child("ln_f", new LayerNorm(config.NEmbd, bias: false, Device));
     }
 
-    public MoeConfig Config { get; }
-    public override Device Device { get; }
-    public override Generator DropoutGenerator { get; }
     public override string Architecture => "moe";
-    public override int VocabSize => Config.VocabSize;
-    public override IModelConfig ConfigRecord => Config;
-    public Embedding Wte { get; }
-    public Embedding Wpe { get; }
-    public ModuleList<MoeBlock> H { get; }
-    public LayerNorm LnF { get; }
 
     /// <summary>The mean load-balancing loss of the layers in the last forward (1 per layer's k at perfect balance).</summary>
     public double LastAuxLoss { get; private set; }
-
-    public override Tensor Logits(Tensor idx) => Forward(idx, null);
 
     /// <summary>Cross-entropy, plus AuxWeight times the mean aux loss while training.</summary>
     public override Tensor Loss(Tensor idx, Tensor targets)
@@ -74,40 +53,11 @@ public sealed class MoeGpt : TrainableLM, ICausalLM
     }
 
     /// <summary>idx (B, T) continuing the cache's positions -> logits (B, T, V).</summary>
-    public Tensor Forward(Tensor idx, KvCache? cache)
-    {
-        if (idx.Rank != 2) throw new ArgumentException($"MoE: input ids must be (B, T), got {idx.Describe()}");
-        int t = idx.Shape[1], start = cache?.Length ?? 0;
-        if (start + t > Config.BlockSize)
-            throw new ArgumentException($"MoE: cannot forward positions {start}..{start + t - 1}, block size is only {Config.BlockSize}");
-        var x = _drop.Forward(Wte.Forward(idx) + Wpe.Forward(Tensor.Arange(start, start + t, 1, DType.I64, Device)));  // (B, T, C)
-        for (int l = 0; l < H.Count; l++) x = H[l].Forward(x, cache?.Layers[l]);
-        cache?.Advance(t);
-        var h = LnF.Forward(x);
-        return h.Reshape(-1, Config.NEmbd).MatMul(Wte.Weight.MT).Reshape([.. h.Shape[..^1], Config.VocabSize]);
-    }
-
-    // ICausalLM: what GPT's windowed, KV-cached generate (WindowedGeneration) needs to decode this model.
-    public int ContextLength => Config.BlockSize;
-    public long WeightCount => this.WeightSize().Count;
-    public long WeightBytes => this.WeightSize().Bytes;
-
-    public KvCache NewCache(int batch = 1, int capacity = 0) =>
-        new(Config.NLayer, batch, Config.NHead, capacity == 0 ? Config.BlockSize : capacity, Config.NEmbd / Config.NHead, DType.F32, Device);
-
-    Tensor ICausalLM.Forward(Tensor ids, KvCache? cache, bool allPositions)
-    {
-        var logits = Forward(ids, cache);                                                // (B, T, V)
-        return allPositions ? logits : logits.Narrow(1, ids.Shape[1] - 1, 1);           // (B, 1, V)
-    }
-
-    /// <summary>As GPT's generate: the prompt once, then each new token against the KV cache; a full block slides the window.</summary>
-    public override List<int>[] Generate(Tensor idx, int maxNewTokens, Sampler sampler, Action<int>? onToken = null, bool useCache = true) =>
-        WindowedGeneration.Generate(this, idx, maxNewTokens, sampler, onToken, useCache);
+    public Tensor Forward(Tensor idx, KvCache? cache) => Logits(idx, cache, allPositions: true);
 }
 
 /// <summary>A pre-norm block with a mixture of experts for its feed-forward: x + attn(LN(x)), then x + MoE(LN(x)).</summary>
-public sealed class MoeBlock : Module
+public sealed class MoeBlock : Module, ICausalBlock
 {
     private readonly Dropout _dropout;
 

@@ -32,12 +32,9 @@ public sealed class RetNetLM : RecurrentLM
     private readonly Dropout _drop;
     private readonly ConditionalWeakTable<RecurrentState, StrongBox<int>> _positions = new();
 
-    public RetNetLM(RetNetConfig config, Generator initGen, Device? device = null, ulong dropoutSeed = 0)
+    public RetNetLM(RetNetConfig config, Generator initGen, Device? device = null, ulong dropoutSeed = 0) : base(config, device, dropoutSeed)
     {
-        config.Validate();
         Config = config;
-        Device = device ?? Device.Cpu;
-        DropoutGenerator = new Generator(dropoutSeed);
         int c = config.NEmbd;
         Wte = Child("wte", new Embedding(config.VocabSize, c, initGen, Device, initStd: 0.02));
         _drop = Child("drop", new Dropout(config.Dropout, DropoutGenerator));
@@ -47,11 +44,8 @@ public sealed class RetNetLM : RecurrentLM
     }
 
     public RetNetConfig Config { get; }
-    public override Device Device { get; }
-    public override Generator DropoutGenerator { get; }
     public override string Architecture => "retnet";
     public override int VocabSize => Config.VocabSize;
-    public override IModelConfig ConfigRecord => Config;
     public Embedding Wte { get; }
     public ModuleList<RetNetBlock> Layers { get; }
     public LayerNorm LnF { get; }

@@ -165,12 +165,9 @@ public sealed class ChannelMix : Module
 /// </summary>
 public sealed class RwkvLM : RecurrentLM
 {
-    public RwkvLM(RwkvConfig config, Generator init, Device? device = null, ulong dropoutSeed = 0)
+    public RwkvLM(RwkvConfig config, Generator init, Device? device = null, ulong dropoutSeed = 0) : base(config, device, dropoutSeed)
     {
-        config.Validate();
         Config = config;
-        Device = device ?? Device.Cpu;
-        DropoutGenerator = new Generator(dropoutSeed);
         int n = config.NEmbd;
         Emb = Child("emb", new Embedding(config.VocabSize, n, init, Device, initStd: 1e-4));
         Ln0 = Child("ln0", new LayerNorm(n, true, Device));
@@ -183,11 +180,8 @@ public sealed class RwkvLM : RecurrentLM
     }
 
     public RwkvConfig Config { get; }
-    public override Device Device { get; }
-    public override Generator DropoutGenerator { get; }
     public override string Architecture => "rwkv";
     public override int VocabSize => Config.VocabSize;
-    public override IModelConfig ConfigRecord => Config;
 
     public Embedding Emb { get; }
     public LayerNorm Ln0 { get; }
@@ -241,19 +235,7 @@ public sealed class RwkvLM : RecurrentLM
         new Dictionary<string, TrainConfig>
         {
             [Architectures.DefaultPreset] = new TrainConfig { Arch = "rwkv", NLayer = 3, OutDir = "out-rwkv-char" },
-            ["shakespeare-char"] = new TrainConfig
-            {
-                Arch = "rwkv",
-                NLayer = 6,
-                NEmbd = 384,
-                HeadSize = 64,
-                BlockSize = 256,
-                BatchSize = 64,
-                MaxIters = 5000,
-                LrDecayIters = 5000,
-                EvalIters = 200,
-                OutDir = "out-rwkv-char",
-            },
+            ["shakespeare-char"] = Presets.ShakespeareChar(new TrainConfig { Arch = "rwkv", NLayer = 6, NEmbd = 384, HeadSize = 64, OutDir = "out-rwkv-char" }),
         },
         typeof(RwkvConfig),
         (c, vocab) => new RwkvConfig(vocab, c.NLayer, c.NEmbd, c.HeadSize),

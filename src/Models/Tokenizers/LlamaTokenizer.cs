@@ -110,7 +110,7 @@ public sealed class LlamaTokenizer : ITokenizer
         return tokens;
     }
 
-    /// <summary>llama2.c's encode of plain text: dummy-prefix space, characters or byte fallback, then best-score merges.</summary>
+    /// <summary>llama2.c's encode of plain text: dummy-prefix space, characters or byte fallback, then best-score merges (<see cref="SentencePieceMerges"/>).</summary>
     private List<int> EncodeText(string text)
     {
         var pieces = new List<int>();
@@ -124,24 +124,7 @@ public sealed class LlamaTokenizer : ITokenizer
             foreach (byte b in utf8[..n])
                 pieces.Add(_byteTokens[b] >= 0 ? _byteTokens[b] : throw new UserErrorException($"the text cannot be encoded: character '{rune}' has no token and the vocabulary has no byte fallback for 0x{b:X2}"));
         }
-
-        // Greedy merges, best score first (ties: leftmost), as llama2.c does.
-        while (true)
-        {
-            float best = float.NegativeInfinity;
-            int bestIdx = -1, bestId = -1;
-            for (int i = 0; i + 1 < pieces.Count; i++)
-            {
-                if (TokenId(Vocab[pieces[i]] + Vocab[pieces[i + 1]]) is int id && Scores[id] > best)
-                {
-                    best = Scores[id]; bestIdx = i; bestId = id;
-                }
-            }
-            if (bestIdx < 0) break;
-            pieces[bestIdx] = bestId;
-            pieces.RemoveAt(bestIdx + 1);
-        }
-        return pieces;
+        return SentencePieceMerges.Apply(pieces, (left, right) => TokenId(Vocab[left] + Vocab[right]), Scores);
     }
 
     /// <summary>The bytes of <paramref name="token"/> following <paramref name="prev"/> (the space after BOS is dropped).</summary>
