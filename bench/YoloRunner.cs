@@ -58,7 +58,7 @@ public static class YoloRunner
             optimizer = new AdamW(model.NamedParameters(), 1e-3, 0.9, 0.999, 1e-8, 5e-4);
         }
 
-        OpProfiler? profiler = profile ? new OpProfiler(Backends.For(Device.Cpu)) : null;
+        OpProfiler? profiler = profile ? new OpProfiler(Backends.For(Device.Cpu)) { ByShape = true } : null;
         if (profiler is not null) Backends.Register(profiler);
         var times = new List<double>();
         double cpuStart = 0, loss = double.NaN;
