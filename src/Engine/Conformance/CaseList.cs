@@ -318,6 +318,9 @@ internal sealed class CaseList(CaseScale scale)
             Add($"leaky relu backward {t}", LeakyReluOps.LeakyReluBackward, t, Str([n, c, h, w], [n, c, h, w]),
                 g => [g.Uniform([n, c, h, w], -1, 1, t), g.Uniform([n, c, h, w], -3, 3, t)],
                 (x, _) => [Tensor.Apply(LeakyReluOps.LeakyReluBackward, new ScalarAttrs(0.1), x[0], x[1])[0]]);
+            Add($"silu backward {t}", SiluBackwardOps.SiluBackward, t, Str([n, c, h, w], [n, c, h, w]),
+                g => [g.Uniform([n, c, h, w], -1, 1, t), g.Uniform([n, c, h, w], -8, 8, t)],
+                (x, _) => [Tensor.Apply(SiluBackwardOps.SiluBackward, null, x[0], x[1])[0]], t == DType.F32 ? new Tolerance(1e-5, 1e-6) : null);
             Add($"batch norm 2d backward {t}", BatchNormOps.BatchNorm2dBackward, t, Str([n, c, h, w], [n, c, h, w], [c]),
                 g => [g.Uniform([n, c, h, w], -1, 1, t), g.Uniform([n, c, h, w], -2, 3, t), g.Uniform([c], 0.5, 1.5, t)],
                 (x, _) =>
