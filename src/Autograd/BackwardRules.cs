@@ -33,7 +33,7 @@ internal static class BackwardRules
         Rule(Op.Relu, (x, node, y, g) => [g * Mask(x[0].Gt(0), g)]);
         Rule(Op.Gelu, (x, node, y, g) => [Tensor.GeluBackward(g, x[0])]);
         Rule(Op.GeluTanh, (x, node, y, g) => [g * GeluTanhDerivative(x[0])]);
-        Rule(Op.Silu, (x, node, y, g) => [g * SiluDerivative(x[0])]);
+        Rule(Op.Silu, (x, node, y, g) => [Tensor.Apply(SiluBackwardOps.SiluBackward, null, g, x[0])[0]]); // one fused pass (Ops/SiluBackwardOps.cs)
         Rule(Op.Erf, (x, node, y, g) => [g * (x[0] * x[0]).Neg().Exp().MulScalar(2 / Math.Sqrt(Math.PI))]);
         Rule(Op.AddScalar, (x, node, y, g) => [g]);
         Rule(Op.MulScalar, (x, node, y, g) => [g.MulScalar(Scalar(node))]);
@@ -123,13 +123,6 @@ internal static class BackwardRules
         var t = (x * x2.MulScalar(0.044715).AddScalar(1)).MulScalar(k).Tanh();
         var du = x2.MulScalar(3 * 0.044715).AddScalar(1).MulScalar(k);
         return t.AddScalar(1).MulScalar(0.5) + x.MulScalar(0.5) * (t * t).Neg().AddScalar(1) * du;
-    }
-
-    /// <summary>d/dx [x s(x)] = s (1 + x (1 - s)).</summary>
-    private static Tensor SiluDerivative(Tensor x)
-    {
-        var s = x.Sigmoid();
-        return s * (x * s.Neg().AddScalar(1)).AddScalar(1);
     }
 
     /// <summary>PyTorch's clamp gradient: 1 where lo &lt;= x &lt;= hi (boundaries included), else 0.</summary>

@@ -81,4 +81,60 @@ public class DetectorOpsTests
         Assert.Contains("weight has shape [4], expected [3]", Assert.Throws<ArgumentException>(() => x.BatchNorm2d(Tensor.Ones([4]), null)).Message);
         Assert.Contains("bias", Assert.Throws<ArgumentException>(() => x.BatchNorm2d(null, Tensor.Ones([3], DType.F64))).Message);
     }
+
+    [Theory]
+    [InlineData(DType.F32)]
+    [InlineData(DType.F64)]
+    public void LeakyReluBackwardKernelMatchesALoopAndItsComposite(DType dtype)
+    {
+        var dy = RandomTensor([2, 3, 5, 7], seed: 31, dtype);
+        var x = RandomTensor([2, 3, 5, 7], seed: 32, dtype);
+        var (g, xs) = (dy.ToDoubleArray(), x.ToDoubleArray());
+        var expected = g.Select((v, i) => xs[i] > 0 ? v : 0.1 * v).ToArray();
+        AssertClose(expected, Tensor.Apply(LeakyReluOps.LeakyReluBackward, new ScalarAttrs(0.1), dy, x)[0].ToDoubleArray(), 1e-6, 1e-7);
+        var composite = OpRegistry.Get(LeakyReluOps.LeakyReluBackward).Fallback!([dy, x], new ScalarAttrs(0.1))[0];
+        AssertClose(expected, composite.ToDoubleArray(), 1e-6, 1e-7);
+    }
+
+    [Theory]
+    [InlineData(DType.F32, true)]
+    [InlineData(DType.F64, true)]
+    [InlineData(DType.F64, false)]
+    public void BatchNorm2dBackwardKernelMatchesItsComposite(DType dtype, bool affine)
+    {
+        // The CPU kernel (one pass of sums, one of dx, in double) against the composite of tensor ops it replaced.
+        var x = RandomTensor([3, 5, 2, 7], seed: 41, dtype).MulScalar(2).AddScalar(0.5);
+        var dy = RandomTensor([3, 5, 2, 7], seed: 42, dtype);
+        var w = affine ? RandomTensor([5], seed: 43, dtype).AddScalar(1) : Tensor.Empty([0], dtype);
+        var (_, mean, invstd) = x.BatchNorm2d(null, null);
+        var kernel = Tensor.Apply(BatchNormOps.BatchNorm2dBackward, null, dy, x, w, mean, invstd);
+        var composite = OpRegistry.Get(BatchNormOps.BatchNorm2dBackward).Fallback!([dy, x, w, mean, invstd], null);
+        double tol = dtype == DType.F32 ? 2e-5 : 1e-12;
+        for (int k = 0; k < 3; k++) AssertClose(composite[k].ToDoubleArray(), kernel[k].ToDoubleArray(), tol, tol);
+        // dx sums to 0 over each channel (the mean is subtracted); a wrong dbias term would break it
+        var dx = kernel[0].ToDoubleArray();
+        for (int ch = 0; ch < 5; ch++)
+            Assert.Equal(0, Enumerable.Range(0, 3).SelectMany(i => Enumerable.Range((i * 5 + ch) * 14, 14)).Sum(i => dx[i]), dtype == DType.F32 ? 1e-4 : 1e-10);
+        var bad = Assert.Throws<ArgumentException>(() => Tensor.Apply(BatchNormOps.BatchNorm2dBackward, null, dy, x, Tensor.Ones([4], dtype), mean, invstd));
+        Assert.Contains("weight", bad.Message);
+    }
+
+    [Theory]
+    [InlineData(DType.F32)]
+    [InlineData(DType.F64)]
+    public void SiluBackwardKernelMatchesALoopAndItsComposite(DType dtype)
+    {
+        // 2 x 3 x 5 x 7 = 210 elements: a partial SIMD tail; values out to +-8 where s saturates
+        var dy = RandomTensor([2, 3, 5, 7], seed: 51, dtype);
+        var x = RandomTensor([2, 3, 5, 7], seed: 52, dtype).MulScalar(4);
+        var (g, xs) = (dy.ToDoubleArray(), x.ToDoubleArray());
+        var expected = g.Select((v, i) => { double s = 1 / (1 + Math.Exp(-xs[i])); return v * s * (1 + xs[i] * (1 - s)); }).ToArray();
+        double tol = dtype == DType.F32 ? 1e-5 : 1e-12;
+        AssertClose(expected, Tensor.Apply(SiluBackwardOps.SiluBackward, null, dy, x)[0].ToDoubleArray(), tol, tol);
+        AssertClose(expected, OpRegistry.Get(SiluBackwardOps.SiluBackward).Fallback!([dy, x], null)[0].ToDoubleArray(), tol, tol);
+    }
+
+    [Fact]
+    public void SiluGradientThroughTheFusedBackwardMatchesFiniteDifferences()
+        => GradCheck.Check(t => t[0].Silu(), [RandomTensor([3, 4, 5], seed: 53).MulScalar(3)]);
 }

@@ -315,6 +315,21 @@ internal sealed class CaseList(CaseScale scale)
                     var (y, mean, invstd) = x[0].BatchNorm2d(x[1], x[2]);
                     return [y, mean, invstd, x[0].BatchNorm2d(null, null).Y];
                 }, t == DType.F32 ? new Tolerance(1e-4, 2e-5) : null);
+            Add($"leaky relu backward {t}", LeakyReluOps.LeakyReluBackward, t, Str([n, c, h, w], [n, c, h, w]),
+                g => [g.Uniform([n, c, h, w], -1, 1, t), g.Uniform([n, c, h, w], -3, 3, t)],
+                (x, _) => [Tensor.Apply(LeakyReluOps.LeakyReluBackward, new ScalarAttrs(0.1), x[0], x[1])[0]]);
+            Add($"silu backward {t}", SiluBackwardOps.SiluBackward, t, Str([n, c, h, w], [n, c, h, w]),
+                g => [g.Uniform([n, c, h, w], -1, 1, t), g.Uniform([n, c, h, w], -8, 8, t)],
+                (x, _) => [Tensor.Apply(SiluBackwardOps.SiluBackward, null, x[0], x[1])[0]], t == DType.F32 ? new Tolerance(1e-5, 1e-6) : null);
+            Add($"batch norm 2d backward {t}", BatchNormOps.BatchNorm2dBackward, t, Str([n, c, h, w], [n, c, h, w], [c]),
+                g => [g.Uniform([n, c, h, w], -1, 1, t), g.Uniform([n, c, h, w], -2, 3, t), g.Uniform([c], 0.5, 1.5, t)],
+                (x, _) =>
+                {
+                    var (_, mean, invstd) = x[1].BatchNorm2d(null, null);
+                    var r = Tensor.Apply(BatchNormOps.BatchNorm2dBackward, null, x[0], x[1], x[2], mean, invstd);
+                    var plain = Tensor.Apply(BatchNormOps.BatchNorm2dBackward, null, x[0], x[1], x[1].None(), mean, invstd);
+                    return [r[0], r[1], r[2], plain[0]];
+                }, t == DType.F32 ? new Tolerance(1e-4, 2e-5) : null);
             // Group norm (the diffusion U-Net's): 3 groups of an odd channel count, and a 3-D (N, C, L) input.
             int gc = 3 * S(3, 8);
             Add($"group norm {t}", GroupNormOps.GroupNorm, t, Str([n, gc, h, w], [gc], [gc]),

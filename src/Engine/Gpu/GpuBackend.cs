@@ -130,6 +130,11 @@ public sealed class GpuBackend : IBackend, IDeviceMemory, IDisposable
         .Add(Op.UpsampleNearest2d, (i, o, a) => PoolKernels.Upsample(this, i[0], o[0], ((ScaleAttrs)a!).Scale))
         .Add(Op.UpsampleNearest2dBackward, (i, o, a) => PoolKernels.UpsampleBackward(this, i[0], o[0], ((ScaleAttrs)a!).Scale))
 
+        .Add(LeakyReluOps.LeakyRelu, (i, o, a) => LeakyReluKernels.Forward(this, i[0], o[0], ((ScalarAttrs)a!).Value), (i, a) => i[0].DType is DType.F32 or DType.F64)
+        .Add(LeakyReluOps.LeakyReluBackward, (i, o, a) => LeakyReluKernels.Backward(this, i[0], i[1], o[0], ((ScalarAttrs)a!).Value), (i, a) => i[0].DType is DType.F32 or DType.F64)
+        .Add(BatchNormOps.BatchNorm2d, (i, o, a) => BatchNormKernels.Forward(this, i[0], i[1], i[2], o[0], o[1], o[2], (NormAttrs)a!), (i, a) => i[0].DType is DType.F32 or DType.F64)
+        .Add(BatchNormOps.BatchNorm2dBackward, (i, o, a) => BatchNormKernels.Backward(this, i[0], i[1], i[2], i[3], i[4], o[0], o[1], o[2]), (i, a) => i[0].DType is DType.F32 or DType.F64)
+
         .Add(Op.AdamWStep, (i, o, a) => OptimKernels.AdamWStep(this, o[0], i[0], o[1], o[2], (AdamWAttrs)a!))
 
         .Add(Op.Attention, (i, o, a) => AttentionKernels.Forward(this, i[0], i[1], i[2], o[0], o[1], (AttentionAttrs)a!))
@@ -158,6 +163,8 @@ public sealed class GpuBackend : IBackend, IDeviceMemory, IDisposable
             .Concat(LossKernels.Specs())
             .Concat(ConvKernels.Specs())
             .Concat(PoolKernels.Specs())
+            .Concat(LeakyReluKernels.Specs())
+            .Concat(BatchNormKernels.Specs())
             .Concat(OptimKernels.Specs())
             .Concat(AttentionKernels.Specs())
             .Concat(QuantDecodeKernels.Specs())

@@ -9,12 +9,15 @@ namespace ManagedTensor;
 ///   y = (x - mean_c) * invstd_c * weight_c + bias_c.
 /// Outputs y and the per-channel mean and invstd, which the backward reuses. With xhat = (x - mean) * invstd
 /// and M = N*H*W elements per channel:
-///   dbias = sum g,  dweight = sum g * xhat,  dx = weight * invstd / M * (M g - dbias - xhat * dweight).
-/// CPU kernel for F32/F64 (src/Engine/Cpu/CpuBatchNorm.cs); elsewhere the composite of reductions.
+///   dbias = sum g,  dweight = sum g * xhat,  dx = weight * invstd / M * (M g - dbias - xhat * dweight),
+/// computed by the op BatchNorm2dBackward (dy, x, weight?, mean, invstd -> dx, dweight, dbias) in one pass per
+/// channel for the sums and one for dx, instead of a dozen full-size elementwise ops and reductions.
+/// Kernels for both ops: CPU (src/Engine/Cpu/CpuBatchNorm.cs) and GPU (src/Engine/Gpu/Kernels/BatchNormKernels.cs),
+/// F32/F64; elsewhere the composites below.
 /// </summary>
 internal static class BatchNormOps
 {
-    private static Op _op;
+    private static Op _op, _backward;
 
     /// <summary>The op's id. Assigned when the registry registers the op (a static initializer calling Declare would
     /// run inside that registration whenever this class is touched first, and read the id before it is set).</summary>
@@ -24,6 +27,16 @@ internal static class BatchNormOps
         {
             OpRegistry.EnsureBuilt();
             return _op;
+        }
+    }
+
+    /// <summary>The backward op's id (see <see cref="BatchNorm2d"/>).</summary>
+    public static Op BatchNorm2dBackward
+    {
+        get
+        {
+            OpRegistry.EnsureBuilt();
+            return _backward;
         }
     }
 
@@ -41,6 +54,18 @@ internal static class BatchNormOps
             Fallback = Composite,
         });
         CpuBackend.Instance.Kernels.Add(_op, (i, o, a) => CpuBatchNorm.Forward(i[0], i[1], i[2], o[0], o[1], o[2], ((NormAttrs)a!).Eps),
+            (i, a) => i[0].DType is DType.F32 or DType.F64);
+
+        _backward = OpRegistry.Declare("BatchNorm2dBackward");
+        OpRegistry.Define(new OpDef(_backward, "BatchNorm2dBackward")
+        {
+            Inputs = ["dy", "x", "weight?", "mean", "invstd"],
+            Outputs = ["dx", "dweight", "dbias"],
+            Summary = "BatchNorm2d's gradients from dy and the forward's saved mean and invstd",
+            Shapes = BackwardShapes,
+            Fallback = BackwardComposite,
+        });
+        CpuBackend.Instance.Kernels.Add(_backward, (i, o, a) => CpuBatchNorm.Backward(i[0], i[1], i[2], i[3], i[4], o[0], o[1], o[2]),
             (i, a) => i[0].DType is DType.F32 or DType.F64);
     }
 
@@ -66,8 +91,28 @@ internal static class BatchNormOps
 
     private static Tensor?[] Backward(OpNode node, Tensor y, Tensor g)
     {
-        Tensor x = node.Inputs[0], w = node.Inputs[1], b = node.Inputs[2];
-        Tensor mean = node.Saved[0], invstd = node.Saved[1];
+        Tensor w = node.Inputs[1], b = node.Inputs[2];
+        var r = Tensor.Apply(BatchNorm2dBackward, null, g, node.Inputs[0], w, node.Saved[0], node.Saved[1]);
+        return [r[0], w.Numel > 0 ? r[1] : null, b.Numel > 0 ? r[2] : null];
+    }
+
+    private static TensorSpec[] BackwardShapes(Tensor[] inputs, OpAttrs? attrs)
+    {
+        Tensor dy = inputs[0], x = inputs[1], w = inputs[2], mean = inputs[3], invstd = inputs[4];
+        if (x.Rank != 4) throw new ArgumentException($"BatchNorm2dBackward: x must be 4-D (N, C, H, W), got {x.Describe()}");
+        if (!dy.Shape.AsSpan().SequenceEqual(x.Shape) || dy.DType != x.DType)
+            throw new ArgumentException($"BatchNorm2dBackward: dy {dy.Describe()} must have the shape and dtype of x {x.Describe()}");
+        int c = x.Shape[1];
+        foreach (var (t, name) in new[] { (mean, "mean"), (invstd, "invstd"), (w, "weight") })
+            if ((name != "weight" || t.Numel > 0) && (t.Rank != 1 || t.Shape[0] != c || t.DType != x.DType)) // the weight is optional
+                throw new ArgumentException($"BatchNorm2dBackward: {name} {t.Describe()} must be [{c}] of x's dtype {x.DType}");
+        return [new(x.Shape, x.DType), new([c], x.DType), new([c], x.DType)];
+    }
+
+    /// <summary>The gradients in tensor ops (what runs where a backend has no BatchNorm2dBackward kernel).</summary>
+    private static Tensor[] BackwardComposite(Tensor[] inputs, OpAttrs? attrs)
+    {
+        Tensor g = inputs[0], x = inputs[1], w = inputs[2], mean = inputs[3], invstd = inputs[4];
         int[] axes = [0, 2, 3];
         double m = x.Numel / x.Shape[1];
         var xhat = (x - PerChannel(mean)) * PerChannel(invstd);          // (N, C, H, W)
@@ -75,7 +120,7 @@ internal static class BatchNormOps
         var dweight = (g * xhat).Sum(axes);                                // (C)
         var scale = w.Numel > 0 ? w * invstd : invstd;                     // (C)
         var dx = PerChannel(scale / m) * (g * m - PerChannel(dbias) - xhat * PerChannel(dweight));
-        return [dx, w.Numel > 0 ? dweight : null, b.Numel > 0 ? dbias : null];
+        return [dx, dweight, dbias];
     }
 
     private static Tensor[] Composite(Tensor[] inputs, OpAttrs? attrs)

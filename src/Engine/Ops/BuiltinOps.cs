@@ -13,6 +13,7 @@ internal static class BuiltinOps
         QuantOps.Register();
         LeakyReluOps.Register();
         BatchNormOps.Register();
+        SiluBackwardOps.Register();
         GroupNormOps.Register();
         QkvAttentionOps.Register();
         ScanOps.Register();
