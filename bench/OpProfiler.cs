@@ -48,6 +48,13 @@ public sealed partial class OpProfiler(IBackend inner) : IBackend
         foreach (var (op, (ms, cpuMs, calls)) in _totals.OrderByDescending(kv => kv.Value.CpuMs).Take(ByShape ? 40 : 100))
             output.WriteLine($"{ms / iterations,9:F2} {cpuMs / iterations,9:F2} {(double)calls / iterations,10:F1}  {op}");
         output.WriteLine($"{_totals.Values.Sum(v => v.Ms) / iterations,9:F2} {_totals.Values.Sum(v => v.CpuMs) / iterations,9:F2} {"",10}  total in ops");
+        if (!ByShape) return;
+        // The same time summed per op over all shapes: which kind of op to work on first.
+        output.WriteLine($"{"ms/iter",9} {"cpu ms",9} {"calls/iter",10}  op (all shapes)");
+        var byOp = _totals.GroupBy(kv => kv.Key.Split(' ')[0])
+            .Select(grp => (Op: grp.Key, Ms: grp.Sum(kv => kv.Value.Ms), CpuMs: grp.Sum(kv => kv.Value.CpuMs), Calls: grp.Sum(kv => kv.Value.Calls)));
+        foreach (var (op, ms, cpuMs, calls) in byOp.OrderByDescending(r => r.CpuMs).Take(25))
+            output.WriteLine($"{ms / iterations,9:F2} {cpuMs / iterations,9:F2} {(double)calls / iterations,10:F1}  {op}");
     }
 
     /// <summary>CPU time used so far by every thread of this process, in ms.</summary>
