@@ -13,7 +13,7 @@ public class QuantKernelTests
 {
     private static readonly Device Gpu = Device.IlgpuCpu;
 
-    public static TheoryData<DType> Formats() => new() { DType.Q8_0, DType.Q4_0, DType.Q4_K, DType.Q6_K, DType.NF4 };
+    public static TheoryData<DType> Formats() => new() { DType.Q8_0, DType.Q4_0, DType.Q4_K, DType.Q6_K, DType.NF4, DType.TQ2_0 };
 
     /// <summary>
     /// A (rows, k) weight in <paramref name="format"/>, made on the CPU with a spread of block scales: encoded from

@@ -9,7 +9,7 @@ namespace ManagedTensor.Gpu.Kernels.Quant;
 // the unit of a GEMV lane's step, of a GEMM tile's 16-byte shared-memory chunk and of the decode kernel.
 //
 // Weights are read as 16-bit words: every block format has an even size and every field an even offset (Q8_0
-// 34 bytes, Q4_0 18, Q4_K 144, Q6_K 210, NF4 36), so a block of any row starts on a 2-byte boundary.
+// 34 bytes, Q4_0 18, Q4_K 144, Q6_K 210, NF4 36, TQ2_0 66), so a block of any row starts on a 2-byte boundary.
 
 /// <summary>
 /// Eight consecutive values of a block before scaling: value i = <see cref="Scale"/> * raw_i - <see cref="Min"/>,
@@ -51,7 +51,7 @@ internal interface IDecoderVisitor<TResult>
 /// <summary>The formats with a device decoder, and the one switch from a format to its decoder struct.</summary>
 internal static class BlockDecoders
 {
-    public static readonly DType[] Formats = [DType.Q8_0, DType.Q4_0, DType.Q4_K, DType.Q6_K, DType.NF4];
+    public static readonly DType[] Formats = [DType.Q8_0, DType.Q4_0, DType.Q4_K, DType.Q6_K, DType.NF4, DType.TQ2_0];
 
     public static bool Has(DType format) => Array.IndexOf(Formats, format) >= 0;
 
@@ -62,6 +62,7 @@ internal static class BlockDecoders
         DType.Q4_K => visitor.Visit<Q4_KBlocks>(),
         DType.Q6_K => visitor.Visit<Q6_KBlocks>(),
         DType.NF4 => visitor.Visit<Nf4Blocks>(),
+        DType.TQ2_0 => visitor.Visit<TQ2_0Blocks>(),
         _ => throw new NotSupportedException($"no device decoder for {format}"),
     };
 }
@@ -241,5 +242,27 @@ internal readonly struct Nf4Blocks : IBlockDecoder
         float a = b0 ? v1 : v0, b = b0 ? v3 : v2, c = b0 ? v5 : v4, d = b0 ? v7 : v6;
         float ab = b1 ? b : a, cd = b1 ? d : c;
         return b2 ? cd : ab;
+    }
+}
+
+/// <summary>
+/// TQ2_0 (BitNet b1.58's ternary weights): super-blocks of 256 = 64 bytes of 2-bit codes, f16 d at byte 64; x = (q - 1) d
+/// (see src/Engine/Quant/TQ2_0.cs). In half h, byte m holds values 128 h + 32 n + m in bits 2n, 2n + 1, so values 8 j..
+/// are bits 2n of bytes 32 h + 8 (j % 4).., with h = j / 16 and n = (j / 4) % 4.
+/// </summary>
+internal readonly struct TQ2_0Blocks : IBlockDecoder
+{
+    public int BlockSize => 256;
+    public int BlockBytes => 66;
+
+    public Group8 Decode8(ArrayView<ushort> w, int at, int j)
+    {
+        int word = at + 16 * (j >> 4) + 4 * (j & 3), shift = 2 * ((j >> 2) & 3);
+        return new()
+        {
+            Lo = BlockBits.Bytes((BlockBits.Bytes4(w, word) >> shift) & 0x03030303u, 1f),
+            Hi = BlockBits.Bytes((BlockBits.Bytes4(w, word + 2) >> shift) & 0x03030303u, 1f),
+            Scale = BlockBits.Half(w[at + 32]),
+        };
     }
 }
