@@ -13,7 +13,7 @@ public class QuantKernelTests
 {
     private static readonly Device Gpu = Device.IlgpuCpu;
 
-    public static TheoryData<DType> Formats() => new() { DType.Q8_0, DType.Q4_0, DType.Q4_K };
+    public static TheoryData<DType> Formats() => new() { DType.Q8_0, DType.Q4_0, DType.Q4_K, DType.Q6_K, DType.NF4, DType.TQ2_0 };
 
     /// <summary>
     /// A (rows, k) weight in <paramref name="format"/>, made on the CPU with a spread of block scales: encoded from
@@ -41,7 +41,8 @@ public class QuantKernelTests
         return Tensor.FromBlocks(bytes, [rows, k], format);
     }
 
-    private static int KFor(DType format, int k32) => BlockFormats.Get(format).BlockSize == 256 ? 512 : k32;
+    /// <summary>A row length for the format: <paramref name="k32"/> for 32-value blocks, 128 for NF4's 64, two super-blocks for the K-quants.</summary>
+    private static int KFor(DType format, int k32) => BlockFormats.Get(format).BlockSize switch { 256 => 512, 64 => 128, _ => k32 };
 
     [Theory]
     [MemberData(nameof(Formats))]
@@ -103,7 +104,7 @@ public class QuantKernelTests
     [MemberData(nameof(Formats))]
     public void GemvMatchesTheDecodedProductForOneToEightRows(DType format)
     {
-        // K = 96 (Q4_0 rows of 54 bytes start anywhere in a 16-byte chunk) or 512 (Q4_K: 2 super-blocks); N odd.
+        // K = 96 (Q4_0 rows of 54 bytes start anywhere in a 16-byte chunk), 128 (NF4: rows of 72 bytes) or 512 (K-quants: 2 super-blocks); N odd.
         int k = KFor(format, 96);
         var w = Weights(format, 37, k, 2);
         foreach (int m in new[] { 1, 3, 8 })

@@ -3,10 +3,11 @@ using ManagedTensor.Gpu.Bench.SgemmLadder;
 using ManagedTensor.Gpu.Gemm;
 using ManagedTensor.Gpu.Kernels;
 using ManagedTensor.Gpu.Kernels.Attention;
+using ManagedTensor.Gpu.Kernels.Quant;
 
 namespace ManagedTensor.Gpu.Sass;
 
-/// <summary>The kernels the report covers: the GEMM ladder and the tensor-core GEMM, attention forward, backward and decode, the selective scan and WKV.</summary>
+/// <summary>The kernels the report covers: the GEMM ladder and the tensor-core GEMM, attention forward, backward and decode, the selective scan and WKV, the quantized GEMV of decode.</summary>
 public static class ReportKernels
 {
     public static IEnumerable<ReportKernel> All()
@@ -49,5 +50,9 @@ public static class ReportKernels
         yield return new("wkv6 fwd f32 K64", "scan", M(typeof(WkvKernels), "ForwardKernel", typeof(float)), 64, (64 * 64 + 8 * 64) * 4);
         yield return new("wkv6 bwd gr f32 K64", "scan", M(typeof(WkvKernels), "GrKernel", typeof(float)), 64, (64 * 64 + 4 * 64) * 4);
         yield return new("wkv6 bwd f32 K64", "scan", M(typeof(WkvKernels), "GradKernel", typeof(float)), 64, (64 * 64 + 10 * 64) * 4);
+        // Decode's dequantizing GEMV with f16 activations, 256 threads as on a GPU: the hot loop's instructions per FFMA are
+        // the instructions per weight value (one FFMA each at one token row), what decides whether it keeps up with memory.
+        foreach (var format in QuantKernels.WeightFormats)
+            yield return new($"qgemv {format} f16", "quant", QGemvKernels.Spec(format, DType.F16).Method, 256);
     }
 }

@@ -8,8 +8,8 @@ namespace ManagedTensor.Gpu.Kernels.Quant;
 // CPU's). Kernels are generic over the decoder and ask it for eight consecutive values of a block at a time:
 // the unit of a GEMV lane's step, of a GEMM tile's 16-byte shared-memory chunk and of the decode kernel.
 //
-// Weights are read as 16-bit words: every ggml block has an even size and every field an even offset (Q8_0
-// 34 bytes, Q4_0 18, Q4_K 144), so a block of any row starts on a 2-byte boundary.
+// Weights are read as 16-bit words: every block format has an even size and every field an even offset (Q8_0
+// 34 bytes, Q4_0 18, Q4_K 144, Q6_K 210, NF4 36, TQ2_0 66), so a block of any row starts on a 2-byte boundary.
 
 /// <summary>
 /// Eight consecutive values of a block before scaling: value i = <see cref="Scale"/> * raw_i - <see cref="Min"/>,
@@ -51,7 +51,7 @@ internal interface IDecoderVisitor<TResult>
 /// <summary>The formats with a device decoder, and the one switch from a format to its decoder struct.</summary>
 internal static class BlockDecoders
 {
-    public static readonly DType[] Formats = [DType.Q8_0, DType.Q4_0, DType.Q4_K];
+    public static readonly DType[] Formats = [DType.Q8_0, DType.Q4_0, DType.Q4_K, DType.Q6_K, DType.NF4, DType.TQ2_0];
 
     public static bool Has(DType format) => Array.IndexOf(Formats, format) >= 0;
 
@@ -60,6 +60,9 @@ internal static class BlockDecoders
         DType.Q8_0 => visitor.Visit<Q8_0Blocks>(),
         DType.Q4_0 => visitor.Visit<Q4_0Blocks>(),
         DType.Q4_K => visitor.Visit<Q4_KBlocks>(),
+        DType.Q6_K => visitor.Visit<Q6_KBlocks>(),
+        DType.NF4 => visitor.Visit<Nf4Blocks>(),
+        DType.TQ2_0 => visitor.Visit<TQ2_0Blocks>(),
         _ => throw new NotSupportedException($"no device decoder for {format}"),
     };
 }
@@ -86,6 +89,10 @@ internal static class BlockBits
     /// <summary>The low nibbles of the four bytes of <paramref name="u"/>, minus <paramref name="bias"/>.</summary>
     public static Float4 Nibbles(uint u, float bias) =>
         new(Small(u & 0xF, bias), Small((u >> 8) & 0xF, bias), Small((u >> 16) & 0xF, bias), Small((u >> 24) & 0xF, bias));
+
+    /// <summary>The four bytes of <paramref name="u"/> (each below 2^8), minus <paramref name="bias"/>.</summary>
+    public static Float4 Bytes(uint u, float bias) =>
+        new(Small(u & 0xFF, bias), Small((u >> 8) & 0xFF, bias), Small((u >> 16) & 0xFF, bias), Small(u >> 24, bias));
 
     /// <summary>The four bytes of <paramref name="u"/> as signed integers (flipping the sign bit makes them q + 128).</summary>
     public static Float4 SignedBytes(uint u)
@@ -163,6 +170,99 @@ internal readonly struct Q4_KBlocks : IBlockDecoder
             Hi = BlockBits.Nibbles(BlockBits.Bytes4(w, word + 2) >> shift, 0f),
             Scale = BlockBits.Half(w[at]) * (int)sc,
             Min = BlockBits.Half(w[at + 1]) * (int)m,
+        };
+    }
+}
+
+/// <summary>
+/// Q6_K: super-blocks of 256 = 128 bytes of low nibbles (ql), 64 bytes of 2-bit high parts (qh), 16 int8 scales, f16 d
+/// at byte 208; x = d sc (q - 32) with q in 0..63 (see src/Engine/Quant/Q6_K.cs). Each half h of 128 values has
+/// quadrants of 32: quadrant t takes the low (t &lt; 2) or high nibbles of ql bytes 64 h + 32 (t % 2) + l and bits 2 t, 2 t + 1
+/// of qh byte 128 + 32 h + l, l = 0..31; its 16-value runs use scales 8 h + 2 t + l / 16. Values 8 j.. are one
+/// quadrant's l = 8 (j % 4)..: a group needs 4 bytes of ql, 4 of qh and one scale.
+/// </summary>
+internal readonly struct Q6_KBlocks : IBlockDecoder
+{
+    public int BlockSize => 256;
+    public int BlockBytes => 210;
+
+    public Group8 Decode8(ArrayView<ushort> w, int at, int j)
+    {
+        int h = j >> 4, t = (j >> 2) & 3, l = 8 * (j & 3);
+        int ql = at + 32 * h + 16 * (t & 1) + l / 2, qh = at + 64 + 16 * h + l / 2;
+        int nibble = (t >> 1) * 4, high = 2 * t;
+        // Six-bit q per byte: the nibble in bits 0-3, the two high bits moved to bits 4-5.
+        uint lo = ((BlockBits.Bytes4(w, ql) >> nibble) & 0x0F0F0F0Fu) | (((BlockBits.Bytes4(w, qh) >> high) & 0x03030303u) << 4);
+        uint hi = ((BlockBits.Bytes4(w, ql + 2) >> nibble) & 0x0F0F0F0Fu) | (((BlockBits.Bytes4(w, qh + 2) >> high) & 0x03030303u) << 4);
+        int scale = (sbyte)(byte)BlockBits.Byte(w, at + 96, 8 * h + 2 * t + (l >> 4));
+        return new()
+        {
+            Lo = BlockBits.Bytes(lo, 32f),
+            Hi = BlockBits.Bytes(hi, 32f),
+            Scale = BlockBits.Half(w[at + 104]) * scale, // the CPU's d * sc, then * (q - 32)
+        };
+    }
+}
+
+/// <summary>
+/// NF4 (QLoRA): blocks of 64 = f32 absmax, 32 bytes of 4-bit codes, the first value of each pair in the high nibble;
+/// x = Code[q] absmax with bitsandbytes' 16-value table (see src/Engine/Quant/NF4.cs). Values 8 j.. are bytes 4 + 4 j..
+/// The table is a lookup with a run-time index, so it is a tree of selects on q's bits (registers only: an array
+/// would live in local memory on the GPU), 15 selects per value.
+/// </summary>
+internal readonly struct Nf4Blocks : IBlockDecoder
+{
+    public int BlockSize => 64;
+    public int BlockBytes => 36;
+
+    public Group8 Decode8(ArrayView<ushort> w, int at, int j)
+    {
+        uint u = BlockBits.Bytes4(w, at + 2 + 2 * j); // byte i: values 2 i (high nibble) and 2 i + 1
+        return new()
+        {
+            Lo = new(Code(u >> 4), Code(u), Code(u >> 12), Code(u >> 8)),
+            Hi = new(Code(u >> 20), Code(u >> 16), Code(u >> 28), Code(u >> 24)),
+            Scale = Interop.IntAsFloat(BlockBits.Bytes4(w, at)),
+        };
+    }
+
+    /// <summary>bitsandbytes' NF4 value of the code in the low four bits of <paramref name="q"/> (the values of NF4.Code).</summary>
+    private static float Code(uint q)
+    {
+        bool b0 = (q & 1) != 0, b1 = (q & 2) != 0, b2 = (q & 4) != 0;
+        float c0 = Pick(b0, b1, b2, -1.0f, -0.6961928009986877f, -0.5250730514526367f, -0.39491748809814453f,
+            -0.28444138169288635f, -0.18477343022823334f, -0.09105003625154495f, 0.0f);
+        float c1 = Pick(b0, b1, b2, 0.07958029955625534f, 0.16093020141124725f, 0.24611230194568634f, 0.33791524171829224f,
+            0.44070982933044434f, 0.5626170039176941f, 0.7229568362236023f, 1.0f);
+        return (q & 8) != 0 ? c1 : c0;
+    }
+
+    private static float Pick(bool b0, bool b1, bool b2, float v0, float v1, float v2, float v3, float v4, float v5, float v6, float v7)
+    {
+        float a = b0 ? v1 : v0, b = b0 ? v3 : v2, c = b0 ? v5 : v4, d = b0 ? v7 : v6;
+        float ab = b1 ? b : a, cd = b1 ? d : c;
+        return b2 ? cd : ab;
+    }
+}
+
+/// <summary>
+/// TQ2_0 (BitNet b1.58's ternary weights): super-blocks of 256 = 64 bytes of 2-bit codes, f16 d at byte 64; x = (q - 1) d
+/// (see src/Engine/Quant/TQ2_0.cs). In half h, byte m holds values 128 h + 32 n + m in bits 2n, 2n + 1, so values 8 j..
+/// are bits 2n of bytes 32 h + 8 (j % 4).., with h = j / 16 and n = (j / 4) % 4.
+/// </summary>
+internal readonly struct TQ2_0Blocks : IBlockDecoder
+{
+    public int BlockSize => 256;
+    public int BlockBytes => 66;
+
+    public Group8 Decode8(ArrayView<ushort> w, int at, int j)
+    {
+        int word = at + 16 * (j >> 4) + 4 * (j & 3), shift = 2 * ((j >> 2) & 3);
+        return new()
+        {
+            Lo = BlockBits.Bytes((BlockBits.Bytes4(w, word) >> shift) & 0x03030303u, 1f),
+            Hi = BlockBits.Bytes((BlockBits.Bytes4(w, word + 2) >> shift) & 0x03030303u, 1f),
+            Scale = BlockBits.Half(w[at + 32]),
         };
     }
 }
