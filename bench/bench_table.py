@@ -85,8 +85,9 @@ def main():
     loads = sorted(float(r["load1"]) for r in rows)
     if same:
         counts = set(same.values())
-        model = (f"the runners' models have {counts.pop()} {a.same}" if len(counts) == 1
-                 else f"{a.same} equal across runners: " + ", ".join(f"{cases.get(c, c)} {v}" for c, v in same.items()))
+        what = "parameters" if a.same == "params" else a.same
+        model = (f"the runners' models have {counts.pop()} {what}" if len(counts) == 1
+                 else f"{what}, equal across runners: " + "; ".join(f"{cases.get(c, c)} {v}" for c, v in same.items()))
     note = (f"Measured {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d} by `{a.command}` on {os.cpu_count()} cores "
             f"({len(set(r['round'] for r in rows))} interleaved round(s){'; ' + model if same else ''}), 1-minute load average "
             f"{loads[0]:g}-{loads[-1]:g} (median {statistics.median(loads):g}) during the runs; ratios above 1 mean ours is faster."
