@@ -87,10 +87,10 @@ def main():
         counts = set(same.values())
         what = "parameters" if a.same == "params" else a.same
         model = (f"the runners' models have {counts.pop()} {what}" if len(counts) == 1
-                 else f"{what}, equal across runners: " + "; ".join(f"{cases.get(c, c)} {v}" for c, v in same.items()))
+                 else f"{what} equal across runners in each case: " + ", ".join(sorted(counts, key=float)))
     note = (f"Measured {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d} by `{a.command}` on {os.cpu_count()} cores "
             f"({len(set(r['round'] for r in rows))} interleaved round(s){'; ' + model if same else ''}), 1-minute load average "
-            f"{loads[0]:g}-{loads[-1]:g} (median {statistics.median(loads):g}) during the runs; ratios above 1 mean ours is faster."
+            f"{loads[0]:g}-{loads[-1]:g} (median {statistics.median(loads):.1f}) during the runs; ratios above 1 mean ours is faster."
             + (" " + a.note if a.note else ""))
     readme = open(a.readme).read()
     block = f"<!-- {a.marker} -->\n{note}\n\n" + "\n".join(lines) + f"\n<!-- /{a.marker} -->"
