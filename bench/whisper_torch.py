@@ -4,7 +4,8 @@ bench/whisper_vs_torch.sh. The model is tests/fixtures/whisper/make_tiny_whisper
 and openai's model.py, independent of the C# code; Hugging Face's key names, weights as a dict of leaf tensors),
 made trainable and sized by the arguments (the script passes ours: `ManagedTensor.Bench whisper --print-config`).
 The encoder's sinusoidal positions are fixed (not counted, as in ours and Hugging Face's); the output head is tied
-to the token embedding. The parameter count is printed for the script to check against ours.
+to the token embedding. The parameter count is printed for the script to check against ours (and asserted at
+main's default sizes).
 
   --mode encode: the encoder alone, no gradients, on (B, 80, frames) noise; batch 1 by default.
   --mode train:  one step as WhisperTrainer.Step: teacher-forced cross-entropy of T tokens (random ids, the first
@@ -144,6 +145,9 @@ def main():
     build(a.d_model, a.layers, 4 * a.d_model, 80, a.frames // 2, a.max_tokens, a.vocab)
     positions = sinusoids(a.frames // 2, a.d_model)
     params = sum(p.numel() for p in w.values())
+    sizes = (a.d_model, a.layers, a.heads, a.frames, a.max_tokens, a.vocab)
+    if sizes == (192, 3, 4, 800, 64, 51864):  # main's WhisperTrainConfig: ours has 13,241,280 (the script compares any size)
+        assert params == 13_241_280, f"the default model has {params} parameters, ours 13,241,280"
     mel = torch.randn(batch, 80, a.frames)
     loss = float("nan")
     if a.mode == "encode":
