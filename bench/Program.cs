@@ -8,7 +8,8 @@ using ManagedTensor.Bench;
 // each length (KvDecodeRunner); `qmatmul [--types T...] [--rows M...]`: QMatMul at the 1.1B layer
 // shapes; `llama-speed|llama-greedy|llama-logits|write-random-llama`: our side of quant_vs_llamacpp.sh;
 // `scan-wkv [--quick]`: selective scan and WKV on the CPU (bench/scan_wkv_vs_torch.sh); `serve-load` and `make-tinyllama-gguf`: the `mt serve` load test (bench/serve_load.sh); anything else goes to
-// BenchmarkDotNet. `yolo --mode forward|train`: YOLOv8n at 640 x 640 (bench/yolo_vs_torch.sh, YoloRunner).
+// BenchmarkDotNet. `yolo --mode forward|train`: YOLOv8n at 640 x 640 (bench/yolo_vs_torch.sh, YoloRunner);
+// `diffusion --arch unet|dit` and `whisper --mode encode|train`: bench/diffusion_vs_torch.sh and bench/whisper_vs_torch.sh.
 if (args.Length > 0 && args[0] == "sgemm") SgemmRunner.Run(args[1..]);
 else if (args.Length > 0 && args[0] == "gpt-train") GptTrainRunner.Run(args[1..]);
 else if (args.Length > 0 && args[0] == "versions") SgemmVersions.Run(args[1..]);
@@ -18,6 +19,8 @@ else if (args.Length > 0 && args[0] == "kv-decode") KvDecodeRunner.Run(args[1..]
 else if (args.Length > 0 && args[0] == "serve-load") ServeLoadRunner.Run(args[1..]);
 else if (args.Length > 0 && args[0] == "make-tinyllama-gguf") ServeLoadRunner.MakeTinyLlamaGguf(args[1..]);
 else if (args.Length > 0 && args[0] == "yolo") YoloRunner.Run(args[1..]);
+else if (args.Length > 0 && args[0] == "diffusion") DiffusionRunner.Run(args[1..]);
+else if (args.Length > 0 && args[0] == "whisper") WhisperRunner.Run(args[1..]);
 else if (args.Length > 0 && args[0] == "qmatmul") QMatMulRunner.Run(args[1..]);
 else if (args.Length > 0 && args[0] == "qdot") QMatMulRunner.Dot(args[1..]);
 else if (args.Length > 0 && (args[0].StartsWith("llama-") || args[0] is "write-random-llama" or "gguf-compare")) LlamaCppPeerRunner.Run(args);
