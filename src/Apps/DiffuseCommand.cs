@@ -53,13 +53,20 @@ public static class DiffuseCommand
         var limit = new Option<int>("--limit") { Description = "train on the first N images only (0: all)", DefaultValueFactory = _ => 0 }.AtLeast(0);
         var seed = new Option<ulong>("--seed") { Description = "seed of the weights, batches, steps and noise", DefaultValueFactory = _ => t.Seed };
         var logInterval = new Option<int>("--log-interval") { Description = "print the loss every N steps", DefaultValueFactory = _ => t.LogInterval }.AtLeast(1);
+        var classes = new Option<string>("--classes") { Description = "train only on these classes' images: a list such as 0-8 or 9 or 1,3,5 (default: all)", DefaultValueFactory = _ => t.Classes };
+        var baseRun = new Option<string>("--base") { Description = "start from this trained run's EMA weights and model (its --out-dir); with --lora-rank, adapt it", DefaultValueFactory = _ => t.Base };
+        var loraRank = new Option<int>("--lora-rank") { Description = "LoRA rank r of adapters on --lora-targets (needs --base; 0: train every weight)", DefaultValueFactory = _ => t.LoraRank }.AtLeast(0);
+        var loraAlpha = new Option<double>("--lora-alpha") { Description = "LoRA alpha (updates scaled by alpha / r)", DefaultValueFactory = _ => t.LoraAlpha };
+        var loraTargets = new Option<string>("--lora-targets") { Description = "Linear layers that get adapters: names (qkv,proj,emb_proj) or all-linear", DefaultValueFactory = _ => t.LoraTargets };
         var resume = new Option<bool>("--resume") { Description = "continue the run in --out-dir exactly (only --max-steps and --device may be given)" };
         var force = new Option<bool>("--force") { Description = "start a new run even though --out-dir holds one" };
         var device = Cli.DeviceOption("cpu");
-        Option[] shaping = [arch, data, batch, lr, schedule, prediction, sampleEvery, sampleSteps, ema, imageSize, mults, channels, patch, hidden, depth, limit, seed, logInterval];
-        var cmd = new Command("train", "train a class-conditional denoiser on Fashion-MNIST (28x28 padded to 32x32)")
+        Option[] modelShaping = [arch, schedule, prediction, imageSize, mults, channels, patch, hidden, depth];
+        Option[] shaping = [.. modelShaping, data, batch, lr, sampleEvery, sampleSteps, ema, limit, seed, logInterval, classes, baseRun, loraRank, loraAlpha, loraTargets];
+        var cmd = new Command("train", "train a class-conditional denoiser on Fashion-MNIST (28x28 padded to 32x32), or adapt one with LoRA (--base, --lora-rank)")
         {
-            arch, data, outDir, maxSteps, batch, lr, schedule, prediction, sampleEvery, sampleSteps, ema, imageSize, mults, channels, patch, hidden, depth, limit, seed, logInterval, resume, force, device,
+            arch, data, outDir, maxSteps, batch, lr, schedule, prediction, sampleEvery, sampleSteps, ema, imageSize, mults, channels, patch, hidden, depth, limit, seed, logInterval,
+            classes, baseRun, loraRank, loraAlpha, loraTargets, resume, force, device,
         };
         cmd.SetAction(p =>
         {
@@ -75,6 +82,8 @@ public static class DiffuseCommand
             }
             else
             {
+                if (p.GetValue(baseRun)!.Length > 0 && modelShaping.Where(o => p.GetResult(o) is { Implicit: false }).Select(o => o.Name).ToList() is { Count: > 0 } fixedByBase)
+                    throw new UserErrorException($"--base {p.GetValue(baseRun)} brings its own model; {string.Join(", ", fixedByBase)} cannot be given with it");
                 var mc = m with
                 {
                     Arch = p.GetValue(arch)!, ImageSize = p.GetValue(imageSize), Schedule = p.GetValue(schedule)!, Prediction = p.GetValue(prediction)!,
@@ -84,13 +93,21 @@ public static class DiffuseCommand
                 {
                     OutDir = dir, DataDir = Path.GetFullPath(FashionMnist.FindFolder(p.GetValue(data))), MaxSteps = p.GetValue(maxSteps),
                     BatchSize = p.GetValue(batch), LearningRate = p.GetValue(lr), EmaDecay = p.GetValue(ema), SampleEvery = p.GetValue(sampleEvery), SampleSteps = p.GetValue(sampleSteps), Limit = p.GetValue(limit),
-                    Seed = p.GetValue(seed), LogInterval = p.GetValue(logInterval),
+                    Seed = p.GetValue(seed), LogInterval = p.GetValue(logInterval), Classes = p.GetValue(classes)!,
+                    Base = p.GetValue(baseRun)! is { Length: > 0 } b ? Path.GetFullPath(b) : "", LoraRank = p.GetValue(loraRank), LoraAlpha = p.GetValue(loraAlpha), LoraTargets = p.GetValue(loraTargets)!,
                 };
                 trainer = DiffusionTrainer.Create(mc, tc, dev, p.GetValue(force));
             }
             var mcfg = trainer.ModelConfig;
             output.WriteLine($"data: {trainer.Config.DataDir}{(trainer.Config.Limit > 0 ? $" (first {trainer.Config.Limit:N0} images)" : "")}");
             output.WriteLine($"model: {Describe(mcfg)}: {trainer.Model.ParameterCount():N0} parameters on {dev}; {mcfg.Schedule} schedule, {mcfg.TrainSteps} steps, {mcfg.Prediction}-prediction");
+            var tcfg = trainer.Config;
+            if (tcfg.Classes.Length > 0) output.WriteLine($"classes: {string.Join(", ", tcfg.ClassList(mcfg.Classes).Select(k => $"{k} {FashionMnist.ClassNames[k]}"))}");
+            if (tcfg.Base.Length > 0)
+            {
+                long trainable = trainer.Model.Parameters().Where(w => w.RequiresGrad).Sum(w => (long)w.Numel);
+                output.WriteLine($"from {tcfg.Base} (EMA weights){(tcfg.LoraRank > 0 ? $"; LoRA r={tcfg.LoraRank}, alpha {tcfg.LoraAlpha} on {tcfg.LoraTargets}, class embedding trainable" : "")}: {trainable:N0} trainable parameters ({100.0 * trainable / trainer.Model.ParameterCount():F1}%)");
+            }
             RunInterruptibly(trainer, output, error);
             string png = Path.Combine(trainer.Config.OutDir, "loss.png");
             LossPlot.Save(trainer.History, png, $"{mcfg.Arch} on Fashion-MNIST", "mean squared error");
@@ -183,9 +200,10 @@ public static class DiffuseCommand
         var count = new Option<int>("--count", "-n") { Description = "images to generate (and test images to compare with)", DefaultValueFactory = _ => 1000 }.AtLeast(10);
         var floor = new Option<bool>("--floor") { Description = "also the FID of --count test images against as many training images (the floor a perfect model reaches)" };
         var real = new Option<bool>("--real") { Description = "judge real training images in place of samples, through the same path (a check of the judge: expect the classifier's accuracy)" };
+        var onlyClass = new Option<int?>("--class") { Description = "judge samples of this class only, against the test images of that class (e.g. a class taught by LoRA)" };
         var data = ClassifyCommand.DataOption();
         var flags = SamplerFlags.Create();
-        var cmd = new Command("eval", "class consistency and classifier-feature FID (not Inception FID) of a denoiser's samples") { model, classifier, count, floor, real, data };
+        var cmd = new Command("eval", "class consistency and classifier-feature FID (not Inception FID) of a denoiser's samples") { model, classifier, count, floor, real, onlyClass, data };
         foreach (var o in flags.All) cmd.Options.Add(o);
         cmd.SetAction(p =>
         {
@@ -196,14 +214,17 @@ public static class DiffuseCommand
             opts.Validate(net.Config.TrainSteps);
             int n = p.GetValue(count);
             string dir = FashionMnist.FindFolder(p.GetValue(data));
-            var test = FashionMnist.Load(dir, "t10k", n);
+            int? k = p.GetValue(onlyClass);
+            if (k is int kc && (kc < 0 || kc >= net.Config.Classes)) throw new UserErrorException($"--class {kc}: not a class id (0..{net.Config.Classes - 1})");
             bool onReal = p.GetValue(real);
+            if (onReal && k is not null) throw new UserErrorException("--real judges every class; --class cannot be given with it");
+            var test = k is int c ? FashionMnist.Load(dir, "t10k").OfClasses([c]) : FashionMnist.Load(dir, "t10k", n);
             var r = onReal
                 ? DiffusionEval.RunOnRealImages(net.Config, clf, FashionMnist.Load(dir, "train"), test, n)
-                : DiffusionEval.Run(net, clf, test, n, opts, (done, all) => { });
+                : DiffusionEval.Run(net, clf, test, n, opts, (done, all) => { }, k is int only ? [only] : null);
             output.WriteLine(onReal
                 ? $"{n} real training images in place of samples (padded to {net.Config.ImageSize} and cropped back, as samples are) vs {test.Count} test images, in {r.Seconds:F0} s:"
-                : $"{n} samples ({opts.Method} {opts.Steps} steps, cfg {opts.Cfg}) vs {test.Count} test images, in {r.Seconds:F0} s:");
+                : $"{n} samples{(k is int kk ? $" of class {kk} ({FashionMnist.ClassNames[kk]})" : "")} ({opts.Method} {opts.Steps} steps, cfg {opts.Cfg}) vs {test.Count} test images, in {r.Seconds:F0} s:");
             output.WriteLine($"  class consistency {r.ClassConsistency:P1} (the classifier names the class each sample was drawn for)");
             output.WriteLine($"  classifier-feature FID {r.Fid:F2} (on the classifier's {clf.Config.Hidden} penultimate features, not Inception-v3's: comparable only within this project)");
             if (p.GetValue(floor))

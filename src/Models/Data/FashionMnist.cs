@@ -58,6 +58,15 @@ public sealed class FashionMnist
         return new FashionMnist(images.Path, images.Data[..(n * Side * Side)], labels.Data[..n], n);
     }
 
+    /// <summary>The images whose label is in <paramref name="classes"/>, in their order (a held-out class's test images).</summary>
+    public FashionMnist OfClasses(IReadOnlyCollection<int> classes)
+    {
+        var keep = Enumerable.Range(0, Count).Where(i => classes.Contains(Labels[i])).ToArray();
+        if (keep.Length == 0) throw new UserErrorException($"{Source}: no image of class {string.Join(", ", classes)}");
+        var images = keep.SelectMany(i => Images.AsSpan(i * Side * Side, Side * Side).ToArray()).ToArray();
+        return new FashionMnist(Source, images, keep.Select(i => Labels[i]).ToArray(), keep.Length);
+    }
+
     private static string FileOf(string dir, string name)
     {
         foreach (string f in new[] { name + ".gz", name })

@@ -93,11 +93,19 @@ public sealed class DiffusionCheckpoint
         }
     }
 
+    /// <summary>The run's denoiser with fresh weights, LoRA adapters attached if the run has them: what its tensors load into.</summary>
+    public Denoiser CreateDenoiser(Device device)
+    {
+        var net = Denoiser.Create(Model, new Generator(0), device);
+        if (Train.LoraRank > 0) DiffusionLora.Attach(net, Train, new Generator(0));
+        return net;
+    }
+
     /// <summary>The model from a checkpoint, EMA weights, eval mode (for sampling and evaluation).</summary>
     public static Denoiser LoadModel(string outDirOrFile, Device device, bool ema = true)
     {
         var ck = Load(outDirOrFile);
-        var net = Denoiser.Create(ck.Model, new Generator(0), device);
+        var net = ck.CreateDenoiser(device);
         ck.LoadInto(net, ema);
         net.Eval();
         return net;

@@ -11,7 +11,10 @@ namespace ManagedTensor.Models.Diffusion;
 public sealed record DiffusionTrainConfig(
     string OutDir = "out-diffusion", string DataDir = "", int MaxSteps = 2000, int BatchSize = 64, double LearningRate = 3e-4,
     int WarmupSteps = 100, double GradClip = 1.0, double EmaDecay = 0.999, int SampleEvery = 500, int LogInterval = 10,
-    ulong Seed = 1337, int Limit = 0, int SampleSteps = 20, double SampleCfg = 3.0)
+    ulong Seed = 1337, int Limit = 0, int SampleSteps = 20, double SampleCfg = 3.0,
+    // Which classes' images train (a list such as "0-8" or "9"; empty: all), and a base run to start from with, for
+    // LoRA (rank > 0), adapters on LoraTargets scaled by LoraAlpha / rank (see DiffusionLora).
+    string Classes = "", string Base = "", int LoraRank = 0, double LoraAlpha = 16, string LoraTargets = "all-linear")
 {
     public void Validate()
     {
@@ -23,6 +26,28 @@ public sealed record DiffusionTrainConfig(
         if (SampleEvery < 1) throw new UserErrorException($"--sample-every {SampleEvery}: must be at least 1");
         if (LogInterval < 1) throw new UserErrorException($"--log-interval {LogInterval}: must be at least 1");
         if (Limit < 0) throw new UserErrorException($"--limit {Limit}: must be 0 (all) or a positive count");
+        if (LoraRank < 0) throw new UserErrorException($"--lora-rank {LoraRank}: must be 0 (no LoRA) or a positive rank");
+        if (LoraRank > 0 && Base.Length == 0) throw new UserErrorException($"--lora-rank {LoraRank}: LoRA adapts a trained model: give it with --base DIR");
+        if (LoraRank > 0 && !(LoraAlpha > 0 && double.IsFinite(LoraAlpha))) throw new UserErrorException($"--lora-alpha {LoraAlpha}: must be a positive number");
+        _ = ClassList(FashionMnist.Classes);
+    }
+
+    /// <summary>The classes whose images train, from <see cref="Classes"/> ("0-8", "9", "1,3,5"; empty: all of 0..classes-1).</summary>
+    public int[] ClassList(int classes)
+    {
+        if (Classes.Trim().Length == 0) return Enumerable.Range(0, classes).ToArray();
+        var list = new SortedSet<int>();
+        foreach (string part in Classes.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
+        {
+            string[] ends = part.Split('-', StringSplitOptions.TrimEntries);
+            if (ends.Length is < 1 or > 2 || !ends.All(e => int.TryParse(e, out int k) && k >= 0 && k < classes))
+                throw new UserErrorException($"--classes {Classes}: '{part}' is not a class id or range of ids in 0..{classes - 1} (e.g. 0-8 or 9 or 1,3,5)");
+            int lo = int.Parse(ends[0]), hi = int.Parse(ends[^1]);
+            if (hi < lo) throw new UserErrorException($"--classes {Classes}: range '{part}' runs backwards");
+            for (int k = lo; k <= hi; k++) list.Add(k);
+        }
+        if (list.Count == 0) throw new UserErrorException($"--classes '{Classes}': no class given");
+        return [.. list];
     }
 }
 
@@ -45,6 +70,7 @@ public sealed class DiffusionTrainer
     private const string OptimPrefix = "optim.";
 
     private readonly FashionMnist _data;
+    private readonly int[] _pool; // the training images' indices of the classes that train (all images unless --classes)
     private readonly Device _device;
     private readonly NoiseSchedule _schedule;
     private readonly Generator _draw, _noise;
@@ -53,6 +79,9 @@ public sealed class DiffusionTrainer
     private DiffusionTrainer(DiffusionConfig model, DiffusionTrainConfig train, Denoiser net, FashionMnist data, Device device, DiffusionState state)
     {
         (ModelConfig, Config, Model, _data, _device, _state) = (model, train, net, data, device, state);
+        var classes = train.ClassList(model.Classes);
+        _pool = Enumerable.Range(0, data.Count).Where(i => classes.Contains(data.Labels[i])).ToArray();
+        if (_pool.Length == 0) throw new UserErrorException($"--classes {train.Classes}: {data.Source} has no training image of those classes");
         _schedule = new NoiseSchedule(model.Schedule, model.TrainSteps);
         Optimizer = new AdamW(net.NamedParameters(), train.LearningRate, 0.9, 0.999, 1e-8, weightDecay: 0);
         Ema = new Ema(net, train.EmaDecay);
@@ -79,8 +108,19 @@ public sealed class DiffusionTrainer
         if (File.Exists(PathIn(train.OutDir)) && !replace)
             throw new UserErrorException($"--out-dir {train.OutDir} holds a run ({FileName}): --resume continues it, --force starts over, or choose another --out-dir");
         AtomicFile.EnsureWritableDirectory(train.OutDir, "--out-dir");
+        Denoiser net;
+        if (train.Base.Length > 0)
+        {
+            // Fine-tuning: the base run's model and its EMA weights (what it samples with), then the adapters.
+            var baseRun = DiffusionCheckpoint.Load(train.Base);
+            if (baseRun.Train.LoraRank > 0) throw new UserErrorException($"--base {train.Base}: a LoRA run; give the run it adapted (its --base {baseRun.Train.Base}) or merge first");
+            model = baseRun.Model;
+            net = Denoiser.Create(model, new Generator(train.Seed), device);
+            baseRun.LoadInto(net, ema: true);
+            if (train.LoraRank > 0) DiffusionLora.Attach(net, train, new Generator(train.Seed + 3));
+        }
+        else net = Denoiser.Create(model, new Generator(train.Seed), device);
         var data = LoadData(train, model);
-        var net = Denoiser.Create(model, new Generator(train.Seed), device);
         return new DiffusionTrainer(model, train, net, data, device, new DiffusionState(0, 0, 0, 0, 0, []));
     }
 
@@ -98,7 +138,7 @@ public sealed class DiffusionTrainer
         var train = ck.Train with { OutDir = outDir, MaxSteps = maxSteps ?? ck.Train.MaxSteps };
         train.Validate();
         var data = LoadData(train, ck.Model);
-        var net = Denoiser.Create(ck.Model, new Generator(0), device);
+        var net = ck.CreateDenoiser(device);
         ck.LoadInto(net, stripPrefixes: true);
         var trainer = new DiffusionTrainer(ck.Model, train, net, data, device, ck.State);
         try
@@ -160,7 +200,7 @@ public sealed class DiffusionTrainer
         int b = Config.BatchSize, pad = (ModelConfig.ImageSize - FashionMnist.Side) / 2;
         var idx = new int[b];
         var t = new int[b];
-        for (int i = 0; i < b; i++) idx[i] = _draw.NextInt(_data.Count);
+        for (int i = 0; i < b; i++) idx[i] = _pool[_draw.NextInt(_pool.Length)];
         for (int i = 0; i < b; i++) t[i] = _draw.NextInt(ModelConfig.TrainSteps);
         var labels = idx.Select(i => (int)_data.Labels[i]).ToArray();
         var x0 = _data.Batch(idx, _device, -1, 1, pad);                         // (B, 1, S, S)

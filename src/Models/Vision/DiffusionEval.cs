@@ -15,8 +15,12 @@ public static class DiffusionEval
 {
     public sealed record Result(double ClassConsistency, double Fid, double Seconds);
 
-    public static Result Run(Denoiser net, FashionClassifier clf, FashionMnist real, int count, SamplerOptions opts, Action<int, int>? progress = null) =>
-        Judge(clf, real, count, net.Config.Classes, (labels, s) => Sampler.Sample(net, labels, opts with { Seed = opts.Seed + (ulong)s }), progress);
+    /// <summary>
+    /// Samples for <paramref name="classes"/> in turn (default: every class) judged against <paramref name="real"/>
+    /// (give it the same classes' test images when judging a subset, such as a class learned by LoRA).
+    /// </summary>
+    public static Result Run(Denoiser net, FashionClassifier clf, FashionMnist real, int count, SamplerOptions opts, Action<int, int>? progress = null, int[]? classes = null) =>
+        Judge(clf, real, count, classes ?? Enumerable.Range(0, net.Config.Classes).ToArray(), (labels, s) => Sampler.Sample(net, labels, opts with { Seed = opts.Seed + (ulong)s }), progress);
 
     /// <summary>
     /// The judge's own check (`mt diffuse eval --real`): real training images in place of samples, through the same
@@ -27,7 +31,7 @@ public static class DiffusionEval
     public static Result RunOnRealImages(DiffusionConfig model, FashionClassifier clf, FashionMnist train, FashionMnist real, int count, Action<int, int>? progress = null)
     {
         int pad = (model.ImageSize - FashionMnist.Side) / 2, next = 0;
-        return Judge(clf, real, count, model.Classes, (labels, _) =>
+        return Judge(clf, real, count, Enumerable.Range(0, model.Classes).ToArray(), (labels, _) =>
         {
             var idx = labels.Select(k => next = NextOfClass(train, k, next)).ToArray();
             return train.Batch(idx, Device.Cpu, -1, 1, pad);
@@ -45,11 +49,11 @@ public static class DiffusionEval
     }
 
     /// <summary>
-    /// Draws <paramref name="count"/> images for classes 0, 1, ..., 9, 0, ... in batches of 100 from
+    /// Draws <paramref name="count"/> images for <paramref name="classes"/> in turn (0, 1, ..., 9, 0, ...) in batches of 100 from
     /// <paramref name="draw"/> (labels, first index) -> (B, 1, S, S) in [-1, 1], crops them to the classifier's 28x28,
     /// and scores them.
     /// </summary>
-    private static Result Judge(FashionClassifier clf, FashionMnist real, int count, int classes, Func<int[], int, Tensor> draw, Action<int, int>? progress)
+    private static Result Judge(FashionClassifier clf, FashionMnist real, int count, int[] classes, Func<int[], int, Tensor> draw, Action<int, int>? progress)
     {
         var clock = Stopwatch.StartNew();
         int right = 0, d = clf.Config.Hidden, side = clf.Config.Side;
@@ -57,7 +61,7 @@ public static class DiffusionEval
         for (int s = 0; s < count; s += 100)
         {
             int b = Math.Min(100, count - s);
-            var labels = Enumerable.Range(s, b).Select(i => i % classes).ToArray();
+            var labels = Enumerable.Range(s, b).Select(i => classes[i % classes.Length]).ToArray();
             var images = draw(labels, s);
             int pad = (images.Shape[2] - side) / 2;
             var crop = images.Narrow(2, pad, side).Narrow(3, pad, side).Contiguous();
