@@ -1,0 +1,66 @@
+using ManagedTensor.Tests.Autograd;
+using Xunit;
+using static ManagedTensor.Tests.TestUtil;
+
+namespace ManagedTensor.Tests.Engine;
+
+/// <summary>
+/// The SIMD fast paths of the CPU kernels YOLOv8 and the diffusion U-Net train through (batch and group norm, their
+/// backwards) against float64 composites of plain tensor ops, at sizes that are not multiples of the vector width and
+/// with a large mean next to the spread (where a float sum or a cancelling formula would lose digits).
+/// </summary>
+public sealed class FastCpuOpsTests
+{
+    /// <summary>An F32 tensor and its exact F64 copy: the same values for the kernel under test and the reference.</summary>
+    private static (Tensor F32, Tensor F64) Pair(int[] shape, int seed, double scale = 1, double offset = 0)
+    {
+        var x = RandomTensor(shape, seed).MulScalar(scale).AddScalar(offset).To(DType.F32);
+        return (x, x.To(DType.F64));
+    }
+
+    [Theory]
+    [InlineData(2, 3, 13, 11, 40.0)]   // 143 values per plane: vectors and a tail of 7 floats
+    [InlineData(3, 2, 1, 5, 0.5)]      // planes shorter than one vector
+    public void BatchNormF32MatchesTheFloat64Composite(int n, int c, int h, int w, double offset)
+    {
+        var (x, x64) = Pair([n, c, h, w], 1, 3, offset);
+        var (wt, w64) = Pair([c], 2, 1, 1);
+        var (b, b64) = Pair([c], 3);
+        var (dy, dy64) = Pair([n, c, h, w], 4);
+        var def = OpRegistry.Get(BatchNormOps.BatchNorm2d);
+        var expected = def.Fallback!([x64, w64, b64], new NormAttrs(1e-5));
+        var (y, mean, invstd) = x.BatchNorm2d(wt, b);
+        AssertClose(expected[0], y.To(DType.F64), 1e-5, 2e-5, "y");
+        AssertClose(expected[1], mean.To(DType.F64), 1e-6, 1e-6, "mean");
+        AssertClose(expected[2], invstd.To(DType.F64), 1e-5, 1e-6, "invstd");
+
+        var back = OpRegistry.Get(BatchNormOps.BatchNorm2dBackward);
+        var expectedBack = back.Fallback!([dy64, x64, w64, expected[1], expected[2]], null);
+        var got = Tensor.Apply(BatchNormOps.BatchNorm2dBackward, null, dy, x, wt, mean, invstd);
+        string[] names = ["dx", "dweight", "dbias"];
+        for (int k = 0; k < 3; k++) AssertClose(expectedBack[k], got[k].To(DType.F64), 1e-4, 1e-4, names[k]);
+    }
+
+    [Theory]
+    [InlineData(DType.F32, 2, 6, 5, 7, 3, true)]
+    [InlineData(DType.F32, 3, 4, 1, 3, 2, false)]
+    [InlineData(DType.F64, 2, 6, 3, 5, 2, true)]
+    public void GroupNormBackwardKernelMatchesItsComposite(DType dtype, int n, int c, int h, int w, int groups, bool affine)
+    {
+        var x = RandomTensor([n, c, h, w], seed: 11).MulScalar(2).AddScalar(20);
+        var dy = RandomTensor([n, c, h, w], seed: 12);
+        var wt = affine ? RandomTensor([c], seed: 13).AddScalar(1) : Tensor.Empty([0]);
+        var stats = Tensor.Apply(GroupNormOps.GroupNorm, new GroupNormAttrs(groups), x, Tensor.Empty([0]), Tensor.Empty([0]));
+        var expected = OpRegistry.Get(GroupNormOps.GroupNormBackward).Fallback!([dy, x, wt, stats[1], stats[2]], null);
+        var got = Tensor.Apply(GroupNormOps.GroupNormBackward, null, dy.To(dtype), x.To(dtype), wt.To(dtype), stats[1].To(dtype), stats[2].To(dtype));
+        double tol = dtype == DType.F32 ? 1e-4 : 1e-11;
+        string[] names = ["dx", "dweight", "dbias"];
+        for (int k = 0; k < 3; k++) AssertClose(expected[k], got[k].To(DType.F64), tol, tol, names[k]);
+        var bad = Assert.Throws<ArgumentException>(() => Tensor.Apply(GroupNormOps.GroupNormBackward, null, dy, x, wt, stats[1].Reshape(-1), stats[2]));
+        Assert.Contains("mean", bad.Message);
+    }
+
+    [Fact]
+    public void GroupNormFusedBackwardWithoutAffineMatchesFiniteDifferences() =>
+        GradCheck.Check(t => t[0].GroupNorm(2, null, null).Square(), [RandomTensor([2, 4, 3, 3], seed: 14)]);
+}
