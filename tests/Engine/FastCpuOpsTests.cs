@@ -63,4 +63,49 @@ public sealed class FastCpuOpsTests
     [Fact]
     public void GroupNormFusedBackwardWithoutAffineMatchesFiniteDifferences() =>
         GradCheck.Check(t => t[0].GroupNorm(2, null, null).Square(), [RandomTensor([2, 4, 3, 3], seed: 14)]);
+
+    [Theory]
+    [InlineData(300, 16)]   // more rows than one block (128 rows of 16)
+    [InlineData(37, 8)]
+    [InlineData(5, 24)]
+    [InlineData(3, 64)]
+    public void ShortRowSoftmaxMatchesTheFloat64RowLoop(int rows, int c)
+    {
+        var (x, x64) = Pair([rows, c], 21, 6, -2);
+        AssertClose(x64.Softmax(), x.Softmax().To(DType.F64), 1e-6, 1e-7, "softmax");
+        AssertClose(x64.LogSoftmax(), x.LogSoftmax().To(DType.F64), 1e-6, 2e-6, "log-softmax");
+        // a row of a large constant plus one larger value: the max must be subtracted before exp (no overflow)
+        var big = Tensor.FromArray(Enumerable.Range(0, 16).Select(i => i == 11 ? 1000f : 990f).ToArray(), [1, 16]);
+        var p = big.Softmax().ToArray<float>();
+        Assert.Equal(1 / (1 + 15 * Math.Exp(-10)), p[11], 1e-6);
+    }
+
+    [Theory]
+    [InlineData(DType.F32)]
+    [InlineData(DType.F64)]
+    public void UnaryOpsOnATransposedViewMatchTheDenseInput(DType dtype)
+    {
+        // (2, 37, 23) viewed as (2, 23, 37): rows of 37 with stride 23, longer than the gather threshold, with a tail
+        var dense = RandomTensor([2, 37, 23], seed: 31).MulScalar(3).To(dtype);
+        var view = dense.Transpose(1, 2);
+        var copy = view.Contiguous();
+        Assert.False(view.IsContiguous);
+        foreach (var (name, f) in new (string, Func<Tensor, Tensor>)[]
+                 { ("sigmoid", t => t.Sigmoid()), ("relu", t => t.Relu()), ("abs", t => t.Abs()), ("log", t => t.Abs().AddScalar(0.1).Log()), ("exp", t => t.Exp()) })
+            AssertClose(f(copy), f(view), 1e-7, 1e-7, name);
+    }
+
+    [Theory]
+    [InlineData(DType.F32)]
+    [InlineData(DType.F64)]
+    public void BinaryOpsWithATransposedOperandMatchTheDenseOperand(DType dtype)
+    {
+        var a = RandomTensor([2, 23, 37], seed: 32).To(dtype);
+        var bt = RandomTensor([2, 37, 23], seed: 33).To(dtype).Transpose(1, 2);   // strided, 37 per row
+        var b = bt.Contiguous();
+        AssertClose(a * b, a * bt, 0, 0, "a * b^T");
+        AssertClose(b * a, bt * a, 0, 0, "b^T * a");
+        AssertClose(a - b, a - bt, 0, 0, "a - b^T");
+        AssertClose(b.Div(a.AddScalar(3)), bt.Div(a.AddScalar(3)), 0, 0, "b^T / a");
+    }
 }

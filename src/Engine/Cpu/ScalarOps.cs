@@ -145,12 +145,19 @@ internal readonly struct SigmoidOp<T> : IUnaryOp<T> where T : IFloatingPointIeee
     public void Apply(ReadOnlySpan<T> x, Span<T> y) => TensorPrimitives.Sigmoid(x, y);
 }
 
-/// <summary>x * sigmoid(x).</summary>
+/// <summary>x * sigmoid(x); float in one SIMD pass (<see cref="SiluFloat"/>).</summary>
 internal readonly struct SiluOp<T> : IUnaryOp<T> where T : IFloatingPointIeee754<T>
 {
     public T Apply(T x) => x / (T.One + T.Exp(-x));
     public void Apply(ReadOnlySpan<T> x, Span<T> y)
     {
+        if (typeof(T) == typeof(float))
+        {
+            SiluFloat.Apply(
+                MemoryMarshal.CreateReadOnlySpan(ref Unsafe.As<T, float>(ref MemoryMarshal.GetReference(x)), x.Length),
+                MemoryMarshal.CreateSpan(ref Unsafe.As<T, float>(ref MemoryMarshal.GetReference(y)), y.Length));
+            return;
+        }
         TensorPrimitives.Sigmoid(x, y);
         TensorPrimitives.Multiply(x, y, y);
     }
