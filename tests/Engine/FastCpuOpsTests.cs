@@ -108,4 +108,36 @@ public sealed class FastCpuOpsTests
         AssertClose(a - b, a - bt, 0, 0, "a - b^T");
         AssertClose(b.Div(a.AddScalar(3)), bt.Div(a.AddScalar(3)), 0, 0, "b^T / a");
     }
+
+    [Theory]
+    [InlineData(DType.F32, 5, 1, 2)]   // YOLOv8's SPPF pool
+    [InlineData(DType.F64, 3, 2, 1)]
+    [InlineData(DType.F32, 2, 3, 0)]   // windows that skip input rows and columns
+    public void SeparableMaxPoolKeepsTheFirstMaximumOfEachWindow(DType dtype, int k, int stride, int pad)
+    {
+        // values in {0, 1, 2}: every window has ties, so the argmax (seen through the gradient) must be the first in
+        // row-major window order, as in PyTorch
+        int h = 7, w = 9;
+        var v = RandomValues(2 * h * w, 41).Select(r => Math.Floor(Math.Abs(r) * 3 % 3)).ToArray();
+        var x = Tensor.FromArray(v, [1, 2, h, w]).To(dtype);
+        x.RequiresGrad = true;
+        var y = x.MaxPool2d(k, stride, pad);
+        y.Sum().Backward();
+        int oh = y.Shape[2], ow = y.Shape[3];
+        var (ey, edx) = (new double[2 * oh * ow], new double[v.Length]);
+        for (int c = 0; c < 2; c++)
+            for (int i = 0; i < oh; i++)
+                for (int j = 0; j < ow; j++)
+                {
+                    double max = double.NegativeInfinity;
+                    int best = -1;
+                    for (int ih = Math.Max(i * stride - pad, 0); ih < Math.Min(i * stride - pad + k, h); ih++)
+                        for (int iw = Math.Max(j * stride - pad, 0); iw < Math.Min(j * stride - pad + k, w); iw++)
+                            if (best < 0 || v[(c * h + ih) * w + iw] > max) (max, best) = (v[(c * h + ih) * w + iw], (c * h + ih) * w + iw);
+                    ey[(c * oh + i) * ow + j] = max;
+                    edx[best] += 1;
+                }
+        AssertClose(ey, y.ToDoubleArray(), 0, 0, "y");
+        AssertClose(edx, x.Grad!.ToDoubleArray(), 0, 0, "argmax");
+    }
 }
