@@ -140,4 +140,21 @@ public sealed class FastCpuOpsTests
         AssertClose(ey, y.ToDoubleArray(), 0, 0, "y");
         AssertClose(edx, x.Grad!.ToDoubleArray(), 0, 0, "argmax");
     }
+
+    [Fact]
+    public void FloatSigmoidSiluAndSiluGradientMatchFloat64AcrossTheRange()
+    {
+        // 1,003 values from -100 to 100 (a tail after the last vector of 8), where exp over- and underflows at the ends
+        var v = Enumerable.Range(0, 1003).Select(i => -100 + 200.0 * i / 1002).ToArray();
+        var x = Tensor.FromArray(v.Select(d => (float)d).ToArray(), [1003]);
+        var x64 = x.To(DType.F64);
+        var dy = RandomTensor([1003], seed: 51).To(DType.F32);
+        AssertClose(x64.Sigmoid(), x.Sigmoid().To(DType.F64), 1e-6, 1e-30, "sigmoid");
+        AssertClose(x64.Silu(), x.Silu().To(DType.F64), 1e-6, 1e-30, "silu");
+        var expected = Tensor.Apply(SiluBackwardOps.SiluBackward, null, dy.To(DType.F64), x64)[0];
+        AssertClose(expected, Tensor.Apply(SiluBackwardOps.SiluBackward, null, dy, x)[0].To(DType.F64), 1e-6, 1e-30, "silu gradient");
+        var nan = Tensor.FromArray(Enumerable.Repeat(float.NaN, 9).ToArray(), [9]);
+        Assert.All(nan.Sigmoid().ToArray<float>(), f => Assert.True(float.IsNaN(f)));
+        Assert.All(nan.Silu().ToArray<float>(), f => Assert.True(float.IsNaN(f)));
+    }
 }

@@ -1,5 +1,3 @@
-using System.Numerics.Tensors;
-using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 
 namespace ManagedTensor.Cpu;
@@ -8,7 +6,8 @@ namespace ManagedTensor.Cpu;
 /// Float32 softmax / log-softmax over short rows (C a multiple of 8, at most <see cref="MaxC"/>): YOLOv8's DFL head
 /// takes a softmax over 16 bins for each of 67,200 box sides. Five TensorPrimitives calls per row of 16 cost more in
 /// call overhead than in arithmetic, so rows go a block at a time: each row's max and its shift x - max in a few
-/// Vector256 steps, then ONE Exp over the whole block (where the time goes), then each row's sum and scale.
+/// Vector256 steps, then one exp loop over the whole block (<see cref="VectorExp"/>; where the time goes), then each
+/// row's sum and scale.
 /// Same formulas as <see cref="CpuNorm"/>'s row loop: softmax = exp(x - m) / sum, log-softmax = x - m - log(sum).
 /// </summary>
 internal static class SoftmaxShortRows
@@ -40,8 +39,8 @@ internal static class SoftmaxShortRows
                 var vm = Vector256.Create(mx);
                 for (int k = 0; k < c; k += 8) (Vector256.LoadUnsafe(ref x, o + (nuint)k) - vm).StoreUnsafe(ref y, o + (nuint)k);
             }
-            var block = MemoryMarshal.CreateSpan(ref y, nr * c);
-            TensorPrimitives.Exp(block, block);   // exp(x - m) for every row of the block at once
+            for (int k = 0; k < nr * c; k += 8)      // exp(x - m) for every row of the block in one loop
+                VectorExp.Exp(Vector256.LoadUnsafe(ref y, (nuint)k)).StoreUnsafe(ref y, (nuint)k);
             for (int r = 0; r < nr; r++)
             {
                 nuint o = (nuint)(r * c);
