@@ -81,17 +81,18 @@ public sealed class FastCpuOpsTests
     }
 
     [Theory]
-    [InlineData(DType.F32)]
-    [InlineData(DType.F64)]
-    public void UnaryOpsOnATransposedViewMatchTheDenseInput(DType dtype)
+    [InlineData(DType.F32, 37, 23)]   // 1,702 elements: rows of 37 with stride 23 gathered piece by piece
+    [InlineData(DType.F64, 37, 23)]
+    [InlineData(DType.F32, 67, 41)]   // 5,494 elements: copied dense by the tiled transpose first
+    public void UnaryOpsOnATransposedViewMatchTheDenseInput(DType dtype, int rows, int cols)
     {
-        // (2, 37, 23) viewed as (2, 23, 37): rows of 37 with stride 23, longer than the gather threshold, with a tail
-        var dense = RandomTensor([2, 37, 23], seed: 31).MulScalar(3).To(dtype);
+        // (2, rows, cols) viewed as (2, cols, rows)
+        var dense = RandomTensor([2, rows, cols], seed: 31).MulScalar(3).To(dtype);
         var view = dense.Transpose(1, 2);
         var copy = view.Contiguous();
         Assert.False(view.IsContiguous);
         foreach (var (name, f) in new (string, Func<Tensor, Tensor>)[]
-                 { ("sigmoid", t => t.Sigmoid()), ("relu", t => t.Relu()), ("abs", t => t.Abs()), ("log", t => t.Abs().AddScalar(0.1).Log()), ("exp", t => t.Exp()) })
+                 { ("sigmoid", t => t.Sigmoid()), ("relu", t => t.Relu()), ("abs", t => t.Abs()), ("log", t => t.Abs().AddScalar(0.1).Log()), ("exp", t => t.Exp()), ("gelu-tanh", t => t.GeluTanh()) })
             AssertClose(f(copy), f(view), 1e-7, 1e-7, name);
     }
 

@@ -8,7 +8,8 @@ namespace ManagedTensor.Cpu;
 /// broadcast axes). <see cref="StridedLoop"/> merges axes and hands each row to a kernel, which picks:
 ///   all inner strides 1          -> the op's span routine (TensorPrimitives, vectorized)
 ///   one input with inner stride 0 -> the op's scalar-operand span routine (x + c, bias rows)
-///   a strided input (a transpose) -> gathered a piece at a time into a dense buffer, then the span routine
+///   a strided input (a transpose) -> unary: copied dense first (CpuCopy's tiled transpose), then one span call;
+///                                    binary, or a small unary: gathered a piece at a time into a dense buffer
 ///   anything else (short rows)    -> a scalar strided loop.
 /// F32, F64 and the integer types run natively; F16 and BF16 compute in float32 and round once at the end.
 /// </summary>
@@ -72,6 +73,15 @@ internal static class CpuElementwise
     private static void RunUnary<T, TOp>(Tensor x, Tensor y, TOp op) where T : unmanaged where TOp : struct, IUnaryOp<T>
     {
         var loop = new StridedLoop(y.Shape, y, x);
+        if (loop.InnerStride(1) is not (0 or 1) && x.Numel >= DenseCopyMin && x.DType == y.DType)
+        {
+            // A transposed view (YOLO's loss takes the sigmoid of (B, 8400, 80) scores stored as (B, 80, 8400)): its rows
+            // step through memory, so gathering them costs a cache line and a TLB entry per element. CpuCopy transposes
+            // it in cache-sized tiles into a dense tensor, over which the op's SIMD routine runs as one row.
+            var dense = Tensor.Empty(x.Shape, x.DType);
+            CpuCopy.Copy(x, dense);
+            (x, loop) = (dense, new StridedLoop(y.Shape, y, dense));
+        }
         loop.Run(new UnaryKernel<T, TOp>(op, x.Elements<T>(), y.Elements<T>(), loop.InnerStride(1), loop.InnerStride(0)));
     }
 
@@ -194,6 +204,9 @@ internal static class CpuElementwise
             for (int i = 0; i < n; i++) y[oy + i * sy] = op.Apply(a[oa + i * sa], b[ob + i * sb]);
         }
     }
+
+    /// <summary>A strided unary input with at least this many elements is first copied dense (a tiled transpose).</summary>
+    private const int DenseCopyMin = 4096;
 
     /// <summary>Strided rows shorter than this take the scalar loop (a gather would not pay for its call).</summary>
     private const int GatherMin = 16;
