@@ -336,6 +336,15 @@ internal sealed class CaseList(CaseScale scale)
                 g => [g.Uniform([n, gc, h, w], -2, 3, t), g.Uniform([gc], 0.5, 1.5, t), g.Uniform([gc], -1, 1, t)],
                 (x, _) => [x[0].GroupNorm(3, x[1], x[2]), x[0].GroupNorm(gc, null, null), x[0].Reshape(n, gc, -1).GroupNorm(1, x[1], null)],
                 t == DType.F32 ? new Tolerance(1e-4, 2e-5) : null);
+            Add($"group norm backward {t}", GroupNormOps.GroupNormBackward, t, Str([n, gc, h, w], [n, gc, h, w], [gc]),
+                g => [g.Uniform([n, gc, h, w], -1, 1, t), g.Uniform([n, gc, h, w], -2, 3, t), g.Uniform([gc], 0.5, 1.5, t)],
+                (x, _) =>
+                {
+                    var stats = Tensor.Apply(GroupNormOps.GroupNorm, new GroupNormAttrs(3), x[1], x[1].None(), x[1].None());
+                    var r = Tensor.Apply(GroupNormOps.GroupNormBackward, null, x[0], x[1], x[2], stats[1], stats[2]);
+                    var plain = Tensor.Apply(GroupNormOps.GroupNormBackward, null, x[0], x[1], x[1].None(), stats[1], stats[2]);
+                    return [r[0], r[1], r[2], plain[0]];
+                }, t == DType.F32 ? new Tolerance(1e-4, 2e-5) : null);
         }
     }
 

@@ -4,10 +4,12 @@ namespace ManagedTensor.Cpu;
 
 /// <summary>
 /// Batch norm forward with batch statistics (Ops/BatchNormOps.cs): channels run in parallel; each channel's
-/// mean and variance are two passes in double over its N planes of H*W (the second pass sums (x - mean)^2,
-/// which does not cancel as E[x^2] - E[x]^2 would), then one pass writes y.
+/// mean and variance are two SIMD passes over its N planes of H*W (<see cref="NormSums"/>: vector lanes, partials
+/// added in double; the second pass sums (x - mean)^2, which does not cancel as E[x^2] - E[x]^2 would), then one
+/// pass writes y = x * scale + shift.
 /// Backward, per channel with xhat = (x - mean) * invstd and M = N*H*W: one pass sums dbias = sum dy and
-/// dweight = sum dy * xhat (in double), a second writes dx = weight * invstd / M * (M dy - dbias - xhat * dweight).
+/// dweight = sum dy * xhat, a second writes dx = weight * invstd / M * (M dy - dbias - xhat * dweight).
+/// A channel of (2, 64, 80, 80) is 51 KB, so the second and third passes read it from cache.
 /// </summary>
 internal static class CpuBatchNorm
 {
@@ -28,15 +30,9 @@ internal static class CpuBatchNorm
             for (int ch = c0; ch < c1; ch++)
             {
                 double sum = 0;
-                for (int i = 0; i < n; i++)
-                    for (int k = 0, o = x.O + (i * c + ch) * hw; k < hw; k++) sum += double.CreateTruncating(x.A[o + k]);
+                for (int i = 0; i < n; i++) sum += NormSums.Sum<T>(x.A.AsSpan(x.O + (i * c + ch) * hw, hw));
                 double mu = sum / count, sq = 0;
-                for (int i = 0; i < n; i++)
-                    for (int k = 0, o = x.O + (i * c + ch) * hw; k < hw; k++)
-                    {
-                        double d = double.CreateTruncating(x.A[o + k]) - mu;
-                        sq += d * d;
-                    }
+                for (int i = 0; i < n; i++) sq += NormSums.SquaredDeviations<T>(x.A.AsSpan(x.O + (i * c + ch) * hw, hw), T.CreateTruncating(mu));
                 double rstd = 1 / Math.Sqrt(sq / count + eps);
                 var (scale, shift) = buf.Affine(ch, mu, rstd);
                 for (int i = 0; i < n; i++) buf.Apply((i * c + ch) * hw, hw, scale, shift);
@@ -64,24 +60,26 @@ internal static class CpuBatchNorm
         {
             for (int ch = c0; ch < c1; ch++)
             {
-                double mu = double.CreateTruncating(mean.A[mean.O + ch]), rstd = double.CreateTruncating(invstd.A[invstd.O + ch]);
-                double sumG = 0, sumGx = 0;
+                double rstd = double.CreateTruncating(invstd.A[invstd.O + ch]);
+                T muT = mean.A[mean.O + ch];
+                double sumG = 0, sumGxc = 0;   // sum g, sum g (x - mean)
                 for (int i = 0; i < n; i++)
-                    for (int k = 0, o = (i * c + ch) * hw; k < hw; k++)
-                    {
-                        double g = double.CreateTruncating(dy.A[dy.O + o + k]);
-                        sumG += g;
-                        sumGx += g * (double.CreateTruncating(x.A[x.O + o + k]) - mu) * rstd;
-                    }
-                // dx = scale * (dy - dbias / M - xhat * dweight / M), scale = weight * invstd
+                {
+                    int o = (i * c + ch) * hw;
+                    var (g1, gx1) = NormSums.GradientSums<T>(dy.A.AsSpan(dy.O + o, hw), x.A.AsSpan(x.O + o, hw), muT);
+                    sumG += g1;
+                    sumGxc += gx1;
+                }
+                double sumGx = sumGxc * rstd;  // dweight = sum g xhat
+                // dx = scale * (dy - dbias / M - xhat * dweight / M), scale = weight * invstd, xhat = (x - mean) * invstd:
+                //    = scale * dy + (-scale * invstd * dweight / M) * (x - mean) + (-scale * dbias / M)
                 double scale = rstd * (w.A is null ? 1 : double.CreateTruncating(w.A[w.O + ch]));
-                double meanG = sumG / count, meanGx = sumGx / count;
+                T a = T.CreateTruncating(scale), b = T.CreateTruncating(-scale * rstd * sumGx / count), k = T.CreateTruncating(-scale * sumG / count);
                 for (int i = 0; i < n; i++)
-                    for (int k = 0, o = (i * c + ch) * hw; k < hw; k++)
-                    {
-                        double xhat = (double.CreateTruncating(x.A[x.O + o + k]) - mu) * rstd;
-                        dx.A[dx.O + o + k] = T.CreateTruncating(scale * (double.CreateTruncating(dy.A[dy.O + o + k]) - meanG - xhat * meanGx));
-                    }
+                {
+                    int o = (i * c + ch) * hw;
+                    NormSums.InputGradient<T>(dy.A.AsSpan(dy.O + o, hw), x.A.AsSpan(x.O + o, hw), muT, a, b, k, dx.A.AsSpan(dx.O + o, hw));
+                }
                 dw.A[dw.O + ch] = T.CreateTruncating(sumGx);
                 db.A[db.O + ch] = T.CreateTruncating(sumG);
             }

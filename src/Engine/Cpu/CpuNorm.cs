@@ -29,6 +29,12 @@ internal static class CpuNorm
     private static void Softmax<T>((T[] A, int O) x, (T[] A, int O) y, int rows, int c, bool log)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
+        if (typeof(T) == typeof(float) && SoftmaxShortRows.Handles(c))
+        {
+            var (xf, yf) = ((float[])(object)x.A, (float[])(object)y.A);
+            NnKernels.For(rows, 4L * c, (_, r0, r1) => SoftmaxShortRows.Run(xf, x.O, yf, y.O, c, r0, r1, log));
+            return;
+        }
         NnKernels.For(rows, 4L * c, (_, r0, r1) =>
         {
             for (int r = r0; r < r1; r++)

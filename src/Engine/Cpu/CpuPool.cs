@@ -25,6 +25,11 @@ internal static class CpuPool
     /// <summary>
     /// y = max over the window's in-bounds elements (padding acts as -inf), argmax = ih*W + iw of the first
     /// maximum in row-major window order; a NaN wins (the last NaN of the window), as in PyTorch.
+    /// Separable: a window's max is the max over its rows of each row's max over the window's columns, so a row pass
+    /// takes (H, OW) maxima over KW columns and a column pass takes (OH, OW) maxima of those over KH rows: KH + KW
+    /// steps per output instead of KH * KW (YOLOv8's SPPF pools 5 x 5). The argmax survives: the row pass keeps the
+    /// first (or last NaN) column of each row, the column pass the first (or last NaN) row, which together are the
+    /// first maximum (or last NaN) in row-major order.
     /// </summary>
     private static void MaxPool2d<T>(Tensor xt, Tensor yt, Tensor argt, Pool2dAttrs p) where T : unmanaged, IFloatingPointIeee754<T>
     {
@@ -33,36 +38,57 @@ internal static class CpuPool
         var y = NnKernels.Buf<T>(yt);
         var arg = NnKernels.Buf<int>(argt);
         int kh = p.KernelH, kw = p.KernelW, sh = p.StrideH, sw = p.StrideW, ph = p.PadH, pw = p.PadW;
-        NnKernels.For(Planes(xt), (long)oh * ow * kh * kw, (_, p0, p1) =>
+        NnKernels.For(Planes(xt), (long)oh * ow * (kh + kw), (_, p0, p1) =>
         {
+            var rowMax = new T[h * ow];     // (H, OW): each input row's max over each output column's window
+            var rowArg = new int[h * ow];   // (H, OW): its column
             for (int plane = p0; plane < p1; plane++)
             {
                 var xp = new ReadOnlySpan<T>(x.Data, x.Offset + plane * h * w, h * w);    // (H, W)
                 var yp = new Span<T>(y.Data, y.Offset + plane * oh * ow, oh * ow);        // (OH, OW)
                 var ap = new Span<int>(arg.Data, arg.Offset + plane * oh * ow, oh * ow);  // (OH, OW)
-                for (int i = 0; i < oh; i++)
+                for (int ih = 0; ih < h; ih++)
                 {
-                    int h0 = Math.Max(i * sh - ph, 0), h1 = Math.Min(i * sh - ph + kh, h);
+                    var row = xp.Slice(ih * w, w);
                     for (int j = 0; j < ow; j++)
                     {
                         int w0 = Math.Max(j * sw - pw, 0), w1 = Math.Min(j * sw - pw + kw, w);
-                        int best = h0 * w + w0;
+                        int best = w0;
                         T max = T.NegativeInfinity;
-                        for (int ih = h0; ih < h1; ih++)
+                        for (int iw = w0; iw < w1; iw++)
                         {
-                            var row = xp.Slice(ih * w, w);
-                            for (int iw = w0; iw < w1; iw++)
-                            {
-                                // PyTorch's rule, written without short-circuit so the JIT can use conditional moves
-                                // (random data makes this branch unpredictable).
-                                T v = row[iw];
-                                bool take = (v > max) | T.IsNaN(v);
-                                max = take ? v : max;
-                                best = take ? ih * w + iw : best;
-                            }
+                            // PyTorch's rule, written without short-circuit so the JIT can use conditional moves
+                            // (random data makes this branch unpredictable).
+                            T v = row[iw];
+                            bool take = (v > max) | T.IsNaN(v);
+                            max = take ? v : max;
+                            best = take ? iw : best;
                         }
-                        yp[i * ow + j] = max;
-                        ap[i * ow + j] = best;
+                        rowMax[ih * ow + j] = max;
+                        rowArg[ih * ow + j] = best;
+                    }
+                }
+                for (int i = 0; i < oh; i++)
+                {
+                    int h0 = Math.Max(i * sh - ph, 0), h1 = Math.Min(i * sh - ph + kh, h);
+                    var yRow = yp.Slice(i * ow, ow);
+                    var aRow = ap.Slice(i * ow, ow);
+                    for (int j = 0; j < ow; j++)
+                    {
+                        yRow[j] = rowMax[h0 * ow + j];
+                        aRow[j] = h0 * w + rowArg[h0 * ow + j];
+                    }
+                    for (int ih = h0 + 1; ih < h1; ih++)
+                    {
+                        var m = rowMax.AsSpan(ih * ow, ow);
+                        var c = rowArg.AsSpan(ih * ow, ow);
+                        for (int j = 0; j < ow; j++)
+                        {
+                            T v = m[j];
+                            bool take = (v > yRow[j]) | T.IsNaN(v);
+                            yRow[j] = take ? v : yRow[j];
+                            aRow[j] = take ? ih * w + c[j] : aRow[j];
+                        }
                     }
                 }
             }
@@ -248,7 +274,12 @@ internal static class CpuPool
                     for (int a = 1; a < s; a++)
                         TensorPrimitives.Add(rowSum, new ReadOnlySpan<T>(dy.Data, dy.Offset + (plane * h * s + ih * s + a) * ow, ow), rowSum);
                     var dst = new Span<T>(dx.Data, dx.Offset + (plane * h + ih) * w, w); // (W)
-                    for (int iw = 0; iw < w; iw++) dst[iw] = TensorPrimitives.Sum<T>(rowSum.AsSpan(iw * s, s));
+                    for (int iw = 0; iw < w; iw++)
+                    {
+                        T sum = rowSum[iw * s];   // s is small (2 in YOLO and the U-Net): a loop, not a Sum call per element
+                        for (int b = 1; b < s; b++) sum += rowSum[iw * s + b];
+                        dst[iw] = sum;
+                    }
                 }
         });
     }

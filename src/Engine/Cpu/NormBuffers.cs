@@ -31,10 +31,7 @@ internal readonly struct NormBuffers<T> where T : unmanaged, IFloatingPointIeee7
 
     /// <summary>Writes y[o .. o + count) = x * scale + shift.</summary>
     public void Apply(int o, int count, double scale, double shift)
-    {
-        for (int k = 0; k < count; k++)
-            Y.A[Y.O + o + k] = T.CreateTruncating(double.CreateTruncating(X.A[X.O + o + k]) * scale + shift);
-    }
+        => NormSums.Affine<T>(X.A.AsSpan(X.O + o, count), T.CreateTruncating(scale), T.CreateTruncating(shift), Y.A.AsSpan(Y.O + o, count));
 
     /// <summary>Saves normalized set <paramref name="i"/>'s mean and 1/std for the backward pass.</summary>
     public void SaveStats(int i, double mu, double rstd)

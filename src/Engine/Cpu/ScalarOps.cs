@@ -138,19 +138,34 @@ internal readonly struct TanhOp<T> : IUnaryOp<T> where T : IFloatingPointIeee754
     public void Apply(ReadOnlySpan<T> x, Span<T> y) => TensorPrimitives.Tanh(x, y);
 }
 
-/// <summary>1 / (1 + exp(-x)).</summary>
+/// <summary>1 / (1 + exp(-x)); float in one SIMD pass (<see cref="SigmoidFloat"/>).</summary>
 internal readonly struct SigmoidOp<T> : IUnaryOp<T> where T : IFloatingPointIeee754<T>
 {
     public T Apply(T x) => T.One / (T.One + T.Exp(-x));
-    public void Apply(ReadOnlySpan<T> x, Span<T> y) => TensorPrimitives.Sigmoid(x, y);
+
+    public void Apply(ReadOnlySpan<T> x, Span<T> y)
+    {
+        if (typeof(T) == typeof(float))
+            SigmoidFloat.Sigmoid(
+                MemoryMarshal.CreateReadOnlySpan(ref Unsafe.As<T, float>(ref MemoryMarshal.GetReference(x)), x.Length),
+                MemoryMarshal.CreateSpan(ref Unsafe.As<T, float>(ref MemoryMarshal.GetReference(y)), y.Length));
+        else TensorPrimitives.Sigmoid(x, y);
+    }
 }
 
-/// <summary>x * sigmoid(x).</summary>
+/// <summary>x * sigmoid(x); float in one SIMD pass (<see cref="SigmoidFloat"/>).</summary>
 internal readonly struct SiluOp<T> : IUnaryOp<T> where T : IFloatingPointIeee754<T>
 {
     public T Apply(T x) => x / (T.One + T.Exp(-x));
     public void Apply(ReadOnlySpan<T> x, Span<T> y)
     {
+        if (typeof(T) == typeof(float))
+        {
+            SigmoidFloat.Silu(
+                MemoryMarshal.CreateReadOnlySpan(ref Unsafe.As<T, float>(ref MemoryMarshal.GetReference(x)), x.Length),
+                MemoryMarshal.CreateSpan(ref Unsafe.As<T, float>(ref MemoryMarshal.GetReference(y)), y.Length));
+            return;
+        }
         TensorPrimitives.Sigmoid(x, y);
         TensorPrimitives.Multiply(x, y, y);
     }

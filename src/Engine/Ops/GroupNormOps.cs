@@ -13,12 +13,13 @@ public sealed record GroupNormAttrs(int Groups, double Eps = 1e-5) : OpAttrs;
 /// Outputs y and the (N, G) mean and invstd, which the backward reuses. With xhat = (x - mean) * invstd and
 /// gy = g * weight_c, per group:
 ///   dx = invstd / M * (M gy - sum gy - xhat * sum(gy xhat)),  dweight_c = sum_{n,*} g xhat,  dbias_c = sum_{n,*} g.
-/// (Batch norm's formula, with the sums over a sample's group instead of the batch's channel.)
-/// CPU kernel for F32/F64 (src/Engine/Cpu/CpuGroupNorm.cs); elsewhere the composite of reductions.
+/// (Batch norm's formula, with the sums over a sample's group instead of the batch's channel.) The backward is the op
+/// GroupNormBackward (dy, x, weight?, mean, invstd -> dx, dweight, dbias): on the CPU two SIMD passes per group instead
+/// of a dozen full-size tensor ops. CPU kernels for F32/F64 (src/Engine/Cpu/CpuGroupNorm.cs); elsewhere the composites.
 /// </summary>
 internal static class GroupNormOps
 {
-    private static Op _op;
+    private static Op _op, _backward;
 
     /// <summary>The op's id. Assigned when the registry registers the op (see LeakyReluOps for why not a static initializer).</summary>
     public static Op GroupNorm
@@ -27,6 +28,16 @@ internal static class GroupNormOps
         {
             OpRegistry.EnsureBuilt();
             return _op;
+        }
+    }
+
+    /// <summary>The backward op's id (see <see cref="GroupNorm"/>).</summary>
+    public static Op GroupNormBackward
+    {
+        get
+        {
+            OpRegistry.EnsureBuilt();
+            return _backward;
         }
     }
 
@@ -44,6 +55,18 @@ internal static class GroupNormOps
             Fallback = Composite,
         });
         CpuBackend.Instance.Kernels.Add(_op, (i, o, a) => CpuGroupNorm.Forward(i[0], i[1], i[2], o[0], o[1], o[2], (GroupNormAttrs)a!),
+            (i, a) => i[0].DType is DType.F32 or DType.F64);
+
+        _backward = OpRegistry.Declare("GroupNormBackward");
+        OpRegistry.Define(new OpDef(_backward, "GroupNormBackward")
+        {
+            Inputs = ["dy", "x", "weight?", "mean", "invstd"],
+            Outputs = ["dx", "dweight", "dbias"],
+            Summary = "GroupNorm's gradients from dy and the forward's saved (N, G) mean and invstd",
+            Shapes = BackwardShapes,
+            Fallback = BackwardComposite,
+        });
+        CpuBackend.Instance.Kernels.Add(_backward, (i, o, a) => CpuGroupNorm.Backward(i[0], i[1], i[2], i[3], i[4], o[0], o[1], o[2]),
             (i, a) => i[0].DType is DType.F32 or DType.F64);
     }
 
@@ -75,21 +98,39 @@ internal static class GroupNormOps
 
     private static Tensor?[] Backward(OpNode node, Tensor y, Tensor g)
     {
-        Tensor x = node.Inputs[0], w = node.Inputs[1], b = node.Inputs[2];
-        int n = x.Shape[0], groups = node.Saved[0].Shape[1];
-        var mean = node.Saved[0].Unsqueeze(-1);                      // (N, G, 1)
-        var invstd = node.Saved[1].Unsqueeze(-1);                    // (N, G, 1)
+        Tensor w = node.Inputs[1], b = node.Inputs[2];
+        var r = Tensor.Apply(GroupNormBackward, null, g, node.Inputs[0], w, node.Saved[0], node.Saved[1]);
+        return [r[0], w.Numel > 0 ? r[1] : null, b.Numel > 0 ? r[2] : null];
+    }
+
+    private static TensorSpec[] BackwardShapes(Tensor[] inputs, OpAttrs? attrs)
+    {
+        Tensor dy = inputs[0], x = inputs[1], w = inputs[2], mean = inputs[3], invstd = inputs[4];
+        if (x.Rank < 2) throw new ArgumentException($"GroupNormBackward: x must be (N, C, ...), got {x.Describe()}");
+        if (!dy.Shape.AsSpan().SequenceEqual(x.Shape) || dy.DType != x.DType)
+            throw new ArgumentException($"GroupNormBackward: dy {dy.Describe()} must have the shape and dtype of x {x.Describe()}");
+        int n = x.Shape[0], c = x.Shape[1];
+        foreach (var (t, name) in new[] { (mean, "mean"), (invstd, "invstd") })
+            if (t.Rank != 2 || t.Shape[0] != n || t.Shape[1] < 1 || c % t.Shape[1] != 0 || t.DType != x.DType || !t.Shape.AsSpan().SequenceEqual(mean.Shape))
+                throw new ArgumentException($"GroupNormBackward: {name} {t.Describe()} must be [{n}, G] of x's dtype {x.DType}, G dividing the {c} channels");
+        if (w.Numel > 0 && (w.Rank != 1 || w.Shape[0] != c || w.DType != x.DType))
+            throw new ArgumentException($"GroupNormBackward: weight {w.Describe()} must be [{c}] of x's dtype {x.DType}");
+        return [new(x.Shape, x.DType), new([c], x.DType), new([c], x.DType)];
+    }
+
+    /// <summary>The gradients in tensor ops (what runs where a backend has no GroupNormBackward kernel).</summary>
+    private static Tensor[] BackwardComposite(Tensor[] inputs, OpAttrs? attrs)
+    {
+        Tensor g = inputs[0], x = inputs[1], w = inputs[2];
+        int n = x.Shape[0], groups = inputs[3].Shape[1];
+        var mean = inputs[3].Unsqueeze(-1);                          // (N, G, 1)
+        var invstd = inputs[4].Unsqueeze(-1);                        // (N, G, 1)
         var xhat = (x.Reshape(n, groups, -1) - mean) * invstd;       // (N, G, M)
         double m = xhat.Shape[2];
         var gy = (w.Numel > 0 ? g * PerChannel(w, x.Rank) : g).Reshape(n, groups, -1);   // (N, G, M)
         var dx = invstd / m * (gy * m - gy.Sum(-1, keepDim: true) - xhat * (gy * xhat).Sum(-1, keepDim: true));
         var axes = AllButChannel(x.Rank);
-        return
-        [
-            dx.Reshape(x.Shape),
-            w.Numel > 0 ? (g * xhat.Reshape(x.Shape)).Sum(axes) : null,
-            b.Numel > 0 ? g.Sum(axes) : null,
-        ];
+        return [dx.Reshape(x.Shape), (g * xhat.Reshape(x.Shape)).Sum(axes), g.Sum(axes)];
     }
 
     private static Tensor[] Composite(Tensor[] inputs, OpAttrs? attrs)

@@ -8,7 +8,7 @@ namespace ManagedTensor;
 /// SiLU's backward as one op: dx = dy * s (1 + x (1 - s)), s = sigmoid(x) (d/dx [x s(x)]). Autograd's rule for
 /// Op.Silu calls it; written as tensor ops it was five full-size passes (sigmoid, neg, add, mul, mul) plus the
 /// gradient product, which made it one of the larger costs of a YOLOv8 training step (every conv is followed by a
-/// SiLU). CPU kernel for F32/F64 (SIMD through TensorPrimitives, a block at a time); elsewhere the composite below,
+/// SiLU). CPU kernel for F32 (one SIMD pass, Cpu/SigmoidFloat.cs) and F64 (TensorPrimitives, a block at a time); elsewhere the composite below,
 /// which runs on every backend (the GPU runs it until it has its own kernel).
 /// </summary>
 internal static class SiluBackwardOps
@@ -52,7 +52,11 @@ internal static class SiluBackwardOps
 
     private static void Run(Tensor dy, Tensor x, Tensor dx)
     {
-        if (x.DType == DType.F32) Run(NnKernels.Buf<float>(dy), NnKernels.Buf<float>(x), NnKernels.Buf<float>(dx), x.Numel);
+        if (x.DType == DType.F32)
+        {
+            (float[] A, int O) g = NnKernels.Buf<float>(dy), xs = NnKernels.Buf<float>(x), d = NnKernels.Buf<float>(dx);
+            CpuParallel.For(x.Numel, 1, (s, e) => SigmoidFloat.SiluBackward(g.A.AsSpan(g.O + s, e - s), xs.A.AsSpan(xs.O + s, e - s), d.A.AsSpan(d.O + s, e - s)));
+        }
         else Run(NnKernels.Buf<double>(dy), NnKernels.Buf<double>(x), NnKernels.Buf<double>(dx), x.Numel);
     }
 
