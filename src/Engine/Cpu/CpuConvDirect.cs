@@ -1,0 +1,307 @@
+using System.Numerics.Tensors;
+
+namespace ManagedTensor.Cpu;
+
+/// <summary>
+/// Float convolution with stride 1 and dilation 1 as an implicit GEMM: no im2col matrix, no B packing.
+/// The im2col path (CpuConv) writes a K x L column matrix (K = Cg*KH*KW, L = OH*OW) that the GEMM then
+/// packs again, two more passes over K*L floats; with few output channels each packed float feeds only
+/// 2*Og flops, so those passes, not the FMAs, set the time. Here each image is zero-padded once into
+/// (Cg, Hp, Wp), Hp = H + 2*PadH, Wp = W + 2*PadW, and output pixels are indexed "wide", l = oh*Wp + ow
+/// (ow up to Wp, the last KW-1 columns of each wide row being garbage): then im2col row k = (c, kh, kw) is
+/// the contiguous run padded[off[k] + l], off[k] = (c*Hp + kh)*Wp + kw, and the register micro-kernels of
+/// ConvKernels read it in place.
+///
+///   forward          y (Og, L) = w (Og, K) . col (K, L)           A = w packed once, B = rows of the image
+///   backward input   dx = the same forward on dy padded by KH-1-PadH, KW-1-PadW, with the weights flipped in
+///                    kh, kw and transposed to (Cg, Og, KH, KW) (the adjoint of a stride-1 correlation)
+///   backward weight  dw^T (K, Og) += col (K, L) . dy^T (L, Og)      A = rows of the image (MR streams),
+///                    B = dy transposed and packed once per image (Og*L floats, not K*L)
+/// Images run in the fixed chunks of NnKernels (so backward weight sums its per-chunk partials in an order
+/// that depends only on the shape); one image alone is cut into column runs (forward) or rows of dw^T
+/// (backward weight) for the threads.
+/// </summary>
+internal static unsafe class CpuConvDirect
+{
+    /// <summary>Whether the direct path takes this convolution: stride 1, dilation 1, a kernel larger than 1x1
+    /// (a pointwise conv is already a plain GEMM) and a SIMD micro-kernel.</summary>
+    public static bool Applies(CpuConv.Geometry g, SgemmIsa isa)
+        => isa != SgemmIsa.Scalar && g.A.StrideH == 1 && g.A.StrideW == 1 && g.A.DilationH == 1 && g.A.DilationW == 1
+           && g.KH * g.KW > 1;
+
+    /// <summary>Backward input also needs the flipped padding KH-1-PadH, KW-1-PadW to be non-negative.</summary>
+    public static bool AppliesBackwardInput(CpuConv.Geometry g, SgemmIsa isa)
+        => Applies(g, isa) && g.A.PadH <= g.KH - 1 && g.A.PadW <= g.KW - 1;
+
+    /// <summary>
+    /// One stride-1 correlation of an image of Cin channels, H x W, zero-padded by PH, PW, with a KH x KW
+    /// kernel; the sizes of its padded image and its wide output.
+    /// </summary>
+    private readonly record struct Plane(int Cin, int H, int W, int KH, int KW, int PH, int PW)
+    {
+        public int Hp => H + 2 * PH;
+        public int Wp => W + 2 * PW;
+        public int OH => Hp - KH + 1;
+        public int OW => Wp - KW + 1;
+        public int K => Cin * KH * KW;
+        /// <summary>Wide output pixels rounded up to whole slivers of nr columns.</summary>
+        public int Lp(int nr) => (OH * Wp + nr - 1) / nr * nr;
+        /// <summary>The padded image plus slack: the last sliver may read up to nr + KW floats past it (Pad may clear 2*PW).</summary>
+        public int PaddedFloats(int nr) => Cin * Hp * Wp + nr + KW + 2 * PW;
+
+        /// <summary>off[k] for k = (c*KH + kh)*KW + kw, then count - K more entries repeating the last (rows of a padded tile).</summary>
+        public int[] Offsets(int count)
+        {
+            var off = new int[Math.Max(count, K)];
+            for (int c = 0; c < Cin; c++)
+                for (int kh = 0; kh < KH; kh++)
+                    for (int kw = 0; kw < KW; kw++) off[(c * KH + kh) * KW + kw] = (c * Hp + kh) * Wp + kw;
+            for (int k = K; k < off.Length; k++) off[k] = off[K - 1];
+            return off;
+        }
+    }
+
+    public static void Forward(Tensor xt, Tensor wt, Tensor bt, Tensor yt, CpuConv.Geometry g, SgemmIsa isa)
+    {
+        var (mr, _) = Sgemm.Tile(isa);
+        var x = NnKernels.Buf<float>(xt);
+        var w = NnKernels.Buf<float>(wt);
+        var y = NnKernels.Buf<float>(yt);
+        float[]? bias = bt.Numel > 0 ? bt.ElementSpan<float>().ToArray() : null; // (O)
+        var pl = new Plane(g.Cg, g.H, g.W, g.KH, g.KW, g.A.PadH, g.A.PadW);
+        int mPad = (g.Og + mr - 1) / mr * mr;
+        var packed = new float[g.G * mPad * g.K]; // per group: w (Og, K) in slivers of MR rows
+        fixed (float* pw = w.Data, pp = packed)
+            for (int grp = 0; grp < g.G; grp++)
+                PackRows(pw + w.Offset + grp * g.Og * g.K, g.Og, g.K, mr, pp + grp * mPad * g.K);
+        Run(pl, packed, g.Og, g.G, g.N, x.Data, x.Offset, g.C * g.H * g.W, y.Data, y.Offset, g.O * g.L, bias, isa);
+    }
+
+    public static void BackwardInput(Tensor dyt, Tensor wt, Tensor dxt, CpuConv.Geometry g, SgemmIsa isa)
+    {
+        var (mr, _) = Sgemm.Tile(isa);
+        var dy = NnKernels.Buf<float>(dyt);
+        var w = NnKernels.Buf<float>(wt).Data.AsSpan(wt.Offset, g.O * g.K); // (O, Cg, KH, KW)
+        var dx = NnKernels.Buf<float>(dxt);
+        // dx (Cg, H, W) = correlation of dy (Og, OH, OW), padded by KH-1-PadH, KW-1-PadW, with
+        // w'[c, o, i, j] = w[o, c, KH-1-i, KW-1-j]: the same kernel run backwards over the same taps.
+        var pl = new Plane(g.Og, g.OH, g.OW, g.KH, g.KW, g.KH - 1 - g.A.PadH, g.KW - 1 - g.A.PadW);
+        int k2 = pl.K, mPad = (g.Cg + mr - 1) / mr * mr;
+        var flipped = new float[g.Cg * k2];
+        var packed = new float[g.G * mPad * k2];
+        fixed (float* pf = flipped, pp = packed)
+            for (int grp = 0; grp < g.G; grp++)
+            {
+                for (int o = 0; o < g.Og; o++)
+                    for (int c = 0; c < g.Cg; c++)
+                        for (int i = 0; i < g.KH; i++)
+                            for (int j = 0; j < g.KW; j++)
+                                flipped[((c * g.Og + o) * g.KH + i) * g.KW + j] =
+                                    w[(((grp * g.Og + o) * g.Cg + c) * g.KH + g.KH - 1 - i) * g.KW + g.KW - 1 - j];
+                PackRows(pf, g.Cg, k2, mr, pp + grp * mPad * k2);
+            }
+        Run(pl, packed, g.Cg, g.G, g.N, dy.Data, dy.Offset, g.O * g.L, dx.Data, dx.Offset, g.C * g.H * g.W, null, isa);
+    }
+
+    /// <summary>
+    /// out[n, grp] (m, OH, OW) = packed[grp] (m, K) . col(in[n, grp]) (+ bias) for every image and group; in is
+    /// (N, G*Cin, H, W) with imageIn floats per image, out (N, G*m, OH, OW) with imageOut floats per image.
+    /// </summary>
+    private static void Run(Plane pl, float[] packed, int m, int groups, int n, float[] inData, int inOffset, int imageIn,
+        float[] outData, int outOffset, int imageOut, float[]? bias, SgemmIsa isa)
+    {
+        var (mr, nr) = Sgemm.Tile(isa);
+        int mPad = (m + mr - 1) / mr * mr, lp = pl.Lp(nr), oh = pl.OH, ow = pl.OW, wp = pl.Wp;
+        int[] off = pl.Offsets(pl.K);
+        long flops = 2L * groups * m * pl.K * oh * ow;
+        int chunks = NnKernels.ChunkCount(n, flops);
+        bool inside = chunks == 1 && Environment.ProcessorCount > 1 && flops >= 2 * Sgemm.ParallelLimit;
+        NnKernels.ForChunks(chunks, n, (_, n0, n1) =>
+        {
+            using var padBuf = new Scratch<float>(pl.PaddedFloats(nr));
+            using var cBuf = new Scratch<float>(mPad * lp); // (mPad, Lp): the wide output of one image and group
+            fixed (float* pad = padBuf.Array, c = cBuf.Array, pp = packed, pin = inData, pout = outData)
+            fixed (int* poff = off)
+            {
+                nint xPad = (nint)pad, xC = (nint)c, xPp = (nint)pp, xOff = (nint)poff;
+                for (int img = n0; img < n1; img++)
+                    for (int grp = 0; grp < groups; grp++)
+                    {
+                        Pad(pl, pin + inOffset + (nint)img * imageIn + (nint)grp * pl.Cin * pl.H * pl.W, pad, nr);
+                        nint xA = xPp + (nint)grp * mPad * pl.K * sizeof(float);
+                        int slivers = lp / nr;
+                        int items = inside ? Math.Min(slivers, 4 * Environment.ProcessorCount) : 1;
+                        ForItems(items, inside, item =>
+                        {
+                            var (s0, s1) = NnKernels.ChunkRange(item, items, slivers);
+                            ForwardColumns(isa, pl.K, (float*)xA, mPad, (float*)xPad, (int*)xOff, (float*)xC, lp, s0 * nr, s1 * nr);
+                        });
+                        // Drop the wide garbage columns and add the bias: out[o, i, j] = C[o, i*Wp + j] + bias[o].
+                        float* dst = pout + outOffset + (nint)img * imageOut + (nint)grp * m * oh * ow;
+                        for (int o = 0; o < m; o++)
+                        {
+                            float bo = bias is null ? 0f : bias[grp * m + o];
+                            for (int i = 0; i < oh; i++)
+                            {
+                                var src = new ReadOnlySpan<float>(c + (nint)o * lp + i * wp, ow);
+                                var d = new Span<float>(dst + ((nint)o * oh + i) * ow, ow);
+                                if (bias is null) src.CopyTo(d);
+                                else TensorPrimitives.Add(src, bo, d);
+                            }
+                        }
+                    }
+            }
+        });
+    }
+
+    /// <summary>
+    /// C[:, j0..j1] = A (mPad x K, packed in MR-row slivers) . col[:, j0..j1], col read from the padded image
+    /// through off; k blocks of KC outermost so that an A block of mPad x KC stays in L2 while the columns pass.
+    /// </summary>
+    private static void ForwardColumns(SgemmIsa isa, int k, float* a, int mPad, float* pad, int* off, float* c, int ldc, int j0, int j1)
+    {
+        var (mr, nr) = Sgemm.Tile(isa);
+        for (int pc = 0; pc < k; pc += Sgemm.KC)
+        {
+            int kc = Math.Min(Sgemm.KC, k - pc);
+            for (int j = j0; j < j1; j += nr)
+                for (int s = 0; s < mPad; s += mr)
+                {
+                    float* aSliver = a + (nint)s * k + (nint)pc * mr;
+                    float* cTile = c + (nint)s * ldc + j;
+                    if (isa == SgemmIsa.Avx512) ConvKernels.Avx512Indirect12x32(kc, aSliver, pad + j, off + pc, cTile, ldc, pc > 0);
+                    else ConvKernels.Avx2Indirect6x16(kc, aSliver, pad + j, off + pc, cTile, ldc, pc > 0);
+                }
+        }
+    }
+
+    public static void BackwardWeight(Tensor dyt, Tensor xt, Tensor dwt, CpuConv.Geometry g, SgemmIsa isa)
+    {
+        var (mr, nr) = Sgemm.Tile(isa);
+        var dy = NnKernels.Buf<float>(dyt);
+        var x = NnKernels.Buf<float>(xt);
+        var pl = new Plane(g.Cg, g.H, g.W, g.KH, g.KW, g.A.PadH, g.A.PadW);
+        int k = g.K, kPad = (k + mr - 1) / mr * mr, oPad = (g.Og + nr - 1) / nr * nr, lp = pl.Lp(nr);
+        int tile = kPad * oPad; // dw^T of one group, (kPad, oPad)
+        int[] off = pl.Offsets(kPad);
+        long flops = 2L * g.O * k * g.L;
+        int chunks = NnKernels.ChunkCount(g.N, flops);
+        bool inside = chunks == 1 && Environment.ProcessorCount > 1 && flops >= 2 * Sgemm.ParallelLimit;
+        using var partialBuf = new Scratch<float>(chunks * g.G * tile); // (chunks, G, kPad, oPad), added in chunk order
+        partialBuf.Clear();
+        var partial = partialBuf.Array;
+        NnKernels.ForChunks(chunks, g.N, (chunk, n0, n1) =>
+        {
+            using var padBuf = new Scratch<float>(pl.PaddedFloats(nr));
+            using var dyBuf = new Scratch<float>(oPad * lp); // dy^T of one image and group in slivers of NR channels
+            fixed (float* pad = padBuf.Array, dyT = dyBuf.Array, px = x.Data, pdy = dy.Data, pdw = partial)
+            fixed (int* poff = off)
+            {
+                nint xPad = (nint)pad, xDyT = (nint)dyT, xOff = (nint)poff;
+                for (int img = n0; img < n1; img++)
+                    for (int grp = 0; grp < g.G; grp++)
+                    {
+                        Pad(pl, px + x.Offset + ((nint)img * g.C + grp * g.Cg) * g.H * g.W, pad, nr);
+                        PackDyT(pdy + dy.Offset + ((nint)img * g.O + grp * g.Og) * g.L, g.Og, g.OH, g.OW, pl.Wp, lp, nr, dyT);
+                        nint xDw = (nint)(pdw + ((nint)chunk * g.G + grp) * tile);
+                        int rowBlocks = kPad / mr;
+                        int items = inside ? Math.Min(rowBlocks, 4 * Environment.ProcessorCount) : 1;
+                        ForItems(items, inside, item =>
+                        {
+                            var (b0, b1) = NnKernels.ChunkRange(item, items, rowBlocks);
+                            WeightRows(isa, (float*)xPad, (int*)xOff, (float*)xDyT, lp, oPad, (float*)xDw, b0 * mr, b1 * mr);
+                        });
+                    }
+            }
+        });
+        // dw[grp*Og + o, kk] = sum over chunks of dw^T[chunk, grp, kk, o]
+        var dw = dwt.ElementSpan<float>();
+        for (int grp = 0; grp < g.G; grp++)
+            for (int o = 0; o < g.Og; o++)
+                for (int kk = 0; kk < k; kk++)
+                {
+                    float s = 0f;
+                    for (int ch = 0; ch < chunks; ch++) s += partial[(ch * g.G + grp) * tile + kk * oPad + o];
+                    dw[(grp * g.Og + o) * k + kk] = s;
+                }
+    }
+
+    /// <summary>dw^T[r0..r1, :] += col[r0..r1, :] . dy^T, the rows of col read from the padded image; l blocks of KC outermost.</summary>
+    private static void WeightRows(SgemmIsa isa, float* pad, int* off, float* dyT, int lp, int oPad, float* dwT, int r0, int r1)
+    {
+        var (mr, nr) = Sgemm.Tile(isa);
+        for (int lc = 0; lc < lp; lc += Sgemm.KC)
+        {
+            int kc = Math.Min(Sgemm.KC, lp - lc);
+            for (int t = 0; t < oPad; t += nr)
+            {
+                float* b = dyT + (nint)t * lp + (nint)lc * nr;
+                for (int r = r0; r < r1; r += mr)
+                {
+                    float* cTile = dwT + (nint)r * oPad + t;
+                    if (isa == SgemmIsa.Avx512) ConvKernels.Avx512Rows12x32(kc, pad + lc, off + r, b, cTile, oPad);
+                    else ConvKernels.Avx2Rows6x16(kc, pad + lc, off + r, b, cTile, oPad);
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// dyT[t][l, j] = dy[t*NR + j, oh, ow] at wide pixel l = oh*Wp + ow, zero where ow &gt;= OW, l &gt;= OH*Wp or the
+    /// channel is past Og: sliver t of NR channels is (Lp, NR), row by row, as the Rows kernel reads it.
+    /// </summary>
+    private static void PackDyT(float* dy, int og, int oh, int ow, int wp, int lp, int nr, float* dst)
+    {
+        for (int t = 0; t < og; t += nr)
+        {
+            int cols = Math.Min(nr, og - t);
+            float* sliver = dst + (nint)t * lp;
+            new Span<float>(sliver, lp * nr).Clear();
+            for (int i = 0; i < oh; i++)
+                for (int j = 0; j < ow; j++)
+                {
+                    float* d = sliver + ((nint)i * wp + j) * nr;
+                    float* s = dy + (nint)t * oh * ow + i * ow + j;
+                    for (int q = 0; q < cols; q++) d[q] = s[(nint)q * oh * ow];
+                }
+        }
+    }
+
+    /// <summary>padded (Cin, Hp, Wp) = x (Cin, H, W) with PH, PW zeros around, then zeros of slack.</summary>
+    private static void Pad(Plane pl, float* x, float* padded, int nr)
+    {
+        int hp = pl.Hp, wp = pl.Wp;
+        for (int c = 0; c < pl.Cin; c++)
+        {
+            float* plane = padded + (nint)c * hp * wp;
+            new Span<float>(plane, pl.PH * wp + pl.PW).Clear();
+            for (int i = 0; i < pl.H; i++)
+            {
+                float* row = plane + (nint)(i + pl.PH) * wp + pl.PW;
+                new ReadOnlySpan<float>(x + ((nint)c * pl.H + i) * pl.W, pl.W).CopyTo(new Span<float>(row, pl.W));
+                new Span<float>(row + pl.W, 2 * pl.PW).Clear(); // right border of this row, left border of the next
+            }
+            new Span<float>(plane + (nint)(pl.H + pl.PH) * wp + pl.PW, Math.Max(0, pl.PH * wp - pl.PW)).Clear();
+        }
+        new Span<float>(padded + (nint)pl.Cin * hp * wp, pl.PaddedFloats(nr) - pl.Cin * hp * wp).Clear();
+    }
+
+    /// <summary>a (m, k), row-major, into slivers of mr rows stored column by column (dst[s*k + p*mr + r]), zero rows past m.</summary>
+    private static void PackRows(float* a, int m, int k, int mr, float* dst)
+    {
+        for (int s = 0; s < m; s += mr)
+            for (int p = 0; p < k; p++)
+                for (int r = 0; r < mr; r++)
+                    dst[(nint)s * k + p * mr + r] = s + r < m ? a[(nint)(s + r) * k + p] : 0f;
+    }
+
+    private static void ForItems(int items, bool parallel, Action<int> body)
+    {
+        if (items <= 1 || !parallel)
+        {
+            for (int i = 0; i < items; i++) body(i);
+            return;
+        }
+        Parallel.For(0, items, body);
+    }
+}
