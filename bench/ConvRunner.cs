@@ -4,7 +4,7 @@ using ManagedTensor.Cpu;
 namespace ManagedTensor.Bench;
 
 /// <summary>
-/// `conv [--path im2col|direct|both] [--reps N] [--only yolo|unet]`: the CPU Conv2d, its backward input and
+/// `conv [--path im2col|direct|both] [--reps N] [--only yolo|unet|shape prefix]`: the CPU Conv2d, its backward input and
 /// backward weight at the 3x3 shapes of YOLOv8n's training step (batch 2, 640 x 640) and of the diffusion U-Net
 /// (batch 64, 32 x 32), through the im2col + GEMM path and the direct path (CpuConvDirect); bench/conv_torch.py
 /// prints PyTorch's figures for the same rows. Each figure is the best of --reps timed runs after one warm-up,
@@ -58,7 +58,7 @@ public static class ConvRunner
         var paths = path == "both" ? new[] { SgemmIsa.Scalar, Sgemm.Best } : [path == "im2col" ? SgemmIsa.Scalar : Sgemm.Best];
         Console.WriteLine($"threads={Environment.ProcessorCount} isa={Sgemm.Best}; per op: GFLOP/s (process CPU ms per call)");
         Console.WriteLine($"{"shape",-34} {"path",-7} {"forward",16} {"bwd input",16} {"bwd weight",16}");
-        foreach (var s in Shapes.Where(s => only == "" || s.Net == only))
+        foreach (var s in Shapes.Where(s => only == "" || s.Net == only || s.ToString().StartsWith(only, StringComparison.Ordinal)))
         {
             var a = new Conv2dAttrs(s.Stride, s.Stride, s.Pad, s.Pad);
             var x = Tensor.Rand([s.N, s.C, s.H, s.W], new Generator(1));

@@ -16,10 +16,19 @@ namespace ManagedTensor.Cpu;
 ///                      b + off[p]: one table read per rank-1 update replaces the whole B packing.
 /// Rows (backward weight): C[r, j] += sum_p padded[off[r] + p] * B[p, j]   the A sliver's MR rows are MR
 ///                      streams of the image, broadcast one float at a time; B (dy transposed) is packed.
-/// Tiles are the SGEMM's: 12 x 32 on AVX-512 (24 zmm accumulators), 6 x 16 on AVX2 + FMA.
+/// Tiles (see Tile): forward 8 x 48 on AVX-512 (24 zmm accumulators), backward weight the SGEMM's 12 x 32;
+/// 6 x 16 on AVX2 + FMA for both.
 /// </summary>
 internal static unsafe class ConvKernels
 {
+    /// <summary>The register tile (MR rows x NR columns) of the Indirect (forward) or Rows (backward weight) kernel.</summary>
+    public static (int Mr, int Nr) Tile(SgemmIsa isa, bool rows) => isa switch
+    {
+        SgemmIsa.Avx512 => rows ? (12, 32) : (8, 48),
+        SgemmIsa.Avx2 => (6, 16),
+        _ => throw new ArgumentException($"no direct convolution kernel for {isa}", nameof(isa)),
+    };
+
     /// <summary>C (12 x 32, row stride ldc) = or += A sliver (a[p * 12 + r]) times the rows b + off[p] of the image.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Avx512Indirect12x32(int kc, float* a, float* b, int* off, float* c, nint ldc, bool accumulate)
@@ -72,6 +81,54 @@ internal static unsafe class ConvKernels
         Store512(c + 6 * ldc, c6_0, c6_1, accumulate); Store512(c + 7 * ldc, c7_0, c7_1, accumulate);
         Store512(c + 8 * ldc, c8_0, c8_1, accumulate); Store512(c + 9 * ldc, c9_0, c9_1, accumulate);
         Store512(c + 10 * ldc, c10_0, c10_1, accumulate); Store512(c + 11 * ldc, c11_0, c11_1, accumulate);
+    }
+
+    /// <summary>
+    /// C (8 x 48, row stride ldc) = or += A sliver (a[p * 8 + r]) times the rows b + off[p] of the image: the
+    /// forward tile on AVX-512. Eight rows divide every channel count of YOLOv8n and the U-Net (16, 32, 64, 80, ...)
+    /// where the SGEMM's 12 rows would compute 16 as 24; three B vectors and eight broadcasts feed 24 FMAs.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void Avx512Indirect8x48(int kc, float* a, float* b, int* off, float* c, nint ldc, bool accumulate)
+    {
+        Vector512<float> c0_0 = default; Vector512<float> c0_1 = default; Vector512<float> c0_2 = default;
+        Vector512<float> c1_0 = default; Vector512<float> c1_1 = default; Vector512<float> c1_2 = default;
+        Vector512<float> c2_0 = default; Vector512<float> c2_1 = default; Vector512<float> c2_2 = default;
+        Vector512<float> c3_0 = default; Vector512<float> c3_1 = default; Vector512<float> c3_2 = default;
+        Vector512<float> c4_0 = default; Vector512<float> c4_1 = default; Vector512<float> c4_2 = default;
+        Vector512<float> c5_0 = default; Vector512<float> c5_1 = default; Vector512<float> c5_2 = default;
+        Vector512<float> c6_0 = default; Vector512<float> c6_1 = default; Vector512<float> c6_2 = default;
+        Vector512<float> c7_0 = default; Vector512<float> c7_1 = default; Vector512<float> c7_2 = default;
+        for (int p = 0; p < kc; p++)
+        {
+            float* bp = b + off[p];
+            var b0 = Vector512.Load(bp); var b1 = Vector512.Load(bp + 16); var b2 = Vector512.Load(bp + 32);
+            var a0 = Vector512.Create(a[0]);
+            c0_0 = Avx512F.FusedMultiplyAdd(a0, b0, c0_0); c0_1 = Avx512F.FusedMultiplyAdd(a0, b1, c0_1); c0_2 = Avx512F.FusedMultiplyAdd(a0, b2, c0_2);
+            var a1 = Vector512.Create(a[1]);
+            c1_0 = Avx512F.FusedMultiplyAdd(a1, b0, c1_0); c1_1 = Avx512F.FusedMultiplyAdd(a1, b1, c1_1); c1_2 = Avx512F.FusedMultiplyAdd(a1, b2, c1_2);
+            var a2 = Vector512.Create(a[2]);
+            c2_0 = Avx512F.FusedMultiplyAdd(a2, b0, c2_0); c2_1 = Avx512F.FusedMultiplyAdd(a2, b1, c2_1); c2_2 = Avx512F.FusedMultiplyAdd(a2, b2, c2_2);
+            var a3 = Vector512.Create(a[3]);
+            c3_0 = Avx512F.FusedMultiplyAdd(a3, b0, c3_0); c3_1 = Avx512F.FusedMultiplyAdd(a3, b1, c3_1); c3_2 = Avx512F.FusedMultiplyAdd(a3, b2, c3_2);
+            var a4 = Vector512.Create(a[4]);
+            c4_0 = Avx512F.FusedMultiplyAdd(a4, b0, c4_0); c4_1 = Avx512F.FusedMultiplyAdd(a4, b1, c4_1); c4_2 = Avx512F.FusedMultiplyAdd(a4, b2, c4_2);
+            var a5 = Vector512.Create(a[5]);
+            c5_0 = Avx512F.FusedMultiplyAdd(a5, b0, c5_0); c5_1 = Avx512F.FusedMultiplyAdd(a5, b1, c5_1); c5_2 = Avx512F.FusedMultiplyAdd(a5, b2, c5_2);
+            var a6 = Vector512.Create(a[6]);
+            c6_0 = Avx512F.FusedMultiplyAdd(a6, b0, c6_0); c6_1 = Avx512F.FusedMultiplyAdd(a6, b1, c6_1); c6_2 = Avx512F.FusedMultiplyAdd(a6, b2, c6_2);
+            var a7 = Vector512.Create(a[7]);
+            c7_0 = Avx512F.FusedMultiplyAdd(a7, b0, c7_0); c7_1 = Avx512F.FusedMultiplyAdd(a7, b1, c7_1); c7_2 = Avx512F.FusedMultiplyAdd(a7, b2, c7_2);
+            a += 8;
+        }
+        Store512x3(c + 0 * ldc, c0_0, c0_1, c0_2, accumulate);
+        Store512x3(c + 1 * ldc, c1_0, c1_1, c1_2, accumulate);
+        Store512x3(c + 2 * ldc, c2_0, c2_1, c2_2, accumulate);
+        Store512x3(c + 3 * ldc, c3_0, c3_1, c3_2, accumulate);
+        Store512x3(c + 4 * ldc, c4_0, c4_1, c4_2, accumulate);
+        Store512x3(c + 5 * ldc, c5_0, c5_1, c5_2, accumulate);
+        Store512x3(c + 6 * ldc, c6_0, c6_1, c6_2, accumulate);
+        Store512x3(c + 7 * ldc, c7_0, c7_1, c7_2, accumulate);
     }
 
     /// <summary>C (12 x 32, row stride ldc) += the image rows x + off[r] (r &lt; 12, kc floats each) times the packed B sliver (b[p * 32 + j]).</summary>
@@ -205,6 +262,20 @@ internal static unsafe class ConvKernels
         }
         v0.Store(c);
         v1.Store(c + 16);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Store512x3(float* c, Vector512<float> v0, Vector512<float> v1, Vector512<float> v2, bool accumulate)
+    {
+        if (accumulate)
+        {
+            v0 += Vector512.Load(c);
+            v1 += Vector512.Load(c + 16);
+            v2 += Vector512.Load(c + 32);
+        }
+        v0.Store(c);
+        v1.Store(c + 16);
+        v2.Store(c + 32);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

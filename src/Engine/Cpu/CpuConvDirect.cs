@@ -1,4 +1,5 @@
 using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
 
 namespace ManagedTensor.Cpu;
 
@@ -17,9 +18,9 @@ namespace ManagedTensor.Cpu;
 ///                    kh, kw and transposed to (Cg, Og, KH, KW) (the adjoint of a stride-1 correlation)
 ///   backward weight  dw^T (K, Og) += col (K, L) . dy^T (L, Og)      A = rows of the image (MR streams),
 ///                    B = dy transposed and packed once per image (Og*L floats, not K*L)
-/// Images run in the fixed chunks of NnKernels (so backward weight sums its per-chunk partials in an order
-/// that depends only on the shape); one image alone is cut into column runs (forward) or rows of dw^T
-/// (backward weight) for the threads.
+/// Images run in at most 8 chunks (so backward weight sums its per-chunk partials in an order that depends
+/// only on the shape); one image alone is cut into column runs (forward) or rows of dw^T (backward weight)
+/// for the threads.
 /// </summary>
 internal static unsafe class CpuConvDirect
 {
@@ -63,7 +64,7 @@ internal static unsafe class CpuConvDirect
 
     public static void Forward(Tensor xt, Tensor wt, Tensor bt, Tensor yt, CpuConv.Geometry g, SgemmIsa isa)
     {
-        var (mr, _) = Sgemm.Tile(isa);
+        var (mr, _) = ConvKernels.Tile(isa, rows: false);
         var x = NnKernels.Buf<float>(xt);
         var w = NnKernels.Buf<float>(wt);
         var y = NnKernels.Buf<float>(yt);
@@ -79,7 +80,7 @@ internal static unsafe class CpuConvDirect
 
     public static void BackwardInput(Tensor dyt, Tensor wt, Tensor dxt, CpuConv.Geometry g, SgemmIsa isa)
     {
-        var (mr, _) = Sgemm.Tile(isa);
+        var (mr, _) = ConvKernels.Tile(isa, rows: false);
         var dy = NnKernels.Buf<float>(dyt);
         var w = NnKernels.Buf<float>(wt).Data.AsSpan(wt.Offset, g.O * g.K); // (O, Cg, KH, KW)
         var dx = NnKernels.Buf<float>(dxt);
@@ -110,11 +111,11 @@ internal static unsafe class CpuConvDirect
     private static void Run(Plane pl, float[] packed, int m, int groups, int n, float[] inData, int inOffset, int imageIn,
         float[] outData, int outOffset, int imageOut, float[]? bias, SgemmIsa isa)
     {
-        var (mr, nr) = Sgemm.Tile(isa);
+        var (mr, nr) = ConvKernels.Tile(isa, rows: false);
         int mPad = (m + mr - 1) / mr * mr, lp = pl.Lp(nr), oh = pl.OH, ow = pl.OW, wp = pl.Wp;
         int[] off = pl.Offsets(pl.K);
         long flops = 2L * groups * m * pl.K * oh * ow;
-        int chunks = NnKernels.ChunkCount(n, flops);
+        int chunks = Chunks(n);
         bool inside = chunks == 1 && Environment.ProcessorCount > 1 && flops >= 2 * Sgemm.ParallelLimit;
         NnKernels.ForChunks(chunks, n, (_, n0, n1) =>
         {
@@ -136,31 +137,37 @@ internal static unsafe class CpuConvDirect
                             var (s0, s1) = NnKernels.ChunkRange(item, items, slivers);
                             ForwardColumns(isa, pl.K, (float*)xA, mPad, (float*)xPad, (int*)xOff, (float*)xC, lp, s0 * nr, s1 * nr);
                         });
-                        // Drop the wide garbage columns and add the bias: out[o, i, j] = C[o, i*Wp + j] + bias[o].
-                        float* dst = pout + outOffset + (nint)img * imageOut + (nint)grp * m * oh * ow;
-                        for (int o = 0; o < m; o++)
-                        {
-                            float bo = bias is null ? 0f : bias[grp * m + o];
-                            for (int i = 0; i < oh; i++)
-                            {
-                                var src = new ReadOnlySpan<float>(c + (nint)o * lp + i * wp, ow);
-                                var d = new Span<float>(dst + ((nint)o * oh + i) * ow, ow);
-                                if (bias is null) src.CopyTo(d);
-                                else TensorPrimitives.Add(src, bo, d);
-                            }
-                        }
+                        CopyOut(c, lp, wp, m, oh, ow, bias, grp * m, pout + outOffset + (nint)img * imageOut + (nint)grp * m * oh * ow);
                     }
             }
         });
+    }
+
+    /// <summary>Drops the wide garbage columns and adds the bias: dst[o, i, j] = C[o, i*Wp + j] + bias[bias0 + o].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void CopyOut(float* c, int lp, int wp, int m, int oh, int ow, float[]? bias, int bias0, float* dst)
+    {
+        for (int o = 0; o < m; o++)
+        {
+            float bo = bias is null ? 0f : bias[bias0 + o];
+            for (int i = 0; i < oh; i++)
+            {
+                var src = new ReadOnlySpan<float>(c + (nint)o * lp + i * wp, ow);
+                var d = new Span<float>(dst + ((nint)o * oh + i) * ow, ow);
+                if (bias is null) src.CopyTo(d);
+                else TensorPrimitives.Add(src, bo, d);
+            }
+        }
     }
 
     /// <summary>
     /// C[:, j0..j1] = A (mPad x K, packed in MR-row slivers) . col[:, j0..j1], col read from the padded image
     /// through off; k blocks of KC outermost so that an A block of mPad x KC stays in L2 while the columns pass.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void ForwardColumns(SgemmIsa isa, int k, float* a, int mPad, float* pad, int* off, float* c, int ldc, int j0, int j1)
     {
-        var (mr, nr) = Sgemm.Tile(isa);
+        var (mr, nr) = ConvKernels.Tile(isa, rows: false);
         for (int pc = 0; pc < k; pc += Sgemm.KC)
         {
             int kc = Math.Min(Sgemm.KC, k - pc);
@@ -169,7 +176,7 @@ internal static unsafe class CpuConvDirect
                 {
                     float* aSliver = a + (nint)s * k + (nint)pc * mr;
                     float* cTile = c + (nint)s * ldc + j;
-                    if (isa == SgemmIsa.Avx512) ConvKernels.Avx512Indirect12x32(kc, aSliver, pad + j, off + pc, cTile, ldc, pc > 0);
+                    if (isa == SgemmIsa.Avx512) ConvKernels.Avx512Indirect8x48(kc, aSliver, pad + j, off + pc, cTile, ldc, pc > 0);
                     else ConvKernels.Avx2Indirect6x16(kc, aSliver, pad + j, off + pc, cTile, ldc, pc > 0);
                 }
         }
@@ -177,7 +184,7 @@ internal static unsafe class CpuConvDirect
 
     public static void BackwardWeight(Tensor dyt, Tensor xt, Tensor dwt, CpuConv.Geometry g, SgemmIsa isa)
     {
-        var (mr, nr) = Sgemm.Tile(isa);
+        var (mr, nr) = ConvKernels.Tile(isa, rows: true);
         var dy = NnKernels.Buf<float>(dyt);
         var x = NnKernels.Buf<float>(xt);
         var pl = new Plane(g.Cg, g.H, g.W, g.KH, g.KW, g.A.PadH, g.A.PadW);
@@ -185,7 +192,7 @@ internal static unsafe class CpuConvDirect
         int tile = kPad * oPad; // dw^T of one group, (kPad, oPad)
         int[] off = pl.Offsets(kPad);
         long flops = 2L * g.O * k * g.L;
-        int chunks = NnKernels.ChunkCount(g.N, flops);
+        int chunks = Chunks(g.N);
         bool inside = chunks == 1 && Environment.ProcessorCount > 1 && flops >= 2 * Sgemm.ParallelLimit;
         using var partialBuf = new Scratch<float>(chunks * g.G * tile); // (chunks, G, kPad, oPad), added in chunk order
         partialBuf.Clear();
@@ -214,22 +221,28 @@ internal static unsafe class CpuConvDirect
                     }
             }
         });
-        // dw[grp*Og + o, kk] = sum over chunks of dw^T[chunk, grp, kk, o]
+        // dw[grp*Og + o, kk] = sum over chunks (in chunk order) of dw^T[chunk, grp, kk, o]
+        var sum = partial.AsSpan(0, g.G * tile);
+        for (int ch = 1; ch < chunks; ch++) TensorPrimitives.Add(sum, partial.AsSpan(ch * g.G * tile, g.G * tile), sum);
         var dw = dwt.ElementSpan<float>();
         for (int grp = 0; grp < g.G; grp++)
             for (int o = 0; o < g.Og; o++)
-                for (int kk = 0; kk < k; kk++)
-                {
-                    float s = 0f;
-                    for (int ch = 0; ch < chunks; ch++) s += partial[(ch * g.G + grp) * tile + kk * oPad + o];
-                    dw[(grp * g.Og + o) * k + kk] = s;
-                }
+                for (int kk = 0; kk < k; kk++) dw[(grp * g.Og + o) * k + kk] = sum[grp * tile + kk * oPad + o];
     }
 
+    /// <summary>
+    /// Chunks of images: at most MaxChunks (a constant, so that backward weight's sum over chunk partials
+    /// does not depend on the machine), enough to keep 2-8 cores busy; one image alone is cut between the threads.
+    /// </summary>
+    private static int Chunks(int n) => Math.Min(n, MaxChunks);
+
+    private const int MaxChunks = 8;
+
     /// <summary>dw^T[r0..r1, :] += col[r0..r1, :] . dy^T, the rows of col read from the padded image; l blocks of KC outermost.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void WeightRows(SgemmIsa isa, float* pad, int* off, float* dyT, int lp, int oPad, float* dwT, int r0, int r1)
     {
-        var (mr, nr) = Sgemm.Tile(isa);
+        var (mr, nr) = ConvKernels.Tile(isa, rows: true);
         for (int lc = 0; lc < lp; lc += Sgemm.KC)
         {
             int kc = Math.Min(Sgemm.KC, lp - lc);
@@ -250,6 +263,7 @@ internal static unsafe class CpuConvDirect
     /// dyT[t][l, j] = dy[t*NR + j, oh, ow] at wide pixel l = oh*Wp + ow, zero where ow &gt;= OW, l &gt;= OH*Wp or the
     /// channel is past Og: sliver t of NR channels is (Lp, NR), row by row, as the Rows kernel reads it.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void PackDyT(float* dy, int og, int oh, int ow, int wp, int lp, int nr, float* dst)
     {
         for (int t = 0; t < og; t += nr)
@@ -268,6 +282,7 @@ internal static unsafe class CpuConvDirect
     }
 
     /// <summary>padded (Cin, Hp, Wp) = x (Cin, H, W) with PH, PW zeros around, then zeros of slack.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Pad(Plane pl, float* x, float* padded, int nr)
     {
         int hp = pl.Hp, wp = pl.Wp;
@@ -287,6 +302,7 @@ internal static unsafe class CpuConvDirect
     }
 
     /// <summary>a (m, k), row-major, into slivers of mr rows stored column by column (dst[s*k + p*mr + r]), zero rows past m.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void PackRows(float* a, int m, int k, int mr, float* dst)
     {
         for (int s = 0; s < m; s += mr)
