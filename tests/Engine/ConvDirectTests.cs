@@ -7,17 +7,17 @@ namespace ManagedTensor.Tests.Engine;
 /// The direct (implicit-GEMM) float convolution of CpuConvDirect against the im2col + GEMM path, for each
 /// micro-kernel this CPU can run, at shapes that are multiples of nothing: channels around the 12 x 32 and
 /// 6 x 16 tiles, odd image sizes, padding 0/1/2 and asymmetric, kernels 1x3, 3x3, 5x5, K past one KC block,
-/// groups, batch 1 (one image cut between threads) and 3 (images in chunks). ConvTests checks both paths,
+/// strides 2 and (2, 3) (stride phases), groups, batch 1 (one image cut between threads) and 3 (images in chunks). ConvTests checks both paths,
 /// through the op registry, against float64 loops and finite differences.
 /// </summary>
 public class ConvDirectTests
 {
-    /// <summary>x (N, C, H, W), w (O, C/groups, KH, KW), stride 1, padding (PH, PW).</summary>
-    public sealed record Case(string Name, int N, int C, int H, int W, int O, int KH, int KW, int PH, int PW, int Groups = 1)
+    /// <summary>x (N, C, H, W), w (O, C/groups, KH, KW), padding (PH, PW), strides (SH, SW).</summary>
+    public sealed record Case(string Name, int N, int C, int H, int W, int O, int KH, int KW, int PH, int PW, int Groups = 1, int SH = 1, int SW = 1)
     {
-        public Conv2dAttrs A => new(1, 1, PH, PW, 1, 1, Groups);
-        public int OH => H + 2 * PH - KH + 1;
-        public int OW => W + 2 * PW - KW + 1;
+        public Conv2dAttrs A => new(SH, SW, PH, PW, 1, 1, Groups);
+        public int OH => (H + 2 * PH - KH) / SH + 1;
+        public int OW => (W + 2 * PW - KW) / SW + 1;
         public override string ToString() => Name;
     }
 
@@ -31,6 +31,9 @@ public class ConvDirectTests
         new("3x3 K=270 > KC", 1, 30, 6, 5, 14, 3, 3, 1, 1),
         new("one image on all threads", 1, 16, 20, 23, 20, 3, 3, 1, 1),
         new("pad 3 > KH-1", 2, 2, 5, 6, 3, 3, 3, 3, 3),
+        new("3x3 stride 2 pad 1, odd", 3, 3, 11, 9, 17, 3, 3, 1, 1, SH: 2, SW: 2),
+        new("5x5 stride 2 pad 2, even", 1, 5, 10, 12, 9, 5, 5, 2, 2, SH: 2, SW: 2),
+        new("3x3 strides (2, 3) pad 0, groups 2", 2, 4, 9, 13, 6, 3, 3, 0, 0, Groups: 2, SH: 2, SW: 3),
     ];
 
     public static TheoryData<int, string> Cases()
@@ -78,12 +81,13 @@ public class ConvDirectTests
     }
 
     [Fact]
-    public void OnlyStrideOneDilationOneTakesTheDirectPath()
+    public void WhichConvolutionsTakeTheDirectPath()
     {
         CpuConv.Geometry G(Conv2dAttrs a, int k = 3) => new(1, 4, 9, 9, 4, k, k, 7, 7, a);
         Assert.True(CpuConvDirect.Applies(G(new(1, 1, 1, 1)), SgemmIsa.Avx2));
+        Assert.True(CpuConvDirect.Applies(G(new(2, 2, 1, 1)), SgemmIsa.Avx2));
+        Assert.False(CpuConvDirect.AppliesBackwardInput(G(new(2, 2, 1, 1)), SgemmIsa.Avx2));
         Assert.False(CpuConvDirect.Applies(G(new(1, 1, 1, 1)), SgemmIsa.Scalar));
-        Assert.False(CpuConvDirect.Applies(G(new(2, 2, 1, 1)), SgemmIsa.Avx2));
         Assert.False(CpuConvDirect.Applies(G(new(1, 1, 2, 2, 2, 2)), SgemmIsa.Avx2));
         Assert.False(CpuConvDirect.Applies(G(new(1, 1, 0, 0), k: 1), SgemmIsa.Avx2));
         Assert.False(CpuConvDirect.AppliesBackwardInput(G(new(1, 1, 3, 3)), SgemmIsa.Avx2));

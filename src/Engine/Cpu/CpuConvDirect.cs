@@ -4,18 +4,20 @@ using System.Runtime.CompilerServices;
 namespace ManagedTensor.Cpu;
 
 /// <summary>
-/// Float convolution with stride 1 and dilation 1 as an implicit GEMM: no im2col matrix, no B packing.
+/// Float convolution with dilation 1 as an implicit GEMM: no im2col matrix, no B packing.
 /// The im2col path (CpuConv) writes a K x L column matrix (K = Cg*KH*KW, L = OH*OW) that the GEMM then
 /// packs again, two more passes over K*L floats; with few output channels each packed float feeds only
 /// 2*Og flops, so those passes, not the FMAs, set the time. Here each image is zero-padded once into
 /// (Cg, Hp, Wp), Hp = H + 2*PadH, Wp = W + 2*PadW, and output pixels are indexed "wide", l = oh*Wp + ow
 /// (ow up to Wp, the last KW-1 columns of each wide row being garbage): then im2col row k = (c, kh, kw) is
 /// the contiguous run padded[off[k] + l], off[k] = (c*Hp + kh)*Wp + kw, and the register micro-kernels of
-/// ConvKernels read it in place.
+/// ConvKernels read it in place. A strided convolution reads the image split into stride phases (see Plane),
+/// where the same holds.
 ///
 ///   forward          y (Og, L) = w (Og, K) . col (K, L)           A = w packed once, B = rows of the image
-///   backward input   dx = the same forward on dy padded by KH-1-PadH, KW-1-PadW, with the weights flipped in
-///                    kh, kw and transposed to (Cg, Og, KH, KW) (the adjoint of a stride-1 correlation)
+///   backward input   (stride 1) dx = the same forward on dy padded by KH-1-PadH, KW-1-PadW, with the weights
+///                    flipped in kh, kw and transposed to (Cg, Og, KH, KW) (the adjoint of a stride-1 correlation);
+///                    strided convs keep im2col's col2im
 ///   backward weight  dw^T (K, Og) += col (K, L) . dy^T (L, Og)      A = rows of the image (MR streams),
 ///                    B = dy transposed and packed once per image (Og*L floats, not K*L)
 /// Images run in at most 8 chunks (so backward weight sums its per-chunk partials in an order that depends
@@ -24,31 +26,37 @@ namespace ManagedTensor.Cpu;
 /// </summary>
 internal static unsafe class CpuConvDirect
 {
-    /// <summary>Whether the direct path takes this convolution: stride 1, dilation 1, a kernel larger than 1x1
-    /// (a pointwise conv is already a plain GEMM) and a SIMD micro-kernel.</summary>
+    /// <summary>Whether the direct path takes this convolution: dilation 1, a kernel larger than 1x1 (a
+    /// pointwise conv is already a plain GEMM), any stride, and a SIMD micro-kernel.</summary>
     public static bool Applies(CpuConv.Geometry g, SgemmIsa isa)
-        => isa != SgemmIsa.Scalar && g.A.StrideH == 1 && g.A.StrideW == 1 && g.A.DilationH == 1 && g.A.DilationW == 1
-           && g.KH * g.KW > 1;
+        => isa != SgemmIsa.Scalar && g.A.DilationH == 1 && g.A.DilationW == 1 && g.KH * g.KW > 1;
 
-    /// <summary>Backward input also needs the flipped padding KH-1-PadH, KW-1-PadW to be non-negative.</summary>
+    /// <summary>Backward input runs the forward kernel on dy, so it needs stride 1 and the flipped padding
+    /// KH-1-PadH, KW-1-PadW to be non-negative.</summary>
     public static bool AppliesBackwardInput(CpuConv.Geometry g, SgemmIsa isa)
-        => Applies(g, isa) && g.A.PadH <= g.KH - 1 && g.A.PadW <= g.KW - 1;
+        => Applies(g, isa) && g.A.StrideH == 1 && g.A.StrideW == 1 && g.A.PadH <= g.KH - 1 && g.A.PadW <= g.KW - 1;
 
     /// <summary>
-    /// One stride-1 correlation of an image of Cin channels, H x W, zero-padded by PH, PW, with a KH x KW
-    /// kernel; the sizes of its padded image and its wide output.
+    /// One correlation of an image of Cin channels, H x W, zero-padded by PH, PW to Hp x Wp, with a KH x KW
+    /// kernel and strides SH, SW. A strided image is stored split into SH*SW phases, (Cin, SH, SW, Hq, Wq) with
+    /// phase (a, b)[i, j] = padded[c, i*SH + a, j*SW + b], so that tap (kh, kw) of output (oh, ow) is element
+    /// (oh + kh/SH, ow + kw/SW) of phase (kh%SH, kw%SW): again a contiguous run along the wide row l = oh*Wq + ow.
+    /// With stride 1 there is one phase, the padded image itself (Hq = Hp, Wq = Wp).
     /// </summary>
-    private readonly record struct Plane(int Cin, int H, int W, int KH, int KW, int PH, int PW)
+    private readonly record struct Plane(int Cin, int H, int W, int KH, int KW, int PH, int PW, int SH = 1, int SW = 1)
     {
         public int Hp => H + 2 * PH;
         public int Wp => W + 2 * PW;
-        public int OH => Hp - KH + 1;
-        public int OW => Wp - KW + 1;
+        public int Hq => (Hp + SH - 1) / SH;
+        /// <summary>The width of a phase plane, and of a wide output row.</summary>
+        public int Wq => (Wp + SW - 1) / SW;
+        public int OH => (Hp - KH) / SH + 1;
+        public int OW => (Wp - KW) / SW + 1;
         public int K => Cin * KH * KW;
         /// <summary>Wide output pixels rounded up to whole slivers of nr columns.</summary>
-        public int Lp(int nr) => (OH * Wp + nr - 1) / nr * nr;
-        /// <summary>The padded image plus slack: the last sliver may read up to nr + KW floats past it (Pad may clear 2*PW).</summary>
-        public int PaddedFloats(int nr) => Cin * Hp * Wp + nr + KW + 2 * PW;
+        public int Lp(int nr) => (OH * Wq + nr - 1) / nr * nr;
+        /// <summary>The padded image plus slack: the last sliver reads up to nr + KW floats past it (Pad may clear 2*PW).</summary>
+        public int PaddedFloats(int nr) => Cin * SH * SW * Hq * Wq + nr + KW + 2 * PW;
 
         /// <summary>off[k] for k = (c*KH + kh)*KW + kw, then count - K more entries repeating the last (rows of a padded tile).</summary>
         public int[] Offsets(int count)
@@ -56,7 +64,8 @@ internal static unsafe class CpuConvDirect
             var off = new int[Math.Max(count, K)];
             for (int c = 0; c < Cin; c++)
                 for (int kh = 0; kh < KH; kh++)
-                    for (int kw = 0; kw < KW; kw++) off[(c * KH + kh) * KW + kw] = (c * Hp + kh) * Wp + kw;
+                    for (int kw = 0; kw < KW; kw++)
+                        off[(c * KH + kh) * KW + kw] = ((c * SH + kh % SH) * SW + kw % SW) * Hq * Wq + kh / SH * Wq + kw / SW;
             for (int k = K; k < off.Length; k++) off[k] = off[K - 1];
             return off;
         }
@@ -69,39 +78,30 @@ internal static unsafe class CpuConvDirect
         var w = NnKernels.Buf<float>(wt);
         var y = NnKernels.Buf<float>(yt);
         float[]? bias = bt.Numel > 0 ? bt.ElementSpan<float>().ToArray() : null; // (O)
-        var pl = new Plane(g.Cg, g.H, g.W, g.KH, g.KW, g.A.PadH, g.A.PadW);
+        var pl = new Plane(g.Cg, g.H, g.W, g.KH, g.KW, g.A.PadH, g.A.PadW, g.A.StrideH, g.A.StrideW);
         int mPad = (g.Og + mr - 1) / mr * mr;
-        var packed = new float[g.G * mPad * g.K]; // per group: w (Og, K) in slivers of MR rows
-        fixed (float* pw = w.Data, pp = packed)
+        using var packed = new Scratch<float>(g.G * mPad * g.K); // per group: w (Og, K) in slivers of MR rows
+        fixed (float* pw = w.Data, pp = packed.Array)
             for (int grp = 0; grp < g.G; grp++)
                 PackRows(pw + w.Offset + grp * g.Og * g.K, g.Og, g.K, mr, pp + grp * mPad * g.K);
-        Run(pl, packed, g.Og, g.G, g.N, x.Data, x.Offset, g.C * g.H * g.W, y.Data, y.Offset, g.O * g.L, bias, isa);
+        Run(pl, packed.Array, g.Og, g.G, g.N, x.Data, x.Offset, g.C * g.H * g.W, y.Data, y.Offset, g.O * g.L, bias, isa);
     }
 
     public static void BackwardInput(Tensor dyt, Tensor wt, Tensor dxt, CpuConv.Geometry g, SgemmIsa isa)
     {
         var (mr, _) = ConvKernels.Tile(isa, rows: false);
         var dy = NnKernels.Buf<float>(dyt);
-        var w = NnKernels.Buf<float>(wt).Data.AsSpan(wt.Offset, g.O * g.K); // (O, Cg, KH, KW)
+        var w = NnKernels.Buf<float>(wt);
         var dx = NnKernels.Buf<float>(dxt);
         // dx (Cg, H, W) = correlation of dy (Og, OH, OW), padded by KH-1-PadH, KW-1-PadW, with
         // w'[c, o, i, j] = w[o, c, KH-1-i, KW-1-j]: the same kernel run backwards over the same taps.
         var pl = new Plane(g.Og, g.OH, g.OW, g.KH, g.KW, g.KH - 1 - g.A.PadH, g.KW - 1 - g.A.PadW);
         int k2 = pl.K, mPad = (g.Cg + mr - 1) / mr * mr;
-        var flipped = new float[g.Cg * k2];
-        var packed = new float[g.G * mPad * k2];
-        fixed (float* pf = flipped, pp = packed)
+        using var packed = new Scratch<float>(g.G * mPad * k2); // per group: w' (Cg, Og*KH*KW) in slivers of MR rows
+        fixed (float* pw = w.Data, pp = packed.Array)
             for (int grp = 0; grp < g.G; grp++)
-            {
-                for (int o = 0; o < g.Og; o++)
-                    for (int c = 0; c < g.Cg; c++)
-                        for (int i = 0; i < g.KH; i++)
-                            for (int j = 0; j < g.KW; j++)
-                                flipped[((c * g.Og + o) * g.KH + i) * g.KW + j] =
-                                    w[(((grp * g.Og + o) * g.Cg + c) * g.KH + g.KH - 1 - i) * g.KW + g.KW - 1 - j];
-                PackRows(pf, g.Cg, k2, mr, pp + grp * mPad * k2);
-            }
-        Run(pl, packed, g.Cg, g.G, g.N, dy.Data, dy.Offset, g.O * g.L, dx.Data, dx.Offset, g.C * g.H * g.W, null, isa);
+                PackFlipped(pw + w.Offset + grp * g.Og * g.K, g.Og, g.Cg, g.KH, g.KW, mr, pp + grp * mPad * k2);
+        Run(pl, packed.Array, g.Cg, g.G, g.N, dy.Data, dy.Offset, g.O * g.L, dx.Data, dx.Offset, g.C * g.H * g.W, null, isa);
     }
 
     /// <summary>
@@ -112,7 +112,7 @@ internal static unsafe class CpuConvDirect
         float[] outData, int outOffset, int imageOut, float[]? bias, SgemmIsa isa)
     {
         var (mr, nr) = ConvKernels.Tile(isa, rows: false);
-        int mPad = (m + mr - 1) / mr * mr, lp = pl.Lp(nr), oh = pl.OH, ow = pl.OW, wp = pl.Wp;
+        int mPad = (m + mr - 1) / mr * mr, lp = pl.Lp(nr), oh = pl.OH, ow = pl.OW, wq = pl.Wq;
         int[] off = pl.Offsets(pl.K);
         long flops = 2L * groups * m * pl.K * oh * ow;
         int chunks = Chunks(n);
@@ -137,22 +137,22 @@ internal static unsafe class CpuConvDirect
                             var (s0, s1) = NnKernels.ChunkRange(item, items, slivers);
                             ForwardColumns(isa, pl.K, (float*)xA, mPad, (float*)xPad, (int*)xOff, (float*)xC, lp, s0 * nr, s1 * nr);
                         });
-                        CopyOut(c, lp, wp, m, oh, ow, bias, grp * m, pout + outOffset + (nint)img * imageOut + (nint)grp * m * oh * ow);
+                        CopyOut(c, lp, wq, m, oh, ow, bias, grp * m, pout + outOffset + (nint)img * imageOut + (nint)grp * m * oh * ow);
                     }
             }
         });
     }
 
-    /// <summary>Drops the wide garbage columns and adds the bias: dst[o, i, j] = C[o, i*Wp + j] + bias[bias0 + o].</summary>
+    /// <summary>Drops the wide garbage columns and adds the bias: dst[o, i, j] = C[o, i*Wq + j] + bias[bias0 + o].</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void CopyOut(float* c, int lp, int wp, int m, int oh, int ow, float[]? bias, int bias0, float* dst)
+    private static void CopyOut(float* c, int lp, int wq, int m, int oh, int ow, float[]? bias, int bias0, float* dst)
     {
         for (int o = 0; o < m; o++)
         {
             float bo = bias is null ? 0f : bias[bias0 + o];
             for (int i = 0; i < oh; i++)
             {
-                var src = new ReadOnlySpan<float>(c + (nint)o * lp + i * wp, ow);
+                var src = new ReadOnlySpan<float>(c + (nint)o * lp + i * wq, ow);
                 var d = new Span<float>(dst + ((nint)o * oh + i) * ow, ow);
                 if (bias is null) src.CopyTo(d);
                 else TensorPrimitives.Add(src, bo, d);
@@ -187,7 +187,7 @@ internal static unsafe class CpuConvDirect
         var (mr, nr) = ConvKernels.Tile(isa, rows: true);
         var dy = NnKernels.Buf<float>(dyt);
         var x = NnKernels.Buf<float>(xt);
-        var pl = new Plane(g.Cg, g.H, g.W, g.KH, g.KW, g.A.PadH, g.A.PadW);
+        var pl = new Plane(g.Cg, g.H, g.W, g.KH, g.KW, g.A.PadH, g.A.PadW, g.A.StrideH, g.A.StrideW);
         int k = g.K, kPad = (k + mr - 1) / mr * mr, oPad = (g.Og + nr - 1) / nr * nr, lp = pl.Lp(nr);
         int tile = kPad * oPad; // dw^T of one group, (kPad, oPad)
         int[] off = pl.Offsets(kPad);
@@ -209,7 +209,7 @@ internal static unsafe class CpuConvDirect
                     for (int grp = 0; grp < g.G; grp++)
                     {
                         Pad(pl, px + x.Offset + ((nint)img * g.C + grp * g.Cg) * g.H * g.W, pad, nr);
-                        PackDyT(pdy + dy.Offset + ((nint)img * g.O + grp * g.Og) * g.L, g.Og, g.OH, g.OW, pl.Wp, lp, nr, dyT);
+                        PackDyT(pdy + dy.Offset + ((nint)img * g.O + grp * g.Og) * g.L, g.Og, g.OH, g.OW, pl.Wq, lp, nr, dyT);
                         nint xDw = (nint)(pdw + ((nint)chunk * g.G + grp) * tile);
                         int rowBlocks = kPad / mr;
                         int items = inside ? Math.Min(rowBlocks, 4 * Environment.ProcessorCount) : 1;
@@ -260,11 +260,11 @@ internal static unsafe class CpuConvDirect
     }
 
     /// <summary>
-    /// dyT[t][l, j] = dy[t*NR + j, oh, ow] at wide pixel l = oh*Wp + ow, zero where ow &gt;= OW, l &gt;= OH*Wp or the
+    /// dyT[t][l, j] = dy[t*NR + j, oh, ow] at wide pixel l = oh*Wq + ow, zero where ow &gt;= OW, l &gt;= OH*Wq or the
     /// channel is past Og: sliver t of NR channels is (Lp, NR), row by row, as the Rows kernel reads it.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void PackDyT(float* dy, int og, int oh, int ow, int wp, int lp, int nr, float* dst)
+    private static void PackDyT(float* dy, int og, int oh, int ow, int wq, int lp, int nr, float* dst)
     {
         for (int t = 0; t < og; t += nr)
         {
@@ -274,16 +274,55 @@ internal static unsafe class CpuConvDirect
             for (int i = 0; i < oh; i++)
                 for (int j = 0; j < ow; j++)
                 {
-                    float* d = sliver + ((nint)i * wp + j) * nr;
+                    float* d = sliver + ((nint)i * wq + j) * nr;
                     float* s = dy + (nint)t * oh * ow + i * ow + j;
                     for (int q = 0; q < cols; q++) d[q] = s[(nint)q * oh * ow];
                 }
         }
     }
 
-    /// <summary>padded (Cin, Hp, Wp) = x (Cin, H, W) with PH, PW zeros around, then zeros of slack.</summary>
+    /// <summary>
+    /// The padded image (see Plane) from x (Cin, H, W), then zeros of slack: with stride 1, (Cin, Hp, Wp) = x with
+    /// PH, PW zeros around; with strides, each phase gathers every SH-th row and SW-th column.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Pad(Plane pl, float* x, float* padded, int nr)
+    {
+        if (pl.SH == 1 && pl.SW == 1) PadUnstrided(pl, x, padded);
+        else
+        {
+            int hq = pl.Hq, wq = pl.Wq;
+            for (int c = 0; c < pl.Cin; c++)
+                for (int a = 0; a < pl.SH; a++)
+                    for (int b = 0; b < pl.SW; b++)
+                    {
+                        float* phase = padded + (((nint)c * pl.SH + a) * pl.SW + b) * hq * wq;
+                        // columns j with iw = j*SW + b - PW in [0, W): j in [jLo, jHi)
+                        int jLo = Math.Min(wq, Math.Max(0, (pl.PW - b + pl.SW - 1) / pl.SW));
+                        int last = pl.W - 1 + pl.PW - b; // the largest j*SW with iw < W
+                        int jHi = last < 0 ? jLo : Math.Max(jLo, Math.Min(wq, last / pl.SW + 1));
+                        for (int i = 0; i < hq; i++)
+                        {
+                            float* row = phase + (nint)i * wq;
+                            int ih = i * pl.SH + a - pl.PH;
+                            if (ih < 0 || ih >= pl.H)
+                            {
+                                new Span<float>(row, wq).Clear();
+                                continue;
+                            }
+                            float* src = x + ((nint)c * pl.H + ih) * pl.W + b - pl.PW;
+                            for (int j = 0; j < jLo; j++) row[j] = 0f;
+                            for (int j = jLo; j < jHi; j++) row[j] = src[j * pl.SW];
+                            for (int j = jHi; j < wq; j++) row[j] = 0f;
+                        }
+                    }
+        }
+        int used = pl.Cin * pl.SH * pl.SW * pl.Hq * pl.Wq;
+        new Span<float>(padded + used, pl.PaddedFloats(nr) - used).Clear();
+    }
+
+    /// <summary>padded (Cin, Hp, Wp) = x (Cin, H, W) with PH, PW zeros around.</summary>
+    private static void PadUnstrided(Plane pl, float* x, float* padded)
     {
         int hp = pl.Hp, wp = pl.Wp;
         for (int c = 0; c < pl.Cin; c++)
@@ -298,7 +337,6 @@ internal static unsafe class CpuConvDirect
             }
             new Span<float>(plane + (nint)(pl.H + pl.PH) * wp + pl.PW, Math.Max(0, pl.PH * wp - pl.PW)).Clear();
         }
-        new Span<float>(padded + (nint)pl.Cin * hp * wp, pl.PaddedFloats(nr) - pl.Cin * hp * wp).Clear();
     }
 
     /// <summary>a (m, k), row-major, into slivers of mr rows stored column by column (dst[s*k + p*mr + r]), zero rows past m.</summary>
@@ -306,9 +344,36 @@ internal static unsafe class CpuConvDirect
     private static void PackRows(float* a, int m, int k, int mr, float* dst)
     {
         for (int s = 0; s < m; s += mr)
-            for (int p = 0; p < k; p++)
-                for (int r = 0; r < mr; r++)
-                    dst[(nint)s * k + p * mr + r] = s + r < m ? a[(nint)(s + r) * k + p] : 0f;
+        {
+            float* sliver = dst + (nint)s * k;
+            for (int r = 0; r < mr; r++)
+            {
+                float* src = a + (nint)(s + r) * k;
+                if (s + r < m) for (int p = 0; p < k; p++) sliver[p * mr + r] = src[p];
+                else for (int p = 0; p < k; p++) sliver[p * mr + r] = 0f;
+            }
+        }
+    }
+
+    /// <summary>
+    /// The weights of backward input, w'[c, (o*KH + i)*KW + j] = w[o, c, KH-1-i, KW-1-j] for one group's w (Og, Cg,
+    /// KH, KW), packed as PackRows packs its rows (Cg of them, K' = Og*KH*KW long).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void PackFlipped(float* w, int og, int cg, int kh, int kw, int mr, float* dst)
+    {
+        int k2 = og * kh * kw, taps = kh * kw;
+        int mPad = (cg + mr - 1) / mr * mr;
+        new Span<float>(dst, mPad * k2).Clear();
+        for (int c = 0; c < cg; c++)
+        {
+            float* row = dst + (nint)(c / mr) * mr * k2 + c % mr;
+            for (int o = 0; o < og; o++)
+            {
+                float* src = w + ((nint)o * cg + c) * taps; // (KH, KW) of w[o, c], read backwards
+                for (int t = 0; t < taps; t++) row[((nint)o * taps + t) * mr] = src[taps - 1 - t];
+            }
+        }
     }
 
     private static void ForItems(int items, bool parallel, Action<int> body)
