@@ -112,47 +112,62 @@ internal static unsafe class CpuConvDirect
         float[] outData, int outOffset, int imageOut, float[]? bias, SgemmIsa isa)
     {
         var (mr, nr) = ConvKernels.Tile(isa, rows: false);
-        int mPad = (m + mr - 1) / mr * mr, lp = pl.Lp(nr), oh = pl.OH, ow = pl.OW, wq = pl.Wq;
+        int mPad = (m + mr - 1) / mr * mr, oh = pl.OH, ow = pl.OW, wq = pl.Wq;
         int[] off = pl.Offsets(pl.K);
         long flops = 2L * groups * m * pl.K * oh * ow;
         int chunks = Chunks(n);
         bool inside = chunks == 1 && Environment.ProcessorCount > 1 && flops >= 2 * Sgemm.ParallelLimit;
+        // The wide output is made a block of output rows at a time, into a C block that stays in L2 until
+        // CopyOut moves it to out (the whole (mPad, Lp) wide output of a 320 x 320 map would be ~7 MB).
+        int rows = Math.Clamp(CBlockFloats / (mPad * wq), 1, oh);
+        if (inside) rows = Math.Min(rows, (oh + 4 * Environment.ProcessorCount - 1) / (4 * Environment.ProcessorCount));
+        int blocks = (oh + rows - 1) / rows, ldc = (rows * wq + nr - 1) / nr * nr;
         NnKernels.ForChunks(chunks, n, (_, n0, n1) =>
         {
             using var padBuf = new Scratch<float>(pl.PaddedFloats(nr));
-            using var cBuf = new Scratch<float>(mPad * lp); // (mPad, Lp): the wide output of one image and group
-            fixed (float* pad = padBuf.Array, c = cBuf.Array, pp = packed, pin = inData, pout = outData)
+            fixed (float* pad = padBuf.Array, pp = packed, pin = inData, pout = outData)
             fixed (int* poff = off)
             {
-                nint xPad = (nint)pad, xC = (nint)c, xPp = (nint)pp, xOff = (nint)poff;
+                nint xPad = (nint)pad, xPp = (nint)pp, xOff = (nint)poff;
                 for (int img = n0; img < n1; img++)
                     for (int grp = 0; grp < groups; grp++)
                     {
                         Pad(pl, pin + inOffset + (nint)img * imageIn + (nint)grp * pl.Cin * pl.H * pl.W, pad, nr);
                         nint xA = xPp + (nint)grp * mPad * pl.K * sizeof(float);
-                        int slivers = lp / nr;
-                        int items = inside ? Math.Min(slivers, 4 * Environment.ProcessorCount) : 1;
-                        ForItems(items, inside, item =>
+                        nint xOut = (nint)(pout + outOffset + (nint)img * imageOut + (nint)grp * m * oh * ow);
+                        int biasStart = grp * m;
+                        ForItems(blocks, inside, block =>
                         {
-                            var (s0, s1) = NnKernels.ChunkRange(item, items, slivers);
-                            ForwardColumns(isa, pl.K, (float*)xA, mPad, (float*)xPad, (int*)xOff, (float*)xC, lp, s0 * nr, s1 * nr);
+                            int r0 = block * rows, r1 = Math.Min(oh, r0 + rows);
+                            int cols = ((r1 - r0) * wq + nr - 1) / nr * nr;
+                            using var cBuf = new Scratch<float>(mPad * ldc); // (mPad, ldc): wide rows r0..r1
+                            fixed (float* c = cBuf.Array)
+                            {
+                                ForwardColumns(isa, pl.K, (float*)xA, mPad, (float*)xPad + (nint)r0 * wq, (int*)xOff, c, ldc, 0, cols);
+                                CopyOut(c, ldc, wq, m, r0, r1, oh, ow, bias, biasStart, (float*)xOut);
+                            }
                         });
-                        CopyOut(c, lp, wq, m, oh, ow, bias, grp * m, pout + outOffset + (nint)img * imageOut + (nint)grp * m * oh * ow);
                     }
             }
         });
     }
 
-    /// <summary>Drops the wide garbage columns and adds the bias: dst[o, i, j] = C[o, i*Wq + j] + bias[bias0 + o].</summary>
+    /// <summary>Floats of the C block of Run: 256 KiB, a quarter of L2.</summary>
+    private const int CBlockFloats = 64 * 1024;
+
+    /// <summary>
+    /// Drops the wide garbage columns and adds the bias for output rows r0..r1:
+    /// dst[o, i, j] = C[o, (i - r0)*Wq + j] + bias[bias0 + o].
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void CopyOut(float* c, int lp, int wq, int m, int oh, int ow, float[]? bias, int bias0, float* dst)
+    private static void CopyOut(float* c, int ldc, int wq, int m, int r0, int r1, int oh, int ow, float[]? bias, int bias0, float* dst)
     {
         for (int o = 0; o < m; o++)
         {
             float bo = bias is null ? 0f : bias[bias0 + o];
-            for (int i = 0; i < oh; i++)
+            for (int i = r0; i < r1; i++)
             {
-                var src = new ReadOnlySpan<float>(c + (nint)o * lp + i * wq, ow);
+                var src = new ReadOnlySpan<float>(c + (nint)o * ldc + (i - r0) * wq, ow);
                 var d = new Span<float>(dst + ((nint)o * oh + i) * ow, ow);
                 if (bias is null) src.CopyTo(d);
                 else TensorPrimitives.Add(src, bo, d);
@@ -184,7 +199,7 @@ internal static unsafe class CpuConvDirect
 
     public static void BackwardWeight(Tensor dyt, Tensor xt, Tensor dwt, CpuConv.Geometry g, SgemmIsa isa)
     {
-        var (mr, nr) = ConvKernels.Tile(isa, rows: true);
+        var (mr, nr) = ConvKernels.RowsTile(isa, g.Og);
         var dy = NnKernels.Buf<float>(dyt);
         var x = NnKernels.Buf<float>(xt);
         var pl = new Plane(g.Cg, g.H, g.W, g.KH, g.KW, g.A.PadH, g.A.PadW, g.A.StrideH, g.A.StrideW);
@@ -216,7 +231,7 @@ internal static unsafe class CpuConvDirect
                         ForItems(items, inside, item =>
                         {
                             var (b0, b1) = NnKernels.ChunkRange(item, items, rowBlocks);
-                            WeightRows(isa, (float*)xPad, (int*)xOff, (float*)xDyT, lp, oPad, (float*)xDw, b0 * mr, b1 * mr);
+                            WeightRows(isa, mr, nr, (float*)xPad, (int*)xOff, (float*)xDyT, lp, oPad, (float*)xDw, b0 * mr, b1 * mr);
                         });
                     }
             }
@@ -240,9 +255,8 @@ internal static unsafe class CpuConvDirect
 
     /// <summary>dw^T[r0..r1, :] += col[r0..r1, :] . dy^T, the rows of col read from the padded image; l blocks of KC outermost.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void WeightRows(SgemmIsa isa, float* pad, int* off, float* dyT, int lp, int oPad, float* dwT, int r0, int r1)
+    private static void WeightRows(SgemmIsa isa, int mr, int nr, float* pad, int* off, float* dyT, int lp, int oPad, float* dwT, int r0, int r1)
     {
-        var (mr, nr) = ConvKernels.Tile(isa, rows: true);
         for (int lc = 0; lc < lp; lc += Sgemm.KC)
         {
             int kc = Math.Min(Sgemm.KC, lp - lc);
@@ -252,8 +266,9 @@ internal static unsafe class CpuConvDirect
                 for (int r = r0; r < r1; r += mr)
                 {
                     float* cTile = dwT + (nint)r * oPad + t;
-                    if (isa == SgemmIsa.Avx512) ConvKernels.Avx512Rows12x32(kc, pad + lc, off + r, b, cTile, oPad);
-                    else ConvKernels.Avx2Rows6x16(kc, pad + lc, off + r, b, cTile, oPad);
+                    if (isa == SgemmIsa.Avx2) ConvKernels.Avx2Rows6x16(kc, pad + lc, off + r, b, cTile, oPad);
+                    else if (nr == 16) ConvKernels.Avx512Rows12x16(kc, pad + lc, off + r, b, cTile, oPad);
+                    else ConvKernels.Avx512Rows12x32(kc, pad + lc, off + r, b, cTile, oPad);
                 }
             }
         }
