@@ -6,7 +6,7 @@ namespace ManagedTensor.Tests.Engine;
 /// <summary>
 /// The direct (implicit-GEMM) float convolution of CpuConvDirect against the im2col + GEMM path, for each
 /// micro-kernel this CPU can run, at shapes that are multiples of nothing: channels around the 12 x 32 and
-/// 6 x 16 tiles, odd image sizes, padding 0/1/2 and asymmetric, kernels 1x3, 3x3, 5x5, K past one KC block,
+/// 6 x 16 tiles, odd image sizes, padding 0/1/2 and asymmetric, kernels 1x1, 1x3, 3x3, 5x5, K past one KC block,
 /// strides 2 and (2, 3) (stride phases), groups, batch 1 (one image cut between threads) and 3 (images in chunks). ConvTests checks both paths,
 /// through the op registry, against float64 loops and finite differences.
 /// </summary>
@@ -31,6 +31,9 @@ public class ConvDirectTests
         new("3x3 K=270 > KC", 1, 30, 6, 5, 14, 3, 3, 1, 1),
         new("one image on all threads", 1, 16, 20, 23, 20, 3, 3, 1, 1),
         new("pad 3 > KH-1", 2, 2, 5, 6, 3, 3, 3, 3, 3),
+        new("1x1, batch 3", 3, 19, 7, 9, 21, 1, 1, 0, 0),
+        new("1x1 stride 2", 1, 6, 9, 8, 10, 1, 1, 0, 0, SH: 2, SW: 2),
+        new("C blocks of 26 rows, batch 2", 2, 2, 40, 60, 40, 3, 3, 1, 1),
         new("3x3 stride 2 pad 1, odd", 3, 3, 11, 9, 17, 3, 3, 1, 1, SH: 2, SW: 2),
         new("5x5 stride 2 pad 2, even", 1, 5, 10, 12, 9, 5, 5, 2, 2, SH: 2, SW: 2),
         new("3x3 strides (2, 3) pad 0, groups 2", 2, 4, 9, 13, 6, 3, 3, 0, 0, Groups: 2, SH: 2, SW: 3),
@@ -89,7 +92,7 @@ public class ConvDirectTests
         Assert.False(CpuConvDirect.AppliesBackwardInput(G(new(2, 2, 1, 1)), SgemmIsa.Avx2));
         Assert.False(CpuConvDirect.Applies(G(new(1, 1, 1, 1)), SgemmIsa.Scalar));
         Assert.False(CpuConvDirect.Applies(G(new(1, 1, 2, 2, 2, 2)), SgemmIsa.Avx2));
-        Assert.False(CpuConvDirect.Applies(G(new(1, 1, 0, 0), k: 1), SgemmIsa.Avx2));
+        Assert.True(CpuConvDirect.AppliesBackwardInput(G(new(1, 1, 0, 0), k: 1), SgemmIsa.Avx2));
         Assert.False(CpuConvDirect.AppliesBackwardInput(G(new(1, 1, 3, 3)), SgemmIsa.Avx2));
     }
 }

@@ -12,6 +12,8 @@ namespace ManagedTensor.Cpu;
 /// Images run in parallel in fixed chunks, each chunk with one column buffer reused for all its images,
 /// unless the per-image GEMM is big enough for Gemm to thread it (see ImageChunks).
 /// A 1x1 kernel with stride 1 and no padding needs no im2col: the image itself is the column matrix.
+/// This is the path of F64 and of dilated convs, and the reference the direct float path (CpuConvDirect, which
+/// reads the image in place through the micro-kernels) is tested against.
 /// </summary>
 internal static class CpuConv
 {
@@ -43,8 +45,8 @@ internal static class CpuConv
     public static void Conv2d(Tensor x, Tensor w, Tensor b, Tensor y, Conv2dAttrs a) => Conv2d(x, w, b, y, a, Sgemm.Best);
 
     /// <summary>
-    /// The float convolutions with stride 1 and dilation 1 take the direct path of CpuConvDirect with the
-    /// micro-kernels of <paramref name="direct"/>; everything else (and direct = Scalar) takes im2col + GEMM.
+    /// The float convolutions with dilation 1 take the direct path of CpuConvDirect with the micro-kernels of
+    /// <paramref name="direct"/>; everything else (and direct = Scalar) takes im2col + GEMM.
     /// Tests pass the ISA to compare the two paths and each micro-kernel.
     /// </summary>
     internal static void Conv2d(Tensor x, Tensor w, Tensor b, Tensor y, Conv2dAttrs a, SgemmIsa direct)

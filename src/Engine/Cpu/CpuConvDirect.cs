@@ -26,10 +26,11 @@ namespace ManagedTensor.Cpu;
 /// </summary>
 internal static unsafe class CpuConvDirect
 {
-    /// <summary>Whether the direct path takes this convolution: dilation 1, a kernel larger than 1x1 (a
-    /// pointwise conv is already a plain GEMM), any stride, and a SIMD micro-kernel.</summary>
+    /// <summary>Whether the direct path takes this convolution: dilation 1, any kernel and stride, and a SIMD
+    /// micro-kernel. A 1x1 conv takes it too: its backward weight, dw = dy . x^T, would otherwise pack x
+    /// transposed for the GEMM, a gather as slow as the product at YOLOv8n's shapes.</summary>
     public static bool Applies(CpuConv.Geometry g, SgemmIsa isa)
-        => isa != SgemmIsa.Scalar && g.A.DilationH == 1 && g.A.DilationW == 1 && g.KH * g.KW > 1;
+        => isa != SgemmIsa.Scalar && g.A.DilationH == 1 && g.A.DilationW == 1;
 
     /// <summary>Backward input runs the forward kernel on dy, so it needs stride 1 and the flipped padding
     /// KH-1-PadH, KW-1-PadW to be non-negative.</summary>
