@@ -5,7 +5,7 @@ namespace ManagedTensor.Bench;
 
 /// <summary>
 /// `conv [--path im2col|direct|both] [--reps N] [--only yolo|unet|shape prefix]`: the CPU Conv2d, its backward input and
-/// backward weight at the 3x3 shapes of YOLOv8n's training step (batch 2, 640 x 640) and of the diffusion U-Net
+/// backward weight at the 3x3 and 1x1 shapes of YOLOv8n's training step (batch 2, 640 x 640) and of the diffusion U-Net
 /// (batch 64, 32 x 32), through the im2col + GEMM path and the direct path (CpuConvDirect); bench/conv_torch.py
 /// prints PyTorch's figures for the same rows. Each figure is the best of --reps timed runs after one warm-up,
 /// as GFLOP/s (2 * N * O * C/g * KH * KW * OH * OW flops per op) and process CPU ms per call. Threads: all the
@@ -36,6 +36,9 @@ public static class ConvRunner
         new("yolo", 2, 128, 20, 20, 128, 3, 1, 1),
         new("yolo", 2, 256, 20, 20, 64, 3, 1, 1),
         new("yolo", 2, 64, 80, 80, 64, 3, 2, 1),
+        new("yolo", 2, 32, 160, 160, 32, 1, 1, 0),
+        new("yolo", 2, 48, 160, 160, 32, 1, 1, 0),
+        new("yolo", 2, 128, 80, 80, 64, 1, 1, 0),
         new("unet", 64, 32, 32, 32, 32, 3, 1, 1),
         new("unet", 64, 64, 16, 16, 64, 3, 1, 1),
         new("unet", 64, 128, 16, 16, 64, 3, 1, 1),
