@@ -21,8 +21,8 @@ namespace ManagedTensor.Cpu;
 ///   backward weight  dw^T (K, Og) += col (K, L) . dy^T (L, Og)      A = rows of the image (MR streams),
 ///                    B = dy transposed and packed once per image (Og*L floats, not K*L)
 /// Images run in at most 8 chunks (so backward weight sums its per-chunk partials in an order that depends
-/// only on the shape); one image alone is cut into column runs (forward) or rows of dw^T (backward weight)
-/// for the threads.
+/// only on the shape); one image alone is cut into blocks of output rows (forward) or rows of dw^T (backward
+/// weight) for the threads. Measured per shape by `ManagedTensor.Bench conv` (bench/ConvRunner.cs).
 /// </summary>
 internal static unsafe class CpuConvDirect
 {
