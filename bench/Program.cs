@@ -9,7 +9,6 @@ using ManagedTensor.Bench;
 // shapes; `llama-speed|llama-greedy|llama-logits|write-random-llama`: our side of quant_vs_llamacpp.sh;
 // `scan-wkv [--quick]`: selective scan and WKV on the CPU (bench/scan_wkv_vs_torch.sh); `serve-load` and `make-tinyllama-gguf`: the `mt serve` load test (bench/serve_load.sh); anything else goes to
 // BenchmarkDotNet. `yolo --mode forward|train`: YOLOv8n at 640 x 640 (bench/yolo_vs_torch.sh, YoloRunner).
-// `conv [--path im2col|direct|both]`: CPU Conv2d and its backward ops at the YOLOv8n and U-Net shapes (ConvRunner).
 if (args.Length > 0 && args[0] == "sgemm") SgemmRunner.Run(args[1..]);
 else if (args.Length > 0 && args[0] == "gpt-train") GptTrainRunner.Run(args[1..]);
 else if (args.Length > 0 && args[0] == "versions") SgemmVersions.Run(args[1..]);
@@ -19,8 +18,8 @@ else if (args.Length > 0 && args[0] == "kv-decode") KvDecodeRunner.Run(args[1..]
 else if (args.Length > 0 && args[0] == "serve-load") ServeLoadRunner.Run(args[1..]);
 else if (args.Length > 0 && args[0] == "make-tinyllama-gguf") ServeLoadRunner.MakeTinyLlamaGguf(args[1..]);
 else if (args.Length > 0 && args[0] == "yolo") YoloRunner.Run(args[1..]);
-else if (args.Length > 0 && args[0] == "conv") ConvRunner.Run(args[1..]);
 else if (args.Length > 0 && args[0] == "qmatmul") QMatMulRunner.Run(args[1..]);
 else if (args.Length > 0 && args[0] == "qdot") QMatMulRunner.Dot(args[1..]);
+else if (args.Length > 0 && args[0] == "conv") ConvRunner.Run(args[1..]); // `conv [--path im2col|direct|both]`: CPU Conv2d and its backward ops at the YOLOv8n and U-Net shapes
 else if (args.Length > 0 && (args[0].StartsWith("llama-") || args[0] is "write-random-llama" or "gguf-compare")) LlamaCppPeerRunner.Run(args);
 else BenchmarkSwitcher.FromAssembly(typeof(SgemmRunner).Assembly).Run(args);
