@@ -12,11 +12,13 @@ namespace ManagedTensor.Cpu;
 /// Images run in parallel in fixed chunks, each chunk with one column buffer reused for all its images,
 /// unless the per-image GEMM is big enough for Gemm to thread it (see ImageChunks).
 /// A 1x1 kernel with stride 1 and no padding needs no im2col: the image itself is the column matrix.
+/// This is the path of F64 and of dilated convs, and the reference the direct float path (CpuConvDirect, which
+/// reads the image in place through the micro-kernels) is tested against.
 /// </summary>
 internal static class CpuConv
 {
     /// <summary>Sizes of one convolution, read from x (N, C, H, W), w (O, C/g, KH, KW) and the output size.</summary>
-    private readonly record struct Geometry(int N, int C, int H, int W, int O, int KH, int KW, int OH, int OW, Conv2dAttrs A)
+    internal readonly record struct Geometry(int N, int C, int H, int W, int O, int KH, int KW, int OH, int OW, Conv2dAttrs A)
     {
         public int G => A.Groups;
         public int Cg => C / G;                 // input channels per group
@@ -40,10 +42,22 @@ internal static class CpuConv
     private static int ImageChunks<T>(Geometry g)
         => typeof(T) == typeof(float) && (long)g.Og * g.K * g.L >= GemmThreadedWork ? 1 : NnKernels.ChunkCount(g.N, 2L * g.O * g.K * g.L);
 
-    public static void Conv2d(Tensor x, Tensor w, Tensor b, Tensor y, Conv2dAttrs a)
+    public static void Conv2d(Tensor x, Tensor w, Tensor b, Tensor y, Conv2dAttrs a) => Conv2d(x, w, b, y, a, Sgemm.Best);
+
+    /// <summary>
+    /// The float convolutions with dilation 1 take the direct path of CpuConvDirect with the micro-kernels of
+    /// <paramref name="direct"/>; everything else (and direct = Scalar) takes im2col + GEMM.
+    /// Tests pass the ISA to compare the two paths and each micro-kernel.
+    /// </summary>
+    internal static void Conv2d(Tensor x, Tensor w, Tensor b, Tensor y, Conv2dAttrs a, SgemmIsa direct)
     {
         NnKernels.CheckSameDType("Conv2d", x, w, b);
         var g = Geometry.Of(x.Shape, w.Shape, y.Shape, a);
+        if (x.DType == DType.F32 && CpuConvDirect.Applies(g, direct))
+        {
+            CpuConvDirect.Forward(x, w, b, y, g, direct);
+            return;
+        }
         switch (x.DType)
         {
             case DType.F32: Forward<float>(x, w, b, y, g); break;
@@ -52,10 +66,17 @@ internal static class CpuConv
         }
     }
 
-    public static void BackwardInput(Tensor dy, Tensor w, Tensor dx, Conv2dAttrs a)
+    public static void BackwardInput(Tensor dy, Tensor w, Tensor dx, Conv2dAttrs a) => BackwardInput(dy, w, dx, a, Sgemm.Best);
+
+    internal static void BackwardInput(Tensor dy, Tensor w, Tensor dx, Conv2dAttrs a, SgemmIsa direct)
     {
         NnKernels.CheckSameDType("Conv2dBackwardInput", dy, w);
         var g = Geometry.Of(dx.Shape, w.Shape, dy.Shape, a);
+        if (dy.DType == DType.F32 && CpuConvDirect.AppliesBackwardInput(g, direct))
+        {
+            CpuConvDirect.BackwardInput(dy, w, dx, g, direct);
+            return;
+        }
         switch (dy.DType)
         {
             case DType.F32: BackwardInput<float>(dy, w, dx, g); break;
@@ -64,10 +85,17 @@ internal static class CpuConv
         }
     }
 
-    public static void BackwardWeight(Tensor dy, Tensor x, Tensor dw, Conv2dAttrs a)
+    public static void BackwardWeight(Tensor dy, Tensor x, Tensor dw, Conv2dAttrs a) => BackwardWeight(dy, x, dw, a, Sgemm.Best);
+
+    internal static void BackwardWeight(Tensor dy, Tensor x, Tensor dw, Conv2dAttrs a, SgemmIsa direct)
     {
         NnKernels.CheckSameDType("Conv2dBackwardWeight", dy, x);
         var g = Geometry.Of(x.Shape, dw.Shape, dy.Shape, a);
+        if (dy.DType == DType.F32 && CpuConvDirect.Applies(g, direct))
+        {
+            CpuConvDirect.BackwardWeight(dy, x, dw, g, direct);
+            return;
+        }
         switch (dy.DType)
         {
             case DType.F32: BackwardWeight<float>(dy, x, dw, g); break;
