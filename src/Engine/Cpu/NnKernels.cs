@@ -35,7 +35,7 @@ internal static class NnKernels
 
     /// <summary>
     /// Runs body(chunk, start, end) for each of <paramref name="chunks"/> contiguous chunks of [0, count):
-    /// on the calling thread when there is one chunk, else in parallel. Callers that keep one partial
+    /// on the calling thread when there is one chunk or one core, else in parallel. Callers that keep one partial
     /// result per chunk size their buffers with the same <paramref name="chunks"/>.
     /// </summary>
     public static void ForChunks(int chunks, int count, Action<int, int, int> body)
@@ -43,6 +43,15 @@ internal static class NnKernels
         if (chunks <= 1)
         {
             body(0, 0, count);
+            return;
+        }
+        if (!CpuParallel.Enabled) // one core: the same chunks, one after the other
+        {
+            for (int c = 0; c < chunks; c++)
+            {
+                var (s, e) = ChunkRange(c, chunks, count);
+                body(c, s, e);
+            }
             return;
         }
         Parallel.For(0, chunks, c =>

@@ -89,7 +89,7 @@ internal sealed class StridedLoop
     {
         long total = Numel;
         if (total == 0) return;
-        int pieces = total < ParallelThreshold ? 1 : (int)Math.Min(Environment.ProcessorCount * 4L, total / Grain);
+        int pieces = total < ParallelThreshold || !CpuParallel.Enabled ? 1 : (int)Math.Min(Environment.ProcessorCount * 4L, total / Grain);
         if (pieces <= 1)
         {
             RunRange(ref kernel, 0, total);
