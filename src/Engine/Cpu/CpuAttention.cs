@@ -474,6 +474,11 @@ internal static unsafe class CpuAttention
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Transpose<T>(T* src, int srcStride, int n, int d, T* dst) where T : unmanaged
     {
+        if (typeof(T) == typeof(float) && System.Runtime.Intrinsics.X86.Avx.IsSupported && n % 8 == 0 && d % 8 == 0)
+        {
+            SimdTranspose.Blocks((float*)src, srcStride, n, d, (float*)dst, n); // 8 x 8 blocks in registers
+            return;
+        }
         for (int j = 0; j < n; j++)
         {
             T* row = src + (long)j * srcStride;
