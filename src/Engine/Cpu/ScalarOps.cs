@@ -218,6 +218,24 @@ internal static class GeluFloat
     public static void Backward(ReadOnlySpan<float> dy, ReadOnlySpan<float> x, Span<float> dx)
     {
         int i = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            ref float dr = ref MemoryMarshal.GetReference(dy);
+            ref float xr = ref MemoryMarshal.GetReference(x);
+            ref float yr = ref MemoryMarshal.GetReference(dx);
+            var one = Vector512<float>.One;
+            for (; i <= x.Length - Vector512<float>.Count; i += Vector512<float>.Count)
+            {
+                var v = Vector512.LoadUnsafe(ref xr, (nuint)i);
+                var z = Vector512.Abs(v) * InvSqrt2;
+                var t = one / (one + z * P);
+                var e = Vector512.Exp(-(z * z));
+                var poly = t * (Vector512.Create(A1) + t * (Vector512.Create(A2) + t * (Vector512.Create(A3) + t * (Vector512.Create(A4) + t * A5))));
+                var halfQ = poly * e * 0.5f;
+                var cdf = Vector512.ConditionalSelect(Vector512.GreaterThanOrEqual(v, Vector512<float>.Zero), one - halfQ, halfQ);
+                (Vector512.LoadUnsafe(ref dr, (nuint)i) * (cdf + v * e * InvSqrt2Pi)).StoreUnsafe(ref yr, (nuint)i);
+            }
+        }
         if (Vector256.IsHardwareAccelerated)
         {
             ref float dr = ref MemoryMarshal.GetReference(dy);
@@ -242,6 +260,22 @@ internal static class GeluFloat
     public static void Apply(ReadOnlySpan<float> x, Span<float> y)
     {
         int i = 0;
+        if (Vector512.IsHardwareAccelerated) // the same steps 16 wide (AVX-512), the rest 8 wide below
+        {
+            ref float xr = ref MemoryMarshal.GetReference(x);
+            ref float yr = ref MemoryMarshal.GetReference(y);
+            var one = Vector512<float>.One;
+            for (; i <= x.Length - Vector512<float>.Count; i += Vector512<float>.Count)
+            {
+                var v = Vector512.LoadUnsafe(ref xr, (nuint)i);
+                var z = Vector512.Abs(v) * InvSqrt2;
+                var t = one / (one + z * P);
+                var poly = t * (Vector512.Create(A1) + t * (Vector512.Create(A2) + t * (Vector512.Create(A3) + t * (Vector512.Create(A4) + t * A5))));
+                var halfQ = poly * Vector512.Exp(-(z * z)) * 0.5f;
+                var phi = Vector512.ConditionalSelect(Vector512.GreaterThanOrEqual(v, Vector512<float>.Zero), one - halfQ, halfQ);
+                (v * phi).StoreUnsafe(ref yr, (nuint)i);
+            }
+        }
         if (Vector256.IsHardwareAccelerated)
         {
             ref float xr = ref MemoryMarshal.GetReference(x);
