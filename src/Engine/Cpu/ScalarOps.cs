@@ -197,6 +197,26 @@ internal static class GeluFloat
     private const float InvSqrt2 = 0.70710678118654752440f;
     private const float InvSqrt2Pi = 0.39894228040143267794f;
 
+    /// <summary>
+    /// exp(t) for t &lt;= 0, 16 wide, in float only (Vector512.Exp computes float in double, twice the work):
+    /// t = n ln2 + r with |r| &lt;= ln2 / 2 (ln2 in two parts, so r is exact), exp(r) by Cephes' expf
+    /// polynomial (relative error under 2e-7), times 2^n put in the exponent bits. Below -87.3 (2^n
+    /// subnormal) the result is 0, as exp(-inf) = 0 must be; NaN stays NaN.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> ExpNonPositive(Vector512<float> t)
+    {
+        var tc = Vector512.Max(t, Vector512.Create(-87.3f));
+        var n = Vector512.Round(tc * 1.44269504088896341f);
+        var r = tc - n * 0.693359375f + n * 2.12194440e-4f;
+        static Vector512<float> C(float c) => Vector512.Create(c);
+        var p = ((((C(1.9875691500e-4f) * r + C(1.3981999507e-3f)) * r + C(8.3334519073e-3f)) * r + C(4.1665795894e-2f)) * r
+            + C(1.6666665459e-1f)) * r + C(5.0000001201e-1f);
+        p = p * (r * r) + r + Vector512<float>.One;
+        var scale = Vector512.ShiftLeft(Vector512.ConvertToInt32(n) + Vector512.Create(127), 23).AsSingle();
+        return Vector512.ConditionalSelect(Vector512.LessThan(t, Vector512.Create(-87.3f)), Vector512<float>.Zero, p * scale);
+    }
+
     public static float Apply(float x)
     {
         float z = MathF.Abs(x) * InvSqrt2;
@@ -229,7 +249,7 @@ internal static class GeluFloat
                 var v = Vector512.LoadUnsafe(ref xr, (nuint)i);
                 var z = Vector512.Abs(v) * InvSqrt2;
                 var t = one / (one + z * P);
-                var e = Vector512.Exp(-(z * z));
+                var e = ExpNonPositive(-(z * z));
                 var poly = t * (Vector512.Create(A1) + t * (Vector512.Create(A2) + t * (Vector512.Create(A3) + t * (Vector512.Create(A4) + t * A5))));
                 var halfQ = poly * e * 0.5f;
                 var cdf = Vector512.ConditionalSelect(Vector512.GreaterThanOrEqual(v, Vector512<float>.Zero), one - halfQ, halfQ);
@@ -271,7 +291,7 @@ internal static class GeluFloat
                 var z = Vector512.Abs(v) * InvSqrt2;
                 var t = one / (one + z * P);
                 var poly = t * (Vector512.Create(A1) + t * (Vector512.Create(A2) + t * (Vector512.Create(A3) + t * (Vector512.Create(A4) + t * A5))));
-                var halfQ = poly * Vector512.Exp(-(z * z)) * 0.5f;
+                var halfQ = poly * ExpNonPositive(-(z * z)) * 0.5f;
                 var phi = Vector512.ConditionalSelect(Vector512.GreaterThanOrEqual(v, Vector512<float>.Zero), one - halfQ, halfQ);
                 (v * phi).StoreUnsafe(ref yr, (nuint)i);
             }
