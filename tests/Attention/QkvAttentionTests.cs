@@ -23,6 +23,7 @@ public class QkvAttentionTests
             data.Add(1, 37, 4, 16, causal);
             data.Add(1, 70, 1, 16, causal);
             data.Add(8, 33, 4, 8, causal);
+            data.Add(2, 64, 2, 32, causal); // nanoGPT's CPU head size: full 8 x 8 key transposes, 32-wide register tiles
         }
         return data;
     }

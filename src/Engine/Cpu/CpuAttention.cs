@@ -380,7 +380,9 @@ internal static unsafe class CpuAttention
                                 long row = (long)h * dims.T + r0; // flat row of the tile's first query
                                 T* dqRows = split == 1 ? pdq + dq.Layout.At(h, r0) : pPart + ((long)part * rows + row) * d;
                                 int dqStride = split == 1 ? dq.Layout.RowStride : d;
-                                BackwardTile(dims, h, r0, m, j0, n, pq + q.Layout.At(h, r0), q.Layout.RowStride, pdo + dout.Layout.At(h, r0), dout.Layout.RowStride,
+                                // Keys past the tile's last row's horizon (causal) get P = 0 from every row: leave them out.
+                                int seen = Math.Min(n, dims.VisibleEnd(r0 + m - 1) - j0);
+                                BackwardTile(dims, h, r0, m, j0, seen, n, pq + q.Layout.At(h, r0), q.Layout.RowStride, pdo + dout.Layout.At(h, r0), dout.Layout.RowStride,
                                     lse.Data, lse.Offset + (int)row, pDelta + row, kRows, k.Layout.RowStride, kt, vt, dkAcc, dvAcc,
                                     dqRows, dqStride, pP, scale, drop);
                             }
@@ -423,19 +425,19 @@ internal static unsafe class CpuAttention
     private delegate void SpanAction<T>(Span<T> row);
 
     /// <summary>
-    /// Query tile [r0, r0 + m) of flat head h against key tile [j0, j0 + n): dk, dv accumulate in the
-    /// key tile's (BlockK, D) buffers, dq (unscaled) in the rows at dqRows. q, dout, k and dq rows step by
-    /// their own strides.
+    /// Query tile [r0, r0 + m) of flat head h against keys [j0, j0 + n) of the key tile: dk, dv accumulate
+    /// in the key tile's (BlockK, D) buffers, dq (unscaled) in the rows at dqRows. q, dout, k and dq rows
+    /// step by their own strides; kt and vt, the tile's transposed keys and values, by ldt.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void BackwardTile<T>(Dims dims, int h, int r0, int m, int j0, int n, T* qRows, int qStride, T* doRows, int doStride,
+    private static void BackwardTile<T>(Dims dims, int h, int r0, int m, int j0, int n, int ldt, T* qRows, int qStride, T* doRows, int doStride,
         T[] lse, int lseOffset, T* delta, T* kRows, int kStride, T* kt, T* vt, T* dkAcc, T* dvAcc, T* dqRows, int dqStride, T* scratch, T scale, Dropout<T> drop)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         int d = dims.D;
         T* p = scratch, dp = scratch + BlockQ * BlockK, keep = scratch + 2 * BlockQ * BlockK;
         new Span<T>(p, m * n).Clear();
-        TileGemm.MulAdd(m, n, d, qRows, qStride, 1, kt, n, p, n); // s = q k^T
+        TileGemm.MulAdd(m, n, d, qRows, qStride, 1, kt, ldt, p, n); // s = q k^T
         for (int r = 0; r < m; r++)
         {
             var row = new Span<T>(p + r * n, n);
@@ -459,7 +461,7 @@ internal static unsafe class CpuAttention
         }
         TileGemm.MulAdd(n, d, m, pv, 1, n, doRows, doStride, dvAcc, d);   // dv += P^T dout
         new Span<T>(dp, m * n).Clear();
-        TileGemm.MulAdd(m, n, d, doRows, doStride, 1, vt, n, dp, n);      // dP = dout v^T
+        TileGemm.MulAdd(m, n, d, doRows, doStride, 1, vt, ldt, dp, n);    // dP = dout v^T
         for (int r = 0; r < m; r++)
         {
             var dpRow = new Span<T>(dp + r * n, n);
@@ -474,6 +476,11 @@ internal static unsafe class CpuAttention
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Transpose<T>(T* src, int srcStride, int n, int d, T* dst) where T : unmanaged
     {
+        if (typeof(T) == typeof(float) && System.Runtime.Intrinsics.X86.Avx.IsSupported && n % 8 == 0 && d % 8 == 0)
+        {
+            SimdTranspose.Blocks((float*)src, srcStride, n, d, (float*)dst, n); // 8 x 8 blocks in registers
+            return;
+        }
         for (int j = 0; j < n; j++)
         {
             T* row = src + (long)j * srcStride;

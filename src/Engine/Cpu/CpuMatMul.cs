@@ -112,7 +112,7 @@ internal static class CpuMatMul
         // Large matrices: one after the other, each GEMM using every core. Small ones (or F64, whose
         // GEMM is single-threaded): one GEMM per thread across the batch.
         bool gemmIsThreaded = typeof(T) == typeof(float) && (long)m * n * k >= Sgemm.ParallelLimit;
-        if (batch > 1 && !gemmIsThreaded) Parallel.For(0, batch, One);
+        if (batch > 1 && !gemmIsThreaded && CpuParallel.Enabled) Parallel.For(0, batch, One);
         else for (int i = 0; i < batch; i++) One(i);
     }
 

@@ -1,5 +1,6 @@
 using System.Numerics;
 using System.Numerics.Tensors;
+using System.Runtime.InteropServices;
 
 namespace ManagedTensor.Cpu;
 
@@ -74,12 +75,20 @@ internal static class CpuNorm
         T[]? w = wt.Numel > 0 ? wt.ElementSpan<T>().ToArray() : null; // (C)
         T[]? b = bt.Numel > 0 ? bt.ElementSpan<T>().ToArray() : null; // (C)
         T n = T.CreateTruncating(c);
+        bool fused = typeof(T) == typeof(float) && LayerNormRows.Fits(c); // float rows in fused SIMD passes
         NnKernels.For(rows, 5L * c, (_, r0, r1) =>
         {
             for (int r = r0; r < r1; r++)
             {
                 var xr = new ReadOnlySpan<T>(x.Data, x.Offset + r * c, c); // (C)
                 var yr = new Span<T>(y.Data, y.Offset + r * c, c);          // (C)
+                if (fused)
+                {
+                    var (fm, frs) = LayerNormRows.Forward(F(xr), F(w), F(b), F(yr), float.CreateTruncating(eps));
+                    mean.Data[mean.Offset + r] = T.CreateTruncating(fm);
+                    rstd.Data[rstd.Offset + r] = T.CreateTruncating(frs);
+                    continue;
+                }
                 T m = TensorPrimitives.Sum(xr) / n;
                 TensorPrimitives.Subtract(xr, m, yr);                        // centred x, kept in y
                 T rs = T.One / T.Sqrt(TensorPrimitives.SumOfSquares<T>(yr) / n + eps);
@@ -177,8 +186,21 @@ internal static class CpuNorm
         dbPart.Clear();
         var dwParts = dwPart.Array;
         var dbParts = dbPart.Array;
+        bool fused = typeof(T) == typeof(float) && LayerNormRows.Fits(c); // float rows in fused SIMD passes
         NnKernels.ForChunks(chunks, rows, (chunk, r0, r1) =>
         {
+            if (fused)
+            {
+                var dwRow = wantDw ? F(new Span<T>(dwParts, chunk * c, c)) : default;
+                var dbRow = wantDb ? F(new Span<T>(dbParts, chunk * c, c)) : default;
+                for (int r = r0; r < r1; r++)
+                {
+                    float m = mean is { } mf ? float.CreateTruncating(mf.Data[mf.Offset + r]) : 0f;
+                    LayerNormRows.Backward(F(new ReadOnlySpan<T>(x.Data, x.Offset + r * c, c)), F(new ReadOnlySpan<T>(dy.Data, dy.Offset + r * c, c)), F(w),
+                        m, float.CreateTruncating(rstd.Data[rstd.Offset + r]), mean is not null, F(new Span<T>(dx.Data, dx.Offset + r * c, c)), dwRow, dbRow);
+                }
+                return;
+            }
             using var normBuf = new Scratch<T>(c);
             using var dnormScratch = new Scratch<T>(w is null ? 0 : c);
             var norm = normBuf.Span;                                       // (C)
@@ -212,6 +234,13 @@ internal static class CpuNorm
         if (wantDw) SumChunks(dwParts, chunks, dwt.ElementSpan<T>());
         if (wantDb) SumChunks(dbParts, chunks, dbt!.ElementSpan<T>());
     }
+
+    /// <summary>A float row as float (the caller checked typeof(T) == typeof(float)); a null array is empty.</summary>
+    private static ReadOnlySpan<float> F<T>(ReadOnlySpan<T> s) where T : unmanaged => MemoryMarshal.Cast<T, float>(s);
+
+    private static ReadOnlySpan<float> F<T>(T[]? a) where T : unmanaged => a is null ? default : MemoryMarshal.Cast<T, float>(a.AsSpan());
+
+    private static Span<float> F<T>(Span<T> s) where T : unmanaged => MemoryMarshal.Cast<T, float>(s);
 
     /// <summary>dst = sum over chunks of parts[chunk] (chunk order, so deterministic).</summary>
     private static void SumChunks<T>(T[] parts, int chunks, Span<T> dst) where T : unmanaged, IFloatingPointIeee754<T>

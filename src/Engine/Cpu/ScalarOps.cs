@@ -212,6 +212,26 @@ internal static class GeluFloat
     private const float InvSqrt2 = 0.70710678118654752440f;
     private const float InvSqrt2Pi = 0.39894228040143267794f;
 
+    /// <summary>
+    /// exp(t) for t &lt;= 0, 16 wide, in float only (Vector512.Exp computes float in double, twice the work):
+    /// t = n ln2 + r with |r| &lt;= ln2 / 2 (ln2 in two parts, so r is exact), exp(r) by Cephes' expf
+    /// polynomial (relative error under 2e-7), times 2^n put in the exponent bits. Below -87.3 (2^n
+    /// subnormal) the result is 0, as exp(-inf) = 0 must be; NaN stays NaN.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> ExpNonPositive(Vector512<float> t)
+    {
+        var tc = Vector512.Max(t, Vector512.Create(-87.3f));
+        var n = Vector512.Round(tc * 1.44269504088896341f);
+        var r = tc - n * 0.693359375f + n * 2.12194440e-4f;
+        static Vector512<float> C(float c) => Vector512.Create(c);
+        var p = ((((C(1.9875691500e-4f) * r + C(1.3981999507e-3f)) * r + C(8.3334519073e-3f)) * r + C(4.1665795894e-2f)) * r
+            + C(1.6666665459e-1f)) * r + C(5.0000001201e-1f);
+        p = p * (r * r) + r + Vector512<float>.One;
+        var scale = Vector512.ShiftLeft(Vector512.ConvertToInt32(n) + Vector512.Create(127), 23).AsSingle();
+        return Vector512.ConditionalSelect(Vector512.LessThan(t, Vector512.Create(-87.3f)), Vector512<float>.Zero, p * scale);
+    }
+
     public static float Apply(float x)
     {
         float z = MathF.Abs(x) * InvSqrt2;
@@ -233,6 +253,24 @@ internal static class GeluFloat
     public static void Backward(ReadOnlySpan<float> dy, ReadOnlySpan<float> x, Span<float> dx)
     {
         int i = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            ref float dr = ref MemoryMarshal.GetReference(dy);
+            ref float xr = ref MemoryMarshal.GetReference(x);
+            ref float yr = ref MemoryMarshal.GetReference(dx);
+            var one = Vector512<float>.One;
+            for (; i <= x.Length - Vector512<float>.Count; i += Vector512<float>.Count)
+            {
+                var v = Vector512.LoadUnsafe(ref xr, (nuint)i);
+                var z = Vector512.Abs(v) * InvSqrt2;
+                var t = one / (one + z * P);
+                var e = ExpNonPositive(-(z * z));
+                var poly = t * (Vector512.Create(A1) + t * (Vector512.Create(A2) + t * (Vector512.Create(A3) + t * (Vector512.Create(A4) + t * A5))));
+                var halfQ = poly * e * 0.5f;
+                var cdf = Vector512.ConditionalSelect(Vector512.GreaterThanOrEqual(v, Vector512<float>.Zero), one - halfQ, halfQ);
+                (Vector512.LoadUnsafe(ref dr, (nuint)i) * (cdf + v * e * InvSqrt2Pi)).StoreUnsafe(ref yr, (nuint)i);
+            }
+        }
         if (Vector256.IsHardwareAccelerated)
         {
             ref float dr = ref MemoryMarshal.GetReference(dy);
@@ -257,6 +295,22 @@ internal static class GeluFloat
     public static void Apply(ReadOnlySpan<float> x, Span<float> y)
     {
         int i = 0;
+        if (Vector512.IsHardwareAccelerated) // the same steps 16 wide (AVX-512), the rest 8 wide below
+        {
+            ref float xr = ref MemoryMarshal.GetReference(x);
+            ref float yr = ref MemoryMarshal.GetReference(y);
+            var one = Vector512<float>.One;
+            for (; i <= x.Length - Vector512<float>.Count; i += Vector512<float>.Count)
+            {
+                var v = Vector512.LoadUnsafe(ref xr, (nuint)i);
+                var z = Vector512.Abs(v) * InvSqrt2;
+                var t = one / (one + z * P);
+                var poly = t * (Vector512.Create(A1) + t * (Vector512.Create(A2) + t * (Vector512.Create(A3) + t * (Vector512.Create(A4) + t * A5))));
+                var halfQ = poly * ExpNonPositive(-(z * z)) * 0.5f;
+                var phi = Vector512.ConditionalSelect(Vector512.GreaterThanOrEqual(v, Vector512<float>.Zero), one - halfQ, halfQ);
+                (v * phi).StoreUnsafe(ref yr, (nuint)i);
+            }
+        }
         if (Vector256.IsHardwareAccelerated)
         {
             ref float xr = ref MemoryMarshal.GetReference(x);

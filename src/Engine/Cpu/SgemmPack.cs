@@ -12,6 +12,7 @@ namespace ManagedTensor.Cpu;
 ///     sliver s, element (r, p) at  dst[s * MR * kc + p * MR + r] = alpha * op(A)[i0 + s * MR + r, p0 + p]
 /// B block (kc x nc) -> ceil(nc / NR) slivers, each kc x NR stored row by row:
 ///     sliver s, element (p, j) at  dst[s * NR * kc + p * NR + j] = op(B)[p0 + p, j0 + s * NR + j]
+/// Full slivers of the AVX-512 kernel take the SIMD forms in <see cref="SgemmPackVector"/>.
 /// </summary>
 internal static unsafe class SgemmPack
 {
@@ -23,7 +24,8 @@ internal static unsafe class SgemmPack
         for (int s = 0; s < mc; s += mr)
         {
             int rows = Math.Min(mr, mc - s);
-            if (!transA)
+            if (rows == 12 && mr == 12 && SgemmPackVector.Supported) SgemmPackVector.A12(transA, a, lda, i0 + s, p0, kc, alpha, dst);
+            else if (!transA)
             {
                 // op(A)[i, p] = a[i * lda + p]: read each row at unit stride, write with stride MR.
                 for (int r = 0; r < rows; r++)
@@ -54,7 +56,8 @@ internal static unsafe class SgemmPack
         for (int s = 0; s < nc; s += nr)
         {
             int cols = Math.Min(nr, nc - s);
-            if (!transB)
+            if (cols == 32 && nr == 32 && SgemmPackVector.Supported) SgemmPackVector.B32(transB, b, ldb, p0, kc, j0 + s, dst);
+            else if (!transB)
             {
                 // op(B)[p, j] = b[p * ldb + j]: each row of the sliver is a contiguous run of b.
                 for (int p = 0; p < kc; p++)
