@@ -146,16 +146,17 @@ public sealed class WhisperTrainer
 
     /// <summary>
     /// Trains to <see cref="WhisperTrainConfig.MaxIters"/>: <paramref name="onStep"/> gets (iter, loss, lr, ms),
-    /// <paramref name="onEval"/> (iter, train loss, test loss). A cancelled run checkpoints the step it reached.
+    /// <paramref name="onEval"/> (iter, train loss, test loss, test loss with mismatched audio: see <see cref="EvalLoss"/>).
+    /// A cancelled run checkpoints the step it reached.
     /// </summary>
-    public void Run(Action<int, double, double, double> onStep, Action<int, double, double> onEval, CancellationToken cancel = default)
+    public void Run(Action<int, double, double, double> onStep, Action<int, double, double, double> onEval, CancellationToken cancel = default)
     {
         for (int it = _state.Iter; ; it++)
         {
             bool end = it == Config.MaxIters || cancel.IsCancellationRequested;
             if ((it % Config.EvalInterval == 0 || end) && _state.LastEvalIter != it)
             {
-                double train = EvalLoss(_train), test = EvalLoss(_test);
+                double train = EvalLoss(_train), test = EvalLoss(_test), mismatched = EvalLoss(_test, mismatchAudio: true);
                 bool best = test < _state.BestValLoss;
                 _state = _state with
                 {
@@ -165,7 +166,7 @@ public sealed class WhisperTrainer
                     BestValIter = best ? it : _state.BestValIter,
                     History = [.. _state.History, new LossPoint(it, train, test)],
                 };
-                onEval(it, train, test);
+                onEval(it, train, test, mismatched);
                 Save();
             }
             if (end) return;
@@ -192,24 +193,35 @@ public sealed class WhisperTrainer
         return value;
     }
 
-    /// <summary>The mean loss over the first <see cref="WhisperTrainConfig.EvalClips"/> clips of a split (the same ones at every evaluation).</summary>
-    private double EvalLoss(List<SpeechClip> split)
+    /// <summary>
+    /// The mean loss over the first <see cref="WhisperTrainConfig.EvalClips"/> clips of a split (the same ones at every
+    /// evaluation). With <paramref name="mismatchAudio"/> each transcript is scored against the next clip's audio: a model
+    /// that reads the audio does much worse then (the gap is what the audio tells it), while a decoder that has become a
+    /// language model of the transcripts and ignores the audio scores the same either way.
+    /// </summary>
+    private double EvalLoss(List<SpeechClip> split, bool mismatchAudio = false)
     {
         Model.Eval();
         using var noGrad = GradMode.NoGrad();
         var clips = split.Take(Config.EvalClips).ToList();
+        var audio = mismatchAudio ? [.. clips.Skip(1), clips[0]] : clips;
         double sum = 0;
         int batches = 0;
         for (int i = 0; i < clips.Count; i += Config.BatchSize, batches++)
-            sum += BatchLoss(clips.Skip(i).Take(Config.BatchSize).ToList()).Item();
+            sum += BatchLoss(clips.Skip(i).Take(Config.BatchSize).ToList(), audio.Skip(i).Take(Config.BatchSize).ToList()).Item();
         return sum / batches;
     }
 
-    /// <summary>Teacher-forced cross-entropy of a batch: inputs tokens[..^1], targets tokens[1..], prompt targets and padding ignored.</summary>
-    private Tensor BatchLoss(List<SpeechClip> clips)
+    /// <summary>
+    /// Teacher-forced cross-entropy of a batch: inputs tokens[..^1], targets tokens[1..], prompt targets and padding ignored.
+    /// Row b's transcript is clips[b]'s, its audio audio[b]'s (the same clip, unless an evaluation mismatches them).
+    /// </summary>
+    private Tensor BatchLoss(List<SpeechClip> clips, List<SpeechClip>? audio = null)
     {
         var c = Config.Model();
         var examples = clips.Select(clip => SpeechCorpus.Example(clip, Tokenizer, c.NMels, c.InputFrames, Config.MaxTokens)).ToList();
+        if (audio is not null && !ReferenceEquals(audio, clips))
+            examples = examples.Select((e, b) => (audio[b] == clips[b] ? e.Mel : SpeechCorpus.Example(audio[b], Tokenizer, c.NMels, c.InputFrames, Config.MaxTokens).Mel, e.Tokens)).ToList();
         int t = examples.Max(e => e.Tokens.Length) - 1, promptTargets = Tokenizer.Prompt(null, false).Length - 1;
         var input = new long[clips.Count * t];
         var target = new long[clips.Count * t];
