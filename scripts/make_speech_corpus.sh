@@ -7,7 +7,7 @@
 #   OUT_DIR     default data-speech (not committed); gets wav/NNNNN.wav, train.tsv, test.tsv
 #   SENTENCES   default 6000 (about 10 minutes on a quiet 2-core machine)
 #   --text      generated (default): sentences of a small grammar (commands, names, numbers, colours, objects,
-#               places, days; about 200 words with plurals) in eight templates, 5 to 8 words, 1.3 to 3.6 s of speech (`mt transcribe
+#               places, days; about 200 words with plurals) in eight templates, 5 to 8 words, 1.5 to 3.7 s of speech (`mt transcribe
 #               train`'s default --audio-seconds 4 holds them). shakespeare: lines of data/tinyshakespeare.txt with 4 to
 #               12 words (letters and . , ' ! ? only): an open vocabulary that 2,000 clips do not cover (most test lines
 #               have words no training line has); up to 6 s of speech (train with --audio-seconds 8).
