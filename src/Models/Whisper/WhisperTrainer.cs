@@ -9,7 +9,7 @@ namespace ManagedTensor.Models.Whisper;
 
 /// <summary>
 /// `mt transcribe train`'s settings. The model is Whisper-shaped but small, and takes <see cref="AudioSeconds"/> of
-/// audio instead of 30 s: the generated corpus's clips last 1.3 to 3.6 s, and padding is most of the encoder's work
+/// audio instead of 30 s: the generated corpus's clips last 1.5 to 3.7 s, and padding is most of the encoder's work
 /// (its cost grows with the input's frames, and cross-attention spread over silence dilutes what the decoder hears).
 /// The defaults train in about an hour on a quiet 2-core CPU: a step of 16 clips costs about 1.5 s of CPU time
 /// (0.8 s of wall time on two cores), so 4,000 steps. A fifth of a step is the tied output head over Whisper's
