@@ -12,6 +12,7 @@ using ManagedTensor.Bench;
 // `diffusion --arch unet|dit` and `whisper --mode encode|train`: bench/diffusion_vs_torch.sh and bench/whisper_vs_torch.sh.
 if (args.Length > 0 && args[0] == "sgemm") SgemmRunner.Run(args[1..]);
 else if (args.Length > 0 && args[0] == "gpt-train") GptTrainRunner.Run(args[1..]);
+else if (args.Length > 0 && args[0] == "whisper-train") WhisperTrainRunner.Run(args[1..]); // --data DIR [--profile]: where `mt transcribe train`'s step goes
 else if (args.Length > 0 && args[0] == "versions") SgemmVersions.Run(args[1..]);
 else if (args.Length > 0 && args[0] == "attention-cpu") AttentionCpuRunner.Run(args[1..]);
 else if (args.Length > 0 && args[0] == "scan-wkv") ScanWkvRunner.Run(args[1..]);

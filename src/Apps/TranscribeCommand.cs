@@ -54,7 +54,8 @@ public static class TranscribeCommand
         var outDir = new Option<string>("--out-dir") { Description = "where checkpoints, the model (config.json, model.safetensors) and loss.png go", DefaultValueFactory = _ => d.OutDir };
         var maxIters = new Option<int>("--max-iters") { Description = "training steps in all", DefaultValueFactory = _ => d.MaxIters }.AtLeast(1);
         var batch = new Option<int>("--batch-size") { Description = "clips per step", DefaultValueFactory = _ => d.BatchSize }.AtLeast(1);
-        var lr = new Option<double>("--lr") { Description = "peak learning rate (AdamW; 100 warm-up steps, cosine decay to a tenth)", DefaultValueFactory = _ => d.LearningRate };
+        var lr = new Option<double>("--lr") { Description = "peak learning rate (AdamW; linear warm-up, cosine decay to a tenth)", DefaultValueFactory = _ => d.LearningRate };
+        var warmup = new Option<int>("--warmup-iters") { Description = "steps of linear learning-rate warm-up", DefaultValueFactory = _ => d.WarmupIters }.AtLeast(0);
         var evalInterval = new Option<int>("--eval-interval") { Description = "steps between evaluations and checkpoints", DefaultValueFactory = _ => d.EvalInterval }.AtLeast(1);
         var evalClips = new Option<int>("--eval-clips") { Description = "clips of each split in an evaluation", DefaultValueFactory = _ => d.EvalClips }.AtLeast(1);
         var dModel = new Option<int>("--d-model") { Description = "width of the model (d_model; the MLPs are 4 times wider)", DefaultValueFactory = _ => d.DModel }.AtLeast(4);
@@ -66,7 +67,7 @@ public static class TranscribeCommand
         var force = new Option<bool>("--force") { Description = "replace a run already in --out-dir" };
         var device = Cli.DeviceOption("cpu");
         var cmd = new Command("train", "train a small Whisper on a synthesized speech corpus")
-            { data, outDir, maxIters, batch, lr, evalInterval, evalClips, dModel, layers, heads, seconds, seed, resume, force, device };
+            { data, outDir, maxIters, batch, lr, warmup, evalInterval, evalClips, dModel, layers, heads, seconds, seed, resume, force, device };
         cmd.SetAction(p =>
         {
             var dev = Cli.ParseDevice(p.GetValue(device)!);
@@ -75,7 +76,7 @@ public static class TranscribeCommand
                 : WhisperTrainer.Create(new WhisperTrainConfig
                 {
                     Data = p.GetValue(data)!, OutDir = p.GetValue(outDir)!, MaxIters = p.GetValue(maxIters), BatchSize = p.GetValue(batch),
-                    LearningRate = p.GetValue(lr), MinLr = p.GetValue(lr) / 10, EvalInterval = p.GetValue(evalInterval), EvalClips = p.GetValue(evalClips),
+                    LearningRate = p.GetValue(lr), MinLr = p.GetValue(lr) / 10, WarmupIters = p.GetValue(warmup), EvalInterval = p.GetValue(evalInterval), EvalClips = p.GetValue(evalClips),
                     DModel = p.GetValue(dModel), Layers = p.GetValue(layers), Heads = p.GetValue(heads), AudioSeconds = p.GetValue(seconds), Seed = (ulong)p.GetValue(seed),
                 }, dev, p.GetValue(force));
             var c = trainer.Config;
@@ -92,7 +93,7 @@ public static class TranscribeCommand
             using (PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal))
                 trainer.Run(
                     (it, loss, rate, ms) => output.WriteLine($"iter {it + 1}/{c.MaxIters}: loss {loss:F4}, lr {rate:0.00e+00}, {ms:F1} ms/iter"),
-                    (it, train, test) => output.WriteLine($"step {it}: train loss {train:F4}, test loss {test:F4} (saved {Path.Combine(c.OutDir, WhisperTrainer.CheckpointFile)})"),
+                    (it, train, test, mismatched) => output.WriteLine($"step {it}: train loss {train:F4}, test loss {test:F4}, with mismatched audio {mismatched:F4} (saved {Path.Combine(c.OutDir, WhisperTrainer.CheckpointFile)})"),
                     stop.Token);
             string png = Path.Combine(c.OutDir, "loss.png");
             LossPlot.Save(trainer.History, png, $"whisper {c.Layers}+{c.Layers}x{c.DModel} on {Path.GetFileName(Path.GetFullPath(c.Data))}");
