@@ -53,7 +53,7 @@ public static class DiffuseCommand
         var limit = new Option<int>("--limit") { Description = "train on the first N images only (0: all)", DefaultValueFactory = _ => 0 }.AtLeast(0);
         var seed = new Option<ulong>("--seed") { Description = "seed of the weights, batches, steps and noise", DefaultValueFactory = _ => t.Seed };
         var logInterval = new Option<int>("--log-interval") { Description = "print the loss every N steps", DefaultValueFactory = _ => t.LogInterval }.AtLeast(1);
-        var classes = new Option<string>("--classes") { Description = "train only on these classes' images: a list such as 0-8 or 9 or 1,3,5 (default: all)", DefaultValueFactory = _ => t.Classes };
+        var classes = new Option<string>("--classes") { Description = "train only on these classes' images: a list such as 0-8 or 9 or 1,3,5 (empty: every class)", DefaultValueFactory = _ => t.Classes };
         var baseRun = new Option<string>("--base") { Description = "start from this trained run's EMA weights and model (its --out-dir); with --lora-rank, adapt it", DefaultValueFactory = _ => t.Base };
         var loraRank = new Option<int>("--lora-rank") { Description = "LoRA rank r of adapters on --lora-targets (needs --base; 0: train every weight)", DefaultValueFactory = _ => t.LoraRank }.AtLeast(0);
         var loraAlpha = new Option<double>("--lora-alpha") { Description = "LoRA alpha (updates scaled by alpha / r)", DefaultValueFactory = _ => t.LoraAlpha };
