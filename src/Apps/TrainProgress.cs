@@ -15,9 +15,13 @@ public class PlainTrainProgress(TextWriter output) : ITrainingObserver
     /// <summary>The run's last step, set by OnStart (or by a loop that has no OnStart, such as `mt finetune`'s).</summary>
     public int MaxIters { get; set; }
 
+    /// <summary>The model being trained (set by OnStart), asked for its <see cref="TrainableLM.LossNote"/> at each step line.</summary>
+    protected TrainableLM? Model { get; private set; }
+
     public virtual void OnStart(TrainableLM model, TrainConfig config, int startIter, ITokenizer tokenizer, TextDataset data)
     {
         MaxIters = config.MaxIters;
+        Model = model;
         Output.WriteLine($"data: {config.DataPath}, {tokenizer.Kind} tokenizer, vocab {tokenizer.VocabSize}, {data.Train.Length:N0} train / {data.Val.Length:N0} val tokens");
         Output.WriteLine($"model: {model.Architecture}, {config.NLayer} layers, {(model is GPT ? $"{config.NHead} heads, " : "")}{config.NEmbd} wide, block {config.BlockSize}: {model.ParameterCount() / 1e6:F2}M parameters on {model.Device}");
         if (config.Optim != "adamw" || config.Autocast != "off") Output.WriteLine($"optimizer {config.Optim}, autocast {config.Autocast}");
@@ -25,7 +29,10 @@ public class PlainTrainProgress(TextWriter output) : ITrainingObserver
     }
 
     public virtual void OnStep(int iter, double loss, double lr, double tokensPerSecond, double msPerIter)
-        => Output.WriteLine($"iter {iter + 1}/{MaxIters}: loss {loss:F4}, lr {lr:0.00e+00}, {msPerIter:F1} ms/iter, {tokensPerSecond:N0} tok/s, ETA {Eta(iter, msPerIter)}");
+        => Output.WriteLine($"iter {iter + 1}/{MaxIters}: loss {loss:F4}, lr {lr:0.00e+00}, {msPerIter:F1} ms/iter, {tokensPerSecond:N0} tok/s, ETA {Eta(iter, msPerIter)}{LossParts}");
+
+    /// <summary>" (the model's loss note)", or nothing when the loss is the cross-entropy alone.</summary>
+    protected string LossParts => Model?.LossNote is { } note ? $" ({note})" : "";
 
     public virtual void OnEval(int iter, double trainLoss, double valLoss)
         => Output.WriteLine($"step {iter}: train loss {trainLoss:F4}, val loss {valLoss:F4}");
@@ -51,7 +58,7 @@ public sealed class LiveTrainProgress(ProgressTask task, TextWriter output) : Pl
     public override void OnStep(int iter, double loss, double lr, double tokensPerSecond, double msPerIter)
     {
         task.Value = iter + 1;
-        task.Description = $"iter {iter + 1}/{MaxIters}  loss {loss:F4}  {tokensPerSecond:N0} tok/s  {msPerIter:F1} ms/iter";
+        task.Description = $"iter {iter + 1}/{MaxIters}  loss {loss:F4}{Markup.Escape(LossParts)}  {tokensPerSecond:N0} tok/s  {msPerIter:F1} ms/iter";
     }
 
     public override void OnEval(int iter, double trainLoss, double valLoss)

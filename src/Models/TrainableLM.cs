@@ -52,6 +52,12 @@ public abstract class TrainableLM : Module
     }
 
     /// <summary>
+    /// What the last training loss is made of beyond the cross-entropy, for the progress line (a mixture of experts:
+    /// its load-balancing loss); null when the loss is the cross-entropy alone.
+    /// </summary>
+    public virtual string? LossNote => null;
+
+    /// <summary>
     /// Continues each sequence of <paramref name="idx"/> (B, T) by <paramref name="maxNewTokens"/> tokens, sampled
     /// with <paramref name="sampler"/>; <paramref name="onToken"/> sees each new token of row 0. With
     /// <paramref name="useCache"/> each step runs only the new token (a KV cache or a recurrent state); without,

@@ -51,6 +51,8 @@ public class ArchModelTests
         double train = model.Loss(idx, targets).Item();
         Assert.InRange(model.LastAuxLoss, 2 - 1e-9, 2.0 * 3);                         // k at balance, E*k at collapse
         Assert.Equal(ce + 0.01 * model.LastAuxLoss, train, 1e-5);
+        Assert.Equal(ce, model.LastCrossEntropy, 1e-6);
+        Assert.Equal($"cross-entropy {ce:F4} + 0.01 x aux {model.LastAuxLoss:F3} (balanced: 2)", model.LossNote);
         // Sampling runs through the cache and the whole-context path alike.
         var a = model.Generate(idx, 5, new Sampler(new SamplerOptions()), useCache: true);
         var b = model.Generate(idx, 5, new Sampler(new SamplerOptions()), useCache: false);

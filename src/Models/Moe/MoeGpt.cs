@@ -43,14 +43,25 @@ public sealed class MoeGpt : GptShapedLM<MoeConfig, MoeBlock>
     /// <summary>The mean load-balancing loss of the layers in the last forward (1 per layer's k at perfect balance).</summary>
     public double LastAuxLoss { get; private set; }
 
+    /// <summary>The cross-entropy part of the last <see cref="Loss"/>.</summary>
+    public double LastCrossEntropy { get; private set; }
+
     /// <summary>Cross-entropy, plus AuxWeight times the mean aux loss while training.</summary>
     public override Tensor Loss(Tensor idx, Tensor targets)
     {
         var ce = base.Loss(idx, targets);
         var aux = H.Items.Select(b => b.Moe.LastAuxLoss!).Aggregate((a, b) => a + b).MulScalar(1.0 / H.Count);
         LastAuxLoss = aux.Item();
+        LastCrossEntropy = ce.Item();
         return Training && Config.AuxWeight > 0 ? ce + aux.MulScalar(Config.AuxWeight) : ce;
     }
+
+    /// <summary>
+    /// The last micro-batch's parts: "cross-entropy 2.3456 + 0.01 x aux 2.013 (balanced: 2)". Perfect balance gives
+    /// aux = top-k, all tokens on one expert experts x top-k, so the number says at a glance whether routing collapses.
+    /// </summary>
+    public override string LossNote =>
+        $"cross-entropy {LastCrossEntropy:F4} + {Config.AuxWeight:0.###} x aux {LastAuxLoss:F3} (balanced: {Config.TopK})";
 
     /// <summary>idx (B, T) continuing the cache's positions -> logits (B, T, V).</summary>
     public Tensor Forward(Tensor idx, KvCache? cache) => Logits(idx, cache, allPositions: true);
