@@ -126,6 +126,14 @@ public class ElementwiseTests
         }
         Assert.True(float.IsNaN(Tensor.FromArray([float.NaN]).Gelu().ToArray<float>()[0]));
         Assert.Equal(float.PositiveInfinity, Tensor.FromArray([float.PositiveInfinity]).Gelu().ToArray<float>()[0]);
+        // Far left (|x| >= 13.2, where exp(-x^2/2) leaves float's normal range) gelu and its gradient vanish, in the 16-
+        // and 8-wide paths and the scalar tail (25 values) alike: not the 1e-36 to 1e-8 that exp's floor would leave.
+        var far = Tensor.FromArray(Enumerable.Range(0, 25).Select(i => -13.2f - 7f * i * i).ToArray());
+        far.RequiresGrad = true;
+        var g = far.Gelu();
+        g.Sum().Backward();
+        Assert.All(g.ToArray<float>(), v => Assert.InRange(v, -1e-37f, 0f));
+        Assert.All(far.Grad!.ToArray<float>(), v => Assert.InRange(v, -1e-37f, 0f));
     }
 
     [Fact]

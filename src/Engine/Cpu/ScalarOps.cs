@@ -205,6 +205,9 @@ internal readonly struct GeluOp<T> : IUnaryOp<T> where T : IFloatingPointIeee754
 ///   z = |x| / sqrt 2,  t = 1 / (1 + p z),  q = t (a1 + t (a2 + t (a3 + t (a4 + t a5)))) exp(-z^2) ~ erfc(z)
 ///   Phi(x) = 1 - q / 2 for x >= 0,  q / 2 for x &lt; 0      (no cancellation on the negative side)
 ///   gelu(x) = x Phi(x)
+/// exp(-z^2) is <see cref="VectorExp"/>'s, set to 0 where z^2 >= 87 (|x| >= 13.2), where it would give its floor
+/// exp(-87) instead of a subnormal: gelu and its gradient there are 0, where exact float arithmetic leaves values
+/// under 1e-37 in size (the floor would leave x exp(-87), up to 1e-8 for x = -1e30).
 /// </summary>
 internal static class GeluFloat
 {
@@ -212,24 +215,19 @@ internal static class GeluFloat
     private const float InvSqrt2 = 0.70710678118654752440f;
     private const float InvSqrt2Pi = 0.39894228040143267794f;
 
-    /// <summary>
-    /// exp(t) for t &lt;= 0, 16 wide, in float only (Vector512.Exp computes float in double, twice the work):
-    /// t = n ln2 + r with |r| &lt;= ln2 / 2 (ln2 in two parts, so r is exact), exp(r) by Cephes' expf
-    /// polynomial (relative error under 2e-7), times 2^n put in the exponent bits. Below -87.3 (2^n
-    /// subnormal) the result is 0, as exp(-inf) = 0 must be; NaN stays NaN.
-    /// </summary>
+    /// <summary>exp(-z^2), 0 where z^2 >= 87.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<float> ExpNonPositive(Vector512<float> t)
+    private static Vector512<float> Gauss(Vector512<float> z)
     {
-        var tc = Vector512.Max(t, Vector512.Create(-87.3f));
-        var n = Vector512.Round(tc * 1.44269504088896341f);
-        var r = tc - n * 0.693359375f + n * 2.12194440e-4f;
-        static Vector512<float> C(float c) => Vector512.Create(c);
-        var p = ((((C(1.9875691500e-4f) * r + C(1.3981999507e-3f)) * r + C(8.3334519073e-3f)) * r + C(4.1665795894e-2f)) * r
-            + C(1.6666665459e-1f)) * r + C(5.0000001201e-1f);
-        p = p * (r * r) + r + Vector512<float>.One;
-        var scale = Vector512.ShiftLeft(Vector512.ConvertToInt32(n) + Vector512.Create(127), 23).AsSingle();
-        return Vector512.ConditionalSelect(Vector512.LessThan(t, Vector512.Create(-87.3f)), Vector512<float>.Zero, p * scale);
+        var zz = z * z;
+        return VectorExp.Exp(-zz) & Vector512.LessThan(zz, Vector512.Create(87f));
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Gauss(Vector256<float> z)
+    {
+        var zz = z * z;
+        return VectorExp.Exp(-zz) & Vector256.LessThan(zz, Vector256.Create(87f));
     }
 
     public static float Apply(float x)
@@ -264,7 +262,7 @@ internal static class GeluFloat
                 var v = Vector512.LoadUnsafe(ref xr, (nuint)i);
                 var z = Vector512.Abs(v) * InvSqrt2;
                 var t = one / (one + z * P);
-                var e = ExpNonPositive(-(z * z));
+                var e = Gauss(z);
                 var poly = t * (Vector512.Create(A1) + t * (Vector512.Create(A2) + t * (Vector512.Create(A3) + t * (Vector512.Create(A4) + t * A5))));
                 var halfQ = poly * e * 0.5f;
                 var cdf = Vector512.ConditionalSelect(Vector512.GreaterThanOrEqual(v, Vector512<float>.Zero), one - halfQ, halfQ);
@@ -282,7 +280,7 @@ internal static class GeluFloat
                 var v = Vector256.LoadUnsafe(ref xr, (nuint)i);
                 var z = Vector256.Abs(v) * InvSqrt2;
                 var t = one / (one + z * P);
-                var e = Vector256.Exp(-(z * z));
+                var e = Gauss(z);
                 var poly = t * (Vector256.Create(A1) + t * (Vector256.Create(A2) + t * (Vector256.Create(A3) + t * (Vector256.Create(A4) + t * A5))));
                 var halfQ = poly * e * 0.5f;
                 var cdf = Vector256.ConditionalSelect(Vector256.GreaterThanOrEqual(v, Vector256<float>.Zero), one - halfQ, halfQ);
@@ -306,7 +304,7 @@ internal static class GeluFloat
                 var z = Vector512.Abs(v) * InvSqrt2;
                 var t = one / (one + z * P);
                 var poly = t * (Vector512.Create(A1) + t * (Vector512.Create(A2) + t * (Vector512.Create(A3) + t * (Vector512.Create(A4) + t * A5))));
-                var halfQ = poly * ExpNonPositive(-(z * z)) * 0.5f;
+                var halfQ = poly * Gauss(z) * 0.5f;
                 var phi = Vector512.ConditionalSelect(Vector512.GreaterThanOrEqual(v, Vector512<float>.Zero), one - halfQ, halfQ);
                 (v * phi).StoreUnsafe(ref yr, (nuint)i);
             }
@@ -322,7 +320,7 @@ internal static class GeluFloat
                 var z = Vector256.Abs(v) * InvSqrt2;
                 var t = one / (one + z * P);
                 var poly = t * (Vector256.Create(A1) + t * (Vector256.Create(A2) + t * (Vector256.Create(A3) + t * (Vector256.Create(A4) + t * A5))));
-                var halfQ = poly * Vector256.Exp(-(z * z)) * 0.5f;
+                var halfQ = poly * Gauss(z) * 0.5f;
                 var phi = Vector256.ConditionalSelect(Vector256.GreaterThanOrEqual(v, Vector256<float>.Zero), one - halfQ, halfQ);
                 (v * phi).StoreUnsafe(ref yr, (nuint)i);
             }
