@@ -330,6 +330,23 @@ internal sealed class CaseList(CaseScale scale)
                     var plain = Tensor.Apply(BatchNormOps.BatchNorm2dBackward, null, x[0], x[1], x[1].None(), mean, invstd);
                     return [r[0], r[1], r[2], plain[0]];
                 }, t == DType.F32 ? new Tolerance(1e-4, 2e-5) : null);
+            // Batch norm fused with SiLU (YOLO's conv block): bias alone, no affine, and the backward with and without weight and bias.
+            Add($"batch norm silu 2d {t}", BatchNormSiluOps.BatchNormSilu2d, t, Str([n, c, h, w], [c], [c]),
+                g => [g.Uniform([n, c, h, w], -2, 3, t), g.Uniform([c], 0.5, 1.5, t), g.Uniform([c], -1, 1, t)],
+                (x, _) =>
+                {
+                    var (z, mean, invstd) = x[0].BatchNormSilu2d(x[1], x[2]);
+                    return [z, mean, invstd, x[0].BatchNormSilu2d(null, x[2]).Z, x[0].BatchNormSilu2d(null, null).Z];
+                }, t == DType.F32 ? new Tolerance(1e-4, 2e-5) : null);
+            Add($"batch norm silu 2d backward {t}", BatchNormSiluOps.BatchNormSilu2dBackward, t, Str([n, c, h, w], [n, c, h, w], [c], [c]),
+                g => [g.Uniform([n, c, h, w], -1, 1, t), g.Uniform([n, c, h, w], -2, 3, t), g.Uniform([c], 0.5, 1.5, t), g.Uniform([c], -1, 1, t)],
+                (x, _) =>
+                {
+                    var (_, mean, invstd) = x[1].BatchNorm2d(null, null);
+                    var r = Tensor.Apply(BatchNormSiluOps.BatchNormSilu2dBackward, null, x[0], x[1], x[2], x[3], mean, invstd);
+                    var plain = Tensor.Apply(BatchNormSiluOps.BatchNormSilu2dBackward, null, x[0], x[1], x[1].None(), x[1].None(), mean, invstd);
+                    return [r[0], r[1], r[2], plain[0]];
+                }, t == DType.F32 ? new Tolerance(1e-4, 2e-5) : null);
             // Group norm (the diffusion U-Net's): 3 groups of an odd channel count, and a 3-D (N, C, L) input.
             int gc = 3 * S(3, 8);
             Add($"group norm {t}", GroupNormOps.GroupNorm, t, Str([n, gc, h, w], [gc], [gc]),

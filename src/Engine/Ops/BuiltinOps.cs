@@ -14,6 +14,7 @@ internal static class BuiltinOps
         LeakyReluOps.Register();
         BatchNormOps.Register();
         SiluBackwardOps.Register();
+        BatchNormSiluOps.Register();
         GroupNormOps.Register();
         QkvAttentionOps.Register();
         ScanOps.Register();
