@@ -362,6 +362,20 @@ internal sealed class CaseList(CaseScale scale)
                     var plain = Tensor.Apply(GroupNormOps.GroupNormBackward, null, x[0], x[1], x[1].None(), stats[1], stats[2]);
                     return [r[0], r[1], r[2], plain[0]];
                 }, t == DType.F32 ? new Tolerance(1e-4, 2e-5) : null);
+            // Group norm fused with SiLU (the U-Net's pre-activation): 3 groups, a 3-D input, and the backward with and without weight and bias.
+            Add($"group norm silu {t}", GroupNormSiluOps.GroupNormSilu, t, Str([n, gc, h, w], [gc], [gc]),
+                g => [g.Uniform([n, gc, h, w], -2, 3, t), g.Uniform([gc], 0.5, 1.5, t), g.Uniform([gc], -1, 1, t)],
+                (x, _) => [x[0].GroupNormSilu(3, x[1], x[2]), x[0].GroupNormSilu(gc, null, null), x[0].Reshape(n, gc, -1).GroupNormSilu(1, x[1], x[2])],
+                t == DType.F32 ? new Tolerance(1e-4, 2e-5) : null);
+            Add($"group norm silu backward {t}", GroupNormSiluOps.GroupNormSiluBackward, t, Str([n, gc, h, w], [n, gc, h, w], [gc], [gc]),
+                g => [g.Uniform([n, gc, h, w], -1, 1, t), g.Uniform([n, gc, h, w], -2, 3, t), g.Uniform([gc], 0.5, 1.5, t), g.Uniform([gc], -1, 1, t)],
+                (x, _) =>
+                {
+                    var stats = Tensor.Apply(GroupNormOps.GroupNorm, new GroupNormAttrs(3), x[1], x[1].None(), x[1].None());
+                    var r = Tensor.Apply(GroupNormSiluOps.GroupNormSiluBackward, null, x[0], x[1], x[2], x[3], stats[1], stats[2]);
+                    var plain = Tensor.Apply(GroupNormSiluOps.GroupNormSiluBackward, null, x[0], x[1], x[1].None(), x[1].None(), stats[1], stats[2]);
+                    return [r[0], r[1], r[2], plain[0]];
+                }, t == DType.F32 ? new Tolerance(1e-4, 2e-5) : null);
         }
     }
 

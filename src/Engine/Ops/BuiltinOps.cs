@@ -14,12 +14,13 @@ internal static class BuiltinOps
         LeakyReluOps.Register();
         BatchNormOps.Register();
         SiluBackwardOps.Register();
-        BatchNormSiluOps.Register();
         GroupNormOps.Register();
         QkvAttentionOps.Register();
         ScanOps.Register();
         WkvOps.Register();
         MoeOps.Register();
         CustomFunction.Register();
+        BatchNormSiluOps.Register();
+        GroupNormSiluOps.Register();
     }
 }

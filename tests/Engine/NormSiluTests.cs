@@ -6,8 +6,11 @@ using static ManagedTensor.Tests.TestUtil;
 
 namespace ManagedTensor.Tests.Engine;
 
-/// <summary>BatchNormSilu2d (YOLO's norm + SiLU as one op): against a float64 loop, its composites, finite differences, and in the module.</summary>
-public class BatchNormSiluTests
+/// <summary>
+/// BatchNormSilu2d (YOLO's norm + SiLU as one op) and GroupNormSilu (the U-Net's): against a float64 loop, their
+/// composites, finite differences, and in the modules.
+/// </summary>
+public class NormSiluTests
 {
     private static double Silu(double y) => y / (1 + Math.Exp(-y));
 
@@ -128,5 +131,73 @@ public class BatchNormSiluTests
         var e = fused.Forward(x);
         AssertClose(plain.Bn.Forward(plain.Conv.Forward(x)).Silu(), e, 1e-5, 1e-5);
         Assert.True(MaxAbsDiff(e, zf) > 1e-3); // eval uses the running statistics, not the batch's
+    }
+
+    /// <summary>silu(group norm(x)) per (sample, group) in double.</summary>
+    private static double[] GroupReference(Tensor x, int groups, double[]? w, double[]? b, double eps)
+    {
+        int n = x.Shape[0], c = x.Shape[1], s = x.Numel / (n * c), m = c / groups * s;
+        var v = x.ToDoubleArray();
+        var z = new double[v.Length];
+        for (int ng = 0; ng < n * groups; ng++)
+        {
+            var idx = Enumerable.Range(ng * m, m).ToArray();
+            double mu = idx.Average(i => v[i]), var = idx.Average(i => (v[i] - mu) * (v[i] - mu)), rstd = 1 / Math.Sqrt(var + eps);
+            foreach (int i in idx)
+            {
+                int ch = i / s % c;
+                z[i] = Silu((v[i] - mu) * rstd * (w?[ch] ?? 1) + (b?[ch] ?? 0));
+            }
+        }
+        return z;
+    }
+
+    [Theory]
+    [InlineData(DType.F32, 2, 6, 3, 5, 7)]   // 35 per channel: SIMD body and tail
+    [InlineData(DType.F64, 3, 4, 2, 3, 1)]
+    public void GroupNormSiluMatchesALoopAndItsComposite(DType dtype, int n, int c, int groups, int h, int w)
+    {
+        var x = RandomTensor([n, c, h, w], seed: 61, dtype).MulScalar(3).AddScalar(1);
+        var weight = RandomTensor([c], seed: 62, dtype).MulScalar(2).AddScalar(1);
+        var bias = RandomTensor([c], seed: 63, dtype);
+        double tol = dtype == DType.F32 ? 2e-5 : 1e-12;
+        var expected = GroupReference(x, groups, weight.ToDoubleArray(), bias.ToDoubleArray(), 1e-5);
+        AssertClose(expected, x.GroupNormSilu(groups, weight, bias).ToDoubleArray(), tol, tol);
+        var composite = OpRegistry.Get(GroupNormSiluOps.GroupNormSilu).Fallback!([x, weight, bias], new GroupNormAttrs(groups));
+        AssertClose(expected, composite[0].ToDoubleArray(), 10 * tol, 10 * tol);
+        AssertClose(GroupReference(x, groups, null, null, 1e-5), x.GroupNormSilu(groups, null, null).ToDoubleArray(), tol, tol);
+    }
+
+    [Theory]
+    [InlineData(DType.F32, true)]
+    [InlineData(DType.F64, false)]
+    public void GroupNormSiluBackwardKernelMatchesItsComposite(DType dtype, bool affine)
+    {
+        var x = RandomTensor([2, 6, 3, 5], seed: 71, dtype).MulScalar(2).AddScalar(0.5);
+        var dz = RandomTensor([2, 6, 3, 5], seed: 72, dtype);
+        var w = affine ? RandomTensor([6], seed: 73, dtype).AddScalar(1) : Tensor.Empty([0], dtype);
+        var b = affine ? RandomTensor([6], seed: 74, dtype).MulScalar(2) : Tensor.Empty([0], dtype);
+        var stats = Tensor.Apply(GroupNormOps.GroupNorm, new GroupNormAttrs(3), x, x.None(), x.None());
+        var kernel = Tensor.Apply(GroupNormSiluOps.GroupNormSiluBackward, null, dz, x, w, b, stats[1], stats[2]);
+        var composite = OpRegistry.Get(GroupNormSiluOps.GroupNormSiluBackward).Fallback!([dz, x, w, b, stats[1], stats[2]], null);
+        double tol = dtype == DType.F32 ? 2e-5 : 1e-12;
+        for (int k = 0; k < 3; k++) AssertClose(composite[k].ToDoubleArray(), kernel[k].ToDoubleArray(), tol, tol);
+        var bad = Assert.Throws<ArgumentException>(() => Tensor.Apply(GroupNormSiluOps.GroupNormSiluBackward, null, dz, x, w, Tensor.Ones([5], dtype), stats[1], stats[2]));
+        Assert.Contains("GroupNormSiluBackward: bias", bad.Message);
+    }
+
+    [Fact]
+    public void GroupNormSiluGradientMatchesFiniteDifferences()
+        => GradCheck.Check(t => t[0].GroupNormSilu(2, t[1], t[2]), [RandomTensor([2, 4, 2, 3], seed: 81).MulScalar(2), RandomTensor([4], seed: 82).AddScalar(1), RandomTensor([4], seed: 83)],
+            rtol: 1e-4, atol: 1e-6);
+
+    [Fact]
+    public void GroupNormModuleForwardSiluIsForwardThenSilu()
+    {
+        var norm = new GroupNorm(2, 4, Device.Cpu);
+        using (GradMode.NoGrad()) norm.Bias.CopyFrom_(Tensor.Rand([4], new Generator(1), -1, 1));
+        var x = Tensor.Randn([3, 4, 5, 5], new Generator(2));
+        AssertClose(norm.Forward(x).Silu(), norm.ForwardSilu(x), 1e-5, 1e-5);
+        Assert.Contains("GroupNormSilu: 3 groups must divide", Assert.Throws<ArgumentException>(() => x.GroupNormSilu(3, null, null)).Message);
     }
 }
