@@ -362,6 +362,12 @@ internal sealed class CaseList(CaseScale scale)
                     var plain = Tensor.Apply(GroupNormOps.GroupNormBackward, null, x[0], x[1], x[1].None(), stats[1], stats[2]);
                     return [r[0], r[1], r[2], plain[0]];
                 }, t == DType.F32 ? new Tolerance(1e-4, 2e-5) : null);
+            // Conv + SiLU (YOLO's folded conv block): 3x3 stride 2 with a bias, 1x1 without, grouped 3x3.
+            Add($"conv2d silu {t}", ConvSiluOps.Conv2dSilu, t, Str([n, 4, h, w], [6, 4, 3, 3], [6]),
+                g => [g.Uniform([n, 4, h, w], -2, 2, t), g.Uniform([6, 4, 3, 3], -0.5, 0.5, t), g.Uniform([6], -1, 1, t), g.Uniform([6, 2, 3, 3], -0.5, 0.5, t)],
+                (x, _) => [Tensor.Conv2dSilu(x[0], x[1], x[2], new Conv2dAttrs(2, 2, 1, 1)), Tensor.Conv2dSilu(x[0], x[1].Narrow(2, 1, 1).Narrow(3, 1, 1).Contiguous(), null, new Conv2dAttrs(1, 1, 0, 0)),
+                    Tensor.Conv2dSilu(x[0], x[3], x[2], new Conv2dAttrs(1, 1, 1, 1, Groups: 2))],
+                t == DType.F32 ? new Tolerance(1e-4, 2e-5) : null);
             // Group norm fused with SiLU (the U-Net's pre-activation): 3 groups, a 3-D input, and the backward with and without weight and bias.
             Add($"group norm silu {t}", GroupNormSiluOps.GroupNormSilu, t, Str([n, gc, h, w], [gc], [gc]),
                 g => [g.Uniform([n, gc, h, w], -2, 3, t), g.Uniform([gc], 0.5, 1.5, t), g.Uniform([gc], -1, 1, t)],

@@ -22,5 +22,6 @@ internal static class BuiltinOps
         CustomFunction.Register();
         BatchNormSiluOps.Register();
         GroupNormSiluOps.Register();
+        ConvSiluOps.Register();
     }
 }
