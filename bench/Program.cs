@@ -25,5 +25,6 @@ else if (args.Length > 0 && args[0] == "whisper") WhisperRunner.Run(args[1..]);
 else if (args.Length > 0 && args[0] == "qmatmul") QMatMulRunner.Run(args[1..]);
 else if (args.Length > 0 && args[0] == "qdot") QMatMulRunner.Dot(args[1..]);
 else if (args.Length > 0 && args[0] == "conv") ConvRunner.Run(args[1..]); // `conv [--path im2col|direct|both]`: CPU Conv2d and its backward ops at the YOLOv8n and U-Net shapes
+else if (args.Length > 0 && args[0] == "norm-silu") NormSiluRunner.Run(args[1..]); // batch norm + SiLU, two ops against the fused one
 else if (args.Length > 0 && (args[0].StartsWith("llama-") || args[0] is "write-random-llama" or "gguf-compare")) LlamaCppPeerRunner.Run(args);
 else BenchmarkSwitcher.FromAssembly(typeof(SgemmRunner).Assembly).Run(args);

@@ -207,20 +207,26 @@ public sealed partial class Tensor
 
     public static Tensor Conv2d(Tensor x, Tensor w, Tensor? bias, Conv2dAttrs a)
     {
-        x.CheckFloat("Conv2d");
-        x.CheckSameDeviceAndType(w, Op.Conv2d);
-        if (x.Rank != 4 || w.Rank != 4) throw new ArgumentException($"Conv2d: x {x.Describe()} and weight {w.Describe()} must be 4-D (NCHW, OIHW)");
-        if (a.Groups <= 0 || x.Shape[1] % a.Groups != 0 || w.Shape[0] % a.Groups != 0 || w.Shape[1] * a.Groups != x.Shape[1])
-            throw new ArgumentException($"Conv2d: x {x.Describe()} and weight {w.Describe()} do not agree with groups = {a.Groups}");
-        if (bias is not null) CheckShape(bias, [w.Shape[0]], "Conv2d", "bias");
-        if (a.StrideH <= 0 || a.StrideW <= 0 || a.PadH < 0 || a.PadW < 0 || a.DilationH <= 0 || a.DilationW <= 0)
-            throw new ArgumentException($"Conv2d: invalid stride/padding/dilation {a}");
-        int oh = ConvOut(x.Shape[2], w.Shape[2], a.StrideH, a.PadH, a.DilationH, "Conv2d");
-        int ow = ConvOut(x.Shape[3], w.Shape[3], a.StrideW, a.PadW, a.DilationW, "Conv2d");
         var b = bias ?? x.None();
-        var y = Empty([x.Shape[0], w.Shape[0], oh, ow], x.DType, x.Device);
+        var y = Empty(Conv2dShape(x, w, bias, a, "Conv2d"), x.DType, x.Device);
         x.Backend.Execute(Op.Conv2d, [x.Dense(), w.Dense(), b.Dense()], [y], a);
         return Record(y, Op.Conv2d, a, [x, w, b]);
+    }
+
+    /// <summary>Conv2d's output shape (N, O, OH, OW), after checking its operands (<paramref name="op"/> names the op in errors).</summary>
+    internal static int[] Conv2dShape(Tensor x, Tensor w, Tensor? bias, Conv2dAttrs a, string op)
+    {
+        x.CheckFloat(op);
+        x.CheckSameDeviceAndType(w, Op.Conv2d);
+        if (x.Rank != 4 || w.Rank != 4) throw new ArgumentException($"{op}: x {x.Describe()} and weight {w.Describe()} must be 4-D (NCHW, OIHW)");
+        if (a.Groups <= 0 || x.Shape[1] % a.Groups != 0 || w.Shape[0] % a.Groups != 0 || w.Shape[1] * a.Groups != x.Shape[1])
+            throw new ArgumentException($"{op}: x {x.Describe()} and weight {w.Describe()} do not agree with groups = {a.Groups}");
+        if (bias is not null) CheckShape(bias, [w.Shape[0]], op, "bias");
+        if (a.StrideH <= 0 || a.StrideW <= 0 || a.PadH < 0 || a.PadW < 0 || a.DilationH <= 0 || a.DilationW <= 0)
+            throw new ArgumentException($"{op}: invalid stride/padding/dilation {a}");
+        int oh = ConvOut(x.Shape[2], w.Shape[2], a.StrideH, a.PadH, a.DilationH, op);
+        int ow = ConvOut(x.Shape[3], w.Shape[3], a.StrideW, a.PadW, a.DilationW, op);
+        return [x.Shape[0], w.Shape[0], oh, ow];
     }
 
     public static Tensor Conv2dBackwardInput(Tensor dy, Tensor w, int[] xShape, Conv2dAttrs a)

@@ -27,18 +27,27 @@ public sealed class BatchNorm2d : Module
     public Tensor RunningMean { get; }  // (C)
     public Tensor RunningVar { get; }   // (C)
 
-    public Tensor Forward(Tensor x) // (N, C, H, W) -> (N, C, H, W)
+    public Tensor Forward(Tensor x) => Forward(x, silu: false); // (N, C, H, W) -> (N, C, H, W)
+
+    /// <summary>
+    /// silu(Forward(x)), the conv block's norm and activation: in training one fused op (Tensor.BatchNormSilu2d, whose
+    /// CPU kernel never stores the normalized tensor), in eval mode the affine map then SiLU.
+    /// </summary>
+    public Tensor ForwardSilu(Tensor x) => Forward(x, silu: true); // (N, C, H, W) -> (N, C, H, W)
+
+    private Tensor Forward(Tensor x, bool silu)
     {
         if (x.Rank != 4 || x.Shape[1] != Channels)
             throw new ArgumentException($"BatchNorm2d({Channels}): input {x.Describe()} must be (N, {Channels}, H, W)");
         if (!Training)
         {
             var (scale, shift) = EvalAffine();
-            return x * scale.Reshape(1, Channels, 1, 1) + shift.Reshape(1, Channels, 1, 1);
+            var affine = x * scale.Reshape(1, Channels, 1, 1) + shift.Reshape(1, Channels, 1, 1);
+            return silu ? affine.Silu() : affine;
         }
         int m = x.Numel / Channels;
         if (m < 2) throw new ArgumentException($"BatchNorm2d({Channels}): training needs more than one value per channel, got {x.Describe()}");
-        var (y, mean, invstd) = x.BatchNorm2d(Weight, Bias, Eps);
+        var (y, mean, invstd) = silu ? x.BatchNormSilu2d(Weight, Bias, Eps) : x.BatchNorm2d(Weight, Bias, Eps);
         using (GradMode.NoGrad())
         {
             var unbiased = (invstd.Square().Reciprocal() - Eps) * ((double)m / (m - 1)); // var = 1/invstd^2 - eps

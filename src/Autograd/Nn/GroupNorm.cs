@@ -22,4 +22,7 @@ public sealed class GroupNorm : Module
     public Tensor Bias { get; }   // (C)
 
     public Tensor Forward(Tensor x) => x.GroupNorm(Groups, Weight, Bias, Eps); // (N, C, ...) -> (N, C, ...)
+
+    /// <summary>silu(Forward(x)) as one op (Tensor.GroupNormSilu: on the CPU the normalized tensor is never stored).</summary>
+    public Tensor ForwardSilu(Tensor x) => x.GroupNormSilu(Groups, Weight, Bias, Eps); // (N, C, ...) -> (N, C, ...)
 }

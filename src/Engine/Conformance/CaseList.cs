@@ -330,6 +330,23 @@ internal sealed class CaseList(CaseScale scale)
                     var plain = Tensor.Apply(BatchNormOps.BatchNorm2dBackward, null, x[0], x[1], x[1].None(), mean, invstd);
                     return [r[0], r[1], r[2], plain[0]];
                 }, t == DType.F32 ? new Tolerance(1e-4, 2e-5) : null);
+            // Batch norm fused with SiLU (YOLO's conv block): bias alone, no affine, and the backward with and without weight and bias.
+            Add($"batch norm silu 2d {t}", BatchNormSiluOps.BatchNormSilu2d, t, Str([n, c, h, w], [c], [c]),
+                g => [g.Uniform([n, c, h, w], -2, 3, t), g.Uniform([c], 0.5, 1.5, t), g.Uniform([c], -1, 1, t)],
+                (x, _) =>
+                {
+                    var (z, mean, invstd) = x[0].BatchNormSilu2d(x[1], x[2]);
+                    return [z, mean, invstd, x[0].BatchNormSilu2d(null, x[2]).Z, x[0].BatchNormSilu2d(null, null).Z];
+                }, t == DType.F32 ? new Tolerance(1e-4, 2e-5) : null);
+            Add($"batch norm silu 2d backward {t}", BatchNormSiluOps.BatchNormSilu2dBackward, t, Str([n, c, h, w], [n, c, h, w], [c], [c]),
+                g => [g.Uniform([n, c, h, w], -1, 1, t), g.Uniform([n, c, h, w], -2, 3, t), g.Uniform([c], 0.5, 1.5, t), g.Uniform([c], -1, 1, t)],
+                (x, _) =>
+                {
+                    var (_, mean, invstd) = x[1].BatchNorm2d(null, null);
+                    var r = Tensor.Apply(BatchNormSiluOps.BatchNormSilu2dBackward, null, x[0], x[1], x[2], x[3], mean, invstd);
+                    var plain = Tensor.Apply(BatchNormSiluOps.BatchNormSilu2dBackward, null, x[0], x[1], x[1].None(), x[1].None(), mean, invstd);
+                    return [r[0], r[1], r[2], plain[0]];
+                }, t == DType.F32 ? new Tolerance(1e-4, 2e-5) : null);
             // Group norm (the diffusion U-Net's): 3 groups of an odd channel count, and a 3-D (N, C, L) input.
             int gc = 3 * S(3, 8);
             Add($"group norm {t}", GroupNormOps.GroupNorm, t, Str([n, gc, h, w], [gc], [gc]),
@@ -343,6 +360,26 @@ internal sealed class CaseList(CaseScale scale)
                     var stats = Tensor.Apply(GroupNormOps.GroupNorm, new GroupNormAttrs(3), x[1], x[1].None(), x[1].None());
                     var r = Tensor.Apply(GroupNormOps.GroupNormBackward, null, x[0], x[1], x[2], stats[1], stats[2]);
                     var plain = Tensor.Apply(GroupNormOps.GroupNormBackward, null, x[0], x[1], x[1].None(), stats[1], stats[2]);
+                    return [r[0], r[1], r[2], plain[0]];
+                }, t == DType.F32 ? new Tolerance(1e-4, 2e-5) : null);
+            // Conv + SiLU (YOLO's folded conv block): 3x3 stride 2 with a bias, 1x1 without, grouped 3x3.
+            Add($"conv2d silu {t}", ConvSiluOps.Conv2dSilu, t, Str([n, 4, h, w], [6, 4, 3, 3], [6]),
+                g => [g.Uniform([n, 4, h, w], -2, 2, t), g.Uniform([6, 4, 3, 3], -0.5, 0.5, t), g.Uniform([6], -1, 1, t), g.Uniform([6, 2, 3, 3], -0.5, 0.5, t)],
+                (x, _) => [Tensor.Conv2dSilu(x[0], x[1], x[2], new Conv2dAttrs(2, 2, 1, 1)), Tensor.Conv2dSilu(x[0], x[1].Narrow(2, 1, 1).Narrow(3, 1, 1).Contiguous(), null, new Conv2dAttrs(1, 1, 0, 0)),
+                    Tensor.Conv2dSilu(x[0], x[3], x[2], new Conv2dAttrs(1, 1, 1, 1, Groups: 2))],
+                t == DType.F32 ? new Tolerance(1e-4, 2e-5) : null);
+            // Group norm fused with SiLU (the U-Net's pre-activation): 3 groups, a 3-D input, and the backward with and without weight and bias.
+            Add($"group norm silu {t}", GroupNormSiluOps.GroupNormSilu, t, Str([n, gc, h, w], [gc], [gc]),
+                g => [g.Uniform([n, gc, h, w], -2, 3, t), g.Uniform([gc], 0.5, 1.5, t), g.Uniform([gc], -1, 1, t)],
+                (x, _) => [x[0].GroupNormSilu(3, x[1], x[2]), x[0].GroupNormSilu(gc, null, null), x[0].Reshape(n, gc, -1).GroupNormSilu(1, x[1], x[2])],
+                t == DType.F32 ? new Tolerance(1e-4, 2e-5) : null);
+            Add($"group norm silu backward {t}", GroupNormSiluOps.GroupNormSiluBackward, t, Str([n, gc, h, w], [n, gc, h, w], [gc], [gc]),
+                g => [g.Uniform([n, gc, h, w], -1, 1, t), g.Uniform([n, gc, h, w], -2, 3, t), g.Uniform([gc], 0.5, 1.5, t), g.Uniform([gc], -1, 1, t)],
+                (x, _) =>
+                {
+                    var stats = Tensor.Apply(GroupNormOps.GroupNorm, new GroupNormAttrs(3), x[1], x[1].None(), x[1].None());
+                    var r = Tensor.Apply(GroupNormSiluOps.GroupNormSiluBackward, null, x[0], x[1], x[2], x[3], stats[1], stats[2]);
+                    var plain = Tensor.Apply(GroupNormSiluOps.GroupNormSiluBackward, null, x[0], x[1], x[1].None(), x[1].None(), stats[1], stats[2]);
                     return [r[0], r[1], r[2], plain[0]];
                 }, t == DType.F32 ? new Tolerance(1e-4, 2e-5) : null);
         }

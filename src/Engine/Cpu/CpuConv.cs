@@ -45,23 +45,29 @@ internal static class CpuConv
     public static void Conv2d(Tensor x, Tensor w, Tensor b, Tensor y, Conv2dAttrs a) => Conv2d(x, w, b, y, a, Sgemm.Best);
 
     /// <summary>
+    /// y = silu(conv(x, w) + b) (the op Conv2dSilu, Ops/ConvSiluOps.cs): the direct path applies SiLU to each block of
+    /// output rows as it leaves the L2-resident C block; the im2col path runs SiLU over each image's output after its GEMM.
+    /// </summary>
+    public static void Conv2dSilu(Tensor x, Tensor w, Tensor b, Tensor y, Conv2dAttrs a) => Conv2d(x, w, b, y, a, Sgemm.Best, silu: true);
+
+    /// <summary>
     /// The float convolutions with dilation 1 take the direct path of CpuConvDirect with the micro-kernels of
     /// <paramref name="direct"/>; everything else (and direct = Scalar) takes im2col + GEMM.
     /// Tests pass the ISA to compare the two paths and each micro-kernel.
     /// </summary>
-    internal static void Conv2d(Tensor x, Tensor w, Tensor b, Tensor y, Conv2dAttrs a, SgemmIsa direct)
+    internal static void Conv2d(Tensor x, Tensor w, Tensor b, Tensor y, Conv2dAttrs a, SgemmIsa direct, bool silu = false)
     {
         NnKernels.CheckSameDType("Conv2d", x, w, b);
         var g = Geometry.Of(x.Shape, w.Shape, y.Shape, a);
         if (x.DType == DType.F32 && CpuConvDirect.Applies(g, direct))
         {
-            CpuConvDirect.Forward(x, w, b, y, g, direct);
+            CpuConvDirect.Forward(x, w, b, y, g, direct, silu);
             return;
         }
         switch (x.DType)
         {
-            case DType.F32: Forward<float>(x, w, b, y, g); break;
-            case DType.F64: Forward<double>(x, w, b, y, g); break;
+            case DType.F32: Forward<float>(x, w, b, y, g, silu); break;
+            case DType.F64: Forward<double>(x, w, b, y, g, silu); break;
             default: throw NnKernels.Unsupported("Conv2d", x);
         }
     }
@@ -104,7 +110,7 @@ internal static class CpuConv
         }
     }
 
-    private static void Forward<T>(Tensor xt, Tensor wt, Tensor bt, Tensor yt, Geometry g) where T : unmanaged, IFloatingPointIeee754<T>
+    private static void Forward<T>(Tensor xt, Tensor wt, Tensor bt, Tensor yt, Geometry g, bool silu) where T : unmanaged, IFloatingPointIeee754<T>
     {
         var x = NnKernels.Buf<T>(xt);
         var w = NnKernels.Buf<T>(wt);
@@ -136,6 +142,7 @@ internal static class CpuConv
                         var yo = new Span<T>(y.Data, y.Offset + (n * g.O + o) * g.L, g.L); // (OH*OW)
                         TensorPrimitives.Add(yo, bias[o], yo);
                     }
+                if (silu) NormSilu.AffineSilu<T>(new Span<T>(y.Data, y.Offset + n * g.O * g.L, g.O * g.L), T.One, T.Zero, new Span<T>(y.Data, y.Offset + n * g.O * g.L, g.O * g.L));
             }
         });
     }

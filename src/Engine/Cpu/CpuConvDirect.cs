@@ -74,7 +74,7 @@ internal static unsafe class CpuConvDirect
         }
     }
 
-    public static void Forward(Tensor xt, Tensor wt, Tensor bt, Tensor yt, CpuConv.Geometry g, SgemmIsa isa)
+    public static void Forward(Tensor xt, Tensor wt, Tensor bt, Tensor yt, CpuConv.Geometry g, SgemmIsa isa, bool silu = false)
     {
         var (mr, _) = ConvKernels.Tile(isa, rows: false);
         var x = NnKernels.Buf<float>(xt);
@@ -87,7 +87,7 @@ internal static unsafe class CpuConvDirect
         fixed (float* pw = w.Data, pp = packed.Array)
             for (int grp = 0; grp < g.G; grp++)
                 PackRows(pw + w.Offset + grp * g.Og * g.K, g.Og, g.K, mr, pp + grp * mPad * g.K);
-        Run(pl, packed.Array, g.Og, g.G, g.N, x.Data, x.Offset, g.C * g.H * g.W, y.Data, y.Offset, g.O * g.L, bias, isa);
+        Run(pl, packed.Array, g.Og, g.G, g.N, x.Data, x.Offset, g.C * g.H * g.W, y.Data, y.Offset, g.O * g.L, bias, isa, silu);
     }
 
     public static void BackwardInput(Tensor dyt, Tensor wt, Tensor dxt, CpuConv.Geometry g, SgemmIsa isa)
@@ -112,7 +112,7 @@ internal static unsafe class CpuConvDirect
     /// (N, G*Cin, H, W) with imageIn floats per image, out (N, G*m, OH, OW) with imageOut floats per image.
     /// </summary>
     private static void Run(Plane pl, float[] packed, int m, int groups, int n, float[] inData, int inOffset, int imageIn,
-        float[] outData, int outOffset, int imageOut, float[]? bias, SgemmIsa isa)
+        float[] outData, int outOffset, int imageOut, float[]? bias, SgemmIsa isa, bool silu = false)
     {
         var (mr, nr) = ConvKernels.Tile(isa, rows: false);
         int mPad = (m + mr - 1) / mr * mr, oh = pl.OH, ow = pl.OW, wq = pl.Wq;
@@ -147,7 +147,7 @@ internal static unsafe class CpuConvDirect
                             fixed (float* c = cBuf.Array)
                             {
                                 ForwardColumns(isa, pl.K, (float*)xA, mPad, (float*)xPad + (nint)r0 * wq, (int*)xOff, c, ldc, 0, cols);
-                                CopyOut(c, ldc, wq, m, r0, r1, oh, ow, bias, biasStart, (float*)xOut);
+                                CopyOut(c, ldc, wq, m, r0, r1, oh, ow, bias, biasStart, (float*)xOut, silu);
                             }
                         });
                     }
@@ -160,10 +160,11 @@ internal static unsafe class CpuConvDirect
 
     /// <summary>
     /// Drops the wide garbage columns and adds the bias for output rows r0..r1:
-    /// dst[o, i, j] = C[o, (i - r0)*Wq + j] + bias[bias0 + o].
+    /// dst[o, i, j] = C[o, (i - r0)*Wq + j] + bias[bias0 + o], then silu(dst) in place when asked (Conv2dSilu: the row
+    /// is still in L1, so SiLU costs its arithmetic and no pass over memory).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void CopyOut(float* c, int ldc, int wq, int m, int r0, int r1, int oh, int ow, float[]? bias, int bias0, float* dst)
+    private static void CopyOut(float* c, int ldc, int wq, int m, int r0, int r1, int oh, int ow, float[]? bias, int bias0, float* dst, bool silu)
     {
         for (int o = 0; o < m; o++)
         {
@@ -174,6 +175,7 @@ internal static unsafe class CpuConvDirect
                 var d = new Span<float>(dst + ((nint)o * oh + i) * ow, ow);
                 if (bias is null) src.CopyTo(d);
                 else TensorPrimitives.Add(src, bo, d);
+                if (silu) SigmoidFloat.Silu(d, d);
             }
         }
     }

@@ -11,17 +11,20 @@ namespace ManagedTensor.Cpu;
 ///   one pass per channel sums g and g (x - mean) (which also give dbias_c and dweight_c),
 ///   then dx = invstd / M * (M gy - sum gy - xhat * sum gy xhat) = a_c g + b (x - mean) + k with
 ///   a_c = invstd w_c, b = -invstd^2 sum(gy xhat) / M, k = -invstd sum(gy) / M.
+/// With silu on (the op GroupNormSilu, Ops/GroupNormSiluOps.cs) the forward writes z = silu(y) in its output pass and
+/// the backward's first pass turns dz into g = dz silu'(y), y recomputed from x, written into dx and read back from
+/// there by the second (<see cref="NormSilu"/>; as <see cref="CpuBatchNorm"/> does for batch norm).
 /// </summary>
 internal static class CpuGroupNorm
 {
-    public static void Forward(Tensor x, Tensor w, Tensor b, Tensor y, Tensor mean, Tensor invstd, GroupNormAttrs a)
+    public static void Forward(Tensor x, Tensor w, Tensor b, Tensor y, Tensor mean, Tensor invstd, GroupNormAttrs a, bool silu = false)
     {
-        NnKernels.CheckSameDType("GroupNorm", x, y, mean, invstd);
-        if (x.DType == DType.F32) Forward(x, new NormBuffers<float>(x, w, b, y, mean, invstd), a);
-        else Forward(x, new NormBuffers<double>(x, w, b, y, mean, invstd), a);
+        NnKernels.CheckSameDType(silu ? "GroupNormSilu" : "GroupNorm", x, y, mean, invstd);
+        if (x.DType == DType.F32) Forward(x, new NormBuffers<float>(x, w, b, y, mean, invstd), a, silu);
+        else Forward(x, new NormBuffers<double>(x, w, b, y, mean, invstd), a, silu);
     }
 
-    private static void Forward<T>(Tensor xt, NormBuffers<T> buf, GroupNormAttrs a) where T : unmanaged, IFloatingPointIeee754<T>
+    private static void Forward<T>(Tensor xt, NormBuffers<T> buf, GroupNormAttrs a, bool silu) where T : unmanaged, IFloatingPointIeee754<T>
     {
         int n = xt.Shape[0], c = xt.Shape[1], g = a.Groups, cg = c / g;
         int s = c == 0 ? 0 : xt.Numel / (n * c);   // spatial size per channel
@@ -38,21 +41,23 @@ internal static class CpuGroupNorm
                 for (int j = 0; j < cg; j++)
                 {
                     var (scale, shift) = buf.Affine(group * cg + j, mu, rstd);
-                    buf.Apply(ng * m + j * s, s, scale, shift);
+                    if (silu) buf.ApplySilu(ng * m + j * s, s, scale, shift);
+                    else buf.Apply(ng * m + j * s, s, scale, shift);
                 }
                 buf.SaveStats(ng, mu, rstd);
             }
         });
     }
 
-    public static void Backward(Tensor dy, Tensor x, Tensor w, Tensor mean, Tensor invstd, Tensor dx, Tensor dw, Tensor db)
+    /// <summary>dx, dweight, dbias from dy (silu off) or from dz, the gradient at silu(y) (on: the optional bias <paramref name="b"/> recomputes y).</summary>
+    public static void Backward(Tensor dy, Tensor x, Tensor w, Tensor mean, Tensor invstd, Tensor dx, Tensor dw, Tensor db, Tensor? b = null, bool silu = false)
     {
-        NnKernels.CheckSameDType("GroupNormBackward", dy, x, mean, invstd, dx);
-        if (x.DType == DType.F32) Backward<float>(dy, x, w, mean, invstd, dx, dw, db);
-        else Backward<double>(dy, x, w, mean, invstd, dx, dw, db);
+        NnKernels.CheckSameDType(silu ? "GroupNormSiluBackward" : "GroupNormBackward", dy, x, mean, invstd, dx);
+        if (x.DType == DType.F32) Backward<float>(dy, x, w, mean, invstd, dx, dw, db, b, silu);
+        else Backward<double>(dy, x, w, mean, invstd, dx, dw, db, b, silu);
     }
 
-    private static void Backward<T>(Tensor dyt, Tensor xt, Tensor wt, Tensor meant, Tensor invstdt, Tensor dxt, Tensor dwt, Tensor dbt)
+    private static void Backward<T>(Tensor dyt, Tensor xt, Tensor wt, Tensor meant, Tensor invstdt, Tensor dxt, Tensor dwt, Tensor dbt, Tensor? bt, bool silu)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         int n = xt.Shape[0], c = xt.Shape[1], g = meant.Shape[1], cg = c / g;
@@ -60,7 +65,8 @@ internal static class CpuGroupNorm
         int m = cg * s;                             // values per group
         (T[] A, int O) dy = NnKernels.Buf<T>(dyt), x = NnKernels.Buf<T>(xt), dx = NnKernels.Buf<T>(dxt);
         (T[] A, int O) mean = NnKernels.Buf<T>(meant), invstd = NnKernels.Buf<T>(invstdt), dw = NnKernels.Buf<T>(dwt), db = NnKernels.Buf<T>(dbt);
-        (T[]? A, int O) w = wt.Numel > 0 ? NnKernels.Buf<T>(wt) : default;
+        (T[]? A, int O) w = wt.Numel > 0 ? NnKernels.Buf<T>(wt) : default, bias = bt is { Numel: > 0 } ? NnKernels.Buf<T>(bt) : default;
+        var gy = silu ? dx : dy; // with silu, the first pass writes the gradient at y into dx and the second reads it there
         NnKernels.For(g, 4L * n * m, (_, g0, g1) =>
         {
             // per channel of the group: sum g and sum g (x - mean) of one sample; dweight and dbias over the samples
@@ -77,8 +83,15 @@ internal static class CpuGroupNorm
                     for (int j = 0; j < cg; j++)
                     {
                         int o = start + j * s;
-                        (sumG[j], sumGxc[j]) = NormSums.GradientSums<T>(dy.A.AsSpan(dy.O + o, s), x.A.AsSpan(x.O + o, s), muT);
                         double wc = w.A is null ? 1 : double.CreateTruncating(w.A[w.O + group * cg + j]);
+                        if (silu)
+                        {
+                            // y = x * scale + shift as the forward wrote it
+                            double scale = rstd * wc, shift = (bias.A is null ? 0 : double.CreateTruncating(bias.A[bias.O + group * cg + j])) - double.CreateTruncating(muT) * scale;
+                            (sumG[j], sumGxc[j]) = NormSilu.GradientSums<T>(dy.A.AsSpan(dy.O + o, s), x.A.AsSpan(x.O + o, s),
+                                T.CreateTruncating(scale), T.CreateTruncating(shift), muT, dx.A.AsSpan(dx.O + o, s));
+                        }
+                        else (sumG[j], sumGxc[j]) = NormSums.GradientSums<T>(dy.A.AsSpan(dy.O + o, s), x.A.AsSpan(x.O + o, s), muT);
                         sumGy += wc * sumG[j];
                         sumGyXhat += wc * sumGxc[j] * rstd;
                         dbSum[j] += sumG[j];
@@ -89,7 +102,7 @@ internal static class CpuGroupNorm
                     {
                         int o = start + j * s;
                         double wc = w.A is null ? 1 : double.CreateTruncating(w.A[w.O + group * cg + j]);
-                        NormSums.InputGradient<T>(dy.A.AsSpan(dy.O + o, s), x.A.AsSpan(x.O + o, s), muT, T.CreateTruncating(rstd * wc), b, k, dx.A.AsSpan(dx.O + o, s));
+                        NormSums.InputGradient<T>(gy.A.AsSpan(gy.O + o, s), x.A.AsSpan(x.O + o, s), muT, T.CreateTruncating(rstd * wc), b, k, dx.A.AsSpan(dx.O + o, s));
                     }
                 }
                 for (int j = 0; j < cg; j++)

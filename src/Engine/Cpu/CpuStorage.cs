@@ -22,7 +22,9 @@ public sealed class CpuStorage : Storage
         var arrayType = dtype.IsQuantized() ? DType.U8 : dtype;
         int arrayLength = checked((int)(dtype.IsQuantized() ? dtype.ByteCount(length) : length));
         long bytes = dtype.ByteCount(length);
-        Array New() => zero ? Array.CreateInstance(arrayType.ClrType(), arrayLength) : Uninitialized(arrayType, arrayLength);
+        Array New() => !zero ? Uninitialized(arrayType, arrayLength)
+            : bytes >= 2 * HugePages.PageBytes && HugePages.Enabled ? Cleared(Uninitialized(arrayType, arrayLength)) // huge pages advised before the clearing touches them
+            : Array.CreateInstance(arrayType.ClrType(), arrayLength);
         if (bytes < CpuArrayPool.MinBytes || !CpuArrayPool.Enabled)
         {
             Data = New();
@@ -52,7 +54,14 @@ public sealed class CpuStorage : Storage
             DType.U8 => GC.AllocateUninitializedArray<byte>(length),
             _ => throw new ArgumentOutOfRangeException(nameof(dtype), dtype, "unknown dtype"),
         };
+        HugePages.Advise(a, (long)length * dtype.SizeOf()); // before the first touch (HugePages.cs)
         if (Poison) GetSpan(a).Fill(0xFF);
+        return a;
+    }
+
+    private static Array Cleared(Array a)
+    {
+        GetSpan(a).Clear();
         return a;
     }
 

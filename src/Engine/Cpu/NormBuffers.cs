@@ -33,6 +33,10 @@ internal readonly struct NormBuffers<T> where T : unmanaged, IFloatingPointIeee7
     public void Apply(int o, int count, double scale, double shift)
         => NormSums.Affine<T>(X.A.AsSpan(X.O + o, count), T.CreateTruncating(scale), T.CreateTruncating(shift), Y.A.AsSpan(Y.O + o, count));
 
+    /// <summary>Writes y[o .. o + count) = silu(x * scale + shift) (a norm fused with the SiLU after it).</summary>
+    public void ApplySilu(int o, int count, double scale, double shift)
+        => NormSilu.AffineSilu<T>(X.A.AsSpan(X.O + o, count), T.CreateTruncating(scale), T.CreateTruncating(shift), Y.A.AsSpan(Y.O + o, count));
+
     /// <summary>Saves normalized set <paramref name="i"/>'s mean and 1/std for the backward pass.</summary>
     public void SaveStats(int i, double mu, double rstd)
     {

@@ -49,7 +49,7 @@ internal static class BatchNormOps
             Outputs = ["y", "mean", "invstd"],
             Attrs = typeof(NormAttrs),
             Summary = "y = (x - mean) / sqrt(var + eps) * weight + bias per channel of (N, C, H, W), batch statistics",
-            Shapes = Shapes,
+            Shapes = (i, a) => Shapes("BatchNorm2d", i, a),
             Backward = Backward,
             Fallback = Composite,
         });
@@ -62,32 +62,33 @@ internal static class BatchNormOps
             Inputs = ["dy", "x", "weight?", "mean", "invstd"],
             Outputs = ["dx", "dweight", "dbias"],
             Summary = "BatchNorm2d's gradients from dy and the forward's saved mean and invstd",
-            Shapes = BackwardShapes,
+            Shapes = (i, a) => BackwardShapes("BatchNorm2dBackward", i),
             Fallback = BackwardComposite,
         });
         CpuBackend.Instance.Kernels.Add(_backward, (i, o, a) => CpuBatchNorm.Backward(i[0], i[1], i[2], i[3], i[4], o[0], o[1], o[2]),
             (i, a) => i[0].DType is DType.F32 or DType.F64);
     }
 
-    private static TensorSpec[] Shapes(Tensor[] inputs, OpAttrs? attrs)
+    /// <summary>The output rule of BatchNorm2d and of the ops built on it (<paramref name="op"/> names the op in errors): x (N, C, H, W), weight? (C), bias? (C).</summary>
+    internal static TensorSpec[] Shapes(string op, Tensor[] inputs, OpAttrs? attrs)
     {
         Tensor x = inputs[0], w = inputs[1], b = inputs[2];
-        if (!x.DType.IsFloat()) throw new NotSupportedException($"BatchNorm2d needs a floating-point tensor, got {x.Describe()}");
-        if (x.Rank != 4) throw new ArgumentException($"BatchNorm2d: input must be 4-D (N, C, H, W), got {x.Describe()}");
+        if (!x.DType.IsFloat()) throw new NotSupportedException($"{op} needs a floating-point tensor, got {x.Describe()}");
+        if (x.Rank != 4) throw new ArgumentException($"{op}: input must be 4-D (N, C, H, W), got {x.Describe()}");
         int c = x.Shape[1];
-        if (x.Numel / Math.Max(c, 1) < 1) throw new ArgumentException($"BatchNorm2d: input {x.Describe()} has no elements per channel");
+        if (x.Numel / Math.Max(c, 1) < 1) throw new ArgumentException($"{op}: input {x.Describe()} has no elements per channel");
         foreach (var (t, name) in new[] { (w, "weight"), (b, "bias") })
         {
             if (t.Numel > 0 && (t.Rank != 1 || t.Shape[0] != c))
-                throw new ArgumentException($"BatchNorm2d: {name} has shape {Tensor.ShapeString(t.Shape)}, expected [{c}] (the channels of {x.Describe()})");
+                throw new ArgumentException($"{op}: {name} has shape {Tensor.ShapeString(t.Shape)}, expected [{c}] (the channels of {x.Describe()})");
             if (t.Numel > 0 && t.DType != x.DType)
-                throw new ArgumentException($"BatchNorm2d: {name} {t.Describe()} must have the dtype of {x.Describe()}");
+                throw new ArgumentException($"{op}: {name} {t.Describe()} must have the dtype of {x.Describe()}");
         }
-        if (attrs is not NormAttrs) throw new ArgumentException("BatchNorm2d takes NormAttrs(eps)");
+        if (attrs is not NormAttrs) throw new ArgumentException($"{op} takes NormAttrs(eps)");
         return [new(x.Shape, x.DType), new([c], x.DType), new([c], x.DType)];
     }
 
-    private static Tensor PerChannel(Tensor v) => v.Reshape(1, v.Shape[0], 1, 1); // (C) -> (1, C, 1, 1)
+    internal static Tensor PerChannel(Tensor v) => v.Reshape(1, v.Shape[0], 1, 1); // (C) -> (1, C, 1, 1)
 
     private static Tensor?[] Backward(OpNode node, Tensor y, Tensor g)
     {
@@ -96,16 +97,17 @@ internal static class BatchNormOps
         return [r[0], w.Numel > 0 ? r[1] : null, b.Numel > 0 ? r[2] : null];
     }
 
-    private static TensorSpec[] BackwardShapes(Tensor[] inputs, OpAttrs? attrs)
+    /// <summary>The output rule of BatchNorm2dBackward (and the ops built on it): dy and x (N, C, H, W), weight? (C), mean (C), invstd (C).</summary>
+    internal static TensorSpec[] BackwardShapes(string op, Tensor[] inputs)
     {
         Tensor dy = inputs[0], x = inputs[1], w = inputs[2], mean = inputs[3], invstd = inputs[4];
-        if (x.Rank != 4) throw new ArgumentException($"BatchNorm2dBackward: x must be 4-D (N, C, H, W), got {x.Describe()}");
+        if (x.Rank != 4) throw new ArgumentException($"{op}: x must be 4-D (N, C, H, W), got {x.Describe()}");
         if (!dy.Shape.AsSpan().SequenceEqual(x.Shape) || dy.DType != x.DType)
-            throw new ArgumentException($"BatchNorm2dBackward: dy {dy.Describe()} must have the shape and dtype of x {x.Describe()}");
+            throw new ArgumentException($"{op}: dy {dy.Describe()} must have the shape and dtype of x {x.Describe()}");
         int c = x.Shape[1];
         foreach (var (t, name) in new[] { (mean, "mean"), (invstd, "invstd"), (w, "weight") })
             if ((name != "weight" || t.Numel > 0) && (t.Rank != 1 || t.Shape[0] != c || t.DType != x.DType)) // the weight is optional
-                throw new ArgumentException($"BatchNorm2dBackward: {name} {t.Describe()} must be [{c}] of x's dtype {x.DType}");
+                throw new ArgumentException($"{op}: {name} {t.Describe()} must be [{c}] of x's dtype {x.DType}");
         return [new(x.Shape, x.DType), new([c], x.DType), new([c], x.DType)];
     }
 

@@ -20,5 +20,8 @@ internal static class BuiltinOps
         WkvOps.Register();
         MoeOps.Register();
         CustomFunction.Register();
+        BatchNormSiluOps.Register();
+        GroupNormSiluOps.Register();
+        ConvSiluOps.Register();
     }
 }

@@ -50,7 +50,7 @@ internal static class GroupNormOps
             Outputs = ["y", "mean", "invstd"],
             Attrs = typeof(GroupNormAttrs),
             Summary = "y = (x - mean) / sqrt(var + eps) * weight + bias over each sample's group of C/G channels of (N, C, *)",
-            Shapes = Shapes,
+            Shapes = (i, a) => Shapes("GroupNorm", i, a),
             Backward = Backward,
             Fallback = Composite,
         });
@@ -63,35 +63,36 @@ internal static class GroupNormOps
             Inputs = ["dy", "x", "weight?", "mean", "invstd"],
             Outputs = ["dx", "dweight", "dbias"],
             Summary = "GroupNorm's gradients from dy and the forward's saved (N, G) mean and invstd",
-            Shapes = BackwardShapes,
+            Shapes = (i, a) => BackwardShapes("GroupNormBackward", i),
             Fallback = BackwardComposite,
         });
         CpuBackend.Instance.Kernels.Add(_backward, (i, o, a) => CpuGroupNorm.Backward(i[0], i[1], i[2], i[3], i[4], o[0], o[1], o[2]),
             (i, a) => i[0].DType is DType.F32 or DType.F64);
     }
 
-    private static TensorSpec[] Shapes(Tensor[] inputs, OpAttrs? attrs)
+    /// <summary>The output rule of GroupNorm and of the ops built on it (<paramref name="op"/> names the op in errors).</summary>
+    internal static TensorSpec[] Shapes(string op, Tensor[] inputs, OpAttrs? attrs)
     {
         Tensor x = inputs[0], w = inputs[1], b = inputs[2];
-        if (attrs is not GroupNormAttrs a) throw new ArgumentException("GroupNorm takes GroupNormAttrs(groups, eps)");
-        if (!x.DType.IsFloat()) throw new NotSupportedException($"GroupNorm needs a floating-point tensor, got {x.Describe()}");
-        if (x.Rank < 2) throw new ArgumentException($"GroupNorm: input must be (N, C, ...), got {x.Describe()}");
+        if (attrs is not GroupNormAttrs a) throw new ArgumentException($"{op} takes GroupNormAttrs(groups, eps)");
+        if (!x.DType.IsFloat()) throw new NotSupportedException($"{op} needs a floating-point tensor, got {x.Describe()}");
+        if (x.Rank < 2) throw new ArgumentException($"{op}: input must be (N, C, ...), got {x.Describe()}");
         int c = x.Shape[1];
         if (a.Groups < 1 || c % a.Groups != 0)
-            throw new ArgumentException($"GroupNorm: {a.Groups} groups must divide the {c} channels of {x.Describe()}");
-        if (!(a.Eps >= 0)) throw new ArgumentException($"GroupNorm: eps {a.Eps} must be >= 0");
+            throw new ArgumentException($"{op}: {a.Groups} groups must divide the {c} channels of {x.Describe()}");
+        if (!(a.Eps >= 0)) throw new ArgumentException($"{op}: eps {a.Eps} must be >= 0");
         foreach (var (t, name) in new[] { (w, "weight"), (b, "bias") })
         {
             if (t.Numel > 0 && (t.Rank != 1 || t.Shape[0] != c))
-                throw new ArgumentException($"GroupNorm: {name} has shape {Tensor.ShapeString(t.Shape)}, expected [{c}] (the channels of {x.Describe()})");
+                throw new ArgumentException($"{op}: {name} has shape {Tensor.ShapeString(t.Shape)}, expected [{c}] (the channels of {x.Describe()})");
             if (t.Numel > 0 && t.DType != x.DType)
-                throw new ArgumentException($"GroupNorm: {name} {t.Describe()} must have the dtype of {x.Describe()}");
+                throw new ArgumentException($"{op}: {name} {t.Describe()} must have the dtype of {x.Describe()}");
         }
         return [new(x.Shape, x.DType), new([x.Shape[0], a.Groups], x.DType), new([x.Shape[0], a.Groups], x.DType)];
     }
 
     /// <summary>(C) -> (1, C, 1, ...) to broadcast over a rank-<paramref name="rank"/> input.</summary>
-    private static Tensor PerChannel(Tensor v, int rank) => v.Reshape([1, v.Shape[0], .. Enumerable.Repeat(1, rank - 2)]);
+    internal static Tensor PerChannel(Tensor v, int rank) => v.Reshape([1, v.Shape[0], .. Enumerable.Repeat(1, rank - 2)]);
 
     /// <summary>The axes of x other than the channel axis: the sums that give the per-channel weight and bias gradients.</summary>
     private static int[] AllButChannel(int rank) => [0, .. Enumerable.Range(2, rank - 2)];
@@ -103,18 +104,19 @@ internal static class GroupNormOps
         return [r[0], w.Numel > 0 ? r[1] : null, b.Numel > 0 ? r[2] : null];
     }
 
-    private static TensorSpec[] BackwardShapes(Tensor[] inputs, OpAttrs? attrs)
+    /// <summary>The output rule of GroupNormBackward and of the ops built on it: dy and x (N, C, ...), weight? (C), mean and invstd (N, G).</summary>
+    internal static TensorSpec[] BackwardShapes(string op, Tensor[] inputs)
     {
         Tensor dy = inputs[0], x = inputs[1], w = inputs[2], mean = inputs[3], invstd = inputs[4];
-        if (x.Rank < 2) throw new ArgumentException($"GroupNormBackward: x must be (N, C, ...), got {x.Describe()}");
+        if (x.Rank < 2) throw new ArgumentException($"{op}: x must be (N, C, ...), got {x.Describe()}");
         if (!dy.Shape.AsSpan().SequenceEqual(x.Shape) || dy.DType != x.DType)
-            throw new ArgumentException($"GroupNormBackward: dy {dy.Describe()} must have the shape and dtype of x {x.Describe()}");
+            throw new ArgumentException($"{op}: dy {dy.Describe()} must have the shape and dtype of x {x.Describe()}");
         int n = x.Shape[0], c = x.Shape[1];
         foreach (var (t, name) in new[] { (mean, "mean"), (invstd, "invstd") })
             if (t.Rank != 2 || t.Shape[0] != n || t.Shape[1] < 1 || c % t.Shape[1] != 0 || t.DType != x.DType || !t.Shape.AsSpan().SequenceEqual(mean.Shape))
-                throw new ArgumentException($"GroupNormBackward: {name} {t.Describe()} must be [{n}, G] of x's dtype {x.DType}, G dividing the {c} channels");
+                throw new ArgumentException($"{op}: {name} {t.Describe()} must be [{n}, G] of x's dtype {x.DType}, G dividing the {c} channels");
         if (w.Numel > 0 && (w.Rank != 1 || w.Shape[0] != c || w.DType != x.DType))
-            throw new ArgumentException($"GroupNormBackward: weight {w.Describe()} must be [{c}] of x's dtype {x.DType}");
+            throw new ArgumentException($"{op}: weight {w.Describe()} must be [{c}] of x's dtype {x.DType}");
         return [new(x.Shape, x.DType), new([c], x.DType), new([c], x.DType)];
     }
 

@@ -81,7 +81,7 @@ public sealed class UNet : Denoiser
         h = Mid2.Forward(MidAttn.Forward(Mid1.Forward(h, emb)), emb);
         foreach (var m in _up)
             h = m is ResBlock r ? r.Forward(Tensor.Cat([h, skips.Pop()], 1), emb) : ((Conv2d)m).Forward(h.UpsampleNearest2d(2));
-        return ConvOut.Forward(NormOut.Forward(h).Silu());
+        return ConvOut.Forward(NormOut.ForwardSilu(h));
     }
 
     /// <summary>
@@ -110,10 +110,10 @@ public sealed class UNet : Denoiser
 
         public Tensor Forward(Tensor x, Tensor emb) // (B, cin, H, W), (B, E) -> (B, cout, H, W)
         {
-            var h = Conv1.Forward(Norm1.Forward(x).Silu());
+            var h = Conv1.Forward(Norm1.ForwardSilu(x));
             var e = EmbProj.Forward(emb.Silu());                          // (B, cout)
             h += e.Reshape(e.Shape[0], e.Shape[1], 1, 1);
-            h = Conv2.Forward(Norm2.Forward(h).Silu());
+            h = Conv2.Forward(Norm2.ForwardSilu(h));
             return (Skip is null ? x : Skip.Forward(x)) + h;
         }
     }

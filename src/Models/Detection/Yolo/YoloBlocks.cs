@@ -4,9 +4,10 @@ namespace ManagedTensor.Models.Detection.Yolo;
 
 /// <summary>
 /// Ultralytics' Conv: a bias-free k x k convolution (padding k/2), BatchNorm2d (eps 1e-3, momentum 0.03, as
-/// Ultralytics' initialize_weights sets them) and SiLU. Names as Ultralytics' state dict: conv.weight, bn.*.
+/// Ultralytics' initialize_weights sets them) and SiLU, the norm and SiLU as one op in training (BatchNorm2d.ForwardSilu).
+/// Names as Ultralytics' state dict: conv.weight, bn.*.
 /// <see cref="Fuse"/> folds the batch norm into the conv (W' = W * scale, b' = shift per output channel) for
-/// inference: afterwards the forward is one conv with a bias, then SiLU.
+/// inference: afterwards the forward is one op, Conv2dSilu (the conv with a bias, SiLU applied as its output is written).
 /// </summary>
 public sealed class ConvBnSilu : Module
 {
@@ -22,7 +23,7 @@ public sealed class ConvBnSilu : Module
     public bool IsFused => _fused is not null;
 
     public Tensor Forward(Tensor x) => // (N, cIn, H, W) -> (N, cOut, H/stride, W/stride)
-        (_fused is { } f ? Tensor.Conv2d(x, f.Weight, f.Bias, Conv.Attrs) : Bn.Forward(Conv.Forward(x))).Silu();
+        _fused is { } f ? Tensor.Conv2dSilu(x, f.Weight, f.Bias, Conv.Attrs) : Bn.ForwardSilu(Conv.Forward(x));
 
     /// <summary>Folds the batch norm's eval-mode affine map into the conv (call after training, in eval mode).</summary>
     public void Fuse() => _fused = Bn.FoldInto(Conv.Weight, null);
