@@ -9,7 +9,7 @@ namespace ManagedTensor.Models.Diffusion;
 
 /// <summary>Settings of `mt diffuse train` that do not shape the model.</summary>
 public sealed record DiffusionTrainConfig(
-    string OutDir = "out-diffusion", string DataDir = "", int MaxSteps = 2000, int BatchSize = 64, double LearningRate = 3e-4,
+    string OutDir = "out-diffusion", string DataDir = "", int MaxSteps = 4000, int BatchSize = 64, double LearningRate = 3e-4,
     int WarmupSteps = 100, double GradClip = 1.0, double EmaDecay = 0.999, int SampleEvery = 500, int LogInterval = 10,
     ulong Seed = 1337, int Limit = 0, int SampleSteps = 20, double SampleCfg = 3.0,
     // Which classes' images train (a list such as "0-8" or "9"; empty: all), and a base run to start from with, for
