@@ -225,6 +225,11 @@ public sealed partial class TrainSafetyTests : IDisposable
     [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "kill", SetLastError = true)]
     private static extern int Kill(int pid, int signal);
 
+    /// <summary>Whether this process ignores SIGINT (bit 1 of SigIgn in /proc/self/status; a child inherits it).</summary>
+    private static bool SigIntIgnored() =>
+        File.Exists("/proc/self/status") && File.ReadLines("/proc/self/status").FirstOrDefault(l => l.StartsWith("SigIgn:", StringComparison.Ordinal)) is { } line
+        && (Convert.ToUInt64(line["SigIgn:".Length..].Trim(), 16) & (1UL << (SigInt - 1))) != 0;
+
     /// <summary>
     /// Ctrl-C as a user presses it: SIGINT to a real `mt train gpt` process. It must checkpoint the step it reached,
     /// write loss.png, say how to resume, and exit with 130; the run then resumes from that step.
@@ -246,12 +251,15 @@ public sealed partial class TrainSafetyTests : IDisposable
         }
         if (line is null) Assert.Fail("the run ended before step 3:\n" + string.Join('\n', stdout) + await stderr); // stderr ends with the process
         Assert.Equal(0, Kill(p.Id, SigInt));
-        stdout.AddRange(p.StandardOutput.ReadToEnd().Split('\n'));
+        var rest = p.StandardOutput.ReadToEndAsync();
         if (!p.WaitForExit(TimeSpan.FromMinutes(2))) // only a guard against a hang
         {
             p.Kill(entireProcessTree: true);
-            Assert.Fail("mt did not stop after SIGINT");
+            Assert.Fail("mt did not stop within 2 minutes of SIGINT" + (SigIntIgnored()
+                ? ": SIGINT is ignored in this test process, and so in mt (a shell without job control ignores it for background jobs)"
+                : ""));
         }
+        stdout.AddRange((await rest).Split('\n'));
         string err = await stderr;
         Assert.True(p.ExitCode == 130, $"exit {p.ExitCode}\n{string.Join('\n', stdout)}\n{err}");
         int iter = State(outDir).Iter;
