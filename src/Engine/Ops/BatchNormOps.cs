@@ -21,24 +21,10 @@ internal static class BatchNormOps
 
     /// <summary>The op's id. Assigned when the registry registers the op (a static initializer calling Declare would
     /// run inside that registration whenever this class is touched first, and read the id before it is set).</summary>
-    public static Op BatchNorm2d
-    {
-        get
-        {
-            OpRegistry.EnsureBuilt();
-            return _op;
-        }
-    }
+    public static Op BatchNorm2d => OpRegistry.Id(ref _op);
 
     /// <summary>The backward op's id (see <see cref="BatchNorm2d"/>).</summary>
-    public static Op BatchNorm2dBackward
-    {
-        get
-        {
-            OpRegistry.EnsureBuilt();
-            return _backward;
-        }
-    }
+    public static Op BatchNorm2dBackward => OpRegistry.Id(ref _backward);
 
     public static void Register()
     {

@@ -19,25 +19,11 @@ internal static class BatchNormSiluOps
 {
     private static Op _op, _backward;
 
-    /// <summary>The op's id (assigned when the registry registers it; see LeakyReluOps for why not a static initializer).</summary>
-    public static Op BatchNormSilu2d
-    {
-        get
-        {
-            OpRegistry.EnsureBuilt();
-            return _op;
-        }
-    }
+    /// <summary>The op's id, set when the registry registers the op (see <see cref="OpRegistry.Id"/>).</summary>
+    public static Op BatchNormSilu2d => OpRegistry.Id(ref _op);
 
     /// <summary>The backward op's id (see <see cref="BatchNormSilu2d"/>).</summary>
-    public static Op BatchNormSilu2dBackward
-    {
-        get
-        {
-            OpRegistry.EnsureBuilt();
-            return _backward;
-        }
-    }
+    public static Op BatchNormSilu2dBackward => OpRegistry.Id(ref _backward);
 
     public static void Register()
     {

@@ -14,15 +14,8 @@ internal static class ConvSiluOps
 {
     private static Op _op;
 
-    /// <summary>The op's id (assigned when the registry registers it; see LeakyReluOps for why not a static initializer).</summary>
-    public static Op Conv2dSilu
-    {
-        get
-        {
-            OpRegistry.EnsureBuilt();
-            return _op;
-        }
-    }
+    /// <summary>The op's id, set when the registry registers the op (see <see cref="OpRegistry.Id"/>).</summary>
+    public static Op Conv2dSilu => OpRegistry.Id(ref _op);
 
     public static void Register()
     {

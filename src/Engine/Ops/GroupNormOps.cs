@@ -21,25 +21,11 @@ internal static class GroupNormOps
 {
     private static Op _op, _backward;
 
-    /// <summary>The op's id. Assigned when the registry registers the op (see LeakyReluOps for why not a static initializer).</summary>
-    public static Op GroupNorm
-    {
-        get
-        {
-            OpRegistry.EnsureBuilt();
-            return _op;
-        }
-    }
+    /// <summary>The op's id, set when the registry registers the op (see <see cref="OpRegistry.Id"/>).</summary>
+    public static Op GroupNorm => OpRegistry.Id(ref _op);
 
     /// <summary>The backward op's id (see <see cref="GroupNorm"/>).</summary>
-    public static Op GroupNormBackward
-    {
-        get
-        {
-            OpRegistry.EnsureBuilt();
-            return _backward;
-        }
-    }
+    public static Op GroupNormBackward => OpRegistry.Id(ref _backward);
 
     public static void Register()
     {

@@ -16,25 +16,11 @@ internal static class GroupNormSiluOps
 {
     private static Op _op, _backward;
 
-    /// <summary>The op's id (assigned when the registry registers it; see LeakyReluOps for why not a static initializer).</summary>
-    public static Op GroupNormSilu
-    {
-        get
-        {
-            OpRegistry.EnsureBuilt();
-            return _op;
-        }
-    }
+    /// <summary>The op's id, set when the registry registers the op (see <see cref="OpRegistry.Id"/>).</summary>
+    public static Op GroupNormSilu => OpRegistry.Id(ref _op);
 
     /// <summary>The backward op's id (see <see cref="GroupNormSilu"/>).</summary>
-    public static Op GroupNormSiluBackward
-    {
-        get
-        {
-            OpRegistry.EnsureBuilt();
-            return _backward;
-        }
-    }
+    public static Op GroupNormSiluBackward => OpRegistry.Id(ref _backward);
 
     public static void Register()
     {

@@ -12,26 +12,11 @@ internal static class LeakyReluOps
 {
     private static Op _op, _backward;
 
-    /// <summary>The op's id. Assigned when the registry registers the op (a static initializer calling Declare would
-    /// run inside that registration whenever this class is touched first, and read the id before it is set).</summary>
-    public static Op LeakyRelu
-    {
-        get
-        {
-            OpRegistry.EnsureBuilt();
-            return _op;
-        }
-    }
+    /// <summary>The op's id, set when the registry registers the op (see <see cref="OpRegistry.Id"/>).</summary>
+    public static Op LeakyRelu => OpRegistry.Id(ref _op);
 
     /// <summary>The backward op's id (see <see cref="LeakyRelu"/>).</summary>
-    public static Op LeakyReluBackward
-    {
-        get
-        {
-            OpRegistry.EnsureBuilt();
-            return _backward;
-        }
-    }
+    public static Op LeakyReluBackward => OpRegistry.Id(ref _backward);
 
     public static void Register()
     {

@@ -23,6 +23,18 @@ public static class OpRegistry
     /// <summary>Builds the registry if it is not yet (declarations add CPU kernels: see <see cref="Backends"/>).</summary>
     public static void EnsureBuilt() { }
 
+    /// <summary>
+    /// The id in <paramref name="slot"/>, after building the registry: how a declared op exposes its id, e.g.
+    /// <c>public static Op LeakyRelu => OpRegistry.Id(ref _op);</c>. The slot is set by the op's Register, which the
+    /// registry's static constructor runs; a static initializer calling Declare instead would run inside that
+    /// registration whenever the op's class is touched first, and read the id before it is set.
+    /// </summary>
+    public static Op Id(ref Op slot)
+    {
+        EnsureBuilt();
+        return slot;
+    }
+
     private static void Add(OpDef def)
     {
         Defs[def.Op] = def;

@@ -15,28 +15,11 @@ namespace ManagedTensor;
 /// </summary>
 internal static class QkvAttentionOps
 {
-    // The ids are taken in Register, not by static initializers: OpRegistry's static constructor calls
-    // Register, so an initializer that calls OpRegistry.Declare would, when this class is touched first,
-    // start the registry, which would read the ids while they are still being initialized (still 0).
-    private static Op _forward, _backward;
+    private static Op _forward, _backward; // set by Register (see OpRegistry.Id for why not by static initializers)
 
-    public static Op QkvAttention
-    {
-        get
-        {
-            OpRegistry.EnsureBuilt();
-            return _forward;
-        }
-    }
+    public static Op QkvAttention => OpRegistry.Id(ref _forward);
 
-    public static Op QkvAttentionBackward
-    {
-        get
-        {
-            OpRegistry.EnsureBuilt();
-            return _backward;
-        }
-    }
+    public static Op QkvAttentionBackward => OpRegistry.Id(ref _backward);
 
     public static void Register()
     {

@@ -15,15 +15,8 @@ internal static class SiluBackwardOps
 {
     private static Op _op;
 
-    /// <summary>The op's id (assigned when the registry registers it; see LeakyReluOps for why not a static initializer).</summary>
-    public static Op SiluBackward
-    {
-        get
-        {
-            OpRegistry.EnsureBuilt();
-            return _op;
-        }
-    }
+    /// <summary>The op's id, set when the registry registers the op (see <see cref="OpRegistry.Id"/>).</summary>
+    public static Op SiluBackward => OpRegistry.Id(ref _op);
 
     public static void Register()
     {
