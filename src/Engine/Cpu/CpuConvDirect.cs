@@ -181,9 +181,10 @@ internal static unsafe partial class CpuConvDirect
             {
                 float* s = c + (nint)o * ldc + (i - r0) * wq;
                 float* drow = dst + (nint)o * p.DstPlane + (nint)i * p.DstRow;
-                if (p.DstCol != 1)
+                if (p.DstCol != 1) // a stride phase of backward input: no bias
                 {
-                    for (int j = 0; j < ow; j++) drow[(nint)j * p.DstCol] = s[j] + bo;
+                    int j = p.DstCol == 2 && Avx512F.IsSupported ? ScatterEven(s, drow, ow) : 0;
+                    for (; j < ow; j++) drow[(nint)j * p.DstCol] = s[j];
                     continue;
                 }
                 var src = new ReadOnlySpan<float>(s, ow);
@@ -370,6 +371,28 @@ internal static unsafe partial class CpuConvDirect
         int j = j0;
         for (; j + 16 <= j1 && 2 * j + 32 <= avail; j += 16)
             Avx512F.PermuteVar16x32x2(Vector512.Load(src + 2 * j), even, Vector512.Load(src + 2 * j + 16)).Store(dst + j);
+        return j;
+    }
+
+    /// <summary>
+    /// dst[2j] = src[j], 16 at a time, the odd entries of dst kept (one load of dst and a two-source permute per 16
+    /// floats), while j + 17 &lt;= count (so the last odd entry read and written back, dst[2j + 31], lies before
+    /// dst[2*count - 1] and thus inside the row); returns the j where it stopped. GatherEven's mirror: it writes a
+    /// stride-2 phase of backward input into dx.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int ScatterEven(float* src, float* dst, int count)
+    {
+        var lo = Vector512.Create(0, 17, 1, 19, 2, 21, 3, 23, 4, 25, 5, 27, 6, 29, 7, 31);   // even lanes src, odd lanes dst
+        var hi = Vector512.Create(8, 17, 9, 19, 10, 21, 11, 23, 12, 25, 13, 27, 14, 29, 15, 31);
+        int j = 0;
+        for (; j + 17 <= count; j += 16)
+        {
+            var v = Vector512.Load(src + j);
+            float* d = dst + 2 * j;
+            Avx512F.PermuteVar16x32x2(v, lo, Vector512.Load(d)).Store(d);
+            Avx512F.PermuteVar16x32x2(v, hi, Vector512.Load(d + 16)).Store(d + 16);
+        }
         return j;
     }
 
