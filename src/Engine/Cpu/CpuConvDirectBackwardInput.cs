@@ -101,8 +101,8 @@ internal static unsafe partial class CpuConvDirect
     /// The weights of every phase from one group's w (Og, Cg, KH, KW), read once in order: phase (a, b) gets
     /// w'[c, (o*Ta + i)*Tb + j] = w[o, c, a + SH*(Ta-1-i), b + SW*(Tb-1-j)] (Ta, Tb its taps along each axis), packed as
     /// PackRows packs its rows (Cg of them, K' = Og*Ta*Tb long) at APacked + group*mPad*K'. Stride 1: one phase, the
-    /// whole kernel flipped, w[o, c, KH-1-i, KW-1-j]. (Gathering w' phase by phase, c outer, cost a quarter of the
-    /// backward input of a 40 x 40 map with 256 channels.)
+    /// whole kernel flipped, w[o, c, KH-1-i, KW-1-j]. (Gathering w' phase by phase, c outer, with an index computed
+    /// per float, cost a quarter of the backward input of a 40 x 40 map with 256 channels in perf.)
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void PackPhases(float* w, CpuConv.Geometry g, int mr, int[] tapPass, int[] tapColumn, List<Pass> passes, float* packed, int groupRows)
@@ -119,14 +119,15 @@ internal static unsafe partial class CpuConvDirect
             (k2[t], perO[t]) = (p.K, p.K / g.Og);
             start[t] = p.APacked + (long)groupRows * p.K + tapColumn[t] * mr;
         }
+        // w[o, :, tap] (Cg floats, stride KH*KW) into its column of every sliver: runs of MR floats MR*K' apart
         for (int o = 0; o < g.Og; o++)
-            for (int c = 0; c < g.Cg; c++)
+            for (int t = 0; t < taps; t++)
             {
-                float* src = w + ((nint)o * g.Cg + c) * taps; // (KH, KW) of w[o, c]
-                int sliverRow = c / mr * mr, r = c % mr;
-                for (int t = 0; t < taps; t++)
-                    if (tapPass[t] >= 0)
-                        packed[start[t] + (long)sliverRow * k2[t] + ((long)o * perO[t]) * mr + r] = src[t];
+                if (tapPass[t] < 0) continue;
+                float* src = w + (nint)o * g.Cg * taps + t;
+                float* dst = packed + start[t] + (long)o * perO[t] * mr;
+                for (int c0 = 0; c0 < g.Cg; c0 += mr, dst += (nint)mr * k2[t])
+                    for (int r = 0, rows = Math.Min(mr, g.Cg - c0); r < rows; r++) dst[r] = src[(nint)(c0 + r) * taps];
             }
     }
 }
