@@ -101,8 +101,8 @@ internal static unsafe partial class CpuConvDirect
     /// The weights of every phase from one group's w (Og, Cg, KH, KW), read once in order: phase (a, b) gets
     /// w'[c, (o*Ta + i)*Tb + j] = w[o, c, a + SH*(Ta-1-i), b + SW*(Tb-1-j)] (Ta, Tb its taps along each axis), packed as
     /// PackRows packs its rows (Cg of them, K' = Og*Ta*Tb long) at APacked + group*mPad*K'. Stride 1: one phase, the
-    /// whole kernel flipped, w[o, c, KH-1-i, KW-1-j]. (Gathering w' phase by phase, c outer, with an index computed
-    /// per float, cost a quarter of the backward input of a 40 x 40 map with 256 channels in perf.)
+    /// whole kernel flipped, w[o, c, KH-1-i, KW-1-j]. (Gathering w' phase by phase, c outer, took 5% of perf's samples
+    /// of `conv --only "[2,128,40,40]x[256"`, all three ops, against 24% for the forward and backward-input micro-kernel.)
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void PackPhases(float* w, CpuConv.Geometry g, int mr, int[] tapPass, int[] tapColumn, List<Pass> passes, float* packed, int groupRows)
