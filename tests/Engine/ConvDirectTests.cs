@@ -92,10 +92,11 @@ public class ConvDirectTests
         CpuConv.Geometry G(Conv2dAttrs a, int k = 3) => new(1, 4, 9, 9, 4, k, k, 7, 7, a);
         Assert.True(CpuConvDirect.Applies(G(new(1, 1, 1, 1)), SgemmIsa.Avx2));
         Assert.True(CpuConvDirect.Applies(G(new(2, 2, 1, 1)), SgemmIsa.Avx2));
-        Assert.False(CpuConvDirect.AppliesBackwardInput(G(new(2, 2, 1, 1)), SgemmIsa.Avx2));
+        Assert.True(CpuConvDirect.AppliesBackwardInput(G(new(2, 2, 1, 1)), SgemmIsa.Avx2)); // by stride phases
         Assert.False(CpuConvDirect.Applies(G(new(1, 1, 1, 1)), SgemmIsa.Scalar));
         Assert.False(CpuConvDirect.Applies(G(new(1, 1, 2, 2, 2, 2)), SgemmIsa.Avx2));
         Assert.True(CpuConvDirect.AppliesBackwardInput(G(new(1, 1, 0, 0), k: 1), SgemmIsa.Avx2));
-        Assert.False(CpuConvDirect.AppliesBackwardInput(G(new(1, 1, 3, 3)), SgemmIsa.Avx2));
+        Assert.True(CpuConvDirect.AppliesBackwardInput(G(new(1, 1, 3, 3)), SgemmIsa.Avx2)); // dy read from inside its padding
+        Assert.False(CpuConvDirect.AppliesBackwardInput(G(new(2, 2, 1, 1, 2, 2)), SgemmIsa.Avx2)); // dilation: im2col
     }
 }

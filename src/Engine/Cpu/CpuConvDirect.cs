@@ -17,16 +17,16 @@ namespace ManagedTensor.Cpu;
 /// where the same holds.
 ///
 ///   forward          y (Og, L) = w (Og, K) . col (K, L)           A = w packed once, B = rows of the image
-///   backward input   (stride 1) dx = the same forward on dy padded by KH-1-PadH, KW-1-PadW, with the weights
-///                    flipped in kh, kw and transposed to (Cg, Og, KH, KW) (the adjoint of a stride-1 correlation);
-///                    strided convs keep im2col's col2im
+///   backward input   dx = the same product on dy, with the weights flipped and transposed (the adjoint of a
+///                    correlation); a strided conv's dx is split into stride phases, each a stride-1 product with a
+///                    sub-kernel (CpuConvDirectBackwardInput.cs)
 ///   backward weight  dw^T (K, Og) += col (K, L) . dy^T (L, Og)      A = rows of the image (MR streams),
 ///                    B = dy transposed and packed once per image (Og*L floats, not K*L)
 /// Images run in at most 8 chunks (so backward weight sums its per-chunk partials in an order that depends
 /// only on the shape); one image alone is cut into blocks of output rows (forward) or rows of dw^T (backward
 /// weight) for the threads. Measured per shape by `ManagedTensor.Bench conv` (bench/ConvRunner.cs).
 /// </summary>
-internal static unsafe class CpuConvDirect
+internal static unsafe partial class CpuConvDirect
 {
     /// <summary>Whether the direct path takes this convolution: dilation 1, any kernel and stride, and a SIMD
     /// micro-kernel. A 1x1 conv takes it too: its backward weight, dw = dy . x^T, would otherwise pack x
@@ -34,10 +34,9 @@ internal static unsafe class CpuConvDirect
     public static bool Applies(CpuConv.Geometry g, SgemmIsa isa)
         => isa != SgemmIsa.Scalar && g.A.DilationH == 1 && g.A.DilationW == 1;
 
-    /// <summary>Backward input runs the forward kernel on dy, so it needs stride 1 and the flipped padding
-    /// KH-1-PadH, KW-1-PadW to be non-negative.</summary>
-    public static bool AppliesBackwardInput(CpuConv.Geometry g, SgemmIsa isa)
-        => Applies(g, isa) && g.A.StrideH == 1 && g.A.StrideW == 1 && g.A.PadH <= g.KH - 1 && g.A.PadW <= g.KW - 1;
+    /// <summary>Backward input takes the direct path wherever the forward does: any stride, by stride phases, and
+    /// any padding (see CpuConvDirectBackwardInput.cs).</summary>
+    public static bool AppliesBackwardInput(CpuConv.Geometry g, SgemmIsa isa) => Applies(g, isa);
 
     /// <summary>
     /// One correlation of an image of Cin channels, H x W, zero-padded by PH, PW to Hp x Wp, with a KH x KW
@@ -87,47 +86,45 @@ internal static unsafe class CpuConvDirect
         fixed (float* pw = w.Data, pp = packed.Array)
             for (int grp = 0; grp < g.G; grp++)
                 PackRows(pw + w.Offset + grp * g.Og * g.K, g.Og, g.K, mr, pp + grp * mPad * g.K);
-        Run(pl, packed.Array, g.Og, g.G, g.N, x.Data, x.Offset, g.C * g.H * g.W, y.Data, y.Offset, g.O * g.L, bias, isa, silu);
-    }
-
-    public static void BackwardInput(Tensor dyt, Tensor wt, Tensor dxt, CpuConv.Geometry g, SgemmIsa isa)
-    {
-        var (mr, _) = ConvKernels.Tile(isa, rows: false);
-        var dy = NnKernels.Buf<float>(dyt);
-        var w = NnKernels.Buf<float>(wt);
-        var dx = NnKernels.Buf<float>(dxt);
-        // dx (Cg, H, W) = correlation of dy (Og, OH, OW), padded by KH-1-PadH, KW-1-PadW, with
-        // w'[c, o, i, j] = w[o, c, KH-1-i, KW-1-j]: the same kernel run backwards over the same taps.
-        var pl = new Plane(g.Og, g.OH, g.OW, g.KH, g.KW, g.KH - 1 - g.A.PadH, g.KW - 1 - g.A.PadW);
-        int k2 = pl.K, mPad = (g.Cg + mr - 1) / mr * mr;
-        using var packed = new Scratch<float>(g.G * mPad * k2); // per group: w' (Cg, Og*KH*KW) in slivers of MR rows
-        fixed (float* pw = w.Data, pp = packed.Array)
-            for (int grp = 0; grp < g.G; grp++)
-                PackFlipped(pw + w.Offset + grp * g.Og * g.K, g.Og, g.Cg, g.KH, g.KW, mr, pp + grp * mPad * k2);
-        Run(pl, packed.Array, g.Cg, g.G, g.N, dy.Data, dy.Offset, g.O * g.L, dx.Data, dx.Offset, g.C * g.H * g.W, null, isa);
+        var pass = new Pass(pl.K, 0, pl.OH, pl.OW, 0, pl.OW, 1, g.L);
+        Run(pl, packed.Array, pl.Offsets(pl.K), [pass], g.Og, g.G, g.N, x.Data, x.Offset, g.C * g.H * g.W, y.Data, y.Offset, g.O * g.L, bias, isa, silu);
     }
 
     /// <summary>
-    /// out[n, grp] (m, OH, OW) = packed[grp] (m, K) . col(in[n, grp]) (+ bias) for every image and group; in is
-    /// (N, G*Cin, H, W) with imageIn floats per image, out (N, G*m, OH, OW) with imageOut floats per image.
+    /// One product of Run, for every image and group: out (m, OH, OW) = A (m, K) . col (K, OH*OW), A = group grp's
+    /// rows of packed from APacked + grp*mPad*K, col row k = the run padded[Base + off[OffStart + k] + l] of the padded
+    /// input at wide pixel l = oh*Wq + ow. Output pixel (oh, ow) of channel o goes to
+    /// out[o*DstPlane + DstOffset + oh*DstRow + ow*DstCol]. The forward and a stride-1 backward input are one pass over
+    /// the whole plane (DstRow = OW, DstCol = 1); a strided backward input is one pass per stride phase.
     /// </summary>
-    private static void Run(Plane pl, float[] packed, int m, int groups, int n, float[] inData, int inOffset, int imageIn,
-        float[] outData, int outOffset, int imageOut, float[]? bias, SgemmIsa isa, bool silu = false)
+    private readonly record struct Pass(int K, int Base, int OH, int OW, int DstOffset, int DstRow, int DstCol, int DstPlane,
+        int APacked = 0, int OffStart = 0);
+
+    /// <summary>
+    /// out[n, grp] = the passes' products over in[n, grp] for every image and group; in is (N, G*Cin, H, W) with
+    /// imageIn floats per image, padded as pl says, once per image and group for all passes; out (N, G*m, ...) with
+    /// imageOut floats per image; (+ bias, silu) for the forward.
+    /// </summary>
+    private static void Run(Plane pl, float[] packed, int[] off, Pass[] passes, int m, int groups, int n, float[] inData, int inOffset,
+        int imageIn, float[] outData, int outOffset, int imageOut, float[]? bias, SgemmIsa isa, bool silu = false)
     {
         var (mr, nr) = ConvKernels.Tile(isa, rows: false);
-        int mPad = (m + mr - 1) / mr * mr, oh = pl.OH, ow = pl.OW, wq = pl.Wq;
-        int[] off = pl.Offsets(pl.K);
-        long flops = 2L * groups * m * pl.K * oh * ow;
+        int mPad = (m + mr - 1) / mr * mr, wq = pl.Wq;
+        long flops = 0;
+        int padFloats = pl.PaddedFloats(nr);
+        foreach (var p in passes)
+        {
+            flops += 2L * groups * m * p.K * p.OH * p.OW;
+            // the last sliver of a pass reads up to nr floats past its last wide row, at the largest offset
+            int maxOff = 0;
+            for (int k = 0; k < p.K; k++) maxOff = Math.Max(maxOff, off[p.OffStart + k]);
+            padFloats = Math.Max(padFloats, p.Base + maxOff + p.OH * wq + nr);
+        }
         int chunks = Chunks(n);
         bool inside = chunks == 1 && Environment.ProcessorCount > 1 && flops >= 2 * Sgemm.ParallelLimit;
-        // The wide output is made a block of output rows at a time, into a C block that stays in L2 until
-        // CopyOut moves it to out (the whole (mPad, Lp) wide output of a 320 x 320 map would be ~7 MB).
-        int rows = Math.Clamp(CBlockFloats / (mPad * wq), 1, oh);
-        if (inside) rows = Math.Min(rows, (oh + 4 * Environment.ProcessorCount - 1) / (4 * Environment.ProcessorCount));
-        int blocks = (oh + rows - 1) / rows, ldc = (rows * wq + nr - 1) / nr * nr;
         NnKernels.ForChunks(chunks, n, (_, n0, n1) =>
         {
-            using var padBuf = new Scratch<float>(pl.PaddedFloats(nr));
+            using var padBuf = new Scratch<float>(padFloats);
             fixed (float* pad = padBuf.Array, pp = packed, pin = inData, pout = outData)
             fixed (int* poff = off)
             {
@@ -135,21 +132,30 @@ internal static unsafe class CpuConvDirect
                 for (int img = n0; img < n1; img++)
                     for (int grp = 0; grp < groups; grp++)
                     {
-                        Pad(pl, pin + inOffset + (nint)img * imageIn + (nint)grp * pl.Cin * pl.H * pl.W, pad, nr);
-                        nint xA = xPp + (nint)grp * mPad * pl.K * sizeof(float);
-                        nint xOut = (nint)(pout + outOffset + (nint)img * imageOut + (nint)grp * m * oh * ow);
-                        int biasStart = grp * m;
-                        ForItems(blocks, inside, block =>
+                        Pad(pl, pin + inOffset + (nint)img * imageIn + (nint)grp * pl.Cin * pl.H * pl.W, pad, padFloats);
+                        foreach (var p in passes)
                         {
-                            int r0 = block * rows, r1 = Math.Min(oh, r0 + rows);
-                            int cols = ((r1 - r0) * wq + nr - 1) / nr * nr;
-                            using var cBuf = new Scratch<float>(mPad * ldc); // (mPad, ldc): wide rows r0..r1
-                            fixed (float* c = cBuf.Array)
+                            nint xA = xPp + ((nint)p.APacked + (nint)grp * mPad * p.K) * sizeof(float);
+                            nint xOut = (nint)(pout + outOffset + (nint)img * imageOut + (nint)grp * m * p.DstPlane + p.DstOffset);
+                            nint xIn = xPad + (nint)p.Base * sizeof(float), xPassOff = xOff + (nint)p.OffStart * sizeof(int);
+                            // The wide output is made a block of output rows at a time, into a C block that stays in L2 until
+                            // CopyOut moves it to out (the whole (mPad, Lp) wide output of a 320 x 320 map would be ~7 MB).
+                            int rows = Math.Clamp(CBlockFloats / (mPad * wq), 1, p.OH);
+                            if (inside) rows = Math.Min(rows, (p.OH + 4 * Environment.ProcessorCount - 1) / (4 * Environment.ProcessorCount));
+                            int blocks = (p.OH + rows - 1) / rows, ldc = (rows * wq + nr - 1) / nr * nr;
+                            int biasStart = grp * m;
+                            ForItems(blocks, inside, block =>
                             {
-                                ForwardColumns(isa, pl.K, (float*)xA, mPad, (float*)xPad + (nint)r0 * wq, (int*)xOff, c, ldc, 0, cols);
-                                CopyOut(c, ldc, wq, m, r0, r1, oh, ow, bias, biasStart, (float*)xOut, silu);
-                            }
-                        });
+                                int r0 = block * rows, r1 = Math.Min(p.OH, r0 + rows);
+                                int cols = ((r1 - r0) * wq + nr - 1) / nr * nr;
+                                using var cBuf = new Scratch<float>(mPad * ldc); // (mPad, ldc): wide rows r0..r1
+                                fixed (float* c = cBuf.Array)
+                                {
+                                    ForwardColumns(isa, p.K, (float*)xA, mPad, (float*)xIn + (nint)r0 * wq, (int*)xPassOff, c, ldc, 0, cols);
+                                    CopyOut(c, ldc, wq, m, r0, r1, p, bias, biasStart, (float*)xOut, silu);
+                                }
+                            });
+                        }
                     }
             }
         });
@@ -159,20 +165,30 @@ internal static unsafe class CpuConvDirect
     private const int CBlockFloats = 64 * 1024;
 
     /// <summary>
-    /// Drops the wide garbage columns and adds the bias for output rows r0..r1:
-    /// dst[o, i, j] = C[o, (i - r0)*Wq + j] + bias[bias0 + o], then silu(dst) in place when asked (Conv2dSilu: the row
-    /// is still in L1, so SiLU costs its arithmetic and no pass over memory).
+    /// Drops the wide garbage columns and adds the bias for output rows r0..r1 of pass p:
+    /// dst[o*DstPlane + i*DstRow + j*DstCol] = C[o, (i - r0)*Wq + j] + bias[bias0 + o], then silu(dst) in place when
+    /// asked (Conv2dSilu: the row is still in L1, so SiLU costs its arithmetic and no pass over memory). A stride
+    /// phase's row (DstCol = SW) is scattered.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void CopyOut(float* c, int ldc, int wq, int m, int r0, int r1, int oh, int ow, float[]? bias, int bias0, float* dst, bool silu)
+    private static void CopyOut(float* c, int ldc, int wq, int m, int r0, int r1, Pass p, float[]? bias, int bias0, float* dst, bool silu)
     {
+        int ow = p.OW;
         for (int o = 0; o < m; o++)
         {
             float bo = bias is null ? 0f : bias[bias0 + o];
             for (int i = r0; i < r1; i++)
             {
-                var src = new ReadOnlySpan<float>(c + (nint)o * ldc + (i - r0) * wq, ow);
-                var d = new Span<float>(dst + ((nint)o * oh + i) * ow, ow);
+                float* s = c + (nint)o * ldc + (i - r0) * wq;
+                float* drow = dst + (nint)o * p.DstPlane + (nint)i * p.DstRow;
+                if (p.DstCol != 1) // a stride phase of backward input: no bias
+                {
+                    int j = p.DstCol == 2 && Avx512F.IsSupported ? ScatterEven(s, drow, ow) : 0;
+                    for (; j < ow; j++) drow[(nint)j * p.DstCol] = s[j];
+                    continue;
+                }
+                var src = new ReadOnlySpan<float>(s, ow);
+                var d = new Span<float>(drow, ow);
                 if (bias is null) src.CopyTo(d);
                 else TensorPrimitives.Add(src, bo, d);
                 if (silu) SigmoidFloat.Silu(d, d);
@@ -228,7 +244,7 @@ internal static unsafe class CpuConvDirect
                 for (int img = n0; img < n1; img++)
                     for (int grp = 0; grp < g.G; grp++)
                     {
-                        Pad(pl, px + x.Offset + ((nint)img * g.C + grp * g.Cg) * g.H * g.W, pad, nr);
+                        Pad(pl, px + x.Offset + ((nint)img * g.C + grp * g.Cg) * g.H * g.W, pad, pl.PaddedFloats(nr));
                         PackDyT(pdy + dy.Offset + ((nint)img * g.O + grp * g.Og) * g.L, g.Og, g.OH, g.OW, pl.Wq, lp, nr, dyT);
                         nint xDw = (nint)(pdw + ((nint)chunk * g.G + grp) * tile);
                         int rowBlocks = kPad / mr;
@@ -303,10 +319,11 @@ internal static unsafe class CpuConvDirect
 
     /// <summary>
     /// The padded image (see Plane) from x (Cin, H, W), then zeros of slack: with stride 1, (Cin, Hp, Wp) = x with
-    /// PH, PW zeros around; with strides, each phase gathers every SH-th row and SW-th column.
+    /// PH, PW zeros around; with strides, each phase gathers every SH-th row and SW-th column. Zeros up to
+    /// <paramref name="floats"/>.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Pad(Plane pl, float* x, float* padded, int nr)
+    private static void Pad(Plane pl, float* x, float* padded, int floats)
     {
         if (pl.SH == 1 && pl.SW == 1) PadUnstrided(pl, x, padded);
         else
@@ -339,7 +356,7 @@ internal static unsafe class CpuConvDirect
                     }
         }
         int used = pl.Cin * pl.SH * pl.SW * pl.Hq * pl.Wq;
-        new Span<float>(padded + used, pl.PaddedFloats(nr) - used).Clear();
+        new Span<float>(padded + used, floats - used).Clear();
     }
 
     /// <summary>
@@ -354,6 +371,28 @@ internal static unsafe class CpuConvDirect
         int j = j0;
         for (; j + 16 <= j1 && 2 * j + 32 <= avail; j += 16)
             Avx512F.PermuteVar16x32x2(Vector512.Load(src + 2 * j), even, Vector512.Load(src + 2 * j + 16)).Store(dst + j);
+        return j;
+    }
+
+    /// <summary>
+    /// dst[2j] = src[j], 16 at a time, the odd entries of dst kept (one load of dst and a two-source permute per 16
+    /// floats), while j + 17 &lt;= count (so the last odd entry read and written back, dst[2j + 31], lies before
+    /// dst[2*count - 1] and thus inside the row); returns the j where it stopped. GatherEven's mirror: it writes a
+    /// stride-2 phase of backward input into dx.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int ScatterEven(float* src, float* dst, int count)
+    {
+        var lo = Vector512.Create(0, 17, 1, 19, 2, 21, 3, 23, 4, 25, 5, 27, 6, 29, 7, 31);   // even lanes src, odd lanes dst
+        var hi = Vector512.Create(8, 17, 9, 19, 10, 21, 11, 23, 12, 25, 13, 27, 14, 29, 15, 31);
+        int j = 0;
+        for (; j + 17 <= count; j += 16)
+        {
+            var v = Vector512.Load(src + j);
+            float* d = dst + 2 * j;
+            Avx512F.PermuteVar16x32x2(v, lo, Vector512.Load(d)).Store(d);
+            Avx512F.PermuteVar16x32x2(v, hi, Vector512.Load(d + 16)).Store(d + 16);
+        }
         return j;
     }
 
@@ -387,27 +426,6 @@ internal static unsafe class CpuConvDirect
                 float* src = a + (nint)(s + r) * k;
                 if (s + r < m) for (int p = 0; p < k; p++) sliver[p * mr + r] = src[p];
                 else for (int p = 0; p < k; p++) sliver[p * mr + r] = 0f;
-            }
-        }
-    }
-
-    /// <summary>
-    /// The weights of backward input, w'[c, (o*KH + i)*KW + j] = w[o, c, KH-1-i, KW-1-j] for one group's w (Og, Cg,
-    /// KH, KW), packed as PackRows packs its rows (Cg of them, K' = Og*KH*KW long).
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void PackFlipped(float* w, int og, int cg, int kh, int kw, int mr, float* dst)
-    {
-        int k2 = og * kh * kw, taps = kh * kw;
-        int mPad = (cg + mr - 1) / mr * mr;
-        new Span<float>(dst, mPad * k2).Clear();
-        for (int c = 0; c < cg; c++)
-        {
-            float* row = dst + (nint)(c / mr) * mr * k2 + c % mr;
-            for (int o = 0; o < og; o++)
-            {
-                float* src = w + ((nint)o * cg + c) * taps; // (KH, KW) of w[o, c], read backwards
-                for (int t = 0; t < taps; t++) row[((nint)o * taps + t) * mr] = src[taps - 1 - t];
             }
         }
     }
