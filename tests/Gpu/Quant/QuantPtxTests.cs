@@ -23,7 +23,7 @@ public class QuantPtxTests(ITestOutputHelper output)
     {
         var specs = QuantKernels.WeightFormats.Select(f => QGemvKernels.Spec(f, DType.F16))
             .Append(QGemvKernels.Spec(DType.Q4_0, DType.F32))
-            .Concat(new[] { DType.Q4_0, DType.Q4_K }.Select(f => QGemmMmaKernels.Spec(f, DType.BF16)))
+            .Concat(new[] { DType.Q4_0, DType.Q4_K, DType.Q5_K }.Select(f => QGemmMmaKernels.Spec(f, DType.BF16)))
             .ToList();
         return PtxCompiler.CiTargets
             .SelectMany(arch => PtxCompiler.CompileAll(specs.Select(s => s.Method), arch).Select((r, i) => (specs[i], arch, r.Ptx, r.Error)))

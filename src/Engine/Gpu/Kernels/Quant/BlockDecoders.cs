@@ -9,7 +9,8 @@ namespace ManagedTensor.Gpu.Kernels.Quant;
 // the unit of a GEMV lane's step, of a GEMM tile's 16-byte shared-memory chunk and of the decode kernel.
 //
 // Weights are read as 16-bit words: every block format has an even size and every field an even offset (Q8_0
-// 34 bytes, Q4_0 18, Q4_K 144, Q6_K 210, NF4 36, TQ2_0 66), so a block of any row starts on a 2-byte boundary.
+// 34 bytes, Q4_0 18, Q5_0 22, Q5_1 24, Q4_K 144, Q5_K 176, Q6_K 210, NF4 36, TQ2_0 66), so a block of any row starts
+// on a 2-byte boundary. A 32-bit field at an offset of 2 mod 4 (Q5_0's qh) is built from two words (Bytes4).
 
 /// <summary>
 /// Eight consecutive values of a block before scaling: value i = <see cref="Scale"/> * raw_i - <see cref="Min"/>,
@@ -51,7 +52,7 @@ internal interface IDecoderVisitor<TResult>
 /// <summary>The formats with a device decoder, and the one switch from a format to its decoder struct.</summary>
 internal static class BlockDecoders
 {
-    public static readonly DType[] Formats = [DType.Q8_0, DType.Q4_0, DType.Q4_K, DType.Q6_K, DType.NF4, DType.TQ2_0];
+    public static readonly DType[] Formats = [DType.Q8_0, DType.Q4_0, DType.Q5_0, DType.Q5_1, DType.Q4_K, DType.Q5_K, DType.Q6_K, DType.NF4, DType.TQ2_0];
 
     public static bool Has(DType format) => Array.IndexOf(Formats, format) >= 0;
 
@@ -59,12 +60,21 @@ internal static class BlockDecoders
     {
         DType.Q8_0 => visitor.Visit<Q8_0Blocks>(),
         DType.Q4_0 => visitor.Visit<Q4_0Blocks>(),
+        DType.Q5_0 => visitor.Visit<Q5_0Blocks>(),
+        DType.Q5_1 => visitor.Visit<Q5_1Blocks>(),
         DType.Q4_K => visitor.Visit<Q4_KBlocks>(),
+        DType.Q5_K => visitor.Visit<Q5_KBlocks>(),
         DType.Q6_K => visitor.Visit<Q6_KBlocks>(),
         DType.NF4 => visitor.Visit<Nf4Blocks>(),
         DType.TQ2_0 => visitor.Visit<TQ2_0Blocks>(),
         _ => throw new NotSupportedException($"no device decoder for {format}"),
     };
+}
+
+/// <summary>A K-quant sub-block's 6-bit scale and min (<see cref="BlockBits.ScaleMinK4"/>).</summary>
+internal struct ScaleMin
+{
+    public uint Scale, Min;
 }
 
 /// <summary>Bit tricks shared by the decoders.</summary>
@@ -89,6 +99,36 @@ internal static class BlockBits
     /// <summary>The low nibbles of the four bytes of <paramref name="u"/>, minus <paramref name="bias"/>.</summary>
     public static Float4 Nibbles(uint u, float bias) =>
         new(Small(u & 0xF, bias), Small((u >> 8) & 0xF, bias), Small((u >> 16) & 0xF, bias), Small((u >> 24) & 0xF, bias));
+
+    /// <summary>
+    /// Bits 0-3 of <paramref name="h"/> moved to bit 4 of bytes 0-3 (the fifth bit of four 5-bit values whose nibbles
+    /// are bytes' bits 0-3). The multiply adds copies of h shifted by 0, 7, 14 and 21, which do not overlap (no carries),
+    /// so bit i of h lands on bit 8 i; the mask keeps those four bits.
+    /// </summary>
+    public static uint FifthBits(uint h) => ((h * 0x00204081u) & 0x01010101u) << 4;
+
+    /// <summary>
+    /// ggml's get_scale_min_k4 (Q4_K and Q5_K) over the 12 scale bytes starting at 16-bit word <paramref name="at"/>: the
+    /// 6-bit scale and min of sub-block <paramref name="s"/>. Sub-blocks 0-3 keep 6 bits in bytes s and s + 4; 4-7 keep
+    /// 4 bits in byte s + 4 and their top 2 bits in the spare top bits of bytes s - 4 and s. (A struct, not the two
+    /// packed in one uint: packing and unpacking cost the Q4_K GEMV 0.1 instructions per value.)
+    /// </summary>
+    public static ScaleMin ScaleMinK4(ArrayView<ushort> w, int at, int s)
+    {
+        uint sc, m;
+        if (s < 4)
+        {
+            sc = Byte(w, at, s) & 63;
+            m = Byte(w, at, s + 4) & 63;
+        }
+        else
+        {
+            uint b4 = Byte(w, at, s + 4);
+            sc = (b4 & 0xF) | ((Byte(w, at, s - 4) >> 6) << 4);
+            m = (b4 >> 4) | ((Byte(w, at, s) >> 6) << 4);
+        }
+        return new() { Scale = sc, Min = m };
+    }
 
     /// <summary>The four bytes of <paramref name="u"/> (each below 2^8), minus <paramref name="bias"/>.</summary>
     public static Float4 Bytes(uint u, float bias) =>
@@ -138,6 +178,50 @@ internal readonly struct Q4_0Blocks : IBlockDecoder
 }
 
 /// <summary>
+/// Q5_0: f16 d, 4 bytes of fifth bits qh (bytes 2..5: words 1, 2, a 32-bit field on a 2-byte boundary), 16 bytes of
+/// nibbles (words 3..10); x = (q - 16) d with q in 0..31 (see src/Engine/Quant/Q5_0.cs). Byte i holds the low 4 bits of
+/// value i (low nibble) and value i + 16 (high), and bit v of qh is value v's fifth bit. So values 8 j.. are Q4_0's
+/// nibbles (low for j &lt; 2, of bytes 8 (j % 2)..) with their fifth bits in qh byte j, moved to bit 4 of each byte.
+/// </summary>
+internal readonly struct Q5_0Blocks : IBlockDecoder
+{
+    public int BlockSize => 32;
+    public int BlockBytes => 22;
+
+    public Group8 Decode8(ArrayView<ushort> w, int at, int j) => Q5Legacy.Decode8(w, at, at + 1, at + 3, j, 16f, BlockBits.Half(w[at]), 0f);
+}
+
+/// <summary>
+/// Q5_1: f16 d, f16 m, 4 bytes of fifth bits (words 2, 3), 16 bytes of nibbles (words 4..11), laid out as Q5_0's;
+/// x = q d + m with q in 0..31 (see src/Engine/Quant/Q5_1.cs). In <see cref="Group8"/>'s form raw = q, Scale = d and
+/// Min = -m: q d - (-m) is q d + m exactly (IEEE subtraction adds the negation), the CPU's operations in its order.
+/// </summary>
+internal readonly struct Q5_1Blocks : IBlockDecoder
+{
+    public int BlockSize => 32;
+    public int BlockBytes => 24;
+
+    public Group8 Decode8(ArrayView<ushort> w, int at, int j) => Q5Legacy.Decode8(w, at, at + 2, at + 4, j, 0f, BlockBits.Half(w[at]), -BlockBits.Half(w[at + 1]));
+}
+
+/// <summary>The bits shared by Q5_0 and Q5_1: the 32-bit qh at word <c>qh</c>, the 16 nibble bytes at word <c>qs</c>.</summary>
+internal static class Q5Legacy
+{
+    public static Group8 Decode8(ArrayView<ushort> w, int at, int qh, int qs, int j, float bias, float scale, float min)
+    {
+        int word = qs + 4 * (j & 1), shift = (j >> 1) * 4;
+        uint high = BlockBits.Byte(w, qh, j); // bits 8 j .. 8 j + 7 of qh: values 8 j ..
+        return new()
+        {
+            Lo = BlockBits.Bytes(((BlockBits.Bytes4(w, word) >> shift) & 0x0F0F0F0Fu) | BlockBits.FifthBits(high & 0xF), bias),
+            Hi = BlockBits.Bytes(((BlockBits.Bytes4(w, word + 2) >> shift) & 0x0F0F0F0Fu) | BlockBits.FifthBits(high >> 4), bias),
+            Scale = scale,
+            Min = min,
+        };
+    }
+}
+
+/// <summary>
 /// Q4_K: super-blocks of 256 = f16 d, f16 dmin, 12 bytes of 6-bit (scale, min) pairs for 8 sub-blocks of 32, 128
 /// bytes of nibbles; x = d sc_s q - dmin m_s. Sub-blocks 2c and 2c + 1 share the 32 bytes 16 + 32 c..: low
 /// nibbles are sub-block 2c, high nibbles 2c + 1. Values 8 j.. lie in sub-block s = j / 4, bytes 16 + 32 (s / 2) + 8 (j % 4)..
@@ -150,26 +234,42 @@ internal readonly struct Q4_KBlocks : IBlockDecoder
     public Group8 Decode8(ArrayView<ushort> w, int at, int j)
     {
         int s = j >> 2, word = at + 8 + 16 * (s >> 1) + 4 * (j & 3), shift = (s & 1) * 4;
-        // ggml's get_scale_min_k4 over the 12 scale bytes (words 2..7): sub-blocks 0-3 keep 6 bits in bytes s and s + 4;
-        // 4-7 keep 4 bits in byte s + 4 and their top 2 bits in the spare top bits of bytes s - 4 and s.
-        uint sc, m;
-        if (s < 4)
-        {
-            sc = BlockBits.Byte(w, at + 2, s) & 63;
-            m = BlockBits.Byte(w, at + 2, s + 4) & 63;
-        }
-        else
-        {
-            uint b4 = BlockBits.Byte(w, at + 2, s + 4);
-            sc = (b4 & 0xF) | ((BlockBits.Byte(w, at + 2, s - 4) >> 6) << 4);
-            m = (b4 >> 4) | ((BlockBits.Byte(w, at + 2, s) >> 6) << 4);
-        }
+        var sm = BlockBits.ScaleMinK4(w, at + 2, s); // the 12 scale bytes are words 2..7
         return new()
         {
             Lo = BlockBits.Nibbles(BlockBits.Bytes4(w, word) >> shift, 0f),
             Hi = BlockBits.Nibbles(BlockBits.Bytes4(w, word + 2) >> shift, 0f),
-            Scale = BlockBits.Half(w[at]) * (int)sc,
-            Min = BlockBits.Half(w[at + 1]) * (int)m,
+            Scale = BlockBits.Half(w[at]) * (int)sm.Scale,
+            Min = BlockBits.Half(w[at + 1]) * (int)sm.Min,
+        };
+    }
+}
+
+/// <summary>
+/// Q5_K: super-blocks of 256 = f16 d, f16 dmin, 12 bytes of 6-bit (scale, min) pairs as Q4_K's (words 2..7), 32 bytes of
+/// fifth bits qh (words 8..23), 128 bytes of nibbles qs (words 24..87); x = d sc_s q - dmin m_s with q in 0..31 (see
+/// src/Engine/Quant/Q5_K.cs). Sub-blocks 2c and 2c + 1 share qs bytes 32 c..: low nibbles are sub-block 2c, high nibbles
+/// 2c + 1, and value l of sub-block s has its fifth bit in bit s of qh byte l. Values 8 j.. lie in sub-block s = j / 4:
+/// nibbles of qs bytes 32 (s / 2) + 8 (j % 4).., bit s of qh bytes 8 (j % 4)..
+/// </summary>
+internal readonly struct Q5_KBlocks : IBlockDecoder
+{
+    public int BlockSize => 256;
+    public int BlockBytes => 176;
+
+    public Group8 Decode8(ArrayView<ushort> w, int at, int j)
+    {
+        int s = j >> 2, word = at + 24 + 16 * (s >> 1) + 4 * (j & 3), qh = at + 8 + 4 * (j & 3), shift = (s & 1) * 4;
+        var sm = BlockBits.ScaleMinK4(w, at + 2, s);
+        // Five-bit q per byte: the nibble in bits 0-3, bit s of the qh byte moved to bit 4.
+        uint lo = ((BlockBits.Bytes4(w, word) >> shift) & 0x0F0F0F0Fu) | (((BlockBits.Bytes4(w, qh) >> s) & 0x01010101u) << 4);
+        uint hi = ((BlockBits.Bytes4(w, word + 2) >> shift) & 0x0F0F0F0Fu) | (((BlockBits.Bytes4(w, qh + 2) >> s) & 0x01010101u) << 4);
+        return new()
+        {
+            Lo = BlockBits.Bytes(lo, 0f),
+            Hi = BlockBits.Bytes(hi, 0f),
+            Scale = BlockBits.Half(w[at]) * (int)sm.Scale, // the CPU's d * sc, then * q
+            Min = BlockBits.Half(w[at + 1]) * (int)sm.Min,
         };
     }
 }
