@@ -40,19 +40,22 @@ public sealed class MoeGpt : GptShapedLM<MoeConfig, MoeBlock>
 
     public override string Architecture => "moe";
 
-    /// <summary>The mean load-balancing loss of the layers in the last forward (1 per layer's k at perfect balance).</summary>
-    public double LastAuxLoss { get; private set; }
+    // The last Loss's parts, kept as (detached) tensors: reading a value waits for the device, so it happens only when
+    // something asks (the progress line every log interval), not on every forward.
+    private Tensor? _lastAux, _lastCrossEntropy;
+
+    /// <summary>The mean load-balancing loss of the layers in the last <see cref="Loss"/> (1 per layer's k at perfect balance).</summary>
+    public double LastAuxLoss => _lastAux?.Item() ?? double.NaN;
 
     /// <summary>The cross-entropy part of the last <see cref="Loss"/>.</summary>
-    public double LastCrossEntropy { get; private set; }
+    public double LastCrossEntropy => _lastCrossEntropy?.Item() ?? double.NaN;
 
     /// <summary>Cross-entropy, plus AuxWeight times the mean aux loss while training.</summary>
     public override Tensor Loss(Tensor idx, Tensor targets)
     {
         var ce = base.Loss(idx, targets);
         var aux = H.Items.Select(b => b.Moe.LastAuxLoss!).Aggregate((a, b) => a + b).MulScalar(1.0 / H.Count);
-        LastAuxLoss = aux.Item();
-        LastCrossEntropy = ce.Item();
+        (_lastAux, _lastCrossEntropy) = (aux.Detach(), ce.Detach());
         return Training && Config.AuxWeight > 0 ? ce + aux.MulScalar(Config.AuxWeight) : ce;
     }
 
