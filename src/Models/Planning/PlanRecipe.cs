@@ -14,6 +14,8 @@ namespace ManagedTensor.Models.Planning;
 public sealed record PlanRecipe
 {
     public int LoraRank { get; init; }
+    /// <summary>Dropout on the adapters' input (PEFT's lora_dropout &gt; 0; `mt finetune`'s default 0.05): its masks are activations.</summary>
+    public bool LoraDropout { get; init; }
     public DType MatrixFormat { get; init; } = DType.F32;
     public DType FloatDType { get; init; } = DType.F32;
     public int Batch { get; init; } = 1;
