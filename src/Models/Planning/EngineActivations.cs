@@ -46,16 +46,11 @@ public static class EngineActivations
         var blockBack = new List<Alloc>();
         // A Linear (in -> out): the product, its bias; backward: the input gradient. LoRA (src/Autograd/Nn/Linear.Lora.cs)
         // adds x A^T (N, r), its B product (N, out), the scaled sum; backward their gradients.
-        bool quantized = r.MatrixFormat.IsQuantized();
         void Linear(string name, long inF, long outF, bool bias)
         {
             block.Add(A($"{name} (N, {outF})", n * outF));
             if (bias) block.Add(A($"{name} + bias", n * outF));
             blockBack.Add(A($"d {name} input (N, {inF})", n * inF));
-            // QMatMul's backward (src/Engine/Ops/QuantOps.cs) decodes the frozen block-format W to float32 to form
-            // dx = dy W, as bitsandbytes does; the decoded copy is a tensor of the micro-batch, so every quantized
-            // Linear's (out, in) float32 W is live at the end of the backward (measured: QLoRA and frozen Q4_0 steps).
-            if (quantized) blockBack.Add(A($"d {name}: W decoded to float32 (out, in)", outF * inF, 4));
             if (!lora) return;
             // LoRA's dropout on the adapter's input (Functional.Dropout): uniform draws, the U8 keep test, the keep
             // mask as float, scaled by 1/(1-p), the product; backward the product with the mask. `mt finetune`'s
