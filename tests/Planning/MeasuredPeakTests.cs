@@ -11,7 +11,7 @@ namespace ManagedTensor.Tests.Planning;
 /// allocator counts every tensor, as on a GPU): GPT and Llama, batch and sequence varied, checkpointing on and off,
 /// gradient accumulation, frozen Q4_0 matrices (QLoRA's base without adapters: the embedding and norms train), and LoRA and QLoRA
 /// (NF4) steps as `mt finetune` runs them.
-/// Each prediction must be within 10% of the measurement. Nine recipes, at the smallest shapes that still vary each part
+/// Each prediction must be within 10% of the measurement. Eight recipes, at the smallest shapes that still vary each part
 /// (a GPT step on ILGPU's CPU accelerator costs tens of seconds: CI's 15-minute budget holds no more).
 /// </summary>
 [Collection(ManagedTensor.Tests.Gpu.IlgpuCpuCollection.Name)]
