@@ -24,10 +24,11 @@ public static class PlanCommand
         var offload = new Option<bool>("--offload") { Description = "optimizer moments in host memory, updated on the CPU" };
         var optim = new Option<string>("--optim") { Description = "adamw (float moments), adamw8bit (block-wise 8-bit moments) or offload (float moments in host memory, as --offload); mt train's --optim adamw8bit keeps its 8-bit moments in host memory: plan it with --offload", DefaultValueFactory = _ => "adamw" };
         var autocast = new Option<bool>("--autocast") { Description = "bf16 mixed precision as PyTorch's autocast keeps it (16-bit activations, float32 master weights); the engine's --autocast computes matmuls and attention in bf16 but keeps float32 activations between them, so it saves no activation memory yet" };
+        var loraDropout = new Option<double>("--lora-dropout") { Description = "dropout on the adapters' input (lora:R, qlora:R): above 0 its masks are counted; PEFT's default is 0, mt finetune's 0.05", DefaultValueFactory = _ => 0 };
         var memory = new Option<string?>("--memory") { Description = "device memory to fit, e.g. 12GB (GB = GiB here, as cards are sized)" };
         var device = new Option<string>("--device") { Description = "cuda (adds the CUDA context) or ilgpu-cpu", DefaultValueFactory = _ => "cuda" };
         var cmd = new Command("plan", "predict a training step's peak device memory, part by part, before anything is allocated")
-            { model, recipe, dtype, batch, seq, accum, checkpointing, offload, optim, autocast, memory, device };
+            { model, recipe, dtype, batch, seq, accum, checkpointing, offload, optim, autocast, loraDropout, memory, device };
         cmd.SetAction(p =>
         {
             var shape = ModelShape.Resolve(p.GetValue(model)!);
@@ -56,6 +57,11 @@ public static class PlanCommand
                 Batch = p.GetValue(batch), Seq = p.GetValue(seq), GradAccum = p.GetValue(accum), Checkpointing = p.GetValue(checkpointing),
                 OptimizerOffload = p.GetValue(offload) || p.GetValue(optim)!.ToLowerInvariant() == "offload", Optimizer8Bit = eightBit, Autocast = p.GetValue(autocast),
                 RuntimeReserve = cuda ? PlanRecipe.CudaContextBytes : 0,
+                LoraDropout = p.GetValue(loraDropout) switch
+                {
+                    var v when !double.IsFinite(v) || v is < 0 or >= 1 => throw new UserErrorException($"--lora-dropout {v:R}: expected a value in [0, 1)"),
+                    var v => v > 0,
+                },
             };
             long? limit = p.GetValue(memory) is { } m ? ParseBytes(m) : null;
             return Print(output, shape, r, limit);

@@ -1,5 +1,6 @@
 using ManagedTensor.Models;
 using ManagedTensor.Models.Planning;
+using ManagedTensor.Nn;
 using Xunit;
 using Xunit.Abstractions;
 
@@ -8,8 +9,9 @@ namespace ManagedTensor.Tests.Planning;
 /// <summary>
 /// `mt plan`'s prediction against the allocator's measured peak of real training steps on ilgpu-cpu (whose caching
 /// allocator counts every tensor, as on a GPU): GPT and Llama, batch and sequence varied, checkpointing on and off,
-/// gradient accumulation, frozen Q4_0 matrices (QLoRA's base without adapters: the embedding and norms train).
-/// Each prediction must be within 10% of the measurement. Six recipes, at the smallest shapes that still vary each part
+/// gradient accumulation, frozen Q4_0 matrices (QLoRA's base without adapters: the embedding and norms train), and LoRA and QLoRA
+/// (NF4) steps as `mt finetune` runs them.
+/// Each prediction must be within 10% of the measurement. Eight recipes, at the smallest shapes that still vary each part
 /// (a GPT step on ILGPU's CPU accelerator costs tens of seconds: CI's 15-minute budget holds no more).
 /// </summary>
 [Collection(ManagedTensor.Tests.Gpu.IlgpuCpuCollection.Name)]
@@ -25,7 +27,7 @@ public class MeasuredPeakTests(ITestOutputHelper log)
     private void AssertWithin10Percent(string what, long measured, MemoryPlan plan)
     {
         double ratio = (double)plan.PeakBytes / measured;
-        log.WriteLine($"{what}: measured {measured:N0} B, predicted {plan.PeakBytes:N0} B ({ratio:F3})");
+        log.WriteLine($"{what}: measured {measured:N0} B, predicted {plan.PeakBytes:N0} B ({ratio:F3}); " + string.Join("; ", plan.Parts.Select(p => $"{p.Name} {p.Bytes:N0}")));
         Assert.True(Math.Abs(ratio - 1) <= 0.10, $"{what}: predicted {plan.PeakBytes:N0} B vs measured {measured:N0} B (x{ratio:F3}); parts: " +
             string.Join("; ", plan.Parts.Select(p => $"{p.Name} {p.Bytes:N0}")));
     }
@@ -68,5 +70,36 @@ public class MeasuredPeakTests(ITestOutputHelper log)
         var plan = MemoryPlanner.Predict(ModelShape.Of(Llama, tied: true),
             new PlanRecipe { Batch = batch, Seq = seq, Checkpointing = checkpointing, GradAccum = gradAccum, MatrixFormat = q4Matrices ? DType.Q4_0 : DType.F32 });
         AssertWithin10Percent($"llama B={batch} T={seq} accum={gradAccum} checkpointing={checkpointing} q4_0={q4Matrices}", measured, plan);
+    }
+
+    // QLoRA's NF4 packs 64 values a block, so every Linear's in-features must be a multiple of 64 to be quantized.
+    private static readonly LlamaConfig LlamaNf4 = new(Dim: 64, HiddenDim: 64, NLayers: 2, NHeads: 4, NKvHeads: 2, VocabSize: 64, SeqLen: 32);
+
+    /// <summary>
+    /// LoRA (float32 base) and QLoRA (NF4 base through QMatMul) as `mt finetune` sets them up (FinetuneTrainer): the
+    /// base quantized first, then adapters r=4 on every Linear (all-linear), everything else frozen, dropout on the
+    /// adapters' input as its default 0.05; AdamW over the adapters only (it keeps no state for frozen tensors).
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void Lora_step(bool nf4)
+    {
+        const int batch = 2, seq = 8, rank = 4;
+        var cfg = nf4 ? LlamaNf4 : Llama;
+        var d = Device.IlgpuCpu;
+        var (x, y) = Batch(batch, seq, cfg.VocabSize);
+        ManagedTensor.Models.Llama Make()
+        {
+            var model = ManagedTensor.Models.Llama.Create(cfg, new Generator(1), d);
+            if (nf4) Assert.Empty(Lora.QuantizeLinears(model, DType.NF4).Skipped);
+            Lora.Apply(model, new LoraConfig(rank, 2 * rank, 0.05, [LoraConfig.AllLinear]), new Generator(2), new Generator(3));
+            Lora.SetTraining(model, true);
+            return model;
+        }
+        long measured = StepPeak.Measure(d, Make, m => ((ManagedTensor.Models.Llama)m).Forward(x.To(d), y.To(d)).Loss);
+        var plan = MemoryPlanner.Predict(ModelShape.Of(cfg, tied: true),
+            new PlanRecipe { Batch = batch, Seq = seq, LoraRank = rank, LoraDropout = true, MatrixFormat = nf4 ? DType.NF4 : DType.F32 });
+        AssertWithin10Percent($"llama {(nf4 ? "QLoRA (NF4)" : "LoRA")} r={rank} B={batch} T={seq}", measured, plan);
     }
 }

@@ -44,14 +44,23 @@ public static class EngineActivations
 
         var block = new List<Alloc>();
         var blockBack = new List<Alloc>();
-        // A Linear (in -> out): the product, its bias; backward: the input gradient. LoRA adds x A^T (N, r), its B
-        // product (N, out), the scaled sum; backward their gradients (modeled: the LoRA module is not in the engine yet).
+        // A Linear (in -> out): the product, its bias; backward: the input gradient. LoRA (src/Autograd/Nn/Linear.Lora.cs)
+        // adds x A^T (N, r), its B product (N, out), the scaled sum; backward their gradients.
         void Linear(string name, long inF, long outF, bool bias)
         {
             block.Add(A($"{name} (N, {outF})", n * outF));
             if (bias) block.Add(A($"{name} + bias", n * outF));
             blockBack.Add(A($"d {name} input (N, {inF})", n * inF));
             if (!lora) return;
+            // LoRA's dropout on the adapter's input (Functional.Dropout): uniform draws, the U8 keep test, the keep
+            // mask as float, scaled by 1/(1-p), the product; backward the product with the mask. `mt finetune`'s
+            // default 0.05 makes these 5 (N, in) tensors per adapted Linear, more than the adapter's own (N, r) and
+            // (N, out) ones on a narrow model: the plan missed them (20% under the measured LoRA step) until counted.
+            if (r.LoraDropout)
+            {
+                block.AddRange([A($"{name} lora dropout draws, mask, scaled mask, dropped x (N, in)", n * inF, count: 4), A($"{name} lora dropout keep test (N, in) U8", n * inF, 1)]);
+                blockBack.Add(A($"d {name} lora dropout input (N, in)", n * inF));
+            }
             block.AddRange([A($"{name} lora x A^T (N, r)", n * rank), A($"{name} lora B (N, out)", n * outF), A($"{name} lora scaled", n * outF), A($"{name} + lora", n * outF)]);
             blockBack.AddRange([A($"d {name} lora (N, out)", n * outF), A($"d {name} lora x A^T (N, r)", n * rank), A($"d {name} lora input", n * inF), A($"d {name} input sum", n * inF)]);
         }

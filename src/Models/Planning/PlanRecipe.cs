@@ -14,6 +14,8 @@ namespace ManagedTensor.Models.Planning;
 public sealed record PlanRecipe
 {
     public int LoraRank { get; init; }
+    /// <summary>Dropout on the adapters' input (PEFT's lora_dropout &gt; 0; `mt finetune`'s default 0.05): its masks are activations.</summary>
+    public bool LoraDropout { get; init; }
     public DType MatrixFormat { get; init; } = DType.F32;
     public DType FloatDType { get; init; } = DType.F32;
     public int Batch { get; init; } = 1;
@@ -35,6 +37,14 @@ public sealed record PlanRecipe
 
     public bool Lora => LoraRank > 0;
 
+    /// <summary>
+    /// Whether a block matrix with <paramref name="inFeatures"/> columns is held in <see cref="MatrixFormat"/>: a block
+    /// format needs whole blocks per row, so a narrower or odd width stays float, as `mt finetune --quantize` leaves it
+    /// (<see cref="ManagedTensor.Nn.Lora.QuantizeLinears"/>; stories260K's down_proj, 172 wide, is one).
+    /// </summary>
+    public bool Quantizes(long inFeatures) =>
+        MatrixFormat.IsQuantized() && inFeatures % ManagedTensor.Quant.BlockFormats.Get(MatrixFormat).BlockSize == 0;
+
     /// <summary>"full", "lora:R" or "qlora:R" (NF4 matrices) with <paramref name="dtype"/> weights.</summary>
     public static PlanRecipe Parse(string method, DType dtype)
     {
@@ -53,6 +63,6 @@ public sealed record PlanRecipe
         if (!Lora && MatrixFormat.IsQuantized()) method = $"full (frozen {MatrixFormat} matrices)";
         return $"{method} {FloatDType.ToString().ToLowerInvariant()}, batch {Batch} x seq {Seq}, grad-accum {GradAccum}" +
                (Checkpointing ? ", checkpointing" : "") + (Optimizer8Bit ? ", 8-bit AdamW" : "") + (OptimizerOffload ? ", optimizer offload" : "") +
-               (Autocast ? ", bf16 autocast" : "");
+               (Autocast ? ", bf16 autocast" : "") + (Lora && LoraDropout ? ", adapter dropout" : "");
     }
 }
