@@ -54,6 +54,29 @@ public class PtxCompilerTests(GpuFixture gpu) : IClassFixture<GpuFixture>
         Assert.Contains(".target sm_90", ptx);
     }
 
+    /// <summary>
+    /// ILGPU 1.5.3 makes the same program for sm_89 and sm_90 (PtxCompiler.CodeTarget), which is why the PTX cache compiles
+    /// each kernel once for both: compiled apart, in fresh contexts, the two texts differ only in the numbers of labels and
+    /// functions. Kernels from the families whose code could depend on the architecture: 16-bit arithmetic (ILGPU gates
+    /// half-precision intrinsics by architecture), tensor-core mma and ldmatrix, warp shuffles and atomics.
+    /// </summary>
+    [Fact]
+    public void Ada_and_Hopper_get_the_same_program()
+    {
+        string[] prefixes = ["Copy_F32_BF16", "Maximum_", "attention_forward_mma_BF16_d64", "QGemv_Q4_K", "Softmax", "ScatterAdd"];
+        var all = GpuBackend.AllKernelSpecs().ToList();
+        var specs = prefixes.Select(p => all.Where(s => s.Name.StartsWith(p, StringComparison.Ordinal)).OrderBy(s => !s.Name.Contains("16")).FirstOrDefault()).ToList();
+        Assert.True(specs.All(s => s is not null), $"no kernel named {string.Join(", ", prefixes.Where((_, i) => specs[i] is null))}*");
+        Assert.Equal(PtxCompiler.CodeTarget(PtxCompiler.Sm89), PtxCompiler.CodeTarget(PtxCompiler.Sm90));
+        static string Numbered(string ptx) => System.Text.RegularExpressions.Regex.Replace(ptx, @"_\d{4,}", "_#");
+        foreach (var spec in specs.Select(s => s!))
+        {
+            string ada = Numbered(PtxCompiler.Compile(spec.Method, PtxCompiler.Sm89)), hopper = Numbered(PtxCompiler.Compile(spec.Method, PtxCompiler.Sm90));
+            Assert.True(ada == hopper, $"{spec.Name}: ILGPU made different programs for sm_89 and sm_90; PtxCompiler.CodeTarget must tell them apart");
+        }
+        Assert.NotEqual(PtxCompiler.CodeTarget(PtxCompiler.Sm90), PtxCompiler.CodeTarget(PtxCompiler.Sm90, raiseTarget: true));
+    }
+
     [Fact]
     public void FailureNamesTheKernel()
     {

@@ -75,15 +75,27 @@ public static class PtxCompiler
         }
     }
 
+    /// <summary>
+    /// The architecture ILGPU really generates code for: the <c>.target</c> it writes (its capability table's, capped at
+    /// sm_80 in 1.5.3), or <paramref name="arch"/> itself when the target is raised. Every choice its PTX backend makes by
+    /// architecture (intrinsics gated at sm_53 to sm_80) is settled at the cap, so sm_89 and sm_90 get one program that
+    /// differs only in the numbers ILGPU gives labels and functions. The cache compiles it once for both (ptxas still
+    /// assembles it for each); PtxCompilerTests.Ada_and_Hopper_get_the_same_program holds this against an ILGPU upgrade.
+    /// </summary>
+    public static string CodeTarget(CudaArchitecture arch, bool raiseTarget = false) =>
+        raiseTarget ? arch.ToString() : new CudaCapabilityContext(arch).TargetArchitecture.ToString();
+
+    /// <summary>Compiled PTX by (kernel, <see cref="CodeTarget"/>, ISA, raised target).</summary>
     private static readonly System.Collections.Concurrent.ConcurrentDictionary<(MethodInfo, string, string, bool), Lazy<string>> Cache = new();
 
     /// <summary>
     /// <see cref="Compile"/> with the runtime's context settings, memoized for the process: the PTX tests, the kernel
-    /// report and its budget tests compile each large kernel once (the tensor-core kernels take seconds each).
+    /// report and its budget tests compile each large kernel once, and once for sm_89 and sm_90 together
+    /// (<see cref="CodeTarget"/>; the tensor-core kernels take seconds each).
     /// </summary>
     public static string CompileCached(MethodInfo kernel, CudaArchitecture arch, CudaInstructionSet? isa = null, bool raiseTarget = false)
     {
-        var key = (kernel, arch.ToString(), (isa ?? DefaultIsa).ToString(), raiseTarget);
+        var key = (kernel, CodeTarget(arch, raiseTarget), (isa ?? DefaultIsa).ToString(), raiseTarget);
         return Cache.GetOrAdd(key, _ => new Lazy<string>(() => Compile(kernel, arch, isa, raiseTarget))).Value;
     }
 
@@ -104,7 +116,7 @@ public static class PtxCompiler
             {
                 // A kernel another caller compiled, or is compiling now (the PTX tests run in parallel): wait for its PTX
                 // rather than compile it a second time (the tensor-core kernels take seconds each).
-                if (configure is null && Cache.TryGetValue((kernel, arch.ToString(), (isa ?? DefaultIsa).ToString(), false), out var known))
+                if (configure is null && Cache.TryGetValue((kernel, CodeTarget(arch), (isa ?? DefaultIsa).ToString(), false), out var known))
                 {
                     try { results.Add((kernel, known.Value, null)); }
                     catch (Exception e) { results.Add((kernel, null, e.Message)); }
@@ -121,7 +133,7 @@ public static class PtxCompiler
                         ? EntryPointDescription.FromImplicitlyGroupedKernel(kernel)
                         : EntryPointDescription.FromExplicitlyGroupedKernel(kernel);
                     string ptx = ((PTXCompiledKernel)backend!.Compile(entry, KernelSpecialization.Empty)).PTXAssembly;
-                    if (configure is null) Cache.TryAdd((kernel, arch.ToString(), (isa ?? DefaultIsa).ToString(), false), new Lazy<string>(ptx));
+                    if (configure is null) Cache.TryAdd((kernel, CodeTarget(arch), (isa ?? DefaultIsa).ToString(), false), new Lazy<string>(ptx));
                     results.Add((kernel, ptx, null));
                 }
                 catch (Exception e)
