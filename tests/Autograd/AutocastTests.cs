@@ -6,8 +6,8 @@ using Xunit;
 namespace ManagedTensor.Tests.Autograd;
 
 /// <summary>
-/// Mixed precision (<see cref="Autocast"/>, <see cref="GradScaler"/>): matmuls and attention round to 16 bits inside the
-/// scope, master weights and their gradients stay float32, a small GPT's gradient stays within bf16 tolerance of the
+/// Mixed precision (<see cref="Autocast"/>, <see cref="GradScaler"/>): matmuls and attention compute in and return 16 bits
+/// inside the scope, the float32-list ops cast 16-bit inputs up, master weights and their gradients stay float32, a small GPT's gradient stays within bf16 tolerance of the
 /// float32 one, and the loss scaler skips an overflowed step, halves its scale and grows it after good steps.
 /// </summary>
 public sealed class AutocastTests
@@ -20,17 +20,17 @@ public sealed class AutocastTests
     }
 
     [Fact]
-    public void A_bf16_matmul_rounds_its_operands_and_product_and_the_gradients_of_float32_leaves_stay_float32()
+    public void A_bf16_matmul_returns_the_bf16_product_and_the_gradients_of_float32_leaves_stay_float32()
     {
         var a = Leaf([3, 5], 1);
         var b = Leaf([5, 7], 2);
         Tensor y;
         using (Autocast.Enable(DType.BF16)) y = a.MatMul(b);
-        Assert.Equal(DType.F32, y.DType);
+        Assert.Equal(DType.BF16, y.DType); // as torch.autocast: the product stays 16-bit
         Tensor expected;
-        using (GradMode.NoGrad()) expected = a.To(DType.BF16).MatMul(b.To(DType.BF16)).To(DType.F32);
-        Assert.Equal(expected.ToArray<float>(), y.ToArray<float>());
-        Assert.NotEqual(a.MatMul(b).ToArray<float>(), y.ToArray<float>()); // the scope changed the numbers
+        using (GradMode.NoGrad()) expected = a.To(DType.BF16).MatMul(b.To(DType.BF16));
+        Assert.Equal(expected.ToDoubleArray(), y.ToDoubleArray());
+        Assert.NotEqual(a.MatMul(b).ToDoubleArray(), y.ToDoubleArray()); // the scope changed the numbers
         y.Sum().Backward();
         Assert.Equal(DType.F32, a.Grad!.DType);
         Assert.Equal(DType.F32, b.Grad!.DType);
@@ -43,14 +43,14 @@ public sealed class AutocastTests
     }
 
     [Fact]
-    public void Bf16_attention_rounds_q_k_v_and_its_output_and_gives_float32_gradients()
+    public void Bf16_attention_rounds_q_k_v_returns_bf16_and_gives_float32_gradients()
     {
         var q = Leaf([1, 2, 5, 4], 4);
         var k = Leaf([1, 1, 5, 4], 5);
         var v = Leaf([1, 1, 5, 4], 6);
         Tensor y;
         using (Autocast.Enable(DType.BF16)) y = Tensor.Attention(q, k, v, causal: true); // grouped-query: 2 heads read 1
-        Assert.Equal(DType.F32, y.DType);
+        Assert.Equal(DType.BF16, y.DType);
         double[] Rounded(Tensor t) => t.To(DType.BF16).ToDoubleArray();
         Tensor expected;
         using (GradMode.NoGrad())
