@@ -102,4 +102,31 @@ public class MeasuredPeakTests(ITestOutputHelper log)
             new PlanRecipe { Batch = batch, Seq = seq, LoraRank = rank, LoraDropout = true, MatrixFormat = nf4 ? DType.NF4 : DType.F32 });
         AssertWithin10Percent($"llama {(nf4 ? "QLoRA (NF4)" : "LoRA")} r={rank} B={batch} T={seq}", measured, plan);
     }
+
+    /// <summary>
+    /// bf16 autocast (as `mt train --autocast bf16` runs the loss): matmul and attention outputs 16-bit, the residual stream
+    /// and norms float32. The step must allocate less than the same step in float32 (activations are the bulk of it at
+    /// these shapes), and `mt plan --autocast` must predict it within 10%.
+    /// </summary>
+    [Theory]
+    [InlineData("gpt")]
+    [InlineData("llama")]
+    public void Autocast_step(string family)
+    {
+        const int batch = 2, seq = 16;
+        var d = Device.IlgpuCpu;
+        bool gpt = family == "gpt";
+        var (x, y) = Batch(batch, seq, gpt ? Gpt.VocabSize : Llama.VocabSize);
+        Module Make() => gpt ? new GPT(Gpt, new Generator(1), d) : ManagedTensor.Models.Llama.Create(Llama, new Generator(1), d);
+        Tensor Loss(Module m) => gpt ? ((GPT)m).Loss(x.To(d), y.To(d)) : ((ManagedTensor.Models.Llama)m).Forward(x.To(d), y.To(d)).Loss;
+        long plain = StepPeak.Measure(d, Make, Loss);
+        long bf16 = StepPeak.Measure(d, Make, m =>
+        {
+            using (Autocast.Enable(DType.BF16)) return Loss(m);
+        });
+        log.WriteLine($"{family} B={batch} T={seq}: measured peak {plain:N0} B in float32, {bf16:N0} B under bf16 autocast ({(double)bf16 / plain:F3})");
+        Assert.True(bf16 < plain, $"autocast step {bf16:N0} B is not below the float32 step {plain:N0} B");
+        var shape = gpt ? ModelShape.Of(Gpt) : ModelShape.Of(Llama, tied: true);
+        AssertWithin10Percent($"{family} B={batch} T={seq} bf16 autocast", bf16, MemoryPlanner.Predict(shape, new PlanRecipe { Batch = batch, Seq = seq, Autocast = true }));
+    }
 }
