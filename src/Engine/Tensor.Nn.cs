@@ -32,7 +32,7 @@ public sealed partial class Tensor
     public Tensor MatMul(Tensor other)
     {
         // Autocast: 16-bit operands and a 16-bit product (float32 accumulation in the kernels), as torch.autocast (Autocast.cs).
-        if (Autocast.Target(DType, other.DType) is { } low && (DType != low || other.DType != low)) return To(low).MatMul(other.To(low));
+        if (Autocast.Target(DType, other.DType) is { } low && (DType != low || other.DType != low)) return CastInStorageOrder(this, low).MatMul(CastInStorageOrder(other, low));
         CheckSameDeviceAndType(other, Op.MatMul);
         if (Rank == 0 || other.Rank == 0) throw new ArgumentException($"matmul: scalars not allowed: {Describe()} @ {other.Describe()}");
         if (Rank == 1) return Unsqueeze(0).MatMul(other).Squeeze(-2);
@@ -49,6 +49,14 @@ public sealed partial class Tensor
         }
         return Record(output, Op.MatMul, null, [this, other]);
     }
+
+    /// <summary>
+    /// <paramref name="t"/> cast to <paramref name="dtype"/>, a transposed matrix (a Linear's W.MT) cast in its storage order
+    /// and transposed back: its gradient then comes back in W's own layout, so autograd hands W its float32 gradient
+    /// without the (out, in) copy a contiguous (in, out) cast would need; the cast copy itself is the same size either way.
+    /// </summary>
+    private static Tensor CastInStorageOrder(Tensor t, DType dtype) =>
+        t.DType != dtype && t.Rank == 2 && !t.IsContiguous && t.MT.IsContiguous ? t.MT.To(dtype).MT : t.To(dtype);
 
     // ---- softmax family ----
 
