@@ -34,15 +34,23 @@ public static class EngineActivations
         int h = amp ? 2 : 4;
         Alloc A(string what, long elements, int bytes = 4, int count = 1) => new(what, elements, bytes, count);   // float32
         Alloc H(string what, long elements, int count = 1) => new(what, elements, h, count);                    // 16-bit under autocast
+        // The residual stream is in the embedding's dtype: float32, or 16-bit for a LoRA or QLoRA base stored in 16 bits
+        // (--dtype bf16), whose stream then stays 16-bit under autocast (16-bit + 16-bit adds need no cast) while each norm
+        // casts its input up to float32 and its input gradient back down.
+        bool stream16 = amp && r.Lora && r.FloatDType.SizeOf() == 2;
+        int sb = stream16 ? 2 : 4;
+        Alloc S(string what, long elements, int count = 1) => new(what, elements, sb, count);
+        List<Alloc> Norm(string name) => stream16 ? [A($"{name} input cast to float32 (N, C)", n * c)] : [];
+        List<Alloc> NormBack(string name) => stream16 ? [A($"d {name} input cast to 16 bits (N, C)", n * c, 2)] : [];
         bool lora = r.Lora;
         long rank = r.LoraRank;
 
         // Token ids and targets copied to the device (int64), the embedding (and GPT's positions), the sum.
-        var embedForward = new List<Alloc> { A("ids", n, 8), A("targets", n, 8), A("token embedding (N, C)", n * c) };
+        var embedForward = new List<Alloc> { A("ids", n, 8), A("targets", n, 8), S("token embedding (N, C)", n * c) };
         var embedBackward = new List<Alloc>();
         if (m.Family == ModelFamily.Gpt)
         {
-            embedForward.AddRange([A("positions (T)", r.Seq, 8), A("position embedding (T, C)", r.Seq * c), A("tok + pos (N, C)", n * c)]);
+            embedForward.AddRange([A("positions (T)", r.Seq, 8), S("position embedding (T, C)", r.Seq * c), S("tok + pos (N, C)", n * c)]);
             embedBackward.Add(A("d pos summed over B (T, C)", r.Seq * c));
         }
         // A tied head: the embedding's backward makes a (V, C) gradient and autograd a second one, their sum.
@@ -89,7 +97,7 @@ public static class EngineActivations
         // backward the float32 gradient cast down for the branch.
         void Residual(string name)
         {
-            if (!amp) return;
+            if (!amp || stream16) return;
             block.Add(A($"{name} branch cast to float32 (N, C)", n * c));
             blockBack.Add(A($"d {name} branch cast to 16 bits (N, C)", n * c, 2));
         }
@@ -100,20 +108,21 @@ public static class EngineActivations
         {
             // x + attn(ln_1(x)); x + mlp(ln_2(x)). LayerNorm keeps mean and rstd (N each). The GPU backend runs QkvAttention
             // as its composite: q, k, v copied out of (B, T, 3C) as (B, H, T, D), attention, y merged back (5 (N, C)).
-            block.AddRange([A("ln_1 (N, C)", n * c), A("ln_1 mean", n), A("ln_1 rstd", n)]);
+            block.AddRange([.. Norm("ln_1"), A("ln_1 (N, C)", n * c), A("ln_1 mean", n), A("ln_1 rstd", n)]);
             Linear("c_attn", c, 3 * c, m.Bias, floatInput: true);
             block.AddRange([H("q, k, v heads, y, merged y (5 x (N, C))", n * c, count: 5), A("attention lse (B, H, T)", lse)]);
             Linear("attn.c_proj", c, c, m.Bias, floatInput: false);
             Residual("attention");
-            block.AddRange([A("residual (N, C)", n * c), A("ln_2 (N, C)", n * c), A("ln_2 mean", n), A("ln_2 rstd", n)]);
+            block.AddRange([S("residual (N, C)", n * c), .. Norm("ln_2"), A("ln_2 (N, C)", n * c), A("ln_2 mean", n), A("ln_2 rstd", n)]);
             Linear("c_fc", c, f, m.Bias, floatInput: true);
             block.Add(H("gelu (N, F)", n * f));
             Linear("mlp.c_proj", f, c, m.Bias, floatInput: false);
             Residual("mlp");
-            block.Add(A("residual (N, C)", n * c));
+            block.Add(S("residual (N, C)", n * c));
+            blockBack.AddRange([.. NormBack("ln_1"), .. NormBack("ln_2")]);
             // Backward: GELU's, LN_2's, the residual sum, the composite attention's (7 (N, C): dy heads, q, k, v, dq, dk, dv)
             // and the copies of dq, dk, dv back out of the heads (3), d qkv assembled (3), LN_1's.
-            blockBack.AddRange([H("d gelu (N, F)", n * f), A("d ln_2 input (N, C)", n * c), A("d residual sum (N, C)", n * c),
+            blockBack.AddRange([H("d gelu (N, F)", n * f), A("d ln_2 input (N, C)", n * c), S("d residual sum (N, C)", n * c),
                 H("attention backward (7 x (N, C))", n * c, count: 7), A("attention backward scratch (B, H, T)", lse), H("dq, dk, dv out of the heads (3 x (N, C))", n * c, count: 3),
                 H("d qkv (N, 3C)", n * 3 * c), A("d ln_1 input (N, C)", n * c)]);
         }
@@ -123,7 +132,7 @@ public static class EngineActivations
             // RoPE is composed: 4 products and 2 sums of half width, then the halves stacked (4 (N, C) for q); its tables
             // are in q's dtype (16-bit under autocast, as Hugging Face's Llama casts cos and sin to q's dtype).
             long ropeTable = r.Seq * (m.HeadSize / 2);
-            block.AddRange([A("input rms (N, C)", n * c), A("rms rstd", n)]);
+            block.AddRange([.. Norm("input rms"), A("input rms (N, C)", n * c), A("rms rstd", n)]);
             Linear("q_proj", c, c, false, floatInput: true);
             Linear("k_proj", c, kv, false, floatInput: true);
             Linear("v_proj", c, kv, false, floatInput: true);
@@ -131,18 +140,19 @@ public static class EngineActivations
                 H("v made contiguous (N, Ckv)", n * kv), H("heads side by side (N, C)", n * c)]);
             Linear("o_proj", c, c, false, floatInput: false);
             Residual("attention");
-            block.AddRange([A("residual (N, C)", n * c), A("post rms (N, C)", n * c), A("rms rstd", n)]);
+            block.AddRange([S("residual (N, C)", n * c), .. Norm("post rms"), A("post rms (N, C)", n * c), A("rms rstd", n)]);
             Linear("gate_proj", c, f, false, floatInput: true);
             Linear("up_proj", c, f, false, floatInput: true);
             block.AddRange([H("silu (N, F)", n * f), H("silu * up (N, F)", n * f)]);
             Linear("down_proj", f, c, false, floatInput: false);
             Residual("mlp");
-            block.Add(A("residual (N, C)", n * c));
+            block.Add(S("residual (N, C)", n * c));
+            blockBack.AddRange([.. NormBack("input rms"), .. NormBack("post rms")]);
             // Backward: the product's two gradients, SiLU's derivative composed (7 (N, F)), the sum of gate's and up's input
             // gradients, the norms', the residual sum, attention's (2 (N, C) + 3 (N, Ckv)), the copies of dq, dk, dv out of
             // the heads, RoPE's (6.5 x its input, plus 4 table-sized sums each for q and k), the sum of q's, k's, v's input gradients.
             blockBack.AddRange([H("d silu, d up (N, F)", n * f, count: 2), H("silu derivative composed (N, F)", n * f, count: 7), A("d gate + d up (N, C)", n * c),
-                A("d post rms input (N, C)", n * c), A("d residual sum (N, C)", n * c),
+                A("d post rms input (N, C)", n * c), S("d residual sum (N, C)", n * c),
                 H("attention backward (N, C)", n * c, count: 2), H("attention backward (N, Ckv)", n * kv, count: 3), A("attention backward scratch (B, H, T)", lse),
                 H("dq out of the heads (N, C)", n * c), H("dk, dv out of the heads (N, Ckv)", n * kv, count: 2),
                 H("rope backward q: 11 half-width gradients and sums", n * c / 2, count: 11), H("rope backward q: the pairs (N, C)", n * c),
@@ -155,10 +165,10 @@ public static class EngineActivations
         // statistics, the cross-entropy kernel's scratch; backward: d loss, d logits (N, V), d x, d norm input; loss.Item().
         // Under autocast the head is a Linear like the others: its input cast to 16 bits, 16-bit logits that cross-entropy
         // (a float32-list op) casts back up; backward the float32 d logits cast down, d x cast up.
-        var head = new List<Alloc> { A("final norm (N, C)", n * c), A("norm mean", n), H("logits (N, V)", n * v), A("loss", 1), A("loss rows", n), A("cross-entropy scratch", 2 * n) };
+        List<Alloc> head = [.. Norm("final norm"), A("final norm (N, C)", n * c), A("norm mean", n), H("logits (N, V)", n * v), A("loss", 1), A("loss rows", n), A("cross-entropy scratch", 2 * n)];
         if (m.Family == ModelFamily.Gpt) head.Add(A("norm rstd", n));
-        var headBack = new List<Alloc> { A("d loss", 1), A("d logits (N, V)", n * v), A("cross-entropy backward scratch", 1), H("d final norm (N, C)", n * c),
-            A("d final norm input (N, C)", n * c), A("loss value", 2) };
+        List<Alloc> headBack = [A("d loss", 1), A("d logits (N, V)", n * v), A("cross-entropy backward scratch", 1), H("d final norm (N, C)", n * c),
+            A("d final norm input (N, C)", n * c), A("loss value", 2), .. NormBack("final norm")];
         if (amp)
         {
             head.AddRange([A("final norm cast to 16 bits (N, C)", n * c, 2), A("logits cast to float32 (N, V)", n * v)]);
@@ -166,8 +176,8 @@ public static class EngineActivations
             if (!lora) headBack.Add(A("d head weight in 16 bits (V, C)", v * c, 2));
         }
 
-        var kept = new List<Alloc> { A("block output (N, C)", n * c), A("block input gradient (N, C)", n * c) };
-        var recompute = new List<Alloc> { A("copy of the output gradient (N, C)", n * c) };
+        var kept = new List<Alloc> { S("block output (N, C)", n * c), S("block input gradient (N, C)", n * c) };
+        var recompute = new List<Alloc> { S("copy of the output gradient (N, C)", n * c) };
         return new Step(embedForward, block, head, headBack, blockBack, embedBackward, kept, recompute);
     }
 }
