@@ -83,7 +83,13 @@ public class MeasuredPeakTests(ITestOutputHelper log)
     [Theory]
     [InlineData(false)]
     [InlineData(true)]
-    public void Lora_step(bool nf4)
+    public void Lora_step(bool nf4) => LoraStep(nf4, autocast: null);
+
+    /// <summary>The LoRA step (float32 base) under bf16 autocast, as `mt finetune --autocast bf16` runs it.</summary>
+    [Fact]
+    public void Lora_step_under_bf16_autocast() => LoraStep(nf4: false, autocast: DType.BF16);
+
+    private void LoraStep(bool nf4, DType? autocast)
     {
         const int batch = 2, seq = 8, rank = 4;
         var cfg = nf4 ? LlamaNf4 : Llama;
@@ -97,10 +103,13 @@ public class MeasuredPeakTests(ITestOutputHelper log)
             Lora.SetTraining(model, true);
             return model;
         }
-        long measured = StepPeak.Measure(d, Make, m => ((ManagedTensor.Models.Llama)m).Forward(x.To(d), y.To(d)).Loss);
+        long measured = StepPeak.Measure(d, Make, m =>
+        {
+            using (Autocast.Enable(autocast)) return ((ManagedTensor.Models.Llama)m).Forward(x.To(d), y.To(d)).Loss;
+        });
         var plan = MemoryPlanner.Predict(ModelShape.Of(cfg, tied: true),
-            new PlanRecipe { Batch = batch, Seq = seq, LoraRank = rank, LoraDropout = true, MatrixFormat = nf4 ? DType.NF4 : DType.F32 });
-        AssertWithin10Percent($"llama {(nf4 ? "QLoRA (NF4)" : "LoRA")} r={rank} B={batch} T={seq}", measured, plan);
+            new PlanRecipe { Batch = batch, Seq = seq, LoraRank = rank, LoraDropout = true, MatrixFormat = nf4 ? DType.NF4 : DType.F32, Autocast = autocast is not null });
+        AssertWithin10Percent($"llama {(nf4 ? "QLoRA (NF4)" : "LoRA")} r={rank} B={batch} T={seq}{(autocast is null ? "" : " bf16 autocast")}", measured, plan);
     }
 
     /// <summary>

@@ -57,7 +57,7 @@ public sealed partial class Linear : Module
             : Weight.DType == rows.DType || Autocast.Target(rows.DType, Weight.DType) is not null ? rows.MatMul(Weight.MT) // autocast casts both (Autocast.cs)
             : MixedPrecision(rows);
         if (Bias is not null) y += Bias.DType == y.DType ? Bias : Bias.To(y.DType);
-        if (LoraA is not null) y += LoraDelta(rows);                     // + (alpha/r) B A dropout(x): Linear.Lora.cs
+        if (LoraA is not null) y += LoraDelta(rows, y.DType);                   // + (alpha/r) B A dropout(x): Linear.Lora.cs
         return y.Reshape([.. x.Shape[..^1], OutFeatures]);
     }
 

@@ -85,13 +85,26 @@ public static class EngineActivations
             // mask as float, scaled by 1/(1-p), the product; backward the product with the mask. `mt finetune`'s
             // default 0.05 makes these 5 (N, in) tensors per adapted Linear, more than the adapter's own (N, r) and
             // (N, out) ones on a narrow model: the plan missed them (20% under the measured LoRA step) until counted.
+            // Under autocast the adapter's input is x as it comes (float32 after a norm, 16-bit after attention or SiLU), its
+            // matmuls cast a float32 x and both adapter weights to 16 bits, and its 16-bit delta adds to the 16-bit product.
+            int xb = amp && !floatInput ? h : 4;
             if (r.LoraDropout)
             {
-                block.AddRange([A($"{name} lora dropout draws, mask, scaled mask, dropped x (N, in)", n * inF, count: 4), A($"{name} lora dropout keep test (N, in) U8", n * inF, 1)]);
-                blockBack.Add(A($"d {name} lora dropout input (N, in)", n * inF));
+                block.AddRange([A($"{name} lora dropout draws, mask, scaled mask, dropped x (N, in)", n * inF, xb, count: 4), A($"{name} lora dropout keep test (N, in) U8", n * inF, 1)]);
+                blockBack.Add(A($"d {name} lora dropout input (N, in)", n * inF, xb));
+            }
+            if (amp)
+            {
+                block.AddRange([A($"{name} lora A cast to 16 bits (r, in)", rank * inF, 2), A($"{name} lora B cast to 16 bits (out, r)", outF * rank, 2)]);
+                blockBack.AddRange([A($"d {name} lora A in 16 bits", rank * inF, 2), A($"d {name} lora B in 16 bits", outF * rank, 2)]);
+                if (floatInput)
+                {
+                    block.Add(A($"{name} lora input cast to 16 bits (N, in)", n * inF, 2));
+                    blockBack.Add(A($"d {name} lora input cast back to float32 (N, in)", n * inF));
+                }
             }
             block.AddRange([H($"{name} lora x A^T (N, r)", n * rank), H($"{name} lora B (N, out)", n * outF), H($"{name} lora scaled", n * outF), H($"{name} + lora", n * outF)]);
-            blockBack.AddRange([H($"d {name} lora (N, out)", n * outF), H($"d {name} lora x A^T (N, r)", n * rank), A($"d {name} lora input", n * inF), A($"d {name} input sum", n * inF)]);
+            blockBack.AddRange([H($"d {name} lora (N, out)", n * outF), H($"d {name} lora x A^T (N, r)", n * rank), A($"d {name} lora input", n * inF, amp ? h : 4), A($"d {name} input sum", n * inF, xb)]);
         }
         // The residual add x + f(x) under autocast: the 16-bit branch cast up to float32 (PyTorch's bf16 + f32 -> f32), and
         // backward the float32 gradient cast down for the branch.

@@ -113,12 +113,13 @@ public static class MemoryPlanner
         long decoded = weights.Where(w => w.Kind == WeightKind.Matrix && r.Quantizes(w.Cols)).Select(w => Block(4 * w.Elements)).DefaultIfEmpty(0).Max();
         Add("QMatMul backward: one W decoded to float32", MemoryCategory.Activations, decoded, "the largest quantized matrix x 4 B, freed after its input gradient");
         // Under autocast every matmul casts its float32 weight to 16 bits (the block matrices and the head: a tied head casts
-        // the token embedding); the copies live to the end of the micro-batch. Checkpointing would free a block's copies
-        // with its scope, but the plan keeps all of them, as PyTorch's autocast cache does, which the published AMP figures
-        // measured (PublishedFiguresTests).
-        if (masters)
+        // the token embedding; a LoRA base stored in float32 too); the copies live to the end of the micro-batch.
+        // Checkpointing would free a block's copies with its scope, but the plan keeps all of them, as PyTorch's autocast
+        // cache does, which the published AMP figures measured (PublishedFiguresTests).
+        if (r.Autocast)
             Add("16-bit weight copies (autocast)", MemoryCategory.Activations,
-                weights.Where(w => w.Kind is WeightKind.Matrix or WeightKind.Head || w.Kind == WeightKind.Embedding && m.TiedHead && w.Rows == m.Vocab).Sum(w => Block(2 * w.Elements)),
+                weights.Where(w => FormatOf(w) == DType.F32 && (w.Kind is WeightKind.Matrix or WeightKind.Head || w.Kind == WeightKind.Embedding && m.TiedHead && w.Rows == m.Vocab))
+                    .Sum(w => Block(2 * w.Elements)),
                 "float32 matrices (and the head) cast to 16 bits once per step, x 2 B");
 
         if (m.Family == ModelFamily.Llama)
