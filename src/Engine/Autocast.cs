@@ -3,7 +3,7 @@ namespace ManagedTensor;
 /// <summary>
 /// Mixed precision as torch.autocast: inside <c>using (Autocast.Enable(DType.BF16)) { ... }</c> each op runs in the dtype
 /// PyTorch's autocast gives it, and activations take the layout they take in PyTorch:
-///   16-bit list: MatMul (so Linear, LoRA and the LM heads) casts its float inputs (F32, F16, BF16; never F64, which
+///   16-bit list: MatMul (so Linear, LoRA and the LM heads) and QMatMul cast their float inputs (F32, F16, BF16; never F64, which
 ///     gradient checks use) to the 16-bit dtype and returns the 16-bit product (float32 accumulation in the kernels);
 ///     Linear's bias is cast too, so a Linear's output is 16-bit. Attention and QkvAttention take q, k, v in 16 bits and
 ///     return 16 bits: in the 16-bit dtype where the backend has a kernel for it (the GPU backend), else (the CPU, whose
@@ -17,8 +17,10 @@ namespace ManagedTensor;
 ///     <see cref="DTypeInfo.PromoteFloat"/>).
 /// Every cast is the recorded To(dtype) op, whose backward casts the gradient back to the input's dtype (and autograd
 /// hands each input its gradient in its own dtype), so master weights and their gradients stay float32 while the
-/// gradients that flow through the 16-bit activations are 16-bit, as in PyTorch. One difference: PyTorch caches a
-/// weight's 16-bit copy for the whole scope; here each matmul casts its weight again (a tied head's twice).
+/// gradients that flow through the 16-bit activations are 16-bit, as in PyTorch. Two differences in memory: PyTorch
+/// caches a weight's 16-bit copy for the whole scope, here each matmul casts its weight again (once a step for a model
+/// that uses each weight once); and PyTorch's kernels read both dtypes of a mixed binary op, here the narrower operand
+/// is cast first, a copy of it (a residual add's 16-bit branch in float32).
 /// The state is per thread, like <see cref="GradMode"/>; it lives in the engine because the ops read it.
 /// </summary>
 public static class Autocast

@@ -7,7 +7,7 @@ public sealed partial class Tensor
 
     private Tensor Unary(Op op, OpAttrs? attrs = null)
     {
-        // PyTorch's autocast runs these in float32 (exp and pow leave F16's range past 65504, log of 16-bit values near 1 is coarse); Autocast.cs.
+        // On PyTorch's autocast float32 list (F16's range ends at 65504, which exp passes at 11.1): 16-bit inputs cast up (Autocast.cs).
         if (op is Op.Exp or Op.Log or Op.Rsqrt or Op.PowScalar && Autocast.Fp32(this) is var wide && wide != this) return wide.Unary(op, attrs);
         if (!DType.IsFloat() && op is not (Op.Neg or Op.Abs or Op.Relu or Op.AddScalar or Op.MulScalar or Op.Clamp))
             throw new NotSupportedException($"{op} needs a floating-point tensor, got {Describe()}");
