@@ -62,6 +62,29 @@ public sealed class AutocastTests
     }
 
     [Fact]
+    public void Float32_list_ops_cast_a_16_bit_input_up_under_autocast_and_activations_stay_16_bit()
+    {
+        var h = Tensor.Rand([2, 3, 8], new Generator(11), -1, 1).To(DType.BF16); // a 16-bit activation (a matmul's output)
+        var w = Tensor.Ones([8]);
+        var targets = Tensor.FromArray(new long[] { 1, 0, 7, 2, 5, 3 }, [2, 3]);
+        using (Autocast.Enable(DType.BF16))
+        {
+            foreach (var (name, y) in new[] { ("softmax", h.Softmax()), ("log_softmax", h.LogSoftmax()), ("layer_norm", h.LayerNorm(w, null)),
+                         ("rms_norm", h.RmsNorm(w)), ("cross_entropy", Tensor.CrossEntropy(h, targets)), ("exp", h.Exp()), ("rsqrt", h.Abs().AddScalar(1).Rsqrt()) })
+                Assert.True(y.DType == DType.F32, $"{name} under autocast gave {y.DType}");
+            // The float32 op on the widened values, bit for bit.
+            Assert.Equal(h.To(DType.F32).Softmax().ToDoubleArray(), h.Softmax().ToDoubleArray());
+            // Activations and the Linear (bias included) stay 16-bit.
+            Assert.Equal(DType.BF16, h.Gelu().DType);
+            Assert.Equal(DType.BF16, h.Silu().DType);
+            var linear = new Linear(8, 4, bias: true, new Generator(12), Device.Cpu);
+            Assert.Equal(DType.BF16, linear.Forward(h.To(DType.F32)).DType);
+        }
+        // Outside autocast a 16-bit tensor stays 16-bit, as in PyTorch.
+        Assert.Equal(DType.BF16, h.Exp().DType);
+    }
+
+    [Fact]
     public void Float64_inputs_are_not_autocast_so_gradient_checks_keep_their_precision()
     {
         var a = Tensor.Rand([2, 3], new Generator(3), -1, 1, DType.F64);
