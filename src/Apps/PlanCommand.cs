@@ -23,7 +23,7 @@ public static class PlanCommand
         var checkpointing = new Option<bool>("--checkpointing") { Description = "per-block activation checkpointing" };
         var offload = new Option<bool>("--offload") { Description = "optimizer moments in host memory, updated on the CPU" };
         var optim = new Option<string>("--optim") { Description = "adamw (float moments), adamw8bit (block-wise 8-bit moments) or offload (float moments in host memory, as --offload); mt train's --optim adamw8bit keeps its 8-bit moments in host memory: plan it with --offload", DefaultValueFactory = _ => "adamw" };
-        var autocast = new Option<bool>("--autocast") { Description = "bf16 mixed precision as PyTorch's autocast keeps it (16-bit activations, float32 master weights); the engine's --autocast computes matmuls and attention in bf16 but keeps float32 activations between them, so it saves no activation memory yet" };
+        var autocast = new Option<bool>("--autocast") { Description = "bf16 mixed precision as `mt train --autocast bf16` and PyTorch's autocast run it: float32 master weights, 16-bit matmul and attention outputs, a float32 residual stream and norms" };
         var loraDropout = new Option<double>("--lora-dropout") { Description = "dropout on the adapters' input (lora:R, qlora:R): above 0 its masks are counted; PEFT's default is 0, mt finetune's 0.05", DefaultValueFactory = _ => 0 };
         var memory = new Option<string?>("--memory") { Description = "device memory to fit, e.g. 12GB (GB = GiB here, as cards are sized)" };
         var device = new Option<string>("--device") { Description = "cuda (adds the CUDA context) or ilgpu-cpu", DefaultValueFactory = _ => "cuda" };

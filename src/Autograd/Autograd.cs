@@ -60,6 +60,9 @@ public static class Autograd
                 if (g is null || !x.RequiresGrad) continue;
                 if (!g.Shape.AsSpan().SequenceEqual(x.Shape))
                     throw new InvalidOperationException($"backward rule of {OpRegistry.NameOf(t.Node.Op)} gave a gradient of shape {Tensor.ShapeString(g.Shape)} for input {i} of shape {Tensor.ShapeString(x.Shape)}");
+                // Each gradient in its input's dtype, as PyTorch's engine casts it: a rule whose operands were promoted
+                // (a 16-bit activation in a float32 op) may hand back the wider dtype.
+                if (g.DType != x.DType) g = g.To(x.DType);
                 if (!pending.TryGetValue(x, out var sum)) pending[x] = g;
                 else if (owned.Contains(sum)) sum.AddInPlace_(g);
                 else owned.Add(pending[x] = sum.Add(g));

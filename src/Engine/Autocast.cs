@@ -1,17 +1,26 @@
 namespace ManagedTensor;
 
 /// <summary>
-/// Mixed precision as torch.autocast: inside <c>using (Autocast.Enable(DType.BF16)) { ... }</c> the ops that gain most from
-/// 16-bit arithmetic (MatMul, and so Linear and the LM heads; Attention and QkvAttention) cast their float32 inputs to
-/// the 16-bit dtype and compute there; everything else (reductions, softmax, norms, losses, the optimizer) stays float32.
-/// The cast is the recorded To(dtype) op, whose backward casts the gradient back to the input's dtype: master weights
-/// and their gradients stay float32 while the gradients that flow through a matmul are 16-bit, as in PyTorch.
-///
-/// One difference from PyTorch: a matmul's 16-bit result is widened back to float32 before it leaves the op (its value is
-/// the 16-bit rounding of the product, bit for bit what PyTorch's bf16 matmul returns), because the engine's binary ops
-/// do not promote dtypes (PyTorch's bf16 + f32 -> f32) and the residual stream, biases and norms are float32. The
-/// attention kernels of the CPU read float32 only, so attention is modelled by rounding: q, k, v and the output are
-/// rounded to the 16-bit dtype and the kernel accumulates in float32 between them, as flash attention does.
+/// Mixed precision as torch.autocast: inside <c>using (Autocast.Enable(DType.BF16)) { ... }</c> each op runs in the dtype
+/// PyTorch's autocast gives it, and activations take the layout they take in PyTorch:
+///   16-bit list: MatMul (so Linear, LoRA and the LM heads) and QMatMul cast their float inputs (F32, F16, BF16; never F64, which
+///     gradient checks use) to the 16-bit dtype and returns the 16-bit product (float32 accumulation in the kernels);
+///     Linear's bias is cast too, so a Linear's output is 16-bit. Attention and QkvAttention take q, k, v in 16 bits and
+///     return 16 bits: in the 16-bit dtype where the backend has a kernel for it (the GPU backend), else (the CPU, whose
+///     attention kernels read float32 only) through the float32 kernel between casts, as flash attention accumulates
+///     in float32.
+///   float32 list (<see cref="Fp32"/>): Softmax, LogSoftmax, LayerNorm, RmsNorm, GroupNorm, CrossEntropy, and the unary
+///     Exp, Log, Rsqrt, Pow (PyTorch's list, for the range of exp and log) cast a 16-bit input up to float32 and return float32.
+///   everything else runs in the dtype it is given: elementwise activations (GELU, SiLU, ...) and RoPE stay 16-bit (both
+///     backends have 16-bit kernels for them: computed in float32, rounded once), and binary ops promote mixed float
+///     inputs as torch.result_type (bf16 + f32 -> f32: the residual stream and the norms stay float32; see
+///     <see cref="DTypeInfo.PromoteFloat"/>).
+/// Every cast is the recorded To(dtype) op, whose backward casts the gradient back to the input's dtype (and autograd
+/// hands each input its gradient in its own dtype), so master weights and their gradients stay float32 while the
+/// gradients that flow through the 16-bit activations are 16-bit, as in PyTorch. Two differences in memory: PyTorch
+/// caches a weight's 16-bit copy for the whole scope, here each matmul casts its weight again (once a step for a model
+/// that uses each weight once); and PyTorch's kernels read both dtypes of a mixed binary op, here the narrower operand
+/// is cast first, a copy of it (a residual add's 16-bit branch in float32).
 /// The state is per thread, like <see cref="GradMode"/>; it lives in the engine because the ops read it.
 /// </summary>
 public static class Autocast
@@ -35,16 +44,23 @@ public static class Autocast
     }
 
     /// <summary>
-    /// The 16-bit dtype an op over float32 inputs <paramref name="dtypes"/> computes in, or null (autocast off, or an
-    /// input that is not float32: F64 gradient checks, tensors already 16-bit, integers) for the op as written.
+    /// The 16-bit dtype a 16-bit-list op (MatMul, attention) over inputs of <paramref name="dtypes"/> computes in, or null
+    /// (autocast off, or an input that is not F32, F16 or BF16: F64 gradient checks, integers) for the op as written.
     /// </summary>
     internal static DType? Target(params ReadOnlySpan<DType> dtypes)
     {
         if (_dtype is not { } low) return null;
         foreach (var d in dtypes)
-            if (d != ManagedTensor.DType.F32) return null;
+            if (d is not (ManagedTensor.DType.F32 or ManagedTensor.DType.F16 or ManagedTensor.DType.BF16)) return null;
         return low;
     }
+
+    /// <summary>
+    /// The input of a float32-list op: under autocast a 16-bit <paramref name="x"/> cast up to float32 (recorded), else
+    /// <paramref name="x"/> itself. Outside autocast a 16-bit tensor stays 16-bit, as in PyTorch.
+    /// </summary>
+    internal static Tensor Fp32(Tensor x) =>
+        _dtype is not null && x.DType is ManagedTensor.DType.F16 or ManagedTensor.DType.BF16 ? x.To(ManagedTensor.DType.F32) : x;
 
     private sealed class Scope(DType? restore) : IDisposable
     {

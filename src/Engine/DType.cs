@@ -57,6 +57,19 @@ public static class DTypeInfo
 
     public static bool IsInteger(this DType t) => t is DType.I32 or DType.I64 or DType.I8 or DType.U8;
 
+    /// <summary>
+    /// The dtype a binary op over two float dtypes computes and returns, as torch.result_type: the wider one
+    /// (F64 over F32 over the 16-bit types), and F32 for F16 with BF16, since neither holds the other (F16 has 3 more
+    /// mantissa bits, BF16 8 more exponent bits). Null where the two cannot promote: equal dtypes need no promotion,
+    /// and integer with float or two different integer types are refused by the engine (cast with To).
+    /// </summary>
+    public static DType? PromoteFloat(DType a, DType b)
+    {
+        if (a == b || !a.IsFloat() || !b.IsFloat()) return null;
+        if (a == DType.F64 || b == DType.F64) return DType.F64;
+        return DType.F32; // F32 with a 16-bit type, or F16 with BF16
+    }
+
     /// <summary>A block format of quantized values (Q8_0, Q4_0, ...).</summary>
     public static bool IsQuantized(this DType t) => t >= DType.Q8_0;
 

@@ -19,11 +19,8 @@ public sealed partial class Tensor
     public static Tensor Attention(Tensor q, Tensor k, Tensor v, bool causal, double? scale = null, double dropoutP = 0, Generator? gen = null)
     {
         CheckAttentionShapes(q, k, v);
-        if (Autocast.Target(q.DType, k.DType, v.DType) is { } low) // inputs and output rounded to 16 bits (Autocast.cs)
-        {
-            using (Autocast.Enable(null))
-                return Attention(q.RoundTo(low), k.RoundTo(low), v.RoundTo(low), causal, scale, dropoutP, gen).RoundTo(low);
-        }
+        if (Autocast.Target(q.DType, k.DType, v.DType) is { } low) // 16-bit inputs and output (Autocast.cs)
+            return InSixteenBits(low, [q, k, v], x => Attention(x[0], x[1], x[2], causal, scale, dropoutP, gen));
         var attrs = AttentionAttrsFor(q.Shape[0], q.Shape[1], q.Shape[2], k.Shape[2], q.Shape[3], causal, scale, dropoutP, gen);
         return AttentionWithAttrs(q, k, v, attrs).Output;
     }
@@ -121,6 +118,18 @@ public sealed partial class Tensor
             throw new ArgumentException($"Attention: the {q.Shape[1]} query heads of q {q.Describe()} must be a multiple of the {k.Shape[1]} kv heads of k {k.Describe()}");
     }
 
-    /// <summary>The values rounded to <paramref name="dtype"/> and widened back (a recorded pair of casts): 16-bit numerics in this dtype.</summary>
-    internal Tensor RoundTo(DType dtype) => To(dtype).To(DType);
+    /// <summary>
+    /// An attention op under autocast: <paramref name="inputs"/> cast to <paramref name="low"/>, and run in it where the
+    /// backend has an attention kernel for it (the GPU backend's read F16 and BF16; QkvAttention falls back to that
+    /// kernel where it has none of its own); else (the CPU backend's kernels read float32 only) widened to float32 and
+    /// the output cast back to <paramref name="low"/>, so the result is 16-bit either way and accumulated in float32,
+    /// as flash attention does. <paramref name="run"/> runs with autocast off.
+    /// </summary>
+    internal static Tensor InSixteenBits(DType low, Tensor[] inputs, Func<Tensor[], Tensor> run)
+    {
+        using var off = Autocast.Enable(null);
+        var sixteen = inputs.Select(x => x.To(low)).ToArray();
+        if (sixteen[0].Backend.Kernels.Has(Op.Attention, sixteen, null)) return run(sixteen);
+        return run(sixteen.Select(x => x.To(DType.F32)).ToArray()).To(low);
+    }
 }

@@ -7,6 +7,8 @@ public sealed partial class Tensor
 
     private Tensor Unary(Op op, OpAttrs? attrs = null)
     {
+        // On PyTorch's autocast float32 list (F16's range ends at 65504, which exp passes at 11.1): 16-bit inputs cast up (Autocast.cs).
+        if (op is Op.Exp or Op.Log or Op.Rsqrt or Op.PowScalar && Autocast.Fp32(this) is var wide && wide != this) return wide.Unary(op, attrs);
         if (!DType.IsFloat() && op is not (Op.Neg or Op.Abs or Op.Relu or Op.AddScalar or Op.MulScalar or Op.Clamp))
             throw new NotSupportedException($"{op} needs a floating-point tensor, got {Describe()}");
         var output = EmptyLike();
@@ -71,11 +73,29 @@ public sealed partial class Tensor
         if (other.Device != Device)
             throw new ArgumentException($"{op}: tensors on different devices: {Describe()} and {other.Describe()}");
         if (other.DType != DType)
-            throw new ArgumentException($"{op}: dtypes differ: {Describe()} and {other.Describe()}; cast one with To(DType)");
+            throw new ArgumentException($"{op}: dtypes differ: {Describe()} and {other.Describe()}; only float dtypes promote (bf16 + f32 -> f32): cast one with To(DType)");
+    }
+
+    /// <summary>
+    /// Both operands in the dtype a binary op over them computes in (<see cref="DTypeInfo.PromoteFloat"/>, PyTorch's
+    /// bf16 + f32 -> f32): the narrower one cast by the recorded To, whose backward casts its gradient back, so each input
+    /// gets its gradient in its own dtype. A cast before the kernel rather than kernels that read two dtypes: one cast op
+    /// serves every binary op on every backend (the kernels stay one dtype each), and its cost is one copy of the
+    /// narrower operand in the wider dtype, which is what the planner counts (src/Models/Planning/EngineActivations.cs).
+    /// </summary>
+    private (Tensor A, Tensor B) Promoted(Tensor other)
+    {
+        if (DTypeInfo.PromoteFloat(DType, other.DType) is not { } common) return (this, other);
+        return (To(common), other.To(common));
     }
 
     private Tensor Binary(Op op, Tensor other)
     {
+        if (other.Device == Device && DTypeInfo.PromoteFloat(DType, other.DType) is not null)
+        {
+            var (a, b) = Promoted(other);
+            return a.Binary(op, b);
+        }
         CheckSameDeviceAndType(other, op);
         var shape = BroadcastShapes(Shape, other.Shape);
         bool compare = op is Op.Eq or Op.Ne or Op.Lt or Op.Le or Op.Gt or Op.Ge;
@@ -122,6 +142,11 @@ public sealed partial class Tensor
     public static Tensor Where(Tensor cond, Tensor a, Tensor b)
     {
         if (cond.DType != DType.U8) throw new ArgumentException($"where: condition must be U8 (a comparison result), got {cond.Describe()}");
+        if (a.Device == b.Device && DTypeInfo.PromoteFloat(a.DType, b.DType) is not null)
+        {
+            var (pa, pb) = a.Promoted(b);
+            return Where(cond, pa, pb);
+        }
         a.CheckSameDeviceAndType(b, Op.Where);
         if (cond.Device != a.Device) throw new ArgumentException($"where: condition {cond.Describe()} is not on {a.Device}");
         var shape = BroadcastShapes(BroadcastShapes(cond.Shape, a.Shape), b.Shape);

@@ -31,10 +31,10 @@ public sealed partial class Tensor
     /// </summary>
     public Tensor MatMul(Tensor other)
     {
+        // Autocast: 16-bit operands and a 16-bit product (float32 accumulation in the kernels), as torch.autocast (Autocast.cs).
+        if (Autocast.Target(DType, other.DType) is { } low && (DType != low || other.DType != low)) return CastInStorageOrder(this, low).MatMul(CastInStorageOrder(other, low));
         CheckSameDeviceAndType(other, Op.MatMul);
         if (Rank == 0 || other.Rank == 0) throw new ArgumentException($"matmul: scalars not allowed: {Describe()} @ {other.Describe()}");
-        // Autocast: 16-bit operands and product (float32 accumulation in the kernels), widened back to float32 (Autocast.cs).
-        if (Autocast.Target(DType, other.DType) is { } low) return To(low).MatMul(other.To(low)).To(DType);
         if (Rank == 1) return Unsqueeze(0).MatMul(other).Squeeze(-2);
         if (other.Rank == 1) return MatMul(other.Unsqueeze(1)).Squeeze(-1);
         int m = Shape[^2], k = Shape[^1], k2 = other.Shape[^2], n = other.Shape[^1];
@@ -50,10 +50,19 @@ public sealed partial class Tensor
         return Record(output, Op.MatMul, null, [this, other]);
     }
 
+    /// <summary>
+    /// <paramref name="t"/> cast to <paramref name="dtype"/>, a transposed matrix (a Linear's W.MT) cast in its storage order
+    /// and transposed back: its gradient then comes back in W's own layout, so autograd hands W its float32 gradient
+    /// without the (out, in) copy a contiguous (in, out) cast would need; the cast copy itself is the same size either way.
+    /// </summary>
+    private static Tensor CastInStorageOrder(Tensor t, DType dtype) =>
+        t.DType != dtype && t.Rank == 2 && !t.IsContiguous && t.MT.IsContiguous ? t.MT.To(dtype).MT : t.To(dtype);
+
     // ---- softmax family ----
 
     private Tensor LastAxisOp(Op op, int axis)
     {
+        if (Autocast.Fp32(this) is var wide && wide != this) return wide.LastAxisOp(op, axis); // a float32-list op (Autocast.cs)
         CheckFloat(op.ToString());
         int a = NormalizeAxis(axis);
         if (a != Rank - 1) return Transpose(a, -1).LastAxisOp(op, -1).Transpose(a, -1);
@@ -70,6 +79,7 @@ public sealed partial class Tensor
     /// <summary>Layer norm over the last axis: (x - mean) / sqrt(var + eps) * weight + bias (biased variance).</summary>
     public Tensor LayerNorm(Tensor? weight, Tensor? bias, double eps = 1e-5)
     {
+        if (Autocast.Fp32(this) is var wide && wide != this) return wide.LayerNorm(weight, bias, eps); // a float32-list op (Autocast.cs)
         CheckFloat("LayerNorm");
         int c = Shape[^1], rows = Numel / Math.Max(c, 1);
         if (weight is not null) CheckShape(weight, [c], "LayerNorm", "weight");
@@ -95,7 +105,8 @@ public sealed partial class Tensor
     }
 
     /// <summary>RMS norm over the last axis: x / sqrt(mean(x^2) + eps) * weight (declared in Ops/NormOps.cs).</summary>
-    public Tensor RmsNorm(Tensor? weight, double eps = 1e-5) => Apply(Op.RmsNorm, new NormAttrs(eps), this, weight ?? None())[0];
+    public Tensor RmsNorm(Tensor? weight, double eps = 1e-5) => // a float32-list op under autocast (Autocast.cs)
+        Autocast.Fp32(this) is var x && x != this ? x.RmsNorm(weight, eps) : Apply(Op.RmsNorm, new NormAttrs(eps), this, weight ?? None())[0];
 
     public static (Tensor Dx, Tensor Dweight) RmsNormBackward(Tensor dy, Tensor x, Tensor weight, Tensor rstd, NormAttrs attrs)
     {
@@ -171,6 +182,7 @@ public sealed partial class Tensor
     /// </summary>
     public static Tensor CrossEntropy(Tensor logits, Tensor targets, int ignoreIndex = -100)
     {
+        logits = Autocast.Fp32(logits); // a float32-list op under autocast (Autocast.cs): 16-bit logits are cast up
         logits.CheckFloat("CrossEntropy");
         CheckIndex(targets, "CrossEntropy");
         int c = logits.Shape[^1];

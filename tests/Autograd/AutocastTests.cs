@@ -6,8 +6,8 @@ using Xunit;
 namespace ManagedTensor.Tests.Autograd;
 
 /// <summary>
-/// Mixed precision (<see cref="Autocast"/>, <see cref="GradScaler"/>): matmuls and attention round to 16 bits inside the
-/// scope, master weights and their gradients stay float32, a small GPT's gradient stays within bf16 tolerance of the
+/// Mixed precision (<see cref="Autocast"/>, <see cref="GradScaler"/>): matmuls and attention compute in and return 16 bits
+/// inside the scope, the float32-list ops cast 16-bit inputs up, master weights and their gradients stay float32, a small GPT's gradient stays within bf16 tolerance of the
 /// float32 one, and the loss scaler skips an overflowed step, halves its scale and grows it after good steps.
 /// </summary>
 public sealed class AutocastTests
@@ -20,17 +20,17 @@ public sealed class AutocastTests
     }
 
     [Fact]
-    public void A_bf16_matmul_rounds_its_operands_and_product_and_the_gradients_of_float32_leaves_stay_float32()
+    public void A_bf16_matmul_returns_the_bf16_product_and_the_gradients_of_float32_leaves_stay_float32()
     {
         var a = Leaf([3, 5], 1);
         var b = Leaf([5, 7], 2);
         Tensor y;
         using (Autocast.Enable(DType.BF16)) y = a.MatMul(b);
-        Assert.Equal(DType.F32, y.DType);
+        Assert.Equal(DType.BF16, y.DType); // as torch.autocast: the product stays 16-bit
         Tensor expected;
-        using (GradMode.NoGrad()) expected = a.To(DType.BF16).MatMul(b.To(DType.BF16)).To(DType.F32);
-        Assert.Equal(expected.ToArray<float>(), y.ToArray<float>());
-        Assert.NotEqual(a.MatMul(b).ToArray<float>(), y.ToArray<float>()); // the scope changed the numbers
+        using (GradMode.NoGrad()) expected = a.To(DType.BF16).MatMul(b.To(DType.BF16));
+        Assert.Equal(expected.ToDoubleArray(), y.ToDoubleArray());
+        Assert.NotEqual(a.MatMul(b).ToDoubleArray(), y.ToDoubleArray()); // the scope changed the numbers
         y.Sum().Backward();
         Assert.Equal(DType.F32, a.Grad!.DType);
         Assert.Equal(DType.F32, b.Grad!.DType);
@@ -43,14 +43,14 @@ public sealed class AutocastTests
     }
 
     [Fact]
-    public void Bf16_attention_rounds_q_k_v_and_its_output_and_gives_float32_gradients()
+    public void Bf16_attention_rounds_q_k_v_returns_bf16_and_gives_float32_gradients()
     {
         var q = Leaf([1, 2, 5, 4], 4);
         var k = Leaf([1, 1, 5, 4], 5);
         var v = Leaf([1, 1, 5, 4], 6);
         Tensor y;
         using (Autocast.Enable(DType.BF16)) y = Tensor.Attention(q, k, v, causal: true); // grouped-query: 2 heads read 1
-        Assert.Equal(DType.F32, y.DType);
+        Assert.Equal(DType.BF16, y.DType);
         double[] Rounded(Tensor t) => t.To(DType.BF16).ToDoubleArray();
         Tensor expected;
         using (GradMode.NoGrad())
@@ -59,6 +59,29 @@ public sealed class AutocastTests
         Assert.NotEqual(Tensor.Attention(q, k, v, causal: true).ToDoubleArray(), y.ToDoubleArray());
         y.Sum().Backward();
         Assert.All(new[] { q, k, v }, t => Assert.Equal(DType.F32, t.Grad!.DType));
+    }
+
+    [Fact]
+    public void Float32_list_ops_cast_a_16_bit_input_up_under_autocast_and_activations_stay_16_bit()
+    {
+        var h = Tensor.Rand([2, 3, 8], new Generator(11), -1, 1).To(DType.BF16); // a 16-bit activation (a matmul's output)
+        var w = Tensor.Ones([8]);
+        var targets = Tensor.FromArray(new long[] { 1, 0, 7, 2, 5, 3 }, [2, 3]);
+        using (Autocast.Enable(DType.BF16))
+        {
+            foreach (var (name, y) in new[] { ("softmax", h.Softmax()), ("log_softmax", h.LogSoftmax()), ("layer_norm", h.LayerNorm(w, null)),
+                         ("rms_norm", h.RmsNorm(w)), ("cross_entropy", Tensor.CrossEntropy(h, targets)), ("exp", h.Exp()), ("rsqrt", h.Abs().AddScalar(1).Rsqrt()) })
+                Assert.True(y.DType == DType.F32, $"{name} under autocast gave {y.DType}");
+            // The float32 op on the widened values, bit for bit.
+            Assert.Equal(h.To(DType.F32).Softmax().ToDoubleArray(), h.Softmax().ToDoubleArray());
+            // Activations and the Linear (bias included) stay 16-bit.
+            Assert.Equal(DType.BF16, h.Gelu().DType);
+            Assert.Equal(DType.BF16, h.Silu().DType);
+            var linear = new Linear(8, 4, bias: true, new Generator(12), Device.Cpu);
+            Assert.Equal(DType.BF16, linear.Forward(h.To(DType.F32)).DType);
+        }
+        // Outside autocast a 16-bit tensor stays 16-bit, as in PyTorch.
+        Assert.Equal(DType.BF16, h.Exp().DType);
     }
 
     [Fact]

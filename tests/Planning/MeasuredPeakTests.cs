@@ -9,9 +9,9 @@ namespace ManagedTensor.Tests.Planning;
 /// <summary>
 /// `mt plan`'s prediction against the allocator's measured peak of real training steps on ilgpu-cpu (whose caching
 /// allocator counts every tensor, as on a GPU): GPT and Llama, batch and sequence varied, checkpointing on and off,
-/// gradient accumulation, frozen Q4_0 matrices (QLoRA's base without adapters: the embedding and norms train), and LoRA and QLoRA
-/// (NF4) steps as `mt finetune` runs them.
-/// Each prediction must be within 10% of the measurement. Eight recipes, at the smallest shapes that still vary each part
+/// gradient accumulation, frozen Q4_0 matrices (QLoRA's base without adapters: the embedding and norms train), LoRA and QLoRA
+/// (NF4) steps as `mt finetune` runs them, and GPT, Llama and LoRA steps under bf16 autocast.
+/// Each prediction must be within 10% of the measurement. Eleven recipes, at the smallest shapes that still vary each part
 /// (a GPT step on ILGPU's CPU accelerator costs tens of seconds: CI's 15-minute budget holds no more).
 /// </summary>
 [Collection(ManagedTensor.Tests.Gpu.IlgpuCpuCollection.Name)]
@@ -83,7 +83,13 @@ public class MeasuredPeakTests(ITestOutputHelper log)
     [Theory]
     [InlineData(false)]
     [InlineData(true)]
-    public void Lora_step(bool nf4)
+    public void Lora_step(bool nf4) => LoraStep(nf4, autocast: null);
+
+    /// <summary>The LoRA step (float32 base) under bf16 autocast, as `mt finetune --autocast bf16` runs it.</summary>
+    [Fact]
+    public void Lora_step_under_bf16_autocast() => LoraStep(nf4: false, autocast: DType.BF16);
+
+    private void LoraStep(bool nf4, DType? autocast)
     {
         const int batch = 2, seq = 8, rank = 4;
         var cfg = nf4 ? LlamaNf4 : Llama;
@@ -97,9 +103,39 @@ public class MeasuredPeakTests(ITestOutputHelper log)
             Lora.SetTraining(model, true);
             return model;
         }
-        long measured = StepPeak.Measure(d, Make, m => ((ManagedTensor.Models.Llama)m).Forward(x.To(d), y.To(d)).Loss);
+        long measured = StepPeak.Measure(d, Make, m =>
+        {
+            using (Autocast.Enable(autocast)) return ((ManagedTensor.Models.Llama)m).Forward(x.To(d), y.To(d)).Loss;
+        });
         var plan = MemoryPlanner.Predict(ModelShape.Of(cfg, tied: true),
-            new PlanRecipe { Batch = batch, Seq = seq, LoraRank = rank, LoraDropout = true, MatrixFormat = nf4 ? DType.NF4 : DType.F32 });
-        AssertWithin10Percent($"llama {(nf4 ? "QLoRA (NF4)" : "LoRA")} r={rank} B={batch} T={seq}", measured, plan);
+            new PlanRecipe { Batch = batch, Seq = seq, LoraRank = rank, LoraDropout = true, MatrixFormat = nf4 ? DType.NF4 : DType.F32, Autocast = autocast is not null });
+        AssertWithin10Percent($"llama {(nf4 ? "QLoRA (NF4)" : "LoRA")} r={rank} B={batch} T={seq}{(autocast is null ? "" : " bf16 autocast")}", measured, plan);
+    }
+
+    /// <summary>
+    /// bf16 autocast (as `mt train --autocast bf16` runs the loss): matmul and attention outputs 16-bit, the residual stream
+    /// and norms float32. The step must allocate less than the same step in float32 (activations are the bulk of it at
+    /// these shapes), and `mt plan --autocast` must predict it within 10%.
+    /// </summary>
+    [Theory]
+    [InlineData("gpt")]
+    [InlineData("llama")]
+    public void Autocast_step(string family)
+    {
+        const int batch = 2, seq = 16;
+        var d = Device.IlgpuCpu;
+        bool gpt = family == "gpt";
+        var (x, y) = Batch(batch, seq, gpt ? Gpt.VocabSize : Llama.VocabSize);
+        Module Make() => gpt ? new GPT(Gpt, new Generator(1), d) : ManagedTensor.Models.Llama.Create(Llama, new Generator(1), d);
+        Tensor Loss(Module m) => gpt ? ((GPT)m).Loss(x.To(d), y.To(d)) : ((ManagedTensor.Models.Llama)m).Forward(x.To(d), y.To(d)).Loss;
+        long plain = StepPeak.Measure(d, Make, Loss);
+        long bf16 = StepPeak.Measure(d, Make, m =>
+        {
+            using (Autocast.Enable(DType.BF16)) return Loss(m);
+        });
+        log.WriteLine($"{family} B={batch} T={seq}: measured peak {plain:N0} B in float32, {bf16:N0} B under bf16 autocast ({(double)bf16 / plain:F3})");
+        Assert.True(bf16 < plain, $"autocast step {bf16:N0} B is not below the float32 step {plain:N0} B");
+        var shape = gpt ? ModelShape.Of(Gpt) : ModelShape.Of(Llama, tied: true);
+        AssertWithin10Percent($"{family} B={batch} T={seq} bf16 autocast", bf16, MemoryPlanner.Predict(shape, new PlanRecipe { Batch = batch, Seq = seq, Autocast = true }));
     }
 }

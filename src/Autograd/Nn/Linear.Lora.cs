@@ -48,13 +48,17 @@ public sealed partial class Linear
         else _loraDropout?.Eval();
     }
 
-    /// <summary>(alpha/r) B A dropout(x) for rows (N, in), in the rows' dtype.</summary>
-    private Tensor LoraDelta(Tensor rows)
+    /// <summary>
+    /// (alpha/r) B A dropout(x) for rows (N, in), in <paramref name="dtype"/> (the base product's). The rows are cast to the
+    /// adapter's dtype first, except under autocast, where the adapter's matmuls cast both sides to 16 bits themselves
+    /// and the 16-bit delta adds to the 16-bit base product (Autocast.cs).
+    /// </summary>
+    private Tensor LoraDelta(Tensor rows, DType dtype)
     {
-        var dtype = LoraA!.Weight.DType;
-        var x = rows.DType == dtype ? rows : rows.To(dtype);
+        var adapter = LoraA!.Weight.DType;
+        var x = rows.DType == adapter || Autocast.Target(rows.DType, adapter) is not null ? rows : rows.To(adapter);
         var delta = LoraB!.Forward(LoraA.Forward(_loraDropout!.Forward(x))).MulScalar(LoraScale); // (N, r) -> (N, out)
-        return delta.DType == rows.DType ? delta : delta.To(rows.DType);
+        return delta.To(dtype);
     }
 
     /// <summary>

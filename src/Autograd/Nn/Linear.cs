@@ -54,10 +54,10 @@ public sealed partial class Linear : Module
             throw new ArgumentException($"Linear({InFeatures} -> {OutFeatures}): input {x.Describe()} must end in {InFeatures}");
         var rows = x.Reshape(-1, InFeatures);                    // (N, in)
         var y = Quantized ? rows.QMatMul(Weight)                 // (N, out)
-            : Weight.DType == rows.DType ? rows.MatMul(Weight.MT)
+            : Weight.DType == rows.DType || Autocast.Target(rows.DType, Weight.DType) is not null ? rows.MatMul(Weight.MT) // autocast casts both (Autocast.cs)
             : MixedPrecision(rows);
         if (Bias is not null) y += Bias.DType == y.DType ? Bias : Bias.To(y.DType);
-        if (LoraA is not null) y += LoraDelta(rows);                     // + (alpha/r) B A dropout(x): Linear.Lora.cs
+        if (LoraA is not null) y += LoraDelta(rows, y.DType);                   // + (alpha/r) B A dropout(x): Linear.Lora.cs
         return y.Reshape([.. x.Shape[..^1], OutFeatures]);
     }
 

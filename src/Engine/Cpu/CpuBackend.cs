@@ -31,7 +31,10 @@ public sealed class CpuBackend : IBackend
         foreach (var t in outputs) GC.KeepAlive(t.Storage);
     }
 
-    /// <summary>The F32 and F64 kernels of the norms; other float dtypes run the op's composite fallback.</summary>
+    /// <summary>
+    /// The F32 and F64 kernels of the norms and attention; other float dtypes run the op's composite fallback, or (attention
+    /// under autocast, which asks first) go through float32.
+    /// </summary>
     private static bool F32OrF64(ReadOnlySpan<Tensor> inputs, OpAttrs? attrs) => inputs[0].DType is DType.F32 or DType.F64;
 
     private static KernelTable Build(KernelTable t) => t
@@ -72,8 +75,8 @@ public sealed class CpuBackend : IBackend
         .Add(Op.UpsampleNearest2d, (i, o, a) => CpuPool.UpsampleNearest2d(i[0], o[0], ((ScaleAttrs)a!).Scale))
         .Add(Op.UpsampleNearest2dBackward, (i, o, a) => CpuPool.UpsampleNearest2dBackward(i[0], o[0], ((ScaleAttrs)a!).Scale))
 
-        .Add(Op.Attention, (i, o, a) => CpuAttention.Forward(i[0], i[1], i[2], o[0], o[1], (AttentionAttrs)a!))
-        .Add(Op.AttentionBackward, (i, o, a) => CpuAttention.Backward(i[0], i[1], i[2], i[3], i[4], i[5], o[0], o[1], o[2], (AttentionAttrs)a!))
+        .Add(Op.Attention, (i, o, a) => CpuAttention.Forward(i[0], i[1], i[2], o[0], o[1], (AttentionAttrs)a!), F32OrF64)
+        .Add(Op.AttentionBackward, (i, o, a) => CpuAttention.Backward(i[0], i[1], i[2], i[3], i[4], i[5], o[0], o[1], o[2], (AttentionAttrs)a!), F32OrF64)
 
         .Add(Op.AdamWStep, (i, o, a) => CpuOptim.AdamWStep(o[0], i[0], o[1], o[2], (AdamWAttrs)a!));
 }

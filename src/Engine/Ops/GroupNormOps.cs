@@ -140,8 +140,8 @@ public sealed partial class Tensor
 {
     /// <summary>
     /// Group norm of (N, C, ...) over each sample's <paramref name="groups"/> groups of channels, with optional per-channel
-    /// weight and bias (torch.nn.functional.group_norm); declared in Ops/GroupNormOps.cs.
+    /// weight and bias (torch.nn.functional.group_norm); declared in Ops/GroupNormOps.cs. Float32 under autocast (Autocast.cs).
     /// </summary>
     public Tensor GroupNorm(int groups, Tensor? weight, Tensor? bias, double eps = 1e-5)
-        => Apply(GroupNormOps.GroupNorm, new GroupNormAttrs(groups, eps), this, weight ?? None(), bias ?? None())[0];
+        => Apply(GroupNormOps.GroupNorm, new GroupNormAttrs(groups, eps), Autocast.Fp32(this), weight ?? None(), bias ?? None())[0];
 }

@@ -90,5 +90,5 @@ public sealed partial class Tensor
 {
     /// <summary>silu(group norm(x)) as one op: the same as <see cref="GroupNorm"/> then <see cref="Silu"/>, y never stored (Ops/GroupNormSiluOps.cs).</summary>
     public Tensor GroupNormSilu(int groups, Tensor? weight, Tensor? bias, double eps = 1e-5)
-        => Apply(GroupNormSiluOps.GroupNormSilu, new GroupNormAttrs(groups, eps), this, weight ?? None(), bias ?? None())[0];
+        => Apply(GroupNormSiluOps.GroupNormSilu, new GroupNormAttrs(groups, eps), Autocast.Fp32(this), weight ?? None(), bias ?? None())[0];
 }

@@ -124,11 +124,8 @@ public sealed partial class Tensor
     {
         if (qkv.Rank != 3 || qkv.Shape[2] % 3 != 0 || heads <= 0 || qkv.Shape[2] / 3 % heads != 0)
             throw new ArgumentException($"QkvAttention: qkv {qkv.Describe()} must be (B, T, 3C) with C a multiple of the {heads} heads");
-        if (Autocast.Target(qkv.DType) is { } low) // inputs and output rounded to 16 bits (Autocast.cs)
-        {
-            using (Autocast.Enable(null))
-                return QkvAttention(qkv.RoundTo(low), heads, causal, scale, dropoutP, gen).RoundTo(low);
-        }
+        if (Autocast.Target(qkv.DType) is { } low) // 16-bit input and output (Autocast.cs)
+            return InSixteenBits(low, [qkv], x => QkvAttention(x[0], heads, causal, scale, dropoutP, gen));
         int b = qkv.Shape[0], t = qkv.Shape[1], d = qkv.Shape[2] / 3 / heads;
         var attrs = new QkvAttentionAttrs(heads, AttentionAttrsFor(b, heads, t, t, d, causal, scale, dropoutP, gen));
         return Apply(QkvAttentionOps.QkvAttention, attrs, qkv)[0];

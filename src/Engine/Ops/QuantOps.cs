@@ -68,9 +68,11 @@ public sealed partial class Tensor
 {
     /// <summary>
     /// x W^T with this tensor as x (..., K) and <paramref name="w"/> (N, K) in a block format: (..., N). The
-    /// quantized Linear's product: W stays in its blocks (4.5 bits per value for Q4_0) on every device.
+    /// quantized Linear's product: W stays in its blocks (4.5 bits per value for Q4_0) on every device. Under autocast x
+    /// is cast to the 16-bit dtype and the product is 16-bit, as MatMul's (QLoRA's bf16 compute dtype; Autocast.cs).
     /// </summary>
-    public Tensor QMatMul(Tensor w) => Apply(Op.QMatMul, null, this, w)[0];
+    public Tensor QMatMul(Tensor w) =>
+        Autocast.Target(DType) is { } low && DType != low ? To(low).QMatMul(w) : Apply(Op.QMatMul, null, this, w)[0];
 
     /// <summary>
     /// A tensor of block format <paramref name="format"/> over <paramref name="bytes"/> (copied), holding

@@ -112,14 +112,21 @@ public static class MemoryPlanner
         // were 8-30% above a plan without them.
         long decoded = weights.Where(w => w.Kind == WeightKind.Matrix && r.Quantizes(w.Cols)).Select(w => Block(4 * w.Elements)).DefaultIfEmpty(0).Max();
         Add("QMatMul backward: one W decoded to float32", MemoryCategory.Activations, decoded, "the largest quantized matrix x 4 B, freed after its input gradient");
-        if (masters)
-            Add("16-bit weight copies (autocast)", MemoryCategory.Activations, weights.Where(w => w.Kind != WeightKind.Vector).Sum(w => Block(2 * w.Elements)),
-                "float32 master weights cast to 16 bits once per step, x 2 B");
+        // Under autocast every matmul casts its float32 weight to 16 bits (the block matrices and the head: a tied head casts
+        // the token embedding; a LoRA base stored in float32 too); the copies live to the end of the micro-batch.
+        // Checkpointing would free a block's copies with its scope, but the plan keeps all of them, as PyTorch's autocast
+        // cache does, which the published AMP figures measured (PublishedFiguresTests).
+        if (r.Autocast)
+            Add("16-bit weight copies (autocast)", MemoryCategory.Activations,
+                weights.Where(w => FormatOf(w) == DType.F32 && (w.Kind is WeightKind.Matrix or WeightKind.Head || w.Kind == WeightKind.Embedding && m.TiedHead && w.Rows == m.Vocab))
+                    .Sum(w => Block(2 * w.Elements)),
+                "float32 matrices (and the head) cast to 16 bits once per step, x 2 B");
 
         if (m.Family == ModelFamily.Llama)
         {
-            long rows = Math.Max(256, r.Seq); // RotaryEmbedding.Tables: at least 256 positions, cached per device
-            Add("RoPE cos and sin tables", MemoryCategory.Workspace, Block(rows * (m.HeadSize / 2) * 4, 2), $"2 x ({rows}, head size / 2) x 4 B");
+            long rows = Math.Max(256, r.Seq); // RotaryEmbedding.Tables: at least 256 positions, cached per device and dtype (q's: 16-bit under autocast)
+            int bytes = r.Autocast ? 2 : 4;
+            Add("RoPE cos and sin tables", MemoryCategory.Workspace, Block(rows * (m.HeadSize / 2) * bytes, 2), $"2 x ({rows}, head size / 2) x {bytes} B");
         }
         if (r.RuntimeReserve > 0) Add("CUDA context and libraries", MemoryCategory.Workspace, r.RuntimeReserve, "what the runtime holds before any tensor");
         var result = new MemoryPlan(m, r, parts, trainedCount) { RoundingBytes = rounding };

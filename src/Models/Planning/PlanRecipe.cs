@@ -5,11 +5,10 @@ namespace ManagedTensor.Models.Planning;
 /// r &gt; 0 trains LoRA adapters of rank r on every block matrix (q, k, v, o, gate, up, down; c_attn, c_proj, c_fc) with the
 /// base frozen. <see cref="MatrixFormat"/> is the block matrices' format (a float dtype, or a block format such as NF4 for
 /// QLoRA, frozen); embeddings and the head are in <see cref="FloatDType"/>; norm weights are float32, as the models keep them.
-/// <see cref="Autocast"/> models bf16 mixed precision as PyTorch's autocast holds it (16-bit activations, float32 master
-/// weights), used for the published figures. The engine's autocast (<see cref="ManagedTensor.Autocast"/>, `mt train --autocast`)
-/// computes matmuls and attention in 16 bits but widens their results back to float32 (its binary ops do not promote
-/// dtypes), so on this engine it adds the 16-bit copies instead of halving the activations: the plan is the target, not
-/// a measurement of it.
+/// <see cref="Autocast"/> models bf16 mixed precision with float32 master weights as the engine's autocast lays it out
+/// (<see cref="ManagedTensor.Autocast"/>, `mt train --autocast`), which is PyTorch's: 16-bit matmul and attention outputs,
+/// a float32 residual stream and norms, and the casts between them (<see cref="EngineActivations"/>), held within 10% of the
+/// allocator's measured peak (tests/Planning/MeasuredPeakTests.cs).
 /// </summary>
 public sealed record PlanRecipe
 {
