@@ -53,7 +53,7 @@ internal static class CpuArrayPool
     private static readonly Dictionary<(Type Element, int Length), Stack<Array>> FreeArrays = [];
     private static readonly List<Slot> Slots = [];
     private static readonly Stack<int> FreeSlots = [];
-    private static long _inUseBytes, _peakInUseBytes, _freeBytes, _collectAt = CollectSlack;
+    private static long _inUseBytes, _freeBytes, _collectAt = CollectSlack;
     private static int _gcCountAtScan = -1;
 
     /// <summary>An array handed out: the array, its size, and a weak handle to the storage that owns it.</summary>
@@ -87,15 +87,12 @@ internal static class CpuArrayPool
                 // Everything dead since the last collection is garbage the pool cannot see yet: collect it,
                 // then set the next threshold from what is really alive.
                 GC.Collect();
-                if (Environment.GetEnvironmentVariable("XDBG") == "1") Console.Error.WriteLine($"XGC inuse={_inUseBytes >> 20} free={_freeBytes >> 20}");
                 ReclaimDead();
-                if (Environment.GetEnvironmentVariable("XDBG") == "1") Console.Error.WriteLine($"XGCDONE inuse={_inUseBytes >> 20} free={_freeBytes >> 20}");
                 array = TakeFree(element, length, bytes);
                 _collectAt = _inUseBytes + Math.Max(_inUseBytes / 4, CollectSlack);
             }
             slot = FreeSlots.Count > 0 ? FreeSlots.Pop() : AddSlot();
             _inUseBytes += bytes;
-            _peakInUseBytes = Math.Max(_peakInUseBytes, _inUseBytes);
             var s = CollectionsMarshal.AsSpan(Slots);
             s[slot].Bytes = bytes;
             s[slot].Owner = GCHandle.Alloc(owner, GCHandleType.Weak);
@@ -106,7 +103,6 @@ internal static class CpuArrayPool
                 return array;
             }
         }
-        if (Environment.GetEnvironmentVariable("XDBG") == "1") Console.Error.WriteLine($"XMISS {bytes} gc={GC.CollectionCount(0)}/{GC.CollectionCount(2)} inuse={_inUseBytes >> 20} free={_freeBytes >> 20} peak={_peakInUseBytes >> 20}");
         array = allocate(); // outside the lock: zeroing a large new array takes a while
         lock (Gate) CollectionsMarshal.AsSpan(Slots)[slot].Array = array;
         return array;
@@ -157,7 +153,7 @@ internal static class CpuArrayPool
         if (s.Array is null) return;
         var array = s.Array;
         _inUseBytes -= s.Bytes;
-        if (_freeBytes + s.Bytes <= Math.Max(FreeLimit, Environment.GetEnvironmentVariable("XPEAK") == "1" ? _peakInUseBytes : _inUseBytes))
+        if (_freeBytes + s.Bytes <= Math.Max(FreeLimit, _inUseBytes))
         {
             var key = (array.GetType().GetElementType()!, array.Length);
             if (!FreeArrays.TryGetValue(key, out var stack)) FreeArrays[key] = stack = new Stack<Array>();
