@@ -13,7 +13,7 @@ namespace ManagedTensor.Bench;
 ///            assigner and the CIoU + DFL + BCE loss, backward, gradient clipping at norm 10, AdamW; batch 2.
 /// Inputs are seeded uniform noise; the boxes (<see cref="Boxes"/>) are the ones bench/yolo_torch.py uses. Each
 /// iteration is timed alone; the figure is the median after the warm-up iterations. Also printed: the parameter
-/// count (the script checks PyTorch's model has the same), process CPU time per iteration and peak RSS.
+/// count (the script checks PyTorch's model has the same), process CPU time, minor page faults per iteration and peak RSS.
 /// </summary>
 public static class YoloRunner
 {
@@ -62,10 +62,13 @@ public static class YoloRunner
         if (profiler is not null) Backends.Register(profiler);
         var times = new List<double>();
         double cpuStart = 0, loss = double.NaN;
+        long faultStart = 0;
+        var phases = new StepPhases(["forward", "loss + assigner", "backward", "clip + AdamW"]);
         for (int it = 0; it < iters; it++)
         {
-            if (it == warmup) { cpuStart = OpProfiler.ProcessCpuMs(); profiler?.Reset(); }
+            if (it == warmup) { cpuStart = OpProfiler.ProcessCpuMs(); faultStart = OpProfiler.MinorFaults(); profiler?.Reset(); phases.Reset(); }
             var clock = Stopwatch.StartNew();
+            phases.Start();
             if (optimizer is null)
             {
                 using var noGrad = GradMode.NoGrad();
@@ -73,23 +76,30 @@ public static class YoloRunner
             }
             else
             {
-                var l = YoloLoss.Compute(model.Forward(x), gts, 80, model.Config.RegMax, imgsz, imgsz);
+                var outputs = model.Forward(x);
+                phases.Mark(0);
+                var l = YoloLoss.Compute(outputs, gts, 80, model.Config.RegMax, imgsz, imgsz);
+                phases.Mark(1);
                 optimizer.ZeroGrad();
                 l.Total.Backward();
+                phases.Mark(2);
                 GradClip.ClipGradNorm(model.Parameters(), 10.0);
                 optimizer.Step();
                 loss = l.Total.Item();
+                phases.Mark(3);
             }
             times.Add(clock.Elapsed.TotalMilliseconds);
             Console.Error.WriteLine($"yolo {mode} iteration {it + 1}/{iters}: {times[^1]:F0} ms");
         }
         int timed = iters - warmup;
         double cpuMs = (OpProfiler.ProcessCpuMs() - cpuStart) / timed;
+        long faults = (OpProfiler.MinorFaults() - faultStart) / timed;
         var steady = times.Skip(warmup).Order().ToList();
         double ms = steady.Count % 2 == 1 ? steady[steady.Count / 2] : (steady[steady.Count / 2 - 1] + steady[steady.Count / 2]) / 2;
         profiler?.Print(Console.Out, timed);
+        if (profile && optimizer is not null) phases.Print(Console.Out, timed);
         Console.WriteLine($"ours mode={mode} model={name} imgsz={imgsz} batch={batch} threads={Environment.ProcessorCount} iters={timed} params={parameters} " +
-                          $"ms_per_iter={ms:F1} images_per_s={batch * 1000 / ms:F3} loss={loss:F4} peak_rss_mb={PeakRssMb():F0} cpu_ms_per_iter={cpuMs:F1}");
+                          $"ms_per_iter={ms:F1} images_per_s={batch * 1000 / ms:F3} loss={loss:F4} peak_rss_mb={PeakRssMb():F0} cpu_ms_per_iter={cpuMs:F1} page_faults_per_iter={faults}");
     }
 
     private static double PeakRssMb()

@@ -252,6 +252,7 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--iters", type=int, default=8)
     ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--phases", action="store_true", help="train: also print process CPU ms per phase (forward, loss, backward, clip + AdamW)")
     args = ap.parse_args()
     batch = args.batch if args.batch > 0 else (1 if args.mode == "forward" else 2)
     torch.set_num_threads(args.threads)
@@ -272,6 +273,7 @@ def main():
         rest = [p for p in model.parameters() if id(p) not in ids]
         opt = torch.optim.AdamW([{"params": decay, "weight_decay": 5e-4}, {"params": rest, "weight_decay": 0.0}], lr=1e-3, betas=(0.9, 0.999), eps=1e-8)
     times, loss = [], float("nan")
+    phase_ms = [0.0] * 4  # process CPU ms per phase over the timed iterations (--phases), as bench/StepPhases.cs
     cpu0 = 0.0
     for it in range(args.iters):
         if it == args.warmup:
@@ -281,18 +283,30 @@ def main():
             with torch.no_grad():
                 model.predict(x).numpy()
         else:
-            l = detection_loss(model(x), gts, args.imgsz, args.imgsz)
+            marks = [time.process_time()]
+            out = model(x)
+            marks.append(time.process_time())
+            l = detection_loss(out, gts, args.imgsz, args.imgsz)
+            marks.append(time.process_time())
             opt.zero_grad()
             l.backward()
+            marks.append(time.process_time())
             torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
             opt.step()
             loss = l.item()
+            marks.append(time.process_time())
+            if it >= args.warmup:
+                for k in range(4):
+                    phase_ms[k] += (marks[k + 1] - marks[k]) * 1000
         times.append((time.perf_counter() - t0) * 1000)
         print(f"yolo {args.mode} iteration {it + 1}/{args.iters}: {times[-1]:.0f} ms", file=sys.stderr)
     timed = args.iters - args.warmup
     ms = statistics.median(times[args.warmup:])
     cpu_ms = (time.process_time() - cpu0) * 1000 / timed
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if args.phases and args.mode == "train":
+        for name, v in zip(("forward", "loss + assigner", "backward", "clip + AdamW"), phase_ms):
+            print(f"{v / timed:9.1f}  {name} (cpu ms per step)")
     print(f"pytorch mode={args.mode} model=yolov8n imgsz={args.imgsz} batch={batch} threads={torch.get_num_threads()} iters={timed} params={params} "
           f"ms_per_iter={ms:.1f} images_per_s={batch * 1000 / ms:.3f} loss={loss:.4f} peak_rss_mb={rss:.0f} cpu_ms_per_iter={cpu_ms:.1f}")
 

@@ -4,7 +4,7 @@ using static ManagedTensor.Tests.TestUtil;
 
 namespace ManagedTensor.Tests.Engine;
 
-/// <summary>LeakyRelu and BatchNorm2d (the detector's ops) against float64 loops, their composites, and finite differences.</summary>
+/// <summary>LeakyRelu, BatchNorm2d, SiLU's backward and BCE on logits (the detector's ops) against float64 loops, their composites, and finite differences.</summary>
 public class DetectorOpsTests
 {
     [Theory]
@@ -137,4 +137,31 @@ public class DetectorOpsTests
     [Fact]
     public void SiluGradientThroughTheFusedBackwardMatchesFiniteDifferences()
         => GradCheck.Check(t => t[0].Silu(), [RandomTensor([3, 4, 5], seed: 53).MulScalar(3)]);
+    [Theory]
+    [InlineData(DType.F32)]
+    [InlineData(DType.F64)]
+    public void BceWithLogitsKernelsMatchALoopAndTheirComposites(DType dtype)
+    {
+        // 2 x 3 x 5 x 7 = 210 elements: a partial SIMD tail; logits out to +-30, where log(1 + e^-|x|) underflows
+        // and a naive -t log s - (1 - t) log(1 - s) would give infinities. The logits are a transposed view (as the
+        // YOLO loss passes them), which the front end makes contiguous.
+        var x = RandomTensor([2, 5, 3, 7], seed: 54, dtype).MulScalar(30).Permute(0, 2, 1, 3);
+        var t = RandomTensor([2, 3, 5, 7], seed: 55, dtype).Abs().Minimum(Tensor.Ones([1], dtype));
+        var g = RandomTensor([2, 3, 5, 7], seed: 56, dtype);
+        var (xs, ts, gs) = (x.ToDoubleArray(), t.ToDoubleArray(), g.ToDoubleArray());
+        var loss = xs.Select((v, i) => Math.Max(v, 0) - v * ts[i] + Math.Log(1 + Math.Exp(-Math.Abs(v)))).ToArray();
+        var dx = xs.Select((v, i) => gs[i] * (1 / (1 + Math.Exp(-v)) - ts[i])).ToArray();
+        Assert.True(loss.Max() > 20 && loss.Min() >= 0, "the case reaches large logits");
+        double tol = dtype == DType.F32 ? 1e-5 : 1e-12;
+        AssertClose(loss, x.BceWithLogits(t).ToDoubleArray(), tol, tol);
+        AssertClose(loss, OpRegistry.Get(BceWithLogitsOps.BceWithLogits).Fallback!([x, t], null)[0].ToDoubleArray(), tol, tol);
+        AssertClose(dx, Tensor.Apply(BceWithLogitsOps.BceWithLogitsBackward, null, x, t, g)[0].ToDoubleArray(), tol, tol);
+        AssertClose(dx, OpRegistry.Get(BceWithLogitsOps.BceWithLogitsBackward).Fallback!([x, t, g], null)[0].ToDoubleArray(), tol, tol);
+        var bad = Assert.Throws<ArgumentException>(() => x.BceWithLogits(Tensor.Ones([2, 3, 5], dtype)));
+        Assert.Contains("target", bad.Message);
+    }
+
+    [Fact]
+    public void BceWithLogitsGradientsMatchFiniteDifferences()
+        => GradCheck.Check(t => t[0].BceWithLogits(t[1]), [RandomTensor([3, 4, 5], seed: 57).MulScalar(3), RandomTensor([3, 4, 5], seed: 58).Abs()]);
 }

@@ -321,6 +321,12 @@ internal sealed class CaseList(CaseScale scale)
             Add($"silu backward {t}", SiluBackwardOps.SiluBackward, t, Str([n, c, h, w], [n, c, h, w]),
                 g => [g.Uniform([n, c, h, w], -1, 1, t), g.Uniform([n, c, h, w], -8, 8, t)],
                 (x, _) => [Tensor.Apply(SiluBackwardOps.SiluBackward, null, x[0], x[1])[0]], t == DType.F32 ? new Tolerance(1e-5, 1e-6) : null);
+            Add($"bce with logits {t}", BceWithLogitsOps.BceWithLogits, t, Str([n, c, h, w], [n, c, h, w]),
+                g => [g.Uniform([n, c, h, w], -20, 20, t), g.Uniform([n, c, h, w], 0, 1, t)],
+                (x, _) => [x[0].BceWithLogits(x[1])], t == DType.F32 ? new Tolerance(1e-5, 1e-6) : null);
+            Add($"bce with logits backward {t}", BceWithLogitsOps.BceWithLogitsBackward, t, Str([n, c, h, w], [n, c, h, w], [n, c, h, w]),
+                g => [g.Uniform([n, c, h, w], -20, 20, t), g.Uniform([n, c, h, w], 0, 1, t), g.Uniform([n, c, h, w], -1, 1, t)],
+                (x, _) => [Tensor.Apply(BceWithLogitsOps.BceWithLogitsBackward, null, x[0], x[1], x[2])[0]], t == DType.F32 ? new Tolerance(1e-5, 1e-6) : null);
             Add($"batch norm 2d backward {t}", BatchNormOps.BatchNorm2dBackward, t, Str([n, c, h, w], [n, c, h, w], [c]),
                 g => [g.Uniform([n, c, h, w], -1, 1, t), g.Uniform([n, c, h, w], -2, 3, t), g.Uniform([c], 0.5, 1.5, t)],
                 (x, _) =>

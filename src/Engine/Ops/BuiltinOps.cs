@@ -23,5 +23,6 @@ internal static class BuiltinOps
         BatchNormSiluOps.Register();
         GroupNormSiluOps.Register();
         ConvSiluOps.Register();
+        BceWithLogitsOps.Register();
     }
 }

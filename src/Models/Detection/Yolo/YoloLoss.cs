@@ -68,9 +68,9 @@ public static class YoloLoss
         }
         double scoreSum = Math.Max(targetScores.Sum(), 1);
 
-        // Classification: BCE with logits, log(1 + e^-|x|) + max(x, 0) - x s (stable for any x).
+        // Classification: BCE with logits, log(1 + e^-|x|) + max(x, 0) - x s (stable for any x), one op each way.
         var s = Const(targetScores, n, a, classes);
-        var cls = (clsLogits.Relu() - clsLogits * s + clsLogits.Abs().Neg().Exp().AddScalar(1).Log()).Sum() * (1 / scoreSum);
+        var cls = clsLogits.BceWithLogits(s).Sum() * (1 / scoreSum);
         var total = cls * ClsGain;
         double boxValue = 0, dflValue = 0;
 
