@@ -32,6 +32,12 @@ public class MeasuredPeakTests(ITestOutputHelper log)
 
     private static long MeasureOnce(string recipe, Func<long> measure) => Measured.GetOrAdd(recipe, _ => new Lazy<long>(measure)).Value;
 
+    private static string GptRecipe(int batch, int seq, bool checkpointing = false, int gradAccum = 1) =>
+        $"gpt B={batch} T={seq} checkpointing={checkpointing} accum={gradAccum}";
+
+    private static string LlamaRecipe(int batch, int seq, bool checkpointing = false, bool q4Matrices = false, int gradAccum = 1) =>
+        $"llama B={batch} T={seq} accum={gradAccum} checkpointing={checkpointing} q4_0={q4Matrices}";
+
     private void AssertWithin10Percent(string what, long measured, MemoryPlan plan)
     {
         double ratio = (double)plan.PeakBytes / measured;
@@ -46,11 +52,11 @@ public class MeasuredPeakTests(ITestOutputHelper log)
     {
         var d = Device.IlgpuCpu;
         var (x, y) = Batch(batch, seq, Gpt.VocabSize);
-        long measured = MeasureOnce($"gpt B={batch} T={seq} checkpointing={checkpointing} accum={gradAccum}", () =>
+        long measured = MeasureOnce(GptRecipe(batch, seq, checkpointing, gradAccum), () =>
             StepPeak.Measure(d, () => new GPT(Gpt, new Generator(1), d) { CheckpointActivations = checkpointing },
                 m => ((GPT)m).Loss(x.To(d), y.To(d)), gradAccum));
         var plan = MemoryPlanner.Predict(ModelShape.Of(Gpt), new PlanRecipe { Batch = batch, Seq = seq, Checkpointing = checkpointing, GradAccum = gradAccum });
-        AssertWithin10Percent($"gpt B={batch} T={seq} checkpointing={checkpointing} accum={gradAccum}", measured, plan);
+        AssertWithin10Percent(GptRecipe(batch, seq, checkpointing, gradAccum), measured, plan);
     }
 
     [Theory]
@@ -75,11 +81,11 @@ public class MeasuredPeakTests(ITestOutputHelper log)
             model.CheckpointActivations = checkpointing;
             return model;
         }
-        long measured = MeasureOnce($"llama B={batch} T={seq} checkpointing={checkpointing} q4_0={q4Matrices} accum={gradAccum}", () =>
+        long measured = MeasureOnce(LlamaRecipe(batch, seq, checkpointing, q4Matrices, gradAccum), () =>
             StepPeak.Measure(d, Make, m => ((ManagedTensor.Models.Llama)m).Forward(x.To(d), y.To(d)).Loss, gradAccum));
         var plan = MemoryPlanner.Predict(ModelShape.Of(Llama, tied: true),
             new PlanRecipe { Batch = batch, Seq = seq, Checkpointing = checkpointing, GradAccum = gradAccum, MatrixFormat = q4Matrices ? DType.Q4_0 : DType.F32 });
-        AssertWithin10Percent($"llama B={batch} T={seq} accum={gradAccum} checkpointing={checkpointing} q4_0={q4Matrices}", measured, plan);
+        AssertWithin10Percent(LlamaRecipe(batch, seq, checkpointing, q4Matrices, gradAccum), measured, plan);
     }
 
     // QLoRA's NF4 packs 64 values a block, so every Linear's in-features must be a multiple of 64 to be quantized.
@@ -138,7 +144,7 @@ public class MeasuredPeakTests(ITestOutputHelper log)
         var (x, y) = Batch(batch, seq, gpt ? Gpt.VocabSize : Llama.VocabSize);
         Module Make() => gpt ? new GPT(Gpt, new Generator(1), d) : ManagedTensor.Models.Llama.Create(Llama, new Generator(1), d);
         Tensor Loss(Module m) => gpt ? ((GPT)m).Loss(x.To(d), y.To(d)) : ((ManagedTensor.Models.Llama)m).Forward(x.To(d), y.To(d)).Loss;
-        long plain = MeasureOnce(gpt ? $"gpt B={batch} T={seq} checkpointing=False accum=1" : $"llama B={batch} T={seq} checkpointing=False q4_0=False accum=1",
+        long plain = MeasureOnce(gpt ? GptRecipe(batch, seq) : LlamaRecipe(batch, seq),
             () => StepPeak.Measure(d, Make, Loss)); // Gpt_step's and Llama_step's first case
         long bf16 = StepPeak.Measure(d, Make, m =>
         {
