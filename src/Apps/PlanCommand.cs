@@ -69,13 +69,17 @@ public static class PlanCommand
         return cmd;
     }
 
+    /// <summary>A parameter count as a model card says it: 6.738B, 124.4M, 306.3K (stories260K was "0B").</summary>
+    private static string Count(long n) =>
+        n >= 1_000_000_000 ? $"{n / 1e9:0.###}B" : n >= 1_000_000 ? $"{n / 1e6:0.#}M" : $"{n / 1e3:0.#}K";
+
     /// <summary>Writes the plan table, the verdict against <paramref name="limit"/> and a suggestion; 0 when it fits (or no limit), 2 when not.</summary>
     public static int Print(TextWriter output, ModelShape shape, PlanRecipe r, long? limit)
     {
         var plan = MemoryPlanner.Predict(shape, r);
         var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(output), Ansi = AnsiSupport.No, ColorSystem = ColorSystemSupport.NoColors });
         console.Profile.Width = 140; // the formulas fit on one line
-        output.WriteLine($"{shape.Name}: {shape.ParameterCount / 1e9:0.###}B parameters ({shape.Layers} layers, width {shape.Dim}, MLP {shape.Hidden}, {shape.Heads} heads, {shape.KvHeads} KV heads, vocabulary {shape.Vocab})");
+        output.WriteLine($"{shape.Name}: {Count(shape.ParameterCount)} parameters ({shape.Layers} layers, width {shape.Dim}, MLP {shape.Hidden}, {shape.Heads} heads, {shape.KvHeads} KV heads, vocabulary {shape.Vocab})");
         output.WriteLine($"recipe: {r.Describe()}; {plan.TrainableParameters:N0} trained values");
         var table = new Table().AddColumn("part").AddColumn(new TableColumn("bytes").RightAligned()).AddColumn("where").AddColumn("formula");
         foreach (var part in plan.Parts)

@@ -39,6 +39,14 @@ public class PlanCommandTests
         Assert.Equal(named with { Name = fromFile.Name }, fromFile);
         Assert.Equal(1_100_048_384, named.ParameterCount); // TinyLlama-1.1B's published count
 
+        // stories260K's shape: its count in K, not "0B parameters".
+        string small = Directory.CreateTempSubdirectory("mt-plan-").FullName;
+        File.WriteAllText(Path.Combine(small, "config.json"),
+            """{"hidden_size": 64, "intermediate_size": 172, "num_hidden_layers": 5, "num_attention_heads": 8, "num_key_value_heads": 4, "vocab_size": 512, "tie_word_embeddings": true}""");
+        var (smallCode, smallText, _) = Run("plan", "--model", small, "--recipe", "lora:8");
+        Assert.Equal(0, smallCode);
+        Assert.StartsWith($"{Path.GetFileName(small)}: 260K parameters (5 layers, width 64", smallText);
+
         var (code, _, err) = Run("plan", "--model", Path.Combine(dir, "missing.json"));
         Assert.Equal(1, code);
         Assert.Contains("missing.json", err);
