@@ -1,6 +1,7 @@
 using ILGPU;
 using ILGPU.Runtime;
 using ManagedTensor.Gpu;
+using ManagedTensor.Gpu.Kernels;
 using ManagedTensor.Gpu.Sass;
 using Xunit;
 
@@ -45,6 +46,30 @@ public class PtxCompilerTests(GpuFixture gpu) : IClassFixture<GpuFixture>
         }
         Assert.True(PtxCompiler.IsImplicitlyGrouped(typeof(SampleKernels).GetMethod(nameof(SampleKernels.Saxpy))!));
         Assert.False(PtxCompiler.IsImplicitlyGrouped(typeof(SampleKernels).GetMethod(nameof(SampleKernels.ReverseInGroup))!));
+    }
+
+    /// <summary>
+    /// A kernel compiled for CUDA gets the cvt twins of its 16-bit formats (CudaFormats): fp16's Add converts with one
+    /// cvt each way instead of the integer code, on every architecture; bf16 is twinned from sm_80 on (cvt.rn.bf16x2.f32
+    /// is Ampere's). Kernels without a 16-bit format are left alone.
+    /// </summary>
+    [Fact]
+    public void Cuda_kernels_convert_16_bits_with_cvt()
+    {
+        KernelSpec Add(DType t) => ElementwiseKernels.Specs().Single(s => s.Name == $"Add_{t}");
+        var f16 = Add(DType.F16).Method;
+        var twin = CudaFormats.For(f16, PtxCompiler.Sm89);
+        Assert.Contains(typeof(F16Cvt), twin.GetGenericArguments());
+        Assert.DoesNotContain(typeof(F16AsFloat), twin.GetGenericArguments());
+        var ptx = PtxCompiler.Compile(f16, PtxCompiler.Sm89);
+        Assert.Contains("cvt.f32.f16", ptx);
+        Assert.Contains("cvt.rn.f16.f32", ptx);
+
+        var bf16 = Add(DType.BF16).Method;
+        Assert.Contains(typeof(BF16Cvt), CudaFormats.For(bf16, PtxCompiler.Sm89).GetGenericArguments());
+        Assert.Same(bf16, CudaFormats.For(bf16, new ILGPU.Runtime.Cuda.CudaArchitecture(7, 5)));
+        var f32 = Add(DType.F32).Method;
+        Assert.Same(f32, CudaFormats.For(f32, PtxCompiler.Sm89));
     }
 
     [Fact]

@@ -3,6 +3,7 @@ using System.Reflection;
 using System.Runtime.CompilerServices;
 using ILGPU;
 using ILGPU.Runtime;
+using ILGPU.Runtime.Cuda;
 
 namespace ManagedTensor.Gpu;
 
@@ -23,7 +24,8 @@ public sealed record KernelSpec(string Name, MethodInfo Method, int DynamicShare
 /// The one kernel cache: kernels compiled on first use (10-100 ms; launching costs microseconds) and kept
 /// per accelerator, keyed by their spec's name. Every launcher (the backend's op families, the GEMM
 /// kernels, the attention kernels) goes through <see cref="For"/>, so a kernel is compiled once per
-/// accelerator whoever launches it first.
+/// accelerator whoever launches it first. On CUDA a kernel's portable 16-bit formats become their cvt twins
+/// (<see cref="CudaFormats"/>).
 /// </summary>
 internal sealed class KernelCache
 {
@@ -50,9 +52,12 @@ internal sealed class KernelCache
         Kernel kernel;
         try
         {
-            kernel = spec.ArchSpecific && _accelerator.AcceleratorType == AcceleratorType.Cuda
-                ? _accelerator.LoadKernel(PtxCompiler.CompileSm90a(_accelerator.Context, spec.Method))
-                : _accelerator.LoadKernel(spec.Method);
+            kernel = _accelerator switch
+            {
+                CudaAccelerator when spec.ArchSpecific => _accelerator.LoadKernel(PtxCompiler.CompileSm90a(_accelerator.Context, spec.Method)),
+                CudaAccelerator { Architecture: { } arch } => _accelerator.LoadKernel(CudaFormats.For(spec.Method, arch)),
+                _ => _accelerator.LoadKernel(spec.Method),
+            };
         }
         catch (Exception e)
         {

@@ -56,6 +56,7 @@ public static class PtxCompiler
         if (!kernel.IsStatic) throw new ArgumentException($"kernel {kernel.Name} must be a static method", nameof(kernel));
         if (kernel.ContainsGenericParameters)
             throw new ArgumentException($"kernel {kernel.Name} is an open generic method: close it with MakeGenericMethod", nameof(kernel));
+        kernel = CudaFormats.For(kernel, arch);
         using var context = Context.Create(b => (configure ?? GpuContextOptions.Apply)(b));
         var capabilities = new CudaCapabilityContext(arch);
         if (raiseTarget) RaiseTarget(capabilities, arch);
@@ -129,9 +130,10 @@ public static class PtxCompiler
                 }
                 try
                 {
-                    var entry = IsImplicitlyGrouped(kernel)
-                        ? EntryPointDescription.FromImplicitlyGroupedKernel(kernel)
-                        : EntryPointDescription.FromExplicitlyGroupedKernel(kernel);
+                    var cuda = CudaFormats.For(kernel, arch);
+                    var entry = IsImplicitlyGrouped(cuda)
+                        ? EntryPointDescription.FromImplicitlyGroupedKernel(cuda)
+                        : EntryPointDescription.FromExplicitlyGroupedKernel(cuda);
                     string ptx = ((PTXCompiledKernel)backend!.Compile(entry, KernelSpecialization.Empty)).PTXAssembly;
                     if (configure is null) Cache.TryAdd((kernel, CodeTarget(arch), (isa ?? DefaultIsa).ToString(), false), new Lazy<string>(ptx));
                     results.Add((kernel, ptx, null));
@@ -165,7 +167,7 @@ public static class PtxCompiler
         var capabilities = new CudaCapabilityContext(Sm90);
         RaiseTarget(capabilities, Sm90);
         using var backend = new PTXBackend(context, capabilities, Sm90, HopperIsa, nvvmAPI: null);
-        var compiled = (PTXCompiledKernel)backend.Compile(EntryPointDescription.FromExplicitlyGroupedKernel(kernel), KernelSpecialization.Empty);
+        var compiled = (PTXCompiledKernel)backend.Compile(EntryPointDescription.FromExplicitlyGroupedKernel(CudaFormats.For(kernel, Sm90)), KernelSpecialization.Empty);
         var entryPoint = typeof(CompiledKernel).GetProperty("EntryPoint", BindingFlags.NonPublic | BindingFlags.Instance)?.GetValue(compiled)
             ?? throw new InvalidOperationException("ILGPU's CompiledKernel has no EntryPoint property (ILGPU version changed?)");
         var constructor = typeof(PTXCompiledKernel).GetConstructors(BindingFlags.NonPublic | BindingFlags.Instance).SingleOrDefault(c => c.GetParameters().Length == 4)

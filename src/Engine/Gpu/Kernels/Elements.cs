@@ -6,7 +6,8 @@ namespace ManagedTensor.Gpu.Kernels;
 // storage element as the type an op computes in and stores it back (Same<T>; F16AsFloat and BF16AsFloat,
 // which are also the tensor-core formats, in HalfFormats.cs); ICodec<T> is what a cast needs. Device
 // storages hold F16 and BF16 as their 16 bits (ushort), converted with HalfFormats.cs's integer code,
-// the same on every accelerator and bit for bit the CPU backend's.
+// the same on every accelerator and bit for bit the CPU backend's; a kernel compiled for CUDA converts with
+// single cvt instructions instead (CudaFormats), the same values but for NaN payloads.
 
 /// <summary>A storage element (TS) loaded as the type an op computes in (TC) and stored back. F16/BF16 compute in float.</summary>
 internal interface IElement<TS, TC> where TS : unmanaged where TC : unmanaged

@@ -8,11 +8,12 @@ namespace ManagedTensor.Gpu.Kernels;
 // BFloat16, NaN payloads included) and the trait the tensor-core kernels are generic over (IHalfFormat:
 // the mma instruction and the packing of two floats into one operand register).
 // Values travel as raw ushort bits: ILGPU has no bfloat16 type, and its Half truncates on the CPU
-// accelerator.
+// accelerator. Kernels are written with F16AsFloat and BF16AsFloat (integer code, any accelerator); a kernel
+// compiled for CUDA gets their cvt twins F16Cvt and BF16Cvt instead (CudaFormats), so no kernel chooses.
 
 /// <summary>
 /// A 16-bit float format as the tensor-core kernels use it: an <see cref="IElement{TS, TC}"/> (storage
-/// ushort, computed in float; integer conversions, exact on every accelerator) plus the mma.m16n8k16
+/// ushort, computed in float; integer conversions, exact on every accelerator; cvt in the CUDA twins) plus the mma.m16n8k16
 /// with fp32 accumulators and the packing of two floats into one operand register (lo in bits 0-15).
 /// Inline PTX must be a constant string, so each format carries its own. <see cref="Mma"/> and
 /// <see cref="Pack"/> are PTX only, with no CPU fallback inside: ILGPU compiles both sides of a
@@ -34,19 +35,8 @@ internal interface IHalfFormat : IElement<ushort, float>
     /// <summary>Two floats rounded to nearest even and packed (lo in bits 0-15) with one cvt: CUDA only.</summary>
     uint Pack(float lo, float hi);
 
-    /// <summary>The same in integer code, on any accelerator (bit for bit the CPU backend's rounding).</summary>
+    /// <summary>The same on any accelerator: integer code (bit for bit the CPU backend's rounding), one cvt in the CUDA twins.</summary>
     uint PackBits(float lo, float hi);
-
-    /// <summary>
-    /// Load and Store in one cvt instruction each: CUDA only, chosen with a type parameter as <see cref="Pack"/> is. fp16's
-    /// integer Load and Store take about 10 and 25 instructions with branches; an unrolled GEMM epilogue repeats them for
-    /// 128 outputs a thread, which made the fp16 kernels several times larger (and slower to assemble) than the bf16 ones.
-    /// Same values as Load/Store, except that a NaN comes out as the canonical NaN.
-    /// </summary>
-    float LoadCvt(ushort s);
-
-    /// <inheritdoc cref="LoadCvt"/>
-    ushort StoreCvt(float c);
 }
 
 /// <summary>IEEE binary16 (fp16) computed in float.</summary>
@@ -66,12 +56,6 @@ internal readonly struct F16AsFloat : IHalfFormat
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public uint PackBits(float lo, float hi) => HalfBits.FromFloat(lo) | ((uint)HalfBits.FromFloat(hi) << 16);
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public float LoadCvt(ushort s) => Ptx.F16ToF32(s);
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public ushort StoreCvt(float c) => Ptx.F32ToF16(c);
 }
 
 /// <summary>bfloat16 (the top half of a float32) computed in float.</summary>
@@ -91,14 +75,51 @@ internal readonly struct BF16AsFloat : IHalfFormat
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public uint PackBits(float lo, float hi) => BFloat16Bits.FromFloat(lo) | ((uint)BFloat16Bits.FromFloat(hi) << 16);
+}
 
-    /// <summary>bf16 -> float is a shift already.</summary>
+/// <summary>
+/// fp16 as a CUDA kernel runs it: <see cref="F16AsFloat"/> with every conversion one cvt instruction, where the
+/// integer code takes about 10 (load) and 25 (store, with branches). Same values, except that a NaN comes out as the
+/// canonical NaN. <see cref="CudaFormats"/> puts it in place of F16AsFloat in every kernel compiled for CUDA.
+/// </summary>
+internal readonly struct F16Cvt : IHalfFormat
+{
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public float LoadCvt(ushort s) => BFloat16Bits.ToFloat(s);
+    public float Load(ushort s) => Ptx.F16ToF32(s);
 
-    /// <summary>cvt.rn.bf16x2.f32 with a zero upper half: one instruction for the integer rounding's six.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public ushort StoreCvt(float c) => (ushort)Ptx.PackBf16x2(0f, c);
+    public ushort Store(float c) => Ptx.F32ToF16(c);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public Float4 Mma(U32x4 a, U32x2 b, Float4 c) => Ptx.MmaF16(a, b, c);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public uint Pack(float lo, float hi) => Ptx.PackF16x2(hi, lo);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public uint PackBits(float lo, float hi) => Pack(lo, hi);
+}
+
+/// <summary>
+/// bfloat16 as a CUDA kernel on sm_80 or later runs it (cvt.rn.bf16x2.f32 is Ampere's): loading is a shift already,
+/// storing and packing are one cvt where the integer rounding takes six instructions. Same values, except NaN as above.
+/// </summary>
+internal readonly struct BF16Cvt : IHalfFormat
+{
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public float Load(ushort s) => BFloat16Bits.ToFloat(s);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public ushort Store(float c) => (ushort)Ptx.PackBf16x2(0f, c);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public Float4 Mma(U32x4 a, U32x2 b, Float4 c) => Ptx.MmaBf16(a, b, c);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public uint Pack(float lo, float hi) => Ptx.PackBf16x2(hi, lo);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public uint PackBits(float lo, float hi) => Pack(lo, hi);
 }
 
 /// <summary>IEEE binary16 from and to its bits, exactly as System.Half (round to nearest even, NaN payloads kept).</summary>

@@ -173,7 +173,7 @@ internal static class AttentionMmaBackwardKernels
             // dS^T to shared memory (over the dO tile: every warp is done with it), then dQ rows 16 warp.. = dS K.
             int dsTile = tc ? doTile : scratch + 4 * 16 * 64 * 2;
             Group.Barrier();
-            StoreTransposedPairs<TE, TP>(ds, smem, dsTile, warp * 16 + g, t);
+            StoreTransposedPairs<TE>(ds, smem, dsTile, warp * 16 + g, t);
             Group.Barrier();
             Frags8 dqLo, dqHi = default;
             if (tc)
@@ -218,23 +218,23 @@ internal static class AttentionMmaBackwardKernels
         if (keyA < p.S)
         {
             long word = (kvRow0 + keyA) * words + t;
-            StoreRow<TE, TP>(dkLo, dk32, word, p.Scale, rowB: false);
-            StoreRow<TE, TP>(dvLo, dv32, word, 1f, rowB: false);
+            StoreRow<TE>(dkLo, dk32, word, p.Scale, rowB: false);
+            StoreRow<TE>(dvLo, dv32, word, 1f, rowB: false);
             if (d128)
             {
-                StoreRow<TE, TP>(dkHi, dk32, word + 32, p.Scale, rowB: false);
-                StoreRow<TE, TP>(dvHi, dv32, word + 32, 1f, rowB: false);
+                StoreRow<TE>(dkHi, dk32, word + 32, p.Scale, rowB: false);
+                StoreRow<TE>(dvHi, dv32, word + 32, 1f, rowB: false);
             }
         }
         if (keyB < p.S)
         {
             long word = (kvRow0 + keyB) * words + t;
-            StoreRow<TE, TP>(dkLo, dk32, word, p.Scale, rowB: true);
-            StoreRow<TE, TP>(dvLo, dv32, word, 1f, rowB: true);
+            StoreRow<TE>(dkLo, dk32, word, p.Scale, rowB: true);
+            StoreRow<TE>(dvLo, dv32, word, 1f, rowB: true);
             if (d128)
             {
-                StoreRow<TE, TP>(dkHi, dk32, word + 32, p.Scale, rowB: true);
-                StoreRow<TE, TP>(dvHi, dv32, word + 32, 1f, rowB: true);
+                StoreRow<TE>(dkHi, dk32, word + 32, p.Scale, rowB: true);
+                StoreRow<TE>(dvHi, dv32, word + 32, 1f, rowB: true);
             }
         }
     }
@@ -435,22 +435,21 @@ internal static class AttentionMmaBackwardKernels
     }
 
     /// <summary>Stores the lane's dS^T pairs (rows key, key + 8; queries 8 n + 2t, + 1) into the [64][64] dS^T tile.</summary>
-    private static void StoreTransposedPairs<TE, TP>(Frags8 s, ArrayView<ushort> smem, int tile, int key, int t)
-        where TE : struct, IHalfFormat where TP : struct, IAttentionPath
+    private static void StoreTransposedPairs<TE>(Frags8 s, ArrayView<ushort> smem, int tile, int key, int t) where TE : struct, IHalfFormat
     {
         var w = smem.Cast<uint>();
-        StorePair<TE, TP>(w, tile, key, 0, t, s.F0); StorePair<TE, TP>(w, tile, key, 1, t, s.F1);
-        StorePair<TE, TP>(w, tile, key, 2, t, s.F2); StorePair<TE, TP>(w, tile, key, 3, t, s.F3);
-        StorePair<TE, TP>(w, tile, key, 4, t, s.F4); StorePair<TE, TP>(w, tile, key, 5, t, s.F5);
-        StorePair<TE, TP>(w, tile, key, 6, t, s.F6); StorePair<TE, TP>(w, tile, key, 7, t, s.F7);
+        StorePair<TE>(w, tile, key, 0, t, s.F0); StorePair<TE>(w, tile, key, 1, t, s.F1);
+        StorePair<TE>(w, tile, key, 2, t, s.F2); StorePair<TE>(w, tile, key, 3, t, s.F3);
+        StorePair<TE>(w, tile, key, 4, t, s.F4); StorePair<TE>(w, tile, key, 5, t, s.F5);
+        StorePair<TE>(w, tile, key, 6, t, s.F6); StorePair<TE>(w, tile, key, 7, t, s.F7);
     }
 
-    private static void StorePair<TE, TP>(ArrayView<uint> w, int tile, int key, int n, int t, Frag f)
-        where TE : struct, IHalfFormat where TP : struct, IAttentionPath
+    private static void StorePair<TE>(ArrayView<uint> w, int tile, int key, int n, int t, Frag f) where TE : struct, IHalfFormat
     {
+        var e = default(TE);
         // Query 8 n + 2t is element 2t of 16-byte chunk n: byte 4t of the chunk.
-        w[(tile + Offset(key, n, 128) + 4 * t) >> 2] = PackPair<TE, TP>(f.C0, f.C1);
-        w[(tile + Offset(key + 8, n, 128) + 4 * t) >> 2] = PackPair<TE, TP>(f.C2, f.C3);
+        w[(tile + Offset(key, n, 128) + 4 * t) >> 2] = e.PackBits(f.C0, f.C1);
+        w[(tile + Offset(key + 8, n, 128) + 4 * t) >> 2] = e.PackBits(f.C2, f.C3);
     }
 
     /// <summary>Adds the lane's share of a 16 x 64 dQ block (rows row, row + 8; columns col0 + 8 n + 2t, + 1) to the accumulator; rows past T are skipped.</summary>

@@ -126,15 +126,15 @@ internal static class AttentionMmaKernels
         if (rowA < p.T)
         {
             long word = ((long)bh * p.T + rowA) * words + t;
-            StoreRow<TE, TP>(st.OLo, o32, word, invA, rowB: false);
-            if (d128) StoreRow<TE, TP>(st.OHi, o32, word + 32, invA, rowB: false);
+            StoreRow<TE>(st.OLo, o32, word, invA, rowB: false);
+            if (d128) StoreRow<TE>(st.OHi, o32, word + 32, invA, rowB: false);
             if (t == 0) lse[(long)bh * p.T + rowA] = lA == 0f ? float.PositiveInfinity : st.MA * p.Scale + XMath.Log(lA);
         }
         if (rowB < p.T)
         {
             long word = ((long)bh * p.T + rowB) * words + t;
-            StoreRow<TE, TP>(st.OLo, o32, word, invB, rowB: true);
-            if (d128) StoreRow<TE, TP>(st.OHi, o32, word + 32, invB, rowB: true);
+            StoreRow<TE>(st.OLo, o32, word, invB, rowB: true);
+            if (d128) StoreRow<TE>(st.OHi, o32, word + 32, invB, rowB: true);
             if (t == 0) lse[(long)bh * p.T + rowB] = lB == 0f ? float.PositiveInfinity : st.MB * p.Scale + XMath.Log(lB);
         }
     }

@@ -451,30 +451,20 @@ internal static class AttentionTiles
     }
 
     /// <summary>Row A (C0, C1) or row B (C2, C3) of 8 fragments times <paramref name="factor"/>, packed: 32-bit words t + 4 n of the row.</summary>
-    public static void StoreRow<TE, TP>(Frags8 o, ArrayView<uint> o32, long word, float factor, bool rowB)
-        where TE : struct, IHalfFormat where TP : struct, IAttentionPath
+    public static void StoreRow<TE>(Frags8 o, ArrayView<uint> o32, long word, float factor, bool rowB) where TE : struct, IHalfFormat
     {
-        o32[word] = PackRow<TE, TP>(o.F0, factor, rowB);
-        o32[word + 4] = PackRow<TE, TP>(o.F1, factor, rowB);
-        o32[word + 8] = PackRow<TE, TP>(o.F2, factor, rowB);
-        o32[word + 12] = PackRow<TE, TP>(o.F3, factor, rowB);
-        o32[word + 16] = PackRow<TE, TP>(o.F4, factor, rowB);
-        o32[word + 20] = PackRow<TE, TP>(o.F5, factor, rowB);
-        o32[word + 24] = PackRow<TE, TP>(o.F6, factor, rowB);
-        o32[word + 28] = PackRow<TE, TP>(o.F7, factor, rowB);
+        o32[word] = PackRow<TE>(o.F0, factor, rowB);
+        o32[word + 4] = PackRow<TE>(o.F1, factor, rowB);
+        o32[word + 8] = PackRow<TE>(o.F2, factor, rowB);
+        o32[word + 12] = PackRow<TE>(o.F3, factor, rowB);
+        o32[word + 16] = PackRow<TE>(o.F4, factor, rowB);
+        o32[word + 20] = PackRow<TE>(o.F5, factor, rowB);
+        o32[word + 24] = PackRow<TE>(o.F6, factor, rowB);
+        o32[word + 28] = PackRow<TE>(o.F7, factor, rowB);
     }
 
+    /// <summary>Two values rounded and packed with the CPU's rounding (outputs are compared bit for bit with it; one cvt on CUDA, see CudaFormats).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static uint PackRow<TE, TP>(Frag f, float factor, bool rowB) where TE : struct, IHalfFormat where TP : struct, IAttentionPath
-        => rowB ? PackPair<TE, TP>(f.C2 * factor, f.C3 * factor) : PackPair<TE, TP>(f.C0 * factor, f.C1 * factor);
-
-    /// <summary>
-    /// Two values rounded to nearest even and packed (lo in bits 0-15): one cvt on the tensor-core path, the integer
-    /// rounding elsewhere. Both give the CPU backend's bits (outputs are compared bit for bit with it), except that cvt
-    /// makes every NaN the canonical one. fp16's integer rounding is about 25 instructions with branches; the backward
-    /// kernel packs 32 values a lane per query tile, so on CUDA it would cost more than the tile's 64 HMMA.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static uint PackPair<TE, TP>(float lo, float hi) where TE : struct, IHalfFormat where TP : struct, IAttentionPath
-        => default(TP).TensorCores ? default(TE).Pack(lo, hi) : default(TE).PackBits(lo, hi);
+    private static uint PackRow<TE>(Frag f, float factor, bool rowB) where TE : struct, IHalfFormat
+        => rowB ? default(TE).PackBits(f.C2 * factor, f.C3 * factor) : default(TE).PackBits(f.C0 * factor, f.C1 * factor);
 }

@@ -125,10 +125,10 @@ internal static class HgemmMma
         }
         // Lane (g, t) of the m16 x n8 tile (i, j) holds C[16 i + g][8 j + 2t, +1] and C[16 i + g + 8][8 j + 2t, +1].
         int row = m0 + wm * 64 + (lane >> 2), col = n0 + wn * 64 + 2 * (lane & 3);
-        StoreRow<TF, TP>(cb, bias, p, row, col, acc.R0);
-        StoreRow<TF, TP>(cb, bias, p, row + 16, col, acc.R1);
-        StoreRow<TF, TP>(cb, bias, p, row + 32, col, acc.R2);
-        StoreRow<TF, TP>(cb, bias, p, row + 48, col, acc.R3);
+        StoreRow<TF>(cb, bias, p, row, col, acc.R0);
+        StoreRow<TF>(cb, bias, p, row + 16, col, acc.R1);
+        StoreRow<TF>(cb, bias, p, row + 32, col, acc.R2);
+        StoreRow<TF>(cb, bias, p, row + 48, col, acc.R3);
     }
 
     /// <summary>The two 16-deep steps of a 32-deep tile in stage <paramref name="read"/>: on tensor cores, or the plain sums.</summary>
@@ -479,37 +479,35 @@ internal static class HgemmMma
 
     // ---- epilogue ----
 
-    private static void StoreRow<TF, TP>(ArrayView<ushort> c, ArrayView<ushort> bias, in GemmArgs p, int row, int col, Row8 r)
-        where TF : struct, IHalfFormat where TP : struct, IGemmPath
+    private static void StoreRow<TF>(ArrayView<ushort> c, ArrayView<ushort> bias, in GemmArgs p, int row, int col, Row8 r)
+        where TF : struct, IHalfFormat
     {
-        Store<TF, TP>(c, bias, p, row, col, r.C0); Store<TF, TP>(c, bias, p, row, col + 8, r.C1);
-        Store<TF, TP>(c, bias, p, row, col + 16, r.C2); Store<TF, TP>(c, bias, p, row, col + 24, r.C3);
-        Store<TF, TP>(c, bias, p, row, col + 32, r.C4); Store<TF, TP>(c, bias, p, row, col + 40, r.C5);
-        Store<TF, TP>(c, bias, p, row, col + 48, r.C6); Store<TF, TP>(c, bias, p, row, col + 56, r.C7);
+        Store<TF>(c, bias, p, row, col, r.C0); Store<TF>(c, bias, p, row, col + 8, r.C1);
+        Store<TF>(c, bias, p, row, col + 16, r.C2); Store<TF>(c, bias, p, row, col + 24, r.C3);
+        Store<TF>(c, bias, p, row, col + 32, r.C4); Store<TF>(c, bias, p, row, col + 40, r.C5);
+        Store<TF>(c, bias, p, row, col + 48, r.C6); Store<TF>(c, bias, p, row, col + 56, r.C7);
     }
 
     /// <summary>The epilogue for one lane's part of an m16 x n8 tile: (row, col..col+1) and (row + 8, col..col+1).</summary>
-    private static void Store<TF, TP>(ArrayView<ushort> c, ArrayView<ushort> bias, in GemmArgs p, int row, int col, Float4 v)
-        where TF : struct, IHalfFormat where TP : struct, IGemmPath
+    private static void Store<TF>(ArrayView<ushort> c, ArrayView<ushort> bias, in GemmArgs p, int row, int col, Float4 v)
+        where TF : struct, IHalfFormat
     {
-        StoreOne<TF, TP>(c, bias, p, row, col, v.X);
-        StoreOne<TF, TP>(c, bias, p, row, col + 1, v.Y);
-        StoreOne<TF, TP>(c, bias, p, row + 8, col, v.Z);
-        StoreOne<TF, TP>(c, bias, p, row + 8, col + 1, v.W);
+        StoreOne<TF>(c, bias, p, row, col, v.X);
+        StoreOne<TF>(c, bias, p, row, col + 1, v.Y);
+        StoreOne<TF>(c, bias, p, row + 8, col, v.Z);
+        StoreOne<TF>(c, bias, p, row + 8, col + 1, v.W);
     }
 
-    /// <summary>One output through the epilogue; on CUDA the 16-bit conversions are single cvt instructions (IHalfFormat.LoadCvt).</summary>
-    private static void StoreOne<TF, TP>(ArrayView<ushort> c, ArrayView<ushort> bias, in GemmArgs p, int row, int col, float acc)
-        where TF : struct, IHalfFormat where TP : struct, IGemmPath
+    /// <summary>One output through the epilogue (on CUDA, TF's conversions are single cvt instructions: CudaFormats).</summary>
+    private static void StoreOne<TF>(ArrayView<ushort> c, ArrayView<ushort> bias, in GemmArgs p, int row, int col, float acc)
+        where TF : struct, IHalfFormat
     {
         if (row >= p.M || col >= p.N) return;
         var f = default(TF);
-        bool cuda = default(TP).TensorCores;
         int i = row * p.Ldc + col;
-        float old = p.Beta == 0f ? 0f : cuda ? f.LoadCvt(c[i]) : f.Load(c[i]);
-        float b = p.HasBias == 0 ? 0f : cuda ? f.LoadCvt(bias[col]) : f.Load(bias[col]);
-        float result = GemmEpilogue.Apply(acc, old, b, p);
-        c[i] = cuda ? f.StoreCvt(result) : f.Store(result);
+        float old = p.Beta != 0f ? f.Load(c[i]) : 0f;
+        float b = p.HasBias != 0 ? f.Load(bias[col]) : 0f;
+        c[i] = f.Store(GemmEpilogue.Apply(acc, old, b, p));
     }
 
     // ---- launch ----
@@ -574,7 +572,7 @@ internal interface IGemmPath
     /// <summary>Copies with cp.async (CUDA, 16-byte aligned chunks); false: loads and stores element by element.</summary>
     bool Async { get; }
 
-    /// <summary>Multiplies with ldmatrix and mma.sync, and converts 16-bit values with cvt (CUDA); false: plain float sums from the shared tiles.</summary>
+    /// <summary>Multiplies with ldmatrix and mma.sync (CUDA); false: plain float sums from the shared tiles.</summary>
     bool TensorCores { get; }
 }
 
