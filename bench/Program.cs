@@ -12,6 +12,7 @@ using ManagedTensor.Bench;
 // `diffusion --arch unet|dit` and `whisper --mode encode|train`: bench/diffusion_vs_torch.sh and bench/whisper_vs_torch.sh.
 if (args.Length > 0 && args[0] == "sgemm") SgemmRunner.Run(args[1..]);
 else if (args.Length > 0 && args[0] == "gpt-train") GptTrainRunner.Run(args[1..]);
+else if (args.Length > 0 && args[0] == "finetune-step") FinetuneStepRunner.Run(args[1..]); // where an `mt finetune` step goes, op by op, and its device memory peak
 else if (args.Length > 0 && args[0] == "whisper-train") WhisperTrainRunner.Run(args[1..]); // --data DIR [--profile]: where `mt transcribe train`'s step goes
 else if (args.Length > 0 && args[0] == "versions") SgemmVersions.Run(args[1..]);
 else if (args.Length > 0 && args[0] == "attention-cpu") AttentionCpuRunner.Run(args[1..]);

@@ -89,4 +89,23 @@ public class ConformanceTests
         Assert.Contains("matmul", e2.Message);
         Assert.Contains("I32", e2.Message);
     }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void Tiled_and_barrier_free_matmul_kernels_match_the_cpu(bool tiled)
+    {
+        // The CPU accelerator's MatMul runs the barrier-free kernel, so the conformance cases above never reach the
+        // tiled one that a GPU without the GEMM kernels' layout runs: both are launched here by hand, at a batched,
+        // broadcast, transposed shape whose sizes are not multiples of the tile (8 on this accelerator).
+        var g = new Generator(11);
+        var a = Tensor.Randn([3, 1, 13, 21], g);             // (3, 1, M, K)
+        var bt = Tensor.Randn([2, 19, 21], g);               // (2, N, K): b is its transpose, strides (K, 1) swapped
+        var expected = a.MatMul(bt.MT);                      // (3, 2, M, N) on the CPU
+        var (da, db) = (a.To(Device.IlgpuCpu), bt.To(Device.IlgpuCpu).MT);
+        var c = Tensor.Empty(expected.Shape, DType.F32, Device.IlgpuCpu);
+        var backend = (ManagedTensor.Gpu.GpuBackend)Backends.For(Device.IlgpuCpu);
+        ManagedTensor.Gpu.Kernels.MatMulKernels.Run(backend, da.Expand([3, 2, 13, 21]), db.Expand([3, 2, 21, 19]), c, 13, 19, 21, tiled);
+        TestUtil.AssertClose(expected, c.To(Device.Cpu), rtol: 1e-5, atol: 1e-5, what: tiled ? "tiled" : "barrier-free");
+    }
 }

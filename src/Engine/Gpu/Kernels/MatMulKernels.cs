@@ -23,6 +23,11 @@ internal struct MatMulGeometry
 /// shared memory (zero-padded past the edges), then every thread accumulates its dot product from them.
 /// T = 16 on a GPU (256 threads), 8 on the CPU accelerator (64). The fast GEMMs (register blocking,
 /// tensor cores) are a separate family; <see cref="MatMul"/> is the one place that picks a kernel.
+/// On ILGPU's CPU accelerator the tiling is the slow choice: each simulated thread is an OS thread, so a
+/// Group.Barrier is a barrier of 64 OS threads (0.1 ms on a quiet 2-core machine, about 2 ms on a loaded one), and
+/// the tiled kernel takes 2 K / T of them per tile of c: 1,408 barriers (2.8 s) for one (32, 172) @ (172, 64) of a
+/// stories260K fine-tune, 45,000 at batch 8 x 128. There <see cref="DotKernel"/> runs instead: one thread per element
+/// of c, its dot product read straight from a and b, no shared memory and no barrier.
 /// </summary>
 internal static class MatMulKernels
 {
@@ -57,6 +62,23 @@ internal static class MatMulKernels
         }
     }
 
+    /// <summary>c[i, j] = sum_k a[i, k] b[k, j], one element of c per thread (grid-stride): the barrier-free kernel for the CPU accelerator.</summary>
+    public static void DotKernel<T>(ArrayView<T> a, ArrayView<T> b, ArrayView<T> c, MatMulGeometry g) where T : unmanaged, INumber<T>
+    {
+        int perMatrix = g.M * g.N, n = g.Batch * perMatrix;
+        int step = Grid.DimX * Group.DimX;
+        for (int i = Grid.IdxX * Group.DimX + Group.IdxX; i < n; i += step)
+        {
+            int batch = i / perMatrix, e = i - batch * perMatrix;
+            int row = e / g.N, col = e - row * g.N;
+            g.Batches.Offsets3(batch, out int oc, out int oa, out int ob);
+            int ai = oa + row * g.ARowStride, bi = ob + col * g.BColStride;
+            T acc = T.Zero;
+            for (int k = 0; k < g.K; k++, ai += g.AColStride, bi += g.BRowStride) acc += a[ai] * b[bi];
+            c[oc + e] = acc;
+        }
+    }
+
     // ---- launchers ----
 
     /// <summary>Validates (as the CPU backend does) and picks the kernel: GemmDispatch (Kernels/Gemm) where the layout allows, else the tiled one.</summary>
@@ -76,7 +98,7 @@ internal static class MatMulKernels
         if (c.Numel == 0) return;
         if (Gemm.GemmDispatch.TryRun(b, a, bm, c, m, n, k)) return; // the GEMM kernels (Kernels/Gemm) when the strides allow
         if (c.DType is DType.F16 or DType.BF16) Widened(b, a, bm, c);
-        else Tiled(b, a, bm, c, m, n, k);
+        else Run(b, a, bm, c, m, n, k, tiled: b.Accelerator.AcceleratorType != AcceleratorType.CPU);
     }
 
     /// <summary>
@@ -101,10 +123,14 @@ internal static class MatMulKernels
         b.Execute(Op.Copy, [wc], [c], null);
     }
 
-    private static void Tiled(GpuBackend b, Tensor a, Tensor bm, Tensor c, int m, int n, int k)
+    /// <summary>
+    /// Launches the tiled kernel (<paramref name="tiled"/>) or the barrier-free one on validated operands. Internal
+    /// so that the tests run the tiled kernel on the CPU accelerator too, where <see cref="MatMul"/> never picks it.
+    /// </summary>
+    internal static void Run(GpuBackend b, Tensor a, Tensor bm, Tensor c, int m, int n, int k, bool tiled)
     {
         int rank = c.Rank;
-        int tile = (int)Math.Sqrt(b.GroupSize);
+        int tile = tiled ? (int)Math.Sqrt(b.GroupSize) : 1;
         var batchShape = c.Shape.AsSpan(0, rank - 2);
         var g = new MatMulGeometry
         {
@@ -121,21 +147,25 @@ internal static class MatMulKernels
             BColStride = bm.Strides[^1],
             Batches = StridedLayout.Create(batchShape, [c.Strides[..^2], a.Strides[..^2], bm.Strides[..^2]], [c.Offset, a.Offset, bm.Offset]),
         };
-        int groups = b.GroupsFor((long)g.Batch * g.TilesM * g.TilesN);
-        var (spec, shared) = c.DType switch
+        if (c.DType is not (DType.F32 or DType.F64))
+            throw new NotSupportedException($"the GPU backend's matmul supports F32 and F64, got {a.Describe()} @ {bm.Describe()}");
+        var (va, vb, vc) = (CopyKernels.View((GpuStorage)a.Storage), CopyKernels.View((GpuStorage)bm.Storage), CopyKernels.View((GpuStorage)c.Storage));
+        if (!tiled)
         {
-            DType.F32 => (Spec<float>(DType.F32), SharedMemoryConfig.RequestDynamic<float>(2 * tile * tile)),
-            DType.F64 => (Spec<double>(DType.F64), SharedMemoryConfig.RequestDynamic<double>(2 * tile * tile)),
-            _ => throw new NotSupportedException($"the GPU backend's matmul supports F32 and F64, got {a.Describe()} @ {bm.Describe()}"),
-        };
-        b.Launch(spec, new KernelConfig(groups, tile * tile, shared),
-            CopyKernels.View((GpuStorage)a.Storage), CopyKernels.View((GpuStorage)bm.Storage), CopyKernels.View((GpuStorage)c.Storage), g);
+            b.Launch(Spec(c.DType, tiled: false), b.Grid(c.Numel), va, vb, vc, g);
+            return;
+        }
+        var shared = c.DType == DType.F32 ? SharedMemoryConfig.RequestDynamic<float>(2 * tile * tile) : SharedMemoryConfig.RequestDynamic<double>(2 * tile * tile);
+        b.Launch(Spec(c.DType, tiled: true), new KernelConfig(b.GroupsFor((long)g.Batch * g.TilesM * g.TilesN), tile * tile, shared), va, vb, vc, g);
     }
 
-    private static KernelSpec Spec<T>(DType t) where T : unmanaged, INumber<T> =>
-        new($"MatMul_{t}", ((Action<ArrayView<T>, ArrayView<T>, ArrayView<T>, MatMulGeometry>)TiledKernel<T>).Method);
+    private static KernelSpec Spec(DType t, bool tiled) => t == DType.F32 ? Spec<float>(t, tiled) : Spec<double>(t, tiled);
 
-    /// <summary>The tiled kernels and every GEMM kernel GemmSelect can run (SGEMM versions 3 and 5 in each layout, the tensor-core ones).</summary>
+    private static KernelSpec Spec<T>(DType t, bool tiled) where T : unmanaged, INumber<T> => tiled
+        ? new($"MatMul_{t}", ((Action<ArrayView<T>, ArrayView<T>, ArrayView<T>, MatMulGeometry>)TiledKernel<T>).Method)
+        : new($"MatMulDot_{t}", ((Action<ArrayView<T>, ArrayView<T>, ArrayView<T>, MatMulGeometry>)DotKernel<T>).Method);
+
+    /// <summary>The tiled and barrier-free kernels and every GEMM kernel GemmSelect can run (SGEMM versions 3 and 5 in each layout, the tensor-core ones).</summary>
     public static IEnumerable<KernelSpec> Specs() =>
-        new[] { Spec<float>(DType.F32), Spec<double>(DType.F64) }.Concat(Gemm.GemmSelect.Specs());
+        new[] { DType.F32, DType.F64 }.SelectMany(t => new[] { Spec(t, tiled: true), Spec(t, tiled: false) }).Concat(Gemm.GemmSelect.Specs());
 }
