@@ -188,6 +188,16 @@ public sealed class GpuBackend : IBackend, IDeviceMemory, IDisposable
 
     internal KernelConfig GroupPerItem(long items) => new(GroupsFor(items), GroupSize);
 
+    /// <summary>
+    /// One group per row for the kernels whose threads meet only in <see cref="Kernels.GroupReduce.All"/> and walk the
+    /// row with a Group.DimX stride (norms, softmax, cross-entropy): <see cref="GroupPerItem"/> on a GPU; on the CPU
+    /// accelerator groups of one thread, which walks the row alone. There every simulated thread is an OS thread and
+    /// each reduction costs group barriers of all of them (a few ms each on a loaded 2-core machine), so a 64-thread
+    /// group spent ~5 ms a row of RMSNorm where one thread needs microseconds for 64 values.
+    /// </summary>
+    internal KernelConfig RowGroups(long rows) =>
+        Accelerator.AcceleratorType == AcceleratorType.CPU ? new(GroupsFor(rows), 1) : GroupPerItem(rows);
+
     internal void Launch(KernelSpec spec, KernelConfig config, params object[] args) =>
         Compiled.Get(spec).Launch(Stream, config, args);
 

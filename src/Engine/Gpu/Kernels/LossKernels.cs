@@ -128,7 +128,7 @@ internal static class LossKernels
         using var rowLoss = b.Workspace(DType.F64, Math.Max(n, 1));
         var specs = SpecsFor(logits.DType, targets.DType);
         if (n > 0 && c > 0)
-            b.Launch(specs.Rows, b.GroupPerItem(n), V(logits), V(targets), V(lse), rowLoss.View<double>(), b.Status,
+            b.Launch(specs.Rows, b.RowGroups(n), V(logits), V(targets), V(lse), rowLoss.View<double>(), b.Status,
                 logits.Offset, targets.Offset, lse.Offset, n, c, a.IgnoreIndex);
         else if (n > 0) throw new ArgumentException($"CrossEntropy: logits {logits.Describe()} have no classes");
         b.Launch(specs.Mean, new KernelConfig(1, b.GroupSize), rowLoss.View<double>(), V(targets), V(loss), targets.Offset, loss.Offset, n, a.IgnoreIndex);

@@ -186,7 +186,7 @@ internal static class NormKernels
         CheckDense(op, x);
         var (rows, c) = RowsOf(x);
         if (rows == 0) return;
-        b.Launch(SoftmaxSpec(x.DType), b.GroupPerItem(rows), V(x), V(y), x.Offset, y.Offset, rows, c, log ? 1 : 0);
+        b.Launch(SoftmaxSpec(x.DType), b.RowGroups(rows), V(x), V(y), x.Offset, y.Offset, rows, c, log ? 1 : 0);
     }
 
     public static void LayerNorm(GpuBackend b, Tensor x, Tensor w, Tensor bias, Tensor y, Tensor mean, Tensor rstd, NormAttrs a)
@@ -209,7 +209,7 @@ internal static class NormKernels
             Mean = mean.Offset,
             Rstd = rstd.Offset,
         };
-        b.Launch(NormSpec(x.DType), b.GroupPerItem(rows), V(x), V(w), V(bias), V(y), V(mean), V(rstd), args, Eps(x.DType, a.Eps), Count(x.DType, c));
+        b.Launch(NormSpec(x.DType), b.RowGroups(rows), V(x), V(w), V(bias), V(y), V(mean), V(rstd), args, Eps(x.DType, a.Eps), Count(x.DType, c));
     }
 
     public static void RmsNorm(GpuBackend b, Tensor x, Tensor w, Tensor y, Tensor rstd, NormAttrs a)
@@ -221,7 +221,7 @@ internal static class NormKernels
         if (rows == 0) return;
         // No mean and no bias: w and rstd stand in for the unused views.
         var args = new NormArgs { Rows = rows, C = c, Rms = 1, HasW = w.Numel > 0 ? 1 : 0, X = x.Offset, Y = y.Offset, W = w.Offset, Rstd = rstd.Offset };
-        b.Launch(NormSpec(x.DType), b.GroupPerItem(rows), V(x), V(w), V(w), V(y), V(rstd), V(rstd), args, Eps(x.DType, a.Eps), Count(x.DType, c));
+        b.Launch(NormSpec(x.DType), b.RowGroups(rows), V(x), V(w), V(w), V(y), V(rstd), V(rstd), args, Eps(x.DType, a.Eps), Count(x.DType, c));
     }
 
     private static object Eps(DType t, double eps) => t == DType.F32 ? (object)(float)eps : eps;
@@ -267,7 +267,7 @@ internal static class NormKernels
             Dw = dw.Offset,
             Db = db.Offset,
         };
-        b.Launch(BackwardSpec(x.DType), b.GroupPerItem(rows), V(dy), V(x), V(w), V(mean), V(rstd), V(dx), args, Count(x.DType, c));
+        b.Launch(BackwardSpec(x.DType), b.RowGroups(rows), V(dy), V(x), V(w), V(mean), V(rstd), V(dx), args, Count(x.DType, c));
         if (wantW || wantB) b.Launch(ParamGradSpec(x.DType), b.Grid(c), V(dy), V(x), V(mean), V(rstd), V(dw), V(db), args);
     }
 
