@@ -9,6 +9,7 @@ namespace ManagedTensor.Bench;
 /// of the steps, without the evaluations that `mt finetune` runs before its first step. Written to find why a
 /// stories260K step on ILGPU's CPU accelerator took minutes (README, "Fine-tuning").
 /// Usage: finetune-step [--device D] [--batch B] [--block T] [--iters N] [--quantize nf4] [--profile]
+/// (with --profile the profiler stands in for the device's backend, which has no allocator statistics: no peak is printed).
 /// </summary>
 public static class FinetuneStepRunner
 {
