@@ -16,7 +16,8 @@ public sealed class IlgpuCpuCollection
 /// <summary>
 /// The op conformance suite (src/Engine/Conformance, the same list `mt selftest` runs) on ILGPU's CPU
 /// accelerator at small, odd shapes: every GPU kernel against the CPU reference, with broadcast and
-/// non-contiguous inputs.
+/// non-contiguous inputs, launched as on a GPU (GpuBackend.GpuShapedOnCpu: multi-thread row groups, the tiled
+/// matmul), not with the barrier-free shortcuts the CPU accelerator otherwise takes.
 /// </summary>
 [Collection(IlgpuCpuCollection.Name)]
 public class ConformanceTests
@@ -35,6 +36,7 @@ public class ConformanceTests
     public void MatchesCpuReference(string name)
     {
         var c = Cases.Single(x => x.Name == name);
+        using var gpuShaped = ManagedTensor.Gpu.GpuBackend.GpuShapedOnCpu(); // the kernels in the shape a GPU runs them
         var result = OpConformance.Run(c, Device.IlgpuCpu);
         Assert.True(result.Passed, $"{name}: {result.Error}");
     }
@@ -95,9 +97,9 @@ public class ConformanceTests
     [InlineData(false)]
     public void Tiled_and_barrier_free_matmul_kernels_match_the_cpu(bool tiled)
     {
-        // The CPU accelerator's MatMul runs the barrier-free kernel, so the conformance cases above never reach the
-        // tiled one that a GPU without the GEMM kernels' layout runs: both are launched here by hand, at a batched,
-        // broadcast, transposed shape whose sizes are not multiples of the tile (8 on this accelerator).
+        // Outside the conformance cases' GPU-shaped scope the CPU accelerator's MatMul runs the barrier-free kernel:
+        // both kernels are launched here by hand, at a batched, broadcast, transposed shape whose sizes are not
+        // multiples of the tile (8 on this accelerator).
         var g = new Generator(11);
         var a = Tensor.Randn([3, 1, 13, 21], g);             // (3, 1, M, K)
         var bt = Tensor.Randn([2, 19, 21], g);               // (2, N, K): b is its transpose, strides (K, 1) swapped

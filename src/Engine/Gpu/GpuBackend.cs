@@ -190,13 +190,40 @@ public sealed class GpuBackend : IBackend, IDeviceMemory, IDisposable
 
     /// <summary>
     /// One group per row for the kernels whose threads meet only in <see cref="Kernels.GroupReduce.All"/> and walk the
-    /// row with a Group.DimX stride (norms, softmax, cross-entropy): <see cref="GroupPerItem"/> on a GPU; on the CPU
-    /// accelerator groups of one thread, which walks the row alone. There every simulated thread is an OS thread and
+    /// row with a Group.DimX stride (norms, softmax, cross-entropy): <see cref="GroupPerItem"/> on a GPU (and wherever
+    /// <see cref="GpuShaped"/>); otherwise, on the CPU accelerator, groups of one thread, which walks the row alone. There every simulated thread is an OS thread and
     /// each reduction costs group barriers of all of them (a few ms each on a loaded 2-core machine), so a 64-thread
     /// group spent ~5 ms a row of RMSNorm where one thread needs microseconds for 64 values.
     /// </summary>
-    internal KernelConfig RowGroups(long rows) =>
-        Accelerator.AcceleratorType == AcceleratorType.CPU ? new(GroupsFor(rows), 1) : GroupPerItem(rows);
+    internal KernelConfig RowGroups(long rows) => GpuShaped ? GroupPerItem(rows) : new(GroupsFor(rows), 1);
+
+    /// <summary>
+    /// Whether this backend runs kernels in the shape a GPU runs them (multi-thread groups for the row kernels, the tiled
+    /// matmul): always on a GPU; on the CPU accelerator only inside <see cref="GpuShapedOnCpu"/>, which the conformance
+    /// suite uses so that CI tests the code a GPU runs, while everything else there takes the barrier-free shortcuts.
+    /// </summary>
+    internal bool GpuShaped => Accelerator.AcceleratorType != AcceleratorType.CPU || _gpuShapedDepth > 0;
+
+    [ThreadStatic] private static int _gpuShapedDepth;
+
+    /// <summary>A scope (this thread, as GradMode's) in which the CPU accelerator runs the GPU-shaped kernels.</summary>
+    internal static IDisposable GpuShapedOnCpu()
+    {
+        _gpuShapedDepth++;
+        return new GpuShapedScope();
+    }
+
+    private sealed class GpuShapedScope : IDisposable
+    {
+        private bool _disposed;
+
+        public void Dispose()
+        {
+            if (_disposed) return;
+            _disposed = true;
+            _gpuShapedDepth--;
+        }
+    }
 
     internal void Launch(KernelSpec spec, KernelConfig config, params object[] args) =>
         Compiled.Get(spec).Launch(Stream, config, args);

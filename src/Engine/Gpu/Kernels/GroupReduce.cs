@@ -1,6 +1,5 @@
 using System.Numerics;
 using ILGPU;
-using ILGPU.Runtime;
 
 namespace ManagedTensor.Gpu.Kernels;
 
@@ -32,7 +31,7 @@ internal readonly struct MinReduce<T> : IReduce<T> where T : unmanaged, INumber<
 /// within each warp (every lane ends with the warp's result), one partial per warp in shared memory,
 /// then every thread combines the few partials in warp order, so every thread returns the same result.
 /// Two barriers per call (on the CPU accelerator every barrier and shuffle wakes OS threads, so fewer
-/// sync points is what keeps the CI tests fast; there the shuffles are replaced too, see <see cref="ByLanes"/>).
+/// sync points is what keeps the CI tests fast; the row kernels run one-thread groups there, see GpuBackend.RowGroups).
 /// Group sizes are multiples of the warp size (the backend launches 64 or 256 threads).
 /// </summary>
 internal static class GroupReduce
@@ -51,7 +50,7 @@ internal static class GroupReduce
     {
         var partials = SharedMemory.Allocate<T>(MaxWarps);
         int warps = Group.DimX / ILGPU.Warp.WarpSize;
-        if (Accelerator.CurrentType == AcceleratorType.CPU) return ByLanes(v, op, partials); // a constant: the CUDA kernel has no such branch
+        if (Group.DimX == 1) return v; // a one-thread group (GpuBackend.RowGroups on the CPU accelerator) has nothing to combine
         v = Warp(v, op);
         if (ILGPU.Warp.LaneIdx == 0) partials[ILGPU.Warp.WarpIdx] = v;
         Group.Barrier();
@@ -66,31 +65,6 @@ internal static class GroupReduce
     /// The first index of the maximum over the group's (value, index) pairs; a NaN counts as larger than
     /// anything, and among equal values (or NaNs) the smaller index wins, as torch.argmax.
     /// </summary>
-    /// <summary>
-    /// <see cref="All"/> on ILGPU's CPU accelerator, without shuffles: there a shuffle is four barriers of the warp's 32
-    /// OS threads and a butterfly five shuffles, so one reduction was 20 warp barriers and 2 group barriers (about 14 ms
-    /// a row of RMSNorm on the loaded 2-core machine). Here warp w folds its lanes into partials[lane] in turn (one
-    /// group barrier per warp), then every thread folds the lane partials: warps + 1 group barriers, the same order
-    /// of combines on every thread and every run. A one-thread group (<see cref="GpuBackend.RowGroups"/>) has nothing
-    /// to combine and no barrier to wait at.
-    /// </summary>
-    private static T ByLanes<T, TOp>(T v, TOp op, ArrayView<T> partials) where T : unmanaged where TOp : struct, IReduce<T>
-    {
-        int threads = Group.DimX, size = ILGPU.Warp.WarpSize;
-        if (threads == 1) return v;
-        int lane = ILGPU.Warp.LaneIdx, warp = ILGPU.Warp.WarpIdx;
-        int lanes = threads < size ? threads : size, warps = (threads + size - 1) / size;
-        for (int w = 0; w < warps; w++)
-        {
-            if (warp == w) partials[lane] = w == 0 ? v : op.Combine(partials[lane], v);
-            Group.Barrier();
-        }
-        T r = partials[0];
-        for (int l = 1; l < lanes; l++) r = op.Combine(r, partials[l]);
-        Group.Barrier(); // the partials may be rewritten by the next call at this site
-        return r;
-    }
-
     public static int ArgMax(double value, int index)
     {
         var values = SharedMemory.Allocate<double>(MaxWarps);

@@ -98,7 +98,7 @@ internal static class MatMulKernels
         if (c.Numel == 0) return;
         if (Gemm.GemmDispatch.TryRun(b, a, bm, c, m, n, k)) return; // the GEMM kernels (Kernels/Gemm) when the strides allow
         if (c.DType is DType.F16 or DType.BF16) Widened(b, a, bm, c);
-        else Run(b, a, bm, c, m, n, k, tiled: b.Accelerator.AcceleratorType != AcceleratorType.CPU);
+        else Run(b, a, bm, c, m, n, k, tiled: b.GpuShaped);
     }
 
     /// <summary>
