@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Diagnostics;
 using System.Globalization;
 using ManagedTensor.Models.Detection.Yolo;
 
@@ -9,7 +10,7 @@ namespace ManagedTensor.Apps;
 /// issue 17's YOLOv8n workload (<see cref="YoloSpeed"/>: a batch-1 fused forward, or a batch-2 training step) from the
 /// self-contained bundle, for GPU hosts without the .NET SDK. The device is synchronized around every timed iteration;
 /// the figure is the median after the warm-up. One result line in bench/YoloRunner.cs's format ("ours mode=... params=...
-/// ms_per_iter=... images_per_s=... device_peak_mb=..."), so that scripts/gpu_checks.sh BUNDLE OUT yolo can put it next
+/// ms_per_iter=... images_per_s=... peak_rss_mb=... device_peak_mb=..."), so that scripts/gpu_checks.sh BUNDLE OUT yolo can put it next
 /// to bench/yolo_torch.py --device cuda with bench/bench_table.py.
 /// </summary>
 public static class YoloBench
@@ -53,6 +54,7 @@ public static class YoloBench
         string peak = run.DevicePeakBytes is long bytes ? $" device_peak_mb={bytes / 1048576.0:F0}" : "";
         output.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"ours mode={run.Mode} model={run.Model.Config.Name} imgsz={run.ImageSize} batch={run.Batch} device={run.Device} iters={iters - warmup} " +
-            $"params={run.Model.ParameterCount()} ms_per_iter={ms:F1} images_per_s={run.Batch * 1000 / ms:F3} loss={run.Loss:F4}{peak}"));
+            $"params={run.Model.ParameterCount()} ms_per_iter={ms:F1} images_per_s={run.Batch * 1000 / ms:F3} loss={run.Loss:F4} " +
+            $"peak_rss_mb={Process.GetCurrentProcess().PeakWorkingSet64 / 1048576.0:F0}{peak}")); // host memory (VmHWM), then the device's
     }
 }

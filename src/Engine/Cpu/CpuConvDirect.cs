@@ -23,8 +23,8 @@ namespace ManagedTensor.Cpu;
 ///   backward weight  dw^T (K, Og) += col (K, L) . dy^T (L, Og)      A = rows of the image (MR streams),
 ///                    B = dy transposed and packed once per image (Og*L floats, not K*L)
 /// Images run in at most 8 chunks (so backward weight sums its per-chunk partials in an order that depends
-/// only on the shape); when there are fewer than two images per thread, each image is also cut into blocks of
-/// output rows (forward) or rows of dw^T (backward weight) for the threads (SplitInside). Measured per shape by `ManagedTensor.Bench conv` (bench/ConvRunner.cs).
+/// only on the shape); one image alone is cut into blocks of output rows (forward) or rows of dw^T (backward
+/// weight) for the threads. Measured per shape by `ManagedTensor.Bench conv` (bench/ConvRunner.cs).
 /// </summary>
 internal static unsafe partial class CpuConvDirect
 {
@@ -121,7 +121,7 @@ internal static unsafe partial class CpuConvDirect
             padFloats = Math.Max(padFloats, p.Base + maxOff + p.OH * wq + nr);
         }
         int chunks = Chunks(n);
-        bool inside = SplitInside(chunks, flops);
+        bool inside = chunks == 1 && Environment.ProcessorCount > 1 && flops >= 2 * Sgemm.ParallelLimit;
         NnKernels.ForChunks(chunks, n, (_, n0, n1) =>
         {
             using var padBuf = new Scratch<float>(padFloats);
@@ -229,7 +229,7 @@ internal static unsafe partial class CpuConvDirect
         int[] off = pl.Offsets(kPad);
         long flops = 2L * g.O * k * g.L;
         int chunks = Chunks(g.N);
-        bool inside = SplitInside(chunks, flops);
+        bool inside = chunks == 1 && Environment.ProcessorCount > 1 && flops >= 2 * Sgemm.ParallelLimit;
         using var partialBuf = new Scratch<float>(chunks * g.G * tile); // (chunks, G, kPad, oPad), added in chunk order
         partialBuf.Clear();
         var partial = partialBuf.Array;
@@ -268,20 +268,9 @@ internal static unsafe partial class CpuConvDirect
 
     /// <summary>
     /// Chunks of images: at most MaxChunks (a constant, so that backward weight's sum over chunk partials
-    /// does not depend on the machine), enough to keep 2-8 cores busy; fewer images than that are also cut between the threads (SplitInside).
+    /// does not depend on the machine), enough to keep 2-8 cores busy; one image alone is cut between the threads.
     /// </summary>
     private static int Chunks(int n) => Math.Min(n, MaxChunks);
-
-    /// <summary>
-    /// Whether each image's work is also cut into blocks (output rows, or rows of dw^T) for the threads: when the
-    /// images alone give each thread fewer than two pieces. With one piece per thread (a batch of 2 on 2 cores) a
-    /// thread that the OS deschedules, or that faults in its output, holds up the whole op while the other waits;
-    /// with blocks, Parallel.For lets the idle thread take the late image's remaining blocks (the inner loops are
-    /// nested in the per-image one, and the thread pool's workers steal their pieces). The blocks are the same
-    /// whatever the thread count, so results do not depend on it.
-    /// </summary>
-    private static bool SplitInside(int chunks, long flops)
-        => Environment.ProcessorCount > 1 && chunks < 2 * Environment.ProcessorCount && flops >= 2L * chunks * Sgemm.ParallelLimit;
 
     private const int MaxChunks = 8;
 
