@@ -31,7 +31,8 @@
 # mode with fused batch norm (images/s) and a batch-2 training step (ms), ours (`mt bench yolo`, the workload of
 # src/Models/Detection/Yolo/YoloSpeed.cs) and the same architecture in plain PyTorch (bench/yolo_torch.py --device
 # cuda), each synchronized around its timings, 2 interleaved rounds (YOLO_ROUNDS), medians of 10 timed iterations
-# after 3 warm-up ones; the ratio table (bench/bench_table.py) in results-dir/YOLO_GPU.md, the raw lines in yolo_raw.txt.
+# after 3 warm-up ones, each run limited to 65 s (YOLO_LIMIT; ours compiles its kernels in the warm-up); the ratio
+# table (bench/bench_table.py) in results-dir/YOLO_GPU.md, the raw lines in yolo_raw.txt.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bundle="${1:-artifacts/mt-linux-x64}"
@@ -94,14 +95,14 @@ if [ "$mode" = yolo ]; then
     yolo_one() { # yolo_one RUNNER MODE: the runner's output (its result line last), stderr and stdout also in a log
         local log="$out/yolo_$1_$2.log"
         case $1 in
-            ours) timeout 65 "$mt" bench yolo --device cuda --mode "$2" --iters 13 --warmup 3 2>>"$log" | tee -a "$log" ;;
-            pytorch) timeout 65 python3 bench/yolo_torch.py --device cuda --mode "$2" --iters 13 --warmup 3 2>>"$log" | tee -a "$log" ;;
+            ours) timeout "${YOLO_LIMIT:-65}" "$mt" bench yolo --device cuda --mode "$2" --iters 13 --warmup 3 2>>"$log" | tee -a "$log" ;;
+            pytorch) timeout "${YOLO_LIMIT:-65}" python3 bench/yolo_torch.py --device cuda --mode "$2" --iters 13 --warmup 3 2>>"$log" | tee -a "$log" ;;
         esac
     }
     for ((round = 1; round <= ${YOLO_ROUNDS:-2}; round++)); do
         for m in forward train; do
             for r in $(bench_order "$round" ours pytorch); do
-                echo "== yolo round $round, $m, $r (limit 65s; log $out/yolo_${r}_$m.log)"
+                echo "== yolo round $round, $m, $r (limit ${YOLO_LIMIT:-65}s; log $out/yolo_${r}_$m.log)"
                 bench_run "$raw" "round=$round case=$m threads=gpu runner=$r" "params ms_per_iter images_per_s peak_rss_mb device_peak_mb" \
                     yolo_one "$r" "$m"
                 tail -n 1 "$raw" | grep -q "ms_per_iter=[0-9]" || failed+=("yolo round $round $m $r")
