@@ -8,8 +8,12 @@ asserted, and printed for the script to compare with ours).
                   and class probabilities (Detect in eval mode), batch 1 by default;
   --mode train:   forward in training mode, the task-aligned assigner and the CIoU + DFL + BCE loss (Ultralytics'
                   gains 7.5 / 1.5 / 0.5, times the batch), backward, clip_grad_norm_(10), AdamW; batch 2.
-Inputs are seeded uniform noise; the boxes are bench/YoloRunner.cs's. Each iteration is timed alone; the figure is
-the median after the warm-up iterations. Prints one line like ours: ms_per_iter, images_per_s, params, peak RSS.
+Inputs are seeded uniform noise; the boxes are src/Models/Detection/Yolo/YoloSpeed.cs's. Each iteration is timed
+alone; the figure is the median after the warm-up iterations. Prints one line like ours: ms_per_iter, images_per_s,
+params, peak RSS.
+  --device cuda:  everything (model, inputs, the loss's anchors and targets) is made on the GPU (the default device),
+                  torch.cuda.synchronize() runs before each clock is read, and the line adds device_peak_mb
+                  (torch.cuda.max_memory_allocated over the timed iterations): scripts/gpu_checks.sh BUNDLE OUT yolo.
 """
 import argparse, math, resource, statistics, sys, time
 import torch
@@ -253,7 +257,23 @@ def main():
     ap.add_argument("--iters", type=int, default=8)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--phases", action="store_true", help="train: also print process CPU ms per phase (forward, loss, backward, clip + AdamW)")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     args = ap.parse_args()
+    try:
+        device = torch.device(args.device)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        sys.exit(f"--device {args.device}: expected cpu or cuda[:N]")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            sys.exit(f"--device {args.device}: this torch ({torch.__version__}) sees no CUDA device")
+        torch.cuda.set_device(device)
+        # every tensor the model and the loss make (parameters, anchors, targets, masks) on the GPU
+        if not hasattr(torch, "set_default_device"):
+            sys.exit(f"--device {args.device}: needs torch >= 2.0 (torch.set_default_device), this is {torch.__version__}")
+        torch.set_default_device(device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     batch = args.batch if args.batch > 0 else (1 if args.mode == "forward" else 2)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -278,37 +298,46 @@ def main():
     for it in range(args.iters):
         if it == args.warmup:
             cpu0 = time.process_time()
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats()
+        sync()
         t0 = time.perf_counter()
         if args.mode == "forward":
             with torch.no_grad():
-                model.predict(x).numpy()
+                model.predict(x).cpu().numpy()
         else:
             marks = [time.process_time()]
             out = model(x)
+            sync()
             marks.append(time.process_time())
             l = detection_loss(out, gts, args.imgsz, args.imgsz)
+            sync()
             marks.append(time.process_time())
             opt.zero_grad()
             l.backward()
+            sync()
             marks.append(time.process_time())
             torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
             opt.step()
             loss = l.item()
+            sync()
             marks.append(time.process_time())
             if it >= args.warmup:
                 for k in range(4):
                     phase_ms[k] += (marks[k + 1] - marks[k]) * 1000
+        sync()
         times.append((time.perf_counter() - t0) * 1000)
         print(f"yolo {args.mode} iteration {it + 1}/{args.iters}: {times[-1]:.0f} ms", file=sys.stderr)
     timed = args.iters - args.warmup
     ms = statistics.median(times[args.warmup:])
     cpu_ms = (time.process_time() - cpu0) * 1000 / timed
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    on_gpu = f" device={device} device_peak_mb={torch.cuda.max_memory_allocated() / 2 ** 20:.0f}" if device.type == "cuda" else ""
     if args.phases and args.mode == "train":
         for name, v in zip(("forward", "loss + assigner", "backward", "clip + AdamW"), phase_ms):
             print(f"{v / timed:9.1f}  {name} (cpu ms per step)")
     print(f"pytorch mode={args.mode} model=yolov8n imgsz={args.imgsz} batch={batch} threads={torch.get_num_threads()} iters={timed} params={params} "
-          f"ms_per_iter={ms:.1f} images_per_s={batch * 1000 / ms:.3f} loss={loss:.4f} peak_rss_mb={rss:.0f} cpu_ms_per_iter={cpu_ms:.1f}")
+          f"ms_per_iter={ms:.1f} images_per_s={batch * 1000 / ms:.3f} loss={loss:.4f} peak_rss_mb={rss:.0f} cpu_ms_per_iter={cpu_ms:.1f}{on_gpu}")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 # Every GPU figure the open issues ask for, in one prepared run on a GPU host (H100/H200 with PyTorch;
 # no .NET SDK needed there). Build the bundle first on a machine with the SDK (scripts/bundle.sh), carry
 # artifacts/mt-linux-x64, then on the GPU host:
-#   scripts/gpu_checks.sh [artifacts/mt-linux-x64] [results-dir] [quick|full|llama|quant|scan]
+#   scripts/gpu_checks.sh [artifacts/mt-linux-x64] [results-dir] [quick|full|llama|quant|scan|yolo]
 # The bundle is 67 MB unpacked (a 53 MB single-file executable, its two native libraries, data/); where what can be
 # carried is limited, carry artifacts/mt-linux-x64.tar.gz (53 MB) and unpack it there first:
 #   tar xzf artifacts/mt-linux-x64.tar.gz -C artifacts && scripts/gpu_checks.sh artifacts/mt-linux-x64 "$OUT" quick
@@ -27,6 +27,12 @@
 # "scan" (a separate call, ~4 minutes) is issue 16's selective scan and WKV GPU kernels: their conformance cases at
 # realistic sizes, then forward and forward+backward ms of ours (mt bench scan-wkv) and of the naive PyTorch loops on
 # the same GPU (bench/scan_wkv_torch.py --device cuda --big), same shapes, one line per op, shape and schedule.
+# "yolo" (a separate call, at most 8 x 65 s) is issue 17's YOLOv8n at 640 x 640 (80 classes): a batch-1 forward in eval
+# mode with fused batch norm (images/s) and a batch-2 training step (ms), ours (`mt bench yolo`, the workload of
+# src/Models/Detection/Yolo/YoloSpeed.cs) and the same architecture in plain PyTorch (bench/yolo_torch.py --device
+# cuda), each synchronized around its timings, 2 interleaved rounds (YOLO_ROUNDS), medians of 10 timed iterations
+# after 3 warm-up ones, each run limited to 65 s (YOLO_LIMIT; ours compiles its kernels in the warm-up); the ratio
+# table (bench/bench_table.py) in results-dir/YOLO_GPU.md, the raw lines in yolo_raw.txt.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bundle="${1:-artifacts/mt-linux-x64}"
@@ -79,6 +85,35 @@ if [ "$mode" = scan ]; then
     step wkv_selftest 60 "$mt" selftest --device cuda --filter wkv
     step scan_wkv_ours 150 "$mt" bench scan-wkv --device cuda
     step scan_wkv_torch 240 python3 bench/scan_wkv_torch.py --device cuda --big
+    finish
+fi
+
+if [ "$mode" = yolo ]; then
+    source bench/lib.sh   # bench_order, bench_run (one raw line per run, with the load average)
+    raw="$out/yolo_raw.txt"
+    : > "$raw"
+    yolo_one() { # yolo_one RUNNER MODE: the runner's output (its result line last), stderr and stdout also in a log
+        local log="$out/yolo_$1_$2.log"
+        case $1 in
+            ours) timeout "${YOLO_LIMIT:-65}" "$mt" bench yolo --device cuda --mode "$2" --iters 13 --warmup 3 2>>"$log" | tee -a "$log" ;;
+            pytorch) timeout "${YOLO_LIMIT:-65}" python3 bench/yolo_torch.py --device cuda --mode "$2" --iters 13 --warmup 3 2>>"$log" | tee -a "$log" ;;
+        esac
+    }
+    for ((round = 1; round <= ${YOLO_ROUNDS:-2}; round++)); do
+        for m in forward train; do
+            for r in $(bench_order "$round" ours pytorch); do
+                echo "== yolo round $round, $m, $r (limit ${YOLO_LIMIT:-65}s; log $out/yolo_${r}_$m.log)"
+                bench_run "$raw" "round=$round case=$m threads=gpu runner=$r" "params ms_per_iter images_per_s peak_rss_mb device_peak_mb" \
+                    yolo_one "$r" "$m"
+                tail -n 1 "$raw" | grep -q "ms_per_iter=[0-9]" || failed+=("yolo round $round $m $r")
+            done
+        done
+    done
+    step yolo_table 30 python3 bench/bench_table.py "$raw" "$out/YOLO_GPU.md" --same params --rate images_per_s=images/s \
+        --title "YOLOv8n 640x640, $(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)" \
+        --command "scripts/gpu_checks.sh BUNDLE OUT yolo" --case "forward=forward, batch 1, fused BN" --case "train=training step, batch 2" \
+        --runner ours=ManagedTensor --runner "pytorch=PyTorch $(python3 -c 'import torch; print(torch.__version__)' 2>/dev/null) eager"
+    cat "$out/YOLO_GPU.md" 2>/dev/null
     finish
 fi
 

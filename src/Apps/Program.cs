@@ -269,6 +269,7 @@ public static class MtApp
         cmd.Subcommands.Add(GemmBenchCommand.Create());
         cmd.Subcommands.Add(QMatMulBenchCommand.Create(output));
         cmd.Subcommands.Add(ScanWkvBench.Create(output));
+        cmd.Subcommands.Add(YoloBench.Create(output));
         return cmd;
     }
 

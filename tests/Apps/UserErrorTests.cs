@@ -101,6 +101,11 @@ public sealed class UserErrorTests : IDisposable
         new[] { "bench", "--device", "tpu" },
         new[] { "bench", "gemm", "--device", "cpu" },
         new[] { "bench", "qmatmul", "--device", "ilgpu-cpu" },
+        new[] { "bench", "yolo", "--device", "cpu", "--imgsz", "100" },
+        new[] { "bench", "yolo", "--device", "cpu", "--mode", "eval" },
+        new[] { "bench", "yolo", "--device", "cpu", "--model", "yolov9n" },
+        new[] { "bench", "yolo", "--device", "cpu", "--iters", "3", "--warmup", "3" },
+        new[] { "bench", "yolo", "--device", "cpu", "--batch", "-1" },
         // attention-bench
         new[] { "attention-bench", "--device", "cpu", "--dtype", "bf16" },
         new[] { "attention-bench", "--device", "cpu", "--batch", "0" },
@@ -132,6 +137,7 @@ public sealed class UserErrorTests : IDisposable
     [InlineData("bench", "--device", "cuda")]
     [InlineData("bench", "gemm")]
     [InlineData("bench", "qmatmul")]
+    [InlineData("bench", "yolo")]
     [InlineData("attention-bench")]
     public void Cuda_without_a_gpu_is_one_clear_line(params string[] args)
     {

@@ -70,6 +70,11 @@ public class PtxCompilerTests(GpuFixture gpu) : IClassFixture<GpuFixture>
         Assert.Same(bf16, CudaFormats.For(bf16, new ILGPU.Runtime.Cuda.CudaArchitecture(7, 5)));
         var f32 = Add(DType.F32).Method;
         Assert.Same(f32, CudaFormats.For(f32, PtxCompiler.Sm89));
+
+        // Casts too: autocast's float32 -> fp16 copy rounds with cvt.
+        var cast = CopyKernels.Specs().Single(s => s.Name == "Copy_F32_F16").Method;
+        Assert.Contains(typeof(F16CvtCodec), CudaFormats.For(cast, PtxCompiler.Sm89).GetGenericArguments());
+        Assert.Contains("cvt.rn.f16.f32", PtxCompiler.Compile(cast, PtxCompiler.Sm89));
     }
 
     [Fact]

@@ -77,6 +77,31 @@ internal readonly struct BF16Codec : ICodec<ushort>
     public ushort FromFloat(float v) => BFloat16Bits.FromFloat(v);
 }
 
+/// <summary>
+/// <see cref="F16Codec"/> as a CUDA kernel runs it (<see cref="CudaFormats"/>): float conversions are one cvt each.
+/// From double and long it keeps the integer rounding, which rounds once (a cvt through float would round twice).
+/// </summary>
+internal readonly struct F16CvtCodec : ICodec<ushort>
+{
+    public double ToDouble(ushort x) => Ptx.F16ToF32(x);
+    public ushort FromDouble(double v) => HalfBits.FromDouble(v);
+    public long ToLong(ushort x) => (long)Ptx.F16ToF32(x);
+    public ushort FromLong(long v) => HalfBits.FromDouble(v);
+    public float ToFloat(ushort x) => Ptx.F16ToF32(x);
+    public ushort FromFloat(float v) => Ptx.F32ToF16(v);
+}
+
+/// <summary><see cref="BF16Codec"/> on CUDA from sm_80: rounding to bf16 is one cvt (the CPU rounds through float too).</summary>
+internal readonly struct BF16CvtCodec : ICodec<ushort>
+{
+    public double ToDouble(ushort x) => BFloat16Bits.ToFloat(x);
+    public ushort FromDouble(double v) => FromFloat((float)v);
+    public long ToLong(ushort x) => (long)BFloat16Bits.ToFloat(x);
+    public ushort FromLong(long v) => FromFloat((float)(double)v);
+    public float ToFloat(ushort x) => BFloat16Bits.ToFloat(x);
+    public ushort FromFloat(float v) => (ushort)Ptx.PackBf16x2(0f, v);
+}
+
 internal readonly struct I32Codec : ICodec<int>
 {
     public double ToDouble(int x) => x;
