@@ -45,6 +45,13 @@ public sealed partial class Tensor
     public Tensor Erf() => Unary(Op.Erf);
     public Tensor AddScalar(double c) => Unary(Op.AddScalar, new ScalarAttrs(c));
     public Tensor MulScalar(double c) => Unary(Op.MulScalar, new ScalarAttrs(c));
+
+    /// <summary>this *= c, in place and not recorded (as torch's mul_; elementwise ops may write over their input, see <see cref="Op"/>).</summary>
+    public Tensor MulScalar_(double c)
+    {
+        if (Numel > 0) Backend.Execute(Op.MulScalar, [this], [this], new ScalarAttrs(c));
+        return this;
+    }
     public Tensor Pow(double exponent) => Unary(Op.PowScalar, new ScalarAttrs(exponent));
     public Tensor Square() => Mul(this);
     public Tensor Reciprocal() => Pow(-1);

@@ -84,6 +84,29 @@ public class OptimizerTests
     }
 
     [Fact]
+    public void Clip_grad_norm_scales_in_place_counts_a_shared_gradient_per_parameter_and_scales_it_once()
+    {
+        // c and d get the same gradient tensor, as autograd gives the two inputs of an add: the norm is that of
+        // (3, 4, 4), 41^0.5, and the shared tensor is scaled once.
+        var (c, d) = (Param([0.0], [1]), Param([0.0], [1]));
+        var e = Param([0.0], [1]);
+        var shared = Tensor.FromArray(new[] { 4.0 }, [1]);
+        (c.Grad, d.Grad, e.Grad) = (shared, shared, Tensor.FromArray(new[] { 3.0 }, [1]));
+        double norm = GradClip.ClipGradNorm([c, d, e], maxNorm: 1.0);
+        Assert.Equal(Math.Sqrt(41), norm, 12);
+        double scale = 1.0 / (Math.Sqrt(41) + 1e-6);
+        Assert.Same(shared, c.Grad);
+        Assert.Equal(4 * scale, shared.Item(), 12);
+        Assert.Equal(3 * scale, e.Grad!.Item(), 12);
+
+        // A non-contiguous gradient (a broadcast view) gets a new tensor instead.
+        var f = Param([0.0, 0.0], [2]);
+        f.Grad = Tensor.FromArray(new[] { 10.0 }, [1]).Expand([2]);
+        GradClip.ClipGradNorm([f], maxNorm: 1.0);
+        Assert.All(f.Grad!.ToDoubleArray(), v => Assert.Equal(1 / Math.Sqrt(2), v, 6));
+    }
+
+    [Fact]
     public void Cosine_schedule_warms_up_decays_and_floors()
     {
         var s = new CosineSchedule(MaxLr: 1e-3, MinLr: 1e-4, WarmupIters: 100, DecayIters: 2000);
