@@ -110,15 +110,18 @@ public static class FinetuneCommand
             {
                 SavePlot(trainer, output);
             }
+            // What the run cost, also when interrupted (the device peak is what `mt plan` predicts).
+            string resources = $"wall time {clock.Elapsed.TotalSeconds:F1} s, peak RSS {Process.GetCurrentProcess().PeakWorkingSet64 / 1048576.0:F0} MiB" + DeviceMemoryLine(dev);
             if (outcome == TrainOutcome.Interrupted)
             {
                 error.WriteLine($"interrupted at step {trainer.Iter}: checkpoint of step {trainer.CheckpointIter} in {FinetuneTrainer.PathIn(cfg.OutDir)}; " +
                                 $"continue with: mt finetune --resume --out-dir {cfg.OutDir}");
+                output.WriteLine(resources);
                 return TrainCommand.InterruptedExitCode;
             }
             var evals = trainer.History.Where(h => h.Val is not null).ToList();
             output.WriteLine($"val loss {evals[0].Val:F4} (step {evals[0].Iter}) -> {evals[^1].Val:F4} (step {evals[^1].Iter}), best {trainer.BestValLoss:F4}; adapter in {cfg.OutDir} (PEFT layout)" + TrainCommand.ScalerNote(trainer.Loop));
-            output.WriteLine($"wall time {clock.Elapsed.TotalSeconds:F1} s, peak RSS {Process.GetCurrentProcess().PeakWorkingSet64 / 1048576.0:F0} MiB" + DeviceMemoryLine(dev));
+            output.WriteLine(resources);
             if (p.GetValue(merge) is { } outPath) WriteMerged(trainer.Loaded, outPath, output);
             return 0;
         });
