@@ -10,8 +10,8 @@ namespace ManagedTensor.Tests.Planning;
 /// `mt plan`'s prediction against the allocator's measured peak of real training steps on ilgpu-cpu (whose caching
 /// allocator counts every tensor, as on a GPU): GPT and Llama, batch and sequence varied, checkpointing on and off,
 /// gradient accumulation, frozen Q4_0 matrices (QLoRA's base without adapters: the embedding and norms train), LoRA and QLoRA
-/// (NF4) steps as `mt finetune` runs them, and GPT, Llama and LoRA steps under bf16 autocast.
-/// Each prediction must be within 10% of the measurement. Eleven recipes, at the smallest shapes that still vary each part
+/// (NF4) steps as `mt finetune` runs them, and GPT, Llama (checkpointed too), LoRA and QLoRA steps under bf16 autocast.
+/// Each prediction must be within 10% of the measurement. Thirteen recipes, at the smallest shapes that still vary each part
 /// (a GPT step on ILGPU's CPU accelerator costs tens of seconds: CI's 15-minute budget holds no more).
 /// </summary>
 [Collection(ManagedTensor.Tests.Gpu.IlgpuCpuCollection.Name)]
