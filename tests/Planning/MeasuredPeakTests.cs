@@ -10,8 +10,8 @@ namespace ManagedTensor.Tests.Planning;
 /// `mt plan`'s prediction against the allocator's measured peak of real training steps on ilgpu-cpu (whose caching
 /// allocator counts every tensor, as on a GPU): GPT and Llama, batch and sequence varied, checkpointing on and off,
 /// gradient accumulation, frozen Q4_0 matrices (QLoRA's base without adapters: the embedding and norms train), LoRA and QLoRA
-/// (NF4) steps as `mt finetune` runs them, and GPT, Llama and LoRA steps under bf16 autocast.
-/// Each prediction must be within 10% of the measurement. Eleven recipes, at the smallest shapes that still vary each part
+/// (NF4) steps as `mt finetune` runs them, and GPT, Llama (checkpointed too), LoRA and QLoRA steps under bf16 autocast.
+/// Each prediction must be within 10% of the measurement. Thirteen recipes, at the smallest shapes that still vary each part
 /// (a GPT step on ILGPU's CPU accelerator costs tens of seconds: CI's 15-minute budget holds no more).
 /// </summary>
 [Collection(ManagedTensor.Tests.Gpu.IlgpuCpuCollection.Name)]
@@ -101,9 +101,14 @@ public class MeasuredPeakTests(ITestOutputHelper log)
     [InlineData(true)]
     public void Lora_step(bool nf4) => LoraStep(nf4, autocast: null);
 
-    /// <summary>The LoRA step (float32 base) under bf16 autocast, as `mt finetune --autocast bf16` runs it.</summary>
-    [Fact]
-    public void Lora_step_under_bf16_autocast() => LoraStep(nf4: false, autocast: DType.BF16);
+    /// <summary>
+    /// The LoRA step (float32 base) and the QLoRA step (NF4 base) under bf16 autocast, as `mt finetune --autocast bf16`
+    /// runs them: QMatMul casts its input to 16 bits and returns a 16-bit product, like MatMul.
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void Lora_step_under_bf16_autocast(bool nf4) => LoraStep(nf4, autocast: DType.BF16);
 
     private void LoraStep(bool nf4, DType? autocast)
     {
@@ -134,25 +139,32 @@ public class MeasuredPeakTests(ITestOutputHelper log)
     /// these shapes), and `mt plan --autocast` must predict it within 10%.
     /// </summary>
     [Theory]
-    [InlineData("gpt")]
-    [InlineData("llama")]
-    public void Autocast_step(string family)
+    [InlineData("gpt", false)]
+    [InlineData("llama", false)]
+    [InlineData("llama", true)]
+    public void Autocast_step(string family, bool checkpointing)
     {
         const int batch = 2, seq = 16;
         var d = Device.IlgpuCpu;
         bool gpt = family == "gpt";
         var (x, y) = Batch(batch, seq, gpt ? Gpt.VocabSize : Llama.VocabSize);
-        Module Make() => gpt ? new GPT(Gpt, new Generator(1), d) : ManagedTensor.Models.Llama.Create(Llama, new Generator(1), d);
+        Module Make()
+        {
+            if (gpt) return new GPT(Gpt, new Generator(1), d) { CheckpointActivations = checkpointing };
+            var llama = ManagedTensor.Models.Llama.Create(Llama, new Generator(1), d);
+            llama.CheckpointActivations = checkpointing;
+            return llama;
+        }
         Tensor Loss(Module m) => gpt ? ((GPT)m).Loss(x.To(d), y.To(d)) : ((ManagedTensor.Models.Llama)m).Forward(x.To(d), y.To(d)).Loss;
-        long plain = MeasureOnce(gpt ? GptRecipe(batch, seq) : LlamaRecipe(batch, seq),
-            () => StepPeak.Measure(d, Make, Loss)); // Gpt_step's and Llama_step's first case
+        string recipe = gpt ? GptRecipe(batch, seq, checkpointing) : LlamaRecipe(batch, seq, checkpointing);
+        long plain = MeasureOnce(recipe, () => StepPeak.Measure(d, Make, Loss)); // Gpt_step's and Llama_step's cases at 2 x 16
         long bf16 = StepPeak.Measure(d, Make, m =>
         {
             using (Autocast.Enable(DType.BF16)) return Loss(m);
         });
-        log.WriteLine($"{family} B={batch} T={seq}: measured peak {plain:N0} B in float32, {bf16:N0} B under bf16 autocast ({(double)bf16 / plain:F3})");
+        log.WriteLine($"{recipe}: measured peak {plain:N0} B in float32, {bf16:N0} B under bf16 autocast ({(double)bf16 / plain:F3})");
         Assert.True(bf16 < plain, $"autocast step {bf16:N0} B is not below the float32 step {plain:N0} B");
         var shape = gpt ? ModelShape.Of(Gpt) : ModelShape.Of(Llama, tied: true);
-        AssertWithin10Percent($"{family} B={batch} T={seq} bf16 autocast", bf16, MemoryPlanner.Predict(shape, new PlanRecipe { Batch = batch, Seq = seq, Autocast = true }));
+        AssertWithin10Percent($"{recipe} bf16 autocast", bf16, MemoryPlanner.Predict(shape, new PlanRecipe { Batch = batch, Seq = seq, Checkpointing = checkpointing, Autocast = true }));
     }
 }

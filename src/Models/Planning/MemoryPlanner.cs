@@ -10,7 +10,8 @@ namespace ManagedTensor.Models.Planning;
 ///   peak = W + O + G (twice when accumulating: a micro-batch's new gradients before they are added) + A
 ///   A without checkpointing = every tensor one micro-batch's forward and backward make (<see cref="EngineActivations"/>)
 ///   A with checkpointing   = embedding and head (forward and backward) + 2 (B, T, C) per block (its output, kept by the
-///                            forward; its input gradient, kept by the backward) + one block's forward and backward
+///                            forward; its input gradient, kept by the backward) + the larger of one block's forward and
+///                            backward (with its weights' 16-bit copies under autocast) and the embedding's backward
 /// O is 2 moments per trained value (8 bytes in float32; 2 bytes plus a float32 scale per 2048 with 8-bit AdamW), on
 /// the host instead with optimizer offload. LoRA trains A (r, in) and B (out, r) beside every block matrix, float32.
 /// </summary>
@@ -91,36 +92,51 @@ public static class MemoryPlanner
         // ---- activations: what this engine's step allocates (EngineActivations), with or without checkpointing ----
         var acts = EngineActivations.Of(m, r);
         long Sum(IEnumerable<EngineActivations.Alloc> list) => list.Sum(a => Block(a.Bytes, a.Count));
-        long outside = Sum(acts.EmbedForward) + Sum(acts.HeadForward) + Sum(acts.HeadBackward) + Sum(acts.EmbedBackward);
-        Add("embedding and head (forward + backward)", MemoryCategory.Activations, outside, "ids, embeddings, final norm, logits (B, T, V), loss and their gradients");
+        // Under autocast every matmul casts its float32 weight to 16 bits (the block matrices and the head: a tied head casts
+        // the token embedding; a LoRA base stored in float32 too), each matmul its own copy (the engine keeps no cast cache:
+        // src/Engine/Autocast.cs). A copy lives as long as the memory scope it was made in: the micro-batch's, or under
+        // checkpointing a block's (the forward's scope and the recomputation's free theirs), so a checkpointed step holds the
+        // head's copy and one block's. Every layer has the same matrices, so one block's are the first Layers-th of them.
+        bool CastForMatMul(WeightTensor w) => r.Autocast && FormatOf(w) == DType.F32 &&
+            (w.Kind is WeightKind.Matrix or WeightKind.Head || w.Kind == WeightKind.Embedding && m.TiedHead && w.Rows == m.Vocab);
+        var blockCopies = weights.Where(w => w.Kind == WeightKind.Matrix && CastForMatMul(w)).ToList();
+        long headCopies = weights.Where(w => w.Kind != WeightKind.Matrix && CastForMatMul(w)).Sum(w => Block(2 * w.Elements));
+        const string copiesFormula = "float32 matrices (and the head) cast to 16 bits for their matmuls, x 2 B";
+
+        long embedHead = Sum(acts.EmbedForward) + Sum(acts.HeadForward) + Sum(acts.HeadBackward), embedBackward = Sum(acts.EmbedBackward);
         long blockForward = Sum(acts.BlockForward), blockBackward = Sum(acts.BlockBackward);
         if (r.Checkpointing)
         {
+            Add("embedding and head (forward + backward)", MemoryCategory.Activations, embedHead, "ids, embeddings, final norm, logits (B, T, V), loss and their gradients");
             long kept = Sum(acts.CheckpointKept);
             Add("block inputs kept (checkpointing)", MemoryCategory.Activations, m.Layers * kept, $"{m.Layers} layers x (output + input gradient) (B, T, C)");
-            Add("one block recomputed (forward + backward)", MemoryCategory.Activations, blockForward + blockBackward + Sum(acts.CheckpointRecompute),
-                "the block being backpropagated, freed after it");
+            // The embedding's backward (a tied head's (V, C) gradients, GPT's position gradient) runs after the first block's
+            // recomputation has been freed, so the peak holds the larger of the two, not both: counting both put the
+            // measured checkpointed Llama steps 3% (float32) and 6% (bf16 autocast) under the plan.
+            long oneBlockCopies = blockCopies.Take(blockCopies.Count / m.Layers).Sum(w => Block(2 * w.Elements));
+            long recomputed = blockForward + blockBackward + Sum(acts.CheckpointRecompute) + oneBlockCopies;
+            if (recomputed >= embedBackward)
+                Add("one block recomputed (forward + backward)", MemoryCategory.Activations, recomputed,
+                    r.Autocast ? "the block being backpropagated with its 16-bit weight copies, freed after it" : "the block being backpropagated, freed after it");
+            else
+                Add("embedding backward", MemoryCategory.Activations, embedBackward, "the embedding's gradients, made after the last recomputed block is freed");
+            if (r.Autocast) Add("16-bit head copy (autocast)", MemoryCategory.Activations, headCopies, copiesFormula);
         }
         else
         {
+            Add("embedding and head (forward + backward)", MemoryCategory.Activations, embedHead + embedBackward, "ids, embeddings, final norm, logits (B, T, V), loss and their gradients");
             Add("blocks forward", MemoryCategory.Activations, m.Layers * blockForward, $"{m.Layers} layers x {FormatBytes(blockForward)} (norms, projections, attention, MLP)");
             Add("blocks backward", MemoryCategory.Activations, m.Layers * blockBackward, $"{m.Layers} layers x {FormatBytes(blockBackward)} (input gradients of each op)");
+            if (r.Autocast) Add("16-bit weight copies (autocast)", MemoryCategory.Activations, blockCopies.Sum(w => Block(2 * w.Elements)) + headCopies, copiesFormula);
         }
-        // QMatMul's backward (src/Engine/Ops/QuantOps.cs) decodes a frozen block-format W to float32 to form dx = dy W, as
-        // bitsandbytes does, and frees it at once: one (out, in) float32 W at a time. Before that free, every quantized
-        // Linear's decoded copy stayed live to the end of the micro-batch, and the measured QLoRA and frozen-Q4_0 steps
-        // were 8-30% above a plan without them.
-        long decoded = weights.Where(w => w.Kind == WeightKind.Matrix && r.Quantizes(w.Cols)).Select(w => Block(4 * w.Elements)).DefaultIfEmpty(0).Max();
-        Add("QMatMul backward: one W decoded to float32", MemoryCategory.Activations, decoded, "the largest quantized matrix x 4 B, freed after its input gradient");
-        // Under autocast every matmul casts its float32 weight to 16 bits (the block matrices and the head: a tied head casts
-        // the token embedding; a LoRA base stored in float32 too); the copies live to the end of the micro-batch.
-        // Checkpointing would free a block's copies with its scope, but the plan keeps all of them, as PyTorch's autocast
-        // cache does, which the published AMP figures measured (PublishedFiguresTests).
-        if (r.Autocast)
-            Add("16-bit weight copies (autocast)", MemoryCategory.Activations,
-                weights.Where(w => FormatOf(w) == DType.F32 && (w.Kind is WeightKind.Matrix or WeightKind.Head || w.Kind == WeightKind.Embedding && m.TiedHead && w.Rows == m.Vocab))
-                    .Sum(w => Block(2 * w.Elements)),
-                "float32 matrices (and the head) cast to 16 bits once per step, x 2 B");
+        // QMatMul's backward (src/Engine/Ops/QuantOps.cs) decodes a frozen block-format W to the gradient's dtype (float32, or
+        // 16 bits under autocast) to form dx = dy W, as bitsandbytes does, and frees it at once: one (out, in) W at a time.
+        // Before that free, every quantized Linear's decoded copy stayed live to the end of the micro-batch, and the measured
+        // QLoRA and frozen-Q4_0 steps were 8-30% above a plan without them.
+        int decodedBytes = r.Autocast ? 2 : 4;
+        long decoded = weights.Where(w => w.Kind == WeightKind.Matrix && r.Quantizes(w.Cols)).Select(w => Block(decodedBytes * w.Elements)).DefaultIfEmpty(0).Max();
+        Add($"QMatMul backward: one W decoded to {(r.Autocast ? "16 bits" : "float32")}", MemoryCategory.Activations, decoded,
+            $"the largest quantized matrix x {decodedBytes} B, freed after its input gradient");
 
         if (m.Family == ModelFamily.Llama)
         {
