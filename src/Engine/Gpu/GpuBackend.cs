@@ -200,7 +200,8 @@ public sealed class GpuBackend : IBackend, IDeviceMemory, IDisposable
     /// <summary>
     /// Whether this backend runs kernels in the shape a GPU runs them (multi-thread groups for the row kernels, the tiled
     /// matmul): always on a GPU; on the CPU accelerator only inside <see cref="GpuShapedOnCpu"/>, which the conformance
-    /// suite uses so that CI tests the code a GPU runs, while everything else there takes the barrier-free shortcuts.
+    /// suite enters (OpConformance.Run: the tests and `mt selftest`) so that CI tests the code a GPU runs, while
+    /// everything else there takes the barrier-free shortcuts.
     /// </summary>
     internal bool GpuShaped => Accelerator.AcceleratorType != AcceleratorType.CPU || _gpuShapedDepth > 0;
 
