@@ -52,8 +52,7 @@ public static class FinetuneStepRunner
             Console.WriteLine($"step {it}: loss {loss:F4}, {clock.Elapsed.TotalSeconds:F2} s wall, {(OpProfiler.ProcessCpuMs() - cpu0) / 1e3:F2} s CPU");
         }
         if (DeviceMemory.Stats(device) is { } mem)
-            Console.WriteLine($"device memory peak {DeviceMemory.FormatBytes(mem.PeakBytes)} (" +
-                              string.Join(", ", mem.PeakByCategory.Select(kv => $"{kv.Key} {DeviceMemory.FormatBytes(kv.Value)}")) + ")");
+            Console.WriteLine($"device memory peak {mem.DescribePeak()}");
         profiler?.Print(Console.Out, Math.Max(1, iters - 1));
         Directory.Delete(cfg.OutDir, recursive: true);
     }

@@ -129,8 +129,7 @@ public static class FinetuneCommand
     }
 
     private static string DeviceMemoryLine(Device dev) =>
-        DeviceMemory.Stats(dev) is { } mem ? $", device memory peak {DeviceMemory.FormatBytes(mem.PeakBytes)} (" +
-            string.Join(", ", mem.PeakByCategory.Select(kv => $"{kv.Key} {DeviceMemory.FormatBytes(kv.Value)}")) + ")" : "";
+        DeviceMemory.Stats(dev) is { } mem ? $", device memory peak {mem.DescribePeak()}" : "";
 
     /// <summary>`--adapter DIR`: the base with a PEFT adapter loaded (keys and shapes checked), and the merged model with --merge.</summary>
     private static int LoadAdapter(string dir, FinetuneConfig cfg, Device dev, string? mergePath, TextWriter output)

@@ -135,9 +135,7 @@ public static class TrainCommand
             }
             output.WriteLine($"best val loss {trainer.BestValLoss:F4}" + ScalerNote(trainer.Loop));
             if (DeviceMemory.Stats(dev) is { } mem)
-                output.WriteLine($"device memory: peak {DeviceMemory.FormatBytes(mem.PeakBytes)} (" +
-                    string.Join(", ", mem.PeakByCategory.Select(kv => $"{kv.Key} {DeviceMemory.FormatBytes(kv.Value)}")) +
-                    $"), {mem.DeviceAllocations} driver allocations");
+                output.WriteLine($"device memory: peak {mem.DescribePeak()}, {mem.DeviceAllocations} driver allocations");
             int n = p.GetValue(sampleLength);
             if (n > 0)
             {

@@ -28,6 +28,10 @@ public sealed record MemoryStats(
 {
     /// <summary>Bytes held from the driver: live plus cached.</summary>
     public long ReservedBytes => LiveBytes + CachedBytes;
+
+    /// <summary>The peak and its parts, as the training commands print it: "1.2 MiB (Weights 512 KiB, Activations ...)".</summary>
+    public string DescribePeak() => $"{Gpu.GpuAllocator.Format(PeakBytes)} (" +
+        string.Join(", ", PeakByCategory.Select(kv => $"{kv.Key} {Gpu.GpuAllocator.Format(kv.Value)}")) + ")";
 }
 
 /// <summary>A backend whose storages live in device memory managed by a caching allocator.</summary>
